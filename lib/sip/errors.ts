@@ -1,0 +1,69 @@
+/**
+ * Error classes shared by the SIP layers.
+ *
+ * @module
+ */
+
+/** Where in the input a syntax error was found. */
+export interface SipSyntaxErrorOptions {
+  /** Byte or character offset into the message, when known. */
+  offset?: number;
+  /** 1-based line of the message, when known. */
+  line?: number;
+  /** Name of the header being parsed, when the error is inside one. */
+  header?: string;
+  /** The underlying error. */
+  cause?: unknown;
+}
+
+/**
+ * Input that cannot be parsed as SIP. Carries where and (in the message)
+ * why, e.g. `Cannot parse Via header: missing branch parameter`.
+ *
+ * @example
+ * ```ts
+ * import { SipSyntaxError } from "./errors.ts";
+ * const e = new SipSyntaxError("Cannot parse CSeq header: bad number", { header: "CSeq", line: 4 });
+ * e instanceof SyntaxError; // true
+ * ```
+ */
+export class SipSyntaxError extends SyntaxError {
+  /** Offset into the input, when known. */
+  readonly offset?: number;
+  /** 1-based line, when known. */
+  readonly line?: number;
+  /** Header name, when the error is inside a header. */
+  readonly header?: string;
+
+  /** Creates the error with a message and location. */
+  constructor(message: string, options: SipSyntaxErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "SipSyntaxError";
+    this.offset = options.offset;
+    this.line = options.line;
+    this.header = options.header;
+  }
+}
+
+/**
+ * A request that ended with a final non-2xx response, or never got one.
+ * `status` is the SIP status (408 for a local timeout, 503 for a transport
+ * failure, as RFC 3261 section 8.1.3.1 and 17.1.4 say to treat them).
+ */
+export class SipRequestError extends Error {
+  /** The final status code. */
+  readonly status: number;
+  /** The reason phrase. */
+  readonly reason: string;
+  /** True when no response arrived (timeout or transport error). */
+  readonly local: boolean;
+
+  /** Creates the error. */
+  constructor(status: number, reason: string, options: { local?: boolean; cause?: unknown } = {}) {
+    super(`${status} ${reason}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "SipRequestError";
+    this.status = status;
+    this.reason = reason;
+    this.local = options.local ?? false;
+  }
+}

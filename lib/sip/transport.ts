@@ -1,0 +1,49 @@
+/**
+ * The transport interface (RFC 3261 section 18). UDP, TCP, TLS and the
+ * in-memory loop transport all implement {@linkcode Transport}; the layers
+ * above never touch sockets.
+ *
+ * @module
+ */
+
+/** Transport protocols sipkit speaks. */
+export type TransportProtocol = "udp" | "tcp" | "tls";
+
+/** A host (IPv4, IPv6 without brackets, or name) and port. */
+export interface HostPort {
+  /** Host address. */
+  host: string;
+  /** Port number. */
+  port: number;
+}
+
+/** One SIP message received: a datagram, or one framed message from a stream. */
+export interface Inbound {
+  /** The message bytes (exactly one message). */
+  data: Uint8Array;
+  /** Who sent it (source address of the packet or connection). */
+  remote: HostPort;
+  /** The local address it arrived on. */
+  local: HostPort;
+  /** The transport it arrived on. */
+  transport: Transport;
+}
+
+/** Called for each inbound message. */
+export type InboundHandler = (message: Inbound) => void;
+
+/** A bound SIP transport. */
+export interface Transport {
+  /** Protocol name used in Via ("udp" gives "SIP/2.0/UDP"). */
+  readonly protocol: TransportProtocol;
+  /** True for stream transports (no retransmissions needed, section 17.1.1.2). */
+  readonly reliable: boolean;
+  /** The bound local address (the real port when 0 was asked). */
+  readonly local: HostPort;
+  /** Sends one message to a destination; for streams, over an existing connection when one exists, else a new one. */
+  send(data: Uint8Array, to: HostPort): Promise<void>;
+  /** Sets the handler for inbound messages. */
+  onMessage(handler: InboundHandler): void;
+  /** Closes the socket(s); pending sends reject. */
+  close(): Promise<void>;
+}
