@@ -1,0 +1,200 @@
+/**
+ * What every command shares: the common options, and the run frame that
+ * wires stdout, stderr, stdin, signals and exit codes.
+ *
+ * @module
+ */
+
+import { type Command, Option } from "@commander-js/extra-typings";
+import { applyConfig } from "./_config.ts";
+import { CommandError, EXIT, type ExitCode, usageError } from "./_exit.ts";
+import {
+  createLogger,
+  type InputEvent,
+  type Logger,
+  type LogLevel,
+  NdjsonWriter,
+  readNdjson,
+} from "./_io.ts";
+
+/** Values of the options every command has. */
+export interface CommonOptions {
+  /** Address of record, e.g. alice@example.test. */
+  user?: string;
+  /** Outbound proxy URI. */
+  proxy?: string;
+  /** Local address host:port. */
+  bind?: string;
+  /** Transport for outgoing requests. */
+  transport?: string;
+  /** Authentication user name (default: the AOR's user part). */
+  authUser?: string;
+  /** Environment variable holding the password. */
+  passwordEnv?: string;
+  /** File holding the password. */
+  passwordFile?: string;
+  /** Dump SIP messages on stderr. */
+  trace?: boolean;
+  /** Skip TLS certificate verification. */
+  insecure?: boolean;
+  /** Profile name in the config file. */
+  profile?: string;
+  /** Human-readable lines instead of NDJSON. */
+  pretty?: boolean;
+  /** More logging on stderr. */
+  verbose?: boolean;
+  /** Only errors on stderr. */
+  quiet?: boolean;
+}
+
+/** Parses an integer option, with bounds. */
+export function intArg(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value)) throw usageError(`${name} must be a whole number, got "${value}"`);
+    const n = Number(value);
+    if (n < min || n > max) throw usageError(`${name} must be between ${min} and ${max}`);
+    return n;
+  };
+}
+
+/** Adds the shared options to a command. `listens` adds `--register`. */
+// deno-lint-ignore no-explicit-any
+export function addCommonOptions<C extends Command<any, any, any>>(
+  cmd: C,
+  options: { listens?: boolean } = {},
+): C {
+  cmd
+    .option("-u, --user <aor>", "your address of record, e.g. alice@example.test")
+    .option("--proxy <uri>", "outbound proxy, e.g. sip:proxy.example.test;transport=tcp")
+    .option("--bind <host:port>", "local address (default: all interfaces, ephemeral port)")
+    .addOption(
+      new Option("--transport <name>", "transport for requests").choices(["udp", "tcp", "tls"]),
+    )
+    .option("--auth-user <name>", "authentication user name (default: user part of the AOR)")
+    .option(
+      "--password-env <var>",
+      "environment variable with the password (default SIPKIT_PASSWORD)",
+    )
+    .option("--password-file <path>", "file whose first line is the password")
+    .option("--trace", "print every SIP message sent and received on stderr")
+    .option("--insecure", "do not verify TLS certificates")
+    .option("--profile <name>", "profile of the config file to use")
+    .option("--pretty", "human-readable lines on stdout instead of NDJSON")
+    .option("-v, --verbose", "more logs on stderr")
+    .option("-q, --quiet", "only errors on stderr");
+  if (options.listens) {
+    cmd.option("--register", "keep this process's contact registered while it runs");
+  }
+  return cmd;
+}
+
+/** Why a command was asked to stop. */
+export type StopReason = "sigint" | "sigterm" | "stdout-closed";
+
+/** What a running command gets from the frame. */
+export interface CommandContext {
+  /** Events on stdout. */
+  out: NdjsonWriter;
+  /** Logs on stderr. */
+  log: Logger;
+  /** Aborted on SIGINT, SIGTERM or when stdout closes; the command cleans up and returns. */
+  signal: AbortSignal;
+  /** Why `signal` was aborted. */
+  stopReason(): StopReason | undefined;
+  /** Registers a secret to mask in logs and traces. */
+  addSecret(secret: string): void;
+  /**
+   * Reads NDJSON commands from stdin when stdin is not a terminal; bad lines
+   * are reported on stderr and as `error` events. Resolves at end of input
+   * (at once when stdin is a terminal).
+   */
+  readInput(handler: (event: InputEvent, line: number) => void | Promise<void>): Promise<void>;
+}
+
+/**
+ * Runs a command body inside the frame and exits the process with the right
+ * code: the body's own code; 130 after SIGINT; 0 after SIGTERM or a closed
+ * stdout; the code of a {@linkcode CommandError}; 3 for network errors.
+ */
+export async function runCommand(
+  common: CommonOptions,
+  // deno-lint-ignore no-explicit-any
+  cmd: Command<any, any, any>,
+  body: (ctx: CommandContext) => Promise<ExitCode | number>,
+): Promise<never> {
+  const secrets: string[] = [];
+  const level: LogLevel = common.verbose ? "debug" : common.quiet ? "error" : "info";
+  const log = createLogger({ level, secrets: () => secrets });
+  const controller = new AbortController();
+  let reason: StopReason | undefined;
+  const stop = (r: StopReason) => {
+    if (reason) {
+      if (r !== "stdout-closed") Deno.exit(EXIT.INTERRUPTED);
+      return;
+    }
+    reason = r;
+    controller.abort(r);
+  };
+  const out = new NdjsonWriter(Deno.stdout, {
+    pretty: common.pretty,
+    onClosed: () => stop("stdout-closed"),
+  });
+  const onInt = () => stop("sigint");
+  const onTerm = () => stop("sigterm");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
+  let code: number;
+  try {
+    await applyConfig(cmd);
+    const ctx: CommandContext = {
+      out,
+      log,
+      signal: controller.signal,
+      stopReason: () => reason,
+      addSecret: (s) => {
+        if (s) secrets.push(s);
+      },
+      readInput: (handler) => {
+        if (Deno.stdin.isTerminal()) return Promise.resolve();
+        return readNdjson(Deno.stdin.readable, handler, {
+          signal: controller.signal,
+          onInvalid: async (line, message) => {
+            log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
+            await out.emit("error", { source: "stdin", line, message });
+          },
+        });
+      },
+    };
+    code = await body(ctx);
+    if (reason === "sigint") code = EXIT.INTERRUPTED;
+    else if (reason === "sigterm" || reason === "stdout-closed") code = EXIT.OK;
+  } catch (e) {
+    code = exitCodeFor(e);
+    log.log("error", errorMessage(e));
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInt);
+    Deno.removeSignalListener("SIGTERM", onTerm);
+  }
+  Deno.exit(code);
+}
+
+function errorMessage(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
+
+/** Maps an error to an exit code. */
+export function exitCodeFor(e: unknown): number {
+  if (e instanceof CommandError) return e.code;
+  if (e instanceof Error && e.name === "SipRequestError") {
+    return (e as Error & { local?: boolean }).local ? EXIT.NETWORK : EXIT.PEER_REJECTED;
+  }
+  if (
+    e instanceof Deno.errors.ConnectionRefused || e instanceof Deno.errors.TimedOut ||
+    e instanceof Deno.errors.NetworkUnreachable || e instanceof Deno.errors.ConnectionReset ||
+    e instanceof Deno.errors.AddrNotAvailable || e instanceof Deno.errors.AddrInUse
+  ) {
+    return EXIT.NETWORK;
+  }
+  return EXIT.INTERNAL;
+}

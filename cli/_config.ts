@@ -1,0 +1,212 @@
+/**
+ * Configuration: flags, then `SIPKIT_*` environment variables, then a named
+ * profile from the JSON config file, then built-in defaults. Also where the
+ * config and state directories are, and how the password is obtained.
+ *
+ * @module
+ */
+
+import type { Command } from "@commander-js/extra-typings";
+import { CommandError, EXIT, usageError } from "./_exit.ts";
+
+/** The config directory: `$SIPKIT_CONFIG_DIR`, `$XDG_CONFIG_HOME/sipkit` or `~/.config/sipkit`. */
+export function configDir(): string {
+  const explicit = Deno.env.get("SIPKIT_CONFIG_DIR");
+  if (explicit) return explicit;
+  const xdg = Deno.env.get("XDG_CONFIG_HOME");
+  if (xdg) return `${xdg}/sipkit`;
+  return `${home()}/.config/sipkit`;
+}
+
+/** The state directory: `$SIPKIT_STATE_DIR`, `$XDG_STATE_HOME/sipkit` or `~/.local/state/sipkit`. */
+export function stateDir(): string {
+  const explicit = Deno.env.get("SIPKIT_STATE_DIR");
+  if (explicit) return explicit;
+  const xdg = Deno.env.get("XDG_STATE_HOME");
+  if (xdg) return `${xdg}/sipkit`;
+  return `${home()}/.local/state/sipkit`;
+}
+
+function home(): string {
+  const h = Deno.env.get("HOME");
+  if (!h) throw usageError("HOME is not set: set SIPKIT_CONFIG_DIR and SIPKIT_STATE_DIR");
+  return h;
+}
+
+/** The config file: `$SIPKIT_CONFIG` or `<configDir>/config.json`. */
+export function configFile(): string {
+  return Deno.env.get("SIPKIT_CONFIG") ?? `${configDir()}/config.json`;
+}
+
+/** A profile: option values by long option name (snake_case or kebab-case). */
+export type Profile = Record<string, string | number | boolean | string[]>;
+
+interface ConfigFile {
+  default_profile?: string;
+  profiles?: Record<string, Profile>;
+}
+
+/** Reads the config file; a missing file is an empty config, a broken one is an error. */
+export async function loadConfigFile(path = configFile()): Promise<ConfigFile> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return {};
+    throw usageError(`Cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw usageError(`Cannot parse config file ${path}: ${(e as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw usageError(`Cannot parse config file ${path}: not a JSON object`);
+  }
+  const cfg = parsed as ConfigFile;
+  if (cfg.profiles !== undefined && (typeof cfg.profiles !== "object" || cfg.profiles === null)) {
+    throw usageError(`Cannot parse config file ${path}: "profiles" must be an object`);
+  }
+  return cfg;
+}
+
+function camel(name: string): string {
+  return name.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function envName(attr: string): string {
+  return "SIPKIT_" + attr.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase();
+}
+
+/** Options whose environment variable would clash with another meaning. */
+const NO_ENV = new Set(["profile"]);
+
+/**
+ * Fills every option of `cmd` that was not given on the command line from
+ * the environment (`SIPKIT_<OPTION>`, e.g. `SIPKIT_USER`, `SIPKIT_AUTH_USER`)
+ * or else from the selected profile. Values go through the option's own
+ * parser, so they are checked like flags.
+ */
+export async function applyConfig(
+  // deno-lint-ignore no-explicit-any
+  cmd: Command<any, any, any>,
+  env: { get(name: string): string | undefined } = Deno.env,
+): Promise<void> {
+  const opts = cmd.opts() as Record<string, unknown>;
+  const file = await loadConfigFile();
+  const profileName = (opts.profile as string | undefined) ?? env.get("SIPKIT_PROFILE") ??
+    file.default_profile;
+  let profile: Profile = {};
+  if (profileName !== undefined) {
+    const p = file.profiles?.[profileName];
+    if (!p) {
+      if (opts.profile !== undefined || env.get("SIPKIT_PROFILE") !== undefined) {
+        throw usageError(`Unknown profile "${profileName}" (config file ${configFile()})`);
+      }
+    } else profile = p;
+  } else if (file.profiles?.default) {
+    profile = file.profiles.default;
+  }
+  const fromProfile = new Map<string, unknown>();
+  for (const [k, v] of Object.entries(profile)) fromProfile.set(camel(k), v);
+
+  for (const option of cmd.options) {
+    const attr = option.attributeName();
+    const source = cmd.getOptionValueSource(attr);
+    if (source === "cli") continue;
+    let raw: unknown;
+    let origin = "";
+    const envVar = envName(attr);
+    if (!NO_ENV.has(attr) && env.get(envVar) !== undefined) {
+      raw = env.get(envVar);
+      origin = `environment variable ${envVar}`;
+    } else if (fromProfile.has(attr)) {
+      raw = fromProfile.get(attr);
+      origin = `profile option ${attr}`;
+    } else continue;
+    let value: unknown;
+    if (option.isBoolean() && !option.negate) {
+      value = typeof raw === "boolean" ? raw : /^(1|true|yes|on)$/i.test(String(raw));
+    } else if (option.negate) {
+      continue;
+    } else if (option.parseArg && typeof raw !== "object") {
+      try {
+        value = option.parseArg(String(raw), undefined);
+      } catch (e) {
+        throw usageError(`Invalid ${origin}: ${(e as Error).message}`);
+      }
+    } else if (Array.isArray(raw)) {
+      value = raw.map(String);
+    } else {
+      value = option.variadic ? String(raw).split(",") : String(raw);
+    }
+    cmd.setOptionValueWithSource(attr, value, "env");
+  }
+}
+
+/** Where a password comes from (flags, env, or a prompt). */
+export interface PasswordOptions {
+  /** Name of an environment variable holding the password. */
+  passwordEnv?: string;
+  /** Path of a file holding the password (first line). */
+  passwordFile?: string;
+}
+
+/**
+ * Returns a function that yields the password when the stack first needs it:
+ * `--password-file`, else `--password-env`, else `$SIPKIT_PASSWORD`, else a
+ * prompt without echo when stdin is a terminal. Never from argv.
+ */
+export function passwordProvider(options: PasswordOptions): () => Promise<string | undefined> {
+  let cached: Promise<string | undefined> | undefined;
+  return () => (cached ??= obtain(options));
+}
+
+async function obtain(options: PasswordOptions): Promise<string | undefined> {
+  if (options.passwordFile) {
+    try {
+      const text = await Deno.readTextFile(options.passwordFile);
+      return text.split(/\r?\n/)[0];
+    } catch (e) {
+      throw new CommandError(
+        EXIT.USAGE,
+        `Cannot read password file ${options.passwordFile}: ${(e as Error).message}`,
+      );
+    }
+  }
+  if (options.passwordEnv) {
+    const v = Deno.env.get(options.passwordEnv);
+    if (v === undefined) {
+      throw usageError(`Environment variable ${options.passwordEnv} (--password-env) is not set`);
+    }
+    return v;
+  }
+  const v = Deno.env.get("SIPKIT_PASSWORD");
+  if (v !== undefined) return v;
+  if (Deno.stdin.isTerminal() && Deno.stderr.isTerminal()) return await promptHidden("Password: ");
+  return undefined;
+}
+
+async function promptHidden(question: string): Promise<string> {
+  const enc = new TextEncoder();
+  Deno.stderr.writeSync(enc.encode(question));
+  Deno.stdin.setRaw(true);
+  const buf = new Uint8Array(1);
+  const bytes: number[] = [];
+  try {
+    for (;;) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null) break;
+      const c = buf[0];
+      if (c === 13 || c === 10) break;
+      if (c === 3) throw new CommandError(EXIT.INTERRUPTED, "interrupted");
+      if (c === 127 || c === 8) bytes.pop();
+      else bytes.push(c);
+    }
+  } finally {
+    Deno.stdin.setRaw(false);
+    Deno.stderr.writeSync(enc.encode("\n"));
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes));
+}

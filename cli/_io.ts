@@ -1,0 +1,223 @@
+/**
+ * NDJSON events on stdout, logs on stderr, NDJSON commands from stdin.
+ *
+ * @module
+ */
+
+/** Fields of an event besides `type` and `time`; `undefined` fields are left out. */
+export type EventFields = Record<string, unknown>;
+
+/** Something events can be written to. */
+export interface EventSink {
+  /** Writes one event line; resolves once the line has been written out. */
+  emit(type: string, fields?: EventFields): Promise<void>;
+}
+
+/** Where a writer puts its bytes (Deno.stdout, or a buffer in tests). */
+export interface ByteWriter {
+  /** Writes some of `p`, returning how many bytes were written. */
+  write(p: Uint8Array): Promise<number>;
+}
+
+/** Options of {@linkcode NdjsonWriter}. */
+export interface NdjsonWriterOptions {
+  /** Human-friendly lines instead of JSON (`--pretty`). Default false. */
+  pretty?: boolean;
+  /** Called once when the reader of stdout has gone away (EPIPE). */
+  onClosed?: () => void;
+  /** Source of the `time` field. Default `() => new Date()`. */
+  now?: () => Date;
+}
+
+/**
+ * Writes one JSON object per line, `type` and `time` first, each line flushed
+ * as it is written. A broken pipe stops output quietly and calls `onClosed`.
+ *
+ * @example
+ * ```ts
+ * import { NdjsonWriter } from "./_io.ts";
+ * const chunks: Uint8Array[] = [];
+ * const w = new NdjsonWriter({ write: (p) => (chunks.push(p), Promise.resolve(p.length)) });
+ * await w.emit("registered", { aor: "sip:alice@example.test", expires: 600 });
+ * ```
+ */
+export class NdjsonWriter implements EventSink {
+  #out: ByteWriter;
+  #pretty: boolean;
+  #onClosed?: () => void;
+  #now: () => Date;
+  #chain: Promise<void> = Promise.resolve();
+  #closed = false;
+  #enc = new TextEncoder();
+
+  /** Creates a writer over `out` (default: stdout). */
+  constructor(out: ByteWriter = Deno.stdout, options: NdjsonWriterOptions = {}) {
+    this.#out = out;
+    this.#pretty = options.pretty ?? false;
+    this.#onClosed = options.onClosed;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  /** True once stdout is gone. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Writes one event. Resolves after the line is written (or dropped because stdout closed). */
+  emit(type: string, fields: EventFields = {}): Promise<void> {
+    const event = { type, time: this.#now().toISOString(), ...fields };
+    event.type = type;
+    const line = this.#pretty ? prettyLine(event) : JSON.stringify(event);
+    const bytes = this.#enc.encode(line + "\n");
+    this.#chain = this.#chain.then(() => this.#writeAll(bytes));
+    return this.#chain;
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    if (this.#closed) return;
+    try {
+      let off = 0;
+      while (off < bytes.length) off += await this.#out.write(bytes.subarray(off));
+    } catch (e) {
+      if (e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset) {
+        this.#closed = true;
+        this.#onClosed?.();
+        return;
+      }
+      throw e;
+    }
+  }
+}
+
+function prettyLine(event: Record<string, unknown>): string {
+  const { type, time, ...rest } = event;
+  const parts = Object.entries(rest).filter(([, v]) => v !== undefined).map(([k, v]) =>
+    `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`
+  );
+  return `${String(time).slice(11, 23)} ${type} ${parts.join(" ")}`.trimEnd();
+}
+
+/** Log levels, least to most severe. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** A logger that writes to stderr. */
+export interface Logger {
+  /** Logs a message at a level. */
+  log(level: LogLevel, message: string): void;
+  /** Writes a raw block (for --trace). */
+  raw(text: string): void;
+}
+
+const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** Options of {@linkcode createLogger}. */
+export interface LoggerOptions {
+  /** Lowest level shown. Default "info". */
+  level?: LogLevel;
+  /** Strings that must never appear in output (passwords); replaced by `***`. */
+  secrets?: () => string[];
+  /** Where to write. Default stderr. */
+  write?: (text: string) => void;
+}
+
+/**
+ * Creates a stderr logger: `sipkit: warn: message`. Any registered secret is
+ * masked before writing.
+ */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const min = LEVELS[options.level ?? "info"];
+  const enc = new TextEncoder();
+  const write = options.write ?? ((text: string) => {
+    const bytes = enc.encode(text);
+    let off = 0;
+    while (off < bytes.length) off += Deno.stderr.writeSync(bytes.subarray(off));
+  });
+  const mask = (text: string) => {
+    for (const s of options.secrets?.() ?? []) if (s) text = text.split(s).join("***");
+    return text;
+  };
+  return {
+    log(level, message) {
+      if (LEVELS[level] < min) return;
+      write(mask(`sipkit: ${level === "info" ? "" : level + ": "}${message}\n`));
+    },
+    raw(text) {
+      write(mask(text.endsWith("\n") ? text : text + "\n"));
+    },
+  };
+}
+
+/** An event read from stdin: an object with a string `type`. */
+export interface InputEvent {
+  /** The event type. */
+  type: string;
+  /** Other fields. */
+  [field: string]: unknown;
+}
+
+/** Options of {@linkcode readNdjson}. */
+export interface ReadNdjsonOptions {
+  /** Reports a bad line (the CLI logs it and emits an `error` event). */
+  onInvalid: (line: number, message: string) => void | Promise<void>;
+  /** Stops reading when aborted. */
+  signal?: AbortSignal;
+  /** Name used in messages. Default "<stdin>". */
+  name?: string;
+}
+
+/**
+ * Reads NDJSON lines from a byte stream and calls `handler` for each object
+ * with a string `type`, in order; bad lines are reported and skipped. Resolves
+ * at end of input.
+ */
+export async function readNdjson(
+  input: ReadableStream<Uint8Array>,
+  handler: (event: InputEvent, line: number) => void | Promise<void>,
+  options: ReadNdjsonOptions,
+): Promise<void> {
+  const reader = input.pipeThrough(new TextDecoderStream()).getReader();
+  const onAbort = () => reader.cancel().catch(() => {});
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  let buffer = "";
+  let lineNo = 0;
+  const handleLine = async (text: string) => {
+    lineNo++;
+    const line = text.endsWith("\r") ? text.slice(0, -1) : text;
+    if (line.trim() === "") return;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (e) {
+      await options.onInvalid(lineNo, `not JSON: ${(e as Error).message}`);
+      return;
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      await options.onInvalid(lineNo, "not a JSON object");
+      return;
+    }
+    if (typeof (value as { type?: unknown }).type !== "string") {
+      await options.onInvalid(lineNo, 'missing string field "type"');
+      return;
+    }
+    await handler(value as InputEvent, lineNo);
+  };
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let nl: number;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        await handleLine(line);
+      }
+    }
+    if (buffer.length > 0) await handleLine(buffer);
+  } catch (e) {
+    if (!options.signal?.aborted) throw e;
+  } finally {
+    options.signal?.removeEventListener("abort", onAbort);
+    reader.releaseLock();
+  }
+}
