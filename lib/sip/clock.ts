@@ -31,7 +31,8 @@ export interface Clock {
  */
 export const systemClock: Clock = {
   now: () => performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, Math.max(0, ms)),
+  // Cast: with node:* imports in the graph, @types/node types setTimeout as returning Timeout.
+  setTimeout: (fn, ms) => setTimeout(fn, Math.max(0, ms)) as unknown as TimerId,
   clearTimeout: (id) => clearTimeout(id),
 };
 
