@@ -29,6 +29,16 @@ export interface Inbound {
   transport: Transport;
 }
 
+/** Per-message send options (all optional). */
+export interface SendOptions {
+  /**
+   * TLS only: the name the server certificate must match when a new
+   * connection is opened (e.g. the domain of a SIPS URI while `to.host` is
+   * the resolved address). Default: `to.host`.
+   */
+  serverName?: string;
+}
+
 /** Called for each inbound message. */
 export type InboundHandler = (message: Inbound) => void;
 
@@ -41,9 +51,16 @@ export interface Transport {
   /** The bound local address (the real port when 0 was asked). */
   readonly local: HostPort;
   /** Sends one message to a destination; for streams, over an existing connection when one exists, else a new one. */
-  send(data: Uint8Array, to: HostPort): Promise<void>;
+  send(data: Uint8Array, to: HostPort, options?: SendOptions): Promise<void>;
   /** Sets the handler for inbound messages. */
   onMessage(handler: InboundHandler): void;
+  /**
+   * The local address that messages to `to` leave from, as Via sent-by and
+   * Contact should show it: the bound address, or for a transport bound to
+   * all interfaces the address that routes to `to`. Optional: when absent,
+   * `local` is used.
+   */
+  localFor?(to: HostPort, options?: SendOptions): Promise<HostPort>;
   /** Closes the socket(s); pending sends reject. */
   close(): Promise<void>;
 }

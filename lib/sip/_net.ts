@@ -1,0 +1,114 @@
+// Internal address helpers shared by the transports and the transport layer.
+
+import type { HostPort } from "./transport.ts";
+
+/** Strips IPv6 brackets, lowercases, and unmaps IPv4-mapped IPv6 addresses. */
+export function normalizeHost(host: string): string {
+  let h = host.trim().toLowerCase();
+  if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+  if (mapped) return mapped[1];
+  return h;
+}
+
+/** A map key for a host and port. */
+export function hostPortKey(hp: HostPort): string {
+  return `${normalizeHost(hp.host)}|${hp.port}`;
+}
+
+/** True for a literal IPv4 address. */
+export function isIPv4(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host);
+}
+
+/** True for a literal IPv6 address (with or without brackets). */
+export function isIPv6(host: string): boolean {
+  return normalizeHost(host).includes(":");
+}
+
+/** True for 0.0.0.0 and ::. */
+export function isUnspecified(host: string): boolean {
+  const h = normalizeHost(host);
+  return h === "0.0.0.0" || h === "::" || h === "";
+}
+
+/** True for 127.0.0.0/8, ::1 and "localhost". */
+export function isLoopback(host: string): boolean {
+  const h = normalizeHost(host);
+  return h === "localhost" || h === "::1" || /^127\./.test(h);
+}
+
+/** Formats host:port with brackets around IPv6. */
+export function formatHostPort(hp: HostPort): string {
+  const h = normalizeHost(hp.host);
+  return `${h.includes(":") ? `[${h}]` : h}:${hp.port}`;
+}
+
+function ipv4ToInt(ip: string): number {
+  return ip.split(".").reduce((acc, part) => acc * 256 + Number(part), 0);
+}
+
+function ipv6ToBigInt(ip: string): bigint {
+  let h = normalizeHost(ip);
+  const zone = h.indexOf("%");
+  if (zone >= 0) h = h.slice(0, zone);
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+  if (v4) {
+    const n = ipv4ToInt(v4[1]);
+    h = h.slice(0, -v4[1].length) + `${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
+  }
+  const [head, tail] = h.includes("::") ? h.split("::") : [h, undefined];
+  const a = head ? head.split(":") : [];
+  const b = tail !== undefined && tail !== "" ? tail.split(":") : [];
+  const groups = tail === undefined ? a : [...a, ...Array(8 - a.length - b.length).fill("0"), ...b];
+  return groups.reduce((acc, g) => (acc << 16n) + BigInt(parseInt(g || "0", 16)), 0n);
+}
+
+/** True when `ip` lies in `cidr` (e.g. "192.0.2.0/24", "2001:db8::/32"). */
+export function inSubnet(ip: string, cidr: string): boolean {
+  const [net, bitsText] = cidr.split("/");
+  const bits = Number(bitsText);
+  if (isIPv4(ip) && isIPv4(net)) {
+    if (bits === 0) return true;
+    const mask = bits >= 32 ? 0xffffffff : (~0 << (32 - bits)) >>> 0;
+    return ((ipv4ToInt(ip) & mask) >>> 0) === ((ipv4ToInt(net) & mask) >>> 0);
+  }
+  if (isIPv6(ip) && isIPv6(net)) {
+    const shift = BigInt(128 - Math.min(128, bits));
+    return (ipv6ToBigInt(ip) >> shift) === (ipv6ToBigInt(net) >> shift);
+  }
+  return false;
+}
+
+/**
+ * The local address that routes to `target` for a socket bound to `bound`.
+ * A specific bound address is returned as is. For 0.0.0.0 or ::, a loopback
+ * target gets a loopback address; otherwise the address of an interface whose
+ * subnet holds the target, else the first non-internal, non-link-local address
+ * of the target's family (a heuristic: Deno offers no UDP connect() to ask the
+ * kernel's routing table). Needs --allow-sys for the interface list; without
+ * it the bound address is returned.
+ */
+export function routeLocalAddress(bound: string, target: string): string {
+  if (!isUnspecified(bound)) return normalizeHost(bound);
+  const t = normalizeHost(target);
+  const v6 = isIPv6(t) || normalizeHost(bound) === "::" && !isIPv4(t);
+  if (isLoopback(t)) return v6 && t !== "localhost" ? "::1" : "127.0.0.1";
+  let interfaces: Deno.NetworkInterfaceInfo[];
+  try {
+    interfaces = Deno.networkInterfaces();
+  } catch {
+    return normalizeHost(bound);
+  }
+  const family = v6 ? "IPv6" : "IPv4";
+  const candidates = interfaces.filter((i) => i.family === family);
+  if (isIPv4(t) || isIPv6(t)) {
+    const direct = candidates.find((i) => inSubnet(t, i.cidr) && !isLoopback(i.address));
+    if (direct) return normalizeHost(direct.address);
+  }
+  const usable = candidates.find((i) =>
+    !isLoopback(i.address) && !normalizeHost(i.address).startsWith("fe80:")
+  );
+  if (usable) return normalizeHost(usable.address);
+  return v6 ? "::1" : "127.0.0.1";
+}

@@ -1,0 +1,362 @@
+import assert from "node:assert/strict";
+import { UdpTransport } from "../lib/sip/transport_udp.ts";
+import { TcpTransport, TlsTransport } from "../lib/sip/transport_tcp.ts";
+import type { HostPort, Inbound, Transport } from "../lib/sip/transport.ts";
+import { ManualClock } from "../lib/sip/clock.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const tlsDir = new URL("./fixtures/tls/", import.meta.url);
+const caPem = Deno.readTextFileSync(new URL("ca.pem", tlsDir));
+const otherCaPem = Deno.readTextFileSync(new URL("other_ca.pem", tlsDir));
+const serverCert = Deno.readTextFileSync(new URL("server.pem", tlsDir));
+const serverKey = Deno.readTextFileSync(new URL("server.key", tlsDir));
+
+function options(body = "", extra = "") {
+  return "OPTIONS sip:bob@example.test SIP/2.0\r\n" +
+    "Via: SIP/2.0/TCP client.example.test;branch=z9hG4bK" + crypto.randomUUID() + "\r\n" +
+    extra + `Content-Length: ${enc.encode(body).length}\r\n\r\n` + body;
+}
+
+/** Collects inbound messages and lets a test wait for the n-th one. */
+function inbox(transport: Transport) {
+  const got: Inbound[] = [];
+  let waiters: { n: number; resolve: () => void }[] = [];
+  transport.onMessage((m) => {
+    got.push(m);
+    waiters = waiters.filter((w) => {
+      if (got.length >= w.n) w.resolve();
+      return got.length < w.n;
+    });
+  });
+  return {
+    got,
+    texts: () => got.map((m) => dec.decode(m.data)),
+    wait: (n: number) =>
+      got.length >= n ? Promise.resolve() : new Promise<void>((resolve) => {
+        waiters.push({ n, resolve });
+      }),
+  };
+}
+
+function closedEvents() {
+  const events: { remote: HostPort; reason: string }[] = [];
+  let notify: (() => void) | undefined;
+  return {
+    events,
+    onConnectionClosed: (remote: HostPort, reason: string) => {
+      events.push({ remote, reason });
+      notify?.();
+    },
+    next: () => new Promise<void>((resolve) => notify = resolve),
+  };
+}
+
+for (const host of ["127.0.0.1", "::1"]) {
+  Deno.test(`UdpTransport exchanges datagrams on ${host}`, async () => {
+    const a = new UdpTransport({ host });
+    const b = new UdpTransport({ host });
+    try {
+      assert.notEqual(a.local.port, 0);
+      assert.equal(a.local.host, host);
+      const boxA = inbox(a);
+      const boxB = inbox(b);
+      const msg = options("hello");
+      await a.send(enc.encode(msg), b.local);
+      await boxB.wait(1);
+      assert.equal(boxB.texts()[0], msg);
+      assert.deepEqual(boxB.got[0].remote, a.local);
+      assert.deepEqual(boxB.got[0].local, b.local);
+      assert.equal(boxB.got[0].transport, b);
+      await b.send(enc.encode("SIP/2.0 200 OK\r\n\r\n"), boxB.got[0].remote);
+      await boxA.wait(1);
+      assert.equal(boxA.texts()[0], "SIP/2.0 200 OK\r\n\r\n");
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+}
+
+Deno.test("UdpTransport ignores keep-alives and survives a throwing handler", async () => {
+  const a = new UdpTransport({ host: "127.0.0.1" });
+  const b = new UdpTransport({ host: "127.0.0.1" });
+  const logs: string[] = [];
+  const c = new UdpTransport({ host: "127.0.0.1", logger: (_l, m) => logs.push(m) });
+  try {
+    const seen: string[] = [];
+    let release: () => void;
+    const second = new Promise<void>((r) => release = r);
+    c.onMessage((m) => {
+      seen.push(dec.decode(m.data));
+      if (seen.length === 1) throw new Error("boom");
+      release();
+    });
+    await a.send(enc.encode("\r\n\r\n"), c.local);
+    await a.send(new Uint8Array(0), c.local);
+    await a.send(enc.encode("first"), c.local);
+    await b.send(enc.encode("second"), c.local);
+    await second;
+    assert.deepEqual(seen, ["first", "second"]);
+    assert.ok(logs.some((l) => /handler threw: Error: boom/.test(l)));
+  } finally {
+    await Promise.all([a.close(), b.close(), c.close()]);
+  }
+});
+
+Deno.test("UdpTransport rejects sends after close and reports the bound port", async () => {
+  const a = new UdpTransport({ host: "127.0.0.1", port: 0 });
+  const port = a.local.port;
+  await a.close();
+  await assert.rejects(a.send(enc.encode("x"), { host: "127.0.0.1", port }), /closed/);
+  // The port is free again.
+  const again = new UdpTransport({ host: "127.0.0.1", port });
+  assert.equal(again.local.port, port);
+  await again.close();
+});
+
+Deno.test("UdpTransport bound to 0.0.0.0 reports a loopback sent-by for a loopback target", async () => {
+  const a = new UdpTransport();
+  try {
+    assert.equal(a.local.host, "0.0.0.0");
+    assert.deepEqual(await a.localFor({ host: "127.0.0.1", port: 5060 }), {
+      host: "127.0.0.1",
+      port: a.local.port,
+    });
+  } finally {
+    await a.close();
+  }
+});
+
+for (const host of ["127.0.0.1", "::1"]) {
+  Deno.test(`TcpTransport frames messages and reuses the connection both ways on ${host}`, async () => {
+    const server = new TcpTransport({ host });
+    const client = new TcpTransport({ host, listen: false });
+    try {
+      const boxS = inbox(server);
+      const boxC = inbox(client);
+      const m1 = options("one");
+      const m2 = options("", "Subject: two\r\n");
+      await client.send(enc.encode(m1), server.local);
+      await client.send(enc.encode(m2), server.local);
+      await boxS.wait(2);
+      assert.deepEqual(boxS.texts(), [m1, m2]);
+      assert.equal(client.connections, 1, "second request reused the connection");
+      const from = boxS.got[0].remote;
+      assert.equal(from.host, host);
+      assert.deepEqual(boxS.got[1].remote, from);
+      // The response goes back over the inbound connection (RFC 3261 18.2.2).
+      const res = "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+      await server.send(enc.encode(res), from);
+      await boxC.wait(1);
+      assert.deepEqual(boxC.texts(), [res]);
+      assert.equal(server.connections, 1);
+      assert.deepEqual(boxC.got[0].remote, server.local);
+      const sentBy = await client.localFor(server.local);
+      assert.deepEqual(sentBy, boxS.got[0].remote, "a non-listening client shows its own port");
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+}
+
+Deno.test("TcpTransport localFor shows the listening port", async () => {
+  const server = new TcpTransport({ host: "127.0.0.1" });
+  const client = new TcpTransport({ host: "127.0.0.1" });
+  try {
+    assert.deepEqual(await client.localFor(server.local), client.local);
+    assert.equal(client.connections, 1);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+Deno.test("TcpTransport answers a double-CRLF ping with a CRLF pong", async () => {
+  const server = new TcpTransport({ host: "127.0.0.1" });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.local.port });
+  try {
+    await conn.write(enc.encode("\r\n\r\n"));
+    const buf = new Uint8Array(16);
+    const n = await conn.read(buf);
+    assert.deepEqual(buf.subarray(0, n!), enc.encode("\r\n"));
+  } finally {
+    conn.close();
+    await server.close();
+  }
+});
+
+Deno.test("TcpTransport closes a connection with a missing Content-Length", async () => {
+  const closed = closedEvents();
+  const server = new TcpTransport({
+    host: "127.0.0.1",
+    onConnectionClosed: closed.onConnectionClosed,
+  });
+  const box = inbox(server);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.local.port });
+  try {
+    const gone = closed.next();
+    await conn.write(enc.encode("OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\n"));
+    await gone;
+    assert.match(closed.events[0].reason, /framing error: .*missing Content-Length/);
+    assert.equal(await conn.read(new Uint8Array(8)), null, "peer sees the close");
+    assert.equal(box.got.length, 0);
+    assert.equal(server.connections, 0);
+  } finally {
+    conn.close();
+    await server.close();
+  }
+});
+
+Deno.test("TcpTransport closes idle connections after the configured time", async () => {
+  const clock = new ManualClock();
+  const closed = closedEvents();
+  const server = new TcpTransport({ host: "127.0.0.1", idleTimeout: 60_000, clock });
+  const client = new TcpTransport({
+    host: "127.0.0.1",
+    listen: false,
+    idleTimeout: 30_000,
+    clock,
+    onConnectionClosed: closed.onConnectionClosed,
+  });
+  try {
+    const box = inbox(server);
+    await client.send(enc.encode(options()), server.local);
+    await box.wait(1);
+    clock.advance(29_999);
+    assert.equal(client.connections, 1);
+    await client.send(enc.encode(options()), server.local);
+    await box.wait(2);
+    clock.advance(29_999);
+    assert.equal(client.connections, 1, "traffic restarted the idle timer");
+    clock.advance(1);
+    assert.equal(client.connections, 0);
+    assert.equal(closed.events[0].reason, "idle");
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+Deno.test("TcpTransport rejects a send to a closed port with a clear error", async () => {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const client = new TcpTransport({ host: "127.0.0.1", listen: false });
+  try {
+    await assert.rejects(
+      client.send(enc.encode(options()), { host: "127.0.0.1", port }),
+      new RegExp(`Cannot connect over tcp to 127\\.0\\.0\\.1:${port}`),
+    );
+  } finally {
+    await client.close();
+  }
+});
+
+Deno.test("TcpTransport opens one connection for concurrent sends", async () => {
+  const server = new TcpTransport({ host: "127.0.0.1" });
+  const client = new TcpTransport({ host: "127.0.0.1", listen: false });
+  try {
+    const box = inbox(server);
+    const msgs = Array.from({ length: 20 }, (_, i) => options("x".repeat(i * 500)));
+    await Promise.all(msgs.map((m) => client.send(enc.encode(m), server.local)));
+    await box.wait(20);
+    assert.deepEqual(new Set(box.texts()), new Set(msgs));
+    assert.equal(server.connections, 1);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+for (const host of ["127.0.0.1", "::1"]) {
+  Deno.test(`TlsTransport verifies the server against the test CA on ${host}`, async () => {
+    const server = new TlsTransport({ host, cert: serverCert, key: serverKey });
+    const client = new TlsTransport({ caCerts: [caPem], listen: false });
+    try {
+      assert.equal(server.listening, true);
+      const boxS = inbox(server);
+      const boxC = inbox(client);
+      const msg = options("secure");
+      await client.send(enc.encode(msg), server.local);
+      await boxS.wait(1);
+      assert.deepEqual(boxS.texts(), [msg]);
+      await server.send(enc.encode("SIP/2.0 200 OK\r\nl: 0\r\n\r\n"), boxS.got[0].remote);
+      await boxC.wait(1);
+      assert.equal(boxC.texts()[0], "SIP/2.0 200 OK\r\nl: 0\r\n\r\n");
+      assert.equal(boxC.got[0].transport.protocol, "tls");
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+}
+
+Deno.test("TlsTransport checks the server name given in SendOptions", async () => {
+  const server = new TlsTransport({ host: "127.0.0.1", cert: serverCert, key: serverKey });
+  const client = new TlsTransport({ caCerts: [caPem], listen: false });
+  try {
+    const box = inbox(server);
+    await client.send(enc.encode(options()), server.local, { serverName: "localhost" });
+    await box.wait(1);
+    const other = { host: "127.0.0.1", port: server.local.port };
+    const fresh = new TlsTransport({ caCerts: [caPem], listen: false });
+    try {
+      await assert.rejects(
+        fresh.send(enc.encode(options()), other, { serverName: "wrong.example" }),
+        /not valid for name "wrong.example"/,
+      );
+    } finally {
+      await fresh.close();
+    }
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+Deno.test("TlsTransport refuses a server signed by an untrusted CA", async () => {
+  const server = new TlsTransport({ host: "127.0.0.1", cert: serverCert, key: serverKey });
+  const wrongCa = new TlsTransport({ caCerts: [otherCaPem], listen: false });
+  const noCa = new TlsTransport({ listen: false });
+  try {
+    const box = inbox(server);
+    await assert.rejects(wrongCa.send(enc.encode(options()), server.local), /UnknownIssuer/);
+    await assert.rejects(noCa.send(enc.encode(options()), server.local), /UnknownIssuer/);
+    assert.equal(box.got.length, 0);
+    assert.equal(wrongCa.connections, 0);
+  } finally {
+    await wrongCa.close();
+    await noCa.close();
+    await server.close();
+  }
+});
+
+Deno.test("TlsTransport with insecure skips verification", async () => {
+  const server = new TlsTransport({ host: "127.0.0.1", cert: serverCert, key: serverKey });
+  const client = new TlsTransport({ insecure: true, listen: false });
+  try {
+    const boxS = inbox(server);
+    const boxC = inbox(client);
+    const msg = options("no checks");
+    await client.send(enc.encode(msg), server.local, { serverName: "wrong.example" });
+    await boxS.wait(1);
+    assert.deepEqual(boxS.texts(), [msg]);
+    const res = "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+    await server.send(enc.encode(res), boxS.got[0].remote);
+    await boxC.wait(1);
+    assert.deepEqual(boxC.texts(), [res]);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+Deno.test("TlsTransport cannot listen without a certificate", () => {
+  assert.throws(() => new TlsTransport({ listen: true }), /cert and key are required/);
+  const t = new TlsTransport();
+  assert.equal(t.listening, false);
+  assert.equal(t.local.port, 0);
+  return t.close();
+});
