@@ -1,49 +1,64 @@
 /**
  * SIP messages (RFC 3261 sections 7, 20, 25): the data model shared by every
- * layer. SKELETON: the parser and formatter are being implemented; the types
- * and signatures below are the contract the other layers code against.
+ * layer, the parser and the formatter.
+ *
+ * Parsing is fast and strict where it matters: the start line and the headers
+ * the stack needs (top Via, From, To, Call-ID, CSeq, Content-Length,
+ * Max-Forwards) are checked when the message is parsed; every other header is
+ * kept raw and parsed on first use by the typed getters.
+ *
+ * @example
+ * ```ts
+ * import { parseMessage } from "./message.ts";
+ * const msg = parseMessage(
+ *   "OPTIONS sip:bob@example.com SIP/2.0\r\n" +
+ *     "Via: SIP/2.0/UDP pc33.example.com;branch=z9hG4bK776asdhds\r\n" +
+ *     "Max-Forwards: 70\r\nTo: <sip:bob@example.com>\r\n" +
+ *     "From: <sip:alice@example.com>;tag=1928301774\r\n" +
+ *     "Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+ * );
+ * msg.kind; // "request"
+ * msg.from.params.tag; // "1928301774"
+ * ```
  *
  * @module
  */
 
 import { SipSyntaxError } from "./errors.ts";
+import {
+  C_TOKEN,
+  C_WORD,
+  CHARS,
+  fail,
+  formatHeaderParams,
+  parseDigits,
+  parseHeaderParams,
+  refuseCrLf,
+  rethrow,
+  skipWs,
+  splitList,
+} from "./_scan.ts";
+import { canonicalName, type HeaderField, type HeadersInit, SipHeaders } from "./headers.ts";
+import {
+  _parseNameAddr,
+  _parseUri,
+  formatHost,
+  formatNameAddr,
+  formatUri,
+  isToken,
+  type NameAddr,
+  type Params,
+  parseNameAddr,
+  parseUri,
+  readHost,
+  type Uri,
+} from "./uri.ts";
+import { reasonPhrase } from "./status.ts";
 
-/** Parameters of a URI, Via or name-addr: lowercase names, unescaped values, `null` for a flag. */
-export type Params = Record<string, string | null>;
-
-/**
- * A URI. For `sip`/`sips`: user, password, host (IPv6 without brackets), port,
- * params, headers. For `tel`: `user` is the number, `host` is "". Other schemes
- * (absoluteURI) keep everything after the colon in `opaque`.
- */
-export interface Uri {
-  /** Lowercase scheme: "sip", "sips", "tel" or another. */
-  scheme: string;
-  /** Unescaped user part (or the tel number). */
-  user?: string;
-  /** Unescaped password (discouraged, but parsed). */
-  password?: string;
-  /** Host, lowercase for names, IPv6 without brackets. */
-  host: string;
-  /** Explicit port. */
-  port?: number;
-  /** URI parameters. */
-  params: Params;
-  /** URI headers (`?name=value&...`), unescaped. */
-  headers: Record<string, string>;
-  /** For schemes other than sip, sips and tel: the text after `scheme:`. */
-  opaque?: string;
-}
-
-/** A name-addr or addr-spec with header parameters (From, To, Contact, Route...). */
-export interface NameAddr {
-  /** Display name, unquoted and unescaped. */
-  displayName?: string;
-  /** The URI. */
-  uri: Uri;
-  /** Header parameters after the URI (tag, expires, q...). */
-  params: Params;
-}
+export type { HeaderField, HeadersInit, NameAddr, Params, Uri };
+export { canonicalName, formatNameAddr, formatUri, isToken, parseNameAddr, parseUri, SipHeaders };
+export { COMPACT_FORMS, isListHeader } from "./headers.ts";
+export { SipSyntaxError };
 
 /** One Via value (RFC 3261 section 20.42). */
 export interface Via {
@@ -67,67 +82,293 @@ export interface CSeq {
   method: string;
 }
 
-/** One header line as received or added: canonical name and raw value. */
-export interface HeaderField {
-  /** Canonical name (compact forms expanded, e.g. "Via", "Call-ID", "WWW-Authenticate"). */
-  name: string;
-  /** Raw value, folding collapsed to single spaces, trimmed. */
-  value: string;
+/**
+ * A message that could not be accepted, with the response a UAS should send
+ * (`status`, `reason`) and, when the start line and the headers needed to
+ * build a response (Via, From, To, Call-ID, CSeq) were readable, the partly
+ * parsed message in `partial`. Thrown by {@linkcode parseMessage}.
+ */
+export class SipMessageError extends SipSyntaxError {
+  /** The status a UAS should answer with (400, 505...). */
+  readonly status: number;
+  /** The reason phrase to answer with. */
+  readonly reason: string;
+  /** The message as far as it could be read, when a response can be built from it. */
+  readonly partial?: SipMessage;
+
+  /** Creates the error. */
+  constructor(
+    message: string,
+    options: {
+      status?: number;
+      reason?: string;
+      partial?: SipMessage;
+      line?: number;
+      header?: string;
+      offset?: number;
+      cause?: unknown;
+    } = {},
+  ) {
+    super(message, options);
+    this.name = "SipMessageError";
+    this.status = options.status ?? 400;
+    this.reason = options.reason ?? reasonPhrase(this.status);
+    this.partial = options.partial;
+  }
 }
 
 /**
- * The ordered header fields of a message. Lookups are case-insensitive and
- * accept compact forms ("v" finds "Via"). Values are kept raw; typed access
- * goes through the getters of {@linkcode SipMessageBase}.
+ * A message whose SIP-Version is not SIP/2.0 (a UAS answers 505, RFC 3261
+ * section 8.2.2... and RFC 4475 section 3.3.13).
  */
-export class SipHeaders {
-  /** The fields in message order. */
-  readonly fields: HeaderField[];
-
-  /** Creates a header list from fields (canonical names expected). */
-  constructor(fields: HeaderField[] = []) {
-    this.fields = fields;
+export class SipVersionError extends SipMessageError {
+  /** The version found, e.g. "SIP/7.0". */
+  readonly version: string;
+  /** Creates the error. */
+  constructor(
+    message: string,
+    version: string,
+    options: { partial?: SipMessage; line?: number } = {},
+  ) {
+    super(message, { ...options, status: 505, reason: "Version Not Supported" });
+    this.name = "SipVersionError";
+    this.version = version;
   }
+}
 
-  /** First raw value of a header, or undefined. */
-  get(name: string): string | undefined {
-    throw new Error("not implemented yet");
-  }
+// ---------------------------------------------------------------- Via, CSeq
 
-  /** Every raw line of a header, in order (a line may hold several comma-separated values). */
-  getAll(name: string): string[] {
-    throw new Error("not implemented yet");
-  }
+function readToken(s: string, i: number): number {
+  let c;
+  while (i < s.length && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
+  return i;
+}
 
-  /** Every value of a header, comma-separated lines split (quotes and <> respected). */
-  values(name: string): string[] {
-    throw new Error("not implemented yet");
+/** Internal: parse one Via value without the error prefix. */
+export function _parseVia(s: string): Via {
+  const n = s.length;
+  // via-parm = sent-protocol LWS sent-by *( SEMI via-params )
+  // sent-protocol = protocol-name SLASH protocol-version SLASH transport
+  let i = skipWs(s, 0);
+  let e = readToken(s, i);
+  if (e === i) throw fail("missing protocol name");
+  const name = s.slice(i, e);
+  i = skipWs(s, e);
+  if (s.charCodeAt(i) !== 47) throw fail('expected "/" after the protocol name');
+  i = skipWs(s, i + 1);
+  e = readToken(s, i);
+  if (e === i) throw fail("missing protocol version");
+  const version = s.slice(i, e);
+  i = skipWs(s, e);
+  if (s.charCodeAt(i) !== 47) throw fail('expected "/" after the protocol version');
+  i = skipWs(s, i + 1);
+  e = readToken(s, i);
+  if (e === i) throw fail("missing transport");
+  const transport = s.slice(i, e).toUpperCase();
+  i = skipWs(s, e);
+  if (i === e) throw fail("expected whitespace before sent-by");
+  const [host, he] = readHost(s, i, n);
+  i = skipWs(s, he);
+  let port: number | undefined;
+  if (s.charCodeAt(i) === 58) {
+    i = skipWs(s, i + 1);
+    const ps = i;
+    while (i < n && s.charCodeAt(i) >= 48 && s.charCodeAt(i) <= 57) i++;
+    port = parseDigits(s.slice(ps, i), 65535);
+    if (port < 0) throw fail(`invalid port "${s.slice(ps, i + 1)}"`);
   }
+  const params: Params = {};
+  parseHeaderParams(s, i, params);
+  // via-ttl = "ttl" EQUAL ttl (0-255); via-maddr / via-received: host / IP;
+  // response-port = "rport" [EQUAL 1*DIGIT] (RFC 3581).
+  const ttl = params.ttl;
+  if (ttl !== undefined && (ttl === null || parseDigits(ttl, 255) < 0)) {
+    throw fail(`invalid ttl "${ttl}"`);
+  }
+  const rport = params.rport;
+  if (rport !== undefined && rport !== null && parseDigits(rport, 65535) < 0) {
+    throw fail(`invalid rport "${rport}"`);
+  }
+  if (params.branch === null || params.branch === "") throw fail("empty branch parameter");
+  if (params.received === null) throw fail("empty received parameter");
+  if (params.maddr === null) throw fail("empty maddr parameter");
+  const protocol = name.toUpperCase() + "/" + version;
+  return port === undefined
+    ? { protocol, transport, host, params }
+    : { protocol, transport, host, port, params };
+}
 
-  /** True when the header is present. */
-  has(name: string): boolean {
-    throw new Error("not implemented yet");
+/**
+ * Parses one Via value (RFC 3261 section 20.42, RFC 3581 rport).
+ *
+ * @example
+ * ```ts
+ * import { parseVia } from "./message.ts";
+ * const via = parseVia("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK77;rport=5061;received=192.0.2.9");
+ * via.transport; // "UDP"
+ * via.params.rport; // "5061"
+ * ```
+ */
+export function parseVia(text: string): Via {
+  try {
+    return _parseVia(text);
+  } catch (e) {
+    rethrow(e, "Via header", { header: "Via" });
   }
+}
 
-  /** Replaces every line of a header by one value (added at the end when absent). */
-  set(name: string, value: string): void {
-    throw new Error("not implemented yet");
-  }
+/**
+ * Formats one Via value. Throws TypeError on CR/LF or an invalid host.
+ *
+ * @example
+ * ```ts
+ * import { formatVia } from "./message.ts";
+ * formatVia({ protocol: "SIP/2.0", transport: "TCP", host: "::1", port: 5060, params: { branch: "z9hG4bK1", rport: null } });
+ * // "SIP/2.0/TCP [::1]:5060;branch=z9hG4bK1;rport"
+ * ```
+ */
+export function formatVia(via: Via): string {
+  refuseCrLf(via.protocol, "Via header");
+  if (!isToken(via.transport)) throw new TypeError(`Cannot format Via header: bad transport`);
+  let out = via.protocol + "/" + via.transport + " " + formatHost(via.host, "Via header");
+  if (via.port !== undefined) out += ":" + via.port;
+  return out + formatHeaderParams(via.params, "Via header");
+}
 
-  /** Adds a line at the end. */
-  append(name: string, value: string): void {
-    throw new Error("not implemented yet");
+/** Internal: parse a CSeq value without the error prefix. */
+export function _parseCSeq(s: string): CSeq {
+  // CSeq = "CSeq" HCOLON 1*DIGIT LWS Method
+  let i = 0;
+  const n = s.length;
+  let seq = 0;
+  let c;
+  while (i < n && (c = s.charCodeAt(i) - 48) >= 0 && c <= 9) {
+    seq = seq * 10 + c;
+    i++;
   }
+  if (i === 0) throw fail("missing sequence number");
+  // Section 8.1.1.5: "The sequence number MUST be expressible as a 32-bit
+  // unsigned integer and MUST be less than 2**31."
+  if (i > 10 || seq >= 2 ** 31) throw fail(`sequence number ${s.slice(0, i)} is too large`);
+  const ws = i;
+  i = skipWs(s, i);
+  if (i === ws) throw fail("expected whitespace after the sequence number");
+  const me = readToken(s, i);
+  if (me === i || skipWs(s, me) !== n) throw fail(`invalid method "${s.slice(i)}"`);
+  return { seq, method: s.slice(i, me) };
+}
 
-  /** Adds a line before the first line of the same header (e.g. a new top Via). */
-  prepend(name: string, value: string): void {
-    throw new Error("not implemented yet");
+/** Parses a CSeq value ("4711 INVITE"). */
+export function parseCSeq(text: string): CSeq {
+  try {
+    return _parseCSeq(text);
+  } catch (e) {
+    rethrow(e, "CSeq header", { header: "CSeq" });
   }
+}
 
-  /** Removes every line of a header. */
-  delete(name: string): void {
-    throw new Error("not implemented yet");
+/** A media type: lowercase type/subtype and parameters (RFC 3261 section 20.15). */
+export interface MediaType {
+  /** "type/subtype", lowercase. */
+  type: string;
+  /** Parameters (charset, boundary...), lowercase names. */
+  params: Params;
+}
+
+/** Internal: parse a media type without the error prefix. */
+export function _parseMediaType(s: string): MediaType {
+  let i = skipWs(s, 0);
+  let e = readToken(s, i);
+  if (e === i) throw fail("missing media type");
+  const type = s.slice(i, e);
+  i = skipWs(s, e);
+  if (s.charCodeAt(i) !== 47) throw fail('expected "/" in media type');
+  i = skipWs(s, i + 1);
+  e = readToken(s, i);
+  if (e === i) throw fail("missing media subtype");
+  const params: Params = {};
+  parseHeaderParams(s, e, params);
+  return { type: (type + "/" + s.slice(i, e)).toLowerCase(), params };
+}
+
+/** Parses a Content-Type value ("application/sdp;charset=utf-8"). */
+export function parseMediaType(text: string): MediaType {
+  try {
+    return _parseMediaType(text);
+  } catch (e) {
+    rethrow(e, "media type");
   }
+}
+
+// ---------------------------------------------------------------- messages
+
+class Cache {
+  via: Via[] | undefined = undefined;
+  topVia: Via | undefined = undefined;
+  from: NameAddr | undefined = undefined;
+  to: NameAddr | undefined = undefined;
+  callId: string | undefined = undefined;
+  cseq: CSeq | undefined = undefined;
+  contact: NameAddr[] | undefined = undefined;
+  mediaType: MediaType | null | undefined = undefined;
+  maxForwards: number | null | undefined = undefined;
+  expires: number | null | undefined = undefined;
+  contentLength: number | null | undefined = undefined;
+  recordRoute: NameAddr[] | undefined = undefined;
+  route: NameAddr[] | undefined = undefined;
+}
+
+function headerError(e: unknown, name: string): never {
+  rethrow(e, `${name} header`, { header: name });
+}
+
+function required(h: SipHeaders, name: string): string {
+  const i = h._index(name);
+  if (i === -1) {
+    throw new SipSyntaxError(`Cannot parse message: missing ${name} header`, { header: name });
+  }
+  return h.fields[i].value;
+}
+
+function parseRequired<T>(h: SipHeaders, name: string, parse: (s: string) => T): T {
+  const v = required(h, name);
+  try {
+    return parse(v);
+  } catch (e) {
+    headerError(e, name);
+  }
+}
+
+function parseTopVia(line: string): Via {
+  return _parseVia(line.indexOf(",") === -1 ? line : splitList(line)[0]);
+}
+
+function parseList(h: SipHeaders, name: string): NameAddr[] {
+  const out: NameAddr[] = [];
+  try {
+    for (let i = h._index(name); i !== -1; i = h._index(name, i + 1)) {
+      for (const v of splitList(h.fields[i].value)) {
+        if (v.length === 0) throw fail("empty value in list");
+        out.push(v === "*" ? parseNameAddr(v) : _parseNameAddr(v));
+      }
+    }
+  } catch (e) {
+    headerError(e, name);
+  }
+  return out;
+}
+
+function optionalNumber(h: SipHeaders, name: string, max: number): number | null {
+  const i = h._index(name);
+  if (i === -1) return null;
+  const v = parseDigits(h.fields[i].value, max);
+  if (v < 0) {
+    throw new SipSyntaxError(
+      `Cannot parse ${name} header: "${h.fields[i].value}" is not a number from 0 to ${max}`,
+      { header: name },
+    );
+  }
+  return v;
 }
 
 /** What requests and responses share. Typed getters parse on first use and cache. */
@@ -136,48 +377,153 @@ export abstract class SipMessageBase {
   readonly headers: SipHeaders;
   /** The body as bytes (empty when none). */
   body: Uint8Array;
+  /** SIP-Version of the start line; always "SIP/2.0" for parsed messages. */
+  version = "SIP/2.0";
+  #c = new Cache();
+  #v = 0;
 
   /** Creates a message from headers and body. */
   constructor(headers: SipHeaders, body: Uint8Array = new Uint8Array()) {
     this.headers = headers;
     this.body = body;
+    this.#v = headers.version;
+  }
+
+  #cache(): Cache {
+    if (this.#v !== this.headers.version) {
+      this.#c = new Cache();
+      this.#v = this.headers.version;
+    }
+    return this.#c;
   }
 
   /** All Via values, top first. Throws SipSyntaxError when malformed. */
   get via(): Via[] {
-    throw new SipSyntaxError("not implemented yet");
+    const c = this.#cache();
+    if (c.via !== undefined) return c.via;
+    const h = this.headers;
+    const out: Via[] = [];
+    try {
+      for (let i = h._index("Via"); i !== -1; i = h._index("Via", i + 1)) {
+        for (const v of splitList(h.fields[i].value)) {
+          if (v.length === 0) throw fail("empty value in list");
+          out.push(out.length === 0 && c.topVia !== undefined ? c.topVia : _parseVia(v));
+        }
+      }
+    } catch (e) {
+      headerError(e, "Via");
+    }
+    if (out.length === 0) required(h, "Via");
+    c.topVia = out[0];
+    return c.via = out;
+  }
+  /** The top Via value (the one a UAC added). Throws when absent or malformed. */
+  get topVia(): Via {
+    const c = this.#cache();
+    return c.topVia ??= parseRequired(this.headers, "Via", parseTopVia);
   }
   /** From header. */
   get from(): NameAddr {
-    throw new SipSyntaxError("not implemented yet");
+    const c = this.#cache();
+    return c.from ??= parseRequired(this.headers, "From", _parseNameAddr);
   }
   /** To header. */
   get to(): NameAddr {
-    throw new SipSyntaxError("not implemented yet");
+    const c = this.#cache();
+    return c.to ??= parseRequired(this.headers, "To", _parseNameAddr);
+  }
+  /** The From tag, or undefined. */
+  get fromTag(): string | undefined {
+    return this.from.params.tag ?? undefined;
+  }
+  /** The To tag, or undefined. */
+  get toTag(): string | undefined {
+    return this.to.params.tag ?? undefined;
   }
   /** Call-ID. */
   get callId(): string {
-    throw new SipSyntaxError("not implemented yet");
+    const c = this.#cache();
+    if (c.callId !== undefined) return c.callId;
+    const v = required(this.headers, "Call-ID");
+    // callid = word [ "@" word ]
+    const at = v.indexOf("@");
+    for (let i = 0; i < v.length; i++) {
+      const ch = v.charCodeAt(i);
+      if (!((ch < 128 && (CHARS[ch] & C_WORD) !== 0) || (i === at && i > 0 && i < v.length - 1))) {
+        throw new SipSyntaxError(`Cannot parse Call-ID header: invalid character "${v[i]}"`, {
+          header: "Call-ID",
+        });
+      }
+    }
+    return c.callId = v;
   }
   /** CSeq. */
   get cseq(): CSeq {
-    throw new SipSyntaxError("not implemented yet");
+    const c = this.#cache();
+    return c.cseq ??= parseRequired(this.headers, "CSeq", _parseCSeq);
   }
   /** Contact values (empty when none; `*` yields one entry with uri.scheme "*"). */
   get contact(): NameAddr[] {
-    throw new SipSyntaxError("not implemented yet");
+    const c = this.#cache();
+    return c.contact ??= parseList(this.headers, "Contact");
+  }
+  /** Record-Route values, in order. */
+  get recordRoute(): NameAddr[] {
+    const c = this.#cache();
+    return c.recordRoute ??= parseList(this.headers, "Record-Route");
+  }
+  /** Route values, in order. */
+  get route(): NameAddr[] {
+    const c = this.#cache();
+    return c.route ??= parseList(this.headers, "Route");
+  }
+  /** Content-Type with parameters, or undefined. */
+  get mediaType(): MediaType | undefined {
+    const c = this.#cache();
+    if (c.mediaType === undefined) {
+      const v = this.headers.get("Content-Type");
+      try {
+        c.mediaType = v === undefined ? null : _parseMediaType(v);
+      } catch (e) {
+        headerError(e, "Content-Type");
+      }
+    }
+    return c.mediaType ?? undefined;
   }
   /** Content-Type value without parameters, lowercase, or undefined. */
   get contentType(): string | undefined {
-    throw new SipSyntaxError("not implemented yet");
+    return this.mediaType?.type;
+  }
+  /** Max-Forwards (0 to 255), or undefined. */
+  get maxForwards(): number | undefined {
+    const c = this.#cache();
+    if (c.maxForwards === undefined) {
+      c.maxForwards = optionalNumber(this.headers, "Max-Forwards", 255);
+    }
+    return c.maxForwards ?? undefined;
+  }
+  /** Expires header in seconds, or undefined. */
+  get expires(): number | undefined {
+    const c = this.#cache();
+    if (c.expires === undefined) c.expires = optionalNumber(this.headers, "Expires", 2 ** 32 - 1);
+    return c.expires ?? undefined;
+  }
+  /** Content-Length header, or undefined. */
+  get contentLength(): number | undefined {
+    const c = this.#cache();
+    if (c.contentLength === undefined) {
+      c.contentLength = optionalNumber(this.headers, "Content-Length", 2 ** 32 - 1);
+    }
+    return c.contentLength ?? undefined;
   }
   /** The body decoded as UTF-8 text. */
   get text(): string {
     return new TextDecoder().decode(this.body);
   }
-  /** Forget cached typed values after editing headers. */
+  /** Forget cached typed values after editing `headers.fields` directly (the methods of SipHeaders do it). */
   invalidate(): void {
-    throw new Error("not implemented yet");
+    this.#c = new Cache();
+    this.#v = this.headers.version;
   }
 }
 
@@ -218,48 +564,498 @@ export class SipResponse extends SipMessageBase {
 /** A request or a response. */
 export type SipMessage = SipRequest | SipResponse;
 
+// ---------------------------------------------------------------- parsing
+
+const utf8Fatal = new TextDecoder("utf-8", { fatal: true });
+const encoder = new TextEncoder();
+
+function decodeHead(data: Uint8Array, start: number, end: number): string {
+  for (let i = start; i < end; i++) {
+    if (data[i] >= 128) {
+      try {
+        return utf8Fatal.decode(data.subarray(start, end));
+      } catch (e) {
+        throw new SipMessageError("Cannot parse message: header fields are not valid UTF-8", {
+          offset: i,
+          cause: e,
+        });
+      }
+    }
+  }
+  let out = "";
+  for (let i = start; i < end; i += 8192) {
+    out += String.fromCharCode.apply(
+      null,
+      data.subarray(i, Math.min(end, i + 8192)) as unknown as number[],
+    );
+  }
+  return out;
+}
+
+/** Parses `SIP/x.y` at s[i..end); returns the version or "" when not one. */
+function readVersion(s: string, i: number, end: number): string {
+  // SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
+  if (end - i < 7 || (s.charCodeAt(i) | 32) !== 115 || (s.charCodeAt(i + 1) | 32) !== 105) {
+    return "";
+  }
+  if ((s.charCodeAt(i + 2) | 32) !== 112 || s.charCodeAt(i + 3) !== 47) return "";
+  let j = i + 4;
+  let digits = 0;
+  while (j < end && s.charCodeAt(j) >= 48 && s.charCodeAt(j) <= 57) j++, digits++;
+  if (digits === 0 || s.charCodeAt(j) !== 46) return "";
+  j++;
+  digits = 0;
+  while (j < end && s.charCodeAt(j) >= 48 && s.charCodeAt(j) <= 57) j++, digits++;
+  if (digits === 0 || j !== end) return "";
+  return "SIP" + s.slice(i + 3, end);
+}
+
+function parseStartLine(s: string, end: number): SipMessage {
+  const headers = new SipHeaders();
+  if (
+    s.startsWith("SIP/", 0) ||
+    ((s.charCodeAt(0) | 32) === 115 && s.slice(0, 4).toUpperCase() === "SIP/")
+  ) {
+    // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
+    const sp = s.indexOf(" ");
+    if (sp === -1 || sp > end) throw startError("missing status code");
+    const version = readVersion(s, 0, sp);
+    if (version === "") throw startError(`invalid SIP-Version "${s.slice(0, sp)}"`);
+    const sp2 = s.indexOf(" ", sp + 1);
+    const codeEnd = sp2 === -1 || sp2 > end ? end : sp2;
+    const code = s.slice(sp + 1, codeEnd);
+    if (code.length !== 3 || parseDigits(code, 699) < 100) {
+      throw startError(`invalid status code "${code}"`);
+    }
+    const reason = codeEnd === end ? "" : s.slice(codeEnd + 1, end);
+    for (let i = 0; i < reason.length; i++) {
+      const c = reason.charCodeAt(i);
+      if ((c < 32 && c !== 9) || c === 127) throw startError("control character in reason phrase");
+    }
+    const res = new SipResponse(parseDigits(code, 699), reason, headers);
+    res.version = version;
+    return res;
+  }
+  // Request-Line = Method SP Request-URI SP SIP-Version CRLF
+  const me = readToken(s, 0);
+  if (me === 0) throw startError(`invalid method "${s.slice(0, Math.min(end, 20))}"`);
+  if (s.charCodeAt(me) !== 32) throw startError("expected one space after the method");
+  const sp2 = s.indexOf(" ", me + 1);
+  if (sp2 === -1 || sp2 > end) throw startError("missing SIP-Version");
+  if (sp2 === me + 1) throw startError("expected one space after the method");
+  const uriText = s.slice(me + 1, sp2);
+  const version = readVersion(s, sp2 + 1, end);
+  if (version === "") throw startError(`invalid SIP-Version "${s.slice(sp2 + 1, end)}"`);
+  let uri: Uri;
+  try {
+    uri = _parseUri(uriText);
+  } catch (e) {
+    rethrow(e, `Request-URI "${uriText}"`, { line: 1 });
+  }
+  const req = new SipRequest(s.slice(0, me), uri, headers);
+  req.version = version;
+  return req;
+}
+
+function startError(why: string): SipMessageError {
+  return new SipMessageError(`Cannot parse start line: ${why}`, { line: 1 });
+}
+
+function isTokenChar(c: number): boolean {
+  return c < 128 && (CHARS[c] & C_TOKEN) !== 0;
+}
+
 /**
  * Parses one message from bytes. Eagerly checks what the stack needs (start
  * line, Via, From, To, Call-ID, CSeq, Max-Forwards for requests,
- * Content-Length); throws {@linkcode SipSyntaxError} when malformed.
+ * Content-Length); throws {@linkcode SipSyntaxError} when malformed (a
+ * {@linkcode SipMessageError} carrying the status to answer and, when
+ * possible, the partial message; a {@linkcode SipVersionError} for a version
+ * other than SIP/2.0).
  * On datagrams the body is the rest of the packet cut to Content-Length
  * (a shorter body is an error); on streams the framer has already cut it.
+ * Header fields are decoded as UTF-8; the body is kept as bytes.
  */
 export function parseMessage(data: Uint8Array | string): SipMessage {
-  throw new SipSyntaxError("not implemented yet");
+  let head: string;
+  let bodyBytes: Uint8Array | undefined;
+  let bodyStart = -1;
+  if (typeof data === "string") {
+    let s = 0;
+    while (s < data.length && (data.charCodeAt(s) === 13 || data.charCodeAt(s) === 10)) s++;
+    let end = data.indexOf("\r\n\r\n", s);
+    let skip = 4;
+    const lf = data.indexOf("\n\n", s);
+    if (lf !== -1 && (end === -1 || lf < end)) {
+      end = lf;
+      skip = 2;
+    }
+    if (end === -1) {
+      head = data.slice(s);
+    } else {
+      head = data.slice(s, end);
+      bodyBytes = encoder.encode(data.slice(end + skip));
+      bodyStart = 0;
+    }
+  } else {
+    // RFC 3261 section 7.5: ignore CRLFs before the start line.
+    let s = 0;
+    while (s < data.length && (data[s] === 13 || data[s] === 10)) s++;
+    let end = -1;
+    let i = data.indexOf(10, s);
+    while (i !== -1) {
+      const n1 = data[i + 1];
+      if (n1 === 10) {
+        end = i + 2;
+        break;
+      }
+      if (n1 === 13 && data[i + 2] === 10) {
+        end = i + 3;
+        break;
+      }
+      i = data.indexOf(10, i + 1);
+    }
+    if (end === -1) {
+      head = decodeHead(data, s, data.length);
+    } else {
+      // header block without the empty line's CRLF and without the last line's CRLF
+      let he = i;
+      if (he > s && data[he - 1] === 13) he--;
+      head = decodeHead(data, s, he);
+      bodyBytes = data;
+      bodyStart = end;
+    }
+  }
+
+  // Start line.
+  let nl = head.indexOf("\n");
+  let lineEnd = nl === -1 ? head.length : nl;
+  if (lineEnd > 0 && head.charCodeAt(lineEnd - 1) === 13) lineEnd--;
+  if (lineEnd === 0) throw startError("empty message");
+  const msg = parseStartLine(head, lineEnd);
+  const headers = msg.headers;
+  const fields = headers.fields;
+
+  // Header fields (section 7.3.1): name HCOLON value, continuation lines
+  // starting with SP or HTAB are folded into the previous value.
+  let line = 1;
+  const lines: number[] = [];
+  let pos = nl === -1 ? head.length : nl + 1;
+  const n = head.length;
+  let cur: HeaderField | undefined;
+  while (pos < n) {
+    nl = head.indexOf("\n", pos);
+    const next = nl === -1 ? n : nl + 1;
+    lineEnd = nl === -1 ? n : nl;
+    if (lineEnd > pos && head.charCodeAt(lineEnd - 1) === 13) lineEnd--;
+    line++;
+    const c0 = head.charCodeAt(pos);
+    if (c0 === 32 || c0 === 9) {
+      // "a header field value can be extended over multiple lines by
+      // preceding each extra line with at least one SP or horizontal tab"
+      if (cur === undefined) {
+        throw new SipMessageError("Cannot parse message: continuation line before any header", {
+          line,
+        });
+      }
+      const more = head.slice(pos, lineEnd).trim();
+      if (more.length > 0) cur.value = cur.value.length > 0 ? cur.value + " " + more : more;
+      pos = next;
+      continue;
+    }
+    let ne = pos;
+    while (ne < lineEnd && isTokenChar(head.charCodeAt(ne))) ne++;
+    const nameEnd = ne;
+    while (ne < lineEnd && (head.charCodeAt(ne) === 32 || head.charCodeAt(ne) === 9)) ne++;
+    if (nameEnd === pos || ne >= lineEnd || head.charCodeAt(ne) !== 58) {
+      const text = head.slice(pos, lineEnd);
+      throw new SipMessageError(
+        nameEnd === pos
+          ? `Cannot parse header line ${line}: invalid header name in "${text.slice(0, 40)}"`
+          : `Cannot parse header line ${line}: missing ":" in "${text.slice(0, 40)}"`,
+        { line },
+      );
+    }
+    cur = {
+      name: canonicalName(head.slice(pos, nameEnd)),
+      value: head.slice(ne + 1, lineEnd).trim(),
+    };
+    fields.push(cur);
+    lines.push(line);
+    pos = next;
+  }
+
+  const lineOf = (name: string): number | undefined => {
+    const i = headers._index(name);
+    return i === -1 ? undefined : lines[i];
+  };
+
+  // Content-Length framing (section 18.3 and 20.14).
+  let clIndex = headers._index("Content-Length");
+  let cl = -1;
+  if (clIndex !== -1) {
+    const v = fields[clIndex].value;
+    cl = parseDigits(v, 2 ** 32 - 1);
+    if (cl < 0) {
+      throw new SipMessageError(
+        `Cannot parse Content-Length header: "${v}" is not a non-negative number`,
+        { header: "Content-Length", line: lines[clIndex] },
+      );
+    }
+    clIndex = headers._index("Content-Length", clIndex + 1);
+    while (clIndex !== -1) {
+      if (parseDigits(fields[clIndex].value, 2 ** 32 - 1) !== cl) {
+        throw new SipMessageError(
+          "Cannot parse Content-Length header: several different values",
+          { header: "Content-Length", line: lines[clIndex], partial: partialOf(msg) },
+        );
+      }
+      clIndex = headers._index("Content-Length", clIndex + 1);
+    }
+  }
+  if (bodyBytes !== undefined) {
+    const avail = bodyBytes.length - bodyStart;
+    if (cl === -1) {
+      if (avail > 0) msg.body = bodyBytes.slice(bodyStart);
+    } else if (cl > avail) {
+      throw new SipMessageError(
+        `Cannot parse message: Content-Length is ${cl} but the body has ${avail} bytes`,
+        { header: "Content-Length", line: lineOf("Content-Length"), partial: partialOf(msg) },
+      );
+    } else if (cl > 0) {
+      msg.body = bodyBytes.slice(bodyStart, bodyStart + cl);
+    }
+  } else if (cl > 0) {
+    throw new SipMessageError(
+      `Cannot parse message: Content-Length is ${cl} but there is no body`,
+      { header: "Content-Length", line: lineOf("Content-Length"), partial: partialOf(msg) },
+    );
+  }
+
+  // Eager checks of what every layer reads.
+  let which = "Via";
+  try {
+    msg.topVia;
+    which = "From";
+    msg.from;
+    which = "To";
+    msg.to;
+    which = "Call-ID";
+    msg.callId;
+    which = "CSeq";
+    msg.cseq;
+  } catch (e) {
+    const err = e as SipSyntaxError;
+    throw new SipMessageError(err.message, {
+      header: which,
+      line: lineOf(which),
+      cause: e,
+    });
+  }
+  try {
+    which = "Max-Forwards";
+    msg.maxForwards;
+  } catch (e) {
+    throw new SipMessageError((e as Error).message, {
+      header: which,
+      line: lineOf(which),
+      cause: e,
+      partial: msg,
+    });
+  }
+  if (msg.version !== "SIP/2.0") {
+    throw new SipVersionError(
+      `Cannot parse start line: unsupported SIP-Version "${msg.version}"`,
+      msg.version,
+      { partial: msg, line: 1 },
+    );
+  }
+  return msg;
 }
 
-/** Serializes a message, setting Content-Length from the body. Refuses CR/LF in values. */
+/** The message when the headers needed for a response are readable, else undefined. */
+function partialOf(msg: SipMessage): SipMessage | undefined {
+  try {
+    msg.topVia;
+    msg.from;
+    msg.to;
+    msg.callId;
+    msg.cseq;
+    return msg;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------- formatting
+
+/**
+ * Serializes a message, setting Content-Length from the body (in place of an
+ * existing Content-Length line, else at the end). Throws TypeError on CR or
+ * LF inside any header value, display name, URI part or reason phrase (the
+ * header-injection guard), or an invalid method, status or header name.
+ *
+ * @example
+ * ```ts
+ * import { createRequest, formatMessage } from "./message.ts";
+ * const req = createRequest("MESSAGE", "sip:bob@example.com", { body: "hi", contentType: "text/plain" });
+ * new TextDecoder().decode(formatMessage(req)).startsWith("MESSAGE sip:bob@example.com SIP/2.0\r\n"); // true
+ * ```
+ */
 export function formatMessage(msg: SipMessage): Uint8Array {
-  throw new Error("not implemented yet");
+  let out: string;
+  if (msg.kind === "request") {
+    if (!isToken(msg.method)) {
+      throw new TypeError(`Cannot format request: invalid method "${msg.method}"`);
+    }
+    out = msg.method + " " + formatUri(msg.uri) + " SIP/2.0\r\n";
+  } else {
+    if (!Number.isInteger(msg.status) || msg.status < 100 || msg.status > 699) {
+      throw new TypeError(`Cannot format response: invalid status ${msg.status}`);
+    }
+    refuseCrLf(msg.reason, "reason phrase");
+    out = "SIP/2.0 " + msg.status + " " + msg.reason + "\r\n";
+  }
+  let clDone = false;
+  const fields = msg.headers.fields;
+  for (let i = 0; i < fields.length; i++) {
+    const f = fields[i];
+    if (f.name === "Content-Length") {
+      if (!clDone) out += "Content-Length: " + msg.body.length + "\r\n";
+      clDone = true;
+      continue;
+    }
+    if (!isToken(f.name)) throw new TypeError(`Cannot format header: invalid name "${f.name}"`);
+    refuseCrLf(f.value, `${f.name} header`);
+    out += f.name + ": " + f.value + "\r\n";
+  }
+  if (!clDone) out += "Content-Length: " + msg.body.length + "\r\n";
+  out += "\r\n";
+  const body = msg.body;
+  const buf = new Uint8Array(out.length * 3 + body.length);
+  const { written } = encoder.encodeInto(out, buf);
+  buf.set(body, written);
+  return buf.slice(0, written + body.length);
 }
 
-/** Parses a URI (sip, sips, tel, or other absoluteURI). */
-export function parseUri(text: string): Uri {
-  throw new SipSyntaxError("not implemented yet");
+// ---------------------------------------------------------------- builders
+
+/** Options for {@linkcode createRequest} and {@linkcode createResponse}. */
+export interface MessageOptions {
+  /** Header fields, in order (Content-Length is computed; do not pass it). */
+  headers?: HeadersInit;
+  /** Body as bytes, or text encoded as UTF-8. Default: empty. */
+  body?: Uint8Array | string;
+  /** Sets Content-Type when given. */
+  contentType?: string;
 }
 
-/** Formats a URI, escaping what must be escaped. */
-export function formatUri(uri: Uri): string {
-  throw new Error("not implemented yet");
+function applyOptions(headers: SipHeaders, options: MessageOptions): Uint8Array {
+  if (options.contentType !== undefined) headers.set("Content-Type", options.contentType);
+  const b = options.body;
+  return b === undefined ? new Uint8Array() : typeof b === "string" ? encoder.encode(b) : b;
 }
 
-/** Parses a name-addr or addr-spec with parameters. */
-export function parseNameAddr(text: string): NameAddr {
-  throw new SipSyntaxError("not implemented yet");
+/**
+ * Builds a request from parts. Headers are copied in order; nothing is added
+ * but Content-Type (when `contentType` is given).
+ *
+ * @example
+ * ```ts
+ * import { createRequest } from "./message.ts";
+ * const req = createRequest("OPTIONS", "sip:bob@example.com", { headers: { "Max-Forwards": "70" } });
+ * req.maxForwards; // 70
+ * ```
+ */
+export function createRequest(
+  method: string,
+  uri: Uri | string,
+  options: MessageOptions = {},
+): SipRequest {
+  const headers = SipHeaders.from(options.headers ?? []);
+  const body = applyOptions(headers, options);
+  return new SipRequest(method, typeof uri === "string" ? parseUri(uri) : uri, headers, body);
 }
 
-/** Formats a name-addr (always with <>). */
-export function formatNameAddr(value: NameAddr): string {
-  throw new Error("not implemented yet");
+/** Options for {@linkcode createResponse}. */
+export interface ResponseOptions extends MessageOptions {
+  /** Reason phrase. Default: the standard text for the status. */
+  reason?: string;
+  /** To tag to add when the request's To has none (section 8.2.6.2). */
+  toTag?: string;
 }
 
-/** Parses one Via value. */
-export function parseVia(text: string): Via {
-  throw new SipSyntaxError("not implemented yet");
+/**
+ * Builds a response to a request (RFC 3261 section 8.2.6.2): copies Via (all,
+ * in order), From, To (adding `toTag` when the request had none), Call-ID,
+ * CSeq; Timestamp for 100 (section 8.2.6.1); Record-Route for 101-299
+ * responses (section 12.1.1). `headers` are appended after those.
+ *
+ * @example
+ * ```ts
+ * import { createResponse, parseMessage, type SipRequest } from "./message.ts";
+ * const req = parseMessage(
+ *   "BYE sip:bob@192.0.2.4 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKnashds10\r\n" +
+ *     "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>;tag=2\r\n" +
+ *     "Call-ID: x\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+ * ) as SipRequest;
+ * const res = createResponse(req, 200);
+ * res.reason; // "OK"
+ * res.cseq.method; // "BYE"
+ * ```
+ */
+export function createResponse(
+  request: SipRequest,
+  status: number,
+  options: ResponseOptions = {},
+): SipResponse {
+  const copy: HeaderField[] = [];
+  const fields = request.headers.fields;
+  const withRR = status > 100 && status < 300;
+  for (const f of fields) {
+    const n = f.name;
+    if (
+      n === "Via" || n === "From" || n === "Call-ID" || n === "CSeq" ||
+      (n === "Record-Route" && withRR) || (n === "Timestamp" && status === 100)
+    ) {
+      copy.push({ name: n, value: f.value });
+    } else if (n === "To") {
+      let value = f.value;
+      if (options.toTag !== undefined && request.to.params.tag == null) {
+        value += ";tag=" + options.toTag;
+      }
+      copy.push({ name: n, value });
+    }
+  }
+  const headers = new SipHeaders(copy);
+  if (options.headers !== undefined) {
+    for (const f of SipHeaders.from(options.headers).fields) headers.fields.push(f);
+  }
+  const body = applyOptions(headers, options);
+  return new SipResponse(status, options.reason ?? reasonPhrase(status), headers, body);
 }
 
-/** Formats one Via value. */
-export function formatVia(via: Via): string {
-  throw new Error("not implemented yet");
+/**
+ * A deep copy of a message (headers, URI, body); typed caches start empty.
+ *
+ * @example
+ * ```ts
+ * import { cloneMessage, createRequest } from "./message.ts";
+ * const a = createRequest("OPTIONS", "sip:bob@example.com");
+ * const b = cloneMessage(a);
+ * b.headers.set("Max-Forwards", "69");
+ * a.headers.has("Max-Forwards"); // false
+ * ```
+ */
+export function cloneMessage<T extends SipMessage>(msg: T): T {
+  const headers = msg.headers.clone();
+  const body = msg.body.slice();
+  let copy: SipMessage;
+  if (msg.kind === "request") {
+    copy = new SipRequest(msg.method, structuredClone(msg.uri), headers, body);
+  } else {
+    copy = new SipResponse(msg.status, msg.reason, headers, body);
+  }
+  copy.version = msg.version;
+  return copy as T;
 }

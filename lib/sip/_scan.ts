@@ -1,0 +1,294 @@
+// Low-level scanning helpers shared by the SIP parsers. Internal: not exported
+// from mod.ts. Everything here works on strings with charCodeAt/indexOf, no
+// regular expressions, because it runs for every received message.
+
+import { SipSyntaxError } from "./errors.ts";
+
+/** Parameters: lowercase names, unescaped values, `null` for a flag. */
+export type Params = Record<string, string | null>;
+
+// Character classes of RFC 3261 section 25.1, as bit flags per ASCII code.
+/** token (section 25.1). */
+export const C_TOKEN = 1;
+/** user = 1*( unreserved / escaped / user-unreserved ). */
+export const C_USER = 2;
+/** password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," ). */
+export const C_PASS = 4;
+/** paramchar = param-unreserved / unreserved / escaped. */
+export const C_PARAM = 8;
+/** hname / hvalue = hnv-unreserved / unreserved / escaped. */
+export const C_HNV = 16;
+/** Host name characters (alphanum, "-", "." and, leniently, "_"). */
+export const C_HOST = 32;
+/** Characters allowed in a tel URI number (RFC 3966, lenient). */
+export const C_TEL = 64;
+/** word (Call-ID, section 25.1). */
+export const C_WORD = 128;
+
+/** Flags per ASCII code. */
+export const CHARS: Uint8Array = (() => {
+  const t = new Uint8Array(128);
+  const add = (chars: string, flag: number) => {
+    for (let i = 0; i < chars.length; i++) t[chars.charCodeAt(i)] |= flag;
+  };
+  const alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  const mark = "-_.!~*'()";
+  const unreserved = alnum + mark;
+  add(alnum + "-.!%*_+`'~", C_TOKEN);
+  add(unreserved + "%" + "&=+$,;?/", C_USER);
+  add(unreserved + "%" + "&=+$,", C_PASS);
+  add(unreserved + "%" + "[]/:&+$", C_PARAM);
+  add(unreserved + "%" + "[]/?:+$", C_HNV);
+  add(alnum + "-._", C_HOST);
+  add("0123456789abcdefABCDEF*#+-.()%", C_TEL);
+  add(alnum + "-.!%*_+`'~()<>:\\\"/[]?{}", C_WORD);
+  return t;
+})();
+
+/** True when every character of `s` (non-empty) has `flag`. */
+export function allOf(s: string, flag: number): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || (CHARS[c] & flag) === 0) return false;
+  }
+  return true;
+}
+
+/** Index of the first character at or after `i` that is not SP or HTAB. */
+export function skipWs(s: string, i: number): number {
+  let c;
+  while (i < s.length && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
+  return i;
+}
+
+/** An internal parse failure: the message is the "why" part. */
+export function fail(reason: string): SipSyntaxError {
+  return new SipSyntaxError(reason);
+}
+
+/**
+ * Rethrows a SipSyntaxError with a "Cannot parse X: " prefix and location;
+ * other errors unchanged.
+ */
+export function rethrow(
+  e: unknown,
+  what: string,
+  options: { header?: string; line?: number; offset?: number } = {},
+): never {
+  if (e instanceof SipSyntaxError) {
+    throw new SipSyntaxError(`Cannot parse ${what}: ${e.message}`, { ...options, cause: e });
+  }
+  throw e;
+}
+
+/** Throws TypeError when `s` holds CR or LF (the header-injection guard). */
+export function refuseCrLf(s: string, what: string): void {
+  if (s.indexOf("\r") !== -1 || s.indexOf("\n") !== -1) {
+    throw new TypeError(`Cannot format ${what}: value contains CR or LF`);
+  }
+}
+
+const HEX = "0123456789ABCDEF";
+const encoder = new TextEncoder();
+const utf8 = new TextDecoder();
+
+function hexVal(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  c |= 32;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
+}
+
+/**
+ * Decodes %HH escapes (RFC 3261 section 25.1, escaped = "%" HEXDIG HEXDIG).
+ * The bytes are read as UTF-8 (invalid sequences become U+FFFD).
+ */
+export function unescape(s: string): string {
+  const pct = s.indexOf("%");
+  if (pct === -1) return s;
+  const bytes: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 37) {
+      const h = hexVal(s.charCodeAt(i + 1));
+      const l = hexVal(s.charCodeAt(i + 2));
+      if (i + 2 >= s.length || h < 0 || l < 0) {
+        throw fail(`invalid escape "${s.slice(i, i + 3)}"`);
+      }
+      bytes.push(h * 16 + l);
+      i += 2;
+    } else if (c < 128) {
+      bytes.push(c);
+    } else {
+      for (const b of encoder.encode(s[i] + (c >= 0xd800 && c < 0xdc00 ? s[++i] ?? "" : ""))) {
+        bytes.push(b);
+      }
+    }
+  }
+  return utf8.decode(new Uint8Array(bytes));
+}
+
+/** Escapes every character of `s` whose class lacks `flag` as %HH of its UTF-8 bytes. */
+export function escape(s: string, flag: number): string {
+  let ok = true;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || c === 37 || (CHARS[c] & flag) === 0) {
+      ok = false;
+      break;
+    }
+  }
+  if (ok) return s;
+  let out = "";
+  for (const b of encoder.encode(s)) {
+    if (b < 128 && b !== 37 && (CHARS[b] & flag) !== 0) out += String.fromCharCode(b);
+    else out += "%" + HEX[b >> 4] + HEX[b & 15];
+  }
+  return out;
+}
+
+/**
+ * Reads a quoted-string starting at `s[i] === '"'` (section 25.1: quoted-pair
+ * = "\" followed by any character but CR and LF). Returns the unescaped text and
+ * the index after the closing quote.
+ */
+export function readQuoted(s: string, i: number): [string, number] {
+  let out = "";
+  let start = i + 1;
+  for (let j = start; j < s.length; j++) {
+    const c = s.charCodeAt(j);
+    if (c === 92) {
+      out += s.slice(start, j);
+      if (j + 1 >= s.length) break;
+      out += s[j + 1];
+      j++;
+      start = j + 1;
+    } else if (c === 34) {
+      return [out + s.slice(start, j), j + 1];
+    }
+  }
+  throw fail("unterminated quoted string");
+}
+
+/** Quotes `s` as a quoted-string, escaping `"` and `\`. Refuses CR/LF. */
+export function quote(s: string, what: string): string {
+  refuseCrLf(s, what);
+  let out = '"';
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i];
+    if (ch === '"' || ch === "\\") out += "\\";
+    out += ch;
+  }
+  return out + '"';
+}
+
+/**
+ * Splits a header value on commas that are outside quoted strings, <> and
+ * parentheses (section 7.3.1). Parts are trimmed; empty parts are kept.
+ */
+export function splitList(value: string): string[] {
+  if (value.indexOf(",") === -1) return [value.trim()];
+  const out: string[] = [];
+  let start = 0;
+  let angle = false;
+  let paren = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 34) {
+      i = skipQuoted(value, i);
+    } else if (c === 60) angle = true;
+    else if (c === 62) angle = false;
+    else if (c === 40) paren++;
+    else if (c === 41 && paren > 0) paren--;
+    else if (c === 44 && !angle && paren === 0) {
+      out.push(value.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  out.push(value.slice(start).trim());
+  return out;
+}
+
+/** Index of the closing quote of a quoted string opening at i (or the end). */
+export function skipQuoted(s: string, i: number): number {
+  for (let j = i + 1; j < s.length; j++) {
+    const c = s.charCodeAt(j);
+    if (c === 92) j++;
+    else if (c === 34) return j;
+  }
+  return s.length;
+}
+
+/** True for characters allowed in an unquoted generic-param value (token, host, IPv6). */
+function isGenValueChar(c: number): boolean {
+  return c < 128 && ((CHARS[c] & C_TOKEN) !== 0 || c === 58 || c === 91 || c === 93);
+}
+
+/**
+ * Parses header parameters `*( SEMI generic-param )` from `s` at `i` to the
+ * end (section 25.1: generic-param = token [ EQUAL gen-value ], gen-value =
+ * token / host / quoted-string). Names are lowercased; quoted values unquoted.
+ */
+export function parseHeaderParams(s: string, i: number, params: Params): void {
+  const n = s.length;
+  i = skipWs(s, i);
+  while (i < n) {
+    if (s.charCodeAt(i) !== 59) {
+      throw fail(`unexpected "${s[i]}" at column ${i + 1}, expected ";"`);
+    }
+    i = skipWs(s, i + 1);
+    const ns = i;
+    let c = 0;
+    while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
+    if (i === ns) throw fail(`empty parameter name at column ${ns + 1}`);
+    const name = s.slice(ns, i).toLowerCase();
+    i = skipWs(s, i);
+    if (i < n && s.charCodeAt(i) === 61) {
+      i = skipWs(s, i + 1);
+      if (i < n && s.charCodeAt(i) === 34) {
+        const [v, after] = readQuoted(s, i);
+        params[name] = v;
+        i = after;
+      } else {
+        const vs = i;
+        while (i < n && isGenValueChar(s.charCodeAt(i))) i++;
+        if (i === vs) throw fail(`empty value for parameter "${name}"`);
+        params[name] = s.slice(vs, i);
+      }
+      i = skipWs(s, i);
+    } else {
+      params[name] = null;
+    }
+  }
+}
+
+/** Formats header parameters, quoting values that are not token/host. */
+export function formatHeaderParams(params: Params, what: string): string {
+  let out = "";
+  for (const name in params) {
+    const v = params[name];
+    if (!allOf(name, C_TOKEN)) {
+      throw new TypeError(`Cannot format ${what}: bad parameter name "${name}"`);
+    }
+    out += ";" + name;
+    if (v !== null && v !== undefined) {
+      let plain = v.length > 0;
+      for (let i = 0; i < v.length && plain; i++) plain = isGenValueChar(v.charCodeAt(i));
+      out += "=" + (plain ? v : quote(v, what));
+    }
+  }
+  return out;
+}
+
+/** Parses decimal digits only (no sign, no spaces); -1 when not digits or above max. */
+export function parseDigits(s: string, max: number): number {
+  if (s.length === 0 || s.length > 16) return -1;
+  let v = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v > max ? -1 : v;
+}

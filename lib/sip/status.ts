@@ -1,0 +1,318 @@
+/**
+ * SIP status codes and their reason phrases (RFC 3261 section 21 and the
+ * RFCs that added codes), with derived types and type guards.
+ *
+ * @example
+ * ```ts
+ * import { STATUS_CODE, STATUS_TEXT, isFinalStatus } from "./status.ts";
+ * STATUS_TEXT[STATUS_CODE.NotFound]; // "Not Found"
+ * isFinalStatus(180); // false
+ * ```
+ *
+ * @module
+ */
+
+/** Status codes by name. */
+export const STATUS_CODE = {
+  // 1xx Provisional (RFC 3261 section 21.1)
+  /** RFC 3261 section 21.1.1 */
+  Trying: 100,
+  /** RFC 3261 section 21.1.2 */
+  Ringing: 180,
+  /** RFC 3261 section 21.1.3 */
+  CallIsBeingForwarded: 181,
+  /** RFC 3261 section 21.1.4 */
+  Queued: 182,
+  /** RFC 3261 section 21.1.5 */
+  SessionProgress: 183,
+  /** RFC 6228 */
+  EarlyDialogTerminated: 199,
+
+  // 2xx Successful (RFC 3261 section 21.2)
+  /** RFC 3261 section 21.2.1 */
+  OK: 200,
+  /** RFC 3265 section 3.1.6.1 (deprecated by RFC 6665) */
+  Accepted: 202,
+  /** RFC 5839 section 8.3.1 */
+  NoNotification: 204,
+
+  // 3xx Redirection (RFC 3261 section 21.3)
+  /** RFC 3261 section 21.3.1 */
+  MultipleChoices: 300,
+  /** RFC 3261 section 21.3.2 */
+  MovedPermanently: 301,
+  /** RFC 3261 section 21.3.3 */
+  MovedTemporarily: 302,
+  /** RFC 3261 section 21.3.4 */
+  UseProxy: 305,
+  /** RFC 3261 section 21.3.5 */
+  AlternativeService: 380,
+
+  // 4xx Request Failure (RFC 3261 section 21.4)
+  /** RFC 3261 section 21.4.1 */
+  BadRequest: 400,
+  /** RFC 3261 section 21.4.2 */
+  Unauthorized: 401,
+  /** RFC 3261 section 21.4.3 */
+  PaymentRequired: 402,
+  /** RFC 3261 section 21.4.4 */
+  Forbidden: 403,
+  /** RFC 3261 section 21.4.5 */
+  NotFound: 404,
+  /** RFC 3261 section 21.4.6 */
+  MethodNotAllowed: 405,
+  /** RFC 3261 section 21.4.7 */
+  NotAcceptable: 406,
+  /** RFC 3261 section 21.4.8 */
+  ProxyAuthenticationRequired: 407,
+  /** RFC 3261 section 21.4.9 */
+  RequestTimeout: 408,
+  /** RFC 3261 section 21.4.10 */
+  Gone: 410,
+  /** RFC 3903 section 11.2.1 */
+  ConditionalRequestFailed: 412,
+  /** RFC 3261 section 21.4.11 */
+  RequestEntityTooLarge: 413,
+  /** RFC 3261 section 21.4.12 */
+  RequestUriTooLong: 414,
+  /** RFC 3261 section 21.4.13 */
+  UnsupportedMediaType: 415,
+  /** RFC 3261 section 21.4.14 */
+  UnsupportedUriScheme: 416,
+  /** RFC 4412 section 12.4 */
+  UnknownResourcePriority: 417,
+  /** RFC 3261 section 21.4.15 */
+  BadExtension: 420,
+  /** RFC 3261 section 21.4.16 */
+  ExtensionRequired: 421,
+  /** RFC 4028 section 6 */
+  SessionIntervalTooSmall: 422,
+  /** RFC 3261 section 21.4.17 */
+  IntervalTooBrief: 423,
+  /** RFC 6442 section 4.3 */
+  BadLocationInformation: 424,
+  /** RFC 5079 section 5 */
+  UseIdentityHeader: 428,
+  /** RFC 3892 section 5 */
+  ProvideReferrerIdentity: 429,
+  /** RFC 5626 section 11 */
+  FlowFailed: 430,
+  /** RFC 5360 section 10.9.1 */
+  AnonymityDisallowed: 433,
+  /** RFC 4474 section 14.2 */
+  BadIdentityInfo: 436,
+  /** RFC 4474 section 14.3 */
+  UnsupportedCertificate: 437,
+  /** RFC 4474 section 14.4 */
+  InvalidIdentityHeader: 438,
+  /** RFC 5626 section 11 */
+  FirstHopLacksOutboundSupport: 439,
+  /** RFC 6086 section 6.1 */
+  BadInfoPackage: 469,
+  /** RFC 5360 section 10.9.2 */
+  ConsentNeeded: 470,
+  /** RFC 3261 section 21.4.18 */
+  TemporarilyUnavailable: 480,
+  /** RFC 3261 section 21.4.19 */
+  CallOrTransactionDoesNotExist: 481,
+  /** RFC 3261 section 21.4.20 */
+  LoopDetected: 482,
+  /** RFC 3261 section 21.4.21 */
+  TooManyHops: 483,
+  /** RFC 3261 section 21.4.22 */
+  AddressIncomplete: 484,
+  /** RFC 3261 section 21.4.23 */
+  Ambiguous: 485,
+  /** RFC 3261 section 21.4.24 */
+  BusyHere: 486,
+  /** RFC 3261 section 21.4.25 */
+  RequestTerminated: 487,
+  /** RFC 3261 section 21.4.26 */
+  NotAcceptableHere: 488,
+  /** RFC 6665 section 8.3.2 */
+  BadEvent: 489,
+  /** RFC 3261 section 21.4.27 */
+  RequestPending: 491,
+  /** RFC 3261 section 21.4.28 */
+  Undecipherable: 493,
+  /** RFC 3329 section 6.4 */
+  SecurityAgreementRequired: 494,
+
+  // 5xx Server Failure (RFC 3261 section 21.5)
+  /** RFC 3261 section 21.5.1 */
+  ServerInternalError: 500,
+  /** RFC 3261 section 21.5.2 */
+  NotImplemented: 501,
+  /** RFC 3261 section 21.5.3 */
+  BadGateway: 502,
+  /** RFC 3261 section 21.5.4 */
+  ServiceUnavailable: 503,
+  /** RFC 3261 section 21.5.5 */
+  ServerTimeout: 504,
+  /** RFC 3261 section 21.5.6 */
+  VersionNotSupported: 505,
+  /** RFC 3261 section 21.5.7 */
+  MessageTooLarge: 513,
+  /** RFC 3312 section 8 */
+  PreconditionFailure: 580,
+
+  // 6xx Global Failures (RFC 3261 section 21.6)
+  /** RFC 3261 section 21.6.1 */
+  BusyEverywhere: 600,
+  /** RFC 3261 section 21.6.2 */
+  Decline: 603,
+  /** RFC 3261 section 21.6.3 */
+  DoesNotExistAnywhere: 604,
+  /** RFC 3261 section 21.6.4 */
+  NotAcceptableAnywhere: 606,
+  /** RFC 8197 section 4 */
+  Unwanted: 607,
+} as const;
+
+/** A status code known to {@linkcode STATUS_CODE}. */
+export type StatusCode = typeof STATUS_CODE[keyof typeof STATUS_CODE];
+
+/** Reason phrases by status code (the RFCs' recommended text). */
+export const STATUS_TEXT = {
+  [STATUS_CODE.Trying]: "Trying",
+  [STATUS_CODE.Ringing]: "Ringing",
+  [STATUS_CODE.CallIsBeingForwarded]: "Call Is Being Forwarded",
+  [STATUS_CODE.Queued]: "Queued",
+  [STATUS_CODE.SessionProgress]: "Session Progress",
+  [STATUS_CODE.EarlyDialogTerminated]: "Early Dialog Terminated",
+  [STATUS_CODE.OK]: "OK",
+  [STATUS_CODE.Accepted]: "Accepted",
+  [STATUS_CODE.NoNotification]: "No Notification",
+  [STATUS_CODE.MultipleChoices]: "Multiple Choices",
+  [STATUS_CODE.MovedPermanently]: "Moved Permanently",
+  [STATUS_CODE.MovedTemporarily]: "Moved Temporarily",
+  [STATUS_CODE.UseProxy]: "Use Proxy",
+  [STATUS_CODE.AlternativeService]: "Alternative Service",
+  [STATUS_CODE.BadRequest]: "Bad Request",
+  [STATUS_CODE.Unauthorized]: "Unauthorized",
+  [STATUS_CODE.PaymentRequired]: "Payment Required",
+  [STATUS_CODE.Forbidden]: "Forbidden",
+  [STATUS_CODE.NotFound]: "Not Found",
+  [STATUS_CODE.MethodNotAllowed]: "Method Not Allowed",
+  [STATUS_CODE.NotAcceptable]: "Not Acceptable",
+  [STATUS_CODE.ProxyAuthenticationRequired]: "Proxy Authentication Required",
+  [STATUS_CODE.RequestTimeout]: "Request Timeout",
+  [STATUS_CODE.Gone]: "Gone",
+  [STATUS_CODE.ConditionalRequestFailed]: "Conditional Request Failed",
+  [STATUS_CODE.RequestEntityTooLarge]: "Request Entity Too Large",
+  [STATUS_CODE.RequestUriTooLong]: "Request-URI Too Long",
+  [STATUS_CODE.UnsupportedMediaType]: "Unsupported Media Type",
+  [STATUS_CODE.UnsupportedUriScheme]: "Unsupported URI Scheme",
+  [STATUS_CODE.UnknownResourcePriority]: "Unknown Resource-Priority",
+  [STATUS_CODE.BadExtension]: "Bad Extension",
+  [STATUS_CODE.ExtensionRequired]: "Extension Required",
+  [STATUS_CODE.SessionIntervalTooSmall]: "Session Interval Too Small",
+  [STATUS_CODE.IntervalTooBrief]: "Interval Too Brief",
+  [STATUS_CODE.BadLocationInformation]: "Bad Location Information",
+  [STATUS_CODE.UseIdentityHeader]: "Use Identity Header",
+  [STATUS_CODE.ProvideReferrerIdentity]: "Provide Referrer Identity",
+  [STATUS_CODE.FlowFailed]: "Flow Failed",
+  [STATUS_CODE.AnonymityDisallowed]: "Anonymity Disallowed",
+  [STATUS_CODE.BadIdentityInfo]: "Bad Identity-Info",
+  [STATUS_CODE.UnsupportedCertificate]: "Unsupported Certificate",
+  [STATUS_CODE.InvalidIdentityHeader]: "Invalid Identity Header",
+  [STATUS_CODE.FirstHopLacksOutboundSupport]: "First Hop Lacks Outbound Support",
+  [STATUS_CODE.BadInfoPackage]: "Bad Info Package",
+  [STATUS_CODE.ConsentNeeded]: "Consent Needed",
+  [STATUS_CODE.TemporarilyUnavailable]: "Temporarily Unavailable",
+  [STATUS_CODE.CallOrTransactionDoesNotExist]: "Call/Transaction Does Not Exist",
+  [STATUS_CODE.LoopDetected]: "Loop Detected",
+  [STATUS_CODE.TooManyHops]: "Too Many Hops",
+  [STATUS_CODE.AddressIncomplete]: "Address Incomplete",
+  [STATUS_CODE.Ambiguous]: "Ambiguous",
+  [STATUS_CODE.BusyHere]: "Busy Here",
+  [STATUS_CODE.RequestTerminated]: "Request Terminated",
+  [STATUS_CODE.NotAcceptableHere]: "Not Acceptable Here",
+  [STATUS_CODE.BadEvent]: "Bad Event",
+  [STATUS_CODE.RequestPending]: "Request Pending",
+  [STATUS_CODE.Undecipherable]: "Undecipherable",
+  [STATUS_CODE.SecurityAgreementRequired]: "Security Agreement Required",
+  [STATUS_CODE.ServerInternalError]: "Server Internal Error",
+  [STATUS_CODE.NotImplemented]: "Not Implemented",
+  [STATUS_CODE.BadGateway]: "Bad Gateway",
+  [STATUS_CODE.ServiceUnavailable]: "Service Unavailable",
+  [STATUS_CODE.ServerTimeout]: "Server Time-out",
+  [STATUS_CODE.VersionNotSupported]: "Version Not Supported",
+  [STATUS_CODE.MessageTooLarge]: "Message Too Large",
+  [STATUS_CODE.PreconditionFailure]: "Precondition Failure",
+  [STATUS_CODE.BusyEverywhere]: "Busy Everywhere",
+  [STATUS_CODE.Decline]: "Decline",
+  [STATUS_CODE.DoesNotExistAnywhere]: "Does Not Exist Anywhere",
+  [STATUS_CODE.NotAcceptableAnywhere]: "Not Acceptable",
+  [STATUS_CODE.Unwanted]: "Unwanted",
+} as const satisfies Record<StatusCode, string>;
+
+/** A reason phrase known to {@linkcode STATUS_TEXT}. */
+export type StatusText = typeof STATUS_TEXT[keyof typeof STATUS_TEXT];
+
+/** 1xx codes. */
+export type ProvisionalStatus = Extract<StatusCode, 100 | 180 | 181 | 182 | 183 | 199>;
+/** 2xx codes. */
+export type SuccessfulStatus = Extract<StatusCode, 200 | 202 | 204>;
+/** 3xx codes. */
+export type RedirectStatus = Extract<StatusCode, 300 | 301 | 302 | 305 | 380>;
+
+/** True when `status` is a code of {@linkcode STATUS_CODE}. */
+export function isStatus(status: number): status is StatusCode {
+  return Object.hasOwn(STATUS_TEXT, status);
+}
+
+/** True for a valid SIP status code (100 to 699, section 7.2). */
+export function isValidStatus(status: number): boolean {
+  return Number.isInteger(status) && status >= 100 && status <= 699;
+}
+
+/** True for 1xx (provisional). */
+export function isProvisionalStatus(status: number): boolean {
+  return status >= 100 && status < 200;
+}
+
+/** True for 2xx (success). */
+export function isSuccessfulStatus(status: number): boolean {
+  return status >= 200 && status < 300;
+}
+
+/** True for 3xx (redirection). */
+export function isRedirectStatus(status: number): boolean {
+  return status >= 300 && status < 400;
+}
+
+/** True for 4xx, 5xx and 6xx (failures). */
+export function isErrorStatus(status: number): boolean {
+  return status >= 400 && status < 700;
+}
+
+/** True for final responses (200 to 699). */
+export function isFinalStatus(status: number): boolean {
+  return status >= 200 && status < 700;
+}
+
+/**
+ * The reason phrase for a code: the known text, else the class default
+ * (section 21: an unknown code is treated as the x00 of its class).
+ *
+ * @example
+ * ```ts
+ * import { reasonPhrase } from "./status.ts";
+ * reasonPhrase(486); // "Busy Here"
+ * reasonPhrase(499); // "Bad Request"
+ * ```
+ */
+export function reasonPhrase(status: number): string {
+  if (isStatus(status)) return STATUS_TEXT[status];
+  const base = Math.floor(status / 100) * 100;
+  const classDefault: Record<number, string> = {
+    100: "Trying",
+    200: "OK",
+    300: "Multiple Choices",
+    400: "Bad Request",
+    500: "Server Internal Error",
+    600: "Busy Everywhere",
+  };
+  return classDefault[base] ?? "Unknown";
+}

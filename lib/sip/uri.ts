@@ -1,0 +1,444 @@
+/**
+ * SIP, SIPS and tel URIs (RFC 3261 section 19.1 and 25.1, RFC 3966) and
+ * name-addr / addr-spec values (section 20.10).
+ *
+ * @module
+ */
+
+import {
+  allOf,
+  C_HNV,
+  C_HOST,
+  C_PARAM,
+  C_PASS,
+  C_TEL,
+  C_TOKEN,
+  C_USER,
+  CHARS,
+  escape,
+  fail,
+  formatHeaderParams,
+  type Params,
+  parseHeaderParams,
+  quote,
+  readQuoted,
+  refuseCrLf,
+  rethrow,
+  skipWs,
+  unescape,
+} from "./_scan.ts";
+
+export type { Params } from "./_scan.ts";
+
+/**
+ * A URI. For `sip`/`sips`: user, password, host (IPv6 without brackets), port,
+ * params, headers. For `tel`: `user` is the number, `host` is "". Other schemes
+ * (absoluteURI) keep everything after the colon in `opaque`.
+ */
+export interface Uri {
+  /** Lowercase scheme: "sip", "sips", "tel" or another. */
+  scheme: string;
+  /** Unescaped user part (or the tel number). */
+  user?: string;
+  /** Unescaped password (discouraged, but parsed). */
+  password?: string;
+  /** Host, lowercase for names, IPv6 without brackets. */
+  host: string;
+  /** Explicit port. */
+  port?: number;
+  /** URI parameters. */
+  params: Params;
+  /** URI headers (`?name=value&...`), unescaped. */
+  headers: Record<string, string>;
+  /** For schemes other than sip, sips and tel: the text after `scheme:`. */
+  opaque?: string;
+}
+
+/** A name-addr or addr-spec with header parameters (From, To, Contact, Route...). */
+export interface NameAddr {
+  /** Display name, unquoted and unescaped. */
+  displayName?: string;
+  /** The URI. */
+  uri: Uri;
+  /** Header parameters after the URI (tag, expires, q...). */
+  params: Params;
+}
+
+/**
+ * Parses a host (IPv6 reference in brackets, IPv4 or name) at `s[i]`, stopping
+ * at `end`. Returns [host, index after it].
+ */
+export function readHost(s: string, i: number, end: number): [string, number] {
+  if (s.charCodeAt(i) === 91) {
+    const close = s.indexOf("]", i);
+    if (close === -1 || close >= end) throw fail("unterminated IPv6 reference");
+    const h = s.slice(i + 1, close);
+    if (!isIpv6(h)) throw fail(`invalid IPv6 address "${h}"`);
+    return [h.toLowerCase(), close + 1];
+  }
+  const start = i;
+  let c;
+  while (i < end && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_HOST) !== 0) i++;
+  if (i === start) throw fail(i < end ? `invalid character "${s[i]}" in host` : "missing host");
+  return [s.slice(start, i).toLowerCase(), i];
+}
+
+/** True when `h` is made of hex digits, ":" and "." and holds at least two ":". */
+export function isIpv6(h: string): boolean {
+  let colons = 0;
+  for (let i = 0; i < h.length; i++) {
+    const c = h.charCodeAt(i);
+    if (c === 58) colons++;
+    else if (!(c === 46 || (c >= 48 && c <= 57) || ((c | 32) >= 97 && (c | 32) <= 102))) {
+      return false;
+    }
+  }
+  return colons >= 2;
+}
+
+function readPort(s: string, i: number, end: number): [number, number] {
+  const start = i;
+  let v = 0;
+  let c;
+  while (i < end && (c = s.charCodeAt(i) - 48) >= 0 && c <= 9) {
+    v = v * 10 + c;
+    i++;
+  }
+  if (i === start || i - start > 5 || v > 65535) {
+    throw fail(`invalid port "${s.slice(start, i + 1)}"`);
+  }
+  return [v, i];
+}
+
+function checkChars(s: string, flag: number, what: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || (CHARS[c] & flag) === 0) {
+      throw fail(`invalid character "${s[i]}" in ${what}`);
+    }
+  }
+  return unescape(s);
+}
+
+/** Parses `;name[=value]` URI parameters (section 19.1.1) up to "?" or the end. */
+function readUriParams(s: string, i: number, params: Params): number {
+  const n = s.length;
+  while (i < n && s.charCodeAt(i) === 59) {
+    i++;
+    const ns = i;
+    let eq = -1;
+    let c;
+    while (i < n && (c = s.charCodeAt(i)) !== 59 && c !== 63) {
+      if (c === 61 && eq === -1) eq = i;
+      else if (c >= 128 || (CHARS[c] & C_PARAM) === 0) {
+        throw fail(`invalid character "${s[i]}" in URI parameter`);
+      }
+      i++;
+    }
+    const nameEnd = eq === -1 ? i : eq;
+    if (nameEnd === ns) throw fail("empty URI parameter name");
+    const name = unescape(s.slice(ns, nameEnd)).toLowerCase();
+    params[name] = eq === -1 ? null : unescape(s.slice(eq + 1, i));
+  }
+  return i;
+}
+
+function readUriHeaders(s: string, i: number, headers: Record<string, string>): number {
+  const n = s.length;
+  // headers = "?" header *( "&" header ); header = hname "=" hvalue
+  while (i < n) {
+    const amp = s.indexOf("&", i);
+    const end = amp === -1 ? n : amp;
+    const eq = s.indexOf("=", i);
+    if (eq === -1 || eq > end) throw fail('URI header without "="');
+    const name = s.slice(i, eq);
+    const value = s.slice(eq + 1, end);
+    if (name.length === 0) throw fail("empty URI header name");
+    headers[checkChars(name, C_HNV, "URI header name")] = value.length === 0
+      ? ""
+      : checkChars(value, C_HNV, "URI header value");
+    i = amp === -1 ? n : amp + 1;
+  }
+  return i;
+}
+
+function parseSipUri(s: string, scheme: string, p: number): Uri {
+  const n = s.length;
+  const uri: Uri = { scheme, host: "", params: {}, headers: {} };
+  // userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"; no
+  // unescaped "@" may appear elsewhere in a SIP URI.
+  const at = s.indexOf("@", p);
+  if (at !== -1) {
+    const colon = s.indexOf(":", p);
+    if (colon !== -1 && colon < at) {
+      if (colon === p) throw fail("empty user part");
+      uri.user = checkChars(s.slice(p, colon), C_USER, "user part");
+      uri.password = checkChars(s.slice(colon + 1, at), C_PASS, "password");
+    } else {
+      if (at === p) throw fail("empty user part");
+      uri.user = checkChars(s.slice(p, at), C_USER, "user part");
+    }
+    p = at + 1;
+  }
+  const [host, hEnd] = readHost(s, p, n);
+  uri.host = host;
+  p = hEnd;
+  if (p < n && s.charCodeAt(p) === 58) {
+    const [port, pEnd] = readPort(s, p + 1, n);
+    uri.port = port;
+    p = pEnd;
+  }
+  p = readUriParams(s, p, uri.params);
+  if (p < n && s.charCodeAt(p) === 63) p = readUriHeaders(s, p + 1, uri.headers);
+  if (p < n) throw fail(`unexpected "${s[p]}" at column ${p + 1}`);
+  return uri;
+}
+
+function parseTelUri(s: string, p: number): Uri {
+  // RFC 3966: telephone-subscriber = global-number / local-number, then par.
+  const semi = s.indexOf(";", p);
+  const end = semi === -1 ? s.length : semi;
+  const number = s.slice(p, end);
+  if (!allOf(number, C_TEL)) throw fail(`invalid telephone number "${number}"`);
+  const uri: Uri = { scheme: "tel", user: unescape(number), host: "", params: {}, headers: {} };
+  const q = readUriParams(s, end, uri.params);
+  if (q < s.length) throw fail(`unexpected "${s[q]}" at column ${q + 1}`);
+  return uri;
+}
+
+/** Internal: parse without the "Cannot parse URI" prefix. */
+export function _parseUri(s: string): Uri {
+  const c0 = s.charCodeAt(0) | 32;
+  // Fast path for the common "sip:" prefix.
+  if (c0 === 115 && s.length > 4) {
+    if (
+      s.charCodeAt(3) === 58 && (s.charCodeAt(1) | 32) === 105 && (s.charCodeAt(2) | 32) === 112
+    ) {
+      return parseSipUri(s, "sip", 4);
+    }
+  }
+  const colon = s.indexOf(":");
+  if (colon <= 0) throw fail(s.length === 0 ? "empty URI" : "missing scheme");
+  const scheme = s.slice(0, colon).toLowerCase();
+  // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+  for (let i = 0; i < colon; i++) {
+    const c = scheme.charCodeAt(i);
+    const alpha = c >= 97 && c <= 122;
+    if (!(alpha || (i > 0 && ((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 46)))) {
+      throw fail(`invalid scheme "${s.slice(0, colon)}"`);
+    }
+  }
+  if (scheme === "sip" || scheme === "sips") return parseSipUri(s, scheme, colon + 1);
+  if (scheme === "tel") return parseTelUri(s, colon + 1);
+  const opaque = s.slice(colon + 1);
+  for (let i = 0; i < opaque.length; i++) {
+    const c = opaque.charCodeAt(i);
+    if (c <= 32 || c === 127 || c === 60 || c === 62 || c === 34) {
+      throw fail(`invalid character at column ${colon + 2 + i}`);
+    }
+  }
+  if (opaque.length === 0) throw fail("empty URI after scheme");
+  return { scheme, host: "", params: {}, headers: {}, opaque };
+}
+
+/**
+ * Parses a URI (sip, sips, tel, or other absoluteURI). Escapes are decoded;
+ * names are lowercased; an IPv6 host loses its brackets.
+ *
+ * @example
+ * ```ts
+ * import { parseUri } from "./uri.ts";
+ * const uri = parseUri("sip:alice@[2001:db8::1]:5070;transport=tcp");
+ * uri.host; // "2001:db8::1"
+ * uri.params.transport; // "tcp"
+ * ```
+ */
+export function parseUri(text: string): Uri {
+  try {
+    return _parseUri(text);
+  } catch (e) {
+    rethrow(e, `URI "${text}"`);
+  }
+}
+
+function formatParams(params: Params): string {
+  let out = "";
+  for (const name in params) {
+    const v = params[name];
+    refuseCrLf(name, "URI parameter");
+    out += ";" + escape(name, C_PARAM);
+    if (v !== null && v !== undefined) {
+      refuseCrLf(v, "URI parameter");
+      out += "=" + escape(v, C_PARAM);
+    }
+  }
+  return out;
+}
+
+/** Formats a host, adding brackets to IPv6 addresses. */
+export function formatHost(host: string, what = "host"): string {
+  if (host.indexOf(":") !== -1) {
+    if (!isIpv6(host)) throw new TypeError(`Cannot format ${what}: invalid IPv6 address`);
+    return "[" + host + "]";
+  }
+  if (!allOf(host, C_HOST)) throw new TypeError(`Cannot format ${what}: invalid host "${host}"`);
+  return host;
+}
+
+/**
+ * Formats a URI, escaping what must be escaped. Throws TypeError on CR/LF in
+ * any part or an invalid host.
+ *
+ * @example
+ * ```ts
+ * import { formatUri } from "./uri.ts";
+ * formatUri({ scheme: "sip", user: "a b", host: "example.com", params: { lr: null }, headers: {} });
+ * // "sip:a%20b@example.com;lr"
+ * ```
+ */
+export function formatUri(uri: Uri): string {
+  const scheme = uri.scheme;
+  if (scheme === "*") return "*";
+  if (!/^[A-Za-z][A-Za-z0-9+.-]*$/.test(scheme)) {
+    throw new TypeError(`Cannot format URI: invalid scheme "${scheme}"`);
+  }
+  if (uri.opaque !== undefined) {
+    refuseCrLf(uri.opaque, "URI");
+    return scheme + ":" + uri.opaque;
+  }
+  if (scheme === "tel") {
+    const number = uri.user ?? "";
+    refuseCrLf(number, "URI");
+    return "tel:" + escape(number, C_TEL) + formatParams(uri.params);
+  }
+  let out = scheme + ":";
+  if (uri.user !== undefined) {
+    refuseCrLf(uri.user, "URI user part");
+    out += escape(uri.user, C_USER);
+    if (uri.password !== undefined) {
+      refuseCrLf(uri.password, "URI password");
+      out += ":" + escape(uri.password, C_PASS);
+    }
+    out += "@";
+  }
+  out += formatHost(uri.host, "URI");
+  if (uri.port !== undefined) {
+    if (!Number.isInteger(uri.port) || uri.port < 0 || uri.port > 65535) {
+      throw new TypeError(`Cannot format URI: invalid port ${uri.port}`);
+    }
+    out += ":" + uri.port;
+  }
+  out += formatParams(uri.params);
+  let sep = "?";
+  for (const name in uri.headers) {
+    const v = uri.headers[name];
+    refuseCrLf(name, "URI header");
+    refuseCrLf(v, "URI header");
+    out += sep + escape(name, C_HNV) + "=" + escape(v, C_HNV);
+    sep = "&";
+  }
+  return out;
+}
+
+/** Internal: parse a name-addr / addr-spec without the error prefix. */
+export function _parseNameAddr(s: string): NameAddr {
+  const n = s.length;
+  let i = skipWs(s, 0);
+  let displayName: string | undefined;
+  let lt = -1;
+  const c0 = s.charCodeAt(i);
+  if (c0 === 34) {
+    // display-name = quoted-string
+    const [name, after] = readQuoted(s, i);
+    displayName = name;
+    i = skipWs(s, after);
+    if (s.charCodeAt(i) !== 60) throw fail('expected "<" after the display name');
+    lt = i;
+  } else if (c0 === 60) {
+    lt = i;
+  } else {
+    // display-name = *(token LWS): scan tokens; a "<" makes it a name-addr,
+    // anything else (the ":" of a scheme) an addr-spec.
+    let j = i;
+    let c;
+    while (
+      j < n &&
+      ((c = s.charCodeAt(j)) >= 128 || (CHARS[c] & C_TOKEN) !== 0 || c === 32 || c === 9)
+    ) j++;
+    if (j < n && s.charCodeAt(j) === 60) {
+      const name = s.slice(i, j).trim();
+      if (name.length > 0) displayName = name;
+      lt = j;
+    }
+  }
+  const params: Params = {};
+  if (lt !== -1) {
+    const gt = s.indexOf(">", lt);
+    if (gt === -1) throw fail('missing ">"');
+    const uri = _parseUri(s.slice(lt + 1, gt));
+    parseHeaderParams(s, gt + 1, params);
+    return displayName === undefined ? { uri, params } : { displayName, uri, params };
+  }
+  // addr-spec: "the URI MUST NOT contain ..., ? or ;" unbracketed (section
+  // 20.10), so header parameters start at the first semicolon.
+  let end = s.indexOf(";", i);
+  if (end === -1) end = n;
+  let ue = end;
+  while (ue > i && (s.charCodeAt(ue - 1) === 32 || s.charCodeAt(ue - 1) === 9)) ue--;
+  const text = s.slice(i, ue);
+  if (text.indexOf("?") !== -1 || text.indexOf(",") !== -1) {
+    throw fail('a URI with "?" or "," must be enclosed in <>');
+  }
+  if (text.indexOf(" ") !== -1) throw fail(`unexpected space in "${text}"`);
+  const uri = _parseUri(text);
+  parseHeaderParams(s, end, params);
+  return { uri, params };
+}
+
+/**
+ * Parses a name-addr or addr-spec with header parameters. In the addr-spec
+ * form, parameters after the URI belong to the header, not the URI (RFC 3261
+ * section 20.10). `*` (Contact) yields a URI with scheme "*".
+ *
+ * @example
+ * ```ts
+ * import { parseNameAddr } from "./uri.ts";
+ * const to = parseNameAddr('"Bob" <sip:bob@example.com>;tag=a6c85cf');
+ * to.displayName; // "Bob"
+ * to.params.tag; // "a6c85cf"
+ * ```
+ */
+export function parseNameAddr(text: string): NameAddr {
+  try {
+    const t = text.trim();
+    if (t === "*") return { uri: { scheme: "*", host: "", params: {}, headers: {} }, params: {} };
+    return _parseNameAddr(text);
+  } catch (e) {
+    rethrow(e, `name-addr "${text}"`);
+  }
+}
+
+/**
+ * Formats a name-addr (always with <>; the display name quoted). A URI with
+ * scheme "*" formats as `*`.
+ *
+ * @example
+ * ```ts
+ * import { formatNameAddr, parseUri } from "./uri.ts";
+ * formatNameAddr({ displayName: "Bob", uri: parseUri("sip:bob@example.com"), params: { tag: "1" } });
+ * // '"Bob" <sip:bob@example.com>;tag=1'
+ * ```
+ */
+export function formatNameAddr(value: NameAddr): string {
+  if (value.uri.scheme === "*") return "*";
+  let out = "";
+  if (value.displayName !== undefined && value.displayName !== "") {
+    out = quote(value.displayName, "display name") + " ";
+  }
+  return out + "<" + formatUri(value.uri) + ">" + formatHeaderParams(value.params, "name-addr");
+}
+
+/** True when `s` is a token (RFC 3261 section 25.1). */
+export function isToken(s: string): boolean {
+  return allOf(s, C_TOKEN);
+}
