@@ -1,0 +1,116 @@
+/**
+ * Types shared by the transaction layer (RFC 3261 section 17): what it needs
+ * from the transport layer, its timer settings and the typed callback
+ * interfaces of its transaction users (TU).
+ *
+ * @module
+ */
+
+import type { SipRequest, SipResponse } from "../message.ts";
+import type { HostPort, TransportProtocol } from "../transport.ts";
+
+/** Where a request goes: the transport layer resolves nothing further. */
+export interface Target {
+  /** Transport protocol; reliability of a target is `protocol !== "udp"`. */
+  protocol: TransportProtocol;
+  /** Destination host (IP address). */
+  host: string;
+  /** Destination port. */
+  port: number;
+}
+
+/** How a message came in: enough to send a response back on the same path. */
+export interface InboundInfo {
+  /** Source address of the packet or connection. */
+  remote: HostPort;
+  /** Local address it arrived on. */
+  local: HostPort;
+  /** Transport protocol it arrived on. */
+  protocol: TransportProtocol;
+}
+
+/**
+ * The part of the transport layer the transaction layer uses. The real
+ * `TransportLayer` fills in the Via transport, sent-by and rport of the top
+ * Via the transaction layer put on a request; tests use a fake.
+ */
+export interface TransactionTransport {
+  /** Sends a request; resolves with the target actually used (e.g. TCP for a large request). */
+  sendRequest(req: SipRequest, target: Target): Promise<Target>;
+  /** Sends a response back where the request came from (section 18.2.2). */
+  sendResponse(res: SipResponse, info?: InboundInfo): Promise<void>;
+  /** Registers the handler for inbound requests. */
+  onRequest(handler: (req: SipRequest, info: InboundInfo) => void): void;
+  /** Registers the handler for inbound responses. */
+  onResponse(handler: (res: SipResponse, info: InboundInfo) => void): void;
+}
+
+/** Timer settings in milliseconds (RFC 3261 section 17.1.1.1 and table 4). */
+export interface TimerOptions {
+  /** RTT estimate T1; default 500. */
+  t1?: number;
+  /** Maximum retransmission interval for non-INVITE requests and INVITE responses, T2; default 4000. */
+  t2?: number;
+  /** Maximum time a message stays in the network, T4; default 5000. */
+  t4?: number;
+  /** Timer D on unreliable transports ("at least 32 s"); default 32000. */
+  d?: number;
+  /** Delay before a server INVITE transaction sends 100 Trying itself (17.2.1); default 200. */
+  trying?: number;
+}
+
+/** {@linkcode TimerOptions} with every value filled. */
+export type Timers = Required<TimerOptions>;
+
+/** Fills defaults into timer options. */
+export function resolveTimers(options: TimerOptions = {}): Timers {
+  return {
+    t1: options.t1 ?? 500,
+    t2: options.t2 ?? 4000,
+    t4: options.t4 ?? 5000,
+    d: options.d ?? 32000,
+    trying: options.trying ?? 200,
+  };
+}
+
+/** States of the four machines, RFC 6026's Accepted included. */
+export type TransactionState =
+  | "calling"
+  | "trying"
+  | "proceeding"
+  | "accepted"
+  | "completed"
+  | "confirmed"
+  | "terminated";
+
+/** Callbacks of the TU of a client transaction. All are optional. */
+export interface ClientTransactionUser {
+  /** A 1xx response. */
+  onProvisional?(res: SipResponse): void;
+  /**
+   * A final response. Called once for non-2xx finals and for non-INVITE
+   * requests; for INVITE, every 2xx that matches while the transaction is
+   * Accepted (retransmissions, other forks) is passed up too (RFC 6026 8.4):
+   * the TU acknowledges each.
+   */
+  onFinal?(res: SipResponse): void;
+  /** Timer B or F fired: no final response (treat as 408, section 8.1.3.1). */
+  onTimeout?(): void;
+  /** The transport failed to send (treat as 503, section 8.1.3.1). */
+  onTransportError?(error: Error): void;
+  /** The transaction reached Terminated. */
+  onTerminated?(): void;
+}
+
+/** Callbacks of the TU of a server transaction. All are optional. */
+export interface ServerTransactionUser {
+  /** Timer H fired: the ACK for a non-2xx final never came (17.2.1). */
+  onAckTimeout?(): void;
+  /** Sending a response failed (17.2.4). */
+  onTransportError?(error: Error): void;
+  /** The transaction reached Terminated. */
+  onTerminated?(): void;
+}
+
+/** A log sink for diagnostics (stderr in the CLI). */
+export type TransactionLog = (message: string) => void;
