@@ -8,9 +8,9 @@
  */
 
 import { type Clock, systemClock } from "../clock.ts";
-import type { SipRequest, SipResponse } from "../message.ts";
+import { createResponse, type SipRequest, type SipResponse } from "../message.ts";
 import { clientTransactionKey, serverTransactionKey } from "./branch.ts";
-import { addTopVia, createCancel, createResponse } from "./build.ts";
+import { addTopVia, createCancel, generateTag } from "./build.ts";
 import { ClientInviteTransaction } from "./client_invite.ts";
 import { ClientNonInviteTransaction } from "./client_non_invite.ts";
 import type { ClientTransaction } from "./client_transaction.ts";
@@ -284,7 +284,7 @@ export class TransactionLayer {
   #deliver(req: SipRequest, tx: AnyServerTransaction | undefined, info: InboundInfo): void {
     if (!this.onRequest) {
       this.#log(`no handler for ${req.method}; answering 503`);
-      tx?.respond(createResponse(req, 503));
+      tx?.respond(createResponse(req, 503, { toTag: generateTag() }));
       return;
     }
     try {
@@ -293,7 +293,7 @@ export class TransactionLayer {
       this.#log(`onRequest threw: ${e instanceof Error ? e.stack ?? e.message : e}`);
       // Never leave the client waiting because the TU crashed.
       if (tx && !tx.terminated && (!tx.lastResponse || tx.lastResponse.status < 200)) {
-        tx.respond(createResponse(req, 500));
+        tx.respond(createResponse(req, 500, { toTag: generateTag() }));
       }
     }
   }

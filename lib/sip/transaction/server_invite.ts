@@ -11,8 +11,7 @@
  * @module
  */
 
-import type { SipRequest, SipResponse } from "../message.ts";
-import { createResponse } from "./build.ts";
+import { createResponse, type SipRequest, type SipResponse } from "../message.ts";
 import { callUser, type TransactionContext } from "./_context.ts";
 import { ServerTransaction } from "./server_transaction.ts";
 import type { InboundInfo } from "./types.ts";

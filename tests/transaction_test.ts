@@ -1,0 +1,826 @@
+import assert from "node:assert/strict";
+import { ManualClock } from "../lib/sip/clock.ts";
+import {
+  createRequest,
+  createResponse,
+  parseMessage,
+  type SipMessage,
+  type SipRequest,
+  type SipResponse,
+} from "../lib/sip/message.ts";
+import { SipRequestError } from "../lib/sip/errors.ts";
+import {
+  type AnyServerTransaction,
+  ClientInviteTransaction,
+  ClientNonInviteTransaction,
+  generateBranch,
+  type InboundInfo,
+  MAGIC_COOKIE,
+  ServerInviteTransaction,
+  ServerNonInviteTransaction,
+  type Target,
+  TransactionLayer,
+  type TransactionTransport,
+} from "../lib/sip/transaction/mod.ts";
+
+// ------------------------------------------------------------------ fakes
+
+interface Sent {
+  at: number;
+  msg: SipMessage;
+  target?: Target;
+  info?: InboundInfo;
+}
+
+/** A transport layer that records every send with the clock time. */
+class FakeTransport implements TransactionTransport {
+  sent: Sent[] = [];
+  /** When set, sends reject with this error. */
+  failWith?: Error;
+  /** When set, sendRequest resolves with this target (e.g. TCP for a large request). */
+  resolveAs?: Target;
+  #onRequest?: (req: SipRequest, info: InboundInfo) => void;
+  #onResponse?: (res: SipResponse, info: InboundInfo) => void;
+  constructor(readonly clock: ManualClock) {}
+
+  sendRequest(req: SipRequest, target: Target): Promise<Target> {
+    this.sent.push({ at: this.clock.now(), msg: req, target });
+    if (this.failWith) return Promise.reject(this.failWith);
+    return Promise.resolve(this.resolveAs ?? target);
+  }
+  sendResponse(res: SipResponse, info?: InboundInfo): Promise<void> {
+    this.sent.push({ at: this.clock.now(), msg: res, info });
+    if (this.failWith) return Promise.reject(this.failWith);
+    return Promise.resolve();
+  }
+  onRequest(h: (req: SipRequest, info: InboundInfo) => void): void {
+    this.#onRequest = h;
+  }
+  onResponse(h: (res: SipResponse, info: InboundInfo) => void): void {
+    this.#onResponse = h;
+  }
+  /** Delivers an inbound request as the transport layer would. */
+  inject(msg: SipMessage, info: InboundInfo = UDP_INFO): void {
+    if (msg.kind === "request") this.#onRequest!(msg, info);
+    else this.#onResponse!(msg, info);
+  }
+  /** Send times (ms) of messages matching a predicate. */
+  times(pred: (m: SipMessage) => boolean): number[] {
+    return this.sent.filter((s) => pred(s.msg)).map((s) => s.at);
+  }
+}
+
+const UDP: Target = { protocol: "udp", host: "192.0.2.10", port: 5060 };
+const TCP: Target = { protocol: "tcp", host: "192.0.2.10", port: 5060 };
+const UDP_INFO: InboundInfo = {
+  protocol: "udp",
+  remote: { host: "192.0.2.20", port: 5060 },
+  local: { host: "192.0.2.1", port: 5060 },
+};
+const TCP_INFO: InboundInfo = { ...UDP_INFO, protocol: "tcp" };
+
+function setup(timers = {}) {
+  const clock = new ManualClock();
+  const transport = new FakeTransport(clock);
+  const logs: string[] = [];
+  const tl = new TransactionLayer({ transport, clock, timers, log: (m) => logs.push(m) });
+  return { clock, transport, tl, logs };
+}
+
+/** Lets promise callbacks (send results) run. */
+function flush(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+function outgoing(method: string, extra: Record<string, string> = {}): SipRequest {
+  return createRequest(method, "sip:bob@example.test", {
+    headers: {
+      "Max-Forwards": "70",
+      From: "Alice <sip:alice@example.test>;tag=a1",
+      To: "Bob <sip:bob@example.test>",
+      "Call-ID": "call-1@example.test",
+      CSeq: `1 ${method}`,
+      Contact: "<sip:alice@192.0.2.1:5060>",
+      ...extra,
+    },
+  });
+}
+
+/** A response to a request as a peer would send it back (same Via, same branch). */
+function reply(req: SipRequest, status: number, toTag = "b1"): SipResponse {
+  return parseMessage(formatForReply(createResponse(req, status, { toTag }))) as SipResponse;
+}
+
+function formatForReply(res: SipResponse): string {
+  let s = `SIP/2.0 ${res.status} ${res.reason}\r\n`;
+  for (const f of res.headers.fields) s += `${f.name}: ${f.value}\r\n`;
+  return s + "Content-Length: 0\r\n\r\n";
+}
+
+function incoming(
+  method: string,
+  options: { branch?: string; sentBy?: string; cseq?: number; toTag?: string; fromTag?: string } =
+    {},
+): SipRequest {
+  const branch = options.branch ?? "z9hG4bKabc123";
+  const sentBy = options.sentBy ?? "192.0.2.20:5060";
+  const to = "Bob <sip:bob@example.test>" + (options.toTag ? `;tag=${options.toTag}` : "");
+  const cseqMethod = method === "ACK" || method === "CANCEL" ? method : method;
+  const text = `${method} sip:bob@192.0.2.1 SIP/2.0\r\n` +
+    `Via: SIP/2.0/UDP ${sentBy};branch=${branch}\r\n` +
+    `Max-Forwards: 70\r\n` +
+    `From: Alice <sip:alice@example.test>;tag=${options.fromTag ?? "a1"}\r\n` +
+    `To: ${to}\r\n` +
+    `Call-ID: in-1@example.test\r\n` +
+    `CSeq: ${options.cseq ?? 1} ${cseqMethod}\r\n` +
+    `Contact: <sip:alice@192.0.2.20>\r\n` +
+    `Content-Length: 0\r\n\r\n`;
+  return parseMessage(text) as SipRequest;
+}
+
+const isReq = (method: string) => (m: SipMessage) => m.kind === "request" && m.method === method;
+const isRes = (status: number) => (m: SipMessage) => m.kind === "response" && m.status === status;
+
+// ------------------------------------------------------------ client INVITE
+
+Deno.test("client INVITE over UDP retransmits at 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s and times out at 32 s (timer B)", async () => {
+  const { clock, transport, tl } = setup();
+  const events: string[] = [];
+  const tx = tl.request(outgoing("INVITE"), UDP, {
+    onTimeout: () => events.push(`timeout@${clock.now()}`),
+    onTerminated: () => events.push(`terminated@${clock.now()}`),
+  });
+  assert.ok(tx instanceof ClientInviteTransaction);
+  assert.equal(tx.state, "calling");
+  await flush();
+  clock.advance(31_999);
+  assert.deepEqual(events, []);
+  clock.advance(1);
+  assert.deepEqual(transport.times(isReq("INVITE")), [0, 500, 1500, 3500, 7500, 15500, 31500]);
+  assert.deepEqual(events, ["timeout@32000", "terminated@32000"]);
+  assert.equal(tx.state, "terminated");
+  assert.equal(tl.clientCount, 0);
+  await assert.rejects(tx.response, (e) => e instanceof SipRequestError && e.status === 408);
+  clock.runAll();
+  assert.equal(transport.sent.length, 7);
+});
+
+Deno.test("client INVITE puts a top Via with a magic-cookie branch and matches responses by it", () => {
+  const { transport, tl } = setup();
+  const req = outgoing("INVITE", { Via: "SIP/2.0/UDP old.example;branch=z9hG4bKold" });
+  const tx = tl.request(req, UDP);
+  assert.equal(req.via.length, 1, "old Via replaced");
+  assert.ok(tx.branch.startsWith(MAGIC_COOKIE));
+  assert.notEqual(tx.branch, "z9hG4bKold");
+  assert.equal(req.topVia.params.branch, tx.branch);
+  assert.equal(transport.sent.length, 1);
+});
+
+Deno.test("client INVITE stops retransmitting on a provisional response and timer B no longer applies", async () => {
+  const { clock, transport, tl } = setup();
+  const provisional: number[] = [];
+  let timedOut = false;
+  const req = outgoing("INVITE");
+  const tx = tl.request(req, UDP, {
+    onProvisional: (r) => provisional.push(r.status),
+    onTimeout: () => timedOut = true,
+  });
+  await flush();
+  clock.advance(600);
+  transport.inject(reply(req, 100));
+  assert.equal(tx.state, "proceeding");
+  transport.inject(reply(req, 180));
+  clock.advance(120_000);
+  assert.deepEqual(transport.times(isReq("INVITE")), [0, 500]);
+  assert.deepEqual(provisional, [100, 180]);
+  assert.equal(timedOut, false);
+  assert.equal(tx.state, "proceeding");
+});
+
+Deno.test("client INVITE over TCP sends once and still times out at 64*T1", async () => {
+  const { clock, transport, tl } = setup();
+  let timeoutAt = -1;
+  tl.request(outgoing("INVITE"), TCP, { onTimeout: () => timeoutAt = clock.now() });
+  await flush();
+  clock.advance(40_000);
+  assert.deepEqual(transport.times(isReq("INVITE")), [0]);
+  assert.equal(timeoutAt, 32_000);
+});
+
+Deno.test("client INVITE stops timer A when the transport layer sent over TCP after all (18.1.1)", async () => {
+  const { clock, transport, tl } = setup();
+  transport.resolveAs = TCP;
+  const tx = tl.request(outgoing("INVITE"), UDP);
+  await flush();
+  assert.equal(tx.reliable, true);
+  assert.deepEqual(tx.target, TCP);
+  clock.advance(10_000);
+  assert.deepEqual(transport.times(isReq("INVITE")), [0]);
+});
+
+Deno.test("client INVITE acknowledges a non-2xx final itself (17.1.1.3) and re-ACKs its retransmissions", async () => {
+  const { clock, transport, tl } = setup();
+  const finals: number[] = [];
+  const req = outgoing("INVITE", {
+    Route: "<sip:p1.example.test;lr>, <sip:p2.example.test;lr>",
+  });
+  const tx = tl.request(req, UDP, { onFinal: (r) => finals.push(r.status) });
+  await flush();
+  clock.advance(100);
+  transport.inject(reply(req, 180, "tagB"));
+  const busy = reply(req, 486, "tagB");
+  transport.inject(busy);
+  assert.equal(tx.state, "completed");
+  assert.deepEqual(finals, [486]);
+  assert.equal((await tx.response).status, 486);
+
+  const acks = transport.sent.filter((s) => isReq("ACK")(s.msg));
+  assert.equal(acks.length, 1);
+  const ack = acks[0].msg as SipRequest;
+  assert.deepEqual(acks[0].target, UDP);
+  assert.equal(ack.method, "ACK");
+  assert.deepEqual(ack.uri, req.uri);
+  assert.equal(ack.via.length, 1);
+  assert.equal(ack.topVia.params.branch, tx.branch);
+  assert.equal(ack.callId, req.callId);
+  assert.equal(ack.headers.get("From"), req.headers.get("From"));
+  assert.equal(ack.toTag, "tagB");
+  assert.deepEqual(ack.cseq, { seq: 1, method: "ACK" });
+  assert.deepEqual(ack.route.map((r) => r.uri.host), ["p1.example.test", "p2.example.test"]);
+  assert.equal(ack.maxForwards, 70);
+
+  clock.advance(1000);
+  transport.inject(reply(req, 486, "tagB"));
+  transport.inject(reply(req, 486, "tagB"));
+  assert.equal(transport.times(isReq("ACK")).length, 3);
+  assert.deepEqual(finals, [486], "retransmissions are not passed up");
+  assert.deepEqual(transport.times(isReq("INVITE")), [0], "no INVITE retransmission after 180");
+});
+
+Deno.test("client INVITE Completed lasts timer D: 32 s on UDP, 0 on TCP", async () => {
+  const { clock, transport, tl } = setup();
+  const req = outgoing("INVITE");
+  const tx = tl.request(req, UDP);
+  await flush();
+  clock.advance(250);
+  transport.inject(reply(req, 603));
+  assert.equal(tx.state, "completed");
+  clock.advance(31_999);
+  assert.equal(tx.state, "completed");
+  clock.advance(1);
+  assert.equal(tx.state, "terminated");
+  assert.deepEqual(transport.times(isReq("INVITE")), [0], "retransmission stops on a final");
+
+  const s2 = setup();
+  const req2 = outgoing("INVITE");
+  const tx2 = s2.tl.request(req2, TCP);
+  await flush();
+  s2.transport.inject(reply(req2, 603));
+  assert.equal(tx2.state, "terminated");
+  assert.equal(s2.transport.times(isReq("ACK")).length, 1);
+  assert.equal(s2.tl.clientCount, 0);
+});
+
+Deno.test("client INVITE enters Accepted on 2xx, passes every 2xx up until timer M (RFC 6026)", async () => {
+  const { clock, transport, tl } = setup();
+  const finals: string[] = [];
+  const strays: number[] = [];
+  tl.onStrayResponse = (r) => strays.push(r.status);
+  const req = outgoing("INVITE");
+  const tx = tl.request(req, UDP, { onFinal: (r) => finals.push(`${r.status}/${r.toTag}`) });
+  await flush();
+  clock.advance(300);
+  transport.inject(reply(req, 200, "fork1"));
+  assert.equal(tx.state, "accepted");
+  assert.equal(transport.times(isReq("ACK")).length, 0, "the 2xx ACK is the TU's job");
+  clock.advance(500);
+  transport.inject(reply(req, 200, "fork1"));
+  transport.inject(reply(req, 200, "fork2"));
+  transport.inject(reply(req, 486, "fork3"));
+  assert.deepEqual(finals, ["200/fork1", "200/fork1", "200/fork2"]);
+  assert.deepEqual(transport.times(isReq("INVITE")), [0]);
+  clock.advance(64 * 500 - 501); // t = 32299: timer M started at 300
+  assert.equal(tx.state, "accepted");
+  clock.advance(1);
+  assert.equal(tx.state, "terminated");
+  transport.inject(reply(req, 200, "fork1"));
+  assert.deepEqual(strays, [200]);
+  assert.equal((await tx.response).toTag, "fork1");
+});
+
+// -------------------------------------------------------- client non-INVITE
+
+Deno.test("client non-INVITE over UDP doubles timer E up to T2 and times out at 64*T1 (timer F)", async () => {
+  const { clock, transport, tl } = setup();
+  let timeoutAt = -1;
+  const tx = tl.request(outgoing("MESSAGE"), UDP, { onTimeout: () => timeoutAt = clock.now() });
+  assert.ok(tx instanceof ClientNonInviteTransaction);
+  assert.equal(tx.state, "trying");
+  await flush();
+  clock.advance(40_000);
+  assert.deepEqual(transport.times(isReq("MESSAGE")), [
+    0,
+    500,
+    1500,
+    3500,
+    7500,
+    11500,
+    15500,
+    19500,
+    23500,
+    27500,
+    31500,
+  ]);
+  assert.equal(timeoutAt, 32_000);
+  assert.equal(tx.state, "terminated");
+  await assert.rejects(tx.response, (e) => e instanceof SipRequestError && e.status === 408);
+});
+
+Deno.test("client non-INVITE honours configured T1 and T2", async () => {
+  const { clock, transport, tl } = setup({ t1: 100, t2: 300 });
+  let timeoutAt = -1;
+  tl.request(outgoing("OPTIONS"), UDP, { onTimeout: () => timeoutAt = clock.now() });
+  await flush();
+  clock.advance(10_000);
+  assert.deepEqual(
+    transport.times(isReq("OPTIONS")),
+    [
+      0,
+      100,
+      300,
+      600,
+      900,
+      1200,
+      1500,
+      1800,
+      2100,
+      2400,
+      2700,
+      3000,
+      3300,
+      3600,
+      3900,
+      4200,
+      4500,
+      4800,
+      5100,
+      5400,
+      5700,
+      6000,
+      6300,
+    ],
+  );
+  assert.equal(timeoutAt, 6400);
+});
+
+Deno.test("client non-INVITE keeps retransmitting every T2 in Proceeding, then waits timer K (T4)", async () => {
+  const { clock, transport, tl } = setup();
+  const seen: number[] = [];
+  const req = outgoing("SUBSCRIBE");
+  const tx = tl.request(req, UDP, {
+    onProvisional: (r) => seen.push(r.status),
+    onFinal: (r) => seen.push(r.status),
+  });
+  await flush();
+  clock.advance(600);
+  transport.inject(reply(req, 100));
+  assert.equal(tx.state, "proceeding");
+  clock.advance(14_400); // t = 15000
+  assert.deepEqual(transport.times(isReq("SUBSCRIBE")), [0, 500, 1500, 5500, 9500, 13500]);
+  transport.inject(reply(req, 200));
+  assert.equal(tx.state, "completed");
+  transport.inject(reply(req, 200));
+  assert.deepEqual(seen, [100, 200], "the retransmitted final is absorbed");
+  clock.advance(4999);
+  assert.equal(tx.state, "completed");
+  clock.advance(1);
+  assert.equal(tx.state, "terminated");
+  assert.equal(transport.times(isReq("SUBSCRIBE")).length, 6);
+});
+
+Deno.test("client non-INVITE over TCP sends once and terminates on the final (K = 0)", async () => {
+  const { clock, transport, tl } = setup();
+  const req = outgoing("REGISTER");
+  const tx = tl.request(req, TCP);
+  await flush();
+  clock.advance(10_000);
+  assert.deepEqual(transport.times(isReq("REGISTER")), [0]);
+  transport.inject(reply(req, 200));
+  assert.equal(tx.state, "terminated");
+  assert.equal((await tx.response).status, 200);
+  assert.equal(tl.clientCount, 0);
+});
+
+Deno.test("a send that fails terminates the client transaction and tells the TU (17.1.4)", async () => {
+  const { clock, transport, tl } = setup();
+  transport.failWith = new Error("connection refused");
+  const events: string[] = [];
+  const tx = tl.request(outgoing("MESSAGE"), TCP, {
+    onTransportError: (e) => events.push(`error:${e.message}`),
+    onTimeout: () => events.push("timeout"),
+    onTerminated: () => events.push("terminated"),
+  });
+  await flush();
+  assert.deepEqual(events, ["error:connection refused", "terminated"]);
+  assert.equal(tx.state, "terminated");
+  await assert.rejects(
+    tx.response,
+    (e) => e instanceof SipRequestError && e.status === 503 && e.local,
+  );
+  clock.advance(64_000);
+  assert.equal(transport.sent.length, 1);
+  assert.equal(clock.pending, 0);
+});
+
+Deno.test("a failing retransmission terminates the client INVITE transaction", async () => {
+  const { clock, transport, tl } = setup();
+  let error = "";
+  const tx = tl.request(outgoing("INVITE"), UDP, { onTransportError: (e) => error = e.message });
+  await flush();
+  transport.failWith = new Error("network unreachable");
+  clock.advance(500);
+  await flush();
+  assert.equal(error, "network unreachable");
+  assert.equal(tx.state, "terminated");
+});
+
+Deno.test("responses match by branch and CSeq method; others are stray (17.1.3)", async () => {
+  const { transport, tl } = setup();
+  const strays: string[] = [];
+  tl.onStrayResponse = (r) => strays.push(`${r.status} ${r.cseq.method}`);
+  const finals: number[] = [];
+  const req = outgoing("MESSAGE");
+  tl.request(req, UDP, { onFinal: (r) => finals.push(r.status) });
+  await flush();
+  const wrongMethod = reply(req, 200);
+  wrongMethod.headers.set("CSeq", "1 INFO");
+  transport.inject(wrongMethod);
+  const wrongBranch = reply(req, 202);
+  wrongBranch.headers.set("Via", `SIP/2.0/UDP 192.0.2.1;branch=${generateBranch()}`);
+  transport.inject(wrongBranch);
+  assert.deepEqual(strays, ["200 INFO", "202 MESSAGE"]);
+  assert.deepEqual(finals, []);
+  transport.inject(reply(req, 200));
+  assert.deepEqual(finals, [200]);
+});
+
+Deno.test("request() refuses ACK; generateBranch() gives distinct cookie branches", () => {
+  const { tl } = setup();
+  assert.throws(() => tl.request(outgoing("ACK"), UDP), TypeError);
+  const branches = new Set(Array.from({ length: 100 }, () => generateBranch()));
+  assert.equal(branches.size, 100);
+  for (const b of branches) assert.match(b, /^z9hG4bK[0-9a-f]{20}$/);
+});
+
+Deno.test("sendAck() sends a 2xx ACK outside any transaction with a new branch", async () => {
+  const { transport, tl } = setup();
+  const ack = outgoing("ACK");
+  const used = await tl.sendAck(ack, UDP);
+  assert.deepEqual(used, UDP);
+  assert.ok(ack.topVia.params.branch?.startsWith(MAGIC_COOKIE));
+  assert.equal(transport.sent.length, 1);
+  assert.equal(tl.clientCount, 0);
+});
+
+// ------------------------------------------------------------------ CANCEL
+
+Deno.test("cancel() waits for a provisional, then sends CANCEL per 9.1 in its own transaction", async () => {
+  const { clock, transport, tl } = setup();
+  const req = outgoing("INVITE", { Route: "<sip:proxy.example.test;lr>" });
+  const invite = tl.request(req, UDP);
+  await flush();
+  let cancelFinal = 0;
+  tl.cancel(invite, { user: { onFinal: (r) => cancelFinal = r.status } });
+  tl.cancel(invite); // a second call does nothing
+  assert.equal(transport.times(isReq("CANCEL")).length, 0, "no CANCEL before a provisional");
+  clock.advance(700);
+  transport.inject(reply(req, 180));
+  const sends = transport.sent.filter((s) => isReq("CANCEL")(s.msg));
+  assert.equal(sends.length, 1);
+  assert.deepEqual(sends[0].target, UDP);
+  const cancel = sends[0].msg as SipRequest;
+  assert.deepEqual(cancel.uri, req.uri);
+  assert.equal(cancel.via.length, 1);
+  assert.equal(cancel.headers.get("Via"), req.headers.get("Via"));
+  assert.equal(cancel.callId, req.callId);
+  assert.equal(cancel.headers.get("From"), req.headers.get("From"));
+  assert.equal(cancel.headers.get("To"), req.headers.get("To"));
+  assert.deepEqual(cancel.cseq, { seq: 1, method: "CANCEL" });
+  assert.deepEqual(cancel.route.map((r) => r.uri.host), ["proxy.example.test"]);
+  assert.equal(tl.clientCount, 2);
+  // the CANCEL's 200 goes to the CANCEL transaction, the 487 to the INVITE one
+  transport.inject(reply(cancel, 200));
+  assert.equal(cancelFinal, 200);
+  transport.inject(reply(req, 487));
+  assert.equal(invite.state, "completed");
+  // the CANCEL retransmits on its own (timer E) until its final: here it had one
+  assert.deepEqual(transport.times(isReq("CANCEL")), [700]);
+});
+
+Deno.test("cancel() drops the CANCEL when a final response comes before any provisional", async () => {
+  const { clock, transport, tl } = setup();
+  const req = outgoing("INVITE");
+  const invite = tl.request(req, UDP);
+  await flush();
+  tl.cancel(invite);
+  transport.inject(reply(req, 200));
+  clock.advance(1000);
+  transport.inject(reply(req, 180));
+  assert.equal(transport.times(isReq("CANCEL")).length, 0);
+  assert.throws(() => tl.cancel(tl.request(outgoing("BYE"), UDP)), TypeError);
+});
+
+// ------------------------------------------------------- server non-INVITE
+
+Deno.test("server non-INVITE absorbs retransmissions, resends the last response, ends after timer J", () => {
+  const { clock, transport, tl } = setup();
+  const got: { req: SipRequest; tx?: AnyServerTransaction }[] = [];
+  tl.onRequest = (req, tx) => got.push({ req, tx });
+  const req = incoming("MESSAGE");
+  transport.inject(req);
+  assert.equal(got.length, 1);
+  const tx = got[0].tx!;
+  assert.ok(tx instanceof ServerNonInviteTransaction);
+  assert.equal(tx.state, "trying");
+  transport.inject(incoming("MESSAGE"));
+  assert.equal(got.length, 1, "retransmission not passed up");
+  assert.equal(transport.sent.length, 0, "nothing to resend in Trying");
+  clock.advance(200);
+  tx.respond(createResponse(req, 180, { toTag: "t" }));
+  assert.equal(tx.state, "proceeding");
+  transport.inject(incoming("MESSAGE"));
+  assert.deepEqual(transport.times(isRes(180)), [200, 200]);
+  clock.advance(100);
+  tx.respond(createResponse(req, 200, { toTag: "t" }));
+  assert.equal(tx.state, "completed");
+  tx.respond(createResponse(req, 500, { toTag: "t" }));
+  assert.equal(transport.times(isRes(500)).length, 0, "a second final is discarded");
+  clock.advance(1000);
+  transport.inject(incoming("MESSAGE"));
+  assert.deepEqual(transport.times(isRes(200)), [300, 1300]);
+  assert.deepEqual(transport.sent.at(-1)!.info, UDP_INFO);
+  clock.advance(64 * 500 - 1001);
+  assert.equal(tx.state, "completed");
+  clock.advance(1);
+  assert.equal(tx.state, "terminated");
+  assert.equal(tl.serverCount, 0);
+  transport.inject(incoming("MESSAGE"));
+  assert.equal(got.length, 2, "after timer J the same request is new");
+});
+
+Deno.test("server non-INVITE over TCP terminates at the final response (J = 0)", () => {
+  const { transport, tl } = setup();
+  let tx: AnyServerTransaction | undefined;
+  tl.onRequest = (_req, t) => tx = t;
+  const req = incoming("OPTIONS");
+  transport.inject(req, TCP_INFO);
+  tx!.respond(createResponse(req, 200, { toTag: "x" }));
+  assert.equal(tx!.state, "terminated");
+  assert.deepEqual(transport.sent[0].info, TCP_INFO);
+});
+
+Deno.test("server transactions are keyed by branch, sent-by and method (17.2.3)", () => {
+  const { transport, tl } = setup();
+  const got: string[] = [];
+  tl.onRequest = (req, tx) => got.push(`${req.method}:${tx ? tx.constructor.name : "none"}`);
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKsame" }));
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKsame", sentBy: "192.0.2.99:5060" }));
+  transport.inject(incoming("INFO", { branch: "z9hG4bKsame" }));
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKother" }));
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKsame" }));
+  assert.equal(got.length, 4);
+  assert.equal(tl.serverCount, 4);
+});
+
+Deno.test("a server transaction whose response fails to send terminates and tells the TU (17.2.4)", async () => {
+  const { transport, tl } = setup();
+  let tx: AnyServerTransaction | undefined;
+  tl.onRequest = (_req, t) => tx = t;
+  const req = incoming("MESSAGE");
+  transport.inject(req);
+  const events: string[] = [];
+  tx!.user = {
+    onTransportError: (e) => events.push(e.message),
+    onTerminated: () => events.push("terminated"),
+  };
+  transport.failWith = new Error("broken pipe");
+  tx!.respond(createResponse(req, 200, { toTag: "x" }));
+  await flush();
+  assert.deepEqual(events, ["broken pipe", "terminated"]);
+  assert.equal(tl.serverCount, 0);
+});
+
+Deno.test("the layer answers 500 when the TU throws on a request", () => {
+  const { transport, tl, logs } = setup();
+  tl.onRequest = () => {
+    throw new Error("bug");
+  };
+  transport.inject(incoming("MESSAGE"));
+  assert.equal(transport.times(isRes(500)).length, 1);
+  assert.ok(logs.some((l) => l.includes("bug")));
+});
+
+// ----------------------------------------------------------- server INVITE
+
+Deno.test("server INVITE sends 100 Trying after 200 ms when the TU is silent, copying no tag", () => {
+  const { clock, transport, tl } = setup();
+  let tx: AnyServerTransaction | undefined;
+  tl.onRequest = (_req, t) => tx = t;
+  transport.inject(incoming("INVITE"));
+  assert.ok(tx instanceof ServerInviteTransaction);
+  assert.equal(tx.state, "proceeding");
+  clock.advance(199);
+  assert.equal(transport.sent.length, 0);
+  clock.advance(1);
+  assert.deepEqual(transport.times(isRes(100)), [200]);
+  assert.equal((transport.sent[0].msg as SipResponse).toTag, undefined);
+  clock.advance(300);
+  transport.inject(incoming("INVITE"));
+  assert.deepEqual(transport.times(isRes(100)), [200, 500], "retransmission gets the 100 again");
+});
+
+Deno.test("server INVITE sends no 100 when the TU answers within 200 ms, and resends its last provisional", () => {
+  const { clock, transport, tl } = setup();
+  tl.onRequest = (req, tx) => {
+    clock.setTimeout(() => tx!.respond(createResponse(req, 180, { toTag: "b" })), 50);
+  };
+  transport.inject(incoming("INVITE"));
+  clock.advance(1000);
+  transport.inject(incoming("INVITE"));
+  assert.deepEqual(transport.times(isRes(100)), []);
+  assert.deepEqual(transport.times(isRes(180)), [50, 1000]);
+});
+
+Deno.test("server INVITE retransmits a non-2xx final with timer G up to T2 and gives up at timer H", () => {
+  const { clock, transport, tl } = setup();
+  let tx: AnyServerTransaction | undefined;
+  let req: SipRequest | undefined;
+  tl.onRequest = (r, t) => {
+    req = r;
+    tx = t;
+  };
+  transport.inject(incoming("INVITE"));
+  const events: string[] = [];
+  tx!.user = {
+    onAckTimeout: () => events.push(`no-ack@${clock.now()}`),
+    onTerminated: () => events.push(`terminated@${clock.now()}`),
+  };
+  tx!.respond(createResponse(req!, 486, { toTag: "b" }));
+  assert.equal(tx!.state, "completed");
+  clock.advance(2000);
+  transport.inject(incoming("INVITE")); // a retransmitted INVITE gets the final again
+  clock.advance(40_000);
+  assert.deepEqual(transport.times(isRes(486)), [
+    0,
+    500,
+    1500,
+    2000,
+    3500,
+    7500,
+    11500,
+    15500,
+    19500,
+    23500,
+    27500,
+    31500,
+  ]);
+  assert.deepEqual(events, ["no-ack@32000", "terminated@32000"]);
+  assert.equal(tl.serverCount, 0);
+});
+
+Deno.test("server INVITE: the ACK confirms, stops timer G, is absorbed, and timer I (T4) ends it", () => {
+  const { clock, transport, tl } = setup();
+  const got: string[] = [];
+  let tx: AnyServerTransaction | undefined;
+  let req: SipRequest | undefined;
+  tl.onRequest = (r, t) => {
+    got.push(r.method);
+    req = r;
+    tx ??= t;
+  };
+  transport.inject(incoming("INVITE"));
+  tx!.respond(createResponse(req!, 404, { toTag: "b" }));
+  clock.advance(600);
+  transport.inject(incoming("ACK", { toTag: "b" }));
+  assert.equal(tx!.state, "confirmed");
+  transport.inject(incoming("ACK", { toTag: "b" }));
+  transport.inject(incoming("INVITE"));
+  assert.deepEqual(got, ["INVITE"], "ACKs and the INVITE retransmission are absorbed");
+  clock.advance(4999);
+  assert.equal(tx!.state, "confirmed");
+  clock.advance(1);
+  assert.equal(tx!.state, "terminated");
+  assert.deepEqual(transport.times(isRes(404)), [0, 500]);
+});
+
+Deno.test("server INVITE over TCP: no timer G, and the ACK ends it at once (I = 0)", () => {
+  const { clock, transport, tl } = setup();
+  let tx: AnyServerTransaction | undefined;
+  let req: SipRequest | undefined;
+  tl.onRequest = (r, t) => {
+    req = r;
+    tx ??= t;
+  };
+  transport.inject(incoming("INVITE"), TCP_INFO);
+  tx!.respond(createResponse(req!, 486, { toTag: "b" }));
+  clock.advance(10_000);
+  assert.deepEqual(transport.times(isRes(486)), [0]);
+  transport.inject(incoming("ACK", { toTag: "b" }), TCP_INFO);
+  assert.equal(tx!.state, "terminated");
+});
+
+Deno.test("server INVITE Accepted (RFC 6026): absorbs INVITE retransmissions, passes TU 2xx and ACKs, ends at timer L", () => {
+  const { clock, transport, tl } = setup();
+  const got: string[] = [];
+  let tx: AnyServerTransaction | undefined;
+  let req: SipRequest | undefined;
+  tl.onRequest = (r, t) => {
+    got.push(`${r.method}:${t ? "tx" : "none"}`);
+    if (r.method === "INVITE") {
+      req = r;
+      tx = t;
+    }
+  };
+  transport.inject(incoming("INVITE"));
+  const ok = createResponse(req!, 200, { toTag: "b" });
+  tx!.respond(ok);
+  assert.equal(tx!.state, "accepted");
+  clock.advance(500);
+  transport.inject(incoming("INVITE"));
+  assert.deepEqual(transport.times(isRes(200)), [0], "the transaction does not resend 2xx itself");
+  tx!.respond(ok); // the TU's 2xx retransmission (13.3.1.4)
+  assert.deepEqual(transport.times(isRes(200)), [0, 500]);
+  tx!.respond(createResponse(req!, 486, { toTag: "b" }));
+  assert.equal(transport.times(isRes(486)).length, 0);
+  transport.inject(incoming("ACK", { branch: "z9hG4bKack2xx", toTag: "b" }));
+  transport.inject(incoming("ACK", { toTag: "b" })); // same branch as the INVITE
+  assert.deepEqual(got, ["INVITE:tx", "ACK:none", "ACK:none"]);
+  clock.advance(64 * 500 - 501);
+  assert.equal(tx!.state, "accepted");
+  clock.advance(1);
+  assert.equal(tx!.state, "terminated");
+});
+
+Deno.test("an ACK matching no transaction goes to the TU without one", () => {
+  const { transport, tl } = setup();
+  const got: string[] = [];
+  tl.onRequest = (r, t) => got.push(`${r.method}:${t === undefined}`);
+  transport.inject(incoming("ACK", { toTag: "x" }));
+  assert.deepEqual(got, ["ACK:true"]);
+  assert.equal(tl.serverCount, 0);
+});
+
+Deno.test("a CANCEL gets its own server transaction and finds the INVITE it cancels (9.2)", () => {
+  const { transport, tl } = setup();
+  const txs: AnyServerTransaction[] = [];
+  tl.onRequest = (_r, t) => txs.push(t!);
+  transport.inject(incoming("INVITE", { branch: "z9hG4bKinv" }));
+  const cancel = incoming("CANCEL", { branch: "z9hG4bKinv" });
+  transport.inject(cancel);
+  assert.equal(txs.length, 2);
+  assert.ok(txs[1] instanceof ServerNonInviteTransaction);
+  assert.equal(tl.findInviteServerTransaction(cancel), txs[0]);
+  assert.equal(
+    tl.findInviteServerTransaction(incoming("CANCEL", { branch: "z9hG4bKnone" })),
+    undefined,
+  );
+});
+
+Deno.test("RFC 2543 requests (no magic cookie) match on Request-URI, tags, Call-ID, CSeq and Via", () => {
+  const { clock, transport, tl } = setup();
+  const got: string[] = [];
+  let tx: AnyServerTransaction | undefined;
+  let req: SipRequest | undefined;
+  tl.onRequest = (r, t) => {
+    got.push(r.method);
+    if (r.method === "INVITE" && !tx) {
+      req = r;
+      tx = t;
+    }
+  };
+  transport.inject(incoming("INVITE", { branch: "old1" }));
+  transport.inject(incoming("INVITE", { branch: "old1" }));
+  assert.deepEqual(got, ["INVITE"], "retransmission matched");
+  transport.inject(incoming("INVITE", { branch: "old1", fromTag: "other" }));
+  assert.deepEqual(got, ["INVITE", "INVITE"], "another From tag is another transaction");
+  tx!.respond(createResponse(req!, 486, { toTag: "resp" }));
+  transport.inject(incoming("ACK", { branch: "old1", toTag: "wrong" }));
+  assert.equal(tx!.state, "completed", "the ACK's To tag must be the response's");
+  transport.inject(incoming("ACK", { branch: "old1", toTag: "resp" }));
+  assert.equal(tx!.state, "confirmed");
+  assert.deepEqual(got, ["INVITE", "INVITE", "ACK"]);
+  clock.runAll();
+});
+
+Deno.test("close() terminates every transaction and leaves no timer", async () => {
+  const { clock, transport, tl } = setup();
+  tl.onRequest = () => {};
+  tl.request(outgoing("INVITE"), UDP);
+  tl.request(outgoing("MESSAGE"), UDP);
+  transport.inject(incoming("INVITE"));
+  await flush();
+  assert.ok(clock.pending > 0);
+  tl.close();
+  assert.equal(clock.pending, 0);
+  assert.equal(tl.clientCount + tl.serverCount, 0);
+});
