@@ -200,20 +200,30 @@ export class XmlBuilder {
 }
 
 /** Parses an xs:boolean ("true", "false", "1", "0"). */
-export function parseBoolean(value: string | undefined, what: string): boolean | undefined {
+export function parseBoolean(
+  value: string | undefined,
+  what: string,
+  field: string,
+): boolean | undefined {
   if (value === undefined) return undefined;
   const v = value.trim();
   if (v === "true" || v === "1") return true;
   if (v === "false" || v === "0") return false;
-  throw new SyntaxError(`Cannot parse ${what}: "${value}" is not a boolean`);
+  throw new SyntaxError(`Cannot parse ${what}: ${field} "${value}" is not a boolean`);
 }
 
 /** Parses a non-negative xs:integer-like value. */
-export function parseUnsigned(value: string | undefined, what: string): number | undefined {
+export function parseUnsigned(
+  value: string | undefined,
+  what: string,
+  field: string,
+): number | undefined {
   if (value === undefined) return undefined;
   const v = value.trim();
   if (!/^\+?\d{1,15}$/.test(v)) {
-    throw new SyntaxError(`Cannot parse ${what}: "${value}" is not a non-negative integer`);
+    throw new SyntaxError(
+      `Cannot parse ${what}: ${field} "${value}" is not a non-negative integer`,
+    );
   }
   return Number(v);
 }
