@@ -9,6 +9,7 @@ import {
   type SipResponse,
 } from "../lib/sip/message.ts";
 import { SipRequestError } from "../lib/sip/errors.ts";
+import type { Transport, TransportProtocol } from "../lib/sip/transport.ts";
 import {
   type AnyServerTransaction,
   ClientInviteTransaction,
@@ -72,12 +73,24 @@ class FakeTransport implements TransactionTransport {
 
 const UDP: Target = { protocol: "udp", host: "192.0.2.10", port: 5060 };
 const TCP: Target = { protocol: "tcp", host: "192.0.2.10", port: 5060 };
+/** A socket that is never used: the fake transport layer does the sending. */
+function socket(protocol: TransportProtocol): Transport {
+  return {
+    protocol,
+    reliable: protocol !== "udp",
+    local: { host: "192.0.2.1", port: 5060 },
+    send: () => Promise.reject(new Error("not used")),
+    onMessage: () => {},
+    close: () => Promise.resolve(),
+  };
+}
 const UDP_INFO: InboundInfo = {
   protocol: "udp",
+  transport: socket("udp"),
   remote: { host: "192.0.2.20", port: 5060 },
   local: { host: "192.0.2.1", port: 5060 },
 };
-const TCP_INFO: InboundInfo = { ...UDP_INFO, protocol: "tcp" };
+const TCP_INFO: InboundInfo = { ...UDP_INFO, protocol: "tcp", transport: socket("tcp") };
 
 function setup(timers = {}) {
   const clock = new ManualClock();

@@ -7,27 +7,9 @@
  */
 
 import type { SipRequest, SipResponse } from "../message.ts";
-import type { HostPort, TransportProtocol } from "../transport.ts";
+import type { InboundInfo, Target } from "../transport_layer.ts";
 
-/** Where a request goes: the transport layer resolves nothing further. */
-export interface Target {
-  /** Transport protocol; reliability of a target is `protocol !== "udp"`. */
-  protocol: TransportProtocol;
-  /** Destination host (IP address). */
-  host: string;
-  /** Destination port. */
-  port: number;
-}
-
-/** How a message came in: enough to send a response back on the same path. */
-export interface InboundInfo {
-  /** Source address of the packet or connection. */
-  remote: HostPort;
-  /** Local address it arrived on. */
-  local: HostPort;
-  /** Transport protocol it arrived on. */
-  protocol: TransportProtocol;
-}
+export type { InboundInfo, Target } from "../transport_layer.ts";
 
 /**
  * The part of the transport layer the transaction layer uses. The real
