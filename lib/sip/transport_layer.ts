@@ -1,0 +1,487 @@
+/**
+ * The SIP transport layer (RFC 3261 section 18, RFC 3581): owns the
+ * transports, parses what they receive and formats what the transaction
+ * layer sends. It stamps the top Via of outgoing requests (transport,
+ * sent-by, empty rport), marks incoming requests with `received` and
+ * `rport`, routes responses back per section 18.2.2, moves large requests
+ * from UDP to TCP (section 18.1.1), answers unparsable requests with 400 and
+ * drops responses that are not for us (section 18.1.2).
+ *
+ * @module
+ */
+
+import {
+  canonicalName,
+  formatMessage,
+  formatVia,
+  parseMessage,
+  parseVia,
+  SipHeaders,
+  type SipMessage,
+  SipMessageError,
+  type SipRequest,
+  SipResponse,
+  type Via,
+} from "./message.ts";
+import { hostPortKey, normalizeHost } from "./_net.ts";
+import type { HostPort, Inbound, Transport, TransportProtocol } from "./transport.ts";
+
+/** Where a request goes (an address; resolving names is RFC 3263's job, done before). */
+export interface Target {
+  /** Transport protocol. */
+  protocol: TransportProtocol;
+  /** Destination host (IP address, or a name the socket layer resolves). */
+  host: string;
+  /** Destination port. */
+  port: number;
+  /** TLS: the name the server certificate must match (e.g. the SIPS domain). Default `host`. */
+  serverName?: string;
+}
+
+/** How a message came in: enough to send a response back on the same path. */
+export interface InboundInfo {
+  /** Source address of the packet or connection. */
+  remote: HostPort;
+  /** Local address it arrived on. */
+  local: HostPort;
+  /** Transport protocol it arrived on. */
+  protocol: TransportProtocol;
+  /** The transport it arrived on. */
+  transport: Transport;
+}
+
+/** Log levels of {@linkcode TransportLayerOptions.logger}. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** Options of {@linkcode TransportLayer}. */
+export interface TransportLayerOptions {
+  /** The transports to use (at most one per protocol is used for sending: the first). */
+  transports: Transport[];
+  /** Receives diagnostics (dropped messages, transport errors). */
+  logger?: (level: LogLevel, msg: string) => void;
+  /** Called with the raw bytes of every message sent and received (for `--trace`). */
+  trace?: (dir: "send" | "recv", data: Uint8Array, peer: Target) => void;
+  /**
+   * Largest request in bytes sent over UDP; a larger one goes over TCP
+   * (RFC 3261 18.1.1). Default 1300, the rule for an unknown path MTU; with
+   * a known path MTU M, pass M - 200.
+   */
+  mtu?: number;
+}
+
+/** Default port per protocol (RFC 3261 sections 18.2.2 and 19.1.2). */
+function defaultPort(protocol: string): number {
+  return protocol.toLowerCase() === "tls" ? 5061 : 5060;
+}
+
+const REASON_MAX = 120;
+
+/** A reason phrase from an error text: printable characters only, bounded length. */
+function sanitizeReason(text: string): string {
+  // deno-lint-ignore no-control-regex
+  const clean = text.replace(/[\x00-\x1f\x7f]+/g, " ").replace(/\s+/g, " ").trim();
+  return clean.length > REASON_MAX
+    ? clean.slice(0, REASON_MAX - 3) + "..."
+    : clean || "Bad Request";
+}
+
+/**
+ * Replaces the top Via value of a message (the first value of the first Via
+ * line), keeping any other values on that line.
+ */
+function replaceTopVia(msg: SipMessage, via: Via): void {
+  const fields = msg.headers.fields;
+  const index = fields.findIndex((f) => f.name === "Via");
+  if (index < 0) throw new TypeError("Cannot send request: missing Via header");
+  const rest = new SipHeaders([{ name: "Via", value: fields[index].value }]).values("Via").slice(1);
+  fields[index] = { name: "Via", value: [formatVia(via), ...rest].join(", ") };
+  msg.invalidate();
+}
+
+/**
+ * RFC 3261 18.2.1 and RFC 3581 section 4: the Via a server records for a
+ * request from `remote`.
+ */
+function markReceived(via: Via, remote: HostPort): Via {
+  const params = { ...via.params };
+  const source = normalizeHost(remote.host);
+  // 18.2.1: "When the server transport receives a request over any
+  // transport, it MUST examine the value of the "sent-by" parameter in the
+  // top Via header field value. If the host portion of the "sent-by"
+  // parameter contains a domain name, or if it contains an IP address that
+  // differs from the packet source address, the server MUST add a
+  // "received" parameter to that Via header field value."
+  if (normalizeHost(via.host) !== source) params.received = source;
+  // RFC 3581 4: "If this Via header field value contains an "rport"
+  // parameter with no value, it MUST set the value of the parameter to the
+  // source port of the request. [...] the server MUST insert a "received"
+  // parameter containing the source IP address that the request came from,
+  // even if it is identical to the value of the "sent-by" component."
+  if (params.rport === null) {
+    params.rport = String(remote.port);
+    params.received = source;
+  }
+  return { ...via, params };
+}
+
+/** Raw headers of a message that did not parse: enough to answer it, when readable. */
+interface RawRequest {
+  method: string;
+  fields: { name: string; value: string }[];
+}
+
+/** Reads the start line and header lines of bytes that failed to parse, leniently. */
+function readRawRequest(data: Uint8Array): RawRequest | undefined {
+  const text = new TextDecoder().decode(data.subarray(0, Math.min(data.length, 65_536)));
+  const headEnd = text.search(/\r?\n\r?\n/);
+  const lines = (headEnd < 0 ? text : text.slice(0, headEnd)).replace(/^[\r\n]+/, "")
+    .split(/\r?\n/);
+  const start = /^([!-~]+) \S+ SIP\/\S+$/i.exec(lines[0] ?? "");
+  if (!start || /^SIP\//i.test(lines[0])) return undefined;
+  const fields: { name: string; value: string }[] = [];
+  for (const line of lines.slice(1)) {
+    if (/^[ \t]/.test(line) && fields.length > 0) {
+      fields[fields.length - 1].value += " " + line.trim();
+      continue;
+    }
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    let name: string;
+    try {
+      name = canonicalName(line.slice(0, colon).trim());
+    } catch {
+      continue;
+    }
+    fields.push({ name, value: line.slice(colon + 1).trim() });
+  }
+  return { method: start[1], fields };
+}
+
+/**
+ * The transport layer.
+ *
+ * @example
+ * ```ts
+ * import { TransportLayer } from "./transport_layer.ts";
+ * import { LoopNetwork } from "./transport_loop.ts";
+ * import { createRequest, createResponse } from "./message.ts";
+ * import assert from "node:assert/strict";
+ * const net = new LoopNetwork();
+ * const alice = new TransportLayer({ transports: [net.transport({ host: "192.0.2.1" })] });
+ * const bob = new TransportLayer({ transports: [net.transport({ host: "192.0.2.2" })] });
+ * bob.onRequest((req, info) => bob.sendResponse(createResponse(req, 200), info));
+ * const answer = new Promise<number>((resolve) => alice.onResponse((res) => resolve(res.status)));
+ * const req = createRequest("OPTIONS", "sip:bob@192.0.2.2", {
+ *   headers: {
+ *     Via: "SIP/2.0/UDP invalid;branch=z9hG4bK1",
+ *     From: "<sip:alice@example.test>;tag=1",
+ *     To: "<sip:bob@example.test>",
+ *     "Call-ID": "c1",
+ *     CSeq: "1 OPTIONS",
+ *     "Max-Forwards": "70",
+ *   },
+ * });
+ * await alice.sendRequest(req, { protocol: "udp", host: "192.0.2.2", port: 5060 });
+ * assert.equal(req.topVia.host, "192.0.2.1");
+ * assert.equal(await answer, 200);
+ * ```
+ */
+export class TransportLayer {
+  #transports: Transport[];
+  #logger?: TransportLayerOptions["logger"];
+  #trace?: TransportLayerOptions["trace"];
+  #mtu: number;
+  #onRequest?: (req: SipRequest, info: InboundInfo) => void;
+  #onResponse?: (res: SipResponse, info: InboundInfo) => void;
+  /** sent-by values put into requests (18.1.2 check of responses). */
+  #sentBy = new Set<string>();
+
+  /** Takes ownership of the transports and starts receiving on them. */
+  constructor(options: TransportLayerOptions) {
+    this.#transports = [...options.transports];
+    this.#logger = options.logger;
+    this.#trace = options.trace;
+    this.#mtu = options.mtu ?? 1300;
+    for (const t of this.#transports) {
+      this.#sentBy.add(hostPortKey(t.local));
+      t.onMessage((inbound) => this.#receive(inbound));
+    }
+  }
+
+  /** Sets the handler for inbound requests (with `received`/`rport` already applied). */
+  onRequest(handler: (req: SipRequest, info: InboundInfo) => void): void {
+    this.#onRequest = handler;
+  }
+
+  /** Sets the handler for inbound responses that passed the sent-by check. */
+  onResponse(handler: (res: SipResponse, info: InboundInfo) => void): void {
+    this.#onResponse = handler;
+  }
+
+  /** The first transport of a protocol, or undefined. */
+  transport(protocol: TransportProtocol): Transport | undefined {
+    return this.#transports.find((t) => t.protocol === protocol);
+  }
+
+  /** Every transport, in the order given. */
+  get transports(): readonly Transport[] {
+    return this.#transports;
+  }
+
+  /**
+   * The address (for Via sent-by and Contact) that a message to `target`
+   * leaves from. May open a connection on stream transports.
+   */
+  async localAddress(target: Target): Promise<HostPort> {
+    const transport = this.#require(target.protocol);
+    return await this.#localFor(transport, target);
+  }
+
+  /**
+   * Sends a request. The top Via must exist (with its branch); its
+   * transport, sent-by and an empty `rport` are filled in here. A UDP request
+   * larger than `mtu` goes over TCP (RFC 3261 18.1.1), falling back to UDP
+   * when the TCP connection is refused. Resolves with the target used.
+   */
+  async sendRequest(req: SipRequest, target: Target): Promise<Target> {
+    const transport = this.#require(target.protocol);
+    let bytes = await this.#stamp(req, transport, target);
+    if (target.protocol === "udp" && bytes.length > this.#mtu) {
+      // 18.1.1: "If a request is within 200 bytes of the path MTU, or if it
+      // is larger than 1300 bytes and the path MTU is unknown, the request
+      // MUST be sent using an RFC 2914 congestion controlled transport
+      // protocol, such as TCP."
+      const tcp = this.transport("tcp");
+      if (!tcp) {
+        throw new Error(
+          `Cannot send ${req.method} over UDP: ${bytes.length} bytes exceed ${this.#mtu} ` +
+            `(RFC 3261 18.1.1) and no TCP transport is configured`,
+        );
+      }
+      const switched: Target = { ...target, protocol: "tcp" };
+      const udpBytes = bytes;
+      try {
+        bytes = await this.#stamp(req, tcp, switched);
+        await this.#send(tcp, bytes, switched);
+        return switched;
+      } catch (error) {
+        // 18.1.1: "if the attempt to establish the connection generates
+        // either an ICMP Protocol Not Supported, or results in a TCP reset,
+        // the element SHOULD retry the request, using UDP."
+        if (!/Cannot connect/.test(String(error))) throw error;
+        this.#log("info", `${req.method} to ${describe(target)}: TCP refused, retrying over UDP`);
+        await this.#stamp(req, transport, target);
+        await this.#send(transport, udpBytes, target);
+        return target;
+      }
+    }
+    await this.#send(transport, bytes, target);
+    return target;
+  }
+
+  /**
+   * Sends a response (RFC 3261 18.2.2, RFC 3581 4): over the connection or
+   * socket the request came in on when `info` is given; to `received` and
+   * `rport`, `maddr`, or sent-by otherwise.
+   */
+  async sendResponse(res: SipResponse, info?: InboundInfo): Promise<void> {
+    const via = res.topVia;
+    const protocol = via.transport.toLowerCase() as TransportProtocol;
+    const port = via.port ?? defaultPort(protocol);
+    const bytes = formatMessage(res);
+    const reliable = info ? info.transport.reliable : protocol !== "udp";
+    if (reliable) {
+      // 18.2.2: "If the "sent-protocol" is a reliable transport protocol such
+      // as TCP or SCTP, or TLS over those, the response MUST be sent using
+      // the existing connection to the source of the original request [...]
+      // If that connection is no longer open, the server SHOULD open a
+      // connection to the IP address in the "received" parameter, if
+      // present, using the port in the "sent-by" value, or the default port
+      // for that transport, if no port is specified."
+      const transport = info?.transport ?? this.#require(protocol);
+      if (info) {
+        try {
+          await this.#send(transport, bytes, { ...info.remote, protocol: info.protocol });
+          return;
+        } catch (error) {
+          this.#log("debug", `response to ${describe(info.remote)} failed (${error}), using Via`);
+        }
+      }
+      const host = via.params.received ?? via.host;
+      await this.#send(transport, bytes, { protocol: transport.protocol, host, port });
+      return;
+    }
+    const transport = info?.transport ?? this.#require(protocol);
+    let to: HostPort;
+    if (via.params.maddr) {
+      // 18.2.2: "if the Via header field value contains a "maddr" parameter,
+      // the response MUST be forwarded to the address listed there, using
+      // the port indicated in "sent-by", or port 5060 if none is present."
+      to = { host: via.params.maddr, port };
+    } else if (via.params.received && via.params.rport) {
+      // RFC 3581 4: "the response MUST be sent to the IP address listed in
+      // the received parameter, and the port in the rport parameter."
+      to = { host: via.params.received, port: Number(via.params.rport) };
+    } else if (via.params.received) {
+      to = { host: via.params.received, port };
+    } else {
+      to = { host: via.host, port };
+    }
+    await this.#send(transport, bytes, { protocol: transport.protocol, ...to });
+  }
+
+  /** Closes every transport. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.#transports.map((t) => t.close()));
+  }
+
+  #require(protocol: TransportProtocol): Transport {
+    const t = this.transport(protocol);
+    if (!t) throw new Error(`Cannot send over ${protocol}: no ${protocol} transport is configured`);
+    return t;
+  }
+
+  #log(level: LogLevel, msg: string): void {
+    this.#logger?.(level, msg);
+  }
+
+  async #localFor(transport: Transport, target: Target): Promise<HostPort> {
+    if (!transport.localFor) return transport.local;
+    return await transport.localFor(
+      { host: target.host, port: target.port },
+      { serverName: target.serverName },
+    );
+  }
+
+  /** Fills the top Via for `transport` and formats the request. */
+  async #stamp(req: SipRequest, transport: Transport, target: Target): Promise<Uint8Array> {
+    const top = req.topVia;
+    const sentBy = await this.#localFor(transport, target);
+    const params = { ...top.params };
+    // RFC 3581 3: "A client, compliant to this specification [...] MUST
+    // include an "rport" parameter in the top Via with no value."
+    params.rport = null;
+    replaceTopVia(req, {
+      ...top,
+      transport: transport.protocol.toUpperCase(),
+      host: sentBy.host,
+      port: sentBy.port,
+      params,
+    });
+    this.#sentBy.add(hostPortKey(sentBy));
+    return formatMessage(req);
+  }
+
+  async #send(transport: Transport, bytes: Uint8Array, target: Target): Promise<void> {
+    this.#trace?.("send", bytes, {
+      protocol: transport.protocol,
+      host: target.host,
+      port: target.port,
+    });
+    await transport.send(
+      bytes,
+      { host: target.host, port: target.port },
+      target.serverName ? { serverName: target.serverName } : undefined,
+    );
+  }
+
+  #receive(inbound: Inbound): void {
+    const info: InboundInfo = {
+      remote: inbound.remote,
+      local: inbound.local,
+      protocol: inbound.transport.protocol,
+      transport: inbound.transport,
+    };
+    try {
+      this.#trace?.("recv", inbound.data, { protocol: info.protocol, ...inbound.remote });
+      let msg: SipMessage;
+      try {
+        msg = parseMessage(inbound.data);
+      } catch (error) {
+        if (!(error instanceof SyntaxError)) throw error;
+        this.#malformed(inbound.data, error, info);
+        return;
+      }
+      if (msg.kind === "request") {
+        replaceTopVia(msg, markReceived(msg.topVia, inbound.remote));
+        this.#onRequest?.(msg, info);
+      } else {
+        // 18.1.2: "If the value of the "sent-by" parameter in that header
+        // field value does not correspond to a value that the client
+        // transport is configured to insert into requests, the response MUST
+        // be silently discarded."
+        const via = msg.topVia;
+        const key = hostPortKey({ host: via.host, port: via.port ?? defaultPort(via.transport) });
+        if (!this.#sentBy.has(key)) {
+          this.#log(
+            "debug",
+            `dropped ${msg.status} response from ${describe(inbound.remote)}: ` +
+              `Via sent-by ${describe({ host: via.host, port: via.port ?? 0 })} is not ours`,
+          );
+          return;
+        }
+        this.#onResponse?.(msg, info);
+      }
+    } catch (error) {
+      this.#log("error", `error handling a message from ${describe(inbound.remote)}: ${error}`);
+    }
+  }
+
+  /** Answers an unparsable request with 400 (or the status the parser asks for), or drops it. */
+  #malformed(data: Uint8Array, error: SyntaxError, info: InboundInfo): void {
+    const from = describe(info.remote);
+    const raw = readRawRequest(data);
+    const need = ["Via", "From", "To", "Call-ID", "CSeq"];
+    if (!raw || raw.method === "ACK" || need.some((n) => !raw.fields.some((f) => f.name === n))) {
+      this.#log("warn", `dropped an unparsable message from ${from}: ${error.message}`);
+      return;
+    }
+    let via: Via;
+    try {
+      const first = raw.fields.find((f) => f.name === "Via")!;
+      via = parseVia(new SipHeaders([{ name: "Via", value: first.value }]).values("Via")[0]);
+    } catch (viaError) {
+      this.#log(
+        "warn",
+        `dropped an unparsable request from ${from}: ${error.message} (and ${
+          (viaError as Error).message
+        })`,
+      );
+      return;
+    }
+    const status = error instanceof SipMessageError ? error.status : 400;
+    const headers = new SipHeaders();
+    let viaDone = false;
+    for (const f of raw.fields) {
+      if (f.name === "Via") {
+        if (!viaDone) {
+          const rest = new SipHeaders([{ name: "Via", value: f.value }]).values("Via").slice(1);
+          headers.append("Via", [formatVia(markReceived(via, info.remote)), ...rest].join(", "));
+          viaDone = true;
+        } else {
+          headers.append("Via", f.value);
+        }
+      } else if (f.name === "To") {
+        // 8.2.6.2: the UAS MUST add a tag to the To header field.
+        headers.append("To", /;\s*tag\s*=/i.test(f.value) ? f.value : `${f.value};tag=${tag()}`);
+      } else if (f.name === "From" || f.name === "Call-ID" || f.name === "CSeq") {
+        headers.append(f.name, f.value);
+      }
+    }
+    const reason = sanitizeReason(error.message);
+    const res = new SipResponse(status, reason, headers);
+    this.#log("info", `answering ${status} to an unparsable ${raw.method} from ${from}: ${reason}`);
+    this.sendResponse(res, info).catch((e) =>
+      this.#log("warn", `could not answer an unparsable request from ${from}: ${e}`)
+    );
+  }
+}
+
+function tag(): string {
+  return crypto.randomUUID().replaceAll("-", "").slice(0, 10);
+}
+
+function describe(hp: HostPort): string {
+  const h = normalizeHost(hp.host);
+  return `${h.includes(":") ? `[${h}]` : h}:${hp.port}`;
+}

@@ -1,0 +1,412 @@
+import assert from "node:assert/strict";
+import { type InboundInfo, type Target, TransportLayer } from "../lib/sip/transport_layer.ts";
+import { UdpTransport } from "../lib/sip/transport_udp.ts";
+import { TcpTransport, TlsTransport } from "../lib/sip/transport_tcp.ts";
+import { LoopNetwork } from "../lib/sip/transport_loop.ts";
+import {
+  createRequest,
+  createResponse,
+  parseMessage,
+  type SipRequest,
+  type SipResponse,
+} from "../lib/sip/message.ts";
+import type { Inbound, Transport } from "../lib/sip/transport.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const tlsDir = new URL("./fixtures/tls/", import.meta.url);
+const caPem = Deno.readTextFileSync(new URL("ca.pem", tlsDir));
+const serverCert = Deno.readTextFileSync(new URL("server.pem", tlsDir));
+const serverKey = Deno.readTextFileSync(new URL("server.key", tlsDir));
+
+function request(method = "OPTIONS", body = ""): SipRequest {
+  return createRequest(method, "sip:bob@example.test", {
+    headers: {
+      Via: `SIP/2.0/UDP placeholder.invalid;branch=z9hG4bK${crypto.randomUUID()}`,
+      From: "<sip:alice@example.test>;tag=a1",
+      To: "<sip:bob@example.test>",
+      "Call-ID": crypto.randomUUID(),
+      CSeq: `1 ${method}`,
+      "Max-Forwards": "70",
+    },
+    body,
+    contentType: body ? "text/plain" : undefined,
+  });
+}
+
+/** A queue of events that a test awaits one at a time. */
+function queue<T>() {
+  const items: T[] = [];
+  const waiters: ((v: T) => void)[] = [];
+  return {
+    items,
+    push(item: T) {
+      const w = waiters.shift();
+      if (w) w(item);
+      else items.push(item);
+    },
+    next(): Promise<T> {
+      const item = items.shift();
+      return item !== undefined ? Promise.resolve(item) : new Promise((r) => waiters.push(r));
+    },
+  };
+}
+
+function listen(layer: TransportLayer) {
+  const requests = queue<{ req: SipRequest; info: InboundInfo }>();
+  const responses = queue<{ res: SipResponse; info: InboundInfo }>();
+  layer.onRequest((req, info) => requests.push({ req, info }));
+  layer.onResponse((res, info) => responses.push({ res, info }));
+  return { requests, responses };
+}
+
+/** A bare transport used as a hand-driven peer. */
+function rawPeer(transport: Transport) {
+  const got = queue<Inbound>();
+  transport.onMessage((m) => got.push(m));
+  return got;
+}
+
+async function udpAndTcpOnOnePort(host: string): Promise<[UdpTransport, TcpTransport]> {
+  for (let attempt = 0;; attempt++) {
+    const udp = new UdpTransport({ host });
+    try {
+      return [udp, new TcpTransport({ host, port: udp.local.port })];
+    } catch (error) {
+      await udp.close();
+      if (attempt >= 5) throw error;
+    }
+  }
+}
+
+for (const host of ["127.0.0.1", "::1"]) {
+  Deno.test(`TransportLayer: two stacks exchange a request and its response over UDP on ${host}`, async () => {
+    const traces: string[] = [];
+    const a = new TransportLayer({
+      transports: [new UdpTransport({ host })],
+      trace: (dir, data, peer) =>
+        traces.push(`${dir} ${peer.protocol} ${dec.decode(data).split("\r\n")[0]}`),
+    });
+    const b = new TransportLayer({ transports: [new UdpTransport({ host })] });
+    try {
+      const A = listen(a);
+      const B = listen(b);
+      const aLocal = a.transport("udp")!.local;
+      const bLocal = b.transport("udp")!.local;
+      const req = request("MESSAGE", "hello");
+      const used = await a.sendRequest(req, { protocol: "udp", ...bLocal });
+      assert.deepEqual(used, { protocol: "udp", ...bLocal });
+      const { req: got, info } = await B.requests.next();
+      assert.equal(got.text, "hello");
+      const via = got.topVia;
+      assert.equal(via.transport, "UDP");
+      assert.equal(via.host, host);
+      assert.equal(via.port, aLocal.port);
+      assert.equal(via.params.rport, String(aLocal.port), "rport filled in (RFC 3581)");
+      assert.equal(via.params.received, host, "received set whenever rport was asked for");
+      assert.deepEqual(info.remote, aLocal);
+      assert.equal(info.protocol, "udp");
+      await b.sendResponse(createResponse(got, 200, { toTag: "b1" }), info);
+      const { res } = await A.responses.next();
+      assert.equal(res.status, 200);
+      assert.equal(res.callId, req.callId);
+      assert.deepEqual(traces, [
+        "send udp MESSAGE sip:bob@example.test SIP/2.0",
+        "recv udp SIP/2.0 200 OK",
+      ]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+}
+
+Deno.test("TransportLayer: two stacks exchange requests and responses over one TCP connection", async () => {
+  const a = new TransportLayer({ transports: [new TcpTransport({ host: "127.0.0.1" })] });
+  const b = new TransportLayer({ transports: [new TcpTransport({ host: "127.0.0.1" })] });
+  try {
+    const A = listen(a);
+    const B = listen(b);
+    const aTcp = a.transport("tcp") as TcpTransport;
+    const bTcp = b.transport("tcp") as TcpTransport;
+    const target: Target = { protocol: "tcp", ...bTcp.local };
+    for (let i = 0; i < 3; i++) {
+      await a.sendRequest(request(), target);
+      const { req, info } = await B.requests.next();
+      assert.equal(req.topVia.transport, "TCP");
+      assert.equal(req.topVia.port, aTcp.local.port, "sent-by shows the listening port");
+      await b.sendResponse(createResponse(req, 200, { toTag: "x" }), info);
+      const { res, info: resInfo } = await A.responses.next();
+      assert.equal(res.status, 200);
+      assert.deepEqual(resInfo.remote, bTcp.local);
+    }
+    assert.equal(aTcp.connections, 1);
+    assert.equal(bTcp.connections, 1, "responses went back over the inbound connection");
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+Deno.test("TransportLayer: two stacks exchange a request and its response over TLS", async () => {
+  const a = new TransportLayer({ transports: [new TlsTransport({ caCerts: [caPem] })] });
+  const b = new TransportLayer({
+    transports: [new TlsTransport({ host: "127.0.0.1", cert: serverCert, key: serverKey })],
+  });
+  try {
+    const A = listen(a);
+    const B = listen(b);
+    const bLocal = b.transport("tls")!.local;
+    await a.sendRequest(request(), { protocol: "tls", ...bLocal, serverName: "localhost" });
+    const { req, info } = await B.requests.next();
+    assert.equal(req.topVia.transport, "TLS");
+    await b.sendResponse(createResponse(req, 202), info);
+    assert.equal((await A.responses.next()).res.status, 202);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+Deno.test("TransportLayer adds received when sent-by differs and answers to received:port", async () => {
+  const peer = new UdpTransport({ host: "127.0.0.1" });
+  const b = new TransportLayer({ transports: [new UdpTransport({ host: "127.0.0.1" })] });
+  try {
+    const fromPeer = rawPeer(peer);
+    const B = listen(b);
+    const branch = "z9hG4bK" + crypto.randomUUID();
+    const raw = "OPTIONS sip:bob@example.test SIP/2.0\r\n" +
+      `Via: SIP/2.0/UDP 127.0.0.2:${peer.local.port};branch=${branch}\r\n` +
+      "From: <sip:carol@example.test>;tag=c\r\nTo: <sip:bob@example.test>\r\n" +
+      "Call-ID: r1\r\nCSeq: 7 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    await peer.send(enc.encode(raw), b.transport("udp")!.local);
+    const { req } = await B.requests.next();
+    assert.equal(req.topVia.params.received, "127.0.0.1");
+    assert.equal(req.topVia.params.rport, undefined);
+    // Without InboundInfo the response goes to received, at the sent-by port (18.2.2).
+    await b.sendResponse(createResponse(req, 200));
+    const back = parseMessage((await fromPeer.next()).data) as SipResponse;
+    assert.equal(back.status, 200);
+    assert.equal(back.topVia.params.received, "127.0.0.1");
+    assert.equal(back.topVia.params.branch, branch);
+  } finally {
+    await peer.close();
+    await b.close();
+  }
+});
+
+Deno.test("TransportLayer sends the response to received:rport (RFC 3581)", async () => {
+  const peer = new UdpTransport({ host: "127.0.0.1" });
+  const b = new TransportLayer({ transports: [new UdpTransport({ host: "127.0.0.1" })] });
+  try {
+    const fromPeer = rawPeer(peer);
+    const B = listen(b);
+    // The sent-by port 9 (discard, on another loopback address) is not where the peer listens.
+    const raw = "OPTIONS sip:bob@example.test SIP/2.0\r\n" +
+      "Via: SIP/2.0/UDP 127.0.0.2:9;rport;branch=z9hG4bKnat1\r\n" +
+      "From: <sip:carol@example.test>;tag=c\r\nTo: <sip:bob@example.test>\r\n" +
+      "Call-ID: r2\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    await peer.send(enc.encode(raw), b.transport("udp")!.local);
+    const { req } = await B.requests.next();
+    assert.equal(req.topVia.params.rport, String(peer.local.port));
+    assert.equal(req.topVia.params.received, "127.0.0.1");
+    await b.sendResponse(createResponse(req, 200));
+    const back = parseMessage((await fromPeer.next()).data) as SipResponse;
+    assert.equal(back.status, 200);
+    assert.equal(back.topVia.params.rport, String(peer.local.port));
+  } finally {
+    await peer.close();
+    await b.close();
+  }
+});
+
+Deno.test("TransportLayer answers a malformed request with 400 and the parse error", async () => {
+  const peer = new UdpTransport({ host: "127.0.0.1" });
+  const logs: string[] = [];
+  const b = new TransportLayer({
+    transports: [new UdpTransport({ host: "127.0.0.1" })],
+    logger: (level, msg) => logs.push(`${level} ${msg}`),
+  });
+  try {
+    const fromPeer = rawPeer(peer);
+    const B = listen(b);
+    const bLocal = b.transport("udp")!.local;
+    const via = `Via: SIP/2.0/UDP 127.0.0.1:${peer.local.port};rport;branch=z9hG4bKbad`;
+    const common = "From: <sip:carol@example.test>;tag=c\r\nt: <sip:bob@example.test>\r\n" +
+      "i: bad1\r\nContent-Length: 0\r\n";
+    // A broken Max-Forwards: answered with 400 and the reason.
+    await peer.send(
+      enc.encode(
+        `INVITE sip:bob@example.test SIP/2.0\r\n${via}\r\n${common}CSeq: 5 INVITE\r\n` +
+          "Max-Forwards: lots\r\n\r\n",
+      ),
+      bLocal,
+    );
+    // A broken CSeq: answered too, the CSeq copied as it came.
+    await peer.send(
+      enc.encode(
+        `MESSAGE sip:bob@example.test SIP/2.0\r\n${via}\r\n${common}CSeq: x MESSAGE\r\n\r\n`,
+      ),
+      bLocal,
+    );
+    // A broken Via: cannot be answered; dropped.
+    await peer.send(
+      enc.encode(
+        `OPTIONS sip:bob@example.test SIP/2.0\r\nVia: garbage\r\n${common}CSeq: 1 OPTIONS\r\n\r\n`,
+      ),
+      bLocal,
+    );
+    // A malformed ACK is never answered.
+    await peer.send(
+      enc.encode(`ACK sip:bob@example.test SIP/2.0\r\n${via}\r\n${common}CSeq: x ACK\r\n\r\n`),
+      bLocal,
+    );
+    // Noise that is not SIP at all.
+    await peer.send(enc.encode("\x00\x01 hello there"), bLocal);
+    // A good request last: its answer proves the others were handled.
+    await peer.send(
+      enc.encode(
+        `OPTIONS sip:bob@example.test SIP/2.0\r\n${via}\r\n${common}CSeq: 2 OPTIONS\r\n\r\n`,
+      ),
+      bLocal,
+    );
+    const answer = parseMessage((await fromPeer.next()).data) as SipResponse;
+    assert.equal(answer.status, 400);
+    assert.match(answer.reason, /^Cannot parse Max-Forwards header/);
+    assert.deepEqual(answer.cseq, { seq: 5, method: "INVITE" });
+    assert.equal(answer.topVia.params.rport, String(peer.local.port));
+    assert.equal(answer.topVia.params.received, "127.0.0.1");
+    assert.equal(answer.callId, "bad1");
+    assert.ok(answer.toTag, "a To tag was added");
+    const second = dec.decode((await fromPeer.next()).data);
+    assert.match(second, /^SIP\/2\.0 400 Cannot parse CSeq header[^\r\n]*\r\n/);
+    assert.match(second, /\r\nCSeq: x MESSAGE\r\n/);
+    const { req, info } = await B.requests.next();
+    assert.equal(req.cseq.seq, 2);
+    await b.sendResponse(createResponse(req, 200), info);
+    const ok = parseMessage((await fromPeer.next()).data) as SipResponse;
+    assert.equal(ok.status, 200, "nothing was sent for the Via-less request or the ACK");
+    assert.equal(B.requests.items.length, 0);
+    assert.ok(logs.some((l) => /dropped an unparsable request .*Via/.test(l)), logs.join("\n"));
+  } finally {
+    await peer.close();
+    await b.close();
+  }
+});
+
+Deno.test("TransportLayer drops a response whose Via sent-by is not its own (18.1.2)", async () => {
+  const peer = new UdpTransport({ host: "127.0.0.1" });
+  const logs: string[] = [];
+  const a = new TransportLayer({
+    transports: [new UdpTransport({ host: "127.0.0.1" })],
+    logger: (level, msg) => logs.push(`${level} ${msg}`),
+  });
+  try {
+    const A = listen(a);
+    const aLocal = a.transport("udp")!.local;
+    const response = (sentBy: string, callId: string) =>
+      enc.encode(
+        `SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP ${sentBy};branch=z9hG4bKr\r\n` +
+          "From: <sip:alice@example.test>;tag=a\r\nTo: <sip:bob@example.test>;tag=b\r\n" +
+          `Call-ID: ${callId}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`,
+      );
+    await peer.send(response("127.0.0.3:5060", "foreign"), aLocal);
+    await peer.send(response(`127.0.0.1:${aLocal.port}`, "ours"), aLocal);
+    const { res } = await A.responses.next();
+    assert.equal(res.callId, "ours");
+    assert.equal(A.responses.items.length, 0);
+    assert.ok(logs.some((l) => /dropped 200 response .* is not ours/.test(l)));
+  } finally {
+    await peer.close();
+    await a.close();
+  }
+});
+
+Deno.test("TransportLayer sends a request over 1300 bytes over TCP (RFC 3261 18.1.1)", async () => {
+  const [bUdp, bTcp] = await udpAndTcpOnOnePort("127.0.0.1");
+  const a = new TransportLayer({
+    transports: [new UdpTransport({ host: "127.0.0.1" }), new TcpTransport({ host: "127.0.0.1" })],
+  });
+  const b = new TransportLayer({ transports: [bUdp, bTcp] });
+  try {
+    const B = listen(b);
+    const target: Target = { protocol: "udp", host: "127.0.0.1", port: bUdp.local.port };
+    const small = await a.sendRequest(request("MESSAGE", "x".repeat(100)), target);
+    assert.equal(small.protocol, "udp");
+    assert.equal((await B.requests.next()).info.protocol, "udp");
+    const big = request("MESSAGE", "x".repeat(1300));
+    const used = await a.sendRequest(big, target);
+    assert.deepEqual(used, { ...target, protocol: "tcp" });
+    const { req, info } = await B.requests.next();
+    assert.equal(info.protocol, "tcp");
+    assert.equal(req.topVia.transport, "TCP");
+    assert.equal(req.body.length, 1300);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+Deno.test("TransportLayer refuses a request over 1300 bytes without a TCP transport", async () => {
+  const a = new TransportLayer({ transports: [new UdpTransport({ host: "127.0.0.1" })] });
+  try {
+    await assert.rejects(
+      a.sendRequest(request("MESSAGE", "x".repeat(1400)), {
+        protocol: "udp",
+        host: "127.0.0.1",
+        port: 9,
+      }),
+      /exceed 1300 \(RFC 3261 18\.1\.1\) and no TCP transport is configured/,
+    );
+  } finally {
+    await a.close();
+  }
+});
+
+Deno.test("TransportLayer retries a large request over UDP when TCP is refused", async () => {
+  const a = new TransportLayer({
+    transports: [new UdpTransport({ host: "127.0.0.1" }), new TcpTransport({ host: "127.0.0.1" })],
+    mtu: 500,
+  });
+  const b = new TransportLayer({ transports: [new UdpTransport({ host: "127.0.0.1" })] });
+  try {
+    const B = listen(b);
+    const target: Target = { protocol: "udp", ...b.transport("udp")!.local };
+    const used = await a.sendRequest(request("MESSAGE", "y".repeat(600)), target);
+    assert.deepEqual(used, target);
+    const { req, info } = await B.requests.next();
+    assert.equal(info.protocol, "udp");
+    assert.equal(req.topVia.transport, "UDP");
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+Deno.test("TransportLayer works over the loop network and keeps going after a handler throws", async () => {
+  const net = new LoopNetwork();
+  const logs: string[] = [];
+  const a = new TransportLayer({ transports: [net.transport({ host: "192.0.2.1", port: 5070 })] });
+  const b = new TransportLayer({
+    transports: [net.transport({ host: "192.0.2.2" })],
+    logger: (level, msg) => logs.push(`${level} ${msg}`),
+  });
+  const seen: SipRequest[] = [];
+  b.onRequest((req, info) => {
+    seen.push(req);
+    if (seen.length === 1) throw new Error("handler bug");
+    b.sendResponse(createResponse(req, 200), info);
+  });
+  const A = listen(a);
+  const target: Target = { protocol: "udp", host: "192.0.2.2", port: 5060 };
+  await a.sendRequest(request(), target);
+  await a.sendRequest(request(), target);
+  await net.settled();
+  assert.equal(seen.length, 2);
+  assert.equal(seen[0].topVia.host, "192.0.2.1");
+  assert.equal(seen[0].topVia.port, 5070);
+  assert.equal((await A.responses.next()).res.status, 200);
+  assert.ok(logs.some((l) => /error handling a message .*handler bug/.test(l)));
+  await a.close();
+  await b.close();
+});
