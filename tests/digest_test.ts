@@ -17,6 +17,14 @@ import {
   selectChallenges,
 } from "../lib/sip/digest.ts";
 import { SipSyntaxError } from "../lib/sip/errors.ts";
+import {
+  createResponse,
+  formatMessage,
+  parseMessage,
+  parseUri,
+  type SipMessage,
+  type SipRequest,
+} from "../lib/sip/message.ts";
 
 const md5 = (s: string | Uint8Array) => createHash("md5").update(s).digest("hex");
 
@@ -589,7 +597,8 @@ Deno.test("DigestServer verifies what DigestClient sends", async (t) => {
       username: "bob",
     });
     const { value: v2 } = answer("pw");
-    assert.equal(server.verify(v2, req, undefined).ok === false, true);
+    const unknown = server.verify(v2, req, undefined);
+    assert.equal(unknown.ok === false && unknown.reason, "unknown-user");
     const r = server.verify(v2, { ...req, uri: "sip:other.test" }, { password: "pw" });
     assert.equal(r.ok === false && r.reason, "uri-mismatch");
   });
@@ -682,4 +691,107 @@ Deno.test("DigestServer stale challenge lets the client retry; wrong password st
   };
   assert.deepEqual(run("right"), ["stale", "ok"]);
   assert.deepEqual(run("wrong"), ["wrong-response", "rejected"]);
+});
+
+// ---------------------------------------------------------------------------
+// Message level: SipRequest / SipResponse helpers
+// ---------------------------------------------------------------------------
+
+const REGISTER = "REGISTER sip:example.test SIP/2.0\r\n" +
+  "Via: SIP/2.0/UDP 192.0.2.5:5060;branch=z9hG4bK776asdhds\r\n" +
+  "Max-Forwards: 70\r\n" +
+  "To: <sip:alice@example.test>\r\n" +
+  "From: <sip:alice@example.test>;tag=1928301774\r\n" +
+  "Call-ID: a84b4c76e66710@pc33\r\n" +
+  "CSeq: 1 REGISTER\r\n" +
+  "Contact: <sip:alice@192.0.2.5>\r\n" +
+  "Content-Length: 0\r\n\r\n";
+
+const wire = <T extends SipMessage>(m: T): T => parseMessage(formatMessage(m)) as T;
+
+Deno.test("DigestAttempt.handleResponse() and DigestClient.apply() work on messages", () => {
+  const server = new DigestServer({ realm: "example.test" });
+  const proxy = new DigestServer({ realm: "proxy.test" });
+  const client = new DigestClient({ username: "alice", password: "pw" });
+  const attempt = client.begin();
+  let req = parseMessage(REGISTER) as SipRequest;
+
+  // 407 from the proxy, then 401 from the registrar, over the wire format.
+  attempt.handleResponse(
+    wire(createResponse(req, 407, { headers: proxy.challengeFields({ proxy: true }) })),
+  );
+  req = wire(req);
+  client.apply(req);
+  assert.equal(req.headers.getAll("Proxy-Authorization").length, 1);
+  assert.equal(req.headers.has("Authorization"), false);
+  attempt.handleResponse(wire(createResponse(req, 401, { headers: server.challengeFields() })));
+
+  client.apply(req);
+  const sent = wire(req);
+  assert.equal(sent.headers.getAll("Proxy-Authorization").length, 1);
+  assert.equal(sent.headers.getAll("Authorization").length, 1);
+  assert.equal(parseDigestCredentials(sent.headers.get("Authorization")!).uri, "sip:example.test");
+  const lookup = () => ({ password: "pw" });
+  assert.equal(server.verifyRequest(sent, lookup).ok, true);
+  assert.equal(proxy.verifyRequest(sent, lookup, { proxy: true }).ok, true);
+  assert.equal(server.verifyRequest(sent, () => ({ password: "bad" })).ok, false);
+
+  // Applying again replaces our lines (one per realm, nc incremented) and keeps others.
+  sent.headers.append(
+    "Authorization",
+    'Digest username="x", realm="elsewhere", nonce="n", uri="sip:e", response="0"',
+  );
+  client.apply(sent);
+  const lines = sent.headers.getAll("Authorization").map((l) => parseDigestCredentials(l));
+  assert.deepEqual(lines.map((c) => [c.realm, c.nc]), [["elsewhere", undefined], [
+    "example.test",
+    2,
+  ]]);
+  assert.equal(sent.headers.getAll("Proxy-Authorization").length, 1);
+  assert.equal(server.verifyRequest(wire(sent), lookup).ok, true);
+});
+
+Deno.test("DigestServer.verifyRequest() reports missing, other schemes and other realms", () => {
+  const server = new DigestServer({ realm: "example.test" });
+  const lookup = () => ({ password: "pw" });
+  const bare = parseMessage(REGISTER) as SipRequest;
+  assert.deepEqual(server.verifyRequest(bare, lookup), {
+    ok: false,
+    reason: "missing",
+    stale: false,
+  });
+  // RFC 4475 regaut01: an unknown scheme is no credentials, not an error.
+  const regaut = parseMessage(
+    Deno.readTextFileSync(new URL("./fixtures/rfc4475/regaut01.dat", import.meta.url)),
+  ) as SipRequest;
+  assert.deepEqual(server.verifyRequest(regaut, lookup), {
+    ok: false,
+    reason: "missing",
+    stale: false,
+  });
+  const other = parseMessage(REGISTER) as SipRequest;
+  other.headers.append(
+    "Authorization",
+    'Digest username="a", realm="b.test", nonce="n", uri="sip:example.test", response="0"',
+  );
+  assert.deepEqual(server.verifyRequest(other, lookup), {
+    ok: false,
+    reason: "missing",
+    stale: false,
+  });
+  const broken = parseMessage(REGISTER) as SipRequest;
+  broken.headers.append("Authorization", 'Digest username="a", realm="example.test"');
+  const r = server.verifyRequest(broken, lookup);
+  assert.equal(r.ok === false && r.reason, "malformed");
+});
+
+Deno.test("DigestServer.verifyRequest() checks the digest-uri against the Request-URI", () => {
+  const server = new DigestServer({ realm: "example.test" });
+  const client = new DigestClient({ username: "alice", password: "pw" });
+  client.begin().challenge(401, server.challenges());
+  const req = parseMessage(REGISTER) as SipRequest;
+  client.apply(req);
+  req.uri = parseUri("sip:elsewhere.test");
+  const r = server.verifyRequest(req, () => ({ password: "pw" }));
+  assert.equal(r.ok === false && r.reason, "uri-mismatch");
 });

@@ -1273,7 +1273,15 @@ export class DigestServer {
       try {
         c = parseDigestCredentials(line, name);
       } catch {
-        last = { ok: false, reason: "malformed", stale: false };
+        // Another scheme (RFC 4475 section 3.1.2.10 "regaut01") counts as
+        // no credentials: the caller challenges.
+        let digest = true;
+        try {
+          digest = parseAuthParams(line, name).some((v) => v.scheme.toLowerCase() === "digest");
+        } catch {
+          // unparsable: malformed
+        }
+        if (digest) last = { ok: false, reason: "malformed", stale: false };
         continue;
       }
       if (c.realm !== this.realm) continue;
