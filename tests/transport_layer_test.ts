@@ -410,3 +410,34 @@ Deno.test("TransportLayer works over the loop network and keeps going after a ha
   await a.close();
   await b.close();
 });
+
+Deno.test("TransportLayer picks the transport of the target's address family", async () => {
+  const v4 = new UdpTransport({ host: "127.0.0.1" });
+  const v6 = new UdpTransport({ host: "::1" });
+  const any = new UdpTransport({ host: "0.0.0.0" });
+  const a = new TransportLayer({ transports: [v4, v6] });
+  const c = new TransportLayer({ transports: [any] });
+  const b4 = new TransportLayer({ transports: [new UdpTransport({ host: "127.0.0.1" })] });
+  const b6 = new TransportLayer({ transports: [new UdpTransport({ host: "::1" })] });
+  try {
+    const B4 = listen(b4);
+    const B6 = listen(b6);
+    await a.sendRequest(request(), { protocol: "udp", ...b6.transport("udp")!.local });
+    const got6 = await B6.requests.next();
+    assert.equal(got6.req.topVia.host, "::1");
+    assert.deepEqual(got6.info.remote, v6.local);
+    await a.sendRequest(request(), { protocol: "udp", ...b4.transport("udp")!.local });
+    assert.deepEqual((await B4.requests.next()).info.remote, v4.local);
+    // A socket on 0.0.0.0 shows the loopback address to a loopback target.
+    await c.sendRequest(request(), { protocol: "udp", ...b4.transport("udp")!.local });
+    const viaAny = (await B4.requests.next()).req.topVia;
+    assert.equal(viaAny.host, "127.0.0.1");
+    assert.equal(viaAny.port, any.local.port);
+    assert.deepEqual(await c.localAddress({ protocol: "udp", host: "127.0.0.1", port: 5060 }), {
+      host: "127.0.0.1",
+      port: any.local.port,
+    });
+  } finally {
+    await Promise.all([a.close(), b4.close(), b6.close(), c.close()]);
+  }
+});

@@ -360,3 +360,21 @@ Deno.test("TlsTransport cannot listen without a certificate", () => {
   assert.equal(t.local.port, 0);
   return t.close();
 });
+
+Deno.test("UdpTransport bound to :: receives IPv4 datagrams with an unmapped source address", async () => {
+  const dual = new UdpTransport({ host: "::" });
+  const v4 = new UdpTransport({ host: "127.0.0.1" });
+  try {
+    const box = inbox(dual);
+    await v4.send(enc.encode("x"), { host: "127.0.0.1", port: dual.local.port });
+    await box.wait(1);
+    assert.deepEqual(box.got[0].remote, v4.local);
+    assert.deepEqual(await dual.localFor({ host: "::1", port: 5060 }), {
+      host: "::1",
+      port: dual.local.port,
+    });
+  } finally {
+    await dual.close();
+    await v4.close();
+  }
+});

@@ -23,7 +23,7 @@ import {
   SipResponse,
   type Via,
 } from "./message.ts";
-import { hostPortKey, normalizeHost } from "./_net.ts";
+import { hostPortKey, isIPv4, isIPv6, isUnspecified, normalizeHost } from "./_net.ts";
 import type { HostPort, Inbound, Transport, TransportProtocol } from "./transport.ts";
 
 /** Where a request goes (an address; resolving names is RFC 3263's job, done before). */
@@ -233,7 +233,7 @@ export class TransportLayer {
    * leaves from. May open a connection on stream transports.
    */
   async localAddress(target: Target): Promise<HostPort> {
-    const transport = this.#require(target.protocol);
+    const transport = this.#require(target.protocol, target.host);
     return await this.#localFor(transport, target);
   }
 
@@ -244,14 +244,14 @@ export class TransportLayer {
    * when the TCP connection is refused. Resolves with the target used.
    */
   async sendRequest(req: SipRequest, target: Target): Promise<Target> {
-    const transport = this.#require(target.protocol);
+    const transport = this.#require(target.protocol, target.host);
     let bytes = await this.#stamp(req, transport, target);
     if (target.protocol === "udp" && bytes.length > this.#mtu) {
       // 18.1.1: "If a request is within 200 bytes of the path MTU, or if it
       // is larger than 1300 bytes and the path MTU is unknown, the request
       // MUST be sent using an RFC 2914 congestion controlled transport
       // protocol, such as TCP."
-      const tcp = this.transport("tcp");
+      const tcp = this.transport("tcp") && this.#require("tcp", target.host);
       if (!tcp) {
         throw new Error(
           `Cannot send ${req.method} over UDP: ${bytes.length} bytes exceed ${this.#mtu} ` +
@@ -289,7 +289,12 @@ export class TransportLayer {
     const protocol = via.transport.toLowerCase() as TransportProtocol;
     const port = via.port ?? defaultPort(protocol);
     const bytes = formatMessage(res);
-    const reliable = info ? info.transport.reliable : protocol !== "udp";
+    // The transport the request came in on (RFC 3581: the response goes out
+    // from the address and port the request arrived on).
+    const inbound = info
+      ? info.transport ?? this.#require(info.protocol, info.remote.host)
+      : undefined;
+    const reliable = inbound ? inbound.reliable : protocol !== "udp";
     if (reliable) {
       // 18.2.2: "If the "sent-protocol" is a reliable transport protocol such
       // as TCP or SCTP, or TLS over those, the response MUST be sent using
@@ -298,7 +303,7 @@ export class TransportLayer {
       // connection to the IP address in the "received" parameter, if
       // present, using the port in the "sent-by" value, or the default port
       // for that transport, if no port is specified."
-      const transport = info?.transport ?? this.#require(protocol);
+      const transport = inbound ?? this.#require(protocol, via.params.received ?? via.host);
       if (info) {
         try {
           await this.#send(transport, bytes, { ...info.remote, protocol: info.protocol });
@@ -311,7 +316,6 @@ export class TransportLayer {
       await this.#send(transport, bytes, { protocol: transport.protocol, host, port });
       return;
     }
-    const transport = info?.transport ?? this.#require(protocol);
     let to: HostPort;
     if (via.params.maddr) {
       // 18.2.2: "if the Via header field value contains a "maddr" parameter,
@@ -327,6 +331,7 @@ export class TransportLayer {
     } else {
       to = { host: via.host, port };
     }
+    const transport = inbound ?? this.#require(protocol, to.host);
     await this.#send(transport, bytes, { protocol: transport.protocol, ...to });
   }
 
@@ -335,10 +340,28 @@ export class TransportLayer {
     await Promise.allSettled(this.#transports.map((t) => t.close()));
   }
 
-  #require(protocol: TransportProtocol): Transport {
-    const t = this.transport(protocol);
-    if (!t) throw new Error(`Cannot send over ${protocol}: no ${protocol} transport is configured`);
-    return t;
+  /**
+   * The transport of `protocol` to use towards `host`: among several (say an
+   * IPv4 and an IPv6 socket), one bound to the host's address family, or to
+   * all addresses; else the first.
+   */
+  #require(protocol: TransportProtocol, host?: string): Transport {
+    const all = this.#transports.filter((t) => t.protocol === protocol);
+    if (all.length === 0) {
+      throw new Error(`Cannot send over ${protocol}: no ${protocol} transport is configured`);
+    }
+    if (host === undefined || all.length === 1) return all[0];
+    const h = normalizeHost(host);
+    const v6 = isIPv6(h);
+    const v4 = isIPv4(h);
+    const fits = (t: Transport) => {
+      const local = normalizeHost(t.local.host);
+      if (local === "::") return true; // dual-stack
+      if (local === "0.0.0.0") return !v6;
+      return v6 ? isIPv6(local) : v4 ? isIPv4(local) : true;
+    };
+    const exact = all.find((t) => fits(t) && !isUnspecified(t.local.host));
+    return exact ?? all.find(fits) ?? all[0];
   }
 
   #log(level: LogLevel, msg: string): void {

@@ -18,7 +18,7 @@
 import * as nodeTls from "node:tls";
 import { type Clock, systemClock, type TimerId } from "./clock.ts";
 import { StreamFramer } from "./framer.ts";
-import { hostPortKey, isIPv4, isIPv6, normalizeHost, routeLocalAddress } from "./_net.ts";
+import { hostPortKey, isIPv4, isIPv6, isUnspecified, normalizeHost } from "./_net.ts";
 import type {
   HostPort,
   InboundHandler,
@@ -186,7 +186,8 @@ export abstract class StreamTransport implements Transport {
     this.#checkOpen();
     const conn = this.#conns.get(hostPortKey(to)) ?? await this.#connection(to, options);
     if (this.#listener) {
-      return { host: routeLocalAddress(this.local.host, conn.local.host), port: this.local.port };
+      const host = isUnspecified(this.local.host) ? conn.local.host : this.local.host;
+      return { host, port: this.local.port };
     }
     return conn.local;
   }
