@@ -115,15 +115,22 @@ export interface CommandContext {
  * Runs a command body inside the frame and exits the process with the right
  * code: the body's own code; 130 after SIGINT; 0 after SIGTERM or a closed
  * stdout; the code of a {@linkcode CommandError}; 3 for network errors.
+ * The body gets the options after config and environment were applied.
  */
-export async function runCommand(
-  common: CommonOptions,
+export async function runCommand<O extends CommonOptions>(
   // deno-lint-ignore no-explicit-any
   cmd: Command<any, any, any>,
-  body: (ctx: CommandContext) => Promise<ExitCode | number>,
+  body: (opts: O, ctx: CommandContext) => Promise<ExitCode | number>,
 ): Promise<never> {
+  try {
+    await applyConfig(cmd);
+  } catch (e) {
+    createLogger().log("error", errorMessage(e));
+    Deno.exit(exitCodeFor(e));
+  }
+  const opts = cmd.opts() as O;
   const secrets: string[] = [];
-  const level: LogLevel = common.verbose ? "debug" : common.quiet ? "error" : "info";
+  const level: LogLevel = opts.verbose ? "debug" : opts.quiet ? "error" : "info";
   const log = createLogger({ level, secrets: () => secrets });
   const controller = new AbortController();
   let reason: StopReason | undefined;
@@ -136,7 +143,7 @@ export async function runCommand(
     controller.abort(r);
   };
   const out = new NdjsonWriter(Deno.stdout, {
-    pretty: common.pretty,
+    pretty: opts.pretty,
     onClosed: () => stop("stdout-closed"),
   });
   const onInt = () => stop("sigint");
@@ -145,7 +152,6 @@ export async function runCommand(
   Deno.addSignalListener("SIGTERM", onTerm);
   let code: number;
   try {
-    await applyConfig(cmd);
     const ctx: CommandContext = {
       out,
       log,
@@ -165,7 +171,7 @@ export async function runCommand(
         });
       },
     };
-    code = await body(ctx);
+    code = await body(opts, ctx);
     if (reason === "sigint") code = EXIT.INTERRUPTED;
     else if (reason === "sigterm" || reason === "stdout-closed") code = EXIT.OK;
   } catch (e) {

@@ -7,6 +7,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { EXIT } from "./_exit.ts";
 import { VERSION } from "../lib/version.ts";
+import { registerCommand } from "./register.ts";
 
 /** Builds the program with every command. */
 export function buildProgram(): Command {
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .version(VERSION, "-V, --version")
     .showHelpAfterError()
     .exitOverride();
+  program.addCommand(registerCommand());
   return program;
 }
 

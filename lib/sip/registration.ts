@@ -1,0 +1,411 @@
+/**
+ * Registration (RFC 3261 section 10): bind an address of record to a contact
+ * at a registrar, keep the binding refreshed, follow address changes, query
+ * and remove bindings.
+ *
+ * @module
+ */
+
+import type { TimerId } from "./clock.ts";
+import { DigestAuthError } from "./digest.ts";
+import { SipRequestError } from "./errors.ts";
+import { formatUri, type NameAddr, parseNameAddr, type SipResponse, type Uri } from "./message.ts";
+import { generateCallId } from "./transaction/mod.ts";
+import { toSipUri, type UserAgent } from "./ua.ts";
+
+/** One binding the registrar reported. */
+export interface Binding {
+  /** The contact URI. */
+  contact: string;
+  /** Seconds left. */
+  expires: number;
+  /** The q value, when given. */
+  q?: number;
+}
+
+/** What {@linkcode Registration} reports. */
+export type RegistrationEvent =
+  | {
+    /** Registered, or refreshed (`refreshed` true). */
+    type: "registered";
+    /** True for a refresh of an existing binding. */
+    refreshed: boolean;
+    /** The AOR. */
+    aor: string;
+    /** Our contact. */
+    contact: string;
+    /** Seconds granted. */
+    expires: number;
+    /** The registrar URI. */
+    registrar: string;
+    /** Every binding of the AOR the registrar listed. */
+    bindings: Binding[];
+  }
+  | {
+    /** The binding was removed. */
+    type: "unregistered";
+    /** The AOR. */
+    aor: string;
+    /** The removed contact, or "*" for all. */
+    contact: string;
+    /** The registrar URI. */
+    registrar: string;
+  }
+  | {
+    /** A REGISTER failed. */
+    type: "failed";
+    /** Status (408 timeout, 503 transport, 401/403 auth...). */
+    status: number;
+    /** Reason. */
+    reason: string;
+    /** Seconds until the next try, when retrying. */
+    retryIn?: number;
+    /** True when no response came (network). */
+    local: boolean;
+  };
+
+/** Options of {@linkcode Registration}. */
+export interface RegistrationOptions {
+  /** Registrar URI; default `sip:<domain of the AOR>`. */
+  registrar?: string;
+  /** Contact to register instead of our own (third-party registration). */
+  contact?: string;
+  /** Requested expiry in seconds. Default 3600. */
+  expires?: number;
+  /** First back-off delay in seconds after a failure (RFC 5626 4.5 style). Default 30. */
+  backoffBase?: number;
+  /** Largest back-off delay in seconds. Default 1800. */
+  backoffMax?: number;
+  /** Source of randomness for back-off jitter; default Math.random. */
+  random?: () => number;
+  /** Receives events. */
+  onEvent?: (event: RegistrationEvent) => void;
+}
+
+/** A REGISTER that failed for good (the registrar said no, or nobody answered). */
+export class RegistrationError extends Error {
+  /** SIP status, or 408/503 for local failures. */
+  readonly status: number;
+  /** Reason phrase. */
+  readonly reason: string;
+  /** True when no response arrived. */
+  readonly local: boolean;
+
+  /** Creates the error. */
+  constructor(status: number, reason: string, local: boolean, options?: { cause?: unknown }) {
+    super(`Registration failed: ${status} ${reason}`, options);
+    this.name = "RegistrationError";
+    this.status = status;
+    this.reason = reason;
+    this.local = local;
+  }
+}
+
+/**
+ * A registration of one contact for the UA's AOR.
+ *
+ * @example
+ * ```ts ignore
+ * const reg = new Registration(ua, { expires: 600, onEvent: console.log });
+ * await reg.register();
+ * reg.keepAlive();
+ * await reg.unregister();
+ * ```
+ */
+export class Registration {
+  /** The registrar. */
+  readonly registrar: Uri;
+  readonly #ua: UserAgent;
+  readonly #options: RegistrationOptions;
+  readonly #callId = generateCallId();
+  #cseq = 0;
+  #expires: number;
+  #contact?: string;
+  #registered = false;
+  #timer?: TimerId;
+  #failures = 0;
+  #running = false;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /** Creates the registration; nothing is sent yet. */
+  constructor(ua: UserAgent, options: RegistrationOptions = {}) {
+    this.#ua = ua;
+    this.#options = options;
+    this.registrar = options.registrar ? toSipUri(options.registrar) : {
+      scheme: ua.aor.scheme === "sips" ? "sips" : "sip",
+      host: ua.aor.host,
+      params: {},
+      headers: {},
+    };
+    this.#expires = options.expires ?? 3600;
+    this.#contact = options.contact ? formatUri(toSipUri(options.contact)) : undefined;
+  }
+
+  /** The registered contact, once known. */
+  get contact(): string | undefined {
+    return this.#contact;
+  }
+
+  /** True while a binding is believed to exist. */
+  get registered(): boolean {
+    return this.#registered;
+  }
+
+  /** The expiry requested in the next REGISTER (after a 423, the registrar's minimum). */
+  get expires(): number {
+    return this.#expires;
+  }
+
+  /**
+   * Sends one REGISTER for our contact (a refresh when already registered),
+   * handling 423 Interval Too Brief, and resolves with the granted expiry.
+   * Throws {@linkcode RegistrationError} on failure.
+   */
+  register(): Promise<number> {
+    return this.#serial(() => this.#register());
+  }
+
+  async #register(extra: NameAddr[] = []): Promise<number> {
+    const refreshed = this.#registered;
+    let intervalRetried = false;
+    for (;;) {
+      const contacts: string[] = [];
+      if (this.#contact) contacts.push(`<${this.#contact}>`);
+      for (const c of extra) contacts.push(`<${formatUri(c.uri)}>;expires=0`);
+      const res = await this.#send(contacts, this.#expires, this.#contact === undefined);
+      if (res.response.status === 423 && !intervalRetried) {
+        // Section 10.2.8: retry with the Min-Expires of the 423.
+        const min = Number(res.response.headers.get("Min-Expires"));
+        if (Number.isInteger(min) && min > this.#expires) {
+          this.#expires = min;
+          intervalRetried = true;
+          continue;
+        }
+      }
+      if (res.response.status < 200 || res.response.status >= 300) {
+        throw new RegistrationError(res.response.status, res.response.reason, false);
+      }
+      const sent = res.contact;
+      if (sent) this.#contact = sent;
+      const bindings = readBindings(res.response);
+      const mine = bindings.find((b) => sameContact(b.contact, this.#contact ?? ""));
+      const granted = mine?.expires ?? res.response.expires ?? this.#expires;
+      this.#registered = granted > 0;
+      this.#failures = 0;
+      this.#options.onEvent?.({
+        type: "registered",
+        refreshed,
+        aor: formatUri(this.#ua.aor),
+        contact: this.#contact ?? "",
+        expires: granted,
+        registrar: formatUri(this.registrar),
+        bindings,
+      });
+      return granted;
+    }
+  }
+
+  /**
+   * Keeps the binding alive: registers now, refreshes before expiry, and
+   * after a failure retries with growing back-off (never giving up).
+   */
+  keepAlive(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#cycle();
+  }
+
+  #cycle(): void {
+    this.#serial(() => this.#register()).then((granted) => {
+      if (!this.#running) return;
+      this.#schedule(refreshDelay(granted));
+    }).catch((e) => {
+      if (!this.#running) return;
+      this.#failures++;
+      const retryIn = backoff(this.#failures, this.#options);
+      const { status, reason, local } = describe(e);
+      this.#registered = false;
+      this.#options.onEvent?.({ type: "failed", status, reason, retryIn, local });
+      this.#schedule(retryIn);
+    });
+  }
+
+  #schedule(seconds: number): void {
+    if (this.#timer !== undefined) this.#ua.clock.clearTimeout(this.#timer);
+    this.#timer = this.#ua.clock.setTimeout(() => {
+      this.#timer = undefined;
+      this.#cycle();
+    }, seconds * 1000);
+  }
+
+  /**
+   * Moves the binding to a new local address (after `address_changed`): the
+   * new contact is registered and the old one removed in one REGISTER.
+   */
+  changeAddress(host: string): Promise<number> {
+    return this.#serial(async () => {
+      const old = this.#contact;
+      this.#ua.advertisedHost = host;
+      if (this.#options.contact) return this.#register();
+      this.#contact = undefined;
+      const extra = old && this.#registered ? [parseNameAddr(`<${old}>`)] : [];
+      try {
+        const granted = await this.#register(extra);
+        if (this.#running) this.#schedule(refreshDelay(granted));
+        return granted;
+      } catch (e) {
+        if (this.#running) {
+          this.#failures++;
+          const retryIn = backoff(this.#failures, this.#options);
+          const { status, reason, local } = describe(e);
+          this.#options.onEvent?.({ type: "failed", status, reason, retryIn, local });
+          this.#schedule(retryIn);
+        }
+        throw e;
+      }
+    });
+  }
+
+  /** Stops refreshing (without removing the binding). */
+  stop(): void {
+    this.#running = false;
+    if (this.#timer !== undefined) this.#ua.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /**
+   * Removes our binding (Expires 0), or every binding of the AOR with
+   * `all` (`Contact: *`, section 10.2.2). Stops refreshing.
+   */
+  unregister(options: { all?: boolean } = {}): Promise<void> {
+    this.stop();
+    return this.#serial(async () => {
+      let contact: string;
+      if (options.all) contact = "*";
+      else contact = this.#contact ?? await this.#ownContact();
+      const res = await this.#send([contact === "*" ? "*" : `<${contact}>`], 0, false);
+      if (res.response.status < 200 || res.response.status >= 300) {
+        throw new RegistrationError(res.response.status, res.response.reason, false);
+      }
+      this.#registered = false;
+      this.#options.onEvent?.({
+        type: "unregistered",
+        aor: formatUri(this.#ua.aor),
+        contact,
+        registrar: formatUri(this.registrar),
+      });
+    });
+  }
+
+  /** The contact this UA would register (for removing a binding a previous run left). */
+  async #ownContact(): Promise<string> {
+    const probe = this.#ua.createRequest("REGISTER", this.registrar);
+    if (this.#ua.outboundProxy) {
+      probe.headers.prepend("Route", `<${formatUri(this.#ua.outboundProxy)};lr>`);
+    }
+    const [target] = await this.#ua.targetsFor(probe);
+    return formatUri(await this.#ua.contactFor(target));
+  }
+
+  /** Asks the registrar for the current bindings (a REGISTER without Contact, 10.2.3). */
+  query(): Promise<Binding[]> {
+    return this.#serial(async () => {
+      const res = await this.#send([], undefined, false);
+      if (res.response.status < 200 || res.response.status >= 300) {
+        throw new RegistrationError(res.response.status, res.response.reason, false);
+      }
+      return readBindings(res.response);
+    });
+  }
+
+  async #send(
+    contacts: string[],
+    expires: number | undefined,
+    ownContact: boolean,
+  ): Promise<{ response: SipResponse; contact?: string }> {
+    const headers: [string, string][] = [];
+    for (const c of contacts) headers.push(["Contact", c]);
+    if (expires !== undefined) headers.push(["Expires", String(expires)]);
+    const aor = { uri: this.#ua.aor, params: {} };
+    const req = this.#ua.createRequest("REGISTER", this.registrar, {
+      to: aor,
+      callId: this.#callId,
+      cseq: ++this.#cseq,
+      headers,
+    });
+    try {
+      const result = await this.#ua.send(req, { contact: ownContact });
+      this.#cseq = result.request.cseq.seq;
+      const sent = result.request.contact[0];
+      return {
+        response: result.response,
+        contact: ownContact && sent ? formatUri(sent.uri) : undefined,
+      };
+    } catch (e) {
+      if (e instanceof DigestAuthError) {
+        throw new RegistrationError(e.status, e.message, false, { cause: e });
+      }
+      if (e instanceof SipRequestError) {
+        throw new RegistrationError(e.status, e.reason, e.local, { cause: e });
+      }
+      throw e;
+    }
+  }
+
+  /** Runs registration operations one at a time (CSeq order, section 10.2). */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+}
+
+/** Reads the bindings of a 2xx to REGISTER (section 10.2.4). */
+export function readBindings(res: SipResponse): Binding[] {
+  const out: Binding[] = [];
+  const headerExpires = res.expires;
+  for (const c of res.contact) {
+    if (c.uri.scheme === "*") continue;
+    const e = c.params.expires;
+    const expires = e != null && /^\d+$/.test(e) ? Number(e) : headerExpires ?? 3600;
+    const q = c.params.q != null ? Number(c.params.q) : undefined;
+    out.push({ contact: formatUri(c.uri), expires, q: Number.isFinite(q) ? q : undefined });
+  }
+  return out;
+}
+
+/** When to refresh a binding granted for `expires` seconds. */
+export function refreshDelay(expires: number): number {
+  if (expires <= 0) return 0;
+  return expires > 120 ? expires - 60 : expires / 2;
+}
+
+function backoff(failures: number, options: RegistrationOptions): number {
+  const base = options.backoffBase ?? 30;
+  const max = options.backoffMax ?? 1800;
+  const random = options.random ?? Math.random;
+  // RFC 5626 section 4.5: min(max-time, base-time * 2^failures), then a random 50% to 100%.
+  const ceiling = Math.min(max, base * 2 ** (failures - 1));
+  return Math.max(1, Math.round(ceiling * (0.5 + random() * 0.5)));
+}
+
+function describe(e: unknown): { status: number; reason: string; local: boolean } {
+  if (e instanceof RegistrationError) return { status: e.status, reason: e.reason, local: e.local };
+  return { status: 500, reason: e instanceof Error ? e.message : String(e), local: true };
+}
+
+/** Compares contact URIs the way registrars do (section 10.3 step 6.b, 19.1.4), loosely. */
+function sameContact(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    const x = toSipUri(a);
+    const y = toSipUri(b);
+    return x.scheme === y.scheme && (x.user ?? "") === (y.user ?? "") &&
+      x.host.toLowerCase() === y.host.toLowerCase() &&
+      (x.port ?? 5060) === (y.port ?? 5060) &&
+      String(x.params.transport ?? "udp").toLowerCase() ===
+        String(y.params.transport ?? "udp").toLowerCase();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,678 @@
+/**
+ * The user agent core (RFC 3261 section 8): owns the transports, the
+ * transport and transaction layers; sends out-of-dialog requests through an
+ * outbound proxy or Route set with RFC 3263 server location, digest
+ * authentication and optional 3xx following; dispatches incoming requests to
+ * the handlers the running usage registered, answering OPTIONS itself, 405
+ * to methods nobody handles and 481 to requests for unknown dialogs.
+ *
+ * @module
+ */
+
+import { type Clock, systemClock } from "./clock.ts";
+import { DigestAuthError, DigestClient } from "./digest.ts";
+import { SipRequestError } from "./errors.ts";
+import {
+  cloneMessage,
+  createRequest,
+  createResponse,
+  formatNameAddr,
+  formatUri,
+  type NameAddr,
+  parseUri,
+  type ResponseOptions,
+  type SipRequest,
+  type SipResponse,
+  type Uri,
+} from "./message.ts";
+import { type ResolveOptions, resolveSipUri } from "./resolver.ts";
+import {
+  type AnyServerTransaction,
+  generateCallId,
+  generateTag,
+  type InboundInfo,
+  type Target,
+  type TimerOptions,
+  TransactionLayer,
+} from "./transaction/mod.ts";
+import type { HostPort, Transport, TransportProtocol } from "./transport.ts";
+import { type LogLevel, TransportLayer } from "./transport_layer.ts";
+import { TcpTransport, TlsTransport } from "./transport_tcp.ts";
+import { UdpTransport } from "./transport_udp.ts";
+import { VERSION } from "../version.ts";
+
+/** A log sink. */
+export type LogFn = (level: LogLevel, message: string) => void;
+
+/** A trace sink: every message sent and received, as bytes. */
+export type TraceFn = (direction: "send" | "recv", data: Uint8Array, peer: Target) => void;
+
+/** TLS settings. */
+export interface TlsOptions {
+  /** Extra trusted CA certificates (PEM). */
+  caCerts?: string[];
+  /** Skip certificate verification (`--insecure`). */
+  insecure?: boolean;
+  /** Certificate (PEM) to accept TLS connections with. */
+  cert?: string;
+  /** Private key (PEM) for `cert`. */
+  key?: string;
+}
+
+/** Options of {@linkcode UserAgent.create}. */
+export interface UserAgentOptions {
+  /** The address of record: `alice@example.test` or `sip:alice@example.test`. */
+  aor?: string;
+  /** Display name for From. */
+  displayName?: string;
+  /** Local address `host:port`; default all interfaces, an ephemeral port. */
+  bind?: string;
+  /** Transports to open, all on the same port. Default `["udp", "tcp"]` (TLS client is always available). */
+  listen?: TransportProtocol[];
+  /** Transport for requests whose URI names none. Default "udp". */
+  transport?: TransportProtocol;
+  /** Outbound proxy URI (a pre-existing route set of one, section 8.1.2). */
+  outboundProxy?: string;
+  /** Authentication user name; default the user part of the AOR. */
+  authUser?: string;
+  /** Yields the password when a challenge first needs it. */
+  password?: () => Promise<string | undefined>;
+  /** TLS settings. */
+  tls?: TlsOptions;
+  /** Clock for every timer. */
+  clock?: Clock;
+  /** Transaction timer settings. */
+  timers?: TimerOptions;
+  /** Diagnostics. */
+  log?: LogFn;
+  /** Message trace. */
+  trace?: TraceFn;
+  /** User-Agent header value. Default `sipkit/<version>`. */
+  userAgent?: string;
+  /** Server location; default RFC 3263 through DNS. */
+  resolve?: (uri: Uri, options: ResolveOptions) => Promise<Target[]>;
+  /** Pre-built transports (tests use loop transports); replaces `bind`/`listen`. */
+  transports?: Transport[];
+  /** Host to advertise in Contact instead of the local address (after an address change). */
+  advertisedHost?: string;
+}
+
+/** Options of {@linkcode UserAgent.send}. */
+export interface RequestSendOptions {
+  /** Follow 3xx responses to their Contacts (section 8.1.3.4). Default false. */
+  followRedirects?: boolean;
+  /** At most this many redirects. Default 5. */
+  maxRedirects?: number;
+  /** Called for each provisional response. */
+  onProvisional?: (res: SipResponse) => void;
+  /** Called when a redirect is followed. */
+  onRedirect?: (from: Uri, to: Uri, res: SipResponse) => void;
+  /** Put a Contact for the chosen transport on the request. Default: when it has none and the method needs one. */
+  contact?: boolean;
+  /** Send straight to this target, skipping routing and resolution. */
+  target?: Target;
+}
+
+/** A response with the request that produced it (the last one sent, after auth and redirects). */
+export interface SendResult {
+  /** The final response. */
+  response: SipResponse;
+  /** The request as last sent. */
+  request: SipRequest;
+  /** Where it went. */
+  target: Target;
+}
+
+/** An incoming request handed to a usage. */
+export interface IncomingRequest {
+  /** The request. */
+  request: SipRequest;
+  /** Where it came from. */
+  info: InboundInfo;
+  /** Its server transaction (absent for ACK). */
+  transaction?: AnyServerTransaction;
+  /** Sends a response (adds a To tag to non-100 responses when needed, User-Agent, Contact on request). */
+  respond(status: number, options?: RespondOptions): Promise<void>;
+}
+
+/** Options of {@linkcode IncomingRequest.respond}. */
+export interface RespondOptions extends ResponseOptions {
+  /** Add our Contact (dialog-creating 2xx). */
+  contact?: boolean;
+}
+
+/** A handler for one method. */
+export type RequestHandlerFn = (incoming: IncomingRequest) => void | Promise<void>;
+
+/** Something that owns in-dialog requests of one dialog (a subscription, a call). */
+export interface DialogHandler {
+  /** Handles an in-dialog request. */
+  (incoming: IncomingRequest): void | Promise<void>;
+}
+
+const METHODS_NEEDING_CONTACT = new Set(["INVITE", "SUBSCRIBE", "REGISTER", "REFER", "NOTIFY"]);
+
+/** Normalizes `alice@example.test` or `sip:alice@...` to a URI. */
+export function toSipUri(text: string): Uri {
+  const t = text.trim();
+  if (/^(sips?|tel):/i.test(t)) return parseUri(t);
+  return parseUri(`sip:${t}`);
+}
+
+/** Parses `host:port`, `[v6]:port`, `host` or `:port`. */
+export function parseHostPort(text: string, defaultPort = 0): HostPort {
+  const t = text.trim();
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
+  if (v6) return { host: v6[1], port: v6[2] ? Number(v6[2]) : defaultPort };
+  const colons = t.split(":").length - 1;
+  if (colons > 1) return { host: t, port: defaultPort };
+  const [host, port] = t.split(":");
+  const p = port === undefined || port === "" ? defaultPort : Number(port);
+  if (!Number.isInteger(p) || p < 0 || p > 65535) {
+    throw new RangeError(`Invalid port in "${text}"`);
+  }
+  return { host: host || "0.0.0.0", port: p };
+}
+
+/**
+ * The user agent core.
+ *
+ * @example
+ * ```ts ignore
+ * const ua = await UserAgent.create({ aor: "alice@example.test" });
+ * const req = ua.createRequest("OPTIONS", "sip:bob@example.test");
+ * const { response } = await ua.send(req);
+ * await ua.close();
+ * ```
+ */
+export class UserAgent {
+  /** The address of record (From of out-of-dialog requests). */
+  readonly aor: Uri;
+  /** The clock for every timer. */
+  readonly clock: Clock;
+  /** The transport layer. */
+  readonly transport: TransportLayer;
+  /** The transaction layer. */
+  readonly transactions: TransactionLayer;
+  /** The transports. */
+  readonly transports: Transport[];
+  /** Diagnostics. */
+  readonly log: LogFn;
+  /** Display name for From. */
+  displayName?: string;
+  /** Host advertised in Contact (after an address change); undefined = the local address. */
+  advertisedHost?: string;
+
+  readonly #options: UserAgentOptions;
+  readonly #handlers = new Map<string, RequestHandlerFn>();
+  readonly #dialogs = new Map<string, DialogHandler>();
+  #digest?: DigestClient;
+  #digestPending?: Promise<DigestClient | undefined>;
+  #closed = false;
+  #userAgent: string;
+  #outboundProxy?: Uri;
+
+  private constructor(
+    options: UserAgentOptions,
+    transports: Transport[],
+    transport: TransportLayer,
+  ) {
+    this.#options = options;
+    this.aor = options.aor ? toSipUri(options.aor) : parseUri("sip:anonymous@anonymous.invalid");
+    this.displayName = options.displayName;
+    this.clock = options.clock ?? systemClock;
+    this.log = options.log ?? (() => {});
+    this.transports = transports;
+    this.transport = transport;
+    this.advertisedHost = options.advertisedHost;
+    this.#userAgent = options.userAgent ?? `sipkit/${VERSION}`;
+    this.#outboundProxy = options.outboundProxy ? toSipUri(options.outboundProxy) : undefined;
+    this.transactions = new TransactionLayer({
+      transport,
+      clock: this.clock,
+      timers: options.timers,
+      log: (m) => this.log("debug", m),
+    });
+    this.transactions.onRequest = (req, tx, info) => this.#dispatch(req, tx, info);
+    this.transactions.onStrayResponse = (res) => {
+      this.log("debug", `stray response ${res.status} ${res.reason} (${res.cseq.method}) dropped`);
+    };
+  }
+
+  /** Opens the transports and returns a ready user agent. */
+  static async create(options: UserAgentOptions = {}): Promise<UserAgent> {
+    const transports = options.transports ?? await openTransports(options);
+    const layer = new TransportLayer({
+      transports,
+      logger: options.log,
+      trace: options.trace,
+    });
+    return new UserAgent(options, transports, layer);
+  }
+
+  /** The outbound proxy, when one is configured. */
+  get outboundProxy(): Uri | undefined {
+    return this.#outboundProxy;
+  }
+
+  /** The methods this UA answers (Allow header). */
+  get allowed(): string[] {
+    return ["OPTIONS", ...this.#handlers.keys()].filter((m, i, a) => a.indexOf(m) === i);
+  }
+
+  /** Registers the handler for out-of-dialog requests of one method. */
+  handle(method: string, handler: RequestHandlerFn): void {
+    this.#handlers.set(method, handler);
+  }
+
+  /** Registers a handler for in-dialog requests of a dialog (Call-ID, local tag, remote tag). */
+  addDialog(callId: string, localTag: string, remoteTag: string, handler: DialogHandler): void {
+    this.#dialogs.set(dialogKey(callId, localTag, remoteTag), handler);
+  }
+
+  /** Removes a dialog handler. */
+  removeDialog(callId: string, localTag: string, remoteTag: string): void {
+    this.#dialogs.delete(dialogKey(callId, localTag, remoteTag));
+  }
+
+  /**
+   * Builds an out-of-dialog request (section 8.1.1) from the AOR to `target`:
+   * To, From with a fresh tag, Call-ID, CSeq 1, Max-Forwards 70, User-Agent.
+   */
+  createRequest(
+    method: string,
+    target: string | Uri,
+    options: {
+      to?: NameAddr;
+      from?: NameAddr;
+      callId?: string;
+      cseq?: number;
+      headers?: [string, string][];
+      body?: Uint8Array | string;
+      contentType?: string;
+    } = {},
+  ): SipRequest {
+    const uri = typeof target === "string" ? toSipUri(target) : target;
+    const toUri = structuredClone(uri);
+    toUri.params = {};
+    toUri.headers = {};
+    const to = options.to ?? { uri: toUri, params: {} };
+    const from = options.from ??
+      { displayName: this.displayName, uri: this.aor, params: { tag: generateTag() } };
+    const headers: [string, string][] = [
+      ["Max-Forwards", "70"],
+      ["To", formatNameAddr(to)],
+      ["From", formatNameAddr(from)],
+      ["Call-ID", options.callId ?? generateCallId()],
+      ["CSeq", `${options.cseq ?? 1} ${method}`],
+      ["User-Agent", this.#userAgent],
+      ...(options.headers ?? []),
+    ];
+    return createRequest(method, uri, {
+      headers,
+      body: options.body,
+      contentType: options.contentType,
+    });
+  }
+
+  /**
+   * Our Contact URI as seen from `target`: the local address the transport
+   * uses towards it (or the advertised host), with `transport=` for streams.
+   */
+  async contactFor(target: Target): Promise<Uri> {
+    const t = this.transport.transport(target.protocol);
+    if (!t) throw new SipRequestError(503, `No ${target.protocol} transport`, { local: true });
+    const local = t.localFor ? await t.localFor(target) : t.local;
+    const uri: Uri = {
+      scheme: target.protocol === "tls" ? "sips" : "sip",
+      user: this.aor.user,
+      host: this.advertisedHost ?? local.host,
+      port: local.port,
+      params: target.protocol === "udp" || target.protocol === "tls"
+        ? {}
+        : { transport: target.protocol },
+      headers: {},
+    };
+    return uri;
+  }
+
+  /** The targets of the next hop for a request (Route, outbound proxy, or Request-URI), RFC 3263. */
+  async targetsFor(req: SipRequest): Promise<Target[]> {
+    const routes = req.route;
+    const next = structuredClone(routes.length > 0 ? routes[0].uri : req.uri);
+    // --transport applies where the URI names none (RFC 3263 4.1 lets the client choose).
+    const preferred = this.#options.transport;
+    if (preferred && next.params.transport == null && next.scheme === "sip") {
+      next.params.transport = preferred;
+    }
+    const resolve = this.#options.resolve ?? resolveSipUri;
+    const targets = await resolve(next, {
+      transports: this.transports.map((t) => t.protocol).concat("tls")
+        .filter((p, i, a) => a.indexOf(p) === i),
+    });
+    if (targets.length === 0) {
+      throw new SipRequestError(503, `Cannot locate ${formatUri(next)}`, { local: true });
+    }
+    return targets;
+  }
+
+  /**
+   * Sends an out-of-dialog request and resolves with its final response:
+   * adds the outbound proxy as Route, locates the next hop (RFC 3263) and
+   * fails over to the next target on a timeout, transport error or 503,
+   * answers 401/407 with digest credentials (a new CSeq each time), and
+   * follows 3xx when asked. Rejects with {@linkcode SipRequestError} (local)
+   * when no response comes, and with {@linkcode DigestAuthError} when
+   * authentication cannot succeed.
+   */
+  async send(request: SipRequest, options: RequestSendOptions = {}): Promise<SendResult> {
+    if (this.#closed) throw new SipRequestError(503, "User agent closed", { local: true });
+    let req = request;
+    if (this.#outboundProxy && !req.headers.has("Route")) {
+      const proxy = structuredClone(this.#outboundProxy);
+      proxy.params.lr = null;
+      req.headers.prepend("Route", `<${formatUri(proxy)}>`);
+    }
+    const wantContact = options.contact ??
+      (!req.headers.has("Contact") && METHODS_NEEDING_CONTACT.has(req.method));
+    const attempt = (await this.#digestClient(false))?.begin();
+    let digestAttempt = attempt;
+    const visited = new Set<string>([formatUri(req.uri)]);
+    let redirects = 0;
+    for (;;) {
+      if (this.#digest) this.#digest.apply(req);
+      const { response, target } = await this.#sendToNextHop(req, options, wantContact);
+      if ((response.status === 401 || response.status === 407)) {
+        const digest = await this.#digestClient(true);
+        if (!digest) {
+          throw new DigestAuthError(
+            "unsupported",
+            `Authentication required by ${
+              response.status === 407 ? "proxy" : "server"
+            } but no password is configured`,
+            { status: response.status },
+          );
+        }
+        digestAttempt ??= digest.begin();
+        digestAttempt.handleResponse(response);
+        req = nextAttempt(req);
+        continue;
+      }
+      if (response.status >= 300 && response.status < 400 && options.followRedirects) {
+        const contacts = response.contact
+          .filter((c) => c.uri.scheme === "sip" || c.uri.scheme === "sips")
+          .sort((a, b) => qValue(b) - qValue(a));
+        const next = contacts.find((c) => !visited.has(formatUri(c.uri)));
+        if (next && redirects < (options.maxRedirects ?? 5)) {
+          redirects++;
+          visited.add(formatUri(next.uri));
+          const to = structuredClone(next.uri);
+          options.onRedirect?.(req.uri, to, response);
+          this.log("info", `following ${response.status} to ${formatUri(to)}`);
+          req = nextAttempt(req);
+          req.uri = to;
+          continue;
+        }
+        if (next) this.log("warn", `redirect limit reached at ${formatUri(next.uri)}`);
+      }
+      return { response, request: req, target };
+    }
+  }
+
+  async #sendToNextHop(
+    req: SipRequest,
+    options: RequestSendOptions,
+    wantContact: boolean,
+  ): Promise<{ response: SipResponse; target: Target }> {
+    const targets = options.target ? [options.target] : await this.targetsFor(req);
+    let lastError: unknown;
+    for (let i = 0; i < targets.length; i++) {
+      const target = targets[i];
+      const attemptReq = i === 0 ? req : cloneMessage(req);
+      if (wantContact) {
+        attemptReq.headers.set("Contact", `<${formatUri(await this.contactFor(target))}>`);
+      }
+      const tx = this.transactions.request(attemptReq, target, {
+        onProvisional: options.onProvisional,
+      });
+      try {
+        const response = await tx.response;
+        // RFC 3263 section 4.3: a 503 means try the next element of the list.
+        if (response.status === 503 && i < targets.length - 1) {
+          lastError = new SipRequestError(503, response.reason);
+          continue;
+        }
+        return { response, target: tx.target };
+      } catch (e) {
+        lastError = e;
+        if (e instanceof SipRequestError && e.local) {
+          this.log("debug", `${formatTarget(target)}: ${e.message}; trying next target`);
+          continue;
+        }
+        throw e;
+      }
+    }
+    throw lastError ?? new SipRequestError(503, "No target", { local: true });
+  }
+
+  async #digestClient(required: boolean): Promise<DigestClient | undefined> {
+    if (this.#digest) return this.#digest;
+    if (!required) return undefined;
+    this.#digestPending ??= (async () => {
+      const password = await this.#options.password?.();
+      if (password === undefined) return undefined;
+      const username = this.#options.authUser ?? this.aor.user ?? "anonymous";
+      this.#digest = new DigestClient({ username, password });
+      return this.#digest;
+    })();
+    const client = await this.#digestPending;
+    if (!client) this.#digestPending = undefined;
+    return client;
+  }
+
+  /** Drops cached digest challenges (after an address change, or a failure). */
+  forgetCredentials(): void {
+    this.#digest?.forget();
+  }
+
+  #dispatch(req: SipRequest, tx: AnyServerTransaction | undefined, info: InboundInfo): void {
+    const incoming: IncomingRequest = {
+      request: req,
+      info,
+      transaction: tx,
+      respond: (status, opts) => this.#respond(req, tx, info, status, opts),
+    };
+    const run = (fn: RequestHandlerFn) => {
+      Promise.resolve().then(() => fn(incoming)).catch((e) => {
+        this.log("error", `handler for ${req.method} failed: ${(e as Error).stack ?? e}`);
+        if (tx && !tx.lastResponse) incoming.respond(500).catch(() => {});
+      });
+    };
+    // Section 8.2.2.1: the Request-URI scheme must be one we understand.
+    if (req.method !== "ACK" && !["sip", "sips", "tel"].includes(req.uri.scheme)) {
+      incoming.respond(416).catch(() => {});
+      return;
+    }
+    // Section 16.3 / 8.2: Max-Forwards 0 on a request addressed elsewhere is a loop; for us it is fine.
+    const toTag = req.to.params.tag;
+    if (toTag != null && req.method !== "CANCEL") {
+      const key = dialogKey(req.callId, toTag, req.from.params.tag ?? "");
+      const handler = this.#dialogs.get(key);
+      if (handler) {
+        run(handler);
+        return;
+      }
+      if (req.method === "ACK") return; // an ACK for a dialog we do not know is dropped (13.3.1.4)
+      // Section 12.2.2: "If the UAS wishes to reject the request because it
+      // does not wish to recreate the dialog, it MUST respond ... 481".
+      incoming.respond(481).catch(() => {});
+      return;
+    }
+    if (req.method === "CANCEL") {
+      const invite = this.transactions.findInviteServerTransaction(req);
+      if (!invite) {
+        incoming.respond(481).catch(() => {});
+        return;
+      }
+      incoming.respond(200).catch(() => {});
+      const handler = this.#handlers.get("CANCEL");
+      if (handler) run(handler);
+      else if (!invite.lastResponse || invite.lastResponse.status < 200) {
+        invite.respond(createResponse(invite.request, 487)); // 9.2
+      }
+      return;
+    }
+    if (req.method === "ACK") {
+      const handler = this.#handlers.get("ACK");
+      if (handler) run(handler);
+      return;
+    }
+    const handler = this.#handlers.get(req.method);
+    if (handler) {
+      run(handler);
+      return;
+    }
+    if (req.method === "OPTIONS") {
+      // Section 11.2: answer as to an INVITE, with Allow, Accept and Supported.
+      incoming.respond(200, {
+        headers: [
+          ["Allow", this.allowed.join(", ")],
+          ["Accept", "application/sdp, application/pidf+xml, text/plain, message/cpim"],
+          ["Supported", "eventlist"],
+          ["Accept-Language", "en"],
+        ],
+        contact: true,
+      }).catch(() => {});
+      return;
+    }
+    // Section 8.2.1: a method we do not support gets 405 with Allow.
+    incoming.respond(405, { headers: [["Allow", this.allowed.join(", ")]] }).catch(() => {});
+  }
+
+  async #respond(
+    req: SipRequest,
+    tx: AnyServerTransaction | undefined,
+    info: InboundInfo,
+    status: number,
+    options: RespondOptions = {},
+  ): Promise<void> {
+    if (!tx) throw new TypeError(`Cannot answer ${req.method}: it has no transaction`);
+    const headers: [string, string][] = [];
+    if (options.contact) {
+      const uri = await this.contactFor({
+        protocol: info.protocol,
+        host: info.remote.host,
+        port: info.remote.port,
+      });
+      headers.push(["Contact", `<${formatUri(uri)}>`]);
+    }
+    headers.push(["Server", this.#userAgent]);
+    const extra = options.headers === undefined ? [] : toPairs(options.headers);
+    const res = createResponse(req, status, {
+      ...options,
+      toTag: options.toTag ?? (status > 100 ? tagFor(req) : undefined),
+      headers: [...headers, ...extra],
+    });
+    tx.respond(res);
+  }
+
+  /** Closes transactions and transports. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.transactions.close();
+    await this.transport.close();
+  }
+}
+
+const tagCache = new WeakMap<SipRequest, string>();
+
+/** One To tag per request, so every response of a transaction carries the same tag. */
+function tagFor(req: SipRequest): string {
+  let tag = tagCache.get(req);
+  if (!tag) {
+    tag = generateTag();
+    tagCache.set(req, tag);
+  }
+  return tag;
+}
+
+function toPairs(init: NonNullable<ResponseOptions["headers"]>): [string, string][] {
+  if (Array.isArray(init)) {
+    return (init as Array<[string, string] | { name: string; value: string }>).map((f) =>
+      Array.isArray(f) ? f : [f.name, f.value]
+    );
+  }
+  if ("fields" in init && Array.isArray((init as { fields: unknown }).fields)) {
+    return (init as { fields: { name: string; value: string }[] }).fields.map((
+      f,
+    ) => [f.name, f.value]);
+  }
+  const out: [string, string][] = [];
+  for (const [k, v] of Object.entries(init as Record<string, string | string[]>)) {
+    for (const one of Array.isArray(v) ? v : [v]) out.push([k, one]);
+  }
+  return out;
+}
+
+function dialogKey(callId: string, localTag: string, remoteTag: string): string {
+  return `${callId}\u0000${localTag}\u0000${remoteTag}`;
+}
+
+function qValue(c: NameAddr): number {
+  const q = c.params.q;
+  const n = q == null ? 1 : Number(q);
+  return Number.isFinite(n) ? n : 0;
+}
+
+function formatTarget(t: Target): string {
+  return `${t.protocol}:${t.host.includes(":") ? `[${t.host}]` : t.host}:${t.port}`;
+}
+
+/** A copy of a request for a retry: CSeq + 1, no Via (section 8.1.3.5 and 22.2). */
+function nextAttempt(req: SipRequest): SipRequest {
+  const next = cloneMessage(req);
+  const cseq = req.cseq;
+  next.headers.set("CSeq", `${cseq.seq + 1} ${cseq.method}`);
+  next.headers.delete("Via");
+  return next;
+}
+
+async function openTransports(options: UserAgentOptions): Promise<Transport[]> {
+  const bind = parseHostPort(options.bind ?? "0.0.0.0:0");
+  const listen = options.listen ?? ["udp", "tcp"];
+  const out: Transport[] = [];
+  const log = options.log;
+  try {
+    let port = bind.port;
+    // All transports share one port so that one Contact reaches them all;
+    // with port 0 the UDP socket picks it and TCP follows.
+    if (listen.includes("udp")) {
+      const udp = new UdpTransport({ host: bind.host, port, logger: log });
+      out.push(udp);
+      port = udp.local.port;
+    }
+    if (listen.includes("tcp")) {
+      const tcp = new TcpTransport({ host: bind.host, port, logger: log });
+      out.push(tcp);
+      port = tcp.local.port;
+    }
+    const tlsListen = listen.includes("tls") && options.tls?.cert && options.tls.key;
+    out.push(
+      new TlsTransport({
+        host: bind.host,
+        port: tlsListen ? port + 1 : 0,
+        listen: Boolean(tlsListen),
+        caCerts: options.tls?.caCerts,
+        insecure: options.tls?.insecure,
+        cert: options.tls?.cert,
+        key: options.tls?.key,
+        logger: log,
+      }),
+    );
+  } catch (e) {
+    await Promise.all(out.map((t) => t.close().catch(() => {})));
+    throw e;
+  }
+  return out;
+}

@@ -1,0 +1,21 @@
+/**
+ * sipkit: a SIP toolkit for Deno. The library behind the `sipkit` commands:
+ * messages, transports, transactions, dialogs, digest authentication, the UA
+ * core and its usages.
+ *
+ * @module
+ */
+
+export * from "./lib/sip/clock.ts";
+export * from "./lib/sip/errors.ts";
+export * from "./lib/sip/message.ts";
+export * from "./lib/sip/transport.ts";
+export * from "./lib/sip/transport_udp.ts";
+export * from "./lib/sip/transport_tcp.ts";
+export * from "./lib/sip/transport_loop.ts";
+export * from "./lib/sip/transport_layer.ts";
+export * from "./lib/sip/resolver.ts";
+export * from "./lib/sip/digest.ts";
+export * from "./lib/sip/ua.ts";
+export * from "./lib/sip/registration.ts";
+export { VERSION } from "./lib/version.ts";
