@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Uri } from "../lib/sip/message.ts";
 import {
+  createDenoDnsLookup,
   type DnsTable,
   isIpAddress,
   type NaptrRecord,
@@ -323,5 +324,185 @@ Deno.test("isIpAddress() tells addresses from names", () => {
   }
   for (const name of ["example.test", "256.1.1.1", "1.2.3", "localhost", "a:b:zz"]) {
     assert.equal(isIpAddress(name), false, name);
+  }
+});
+
+// ---------------------------------------------------------------------------
+// The Deno.resolveDns adapter, against a tiny DNS server on 127.0.0.1
+// ---------------------------------------------------------------------------
+
+const TYPES: Record<number, string> = { 1: "A", 28: "AAAA", 33: "SRV", 35: "NAPTR" };
+
+function encodeName(name: string): number[] {
+  const out: number[] = [];
+  for (const label of name.split(".").filter(Boolean)) {
+    const bytes = new TextEncoder().encode(label);
+    out.push(bytes.length, ...bytes);
+  }
+  out.push(0);
+  return out;
+}
+
+function charString(s: string): number[] {
+  const bytes = new TextEncoder().encode(s);
+  return [bytes.length, ...bytes];
+}
+
+const u16 = (n: number) => [(n >> 8) & 0xff, n & 0xff];
+
+function rdata(type: string, record: unknown): number[] {
+  switch (type) {
+    case "A":
+      return (record as string).split(".").map(Number);
+    case "AAAA": {
+      // Only the forms used below: "2001:db8::N".
+      const [head, tail] = (record as string).split("::");
+      const h = head.split(":").map((x) => parseInt(x, 16));
+      const t = tail ? tail.split(":").map((x) => parseInt(x, 16)) : [];
+      const words = [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
+      return words.flatMap(u16);
+    }
+    case "SRV": {
+      const r = record as SrvRecord;
+      return [...u16(r.priority), ...u16(r.weight), ...u16(r.port), ...encodeName(r.target)];
+    }
+    default: {
+      const r = record as NaptrRecord;
+      return [
+        ...u16(r.order),
+        ...u16(r.preference),
+        ...charString(r.flags),
+        ...charString(r.services),
+        ...charString(r.regexp),
+        ...encodeName(r.replacement),
+      ];
+    }
+  }
+}
+
+/** Answers DNS queries over UDP on 127.0.0.1 from a table. */
+function startDnsServer(
+  table: Record<string, Record<string, unknown[]>>,
+  options: { servfail?: string[]; silent?: boolean } = {},
+) {
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (socket.addr as Deno.NetAddr).port;
+  const queries: string[] = [];
+  const done = (async () => {
+    try {
+      for await (const [data, from] of socket) {
+        // Header (12 bytes), then one question: name, type, class.
+        let i = 12;
+        const labels: string[] = [];
+        while (data[i] !== 0) {
+          labels.push(new TextDecoder().decode(data.slice(i + 1, i + 1 + data[i])));
+          i += data[i] + 1;
+        }
+        const qEnd = i + 5;
+        const type = TYPES[(data[i + 1] << 8) | data[i + 2]] ?? "?";
+        const name = labels.join(".").toLowerCase();
+        queries.push(`${type} ${name}`);
+        if (options.silent) continue;
+        const entry = table[name];
+        const records = entry?.[type] ?? [];
+        const answers = records.flatMap((r) => {
+          const rd = rdata(type, r);
+          const code = Number(Object.entries(TYPES).find(([, v]) => v === type)![0]);
+          return [0xc0, 12, ...u16(code), 0, 1, 0, 0, 0, 60, ...u16(rd.length), ...rd];
+        });
+        // SERVFAIL when asked, NXDOMAIN for unknown names.
+        const rcode = options.servfail?.includes(name) ? 2 : entry ? 0 : 3;
+        const header = [
+          data[0],
+          data[1],
+          0x81,
+          0x80 | rcode,
+          0,
+          1,
+          ...u16(records.length),
+          0,
+          0,
+          0,
+          0,
+        ];
+        const reply = new Uint8Array([...header, ...data.slice(12, qEnd), ...answers]);
+        await socket.send(reply, from);
+      }
+    } catch {
+      // closed
+    }
+  })();
+  return {
+    port,
+    queries,
+    async close() {
+      socket.close();
+      await done;
+    },
+  };
+}
+
+Deno.test("createDenoDnsLookup() reads NAPTR, SRV, A and AAAA and maps missing names to []", async () => {
+  const server = startDnsServer({
+    "example.test": {
+      NAPTR: [naptr(10, 20, "SIP+D2T", "_sip._tcp.example.test")],
+    },
+    "_sip._tcp.example.test": { SRV: [srv(5, 7, 5070, "pbx.example.test")] },
+    "pbx.example.test": { A: ["127.0.0.2"], AAAA: ["2001:db8::2"] },
+  });
+  try {
+    const lookup = createDenoDnsLookup({
+      nameServer: { ipAddr: "127.0.0.1", port: server.port },
+      timeoutMs: 3000,
+    });
+    assert.deepEqual(await lookup("example.test", "NAPTR"), [
+      naptr(10, 20, "SIP+D2T", "_sip._tcp.example.test"),
+    ]);
+    assert.deepEqual(await lookup("_sip._tcp.example.test", "SRV"), [
+      srv(5, 7, 5070, "pbx.example.test"),
+    ]);
+    assert.deepEqual(await lookup("pbx.example.test", "A"), ["127.0.0.2"]);
+    assert.deepEqual(await lookup("pbx.example.test", "AAAA"), ["2001:db8::2"]);
+    assert.deepEqual(await lookup("missing.example.test", "A"), []);
+    assert.deepEqual(await lookup("example.test", "A"), []);
+    const targets = await resolveSipUri(uri("sip:example.test"), { lookup, family: "ipv4" });
+    assert.deepEqual(targets, [
+      { protocol: "tcp", host: "127.0.0.2", port: 5070, serverName: "example.test" },
+    ]);
+    assert.ok(server.queries.includes("NAPTR example.test"), server.queries.join(", "));
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("createDenoDnsLookup() rejects on timeout, and the resolver names host and cause", async () => {
+  // Deno.resolveDns reports NXDOMAIN, NODATA and SERVFAIL alike as NotFound
+  // ("no records found"), which the adapter turns into []: only failures to
+  // get any answer reject.
+  const failing = startDnsServer({}, { servfail: ["broken.test"] });
+  const silent = startDnsServer({}, { silent: true });
+  try {
+    const lookup = createDenoDnsLookup({ nameServer: { ipAddr: "127.0.0.1", port: failing.port } });
+    assert.deepEqual(await lookup("broken.test", "A"), []);
+    const slow = createDenoDnsLookup({
+      nameServer: { ipAddr: "127.0.0.1", port: silent.port },
+      timeoutMs: 200,
+    });
+    await assert.rejects(
+      () => slow("quiet.test", "SRV"),
+      (e: unknown) => (e as Error).name === "TimeoutError",
+    );
+    await assert.rejects(
+      () => resolveSipUri(uri("sip:quiet.test:5060"), { lookup: slow, family: "ipv4" }),
+      (e: unknown) =>
+        e instanceof SipResolveError && e.host === "quiet.test" &&
+        (e.cause as Error).name === "TimeoutError" &&
+        /^Cannot locate SIP server for quiet\.test: no A or AAAA records \(DNS error: /.test(
+          e.message,
+        ),
+    );
+  } finally {
+    await failing.close();
+    await silent.close();
   }
 });

@@ -78,7 +78,8 @@ function stripDot(name: string): string {
 
 /**
  * A {@linkcode DnsLookup} backed by `Deno.resolveDns` (needs `--allow-net`).
- * Missing names or records give an empty array.
+ * Missing names or records give an empty array (so does a server failure:
+ * Deno does not tell it apart); a timeout or unreachable server rejects.
  */
 export function createDenoDnsLookup(options: DenoDnsLookupOptions = {}): DnsLookup {
   const timeoutMs = options.timeoutMs ?? 5000;
@@ -110,6 +111,7 @@ export function createDenoDnsLookup(options: DenoDnsLookupOptions = {}): DnsLook
           }));
       }
     } catch (e) {
+      // Deno reports NXDOMAIN, NODATA and SERVFAIL alike as NotFound.
       if (e instanceof Deno.errors.NotFound) return [];
       throw e;
     }
