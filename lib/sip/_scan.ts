@@ -62,6 +62,14 @@ export function skipWs(s: string, i: number): number {
   return i;
 }
 
+/** `s[start..end)` without leading and trailing SP/HTAB (unlike trim(), keeps U+FEFF etc.). */
+export function sliceLws(s: string, start = 0, end = s.length): string {
+  let c;
+  while (start < end && ((c = s.charCodeAt(start)) === 32 || c === 9)) start++;
+  while (end > start && ((c = s.charCodeAt(end - 1)) === 32 || c === 9)) end--;
+  return s.slice(start, end);
+}
+
 /** An internal parse failure: the message is the "why" part. */
 export function fail(reason: string): SipSyntaxError {
   return new SipSyntaxError(reason);
@@ -188,7 +196,7 @@ export function quote(s: string, what: string): string {
  * parentheses (section 7.3.1). Parts are trimmed; empty parts are kept.
  */
 export function splitList(value: string): string[] {
-  if (value.indexOf(",") === -1) return [value.trim()];
+  if (value.indexOf(",") === -1) return [sliceLws(value)];
   const out: string[] = [];
   let start = 0;
   let angle = false;
@@ -202,11 +210,11 @@ export function splitList(value: string): string[] {
     else if (c === 40) paren++;
     else if (c === 41 && paren > 0) paren--;
     else if (c === 44 && !angle && paren === 0) {
-      out.push(value.slice(start, i).trim());
+      out.push(sliceLws(value, start, i));
       start = i + 1;
     }
   }
-  out.push(value.slice(start).trim());
+  out.push(sliceLws(value, start));
   return out;
 }
 

@@ -221,6 +221,8 @@ export class SipHeaders {
   readonly fields: HeaderField[];
   /** Incremented by every change made through the methods (typed caches check it). */
   version = 0;
+  /** Line numbers of the fields in the parsed message (valid while `version` is 0). @internal */
+  _lines: number[] | undefined = undefined;
 
   /** Creates a header list from fields; names are canonicalized. */
   constructor(fields: HeaderField[] = []) {

@@ -36,6 +36,7 @@ import {
   refuseCrLf,
   rethrow,
   skipWs,
+  sliceLws,
   splitList,
 } from "./_scan.ts";
 import { canonicalName, type HeaderField, type HeadersInit, SipHeaders } from "./headers.ts";
@@ -300,6 +301,45 @@ export function parseMediaType(text: string): MediaType {
   }
 }
 
+const WKDAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** Internal: parse a SIP-date without the error prefix. */
+export function _parseSipDate(s: string): Date {
+  // SIP-date = rfc1123-date = wkday "," SP date1 SP time SP "GMT"
+  // date1 = 2DIGIT SP month SP 4DIGIT; time = 2DIGIT ":" 2DIGIT ":" 2DIGIT
+  // (section 20.17: "the time zone MUST be GMT").
+  const two = (i: number) => parseDigits(s.slice(i, i + 2), 99);
+  if (s.length !== 29 || s[3] !== "," || s[4] !== " " || s[7] !== " " || s[11] !== " ") {
+    throw fail(`"${s}" is not an RFC 1123 date`);
+  }
+  if (s[16] !== " " || s[19] !== ":" || s[22] !== ":" || s[25] !== " ") {
+    throw fail(`"${s}" is not an RFC 1123 date`);
+  }
+  if (s.slice(26) !== "GMT") throw fail(`time zone "${s.slice(26)}" is not GMT`);
+  const wkday = WKDAYS.indexOf(s.slice(0, 3));
+  const month = MONTHS.indexOf(s.slice(8, 11));
+  const day = two(5);
+  const year = parseDigits(s.slice(12, 16), 9999);
+  const h = two(17);
+  const m = two(20);
+  const sec = two(23);
+  if (wkday < 0 || month < 0 || day < 1 || day > 31 || year < 0 || h > 23 || m > 59 || sec > 60) {
+    throw fail(`"${s}" is not an RFC 1123 date`);
+  }
+  if (h < 0 || m < 0 || sec < 0) throw fail(`"${s}" is not an RFC 1123 date`);
+  return new Date(Date.UTC(year, month, day, h, m, sec));
+}
+
+/** Parses a SIP Date value ("Sat, 13 Nov 2010 23:29:00 GMT", section 20.17). */
+export function parseSipDate(text: string): Date {
+  try {
+    return _parseSipDate(text);
+  } catch (e) {
+    rethrow(e, "Date header", { header: "Date" });
+  }
+}
+
 // ---------------------------------------------------------------- messages
 
 class Cache {
@@ -316,26 +356,32 @@ class Cache {
   contentLength: number | null | undefined = undefined;
   recordRoute: NameAddr[] | undefined = undefined;
   route: NameAddr[] | undefined = undefined;
+  date: Date | null | undefined = undefined;
 }
 
-function headerError(e: unknown, name: string): never {
-  rethrow(e, `${name} header`, { header: name });
+/** The 1-based line of field `i` in the parsed message, while the headers are unchanged. */
+function lineAt(h: SipHeaders, i: number): number | undefined {
+  return h.version === 0 && h._lines !== undefined && i >= 0 ? h._lines[i] : undefined;
 }
 
-function required(h: SipHeaders, name: string): string {
+function headerError(e: unknown, name: string, h?: SipHeaders, i = -1): never {
+  rethrow(e, `${name} header`, { header: name, line: h === undefined ? undefined : lineAt(h, i) });
+}
+
+function required(h: SipHeaders, name: string): number {
   const i = h._index(name);
   if (i === -1) {
     throw new SipSyntaxError(`Cannot parse message: missing ${name} header`, { header: name });
   }
-  return h.fields[i].value;
+  return i;
 }
 
 function parseRequired<T>(h: SipHeaders, name: string, parse: (s: string) => T): T {
-  const v = required(h, name);
+  const i = required(h, name);
   try {
-    return parse(v);
+    return parse(h.fields[i].value);
   } catch (e) {
-    headerError(e, name);
+    headerError(e, name, h, i);
   }
 }
 
@@ -345,15 +391,16 @@ function parseTopVia(line: string): Via {
 
 function parseList(h: SipHeaders, name: string): NameAddr[] {
   const out: NameAddr[] = [];
+  let i = h._index(name);
   try {
-    for (let i = h._index(name); i !== -1; i = h._index(name, i + 1)) {
+    for (; i !== -1; i = h._index(name, i + 1)) {
       for (const v of splitList(h.fields[i].value)) {
         if (v.length === 0) throw fail("empty value in list");
         out.push(v === "*" ? parseNameAddr(v) : _parseNameAddr(v));
       }
     }
   } catch (e) {
-    headerError(e, name);
+    headerError(e, name, h, i);
   }
   return out;
 }
@@ -365,7 +412,7 @@ function optionalNumber(h: SipHeaders, name: string, max: number): number | null
   if (v < 0) {
     throw new SipSyntaxError(
       `Cannot parse ${name} header: "${h.fields[i].value}" is not a number from 0 to ${max}`,
-      { header: name },
+      { header: name, line: lineAt(h, i) },
     );
   }
   return v;
@@ -403,15 +450,16 @@ export abstract class SipMessageBase {
     if (c.via !== undefined) return c.via;
     const h = this.headers;
     const out: Via[] = [];
+    let i = h._index("Via");
     try {
-      for (let i = h._index("Via"); i !== -1; i = h._index("Via", i + 1)) {
+      for (; i !== -1; i = h._index("Via", i + 1)) {
         for (const v of splitList(h.fields[i].value)) {
           if (v.length === 0) throw fail("empty value in list");
           out.push(out.length === 0 && c.topVia !== undefined ? c.topVia : _parseVia(v));
         }
       }
     } catch (e) {
-      headerError(e, "Via");
+      headerError(e, "Via", h, i);
     }
     if (out.length === 0) required(h, "Via");
     c.topVia = out[0];
@@ -444,15 +492,17 @@ export abstract class SipMessageBase {
   get callId(): string {
     const c = this.#cache();
     if (c.callId !== undefined) return c.callId;
-    const v = required(this.headers, "Call-ID");
+    const index = required(this.headers, "Call-ID");
+    const v = this.headers.fields[index].value;
     // callid = word [ "@" word ]
     const at = v.indexOf("@");
     for (let i = 0; i < v.length; i++) {
       const ch = v.charCodeAt(i);
       if (!((ch < 128 && (CHARS[ch] & C_WORD) !== 0) || (i === at && i > 0 && i < v.length - 1))) {
-        throw new SipSyntaxError(`Cannot parse Call-ID header: invalid character "${v[i]}"`, {
-          header: "Call-ID",
-        });
+        throw new SipSyntaxError(
+          `Cannot parse Call-ID header: invalid character "${v[i]}" at column ${i + 1}`,
+          { header: "Call-ID", line: lineAt(this.headers, index) },
+        );
       }
     }
     return c.callId = v;
@@ -481,11 +531,11 @@ export abstract class SipMessageBase {
   get mediaType(): MediaType | undefined {
     const c = this.#cache();
     if (c.mediaType === undefined) {
-      const v = this.headers.get("Content-Type");
+      const i = this.headers._index("Content-Type");
       try {
-        c.mediaType = v === undefined ? null : _parseMediaType(v);
+        c.mediaType = i === -1 ? null : _parseMediaType(this.headers.fields[i].value);
       } catch (e) {
-        headerError(e, "Content-Type");
+        headerError(e, "Content-Type", this.headers, i);
       }
     }
     return c.mediaType ?? undefined;
@@ -515,6 +565,22 @@ export abstract class SipMessageBase {
       c.contentLength = optionalNumber(this.headers, "Content-Length", 2 ** 32 - 1);
     }
     return c.contentLength ?? undefined;
+  }
+  /**
+   * Date header, or undefined. Throws SipSyntaxError when it is not an RFC 1123
+   * date in GMT (RFC 4475 3.1.2.12: only reject when the Date matters).
+   */
+  get date(): Date | undefined {
+    const c = this.#cache();
+    if (c.date === undefined) {
+      const i = this.headers._index("Date");
+      try {
+        c.date = i === -1 ? null : _parseSipDate(this.headers.fields[i].value);
+      } catch (e) {
+        headerError(e, "Date", this.headers, i);
+      }
+    }
+    return c.date ?? undefined;
   }
   /** The body decoded as UTF-8 text. */
   get text(): string {
@@ -636,16 +702,31 @@ function parseStartLine(s: string, end: number): SipMessage {
     res.version = version;
     return res;
   }
-  // Request-Line = Method SP Request-URI SP SIP-Version CRLF
+  // Request-Line = Method SP Request-URI SP SIP-Version CRLF (exactly one SP
+  // between elements; RFC 4475 sections 3.1.2.8 to 3.1.2.10).
   const me = readToken(s, 0);
   if (me === 0) throw startError(`invalid method "${s.slice(0, Math.min(end, 20))}"`);
-  if (s.charCodeAt(me) !== 32) throw startError("expected one space after the method");
-  const sp2 = s.indexOf(" ", me + 1);
-  if (sp2 === -1 || sp2 > end) throw startError("missing SIP-Version");
-  if (sp2 === me + 1) throw startError("expected one space after the method");
-  const uriText = s.slice(me + 1, sp2);
+  if (s.charCodeAt(me) !== 32) {
+    throw startError(`invalid character "${s[me]}" in method at column ${me + 1}`);
+  }
+  if (s.charCodeAt(end - 1) === 32 || s.charCodeAt(end - 1) === 9) {
+    throw startError("whitespace at the end of the Request-Line");
+  }
+  const sp2 = s.lastIndexOf(" ", end - 1);
+  if (sp2 <= me) throw startError("missing SIP-Version");
   const version = readVersion(s, sp2 + 1, end);
   if (version === "") throw startError(`invalid SIP-Version "${s.slice(sp2 + 1, end)}"`);
+  const uriText = s.slice(me + 1, sp2);
+  if (uriText.length === 0 || uriText.charCodeAt(0) === 32) {
+    throw startError("more than one space after the method");
+  }
+  if (uriText.charCodeAt(uriText.length - 1) === 32) {
+    throw startError("more than one space before the SIP-Version");
+  }
+  if (uriText.indexOf(" ") !== -1 || uriText.indexOf("\t") !== -1) {
+    throw startError(`whitespace inside the Request-URI "${uriText}"`);
+  }
+  if (uriText.charCodeAt(0) === 60) throw startError("the Request-URI must not be enclosed in <>");
   let uri: Uri;
   try {
     uri = _parseUri(uriText);
@@ -758,7 +839,7 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
           line,
         });
       }
-      const more = head.slice(pos, lineEnd).trim();
+      const more = sliceLws(head, pos, lineEnd);
       if (more.length > 0) cur.value = cur.value.length > 0 ? cur.value + " " + more : more;
       pos = next;
       continue;
@@ -778,13 +859,14 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
     }
     cur = {
       name: canonicalName(head.slice(pos, nameEnd)),
-      value: head.slice(ne + 1, lineEnd).trim(),
+      value: sliceLws(head, ne + 1, lineEnd),
     };
     fields.push(cur);
     lines.push(line);
     pos = next;
   }
 
+  headers._lines = lines;
   const lineOf = (name: string): number | undefined => {
     const i = headers._index(name);
     return i === -1 ? undefined : lines[i];
@@ -797,17 +879,20 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
     const v = fields[clIndex].value;
     cl = parseDigits(v, 2 ** 32 - 1);
     if (cl < 0) {
+      // RFC 4475 3.1.2.3: a negative (or otherwise bad) Content-Length is a
+      // framing error; over UDP the rest of the datagram is discarded.
       throw new SipMessageError(
-        `Cannot parse Content-Length header: "${v}" is not a non-negative number`,
-        { header: "Content-Length", line: lines[clIndex] },
+        `Cannot parse Content-Length header: "${v}" is not a number from 0 to 2^32-1`,
+        { header: "Content-Length", line: lines[clIndex], partial: msg },
       );
     }
     clIndex = headers._index("Content-Length", clIndex + 1);
     while (clIndex !== -1) {
+      // RFC 4475 3.3.8: conflicting Content-Length values are a framing error.
       if (parseDigits(fields[clIndex].value, 2 ** 32 - 1) !== cl) {
         throw new SipMessageError(
           "Cannot parse Content-Length header: several different values",
-          { header: "Content-Length", line: lines[clIndex], partial: partialOf(msg) },
+          { header: "Content-Length", line: lines[clIndex], partial: msg },
         );
       }
       clIndex = headers._index("Content-Length", clIndex + 1);
@@ -816,23 +901,28 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
   if (bodyBytes !== undefined) {
     const avail = bodyBytes.length - bodyStart;
     if (cl === -1) {
+      // Section 18.3: without Content-Length, a datagram's body runs to its end.
       if (avail > 0) msg.body = bodyBytes.slice(bodyStart);
     } else if (cl > avail) {
+      // RFC 4475 3.1.2.2: over UDP a body shorter than Content-Length gets 400.
       throw new SipMessageError(
         `Cannot parse message: Content-Length is ${cl} but the body has ${avail} bytes`,
-        { header: "Content-Length", line: lineOf("Content-Length"), partial: partialOf(msg) },
+        { header: "Content-Length", line: lineOf("Content-Length"), partial: msg },
       );
     } else if (cl > 0) {
+      // Section 18.3: octets after Content-Length are discarded (RFC 4475 3.1.1.8).
       msg.body = bodyBytes.slice(bodyStart, bodyStart + cl);
     }
   } else if (cl > 0) {
     throw new SipMessageError(
       `Cannot parse message: Content-Length is ${cl} but there is no body`,
-      { header: "Content-Length", line: lineOf("Content-Length"), partial: partialOf(msg) },
+      { header: "Content-Length", line: lineOf("Content-Length"), partial: msg },
     );
   }
 
-  // Eager checks of what every layer reads.
+  // Eager checks of what every layer reads. Section 8.1.1: To, From, CSeq,
+  // Call-ID and Via are mandatory; RFC 4475 3.3.1 (missing) and 3.3.7
+  // (repeated) want a 400.
   let which = "Via";
   try {
     msg.topVia;
@@ -844,48 +934,84 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
     msg.callId;
     which = "CSeq";
     msg.cseq;
+    which = "Max-Forwards";
+    msg.maxForwards;
   } catch (e) {
     const err = e as SipSyntaxError;
     throw new SipMessageError(err.message, {
       header: which,
-      line: lineOf(which),
-      cause: e,
-    });
-  }
-  try {
-    which = "Max-Forwards";
-    msg.maxForwards;
-  } catch (e) {
-    throw new SipMessageError((e as Error).message, {
-      header: which,
-      line: lineOf(which),
+      line: err.line ?? lineOf(which),
       cause: e,
       partial: msg,
     });
   }
+  for (const name of SINGLE) {
+    const first = headers._index(name);
+    const second = first === -1 ? -1 : headers._index(name, first + 1);
+    if (second !== -1) {
+      throw new SipMessageError(`Cannot parse ${name} header: more than one ${name} header`, {
+        header: name,
+        line: lines[second],
+        partial: msg,
+      });
+    }
+  }
   if (msg.version !== "SIP/2.0") {
+    // Section 8.2.2 / RFC 4475 3.1.2.16: answer 505 Version Not Supported.
     throw new SipVersionError(
       `Cannot parse start line: unsupported SIP-Version "${msg.version}"`,
       msg.version,
       { partial: msg, line: 1 },
     );
   }
+  if (msg.kind === "request") {
+    const cseqMethod = msg.cseq.method;
+    if (cseqMethod !== msg.method) {
+      // RFC 4475 3.1.2.17: a method mismatch gets 400; 3.1.2.18: with an
+      // unknown method, 501 Not Implemented is preferred.
+      const known = KNOWN_METHODS.has(msg.method);
+      throw new SipMessageError(
+        `Cannot parse CSeq header: method "${cseqMethod}" does not match the Request-Line method "${msg.method}"`,
+        {
+          header: "CSeq",
+          line: lineOf("CSeq"),
+          partial: msg,
+          status: known ? 400 : 501,
+        },
+      );
+    }
+    for (const _ in msg.uri.headers) {
+      // Section 19.1.1 (table 1): headers are not allowed in a Request-URI
+      // (RFC 4475 3.1.2.11 accepts a 400 here).
+      throw new SipMessageError(
+        "Cannot parse start line: the Request-URI must not contain headers",
+        { line: 1, partial: msg },
+      );
+    }
+  }
   return msg;
 }
 
-/** The message when the headers needed for a response are readable, else undefined. */
-function partialOf(msg: SipMessage): SipMessage | undefined {
-  try {
-    msg.topVia;
-    msg.from;
-    msg.to;
-    msg.callId;
-    msg.cseq;
-    return msg;
-  } catch {
-    return undefined;
-  }
-}
+/** Headers that appear at most once (section 20 and 7.3.1). */
+const SINGLE = ["From", "To", "Call-ID", "CSeq", "Max-Forwards"];
+
+/** The methods of RFC 3261 and its extensions that sipkit knows. */
+export const KNOWN_METHODS: ReadonlySet<string> = new Set([
+  "ACK",
+  "BYE",
+  "CANCEL",
+  "INFO",
+  "INVITE",
+  "MESSAGE",
+  "NOTIFY",
+  "OPTIONS",
+  "PRACK",
+  "PUBLISH",
+  "REFER",
+  "REGISTER",
+  "SUBSCRIBE",
+  "UPDATE",
+]);
 
 // ---------------------------------------------------------------- formatting
 

@@ -25,6 +25,7 @@ import {
   refuseCrLf,
   rethrow,
   skipWs,
+  sliceLws,
   unescape,
 } from "./_scan.ts";
 
@@ -366,16 +367,26 @@ export function _parseNameAddr(s: string): NameAddr {
       ((c = s.charCodeAt(j)) >= 128 || (CHARS[c] & C_TOKEN) !== 0 || c === 32 || c === 9)
     ) j++;
     if (j < n && s.charCodeAt(j) === 60) {
-      const name = s.slice(i, j).trim();
+      const name = sliceLws(s, i, j);
       if (name.length > 0) displayName = name;
       lt = j;
+    } else if (j < n && s.charCodeAt(j) !== 58 && s.indexOf("<", j) !== -1) {
+      // display-name = *(token LWS) / quoted-string (RFC 4475 3.1.2.15)
+      throw fail(`display name with "${s[j]}" must be quoted`);
     }
   }
   const params: Params = {};
   if (lt !== -1) {
     const gt = s.indexOf(">", lt);
     if (gt === -1) throw fail('missing ">"');
-    const uri = _parseUri(s.slice(lt + 1, gt));
+    const inner = s.slice(lt + 1, gt);
+    const c1 = inner.charCodeAt(0);
+    const c2 = inner.charCodeAt(inner.length - 1);
+    if (c1 === 32 || c1 === 9 || c2 === 32 || c2 === 9) {
+      // RFC 4475 3.1.2.14: no spaces inside the angle brackets.
+      throw fail("whitespace inside <>");
+    }
+    const uri = _parseUri(inner);
     parseHeaderParams(s, gt + 1, params);
     return displayName === undefined ? { uri, params } : { displayName, uri, params };
   }
@@ -410,7 +421,7 @@ export function _parseNameAddr(s: string): NameAddr {
  */
 export function parseNameAddr(text: string): NameAddr {
   try {
-    const t = text.trim();
+    const t = sliceLws(text);
     if (t === "*") return { uri: { scheme: "*", host: "", params: {}, headers: {} }, params: {} };
     return _parseNameAddr(text);
   } catch (e) {
