@@ -378,3 +378,31 @@ Deno.test("UdpTransport bound to :: receives IPv4 datagrams with an unmapped sou
     await v4.close();
   }
 });
+
+Deno.test("TcpTransport carries a message larger than one read and enforces maxMessageSize", async () => {
+  const closed = closedEvents();
+  const server = new TcpTransport({
+    host: "127.0.0.1",
+    maxMessageSize: 200_000,
+    onConnectionClosed: closed.onConnectionClosed,
+  });
+  const client = new TcpTransport({ host: "127.0.0.1", listen: false });
+  try {
+    const box = inbox(server);
+    const big = options("b".repeat(150_000));
+    await client.send(enc.encode(big), server.local);
+    await box.wait(1);
+    assert.equal(box.texts()[0], big);
+    const gone = closed.next();
+    // The server may close before the client has written everything: ignore the client's fate.
+    const sending = client.send(enc.encode(options("c".repeat(250_000))), server.local)
+      .catch(() => {});
+    await gone;
+    await sending;
+    assert.match(closed.events[0].reason, /exceed the limit of 200000/);
+    assert.equal(box.got.length, 1);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
