@@ -429,6 +429,19 @@ Deno.test("DigestClient counts nonce uses and restarts nc with a new nonce", () 
   assert.equal(fresh.cnonce, "c2");
 });
 
+Deno.test("DigestClient keeps counting when a challenge repeats the same nonce", () => {
+  let n = 0;
+  const client = new DigestClient({ username: "u", password: "p" }, { cnonce: () => `c${++n}` });
+  const req = { method: "REGISTER", uri: "sip:r" };
+  const challenge = ['Digest realm="r", nonce="same", qop="auth"'];
+  client.begin().challenge(401, challenge);
+  assert.equal(parseDigestCredentials(client.headersFor(req)[0].value).nc, 1);
+  client.begin().challenge(401, challenge);
+  const again = parseDigestCredentials(client.headersFor(req)[0].value);
+  assert.equal(again.nc, 2);
+  assert.equal(again.cnonce, "c1");
+});
+
 Deno.test("DigestClient answers 407 with Proxy-Authorization and keeps both realms", () => {
   const client = new DigestClient({ username: "u", password: "p" }, { cnonce: () => "c" });
   const attempt = client.begin();

@@ -848,7 +848,18 @@ export class DigestClient {
       realm: this.#realm,
       options: this.#options,
       store: (proxy: boolean, challenge: DigestChallenge) => {
-        this.#states.set(stateKey(proxy, challenge.realm), {
+        const key = stateKey(proxy, challenge.realm);
+        const old = this.#states.get(key);
+        if (
+          old && old.challenge.nonce === challenge.nonce &&
+          old.challenge.algorithm === challenge.algorithm
+        ) {
+          // The same nonce again: its count goes on (RFC 7616 section 3.4:
+          // nc counts every request sent with that nonce).
+          old.challenge = challenge;
+          return;
+        }
+        this.#states.set(key, {
           proxy,
           challenge,
           nc: 0,
