@@ -406,3 +406,56 @@ Deno.test("TcpTransport carries a message larger than one read and enforces maxM
     await server.close();
   }
 });
+
+Deno.test("TlsTransport gives up on a server that never completes the handshake", async () => {
+  const clock = new ManualClock();
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (silent.addr as Deno.NetAddr).port;
+  const accepted = silent.accept();
+  const client = new TlsTransport({ caCerts: [caPem], listen: false, clock, connectTimeout: 5000 });
+  try {
+    const sending = client.send(enc.encode(options()), { host: "127.0.0.1", port });
+    const conn = await accepted;
+    clock.advance(5000);
+    await assert.rejects(
+      sending,
+      /Cannot connect over tls to 127\.0\.0\.1:\d+: timed out after 5000 ms/,
+    );
+    assert.equal(client.connections, 0);
+    conn.close();
+  } finally {
+    silent.close();
+    await client.close();
+  }
+});
+
+Deno.test("address helpers normalize hosts and match subnets", async (t) => {
+  const { normalizeHost, inSubnet, hostPortKey, routeLocalAddress } = await import(
+    "../lib/sip/_net.ts"
+  );
+  await t.step("normalizeHost", () => {
+    assert.equal(normalizeHost("[2001:DB8::1]"), "2001:db8::1");
+    assert.equal(normalizeHost("::ffff:192.0.2.7"), "192.0.2.7");
+    assert.equal(normalizeHost("Example.TEST"), "example.test");
+    assert.equal(
+      hostPortKey({ host: "[::1]", port: 5060 }),
+      hostPortKey({ host: "::1", port: 5060 }),
+    );
+  });
+  await t.step("inSubnet", () => {
+    assert.equal(inSubnet("192.0.2.77", "192.0.2.0/24"), true);
+    assert.equal(inSubnet("192.0.3.1", "192.0.2.0/24"), false);
+    assert.equal(inSubnet("10.1.2.3", "0.0.0.0/0"), true);
+    assert.equal(inSubnet("2001:db8:0:1::5", "2001:db8::/32"), true);
+    assert.equal(inSubnet("2001:db9::5", "2001:db8::/32"), false);
+    assert.equal(inSubnet("fe80::1%eth0", "fe80::/64"), true);
+    assert.equal(inSubnet("::ffff:10.0.0.1", "::ffff:10.0.0.0/104"), true);
+    assert.equal(inSubnet("192.0.2.1", "2001:db8::/32"), false);
+  });
+  await t.step("routeLocalAddress", () => {
+    assert.equal(routeLocalAddress("192.0.2.5", "198.51.100.1"), "192.0.2.5");
+    assert.equal(routeLocalAddress("0.0.0.0", "127.0.0.1"), "127.0.0.1");
+    assert.equal(routeLocalAddress("::", "::1"), "::1");
+    assert.equal(routeLocalAddress("::", "127.0.0.1"), "127.0.0.1");
+  });
+});

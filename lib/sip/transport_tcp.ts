@@ -486,11 +486,22 @@ export class TlsTransport extends StreamTransport {
       tcp.close();
       throw error;
     }
+    // The connect timeout covers the handshake too: closing the connection
+    // makes a pending handshake fail.
+    const onAbort = () => {
+      try {
+        tls.close();
+      } catch { /* already closed */ }
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
     try {
+      if (signal.aborted) throw new Error("aborted");
       await tls.handshake();
     } catch (error) {
-      tls.close();
+      onAbort();
       throw error;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
     }
     return tls;
   }
@@ -499,6 +510,7 @@ export class TlsTransport extends StreamTransport {
 /** A node:tls socket without certificate verification, behind the StreamConn shape. */
 function connectInsecure(to: HostPort, serverName: string, signal: AbortSignal) {
   return new Promise<StreamConn>((resolve, reject) => {
+    if (signal.aborted) return reject(new Error("aborted"));
     const socket = nodeTls.connect({
       host: to.host,
       port: to.port,
