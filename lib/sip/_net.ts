@@ -65,9 +65,12 @@ function ipv6ToBigInt(ip: string): bigint {
 }
 
 /** True when `ip` lies in `cidr` (e.g. "192.0.2.0/24", "2001:db8::/32"). */
-export function inSubnet(ip: string, cidr: string): boolean {
-  const [net, bitsText] = cidr.split("/");
-  const bits = Number(bitsText);
+export function inSubnet(address: string, cidr: string): boolean {
+  const [rawNet, bitsText] = cidr.split("/");
+  const ip = normalizeHost(address);
+  const net = normalizeHost(rawNet);
+  // An IPv4-mapped IPv6 network ("::ffff:10.0.0.0/104") is an IPv4 one.
+  const bits = Number(bitsText) - (isIPv4(net) && !isIPv4(rawNet) ? 96 : 0);
   if (isIPv4(ip) && isIPv4(net)) {
     if (bits === 0) return true;
     const mask = bits >= 32 ? 0xffffffff : (~0 << (32 - bits)) >>> 0;
