@@ -50,7 +50,11 @@ Deno.test("computeDigestResponse() reproduces RFC 2617 section 3.5 (qop=auth, MD
   };
   assert.equal(computeDigestResponse(input), "6629fae49393a05397450978507c4ef1");
   // The same with a stored HA1 instead of the password.
-  const ha1 = computeHa1("MD5", "Mufasa", "testrealm@host.com", "Circle Of Life");
+  const ha1 = computeHa1({
+    username: "Mufasa",
+    realm: "testrealm@host.com",
+    password: "Circle Of Life",
+  });
   assert.equal(ha1, md5("Mufasa:testrealm@host.com:Circle Of Life"));
   assert.equal(
     computeDigestResponse({ ...input, password: undefined, ha1 }),
@@ -596,7 +600,7 @@ Deno.test("DigestServer verifies what DigestClient sends", async (t) => {
       nc: 1,
     });
     const { value: v2 } = answer("pw");
-    const ha1 = computeHa1("SHA-256", "bob", "example.test", "pw");
+    const ha1 = computeHa1({ username: "bob", realm: "example.test", password: "pw" }, "SHA-256");
     assert.equal(server.verify(v2, req, { ha1 }).ok, true);
   });
 

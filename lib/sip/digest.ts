@@ -96,6 +96,16 @@ export function digestHash(algorithm: string, data: string | Uint8Array): string
   return createHash(baseHash(algorithm).name).update(data).digest("hex");
 }
 
+/** What HA1 is computed from. */
+export interface Ha1Input {
+  /** User name. */
+  username: string;
+  /** Realm. */
+  realm: string;
+  /** Password. */
+  password: string;
+}
+
 /**
  * HA1 = H(username ":" realm ":" password), RFC 7616 section 3.4.2, without
  * the `-sess` step (what a registrar may store instead of the password).
@@ -103,17 +113,12 @@ export function digestHash(algorithm: string, data: string | Uint8Array): string
  * @example
  * ```ts
  * import { computeHa1 } from "./digest.ts";
- * computeHa1("MD5", "Mufasa", "testrealm@host.com", "Circle Of Life");
+ * computeHa1({ username: "Mufasa", realm: "testrealm@host.com", password: "Circle Of Life" });
  * // "939e7578ed9e3c518a452acee763bce9"
  * ```
  */
-export function computeHa1(
-  algorithm: string,
-  username: string,
-  realm: string,
-  password: string,
-): string {
-  return digestHash(algorithm, `${username}:${realm}:${password}`);
+export function computeHa1(input: Ha1Input, algorithm = "MD5"): string {
+  return digestHash(algorithm, `${input.username}:${input.realm}:${input.password}`);
 }
 
 /** Everything the response computation needs. */
@@ -173,9 +178,10 @@ export function computeDigestResponse(input: DigestResponseInput): string {
   const algorithm = input.algorithm ?? "MD5";
   const { sess } = baseHash(algorithm);
   let ha1 = input.ha1 ??
-    (input.password === undefined
-      ? undefined
-      : computeHa1(algorithm, input.username, input.realm, input.password));
+    (input.password === undefined ? undefined : computeHa1(
+      { username: input.username, realm: input.realm, password: input.password },
+      algorithm,
+    ));
   if (ha1 === undefined) throw new TypeError("computeDigestResponse() needs a password or ha1");
   if (sess) {
     // RFC 7616 section 3.4.2: for "-sess", HA1 = H(H(user:realm:pass) ":" nonce ":" cnonce).
