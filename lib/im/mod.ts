@@ -1,0 +1,7 @@
+/**
+ * Instant messages: the message/cpim format (RFC 3862).
+ *
+ * @module
+ */
+
+export * from "./cpim.ts";
