@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Uri } from "../lib/sip/message.ts";
+import { parseUri, type Uri } from "../lib/sip/message.ts";
 import {
   createDenoDnsLookup,
   type DnsTable,
@@ -504,5 +504,18 @@ Deno.test("createDenoDnsLookup() rejects on timeout, and the resolver names host
   } finally {
     await failing.close();
     await silent.close();
+  }
+});
+
+Deno.test("resolveSipUri() takes URIs from parseUri()", async () => {
+  const lookup = staticDnsLookup(FULL);
+  const cases: [string, string[]][] = [
+    ["sip:alice@[2001:db8::9]:5070;transport=TCP", ["tcp 2001:db8::9 5070"]],
+    ["sips:alice@EXAMPLE.test", ["tls 192.0.2.3 5063"]],
+    ["sip:bob@example.test;maddr=192.0.2.44;transport=udp", ["udp 192.0.2.44 5060"]],
+  ];
+  for (const [text, want] of cases) {
+    const targets = await resolveSipUri(parseUri(text), { lookup });
+    assert.deepEqual(targets.map((t) => `${t.protocol} ${t.host} ${t.port}`), want, text);
   }
 });
