@@ -441,3 +441,77 @@ Deno.test("TransportLayer picks the transport of the target's address family", a
     await Promise.all([a.close(), b4.close(), b6.close(), c.close()]);
   }
 });
+
+Deno.test("TransportLayer survives thousands of mutated messages and still answers", async () => {
+  const net = new LoopNetwork();
+  const errors: string[] = [];
+  const b = new TransportLayer({
+    transports: [net.transport({ host: "192.0.2.2" })],
+    logger: (level, msg) => {
+      if (level === "error") errors.push(msg);
+    },
+  });
+  const fuzzer = net.transport({ host: "192.0.2.66" });
+  const answered: string[] = [];
+  fuzzer.onMessage((m) => answered.push(dec.decode(m.data).split("\r\n")[0]));
+  let delivered = 0;
+  b.onRequest((req, info) => {
+    delivered++;
+    b.sendResponse(createResponse(req, 200, { toTag: "t" }), info).catch(() => {});
+  });
+  const seeds = [
+    "INVITE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.66:5060;rport;branch=z9hG4bK1\r\n" +
+    'From: "A" <sip:alice@example.test>;tag=1\r\nTo: <sip:bob@example.test>\r\nCall-ID: f1\r\n' +
+    "CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:alice@192.0.2.66>\r\n" +
+    "Content-Type: application/sdp\r\nContent-Length: 20\r\n\r\nv=0\r\ns=-\r\nt=0 0\r\n\r\n",
+    "REGISTER sip:example.test SIP/2.0\r\nv: SIP/2.0/UDP 192.0.2.66;branch=z9hG4bK2\r\n" +
+    "f: <sip:alice@example.test>;tag=2\r\nt: <sip:alice@example.test>\r\ni: f2\r\n" +
+    "CSeq: 2 REGISTER\r\nExpires: 60\r\nl: 0\r\n\r\n",
+    "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 192.0.2.2:5060;branch=z9hG4bK3\r\n" +
+    "From: <sip:bob@example.test>;tag=3\r\nTo: <sip:carol@example.test>;tag=4\r\n" +
+    "Call-ID: f3\r\nCSeq: 3 INVITE\r\nContent-Length: 0\r\n\r\n",
+  ].map((s) => enc.encode(s));
+  let state = 12345;
+  const rand = (n: number) => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return state % n;
+  };
+  const specials = enc.encode(':;,<>"\\ \t\r\n@=%[]\x00\xff0');
+  for (let i = 0; i < 3000; i++) {
+    const base = seeds[rand(seeds.length)];
+    let m = Array.from(base);
+    for (let k = 1 + rand(4); k > 0; k--) {
+      const at = rand(m.length + 1);
+      switch (rand(5)) {
+        case 0:
+          m[at] = specials[rand(specials.length)];
+          break;
+        case 1:
+          m.splice(at, 1 + rand(10));
+          break;
+        case 2:
+          m.splice(at, 0, ...m.slice(rand(m.length), rand(m.length)));
+          break;
+        case 3:
+          m = m.slice(0, at);
+          break;
+        default:
+          m[at] = rand(256);
+      }
+    }
+    await fuzzer.send(new Uint8Array(m.filter((x) => x !== undefined)), {
+      host: "192.0.2.2",
+      port: 5060,
+    });
+  }
+  await net.settled();
+  assert.deepEqual(errors, []);
+  const before = delivered;
+  answered.length = 0;
+  await fuzzer.send(seeds[1], { host: "192.0.2.2", port: 5060 });
+  await net.settled();
+  assert.equal(delivered, before + 1);
+  assert.deepEqual(answered, ["SIP/2.0 200 OK"]);
+  await fuzzer.close();
+  await b.close();
+});

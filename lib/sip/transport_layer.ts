@@ -426,7 +426,13 @@ export class TransportLayer {
         return;
       }
       if (msg.kind === "request") {
-        replaceTopVia(msg, markReceived(msg.topVia, inbound.remote));
+        const top = msg.topVia;
+        const marked = markReceived(top, inbound.remote);
+        if (
+          marked.params.received !== top.params.received || marked.params.rport !== top.params.rport
+        ) {
+          replaceTopVia(msg, marked);
+        }
         this.#onRequest?.(msg, info);
       } else {
         // 18.1.2: "If the value of the "sent-by" parameter in that header
