@@ -459,3 +459,22 @@ Deno.test("address helpers normalize hosts and match subnets", async (t) => {
     assert.equal(routeLocalAddress("::", "127.0.0.1"), "127.0.0.1");
   });
 });
+
+Deno.test("TcpTransport.ping gets a pong over the open connection", async () => {
+  const server = new TcpTransport({ host: "127.0.0.1" });
+  let pong: (remote: HostPort) => void = () => {};
+  const ponged = new Promise<HostPort>((resolve) => pong = resolve);
+  const client = new TcpTransport({ host: "127.0.0.1", listen: false, onPong: (r) => pong(r) });
+  try {
+    await assert.rejects(client.ping(server.local), /no open tcp connection/);
+    const box = inbox(server);
+    await client.send(enc.encode(options()), server.local);
+    await box.wait(1);
+    await client.ping(server.local);
+    assert.deepEqual(await ponged, server.local);
+    assert.equal(box.got.length, 1, "the ping is not a message");
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});

@@ -45,6 +45,8 @@ export interface TcpTransportOptions {
   maxMessageSize?: number;
   /** Receives connection events and errors (framing errors, resets). */
   logger?: (level: "debug" | "info" | "warn" | "error", msg: string) => void;
+  /** Called when a single-CRLF pong arrives (the answer to {@linkcode StreamTransport.ping}, RFC 5626 4.4.1). */
+  onPong?: (remote: HostPort) => void;
   /** Called when a connection ends, with the reason ("eof", "idle", "framing error: ...", ...). */
   onConnectionClosed?: (remote: HostPort, reason: string) => void;
 }
@@ -303,6 +305,13 @@ export abstract class StreamTransport implements Transport {
       // RFC 5626 3.5.1: a double CRLF ping is answered with a single CRLF pong.
       onPing: () => {
         this.#write(conn, CRLF).catch(() => {});
+      },
+      onPong: () => {
+        try {
+          this.#options.onPong?.(conn.remote);
+        } catch (error) {
+          this.#log("error", `${this.protocol}: onPong threw: ${error}`);
+        }
       },
       onError: (error) => {
         this.#log("warn", `${this.protocol}: closing ${key(conn.remote)}: ${error.message}`);
