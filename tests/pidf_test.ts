@@ -288,3 +288,11 @@ Deno.test("presenceToStatus() prefers an open tuple's contact and the highest pr
   assert.deepEqual(s.contacts.map((c) => c.uri), ["sip:high@b", "sip:low@b", "sip:old@b"]);
   assert.equal(s.status, "online");
 });
+
+Deno.test("formatPidf() can leave out the XML declaration to save bytes", () => {
+  const withDecl = statusToPidf("busy", { entity: "sip:a@b" });
+  const without = statusToPidf("busy", { entity: "sip:a@b", xmlDeclaration: false });
+  assert.ok(without.startsWith("<presence "));
+  assert.equal(withDecl.length - without.length, 39);
+  assert.equal(presenceToStatus(without).status, "busy");
+});

@@ -192,10 +192,10 @@ export class XmlBuilder {
     return el;
   }
 
-  /** Serializes with an XML declaration. */
-  toString(): string {
-    return `<?xml version="1.0" encoding="UTF-8"?>\n` +
-      new XMLSerializer().serializeToString(this.doc) + "\n";
+  /** Serializes, with an XML declaration unless `declaration` is false. */
+  toString(declaration = true): string {
+    const xml = new XMLSerializer().serializeToString(this.doc) + "\n";
+    return declaration ? `<?xml version="1.0" encoding="UTF-8"?>\n${xml}` : xml;
   }
 }
 

@@ -294,6 +294,15 @@ function parseDevice(el: Element): Device {
   return device;
 }
 
+/** Options of {@linkcode formatPidf}. */
+export interface FormatPidfOptions {
+  /**
+   * Start with `<?xml version="1.0" encoding="UTF-8"?>`. Default true; false
+   * saves 39 bytes per NOTIFY or PUBLISH (the declaration is optional in XML 1.0).
+   */
+  xmlDeclaration?: boolean;
+}
+
 /**
  * Builds a PIDF document (`application/pidf+xml`) from the model, compact
  * (no indentation: it travels in every NOTIFY and PUBLISH). PIDF is the
@@ -312,7 +321,7 @@ function parseDevice(el: Element): Device {
  * xml.includes("<basic>open</basic>"); // true
  * ```
  */
-export function formatPidf(doc: PresenceDocument): string {
+export function formatPidf(doc: PresenceDocument, options: FormatPidfOptions = {}): string {
   const usesRpid =
     doc.persons.some((p) =>
       p.activities.length > 0 || p.mood.length > 0 || p.placeType.length > 0
@@ -373,7 +382,7 @@ export function formatPidf(doc: PresenceDocument): string {
     }
     if (d.timestamp) b.textEl(device, DATA_MODEL_NS, "timestamp", d.timestamp);
   }
-  return b.toString();
+  return b.toString(options.xmlDeclaration ?? true);
 }
 
 function buildActivities(b: XmlBuilder, parent: Element, list: Activity[], notes: Note[]) {

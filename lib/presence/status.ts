@@ -11,6 +11,7 @@
 import {
   type Activity,
   formatPidf,
+  type FormatPidfOptions,
   type Note,
   parsePidf,
   type PidfContact,
@@ -139,7 +140,7 @@ export function statusToPresence(
 
 /**
  * Builds the PIDF document text for a user status (see
- * {@linkcode statusToPresence}).
+ * {@linkcode statusToPresence}); `xmlDeclaration: false` makes it shorter.
  *
  * @example
  * ```ts
@@ -147,8 +148,11 @@ export function statusToPresence(
  * statusToPidf("away", { entity: "sip:a@b" }).includes("<rpid:away/>"); // true
  * ```
  */
-export function statusToPidf(status: UserStatus, options: StatusToPresenceOptions): string {
-  return formatPidf(statusToPresence(status, options));
+export function statusToPidf(
+  status: UserStatus,
+  options: StatusToPresenceOptions & FormatPidfOptions,
+): string {
+  return formatPidf(statusToPresence(status, options), options);
 }
 
 /** What a watcher reports about a presentity. */
