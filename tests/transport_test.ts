@@ -333,6 +333,33 @@ Deno.test("TlsTransport refuses a server signed by an untrusted CA", async () =>
   }
 });
 
+Deno.test("TlsTransport can skip only the name check, still verifying the chain", async () => {
+  const server = new TlsTransport({ host: "127.0.0.1", cert: serverCert, key: serverKey });
+  const rightCa = new TlsTransport({
+    caCerts: [caPem],
+    listen: false,
+    unsafelyDisableHostnameVerification: true,
+  });
+  const wrongCa = new TlsTransport({
+    caCerts: [otherCaPem],
+    listen: false,
+    unsafelyDisableHostnameVerification: true,
+  });
+  try {
+    const box = inbox(server);
+    await rightCa.send(enc.encode(options()), server.local, { serverName: "wrong.example" });
+    await box.wait(1);
+    await assert.rejects(
+      wrongCa.send(enc.encode(options()), server.local, { serverName: "wrong.example" }),
+      /UnknownIssuer/,
+    );
+  } finally {
+    await rightCa.close();
+    await wrongCa.close();
+    await server.close();
+  }
+});
+
 Deno.test("TlsTransport with insecure skips verification", async () => {
   const server = new TlsTransport({ host: "127.0.0.1", cert: serverCert, key: serverKey });
   const client = new TlsTransport({ insecure: true, listen: false });

@@ -7,10 +7,12 @@
  *
  * TLS verifies the server certificate by default, against the system roots
  * plus `caCerts`. Deno's `Deno.connectTls`/`Deno.startTls` cannot skip chain
- * verification (only `unsafelyDisableHostnameVerification`; the process-wide
- * `--unsafely-ignore-certificate-errors` CLI flag is the only other switch),
- * so `insecure: true` opens the connection with `node:tls` and
- * `rejectUnauthorized: false` instead.
+ * verification: they only offer `unsafelyDisableHostnameVerification`
+ * (exposed here under the same name), and the process-wide
+ * `--unsafely-ignore-certificate-errors` CLI flag is the only other switch.
+ * So `insecure: true` opens the connection with `node:tls` and
+ * `rejectUnauthorized: false` instead (Deno's Node compatibility layer honours
+ * it), and skips both the chain and the name checks.
  *
  * @module
  */
@@ -64,6 +66,12 @@ export interface TlsTransportOptions extends TcpTransportOptions {
    * tests against self-signed peers (`--insecure`). Default false.
    */
   insecure?: boolean;
+  /**
+   * Verifies the chain but not the name (Deno's option of the same name), for
+   * peers whose certificate names neither their address nor their domain.
+   * Default false.
+   */
+  unsafelyDisableHostnameVerification?: boolean;
 }
 
 /** The part of a connection this file uses; Deno.Conn and the node:tls adapter provide it. */
@@ -490,7 +498,11 @@ export class TlsTransport extends StreamTransport {
     const tcp = await Deno.connect({ hostname: to.host, port: to.port, signal });
     let tls: Deno.TlsConn;
     try {
-      tls = await Deno.startTls(tcp, { hostname: serverName, caCerts: this.#tls.caCerts });
+      tls = await Deno.startTls(tcp, {
+        hostname: serverName,
+        caCerts: this.#tls.caCerts,
+        unsafelyDisableHostnameVerification: this.#tls.unsafelyDisableHostnameVerification,
+      });
     } catch (error) {
       tcp.close();
       throw error;
