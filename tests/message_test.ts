@@ -1,0 +1,462 @@
+import assert from "node:assert/strict";
+import {
+  canonicalName,
+  cloneMessage,
+  createRequest,
+  createResponse,
+  formatMessage,
+  formatVia,
+  parseCSeq,
+  parseMediaType,
+  parseMessage,
+  parseUri,
+  parseVia,
+  SipHeaders,
+  SipMessageError,
+  type SipRequest,
+  type SipResponse,
+  SipSyntaxError,
+} from "../lib/sip/message.ts";
+import {
+  isFinalStatus,
+  isProvisionalStatus,
+  isStatus,
+  reasonPhrase,
+  STATUS_CODE,
+  STATUS_TEXT,
+} from "../lib/sip/status.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+const INVITE = [
+  "INVITE sip:bob@biloxi.example.com SIP/2.0",
+  "Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds;rport",
+  "Max-Forwards: 70",
+  'To: "Bob" <sip:bob@biloxi.example.com>',
+  'From: "Alice" <sip:alice@atlanta.example.com>;tag=1928301774',
+  "Call-ID: a84b4c76e66710@pc33.atlanta.example.com",
+  "CSeq: 314159 INVITE",
+  "Contact: <sip:alice@pc33.atlanta.example.com>",
+  "Record-Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>",
+  "Content-Type: application/sdp",
+  "Content-Length: 4",
+  "",
+  "v=0\n",
+].join("\r\n");
+
+function throwsSyntax(fn: () => unknown, message: RegExp): SipSyntaxError {
+  let error: unknown;
+  try {
+    fn();
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof SipSyntaxError, `expected SipSyntaxError, got ${error}`);
+  assert.match(error.message, message);
+  return error;
+}
+
+function withBody(head: string, body: Uint8Array): Uint8Array {
+  const h = enc.encode(head);
+  const out = new Uint8Array(h.length + body.length);
+  out.set(h);
+  out.set(body, h.length);
+  return out;
+}
+
+Deno.test("SipHeaders looks up names case-insensitively and expands compact forms", () => {
+  const h = new SipHeaders([
+    { name: "v", value: "SIP/2.0/UDP a;branch=z9hG4bK1" },
+    { name: "CALL-ID", value: "x@y" },
+    { name: "X-Custom", value: "1" },
+  ]);
+  assert.deepEqual(h.fields.map((f) => f.name), ["Via", "Call-ID", "X-Custom"]);
+  assert.equal(h.get("via"), "SIP/2.0/UDP a;branch=z9hG4bK1");
+  assert.equal(h.get("i"), "x@y");
+  assert.equal(h.get("x-custom"), "1");
+  assert.equal(h.has("Contact"), false);
+  assert.equal(h.get("m"), undefined);
+  for (
+    const [short, long] of [
+      ["c", "Content-Type"],
+      ["e", "Content-Encoding"],
+      ["f", "From"],
+      ["k", "Supported"],
+      ["l", "Content-Length"],
+      ["m", "Contact"],
+      ["o", "Event"],
+      ["r", "Refer-To"],
+      ["b", "Referred-By"],
+      ["s", "Subject"],
+      ["t", "To"],
+      ["u", "Allow-Events"],
+      ["x", "Session-Expires"],
+      ["y", "Identity"],
+    ]
+  ) {
+    assert.equal(canonicalName(short), long);
+    assert.equal(canonicalName(short.toUpperCase()), long);
+  }
+  assert.equal(canonicalName("www-authenticate"), "WWW-Authenticate");
+  assert.equal(canonicalName("cseq"), "CSeq");
+});
+
+Deno.test("SipHeaders.values() splits on commas outside quotes and <>", () => {
+  const h = SipHeaders.from([
+    ["Contact", '"Doe, John" <sip:j@a.com;x=1,2>, <sip:k@b.com>'],
+    ["Contact", "sip:l@c.com"],
+    ["WWW-Authenticate", 'Digest realm="a, b", nonce="n", qop="auth,auth-int"'],
+    ["Date", "Sat, 13 Nov 2010 23:29:00 GMT"],
+    ["Allow", "INVITE, ACK,,BYE"],
+  ]);
+  assert.deepEqual(h.values("m"), [
+    '"Doe, John" <sip:j@a.com;x=1,2>',
+    "<sip:k@b.com>",
+    "sip:l@c.com",
+  ]);
+  assert.deepEqual(h.getAll("Contact").length, 2);
+  assert.deepEqual(h.values("WWW-Authenticate").length, 1);
+  assert.deepEqual(h.values("Date"), ["Sat, 13 Nov 2010 23:29:00 GMT"]);
+  assert.deepEqual(h.values("Allow"), ["INVITE", "ACK", "BYE"]);
+});
+
+Deno.test("SipHeaders set, append, prepend and delete keep order", () => {
+  const h = SipHeaders.from({ Via: ["SIP/2.0/UDP a", "SIP/2.0/UDP b"], To: "<sip:x@y>" });
+  h.prepend("v", "SIP/2.0/UDP top");
+  assert.deepEqual(h.getAll("Via"), ["SIP/2.0/UDP top", "SIP/2.0/UDP a", "SIP/2.0/UDP b"]);
+  h.append("Route", "<sip:r>");
+  h.set("via", "SIP/2.0/UDP only");
+  assert.deepEqual([...h], [["Via", "SIP/2.0/UDP only"], ["To", "<sip:x@y>"], [
+    "Route",
+    "<sip:r>",
+  ]]);
+  h.delete("route");
+  assert.equal(h.has("Route"), false);
+  h.set("Max-Forwards", "70");
+  assert.equal(h.fields.at(-1)?.name, "Max-Forwards");
+});
+
+Deno.test("parseVia() keeps received and rport", () => {
+  const v = parseVia("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK77;rport=5061;received=192.0.2.9");
+  assert.deepEqual(v, {
+    protocol: "SIP/2.0",
+    transport: "UDP",
+    host: "192.0.2.1",
+    port: 5060,
+    params: { branch: "z9hG4bK77", rport: "5061", received: "192.0.2.9" },
+  });
+  const flag = parseVia("SIP/2.0/tcp client.example.com;rport;branch=z9hG4bKx");
+  assert.equal(flag.params.rport, null);
+  assert.equal(flag.transport, "TCP");
+  assert.equal(flag.port, undefined);
+});
+
+Deno.test("parseVia() reads IPv6 sent-by, maddr, ttl and LWS", () => {
+  const v = parseVia(
+    "SIP / 2.0 / UDP [2001:db8::9] : 5070 ; maddr = 239.255.255.1 ; ttl=16;branch=z9hG4bKa",
+  );
+  assert.equal(v.host, "2001:db8::9");
+  assert.equal(v.port, 5070);
+  assert.deepEqual(v.params, { maddr: "239.255.255.1", ttl: "16", branch: "z9hG4bKa" });
+  assert.equal(
+    formatVia(v),
+    "SIP/2.0/UDP [2001:db8::9]:5070;maddr=239.255.255.1;ttl=16;branch=z9hG4bKa",
+  );
+});
+
+Deno.test("parseVia() rejects malformed values with the reason", () => {
+  throwsSyntax(() => parseVia("SIP/2.0 host"), /Cannot parse Via header: expected "\/"/);
+  throwsSyntax(() => parseVia("SIP/2.0/UDP"), /missing host|whitespace/);
+  throwsSyntax(() => parseVia("SIP/2.0/UDP h;ttl=300"), /invalid ttl/);
+  throwsSyntax(() => parseVia("SIP/2.0/UDP h;rport=x"), /invalid rport/);
+  throwsSyntax(() => parseVia("SIP/2.0/UDP h;branch"), /empty branch/);
+  throwsSyntax(() => parseVia("SIP/2.0/UDP h:99999"), /invalid port/);
+  throwsSyntax(() => parseVia("SIP/2.0/UDP h;;"), /empty parameter name/);
+});
+
+Deno.test("formatVia() refuses CR/LF and bad hosts", () => {
+  const v = parseVia("SIP/2.0/UDP h;branch=z9hG4bK1");
+  assert.throws(() => formatVia({ ...v, params: { branch: "a\r\nb" } }), TypeError);
+  assert.throws(() => formatVia({ ...v, host: "a b" }), TypeError);
+  assert.equal(
+    formatVia({ ...v, params: { branch: "z", rport: null } }),
+    "SIP/2.0/UDP h;branch=z;rport",
+  );
+});
+
+Deno.test("parseCSeq() and parseMediaType() read their values", () => {
+  assert.deepEqual(parseCSeq("4711 INVITE"), { seq: 4711, method: "INVITE" });
+  throwsSyntax(() => parseCSeq("4711"), /whitespace after the sequence number/);
+  throwsSyntax(() => parseCSeq("2147483648 INVITE"), /too large/);
+  assert.deepEqual(parseMediaType('Text/Plain ; charset="UTF-8"'), {
+    type: "text/plain",
+    params: { charset: "UTF-8" },
+  });
+});
+
+Deno.test("parseMessage() reads a request and its typed headers", () => {
+  const m = parseMessage(enc.encode(INVITE)) as SipRequest;
+  assert.equal(m.kind, "request");
+  assert.equal(m.method, "INVITE");
+  assert.equal(m.uri.user, "bob");
+  assert.equal(m.version, "SIP/2.0");
+  assert.equal(m.topVia.params.branch, "z9hG4bK776asdhds");
+  assert.equal(m.topVia.params.rport, null);
+  assert.equal(m.from.displayName, "Alice");
+  assert.equal(m.fromTag, "1928301774");
+  assert.equal(m.toTag, undefined);
+  assert.equal(m.callId, "a84b4c76e66710@pc33.atlanta.example.com");
+  assert.deepEqual(m.cseq, { seq: 314159, method: "INVITE" });
+  assert.equal(m.maxForwards, 70);
+  assert.equal(m.contentLength, 4);
+  assert.equal(m.contentType, "application/sdp");
+  assert.deepEqual(m.recordRoute.map((r) => r.uri.host), ["p1.example.com", "p2.example.com"]);
+  assert.deepEqual(m.route, []);
+  assert.equal(m.contact[0].uri.host, "pc33.atlanta.example.com");
+  assert.equal(m.text, "v=0\n");
+  assert.equal(m.expires, undefined);
+});
+
+Deno.test("parseMessage() unfolds continuation lines and expands compact forms", () => {
+  const m = parseMessage(
+    "SIP/2.0 180 Ringing\r\n" +
+      "v: SIP/2.0/UDP a.example.com;branch=z9hG4bK1,\r\n" +
+      "\t SIP/2.0/TCP b.example.com;branch=z9hG4bK2\r\n" +
+      "v: SIP/2.0/UDP c.example.com;branch=z9hG4bK3\r\n" +
+      "f: <sip:a@example.com>;tag=1\r\nt: <sip:b@example.com>\r\n  ;tag=2\r\n" +
+      "i: abc\r\nCSeq: 1\r\n   INVITE\r\nSubject: one\r\n two\r\n\tthree\r\nl: 0\r\n\r\n",
+  ) as SipResponse;
+  assert.equal(m.status, 180);
+  assert.equal(m.reason, "Ringing");
+  assert.deepEqual(m.via.map((v) => v.host), ["a.example.com", "b.example.com", "c.example.com"]);
+  assert.equal(m.toTag, "2");
+  assert.deepEqual(m.cseq, { seq: 1, method: "INVITE" });
+  assert.equal(m.headers.get("Subject"), "one two three");
+  assert.equal(m.headers.getAll("Via").length, 2);
+});
+
+Deno.test("parseMessage() cuts a datagram body to Content-Length", () => {
+  const head = INVITE.slice(0, INVITE.length - 4);
+  const m = parseMessage(enc.encode(head + "v=0\nEXTRA BYTES"));
+  assert.equal(m.text, "v=0\n");
+});
+
+Deno.test("parseMessage() rejects a body shorter than Content-Length", () => {
+  const head = INVITE.slice(0, INVITE.length - 4);
+  const e = throwsSyntax(
+    () => parseMessage(head + "v="),
+    /Content-Length is 4 but the body has 2 bytes/,
+  );
+  assert.ok(e instanceof SipMessageError);
+  assert.equal(e.status, 400);
+  assert.equal(e.header, "Content-Length");
+  assert.equal(e.line, 11);
+  assert.equal(e.partial?.callId, "a84b4c76e66710@pc33.atlanta.example.com");
+});
+
+Deno.test("parseMessage() takes the rest of a datagram when Content-Length is missing", () => {
+  const text = INVITE.replace("Content-Length: 4\r\n", "");
+  assert.equal(parseMessage(enc.encode(text + "more")).text, "v=0\nmore");
+});
+
+Deno.test("parseMessage() keeps the body as bytes, never decoding it", () => {
+  const body = new Uint8Array([0xff, 0xfe, 0x00, 0xc3, 0x28, 0x0d, 0x0a]);
+  const head = INVITE.slice(0, INVITE.length - 4).replace("Content-Length: 4", "Content-Length: 7");
+  const m = parseMessage(withBody(head, body));
+  assert.deepEqual(m.body, body);
+  assert.deepEqual(parseMessage(formatMessage(m)).body, body);
+});
+
+Deno.test("parseMessage() decodes UTF-8 headers and rejects invalid UTF-8 in them", () => {
+  const ok = INVITE.replace('"Alice"', '"Алиса 😀"');
+  assert.equal(parseMessage(enc.encode(ok)).from.displayName, "Алиса 😀");
+  const bytes = enc.encode(INVITE.replace('"Alice"', '"Al?ce"'));
+  bytes[bytes.indexOf(0x3f)] = 0xff;
+  throwsSyntax(() => parseMessage(bytes), /not valid UTF-8/);
+});
+
+Deno.test("parseMessage() ignores CRLFs before the start line and accepts bare LF", () => {
+  const m = parseMessage(enc.encode("\r\n\r\n" + INVITE));
+  assert.equal(m.kind, "request");
+  const lf = parseMessage(INVITE.replaceAll("\r\n", "\n"));
+  assert.equal(lf.callId, "a84b4c76e66710@pc33.atlanta.example.com");
+  assert.equal(lf.text, "v=0\n");
+});
+
+Deno.test("parseMessage() says where and why a message is malformed", () => {
+  const line = (e: SipSyntaxError) => [e.header, e.line];
+  let e = throwsSyntax(
+    () => parseMessage(INVITE.replace("CSeq: 314159 INVITE", "CSeq: x INVITE")),
+    /CSeq header/,
+  );
+  assert.deepEqual(line(e), ["CSeq", 7]);
+  e = throwsSyntax(
+    () => parseMessage(INVITE.replace("Max-Forwards: 70", "Max-Forwards: 256")),
+    /Max-Forwards/,
+  );
+  assert.deepEqual(line(e), ["Max-Forwards", 3]);
+  e = throwsSyntax(
+    () => parseMessage(INVITE.replace("Max-Forwards: 70", "Max-Forwards 70")),
+    /line 3: missing ":"/,
+  );
+  assert.equal(e.line, 3);
+  e = throwsSyntax(
+    () => parseMessage(INVITE.replace("Via: SIP/2.0/UDP pc33", "Via: SIP/2.0/UDP pc33;;")),
+    /Via header/,
+  );
+  assert.deepEqual(line(e), ["Via", 2]);
+  e = throwsSyntax(
+    () => parseMessage(INVITE.replace(/Call-ID: .*\r\n/, "")),
+    /missing Call-ID header/,
+  );
+  assert.equal(e.header, "Call-ID");
+  throwsSyntax(() => parseMessage("SIP/2.0 99 Low\r\n\r\n"), /invalid status code "99"/);
+  throwsSyntax(
+    () => parseMessage("HTTP/1.1 200 OK\r\n\r\n"),
+    /start line: invalid character "\/" in method/,
+  );
+  throwsSyntax(() => parseMessage("OPTIONS sip:a@b SIP/2\r\n\r\n"), /invalid SIP-Version "SIP\/2"/);
+  throwsSyntax(() => parseMessage(""), /empty message/);
+  throwsSyntax(() => parseMessage(" continued\r\n"), /start line/);
+});
+
+Deno.test("parseMessage() keeps unknown headers raw and in order", () => {
+  const m = parseMessage(
+    INVITE.replace("Max-Forwards: 70", "Max-Forwards: 70\r\nX-Weird: a,,b ;; c"),
+  );
+  assert.equal(m.headers.get("x-weird"), "a,,b ;; c");
+  assert.equal(m.headers.fields[2].name, "X-Weird");
+});
+
+Deno.test("typed getters are cached and refreshed after header edits", () => {
+  const m = parseMessage(INVITE);
+  const from = m.from;
+  assert.equal(m.from, from);
+  m.headers.set("From", "<sip:carol@example.com>;tag=9");
+  assert.equal(m.from.uri.user, "carol");
+  m.headers.fields[3] = { name: "From", value: "<sip:dave@example.com>;tag=9" };
+  assert.equal(m.from.uri.user, "carol"); // direct edits need invalidate()
+  m.invalidate();
+  assert.equal(m.from.uri.user, "dave");
+});
+
+Deno.test("Contact: * yields one entry with scheme *", () => {
+  const m = createRequest("REGISTER", "sip:example.com", {
+    headers: { Contact: "*", Expires: "0" },
+  });
+  assert.equal(m.contact.length, 1);
+  assert.equal(m.contact[0].uri.scheme, "*");
+  assert.equal(m.expires, 0);
+});
+
+Deno.test("formatMessage() writes the start line, headers and Content-Length from the body", () => {
+  const m = parseMessage(INVITE);
+  m.body = enc.encode("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\n");
+  const text = dec.decode(formatMessage(m));
+  assert.ok(text.startsWith("INVITE sip:bob@biloxi.example.com SIP/2.0\r\nVia: "));
+  assert.match(text, /\r\nContent-Length: 31\r\n\r\nv=0\r\n/);
+  assert.equal(text.match(/Content-Length/g)?.length, 1);
+  const again = parseMessage(formatMessage(m));
+  assert.deepEqual(again.headers.fields.map((f) => f.name), m.headers.fields.map((f) => f.name));
+  const noCl = createRequest("OPTIONS", "sip:a@b.example.com", { headers: { "Call-ID": "1" } });
+  assert.ok(dec.decode(formatMessage(noCl)).endsWith("Call-ID: 1\r\nContent-Length: 0\r\n\r\n"));
+});
+
+Deno.test("formatMessage() refuses CR or LF in header values, reason phrases and URIs", () => {
+  const m = parseMessage(INVITE);
+  m.headers.set("Subject", "hi\r\nVia: SIP/2.0/UDP evil");
+  assert.throws(
+    () => formatMessage(m),
+    (e: unknown) => e instanceof TypeError && /CR or LF/.test(e.message),
+  );
+  const r = createResponse(parseMessage(INVITE) as SipRequest, 200, { reason: "OK\r\nX: y" });
+  assert.throws(() => formatMessage(r), TypeError);
+  const q = parseMessage(INVITE) as SipRequest;
+  q.uri = { ...q.uri, user: "bob\r\n" };
+  assert.throws(() => formatMessage(q), TypeError);
+  const n = parseMessage(INVITE) as SipRequest;
+  n.headers.append("Bad Name", "x");
+  assert.throws(() => formatMessage(n), TypeError);
+  n.headers.delete("Bad Name");
+  n.method = "IN VITE";
+  assert.throws(() => formatMessage(n), TypeError);
+});
+
+Deno.test("createResponse() copies Via, From, To, Call-ID, CSeq and adds the To tag", () => {
+  const req = parseMessage(INVITE) as SipRequest;
+  const res = createResponse(req, 180, { toTag: "a6c85cf" });
+  assert.equal(res.reason, "Ringing");
+  assert.deepEqual(res.headers.fields.map((f) => f.name), [
+    "Via",
+    "To",
+    "From",
+    "Call-ID",
+    "CSeq",
+    "Record-Route",
+  ]);
+  assert.equal(res.toTag, "a6c85cf");
+  assert.equal(res.topVia.params.branch, "z9hG4bK776asdhds");
+  const trying = createResponse(req, 100);
+  assert.equal(trying.headers.has("Record-Route"), false);
+  assert.equal(trying.toTag, undefined);
+  const fail = createResponse(req, 486, { headers: { "Retry-After": "60" } });
+  assert.equal(fail.reason, "Busy Here");
+  assert.equal(fail.headers.get("Retry-After"), "60");
+  // The To tag already there is kept.
+  const tagged = parseMessage(
+    INVITE.replace(
+      'To: "Bob" <sip:bob@biloxi.example.com>',
+      "To: <sip:bob@biloxi.example.com>;tag=x",
+    ),
+  ) as SipRequest;
+  assert.equal(createResponse(tagged, 200, { toTag: "y" }).toTag, "x");
+});
+
+Deno.test("createResponse() answers the partial message of a SipMessageError", () => {
+  const bad = INVITE.replace("Max-Forwards: 70", "Max-Forwards: many");
+  let error: unknown;
+  try {
+    parseMessage(bad);
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof SipMessageError);
+  assert.equal(error.partial?.kind, "request");
+  const res = createResponse(error.partial as SipRequest, error.status);
+  assert.equal(res.status, 400);
+  assert.equal(res.callId, "a84b4c76e66710@pc33.atlanta.example.com");
+});
+
+Deno.test("createRequest() builds a message from parts and cloneMessage() copies it", () => {
+  const req = createRequest("MESSAGE", "sip:bob@example.com", {
+    headers: [["Via", "SIP/2.0/UDP h;branch=z9hG4bK5"], ["Max-Forwards", "70"]],
+    body: "hello ☺",
+    contentType: "text/plain;charset=UTF-8",
+  });
+  assert.equal(req.uri.user, "bob");
+  assert.equal(req.contentType, "text/plain");
+  assert.equal(req.body.length, 9);
+  const copy = cloneMessage(req);
+  copy.headers.set("Max-Forwards", "69");
+  copy.uri.user = "carol";
+  copy.body[0] = 0x48;
+  assert.equal(req.maxForwards, 70);
+  assert.equal(copy.maxForwards, 69);
+  assert.equal(req.uri.user, "bob");
+  assert.equal(req.text, "hello ☺");
+  const uri = parseUri("sip:x@example.com");
+  assert.equal(createRequest("OPTIONS", uri).uri, uri);
+});
+
+Deno.test("status codes have reason phrases, types and guards", () => {
+  assert.equal(STATUS_TEXT[STATUS_CODE.RequestTerminated], "Request Terminated");
+  assert.equal(reasonPhrase(STATUS_CODE.VersionNotSupported), "Version Not Supported");
+  assert.equal(reasonPhrase(499), "Bad Request");
+  assert.equal(reasonPhrase(183), "Session Progress");
+  assert.ok(isStatus(481));
+  assert.ok(!isStatus(299));
+  assert.ok(isProvisionalStatus(183));
+  assert.ok(!isFinalStatus(183));
+  assert.ok(isFinalStatus(200));
+});
