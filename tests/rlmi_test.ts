@@ -233,3 +233,45 @@ Deno.test("unpackListNotify() without start uses the first part as root", () => 
   const n = unpackListNotify("multipart/related;boundary=UniqueBoundary1234", body);
   assert.equal(n.resources.length, 4);
 });
+
+Deno.test("unpackListNotify() reads a body laid out as Kamailio's rls module sends it", () => {
+  // Layout of kamailio rls notify.c: libxml2-dumped RLMI with xmlns as a plain attribute,
+  // cids "<time>.<uri>.<rand>", instance id "Scf8UhwQ", "\r\n\r\n" after each resource body.
+  const boundary = "ASkd1Hh5Zq";
+  const cidRoot = "1764277200.sip:rl-alice@example.test.1804289383";
+  const cidBob = "1764277200.sip:bob@example.test.846930886";
+  const rlmi = `<?xml version="1.0"?>
+<list uri="sip:rl-alice@example.test" xmlns="urn:ietf:params:xml:ns:rlmi" version="2" fullState="true">
+  <resource uri="sip:bob@example.test">
+    <instance id="Scf8UhwQ" state="active" cid="${cidBob}"/>
+  </resource>
+  <resource uri="sip:carol@example.test">
+    <instance id="Scf8UhwQ" state="pending"/>
+  </resource>
+  <resource uri="sip:dave@example.test"/>
+</list>
+`;
+  const pidf =
+    `<?xml version="1.0"?>\n<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:bob@example.test">\n  <tuple id="t1"><status><basic>open</basic></status></tuple>\n  <dm:person id="p1"><rpid:activities><rpid:on-the-phone/></rpid:activities></dm:person>\n</presence>\n`;
+  const body =
+    `--${boundary}\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <${cidRoot}>\r\n` +
+    `Content-Type: application/rlmi+xml;charset="UTF-8"\r\n\r\n${rlmi}\r\n` +
+    `--${boundary}\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <${cidBob}>\r\n` +
+    `Content-Type: application/pidf+xml\r\n\r\n${pidf}\r\n\r\n` +
+    `--${boundary}--\r\n`;
+  const n = unpackListNotify(
+    `multipart/related;type="application/rlmi+xml";start="<${cidRoot}>";boundary="${boundary}"`,
+    enc.encode(body),
+  );
+  assert.equal(n.list.uri, "sip:rl-alice@example.test");
+  assert.equal(n.list.version, 2);
+  const [bob, carol, dave] = n.resources;
+  assert.equal(bob.state, "active");
+  assert.equal(presenceToStatus(bob.presence!).status, "on-the-phone");
+  assert.deepEqual(carol, {
+    uri: "sip:carol@example.test",
+    state: "pending",
+    instanceId: "Scf8UhwQ",
+  });
+  assert.deepEqual(dave, { uri: "sip:dave@example.test", state: "pending" });
+});
