@@ -8,7 +8,9 @@ import {
   DigestAuthError,
   DigestClient,
   digestHash,
+  type DigestQop,
   DigestServer,
+  type DigestVerification,
   formatDigestChallenge,
   formatDigestCredentials,
   parseAuthParams,
@@ -18,13 +20,19 @@ import {
 } from "../lib/sip/digest.ts";
 import { SipSyntaxError } from "../lib/sip/errors.ts";
 import {
+  createRequest,
   createResponse,
   formatMessage,
   parseMessage,
   parseUri,
   type SipMessage,
   type SipRequest,
+  type SipResponse,
 } from "../lib/sip/message.ts";
+import { startKamailio } from "./peers/kamailio.ts";
+import { withLogsOnFailure } from "./peers/process.ts";
+import { requirePeer } from "./peers/require.ts";
+import { runSipsak } from "./peers/sipsak.ts";
 
 const md5 = (s: string | Uint8Array) => createHash("md5").update(s).digest("hex");
 
@@ -811,4 +819,153 @@ Deno.test("DigestServer.verifyRequest() checks the digest-uri against the Reques
   req.uri = parseUri("sip:elsewhere.test");
   const r = server.verifyRequest(req, () => ({ password: "pw" }));
   assert.equal(r.ok === false && r.reason, "uri-mismatch");
+});
+
+// ---------------------------------------------------------------------------
+// Interop with real peers on loopback: sipsak as client, Kamailio as server
+// ---------------------------------------------------------------------------
+
+/** A UDP "server" on 127.0.0.1 that answers every request with DigestServer. */
+function startDigestUas(server: DigestServer, users: Record<string, string>) {
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const results: DigestVerification[] = [];
+  const done = (async () => {
+    try {
+      for await (const [data, from] of socket) {
+        const req = parseMessage(data);
+        if (req.kind !== "request") continue;
+        const v = server.verifyRequest(req, (user) => {
+          const password = users[user];
+          return password === undefined ? undefined : { password };
+        });
+        results.push(v);
+        const res = v.ok ? createResponse(req, 200, { toTag: "uas" }) : createResponse(req, 401, {
+          toTag: "uas",
+          headers: server.challengeFields({ stale: v.stale }),
+        });
+        await socket.send(formatMessage(res), from);
+      }
+    } catch {
+      // closed
+    }
+  })();
+  return {
+    port: (socket.addr as Deno.NetAddr).port,
+    results,
+    async close() {
+      socket.close();
+      await done;
+    },
+  };
+}
+
+Deno.test({
+  name: "DigestServer accepts sipsak's digest (qop=auth and RFC 2069) and refuses a wrong password",
+  ignore: !requirePeer("sipsak", "sipsak"),
+  fn: async (t) => {
+    for (const qop of [["auth"], []] as DigestQop[][]) {
+      await t.step(qop.length ? "qop=auth" : "no qop", async () => {
+        const uas = startDigestUas(
+          new DigestServer({ realm: "127.0.0.1", algorithms: ["MD5"], qop }),
+          { alice: "alice-pw" },
+        );
+        try {
+          const args = (password: string) => [
+            "-vv",
+            "-s",
+            "sip:alice@127.0.0.1",
+            "-r",
+            String(uas.port),
+            "-H",
+            "127.0.0.1",
+            "--auth-username=alice",
+            "-a",
+            password,
+          ];
+          const good = await runSipsak(args("alice-pw"));
+          assert.equal(good.code, 0, good.output);
+          assert.deepEqual(uas.results.map((r) => r.ok || r.reason), ["missing", true]);
+          uas.results.length = 0;
+          const bad = await runSipsak(args("nope"));
+          assert.notEqual(bad.code, 0, bad.output);
+          assert.deepEqual(uas.results.slice(0, 2).map((r) => r.ok || r.reason), [
+            "missing",
+            "wrong-response",
+          ]);
+        } finally {
+          await uas.close();
+        }
+      });
+    }
+  },
+});
+
+/** Sends one request over UDP and waits for its final response. */
+async function exchange(
+  socket: Deno.DatagramConn,
+  req: SipRequest,
+  to: Deno.NetAddr,
+): Promise<SipResponse> {
+  await socket.send(formatMessage(req), to);
+  for (;;) {
+    const [data] = await socket.receive();
+    const msg = parseMessage(data);
+    if (msg.kind === "response" && msg.status >= 200) return msg;
+  }
+}
+
+Deno.test({
+  name: "DigestClient registers at Kamailio, then pre-authenticates the refresh with nc=2",
+  ignore: !requirePeer("kamailio", "kamailio"),
+  fn: async () => {
+    const k = await startKamailio({ mode: "registrar", domain: "example.test" });
+    const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    try {
+      await withLogsOnFailure([k], async () => {
+        const local = (socket.addr as Deno.NetAddr).port;
+        const to: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: k.port };
+        let cseq = 0;
+        const register = () =>
+          createRequest("REGISTER", "sip:example.test", {
+            headers: [
+              ["Via", `SIP/2.0/UDP 127.0.0.1:${local};rport;branch=z9hG4bK${crypto.randomUUID()}`],
+              ["Max-Forwards", "70"],
+              ["From", "<sip:alice@example.test>;tag=h4"],
+              ["To", "<sip:alice@example.test>"],
+              ["Call-ID", "digest-interop@127.0.0.1"],
+              ["CSeq", `${++cseq} REGISTER`],
+              ["Contact", `<sip:alice@127.0.0.1:${local}>`],
+              ["Expires", "60"],
+            ],
+          });
+        const client = new DigestClient({ username: "alice", password: "alice-secret" });
+        const attempt = client.begin();
+        const first = await exchange(socket, register(), to);
+        assert.equal(first.status, 401);
+        attempt.handleResponse(first);
+        const retry = register();
+        client.apply(retry);
+        const ok = await exchange(socket, retry, to);
+        assert.equal(ok.status, 200, `${ok.status} ${ok.reason}`);
+
+        // The refresh carries the cached credentials: no new challenge.
+        const refresh = register();
+        client.apply(refresh);
+        assert.equal(parseDigestCredentials(refresh.headers.get("Authorization")!).nc, 2);
+        const refreshed = await exchange(socket, refresh, to);
+        assert.equal(refreshed.status, 200, `${refreshed.status} ${refreshed.reason}`);
+
+        // A wrong password: Kamailio's config answers 403 to a bad digest.
+        const wrong = new DigestClient({ username: "alice", password: "wrong" });
+        const w = wrong.begin();
+        w.handleResponse(await exchange(socket, register(), to));
+        const bad = register();
+        wrong.apply(bad);
+        assert.equal((await exchange(socket, bad, to)).status, 403);
+      });
+    } finally {
+      socket.close();
+      await k.stop();
+    }
+  },
 });
