@@ -19,7 +19,11 @@ export interface StreamFramerOptions {
   onMessage: (data: Uint8Array) => void;
   /** Called for a double-CRLF keep-alive ping; the owner should answer with a single CRLF. */
   onPing?: () => void;
-  /** Called for a single-CRLF keep-alive pong. */
+  /**
+   * Called for a single-CRLF keep-alive pong. A lone CRLF at the end of a
+   * chunk is reported at once, so a ping split exactly between its two CRLFs
+   * (which a 4-byte write practically never is) reads as two pongs.
+   */
   onPong?: () => void;
   /**
    * Called once when the stream cannot be framed (missing or bad
