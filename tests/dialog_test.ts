@@ -14,7 +14,11 @@ import {
   type SipRequest,
   type SipResponse,
 } from "../lib/sip/message.ts";
+import { ManualClock } from "../lib/sip/clock.ts";
 import { addTopVia } from "../lib/sip/transaction/build.ts";
+import { type Target, TransactionLayer } from "../lib/sip/transaction/mod.ts";
+import { TransportLayer } from "../lib/sip/transport_layer.ts";
+import { LoopNetwork } from "../lib/sip/transport_loop.ts";
 
 function request(lines: string[]): SipRequest {
   return parseMessage(lines.join("\r\n") + "\r\nContent-Length: 0\r\n\r\n") as SipRequest;
@@ -29,13 +33,12 @@ function invite(uri = "sip:bob@example.test"): SipRequest {
     `INVITE ${uri} SIP/2.0`,
     "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa",
     "Max-Forwards: 70",
-    '"Alice" <sip:alice@example.test>;tag=atag',
     'From: "Alice" <sip:alice@example.test>;tag=atag',
     "To: Bob <sip:bob@example.test>",
     "Call-ID: dlg-1@192.0.2.1",
     "CSeq: 314 INVITE",
     "Contact: <sip:alice@192.0.2.1:5060>",
-  ].filter((l) => !l.startsWith('"')));
+  ]);
 }
 
 /** Bob's answer as Alice receives it, through proxies p1 (nearest Alice) and p2. */
@@ -440,4 +443,51 @@ Deno.test("DialogRegistry keeps the forks of one INVITE apart", () => {
   assert.equal(reg.delete(a), true);
   assert.equal(reg.get(a.id), undefined);
   assert.deepEqual(reg.values(), [b]);
+});
+
+Deno.test("a call over two stacks: dialogs from INVITE/200, 2xx ACK and BYE matched at the callee", async () => {
+  const clock = new ManualClock();
+  const net = new LoopNetwork();
+  const aliceSocket = net.transport({ host: "192.0.2.1" });
+  const bobSocket = net.transport({ host: "192.0.2.2" });
+  const alice = new TransactionLayer({
+    transport: new TransportLayer({ transports: [aliceSocket] }),
+    clock,
+  });
+  const bob = new TransactionLayer({
+    transport: new TransportLayer({ transports: [bobSocket] }),
+    clock,
+  });
+  const bobDialogs = new DialogRegistry();
+  const bobLog: string[] = [];
+  bob.onRequest = (req, tx) => {
+    const dialog = bobDialogs.matchRequest(req);
+    bobLog.push(`${req.method}:${dialog ? "dialog" : "none"}`);
+    if (req.method === "INVITE" && !dialog) {
+      const ok = bobAnswer(req, 200);
+      bobDialogs.add(Dialog.createUas(req, ok));
+      tx!.respond(ok);
+    } else if (dialog && req.method !== "ACK") {
+      tx!.respond(createResponse(req, dialog.receiveRequest(req) ? 200 : 500));
+      if (req.method === "BYE") dialog.terminate();
+    }
+  };
+  const req = invite("sip:bob@192.0.2.2");
+  const toBob: Target = { protocol: "udp", host: "192.0.2.2", port: 5060 };
+  const tx = alice.request(req, toBob);
+  await net.settled();
+  const ok = await tx.response;
+  assert.equal(ok.status, 200);
+  const dialog = Dialog.createUac(req, ok);
+  await alice.sendAck(dialog.createRequest("ACK"), toBob);
+  await net.settled();
+  const bye = alice.request(dialog.createRequest("BYE"), toBob);
+  await net.settled();
+  assert.equal((await bye.response).status, 200);
+  assert.deepEqual(bobLog, ["INVITE:none", "ACK:dialog", "BYE:dialog"]);
+  assert.equal(bobDialogs.size, 0, "BYE ended the callee's dialog");
+  alice.close();
+  bob.close();
+  await aliceSocket.close();
+  await bobSocket.close();
 });

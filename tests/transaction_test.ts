@@ -10,6 +10,8 @@ import {
 } from "../lib/sip/message.ts";
 import { SipRequestError } from "../lib/sip/errors.ts";
 import type { Transport, TransportProtocol } from "../lib/sip/transport.ts";
+import { TransportLayer } from "../lib/sip/transport_layer.ts";
+import { type LoopFaults, LoopNetwork } from "../lib/sip/transport_loop.ts";
 import {
   type AnyServerTransaction,
   ClientInviteTransaction,
@@ -836,4 +838,78 @@ Deno.test("close() terminates every transaction and leaves no timer", async () =
   tl.close();
   assert.equal(clock.pending, 0);
   assert.equal(tl.clientCount + tl.serverCount, 0);
+});
+
+// ------------------------------------- two stacks over the real transport layer
+
+async function loopPair(faults: LoopFaults = {}) {
+  const clock = new ManualClock();
+  const net = new LoopNetwork(faults);
+  const aliceSocket = net.transport({ host: "192.0.2.1", port: 5060 });
+  const bobSocket = net.transport({ host: "192.0.2.2", port: 5060 });
+  const alice = new TransactionLayer({
+    transport: new TransportLayer({ transports: [aliceSocket] }),
+    clock,
+  });
+  const bob = new TransactionLayer({
+    transport: new TransportLayer({ transports: [bobSocket] }),
+    clock,
+  });
+  const toBob: Target = { protocol: "udp", host: "192.0.2.2", port: 5060 };
+  const close = async () => {
+    alice.close();
+    bob.close();
+    await aliceSocket.close();
+    await bobSocket.close();
+  };
+  await Promise.resolve();
+  return { clock, net, alice, bob, toBob, close };
+}
+
+Deno.test("over a lossy loop network a MESSAGE is retransmitted until it gets through, once to the TU", async () => {
+  const { clock, net, alice, bob, toBob, close } = await loopPair({ dropEvery: 1 });
+  const received: string[] = [];
+  bob.onRequest = (req, tx) => {
+    received.push(req.text);
+    tx!.respond(createResponse(req, 200, { toTag: "b" }));
+  };
+  const req = outgoing("MESSAGE");
+  req.body = new TextEncoder().encode("hello");
+  const tx = alice.request(req, toBob);
+  await net.settled();
+  clock.advance(500); // first retransmission, also lost
+  await net.settled();
+  net.setFaults({});
+  clock.advance(1000); // second retransmission at 1.5 s gets through
+  await net.settled();
+  assert.equal((await tx.response).status, 200);
+  assert.deepEqual(received, ["hello"]);
+  assert.equal(tx.state, "completed");
+  assert.equal(net.packets.filter((p) => p.fate === "dropped").length, 2);
+  assert.equal(tx.request.topVia.host, "192.0.2.1", "the transport layer filled sent-by");
+  clock.advance(5000);
+  assert.equal(alice.clientCount, 0);
+  await close();
+});
+
+Deno.test("over the loop network a rejected INVITE is ACKed by the client transaction and confirms the server one", async () => {
+  const { clock, net, alice, bob, toBob, close } = await loopPair();
+  let serverTx: AnyServerTransaction | undefined;
+  const bobSaw: string[] = [];
+  bob.onRequest = (req, tx) => {
+    bobSaw.push(req.method);
+    serverTx ??= tx;
+    if (req.method === "INVITE") tx!.respond(createResponse(req, 486, { toTag: "busy" }));
+  };
+  const tx = alice.request(outgoing("INVITE"), toBob);
+  await net.settled();
+  assert.equal((await tx.response).status, 486);
+  assert.equal(tx.state, "completed");
+  assert.equal(serverTx!.state, "confirmed");
+  assert.deepEqual(bobSaw, ["INVITE"], "the ACK stays in the transaction layer");
+  const methods = net.packets.map((p) => new TextDecoder().decode(p.data).split(" ")[0]);
+  assert.deepEqual(methods, ["INVITE", "SIP/2.0", "ACK"]);
+  clock.advance(32_000);
+  assert.equal(alice.clientCount + bob.serverCount, 0);
+  await close();
 });

@@ -41,7 +41,7 @@ export function isRfc3261Branch(branch: string | null | undefined): branch is st
  * branch of the top Via and the CSeq method. Undefined without a branch.
  */
 export function clientTransactionKey(msg: SipRequest | SipResponse): string | undefined {
-  const branch = msg.via[0]?.params.branch;
+  const branch = msg.topVia.params.branch;
   if (!branch) return undefined;
   return `${branch}|${msg.cseq.method}`;
 }
@@ -60,7 +60,7 @@ export function clientTransactionKey(msg: SipRequest | SipResponse): string | un
  * To tag must match the response's, not the request's.
  */
 export function serverTransactionKey(req: SipRequest, methodOverride?: string): string {
-  const via = req.via[0];
+  const via = req.topVia;
   const method = methodOverride ?? (req.method === "ACK" ? "INVITE" : req.method);
   if (via && isRfc3261Branch(via.params.branch)) {
     return `${via.params.branch}|${via.host.toLowerCase()}:${via.port ?? ""}|${method}`;

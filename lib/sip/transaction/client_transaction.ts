@@ -55,8 +55,7 @@ export abstract class ClientTransaction {
     this.#state = initial;
     this.#reliable = target.protocol !== "udp";
     this.timers = new TimerSet(ctx.clock);
-    const via = request.via[0];
-    this.branch = via?.params.branch ?? "";
+    this.branch = request.topVia.params.branch ?? "";
     this.key = `${this.branch}|${request.method}`;
     this.response = new Promise<SipResponse>((resolve, reject) => {
       this.#resolve = resolve;
