@@ -25,6 +25,7 @@ import {
   type SipResponse,
   type Uri,
 } from "./message.ts";
+import { type Dialog, type DialogId, dialogKey } from "./dialog.ts";
 import { type ResolveOptions, resolveSipUri } from "./resolver.ts";
 import {
   type AnyServerTransaction,
@@ -111,6 +112,12 @@ export interface RequestSendOptions {
   contact?: boolean;
   /** Send straight to this target, skipping routing and resolution. */
   target?: Target;
+  /**
+   * The request belongs to this dialog (built by `dialog.createRequest`): no
+   * outbound proxy Route is added, and a retry after 401/407 takes its CSeq
+   * from the dialog.
+   */
+  dialog?: Dialog;
 }
 
 /** A response with the request that produced it (the last one sent, after auth and redirects). */
@@ -265,14 +272,22 @@ export class UserAgent {
     this.#handlers.set(method, handler);
   }
 
-  /** Registers a handler for in-dialog requests of a dialog (Call-ID, local tag, remote tag). */
-  addDialog(callId: string, localTag: string, remoteTag: string, handler: DialogHandler): void {
-    this.#dialogs.set(dialogKey(callId, localTag, remoteTag), handler);
+  /**
+   * Registers the handler for in-dialog requests of a dialog: requests whose
+   * To tag, From tag and Call-ID match `id` go to it; others get 481.
+   */
+  addDialog(id: DialogId, handler: DialogHandler): void {
+    this.#dialogs.set(dialogKey(id), handler);
   }
 
   /** Removes a dialog handler. */
-  removeDialog(callId: string, localTag: string, remoteTag: string): void {
-    this.#dialogs.delete(dialogKey(callId, localTag, remoteTag));
+  removeDialog(id: DialogId): void {
+    this.#dialogs.delete(dialogKey(id));
+  }
+
+  /** True when a handler is registered for the dialog. */
+  hasDialog(id: DialogId): boolean {
+    return this.#dialogs.has(dialogKey(id));
   }
 
   /**
@@ -320,9 +335,7 @@ export class UserAgent {
    * uses towards it (or the advertised host), with `transport=` for streams.
    */
   async contactFor(target: Target): Promise<Uri> {
-    const t = this.transport.transport(target.protocol);
-    if (!t) throw new SipRequestError(503, `No ${target.protocol} transport`, { local: true });
-    const local = t.localFor ? await t.localFor(target) : t.local;
+    const local = await this.transport.localAddress(target);
     const uri: Uri = {
       scheme: target.protocol === "tls" ? "sips" : "sip",
       user: this.aor.user,
@@ -368,7 +381,8 @@ export class UserAgent {
   async send(request: SipRequest, options: RequestSendOptions = {}): Promise<SendResult> {
     if (this.#closed) throw new SipRequestError(503, "User agent closed", { local: true });
     let req = request;
-    if (this.#outboundProxy && !req.headers.has("Route")) {
+    const dialog = options.dialog;
+    if (this.#outboundProxy && !dialog && !req.headers.has("Route")) {
       const proxy = structuredClone(this.#outboundProxy);
       proxy.params.lr = null;
       req.headers.prepend("Route", `<${formatUri(proxy)}>`);
@@ -395,7 +409,7 @@ export class UserAgent {
         }
         digestAttempt ??= digest.begin();
         digestAttempt.handleResponse(response);
-        req = nextAttempt(req);
+        req = nextAttempt(req, dialog);
         continue;
       }
       if (response.status >= 300 && response.status < 400 && options.followRedirects) {
@@ -496,8 +510,8 @@ export class UserAgent {
     // Section 16.3 / 8.2: Max-Forwards 0 on a request addressed elsewhere is a loop; for us it is fine.
     const toTag = req.to.params.tag;
     if (toTag != null && req.method !== "CANCEL") {
-      const key = dialogKey(req.callId, toTag, req.from.params.tag ?? "");
-      const handler = this.#dialogs.get(key);
+      const id = { callId: req.callId, localTag: toTag, remoteTag: req.from.params.tag ?? "" };
+      const handler = this.#dialogs.get(dialogKey(id));
       if (handler) {
         run(handler);
         return;
@@ -615,10 +629,6 @@ function toPairs(init: NonNullable<ResponseOptions["headers"]>): [string, string
   return out;
 }
 
-function dialogKey(callId: string, localTag: string, remoteTag: string): string {
-  return `${callId}\u0000${localTag}\u0000${remoteTag}`;
-}
-
 function qValue(c: NameAddr): number {
   const q = c.params.q;
   const n = q == null ? 1 : Number(q);
@@ -629,11 +639,16 @@ function formatTarget(t: Target): string {
   return `${t.protocol}:${t.host.includes(":") ? `[${t.host}]` : t.host}:${t.port}`;
 }
 
-/** A copy of a request for a retry: CSeq + 1, no Via (section 8.1.3.5 and 22.2). */
-function nextAttempt(req: SipRequest): SipRequest {
+/** A copy of a request for a retry: CSeq + 1 (from the dialog's count when in one), no Via (8.1.3.5, 22.2). */
+function nextAttempt(req: SipRequest, dialog?: Dialog): SipRequest {
   const next = cloneMessage(req);
   const cseq = req.cseq;
-  next.headers.set("CSeq", `${cseq.seq + 1} ${cseq.method}`);
+  let seq = cseq.seq + 1;
+  if (dialog) {
+    seq = Math.max(seq, (dialog.localSeq ?? 0) + 1);
+    dialog.localSeq = seq;
+  }
+  next.headers.set("CSeq", `${seq} ${cseq.method}`);
   next.headers.delete("Via");
   return next;
 }
