@@ -171,11 +171,26 @@ function randomSeq(): number {
  * subscriptions.
  *
  * @example
- * ```ts ignore
- * // UAC: from the INVITE we sent and the 200 we got
- * const dialog = Dialog.createUac(invite, ok);
- * const ack = dialog.createRequest("ACK");
+ * ```ts
+ * import { Dialog } from "./dialog.ts";
+ * import { createResponse, parseMessage, type SipRequest } from "./message.ts";
+ * import assert from "node:assert/strict";
+ * const invite = parseMessage(
+ *   "INVITE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n" +
+ *     "From: <sip:alice@example.test>;tag=a\r\nTo: <sip:bob@example.test>\r\n" +
+ *     "Call-ID: c\r\nCSeq: 7 INVITE\r\nContact: <sip:alice@192.0.2.1>\r\n" +
+ *     "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+ * ) as SipRequest;
+ * const ok = createResponse(invite, 200, {
+ *   toTag: "b",
+ *   headers: { Contact: "<sip:bob@192.0.2.2>", "Record-Route": "<sip:proxy.example.test;lr>" },
+ * });
+ * const dialog = Dialog.createUac(invite, ok); // the UAC's view
+ * assert.equal(dialog.createRequest("ACK").cseq.seq, 7);
  * const bye = dialog.createRequest("BYE");
+ * assert.equal(bye.cseq.seq, 8);
+ * assert.equal(bye.headers.get("Route"), "<sip:proxy.example.test;lr>");
+ * assert.equal(bye.uri.host, "192.0.2.2");
  * ```
  */
 export class Dialog {
@@ -508,10 +523,21 @@ export class Dialog {
  * in-dialog request (To with tag) that matches none (12.2.2).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { Dialog, DialogRegistry } from "./dialog.ts";
+ * import { createResponse, parseMessage, type SipRequest } from "./message.ts";
+ * import assert from "node:assert/strict";
+ * const invite = parseMessage(
+ *   "INVITE sip:bob@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n" +
+ *     "From: <sip:alice@example.test>;tag=a\r\nTo: <sip:bob@example.test>\r\n" +
+ *     "Call-ID: c\r\nCSeq: 7 INVITE\r\nContact: <sip:alice@192.0.2.1>\r\n" +
+ *     "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+ * ) as SipRequest;
+ * const ok = createResponse(invite, 200, { toTag: "b", headers: { Contact: "<sip:bob@192.0.2.2>" } });
  * const dialogs = new DialogRegistry();
- * dialogs.add(Dialog.createUas(invite, ok));
- * const d = dialogs.matchRequest(bye); // the dialog, or undefined -> 481
+ * const mine = dialogs.add(Dialog.createUas(invite, ok)); // the UAS's view
+ * const peer = Dialog.createUac(invite, ok); // what the caller builds
+ * assert.equal(dialogs.matchRequest(peer.createRequest("BYE")), mine);
  * ```
  */
 export class DialogRegistry<D extends Dialog = Dialog> {

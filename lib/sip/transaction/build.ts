@@ -60,9 +60,14 @@ export interface AddViaOptions {
  * transport layer fills in transport, sent-by and rport when it sends.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { addTopVia } from "./build.ts";
- * const branch = addTopVia(req); // "z9hG4bK..."
+ * import { createRequest } from "../message.ts";
+ * import assert from "node:assert/strict";
+ * const req = createRequest("OPTIONS", "sip:bob@example.test");
+ * const branch = addTopVia(req, { protocol: "tcp" });
+ * assert.equal(req.topVia.params.branch, branch);
+ * assert.equal(req.topVia.transport, "TCP");
  * ```
  */
 export function addTopVia(req: SipRequest, options: AddViaOptions = {}): string {
@@ -93,6 +98,22 @@ function cloneUri(uri: Uri): Uri {
  * same Request-URI, Call-ID, From, CSeq number (method ACK), the top Via of
  * the INVITE only, To from the response (with its tag), and the INVITE's
  * Route headers.
+ *
+ * @example
+ * ```ts
+ * import { createNon2xxAck } from "./build.ts";
+ * import { createResponse, parseMessage, type SipRequest } from "../message.ts";
+ * import assert from "node:assert/strict";
+ * const invite = parseMessage(
+ *   "INVITE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n" +
+ *     "From: <sip:alice@example.test>;tag=a\r\nTo: <sip:bob@example.test>\r\n" +
+ *     "Call-ID: c\r\nCSeq: 7 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+ * ) as SipRequest;
+ * const ack = createNon2xxAck(invite, createResponse(invite, 486, { toTag: "b" }));
+ * assert.deepEqual(ack.cseq, { seq: 7, method: "ACK" });
+ * assert.equal(ack.toTag, "b");
+ * assert.equal(ack.topVia.params.branch, "z9hG4bK1");
+ * ```
  */
 export function createNon2xxAck(invite: SipRequest, res: SipResponse): SipRequest {
   const fields: HeaderField[] = [
@@ -112,6 +133,21 @@ export function createNon2xxAck(invite: SipRequest, res: SipResponse): SipReques
  * CSeq number of the request, method CANCEL; a single Via equal to the
  * request's top Via; the request's Route headers. A `reason` becomes a
  * Reason header (RFC 3326), e.g. `SIP;cause=200;text="Call completed elsewhere"`.
+ *
+ * @example
+ * ```ts
+ * import { createCancel } from "./build.ts";
+ * import { parseMessage, type SipRequest } from "../message.ts";
+ * import assert from "node:assert/strict";
+ * const invite = parseMessage(
+ *   "INVITE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n" +
+ *     "From: <sip:alice@example.test>;tag=a\r\nTo: <sip:bob@example.test>\r\n" +
+ *     "Call-ID: c\r\nCSeq: 7 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+ * ) as SipRequest;
+ * const cancel = createCancel(invite);
+ * assert.deepEqual(cancel.cseq, { seq: 7, method: "CANCEL" });
+ * assert.equal(cancel.topVia.params.branch, "z9hG4bK1");
+ * ```
  */
 export function createCancel(req: SipRequest, options: { reason?: string } = {}): SipRequest {
   const fields: HeaderField[] = [

@@ -82,11 +82,36 @@ export interface CancelOptions {
  * The transaction layer.
  *
  * @example
- * ```ts ignore
- * const tl = new TransactionLayer({ transport });
- * tl.onRequest = (req, tx) => tx?.respond(createResponse(req, 200));
- * const tx = tl.request(register, { protocol: "udp", host: "192.0.2.1", port: 5060 });
- * const res = await tx.response;
+ * ```ts
+ * import { TransactionLayer } from "./layer.ts";
+ * import { ManualClock } from "../clock.ts";
+ * import { createRequest } from "../message.ts";
+ * import assert from "node:assert/strict";
+ * const clock = new ManualClock();
+ * const sent: number[] = [];
+ * const tl = new TransactionLayer({
+ *   clock,
+ *   transport: { // a fake transport layer that loses everything
+ *     sendRequest: (_req, target) => (sent.push(clock.now()), Promise.resolve(target)),
+ *     sendResponse: () => Promise.resolve(),
+ *     onRequest: () => {},
+ *     onResponse: () => {},
+ *   },
+ * });
+ * const req = createRequest("OPTIONS", "sip:bob@192.0.2.2", {
+ *   headers: {
+ *     "Max-Forwards": "70",
+ *     From: "<sip:alice@example.test>;tag=1",
+ *     To: "<sip:bob@example.test>",
+ *     "Call-ID": "c1",
+ *     CSeq: "1 OPTIONS",
+ *   },
+ * });
+ * const tx = tl.request(req, { protocol: "udp", host: "192.0.2.2", port: 5060 });
+ * clock.advance(32_000); // timer F
+ * assert.equal(tx.state, "terminated");
+ * assert.deepEqual(sent.slice(0, 5), [0, 500, 1500, 3500, 7500]);
+ * await tx.response.catch((e) => assert.equal(e.status, 408));
  * ```
  */
 export class TransactionLayer {
