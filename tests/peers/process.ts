@@ -22,6 +22,11 @@ export interface SpawnPeerOptions {
   maxLogChars?: number;
   /** Called with each chunk of output as it arrives. */
   onOutput?: (text: string) => void;
+  /**
+   * `null` (default) closes stdin; `piped` keeps an open pipe that is never
+   * written to (for programs that read a terminal and would spin on EOF).
+   */
+  stdin?: "null" | "piped";
 }
 
 /** A running peer process. */
@@ -60,7 +65,7 @@ export function spawnPeer(
     args,
     cwd: options.cwd,
     env: options.env,
-    stdin: "null",
+    stdin: options.stdin ?? "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -80,10 +85,12 @@ export function spawnPeer(
     append(decoder.decode());
   };
   const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  const stdinWriter = options.stdin === "piped" ? child.stdin.getWriter() : undefined;
   let exitedFlag = false;
   const exited = (async () => {
     const status = await child.status;
     await drained;
+    await stdinWriter?.close().catch(() => {});
     exitedFlag = true;
     return status;
   })();

@@ -150,6 +150,31 @@ function tryPort(port: number): number | undefined {
   }
 }
 
+/**
+ * True when some process has bound `port` for `protocol` (UDP socket, or TCP
+ * socket in LISTEN state), read from /proc/net without binding anything.
+ */
+export function isPortBound(protocol: "udp" | "tcp", port: number): boolean {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  for (const file of [`/proc/net/${protocol}`, `/proc/net/${protocol}6`]) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length < 4) continue;
+      const [, local, , state] = fields;
+      if (!local.endsWith(`:${hexPort}`)) continue;
+      // TCP state 0A is LISTEN; any UDP socket counts.
+      if (protocol === "udp" || state === "0A") return true;
+    }
+  }
+  return false;
+}
+
 /** Options of {@linkcode waitFor}. */
 export interface WaitForOptions {
   /** Give up after this many milliseconds (default 5000). */
