@@ -644,6 +644,7 @@ function sameUri(a: string, b: string): boolean {
  */
 export function parseSipTrace(output: string): SipTraceEntry[] {
   const out: SipTraceEntry[] = [];
+  // deno-lint-ignore no-control-regex
   const block = /#\r?\n(UDP|TCP|TLS) (\S+) -> (\S+)\r?\n([\s\S]*?)\x1b\[;m/g;
   for (const match of output.matchAll(block)) {
     const text = match[4].replace(/\r\n/g, "\n");
