@@ -112,6 +112,12 @@ Deno.test("Dialog.createUac() from a 2xx makes a confirmed dialog; a sips Reques
   assert.equal(d.secure, true);
   assert.throws(() => Dialog.createUac(invite(), answer(486, "Busy Here")), RangeError);
   assert.throws(() => Dialog.createUac(invite(), answer(100, "Trying")), RangeError);
+  const untagged = answer(180, "Ringing");
+  untagged.headers.set("To", "Bob <sip:bob@example.test>");
+  assert.throws(() => Dialog.createUac(invite(), untagged), TypeError, "1xx without tag");
+  const old = answer(200, "OK");
+  old.headers.set("To", "Bob <sip:bob@example.test>");
+  assert.equal(Dialog.createUac(invite(), old).id.remoteTag, "", "RFC 2543 2xx without tag");
 });
 
 Deno.test("Dialog.createUac() with no Record-Route has an empty route set", () => {

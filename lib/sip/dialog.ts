@@ -235,13 +235,19 @@ export class Dialog {
 
   /**
    * The dialog a UAC gets from a 1xx with a To tag (early) or a 2xx
-   * (confirmed) to its request (12.1.2): route set from the response's
+   * (confirmed; a 2xx without To tag from an RFC 2543 peer gives an empty
+   * remote tag) to its request (12.1.2): route set from the response's
    * Record-Route in reverse order, remote target from its Contact, local CSeq
    * from the request, remote CSeq empty.
    */
   static createUac(req: SipRequest, res: SipResponse, options: CreateDialogOptions = {}): Dialog {
     if (res.status < 101 || res.status >= 300) {
       throw new RangeError(`Cannot create a dialog from a ${res.status} response`);
+    }
+    if (res.status < 200 && !res.to.params.tag) {
+      // 12.1: "Dialogs are created through the generation of non-failure
+      // responses to requests with specific methods ... 1xx with a To tag".
+      throw new TypeError(`Cannot create an early dialog: the ${res.status} has no To tag`);
     }
     const contact = res.contact[0];
     return new Dialog({

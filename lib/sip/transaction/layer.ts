@@ -207,7 +207,8 @@ export class TransactionLayer {
    * response has been received, the CANCEL request MUST NOT be sent; rather,
    * the client MUST wait for the arrival of a provisional response": until
    * then it waits, and it is dropped when a final response comes first.
-   * Calling it again does nothing.
+   * Calling it again does nothing. A 2xx can still cross the CANCEL: the TU
+   * then acknowledges it and sends BYE (section 9.1, 15).
    */
   cancel(tx: AnyClientTransaction, options: CancelOptions = {}): void {
     if (!(tx instanceof ClientInviteTransaction)) {
