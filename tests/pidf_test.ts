@@ -20,8 +20,15 @@ const EXPECTED: Record<
   string,
   { status: string; basic?: "open" | "closed"; note?: string; firstContact?: string }
 > = {
+  // Real NOTIFY bodies of Kamailio 5.6.3 (presence + presence_xml on db_text), captured
+  // after sipkit PUBLISHed statusToPidf() documents: one publication, two aggregated
+  // publications, and the body sent once the publication was removed.
+  "kamailio_publish_away.xml": { status: "away", basic: "open", note: "gone for coffee" },
+  "kamailio_aggregated_busy_offline.xml": { status: "busy", basic: "open", note: "probe busy" },
+  "kamailio_aggregated_lunch_phone.xml": { status: "lunch", basic: "open", note: "probe lunch" },
   "kamailio_offline.xml": { status: "offline", basic: "closed" },
-  "kamailio_aggregated_busy.xml": {
+  // The others are written in the style of each implementation.
+  "multi_device_cipid_busy.xml": {
     status: "busy",
     basic: "open",
     note: "Writing the report",
@@ -169,7 +176,7 @@ Deno.test("parsePidf() rejects malformed input with a SyntaxError", async (t) =>
 });
 
 Deno.test("parsePidf() never throws anything but SyntaxError on mutated documents", async () => {
-  const base = await Deno.readTextFile(new URL("kamailio_aggregated_busy.xml", FIXTURES));
+  const base = await Deno.readTextFile(new URL("multi_device_cipid_busy.xml", FIXTURES));
   let seed = 42;
   const rand = (n: number) => {
     seed = (seed * 1103515245 + 12345) & 0x7fffffff;
@@ -295,4 +302,28 @@ Deno.test("formatPidf() can leave out the XML declaration to save bytes", () => 
   assert.ok(without.startsWith("<presence "));
   assert.equal(withDecl.length - without.length, 39);
   assert.equal(presenceToStatus(without).status, "busy");
+});
+
+Deno.test("presenceToStatus() reads the newest person first when persons carry timestamps", () => {
+  const doc = (t1: string, t2: string) =>
+    `<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model"
+      xmlns:r="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:a@b">
+      <tuple id="t"><status><basic>open</basic></status></tuple>
+      <dm:person id="p1"><r:activities><r:lunch/></r:activities><dm:timestamp>${t1}</dm:timestamp></dm:person>
+      <dm:person id="p2"><r:activities><r:busy/></r:activities><dm:timestamp>${t2}</dm:timestamp></dm:person>
+    </presence>`;
+  assert.equal(
+    presenceToStatus(doc("2026-11-27T12:00:00Z", "2026-11-27T13:00:00Z")).status,
+    "busy",
+  );
+  assert.equal(
+    presenceToStatus(doc("2026-11-27T14:00:00Z", "2026-11-27T13:00:00Z")).status,
+    "lunch",
+  );
+  const stamped = statusToPresence("away", {
+    entity: "sip:a@b",
+    timestamp: new Date("2026-11-27T12:00:00Z"),
+  });
+  assert.equal(stamped.persons[0].timestamp, "2026-11-27T12:00:00.000Z");
+  assert.equal(stamped.tuples[0].timestamp, "2026-11-27T12:00:00.000Z");
 });

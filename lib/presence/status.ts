@@ -73,7 +73,10 @@ export interface StatusToPresenceOptions {
   contact?: string;
   /** Contact priority, 0 to 1. */
   priority?: number;
-  /** Timestamp of the tuple (a Date or an RFC 3339 string). Default: none. */
+  /**
+   * Timestamp of the tuple and the person (a Date or an RFC 3339 string), so that a
+   * server aggregating several publications shows the newest. Default: none.
+   */
   timestamp?: Date | string;
   /** Tuple id. Default "t1". */
   tupleId?: string;
@@ -112,11 +115,10 @@ export function statusToPresence(
       ? { uri: options.contact }
       : { uri: options.contact, priority: options.priority };
   }
-  if (options.timestamp !== undefined) {
-    tuple.timestamp = options.timestamp instanceof Date
-      ? options.timestamp.toISOString()
-      : options.timestamp;
-  }
+  const timestamp = options.timestamp instanceof Date
+    ? options.timestamp.toISOString()
+    : options.timestamp;
+  if (timestamp !== undefined) tuple.timestamp = timestamp;
   const activity = STATUS_ACTIVITY[status];
   const doc: PresenceDocument = {
     entity: options.entity,
@@ -133,6 +135,7 @@ export function statusToPresence(
       mood: [],
       placeType: [],
       notes,
+      ...(timestamp === undefined ? {} : { timestamp }),
     });
   }
   return doc;
@@ -181,6 +184,8 @@ export interface PresenceSummary {
  * The rules, in order:
  * 1. the first activity that maps to a status (away, busy, on-the-phone,
  *    lunch or meal) gives it, wherever the activity sits (person or tuple);
+ *    persons are read newest first when they carry timestamps, then in
+ *    document order, then tuples (open ones first);
  * 2. otherwise the first other activity passes through by name (`unknown`
  *    does not count: RFC 4480 section 3.2 uses it for "not known");
  * 3. otherwise open gives online and anything else offline.
@@ -207,8 +212,18 @@ export function presenceToStatus(doc: PresenceDocument | string | Uint8Array): P
     ? "closed"
     : undefined;
 
+  // RFC 4479 section 3.2 allows several person elements (e.g. one per publication, as a
+  // presence server aggregates them): those with a timestamp come first, newest first.
+  const persons = model.persons
+    .map((p, i) => ({ p, i, t: p.timestamp ? Date.parse(p.timestamp) : NaN }))
+    .sort((a, b) =>
+      Number.isNaN(a.t) || Number.isNaN(b.t)
+        ? Number(Number.isNaN(a.t)) - Number(Number.isNaN(b.t)) || a.i - b.i
+        : b.t - a.t || a.i - b.i
+    )
+    .map((x) => x.p);
   const all: Activity[] = [];
-  for (const p of model.persons) all.push(...p.activities);
+  for (const p of persons) all.push(...p.activities);
   // Tuples that are open speak first among tuples.
   const ordered = [...open, ...model.tuples.filter((t) => t.basic !== "open")];
   for (const t of ordered) all.push(...t.activities);
@@ -242,7 +257,7 @@ export function presenceToStatus(doc: PresenceDocument | string | Uint8Array): P
   };
   if (basic) summary.basic = basic;
   const notes: Note[] = [
-    ...model.persons.flatMap((p) => [...p.notes, ...p.activityNotes]),
+    ...persons.flatMap((p) => [...p.notes, ...p.activityNotes]),
     ...ordered.flatMap((t) => t.notes),
     ...model.notes,
   ].filter((n) => n.text !== "");
