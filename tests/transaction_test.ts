@@ -776,6 +776,79 @@ Deno.test("server INVITE Accepted (RFC 6026): absorbs INVITE retransmissions, pa
   assert.equal(tx!.state, "terminated");
 });
 
+Deno.test("retransmit2xxUntilAck() resends the 2xx at T1 doubling to T2 until the ACK (13.3.1.4)", () => {
+  const { clock, transport, tl } = setup();
+  const got: string[] = [];
+  let tx: ServerInviteTransaction | undefined;
+  let req: SipRequest | undefined;
+  tl.onRequest = (r, t) => {
+    got.push(r.method);
+    if (r.method === "INVITE") {
+      req = r;
+      tx = t as ServerInviteTransaction;
+    }
+  };
+  transport.inject(incoming("INVITE"));
+  let noAck = false;
+  tx!.user = { onAckTimeout: () => noAck = true };
+  tx!.respond(createResponse(req!, 200, { toTag: "b" }));
+  tx!.retransmit2xxUntilAck();
+  clock.advance(5000);
+  transport.inject(incoming("ACK", { branch: "z9hG4bKother", toTag: "wrong" }));
+  assert.equal(tx!.acked, false, "an ACK with another To tag is not ours");
+  clock.advance(3000); // t = 8000
+  transport.inject(incoming("ACK", { branch: "z9hG4bKack", toTag: "b" }));
+  assert.equal(tx!.acked, true);
+  clock.advance(40_000);
+  assert.deepEqual(transport.times(isRes(200)), [0, 500, 1500, 3500, 7500]);
+  assert.deepEqual(got, ["INVITE", "ACK", "ACK"], "ACKs still go to the TU");
+  assert.equal(noAck, false);
+  assert.equal(tx!.state, "terminated");
+});
+
+Deno.test("retransmit2xxUntilAck() without an ACK retransmits until 64*T1 and reports it", () => {
+  const { clock, transport, tl } = setup();
+  let tx: ServerInviteTransaction | undefined;
+  let req: SipRequest | undefined;
+  tl.onRequest = (r, t) => {
+    req = r;
+    tx = t as ServerInviteTransaction;
+  };
+  transport.inject(incoming("INVITE"));
+  let noAckAt = -1;
+  tx!.user = { onAckTimeout: () => noAckAt = clock.now() };
+  tx!.respond(createResponse(req!, 200, { toTag: "b" }));
+  tx!.retransmit2xxUntilAck();
+  clock.advance(40_000);
+  assert.deepEqual(transport.times(isRes(200)), [
+    0,
+    500,
+    1500,
+    3500,
+    7500,
+    11500,
+    15500,
+    19500,
+    23500,
+    27500,
+    31500,
+  ]);
+  assert.equal(noAckAt, 32_000);
+
+  const s2 = setup();
+  let tcpTx: ServerInviteTransaction | undefined;
+  let tcpReq: SipRequest | undefined;
+  s2.tl.onRequest = (r, t) => {
+    tcpReq = r;
+    tcpTx = t as ServerInviteTransaction;
+  };
+  s2.transport.inject(incoming("INVITE"), TCP_INFO);
+  tcpTx!.respond(createResponse(tcpReq!, 200, { toTag: "b" }));
+  tcpTx!.retransmit2xxUntilAck();
+  s2.clock.advance(40_000);
+  assert.deepEqual(s2.transport.times(isRes(200)), [0], "no retransmission over TCP");
+});
+
 Deno.test("an ACK matching no transaction goes to the TU without one", () => {
   const { transport, tl } = setup();
   const got: string[] = [];

@@ -251,6 +251,11 @@ export class TransactionLayer {
     }
     if (req.method === "ACK") {
       // An ACK matching no transaction acknowledges a 2xx: it is the TU's.
+      // An INVITE server transaction still Accepted learns of it, to stop
+      // the 2xx retransmissions it does for the TU (13.3.1.4).
+      for (const tx of this.#servers.values()) {
+        if (tx instanceof ServerInviteTransaction && tx.matches2xxAck(req)) tx.ackReceived();
+      }
       this.#deliver(req, undefined, info);
       return;
     }

@@ -18,6 +18,9 @@ import type { InboundInfo } from "./types.ts";
 
 /** An INVITE server transaction. */
 export class ServerInviteTransaction extends ServerTransaction {
+  #retransmitting2xx = false;
+  #acked = false;
+
   /** Creates the transaction in Proceeding; {@linkcode start} arms the 100 Trying. */
   constructor(ctx: TransactionContext, request: SipRequest, info: InboundInfo, key: string) {
     super(ctx, request, info, key, "proceeding");
@@ -54,7 +57,16 @@ export class ServerInviteTransaction extends ServerTransaction {
         // MUST enter the 'Accepted' state" with Timer L = 64*T1.
         this.setState("accepted");
         this.send(res);
-        this.timers.start("L", 64 * this.ctx.timers.t1, () => this.terminate());
+        this.timers.start("L", 64 * this.ctx.timers.t1, () => {
+          if (this.#retransmitting2xx && !this.#acked) {
+            // 13.3.1.4: "If the server retransmits the 2xx response for 64*T1
+            // seconds without receiving an ACK, the dialog is confirmed, but
+            // the session SHOULD be terminated" (the TU sends BYE).
+            this.ctx.log(`transaction ${this.key}: no ACK for the 2xx`);
+            callUser(this.ctx.log, "onAckTimeout", () => this.user.onAckTimeout?.());
+          }
+          this.terminate();
+        });
       } else {
         // "While in the 'Proceeding' state, if the TU passes a response with
         // status code from 300 to 699 to the server transaction, the response
@@ -86,6 +98,54 @@ export class ServerInviteTransaction extends ServerTransaction {
     }
   }
 
+  /** True once the ACK for the 2xx arrived (seen by the layer while Accepted). */
+  get acked(): boolean {
+    return this.#acked;
+  }
+
+  /**
+   * Does the UAS core's 2xx retransmission on behalf of the TU (13.3.1.4; RFC
+   * 6026 leaves it to the TU): "The 2xx response is passed to the transport
+   * with an interval that starts at T1 seconds and doubles for each
+   * retransmission until it reaches T2 seconds", until the ACK arrives (the
+   * layer matches it by Call-ID, tags and CSeq number) or 64*T1 passes, which
+   * calls `user.onAckTimeout`. Retransmits only on unreliable transports; on
+   * reliable ones it only watches for the ACK. Call it after responding 2xx.
+   */
+  retransmit2xxUntilAck(): void {
+    if (this.state !== "accepted" || this.#retransmitting2xx) return;
+    this.#retransmitting2xx = true;
+    if (!this.reliable && !this.#acked) this.#timer2xx(this.ctx.timers.t1);
+  }
+
+  #timer2xx(interval: number): void {
+    this.timers.start("2xx", interval, () => {
+      if (this.state !== "accepted" || this.#acked) return;
+      const last = this.lastResponse;
+      if (last) this.resend(last);
+      this.#timer2xx(Math.min(2 * interval, this.ctx.timers.t2));
+    });
+  }
+
+  /**
+   * True when `ack` acknowledges this transaction's 2xx: same Call-ID, From
+   * tag, CSeq number, and the To tag of the 2xx (13.2.2.4, 13.3.1.4).
+   */
+  matches2xxAck(ack: SipRequest): boolean {
+    const last = this.lastResponse;
+    if (this.state !== "accepted" || !last || last.status >= 300) return false;
+    return ack.callId === this.request.callId &&
+      ack.cseq.seq === this.request.cseq.seq &&
+      (ack.from.params.tag ?? "") === (this.request.from.params.tag ?? "") &&
+      (ack.to.params.tag ?? "") === (last.to.params.tag ?? "");
+  }
+
+  /** Records the ACK for the 2xx: stops the 2xx retransmissions. */
+  ackReceived(): void {
+    this.#acked = true;
+    this.timers.stop("2xx");
+  }
+
   #timerG(interval: number): void {
     this.timers.start("G", interval, () => {
       if (this.state !== "completed") return;
@@ -114,7 +174,9 @@ export class ServerInviteTransaction extends ServerTransaction {
       }
       // RFC 6026 7.1: in 'Accepted', an ACK is passed up to the TU ("ACK / pass
       // ACK to TU" in figure 5); in 'Confirmed' ACKs are absorbed.
-      return this.state === "accepted";
+      if (this.state !== "accepted") return false;
+      if (this.matches2xxAck(req)) this.ackReceived();
+      return true;
     }
     // INVITE retransmission. Proceeding: "the most recent provisional response
     // that was received from the TU MUST be passed to the transport layer";
