@@ -8,6 +8,7 @@ import { Command } from "@commander-js/extra-typings";
 import { EXIT } from "./_exit.ts";
 import { VERSION } from "../lib/version.ts";
 import { registerCommand } from "./register.ts";
+import { watchCommand } from "./watch.ts";
 
 /** Builds the program with every command. */
 export function buildProgram(): Command {
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   program.addCommand(registerCommand());
+  program.addCommand(watchCommand());
   return program;
 }
 
