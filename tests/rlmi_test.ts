@@ -275,3 +275,43 @@ Deno.test("unpackListNotify() reads a body laid out as Kamailio's rls module sen
   });
   assert.deepEqual(dave, { uri: "sip:dave@example.test", state: "pending" });
 });
+
+/** Splits a raw SIP message into its Content-Type value and body bytes (enough for fixtures). */
+async function readNotify(name: string): Promise<{ contentType: string; body: Uint8Array }> {
+  const raw = await Deno.readFile(new URL(`./fixtures/rlmi/${name}`, import.meta.url));
+  const text = new TextDecoder().decode(raw);
+  const end = text.indexOf("\r\n\r\n");
+  const header = text.slice(0, end).split("\r\n").find((l) => /^content-type:/i.test(l))!;
+  const headBytes = new TextEncoder().encode(text.slice(0, end + 4)).length;
+  return {
+    contentType: header.slice(header.indexOf(":") + 1).trim(),
+    body: raw.subarray(headBytes),
+  };
+}
+
+// Real NOTIFYs of Kamailio 5.6.3 (presence, presence_xml, pua, rls on db_text) for a
+// list of bob, carol and dave after bob and carol PUBLISHed sipkit documents.
+Deno.test("unpackListNotify() reads Kamailio rls's first NOTIFY: full state, no instances yet", async () => {
+  const { contentType, body } = await readNotify("kamailio_rls_initial.sip");
+  const n = unpackListNotify(contentType, body);
+  assert.equal(n.list.uri, "sip:friends@example.test");
+  assert.equal(n.list.version, 1);
+  assert.equal(n.list.fullState, true);
+  assert.deepEqual(n.resources, [
+    { uri: "sip:bob@example.test", state: "pending" },
+    { uri: "sip:carol@example.test", state: "pending" },
+    { uri: "sip:dave@example.test", state: "pending" },
+  ]);
+});
+
+Deno.test("unpackListNotify() reads Kamailio rls's partial update with PIDF parts", async () => {
+  const { contentType, body } = await readNotify("kamailio_rls_update.sip");
+  const n = unpackListNotify(contentType, body);
+  assert.equal(n.list.version, 2);
+  assert.equal(n.list.fullState, false);
+  assert.deepEqual(
+    n.resources.map((r) => [r.uri, r.state, presenceToStatus(r.presence!).status]),
+    [["sip:bob@example.test", "active", "away"], ["sip:carol@example.test", "active", "busy"]],
+  );
+  assert.equal(presenceToStatus(n.resources[0].presence!).note, "bob is away");
+});
