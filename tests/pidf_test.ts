@@ -27,15 +27,18 @@ const EXPECTED: Record<
   "kamailio_aggregated_busy_offline.xml": { status: "busy", basic: "open", note: "probe busy" },
   "kamailio_aggregated_lunch_phone.xml": { status: "lunch", basic: "open", note: "probe lunch" },
   "kamailio_offline.xml": { status: "offline", basic: "closed" },
-  // The others are written in the style of each implementation.
+  // The others are written in the style of each implementation (from its source code).
   "multi_device_cipid_busy.xml": {
     status: "busy",
     basic: "open",
     note: "Writing the report",
     firstContact: "sip:bob@192.0.2.20:5062;transport=tcp",
   },
+  // Byte for byte what baresip 1.0.0 (Debian) NOTIFYs: online, offline, and "?" before
+  // any status is set (basic stays unknown).
   "baresip_online.xml": { status: "online", basic: "open" },
   "baresip_offline.xml": { status: "offline", basic: "closed" },
+  "baresip_unknown.xml": { status: "offline", basic: undefined },
   "jitsi_away.xml": { status: "away", basic: "open", note: "Away" },
   "jitsi_on_the_phone.xml": { status: "on-the-phone", basic: "open", note: "On the phone" },
   "pjsip_busy.xml": { status: "busy", basic: "open", note: "Busy" },
