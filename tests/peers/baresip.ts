@@ -54,6 +54,13 @@ export interface BaresipOptions {
   contacts?: BaresipContact[];
   /** Answer incoming calls automatically (default false: `manual`). */
   autoAnswer?: boolean;
+  /**
+   * Audio source as `module,device` (default `ausine,440`, a 440 Hz tone;
+   * `aufile,/path/to/file.wav` plays a WAV file).
+   */
+  audioSource?: string;
+  /** Presence status to set once started (`presence_online`/`_offline`); baresip's own default is unknown (`<basic>?</basic>`). */
+  presence?: "online" | "offline";
   /** Extra lines appended to the config file. */
   extraConfig?: string[];
   /** Start baresip with `-v` (debug output, default false). */
@@ -445,6 +452,7 @@ export async function startBaresip(options: BaresipOptions = {}): Promise<Baresi
       MODULE_DIR: moduleDir,
       DIR: dir,
       ANSWERMODE: options.autoAnswer ? "auto" : "manual",
+      AUDIO_SOURCE: options.audioSource ?? "ausine,440",
     };
     let config = template.replace(/%%([A-Z_]+)%%/g, (whole, key: string) => {
       if (!(key in values)) throw new Error(`Unknown placeholder ${whole} in baresip config`);
@@ -498,6 +506,9 @@ export async function startBaresip(options: BaresipOptions = {}): Promise<Baresi
         const info = stripAnsi((await c.command("reginfo")).data);
         return /\bOK\b/.test(info);
       }, { timeout: startTimeout, interval: 50, message: `${name} to register` });
+    }
+    if (options.presence) {
+      await c.command(options.presence === "online" ? "presence_online" : "presence_offline");
     }
     let stopping: Promise<void> | undefined;
     const messages = () => parseMessages(p.logs());
