@@ -164,6 +164,10 @@ Deno.test("parsePidf() rejects malformed input with a SyntaxError", async (t) =>
       `<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="a">&nope;</presence>`,
     "two roots": `<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="a"/><presence/>`,
     "invalid utf-8": new Uint8Array([0x3c, 0xff, 0xfe, 0x3e]),
+    "unquoted attribute": `<presence xmlns="urn:ietf:params:xml:ns:pidf" entity=sip:a@b/>`,
+    "attributes without space": `<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="a"id="b"/>`,
+    "control character":
+      `<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="a">\u0007</presence>`,
     "duplicate attribute":
       `<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="a" entity="b"></presence>`,
   };

@@ -31,6 +31,9 @@ export function toText(data: string | Uint8Array, what: string): string {
   }
 }
 
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F]/;
+
 /**
  * Parses XML text into a DOM. Any well-formedness or namespace error
  * (unbound prefix, undefined entity, mismatched tags...) becomes a
@@ -39,10 +42,16 @@ export function toText(data: string | Uint8Array, what: string): string {
 export function parseXml(data: string | Uint8Array, what: string): Document {
   const text = toText(data, what);
   if (text.trim() === "") throw new SyntaxError(`Cannot parse ${what}: empty document`);
+  // XML 1.0 section 2.2: control characters other than tab, CR and LF are not characters.
+  if (CONTROL.test(text)) {
+    throw new SyntaxError(`Cannot parse ${what}: control character not allowed in XML`);
+  }
   let problem: string | undefined;
   const parser = new DOMParser({
     onError(level: string, message: string) {
-      if (level === "warning") return;
+      // xmldom only warns about some malformed markup (unquoted or unspaced attributes,
+      // bad end tags): those are errors here. A U+FFFD in the text is not.
+      if (level === "warning" && message.startsWith("Unicode replacement character")) return;
       problem ??= message;
       throw new Error(message);
     },
