@@ -1,0 +1,229 @@
+/**
+ * Runs `sipkit` commands as real processes for integration tests
+ * (`deno run -A cli/main.ts ...`), collects their NDJSON events, lets a test
+ * write NDJSON lines to their stdin, and waits for events.
+ *
+ * @module
+ */
+
+const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
+const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+
+/** One event a sipkit process wrote on stdout. */
+export interface SipkitEvent {
+  /** The event type. */
+  type: string;
+  /** ISO time. */
+  time: string;
+  /** Other fields. */
+  [field: string]: unknown;
+}
+
+/** Options of {@linkcode spawnSipkit}. */
+export interface SpawnSipkitOptions {
+  /** Label for log dumps (default: the command name). */
+  name?: string;
+  /** Extra environment variables (SIPKIT_CONFIG_DIR and SIPKIT_STATE_DIR should be private). */
+  env?: Record<string, string>;
+  /** Keep stdin open for {@linkcode SipkitProcess.send} (default true). */
+  stdin?: boolean;
+}
+
+/** Options of {@linkcode SipkitProcess.waitEvent}. */
+export interface WaitEventOptions {
+  /** Milliseconds (default 10000). */
+  timeout?: number;
+  /** What is awaited, for the error message. */
+  message?: string;
+}
+
+/** A running sipkit command. */
+export interface SipkitProcess {
+  /** Label. */
+  readonly name: string;
+  /** Every event received so far, in order. */
+  readonly events: SipkitEvent[];
+  /** Resolves with the exit code once the process exited and its output is drained. */
+  readonly exited: Promise<number>;
+  /** Lines on stdout that were not JSON objects (must stay empty: stdout is NDJSON only). */
+  readonly badLines: string[];
+  /** stderr so far, then the events, for failure dumps. */
+  logs(): string;
+  /** Writes one NDJSON line (an object) to stdin. */
+  send(event: Record<string, unknown>): Promise<void>;
+  /** Closes stdin (end of input). */
+  closeStdin(): Promise<void>;
+  /** Waits for an event (already received or future) matching `predicate`, returns it. */
+  waitEvent(
+    predicate: (e: SipkitEvent) => boolean,
+    options?: WaitEventOptions,
+  ): Promise<SipkitEvent>;
+  /** Sends SIGTERM (SIGKILL after `graceMs`, default 5000) and resolves with the exit code. */
+  stop(graceMs?: number): Promise<number>;
+}
+
+/**
+ * Spawns `sipkit <args>`.
+ *
+ * @example
+ * ```ts ignore
+ * const p = spawnSipkit(["watch", "--once", "sip:bob@127.0.0.1:5070"]);
+ * const e = await p.waitEvent((e) => e.type === "presence");
+ * assert.equal(await p.exited, 0);
+ * ```
+ */
+export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): SipkitProcess {
+  const name = options.name ?? `sipkit ${args[0] ?? ""}`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", CONFIG, MAIN, ...args],
+    env: { NO_COLOR: "1", ...options.env },
+    stdin: options.stdin === false ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const events: SipkitEvent[] = [];
+  const badLines: string[] = [];
+  let stderr = "";
+  const waiters: Array<
+    { predicate: (e: SipkitEvent) => boolean; resolve: (e: SipkitEvent) => void }
+  > = [];
+  const onEvent = (e: SipkitEvent) => {
+    events.push(e);
+    for (const w of [...waiters]) {
+      if (w.predicate(e)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(e);
+      }
+    }
+  };
+  const readStdout = (async () => {
+    let buf = "";
+    const dec = new TextDecoder();
+    const handle = (line: string) => {
+      if (line.trim() === "") return;
+      try {
+        const v = JSON.parse(line);
+        if (typeof v === "object" && v !== null && typeof v.type === "string") onEvent(v);
+        else badLines.push(line);
+      } catch {
+        badLines.push(line);
+      }
+    };
+    for await (const chunk of child.stdout) {
+      buf += dec.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        handle(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+      }
+    }
+    handle(buf + dec.decode());
+  })();
+  const readStderr = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of child.stderr) stderr += dec.decode(chunk, { stream: true });
+  })();
+  const writer = options.stdin === false ? undefined : child.stdin.getWriter();
+  let stdinClosed = false;
+  const closeStdin = async () => {
+    if (!writer || stdinClosed) return;
+    stdinClosed = true;
+    await writer.close().catch(() => {});
+  };
+  let done = false;
+  const exited = (async () => {
+    const status = await child.status;
+    await Promise.all([readStdout, readStderr]);
+    await closeStdin();
+    done = true;
+    return status.code;
+  })();
+  const enc = new TextEncoder();
+  let stopping: Promise<number> | undefined;
+  return {
+    name,
+    events,
+    badLines,
+    exited,
+    logs: () =>
+      `${stderr}\n-- events --\n${events.map((e) => JSON.stringify(e)).join("\n")}` +
+      (badLines.length ? `\n-- non-JSON stdout --\n${badLines.join("\n")}` : ""),
+    async send(event) {
+      if (!writer || stdinClosed) throw new Error(`${name}: stdin is closed`);
+      await writer.write(enc.encode(JSON.stringify(event) + "\n"));
+    },
+    closeStdin,
+    waitEvent(predicate, opts = {}) {
+      const found = events.find(predicate);
+      if (found) return Promise.resolve(found);
+      const timeout = opts.timeout ?? 10_000;
+      return new Promise<SipkitEvent>((resolve, reject) => {
+        const waiter = {
+          predicate,
+          resolve: (e: SipkitEvent) => {
+            clearTimeout(timer);
+            resolve(e);
+          },
+        };
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(
+            new Error(
+              `${name}: timed out after ${timeout} ms waiting for ${opts.message ?? "an event"}` +
+                `\n----- ${name} -----\n${
+                  `${stderr}\n${events.map((e) => JSON.stringify(e)).join("\n")}`.slice(-8000)
+                }`,
+            ),
+          );
+        }, timeout);
+        waiters.push(waiter);
+      });
+    },
+    stop(graceMs = 5000) {
+      stopping ??= (async () => {
+        if (done) return await exited;
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // gone
+        }
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const killed = new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            try {
+              child.kill("SIGKILL");
+            } catch {
+              // gone
+            }
+            resolve();
+          }, graceMs);
+        });
+        try {
+          await Promise.race([exited, killed]);
+          return await exited;
+        } finally {
+          clearTimeout(timer);
+        }
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** A private config and state directory for one test; `cleanup()` removes it. */
+export async function tempSipkitDirs(): Promise<{
+  env: Record<string, string>;
+  configDir: string;
+  stateDir: string;
+  cleanup(): Promise<void>;
+}> {
+  const root = await Deno.makeTempDir({ prefix: "sipkit-test-" });
+  const configDir = `${root}/config`;
+  const stateDir = `${root}/state`;
+  return {
+    env: { SIPKIT_CONFIG_DIR: configDir, SIPKIT_STATE_DIR: stateDir },
+    configDir,
+    stateDir,
+    cleanup: () => Deno.remove(root, { recursive: true }).catch(() => {}),
+  };
+}
