@@ -11,7 +11,7 @@ import { parseMediaType } from "../sip/multipart.ts";
 
 /** The media type of CPIM messages. */
 export const CPIM_CONTENT_TYPE = "message/cpim";
-/** The namespace of the headers defined by RFC 3862 (section 3.3, the default one). */
+/** The namespace of the headers defined by RFC 3862 (section 3.4, the default one). */
 export const CPIM_HEADERS_NS = "urn:ietf:params:cpim-headers:";
 
 /** An address in From, To or cc (RFC 3862 section 4.1): optional name and URI. */
@@ -22,7 +22,7 @@ export interface CpimAddress {
   uri: string;
 }
 
-/** A Subject with its language (RFC 3862 section 4.6). */
+/** A Subject with its language (RFC 3862 section 4.5). */
 export interface CpimSubject {
   /** The text. */
   text: string;
@@ -117,7 +117,7 @@ function decodeLines(bytes: Uint8Array, firstLine: number): { text: string; line
   return out;
 }
 
-/** Reads a quoted string at `s[i] === '"'` with the escapes of RFC 3862 section 3.2. */
+/** Reads a quoted string at `s[i] === '"'` with the escapes of RFC 3862 section 2.3. */
 function readString(s: string, i: number, line: number): [string, number] {
   let out = "";
   i++;
@@ -171,7 +171,7 @@ function parseHeaderLine(text: string, line: number): CpimHeader {
   }
   let i = colon + 1;
   const params: Record<string, string> = {};
-  // RFC 3862 section 3.1: Header = Header-name ":" *( ";" Parameter ) SP Header-value
+  // RFC 3862 section 3.6: Header = Header-name ":" *( ";" Parameter ) SP Header-value
   while (text[i] === ";") {
     i++;
     const eq = text.indexOf("=", i);
@@ -261,7 +261,7 @@ export function parseCpim(data: Uint8Array | string): CpimMessage {
     const h = parseHeaderLine(text, line);
     const dot = h.name.indexOf(".");
     const prefix = dot === -1 ? "" : h.name.slice(0, dot);
-    // RFC 3862 section 3.3: an NS header applies to the headers after it;
+    // RFC 3862 section 3.4: an NS header applies to the headers after it;
     // without one, unprefixed names are in the default namespace.
     const nsUri = prefix === "" ? (msg.ns[""] ?? CPIM_HEADERS_NS) : msg.ns[prefix];
     if (nsUri !== undefined) h.namespace = nsUri;
@@ -290,7 +290,7 @@ export function parseCpim(data: Uint8Array | string): CpimMessage {
         );
         break;
       case "ns": {
-        // NS: [Name-prefix] "<" URI ">" (section 4.7)
+        // NS: [Name-prefix] "<" URI ">" (section 4.6)
         const m = /^([!#$%&'*+^_`|~0-9A-Za-z-]+)?\s*<([^<>\s]+)>$/.exec(h.value);
         if (!m) fail(`NS value is not [prefix] <URI>: "${h.value.slice(0, 60)}"`, line);
         msg.ns[m[1] ?? ""] = m[2];
