@@ -5,3 +5,4 @@
  */
 
 export * from "./cpim.ts";
+export * from "./message.ts";

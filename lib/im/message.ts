@@ -1,0 +1,559 @@
+/**
+ * Pager-mode instant messages (RFC 3428): send MESSAGE requests (any MIME
+ * type, optionally wrapped in `message/cpim`, RFC 3862) and tell a delivered
+ * message (200) from one accepted for later delivery (202); receive them
+ * with duplicate suppression, a content-type filter (415 with Accept) and an
+ * acknowledgement that waits for the application to have taken the message;
+ * send batches with bounded concurrency.
+ *
+ * @module
+ */
+
+import { DigestAuthError } from "../sip/digest.ts";
+import { SipRequestError } from "../sip/errors.ts";
+import { formatUri, type NameAddr, type SipRequest, type SipResponse } from "../sip/message.ts";
+import { parseMediaType } from "../sip/multipart.ts";
+import type { InboundInfo } from "../sip/transport_layer.ts";
+import { type IncomingRequest, toSipUri, type UserAgent } from "../sip/ua.ts";
+import { CPIM_CONTENT_TYPE, type CpimMessage, formatCpim, parseCpim } from "./cpim.ts";
+
+/** The Content-Type of a message when none is given. */
+export const DEFAULT_MESSAGE_TYPE = "text/plain;charset=UTF-8";
+
+/**
+ * RFC 3428 section 8 (and RFC 3261 18.1.1): a request larger than this many
+ * bytes, when the path MTU is unknown, must go over a congestion-controlled
+ * transport.
+ */
+export const UDP_MESSAGE_LIMIT = 1300;
+
+/** What to send. */
+export interface OutgoingMessage {
+  /** The content: text (UTF-8) or bytes. */
+  body: string | Uint8Array;
+  /** Its media type. Default {@linkcode DEFAULT_MESSAGE_TYPE}. */
+  contentType?: string;
+  /** Wrap the content in `message/cpim` (RFC 3862) with From, To and DateTime. Default false. */
+  cpim?: boolean;
+  /** A subject: a CPIM Subject when wrapped, else a SIP Subject header. */
+  subject?: string;
+  /** Extra header fields for the MESSAGE request. */
+  headers?: [string, string][];
+}
+
+/** The outcome of a MESSAGE that got a 2xx. */
+export interface MessageResult {
+  /** The recipient URI as sent (Request-URI). */
+  to: string;
+  /** The final status (200, 202, ...). */
+  status: number;
+  /** Its reason phrase. */
+  reason: string;
+  /**
+   * True for 200 (delivered to the recipient), false for 202 (accepted by an
+   * intermediary for later delivery, RFC 3428 section 7) and other 2xx.
+   */
+  delivered: boolean;
+  /** Call-ID of the MESSAGE. */
+  callId: string;
+  /** The final response. */
+  response: SipResponse;
+}
+
+/**
+ * Why a MESSAGE failed: `rejected` (a final non-2xx response), `auth`
+ * (authentication failed or no password), `timeout` (no final response in
+ * time), `network` (the next hop could not be reached), `too_large` (over
+ * {@linkcode UDP_MESSAGE_LIMIT} bytes and no congestion-controlled transport).
+ */
+export type MessageFailure = "rejected" | "auth" | "timeout" | "network" | "too_large";
+
+/** A MESSAGE that did not get a 2xx; carries the status, reason and kind of failure. */
+export class MessageSendError extends Error {
+  /** The kind of failure. */
+  readonly kind: MessageFailure;
+  /** The SIP status (408 for a local timeout, 503 for a network failure). */
+  readonly status: number;
+  /** The reason phrase. */
+  readonly reason: string;
+  /** The recipient. */
+  readonly to: string;
+  /** The Call-ID of the MESSAGE. */
+  readonly callId: string;
+  /** The final response, when one came. */
+  readonly response?: SipResponse;
+
+  /** Creates the error. */
+  constructor(
+    kind: MessageFailure,
+    init: {
+      status: number;
+      reason: string;
+      to: string;
+      callId: string;
+      response?: SipResponse;
+      message?: string;
+      cause?: unknown;
+    },
+  ) {
+    super(
+      init.message ?? `MESSAGE to ${init.to} failed: ${init.status} ${init.reason}`,
+      init.cause === undefined ? undefined : { cause: init.cause },
+    );
+    this.name = "MessageSendError";
+    this.kind = kind;
+    this.status = init.status;
+    this.reason = init.reason;
+    this.to = init.to;
+    this.callId = init.callId;
+    this.response = init.response;
+  }
+}
+
+/** Options of {@linkcode MessageSender}. */
+export interface MessageSenderOptions {
+  /** Give up on a MESSAGE after this many milliseconds (on the UA's clock). Default: the transaction's own Timer F (64*T1). */
+  timeout?: number;
+  /** Follow 3xx responses. Default true. */
+  followRedirects?: boolean;
+  /** The time written as CPIM DateTime. Default `() => new Date()`. */
+  now?: () => Date;
+}
+
+/**
+ * Sends pager-mode MESSAGE requests through a {@linkcode UserAgent}.
+ *
+ * @example
+ * ```ts ignore
+ * const sender = new MessageSender(ua);
+ * const result = await sender.send("bob@example.test", { body: "Hello" });
+ * result.delivered; // true for 200, false for 202
+ * ```
+ */
+export class MessageSender {
+  readonly #ua: UserAgent;
+  readonly #options: MessageSenderOptions;
+
+  /** Creates a sender on `ua`. */
+  constructor(ua: UserAgent, options: MessageSenderOptions = {}) {
+    this.#ua = ua;
+    this.#options = options;
+  }
+
+  /** Builds the MESSAGE request for `to` (no Contact: MESSAGE creates no dialog, RFC 3428 section 4). */
+  buildRequest(to: string, message: OutgoingMessage): SipRequest {
+    const uri = toSipUri(to);
+    const headers: [string, string][] = [...(message.headers ?? [])];
+    let body = message.body;
+    let contentType = message.contentType ?? DEFAULT_MESSAGE_TYPE;
+    parseMediaType(contentType);
+    if (message.cpim) {
+      const plain = (u: typeof uri) => {
+        const c = structuredClone(u);
+        c.params = {};
+        c.headers = {};
+        return formatUri(c);
+      };
+      body = formatCpim({
+        from: { uri: plain(this.#ua.aor), name: this.#ua.displayName },
+        to: plain(uri),
+        dateTime: (this.#options.now ?? (() => new Date()))(),
+        subject: message.subject,
+        contentType,
+        body,
+      });
+      contentType = CPIM_CONTENT_TYPE;
+    } else if (message.subject !== undefined) {
+      if (/[\r\n]/.test(message.subject)) throw new TypeError("Subject contains CR or LF");
+      headers.push(["Subject", message.subject]);
+    }
+    return this.#ua.createRequest("MESSAGE", uri, { headers, body, contentType });
+  }
+
+  /**
+   * Sends one message. Resolves on a 2xx with `delivered` true for 200 and
+   * false for 202; rejects with {@linkcode MessageSendError} otherwise.
+   */
+  async send(to: string, message: OutgoingMessage): Promise<MessageResult> {
+    const req = this.buildRequest(to, message);
+    const target = formatUri(req.uri);
+    const callId = req.callId;
+    const fail = (kind: MessageFailure, status: number, reason: string, extra = {}) =>
+      new MessageSendError(kind, { status, reason, to: target, callId, ...extra });
+    let timer: number | undefined;
+    const timeout = this.#options.timeout;
+    const clock = this.#ua.clock;
+    try {
+      const sending = this.#ua.send(req, {
+        followRedirects: this.#options.followRedirects ?? true,
+      });
+      const { response } = timeout === undefined ? await sending : await Promise.race([
+        sending,
+        new Promise<never>((_, reject) => {
+          timer = clock.setTimeout(
+            () =>
+              reject(
+                fail("timeout", 408, "Request Timeout", {
+                  message: `MESSAGE to ${target}: no final response within ${timeout / 1000} s`,
+                }),
+              ),
+            timeout,
+          );
+        }),
+      ]).finally(() => void sending.catch(() => {}));
+      if (response.status >= 200 && response.status < 300) {
+        return {
+          to: target,
+          status: response.status,
+          reason: response.reason,
+          // RFC 3428 section 7: a 202 "indicates that the request has been
+          // accepted for processing, but the processing has not been
+          // completed"; only a 200 says the recipient got it.
+          delivered: response.status === 200,
+          callId,
+          response,
+        };
+      }
+      throw fail("rejected", response.status, response.reason, { response });
+    } catch (e) {
+      if (e instanceof MessageSendError) throw e;
+      if (e instanceof DigestAuthError) {
+        throw fail("auth", e.status, e.message, { cause: e, message: e.message });
+      }
+      if (e instanceof SipRequestError) {
+        const cause = String((e.cause as Error | undefined)?.message ?? "");
+        if (/exceed/.test(cause) && /18\.1\.1/.test(cause)) {
+          // RFC 3428 section 8: a MESSAGE over the limit must go over a
+          // congestion-controlled transport; with none, say so.
+          throw fail("too_large", 513, "Message Too Large", {
+            cause: e,
+            message: `Cannot send MESSAGE to ${target}: ${req.body.length} bytes of body ` +
+              `need TCP or TLS (RFC 3428 section 8) and none is available`,
+          });
+        }
+        if (e.local) {
+          const kind = e.status === 408 ? "timeout" : "network";
+          throw fail(kind, e.status, e.reason, {
+            cause: e,
+            message: `MESSAGE to ${target}: ${e.status} ${e.reason}${cause ? ` (${cause})` : ""}`,
+          });
+        }
+        throw fail("rejected", e.status, e.reason, { cause: e });
+      }
+      if (e instanceof Error && /Cannot (send|connect|locate)/.test(e.message)) {
+        throw fail("network", 503, "Service Unavailable", { cause: e, message: e.message });
+      }
+      throw e;
+    } finally {
+      if (timer !== undefined) clock.clearTimeout(timer);
+    }
+  }
+}
+
+/** A MESSAGE received. */
+export interface ReceivedMessage {
+  /** Sender URI (From). */
+  from: string;
+  /** Sender display name, when given. */
+  fromName?: string;
+  /** Recipient URI (To). */
+  to: string;
+  /** Media type of `body` (the encapsulated one for CPIM), as received. */
+  contentType: string;
+  /** The content (the encapsulated content for CPIM). */
+  body: Uint8Array;
+  /** The content as text, when its type is textual and it is valid UTF-8. */
+  text?: string;
+  /** The CPIM wrapper, when the body was `message/cpim`. */
+  cpim?: CpimMessage;
+  /** SIP Subject header, when present. */
+  subject?: string;
+  /** Call-ID. */
+  callId: string;
+  /** CSeq number. */
+  cseq: number;
+  /** The request. */
+  request: SipRequest;
+  /** Where it came from. */
+  source: InboundInfo;
+}
+
+/** Options of {@linkcode MessageListener}. */
+export interface MessageListenerOptions {
+  /**
+   * Takes a message. The 200 is sent only once the returned promise
+   * resolves (so nothing acknowledged is lost); if it rejects, 500 is sent
+   * and a retransmission or retry is taken as new.
+   */
+  onMessage: (message: ReceivedMessage) => void | Promise<void>;
+  /**
+   * Media types taken (`text/plain`, `text/*`, `*\/*`, `message/cpim`);
+   * others get 415 with an Accept header. Default: all.
+   */
+  accept?: string[];
+  /** How many Call-ID/CSeq/From-tag keys are remembered for duplicate detection. Default 10000. */
+  remember?: number;
+  /** Sees every request's outcome (for logs): status sent, and whether it was a duplicate. */
+  onAnswer?: (request: SipRequest, status: number, duplicate: boolean) => void;
+}
+
+/** Counters of a {@linkcode MessageListener}. */
+export interface MessageListenerStats {
+  /** Messages passed to `onMessage`. */
+  received: number;
+  /** Duplicates answered without a new event. */
+  duplicates: number;
+  /** Requests refused (415, 400, 500). */
+  refused: number;
+}
+
+/**
+ * Answers incoming MESSAGE requests on a UA: each distinct message (by
+ * Call-ID, CSeq and From tag) goes to `onMessage` once, and its 200 is sent
+ * after `onMessage` has resolved.
+ *
+ * @example
+ * ```ts ignore
+ * const listener = new MessageListener(ua, {
+ *   onMessage: (m) => console.log(m.from, m.text),
+ *   accept: ["text/plain", "message/cpim"],
+ * });
+ * ```
+ */
+export class MessageListener {
+  /** Counters. */
+  readonly stats: MessageListenerStats = { received: 0, duplicates: 0, refused: 0 };
+  readonly #options: MessageListenerOptions;
+  readonly #seen = new Map<string, Promise<number>>();
+  readonly #remember: number;
+  readonly #accept?: string[];
+
+  /** Registers the MESSAGE handler on `ua`. */
+  constructor(ua: UserAgent, options: MessageListenerOptions) {
+    this.#options = options;
+    this.#remember = options.remember ?? 10_000;
+    this.#accept = options.accept?.map((t) => t.trim().toLowerCase()).filter((t) => t !== "");
+    if (this.#accept) {
+      for (const t of this.#accept) {
+        if (!/^(\*|[!#$%&'*+.^_`|~0-9a-z-]+)\/(\*|[!#$%&'*+.^_`|~0-9a-z-]+)$/.test(t)) {
+          throw new TypeError(`Invalid media type in accept list: "${t}"`);
+        }
+      }
+    }
+    ua.handle("MESSAGE", (incoming) => this.#handle(incoming));
+  }
+
+  /** True when `type` (without parameters) is taken. */
+  accepts(type: string): boolean {
+    if (!this.#accept) return true;
+    const t = type.toLowerCase();
+    const major = t.split("/")[0];
+    return this.#accept.some((a) => a === "*/*" || a === t || a === `${major}/*`);
+  }
+
+  async #handle(incoming: IncomingRequest): Promise<void> {
+    const req = incoming.request;
+    const key = `${req.callId}\u0000${req.cseq.seq}\u0000${req.fromTag ?? ""}`;
+    const earlier = this.#seen.get(key);
+    if (earlier) {
+      // A duplicate (a retransmission after the transaction ended, or the
+      // same message again over another path): answer as the first one was
+      // answered, once that answer is known, and raise no new event.
+      this.stats.duplicates++;
+      const status = await earlier;
+      this.#options.onAnswer?.(req, status, true);
+      await incoming.respond(status);
+      return;
+    }
+    const outcome = this.#take(incoming);
+    this.#seen.set(key, outcome);
+    if (this.#seen.size > this.#remember) {
+      const oldest = this.#seen.keys().next().value;
+      if (oldest !== undefined) this.#seen.delete(oldest);
+    }
+    const status = await outcome;
+    // A message that could not be taken is forgotten, so that a retry is new.
+    if (status >= 500) this.#seen.delete(key);
+  }
+
+  async #take(incoming: IncomingRequest): Promise<number> {
+    const req = incoming.request;
+    const answer = async (status: number, headers?: [string, string][], reason?: string) => {
+      if (status >= 300) this.stats.refused++;
+      this.#options.onAnswer?.(req, status, false);
+      await incoming.respond(status, { headers, reason });
+      return status;
+    };
+    const acceptHeader = (): [string, string][] => [[
+      "Accept",
+      (this.#accept ?? ["*/*"]).join(", "),
+    ]];
+    let outer: { type: string; value: string };
+    try {
+      const value = req.headers.get("Content-Type");
+      if (value === undefined || value === null) {
+        outer = req.body.length === 0
+          ? { type: "text/plain", value: DEFAULT_MESSAGE_TYPE }
+          : { type: "application/octet-stream", value: "application/octet-stream" };
+      } else outer = { type: parseMediaType(value).type, value };
+    } catch (e) {
+      return await answer(400, undefined, `Bad Content-Type: ${(e as Error).message}`);
+    }
+    // RFC 3428 section 7: "If the UAS does not understand the content type
+    // [...] it MUST respond with a 415 (Unsupported Media Type)", and RFC
+    // 3261 21.4.13: the response lists acceptable types in Accept.
+    if (!this.accepts(outer.type)) return await answer(415, acceptHeader());
+    let contentType = outer.value;
+    let body = req.body;
+    let cpim: CpimMessage | undefined;
+    if (outer.type === CPIM_CONTENT_TYPE) {
+      try {
+        cpim = parseCpim(req.body);
+      } catch (e) {
+        return await answer(400, undefined, (e as Error).message.slice(0, 100));
+      }
+      const inner = parseMediaType(cpim.contentType).type;
+      const specific = (this.#accept ?? []).some((a) => a !== CPIM_CONTENT_TYPE);
+      if (specific && !this.accepts(inner)) return await answer(415, acceptHeader());
+      contentType = cpim.contentType;
+      body = cpim.body;
+    }
+    const subject = req.headers.get("Subject") ?? undefined;
+    const message: ReceivedMessage = {
+      from: formatUri(plainUri(req.from)),
+      fromName: req.from.displayName || undefined,
+      to: formatUri(plainUri(req.to)),
+      contentType,
+      body,
+      text: asText(contentType, body),
+      cpim,
+      subject: subject ?? undefined,
+      callId: req.callId,
+      cseq: req.cseq.seq,
+      request: req,
+      source: incoming.info,
+    };
+    try {
+      await this.#options.onMessage(message);
+    } catch (e) {
+      return await answer(
+        500,
+        undefined,
+        `Cannot take message: ${(e as Error).message}`.slice(0, 100),
+      );
+    }
+    this.stats.received++;
+    // RFC 3428 section 7: "A 2xx response to a MESSAGE request MUST NOT contain a body."
+    return await answer(200);
+  }
+}
+
+function plainUri(addr: NameAddr) {
+  const u = structuredClone(addr.uri);
+  u.params = {};
+  u.headers = {};
+  return u;
+}
+
+const TEXTUAL = /^(text\/|application\/(json|xml|[^;]*\+(xml|json))$|message\/cpim$)/;
+
+/** The body as text when its type is textual, its charset UTF-8 or ASCII, and it decodes. */
+export function asText(contentType: string, body: Uint8Array): string | undefined {
+  let type: string;
+  let charset: string | undefined;
+  try {
+    const mt = parseMediaType(contentType);
+    type = mt.type;
+    charset = mt.params.charset?.toLowerCase();
+  } catch {
+    return undefined;
+  }
+  if (!TEXTUAL.test(type)) return undefined;
+  if (charset && !["utf-8", "utf8", "us-ascii", "ascii"].includes(charset)) return undefined;
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(body);
+  } catch {
+    return undefined;
+  }
+}
+
+/** One message of a batch. */
+export interface BatchItem {
+  /** Recipient. */
+  to: string;
+  /** What to send. */
+  message: OutgoingMessage;
+  /** Anything the caller wants back with the result (a line number, an `id`). */
+  ref?: unknown;
+}
+
+/** The result of one batch item. */
+export type BatchResult =
+  | { item: BatchItem; ok: true; result: MessageResult }
+  | { item: BatchItem; ok: false; error: MessageSendError | Error };
+
+/** Options of {@linkcode MessageBatch}. */
+export interface MessageBatchOptions {
+  /** Messages in flight at once. Default 8. */
+  concurrency?: number;
+  /** Receives each result; the next message waits for a slot, not for this. */
+  onResult: (result: BatchResult) => void | Promise<void>;
+}
+
+/**
+ * Sends many messages with at most `concurrency` in flight, reporting one
+ * result per item, in completion order.
+ *
+ * @example
+ * ```ts ignore
+ * const batch = new MessageBatch(new MessageSender(ua), { concurrency: 4, onResult: console.log });
+ * await batch.add({ to: "bob@example.test", message: { body: "one" } });
+ * await batch.drain();
+ * ```
+ */
+export class MessageBatch {
+  readonly #sender: MessageSender;
+  readonly #concurrency: number;
+  readonly #onResult: MessageBatchOptions["onResult"];
+  #inFlight = 0;
+  #waiting: (() => void)[] = [];
+  #all = new Set<Promise<void>>();
+
+  /** Creates a batch on `sender`. */
+  constructor(sender: MessageSender, options: MessageBatchOptions) {
+    this.#sender = sender;
+    this.#concurrency = Math.max(1, options.concurrency ?? 8);
+    this.#onResult = options.onResult;
+  }
+
+  /** Messages in flight now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Starts sending `item`; resolves once it is in flight (waits for a free slot). */
+  async add(item: BatchItem): Promise<void> {
+    while (this.#inFlight >= this.#concurrency) {
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    }
+    this.#inFlight++;
+    const run = (async () => {
+      let result: BatchResult;
+      try {
+        result = { item, ok: true, result: await this.#sender.send(item.to, item.message) };
+      } catch (e) {
+        result = { item, ok: false, error: e instanceof Error ? e : new Error(String(e)) };
+      }
+      this.#inFlight--;
+      this.#waiting.shift()?.();
+      await this.#onResult(result);
+    })();
+    this.#all.add(run);
+    run.finally(() => this.#all.delete(run));
+  }
+
+  /** Resolves once every added item has been sent and its result reported. */
+  async drain(): Promise<void> {
+    while (this.#all.size > 0) await Promise.allSettled([...this.#all]);
+  }
+}
