@@ -142,6 +142,13 @@ Deno.test("removeBuddy() removes from nested lists and hasBuddy() reports it", (
   assert.deepEqual(removeBuddy(doc, "nobody@example.com"), doc);
 });
 
+Deno.test("removeBuddy() and hasBuddy() cope with odd URIs already in the file", () => {
+  const doc = parseResourceLists(`<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">
+    <list><entry uri="bob smith"/><entry uri="sip:carol@x"/></list></resource-lists>`);
+  assert.ok(hasBuddy(doc, "carol@x"));
+  assert.deepEqual(listBuddies(removeBuddy(doc, "carol@x")), [{ uri: "bob smith" }]);
+});
+
 Deno.test("normalizeBuddyUri() adds sip: only when no scheme is given", () => {
   assert.equal(normalizeBuddyUri("bob@example.test"), "sip:bob@example.test");
   assert.equal(normalizeBuddyUri("<sips:bob@example.test>"), "sips:bob@example.test");
@@ -150,4 +157,24 @@ Deno.test("normalizeBuddyUri() adds sip: only when no scheme is given", () => {
   assert.equal(normalizeBuddyUri("bob@example.test:5070"), "sip:bob@example.test:5070");
   assert.throws(() => normalizeBuddyUri("  "), TypeError);
   assert.throws(() => normalizeBuddyUri("bob smith@x"), TypeError);
+});
+
+Deno.test("parseResourceLists() throws only SyntaxError on mutated documents", () => {
+  let seed = 9;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const alphabet = `<>/"'=&;:-x \n`;
+  for (let i = 0; i < 1500; i++) {
+    const chars = [...RFC_STYLE];
+    for (let k = 0; k < 1 + rand(4); k++) {
+      chars[rand(chars.length)] = alphabet[rand(alphabet.length)];
+    }
+    try {
+      listBuddies(loadBuddyList(chars.join("")));
+    } catch (e) {
+      assert.ok(e instanceof SyntaxError, `case ${i} threw ${e}`);
+    }
+  }
 });

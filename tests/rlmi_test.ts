@@ -315,3 +315,28 @@ Deno.test("unpackListNotify() reads Kamailio rls's partial update with PIDF part
   );
   assert.equal(presenceToStatus(n.resources[0].presence!).note, "bob is away");
 });
+
+Deno.test("unpackListNotify() and parseRlmi() throw only SyntaxError on mutated input", async () => {
+  const { contentType, body } = await readNotify("kamailio_rls_update.sip");
+  let seed = 11;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const alphabet = enc.encode(`<>/"'=&;:-x \r\n`);
+  for (let i = 0; i < 1500; i++) {
+    const b = body.slice(0, body.length - rand(40));
+    for (let k = 0; k < 1 + rand(4); k++) b[rand(b.length)] = alphabet[rand(alphabet.length)];
+    try {
+      const n = unpackListNotify(contentType, b);
+      for (const r of n.resources) assert.equal(typeof r.uri, "string");
+    } catch (e) {
+      assert.ok(e instanceof SyntaxError, `case ${i} threw ${e}`);
+    }
+    try {
+      parseRlmi(b);
+    } catch (e) {
+      assert.ok(e instanceof SyntaxError, `case ${i} threw ${e}`);
+    }
+  }
+});

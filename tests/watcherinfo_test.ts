@@ -77,3 +77,23 @@ Deno.test("parseWatcherInfo() rejects malformed documents with SyntaxError", asy
     });
   }
 });
+
+Deno.test("parseWatcherInfo() throws only SyntaxError on mutated documents", () => {
+  let seed = 5;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const alphabet = `<>/"'=&;:-x \n`;
+  for (let i = 0; i < 1500; i++) {
+    const chars = [...DOC];
+    for (let k = 0; k < 1 + rand(4); k++) {
+      chars[rand(chars.length)] = alphabet[rand(alphabet.length)];
+    }
+    try {
+      parseWatcherInfo(chars.join(""));
+    } catch (e) {
+      assert.ok(e instanceof SyntaxError, `case ${i} threw ${e}`);
+    }
+  }
+});

@@ -246,9 +246,18 @@ function uriKey(uri: string): string {
   return `${s}:${user}@${host}`;
 }
 
+/** The comparison key, or the trimmed text for a URI that does not normalize. */
+function safeKey(uri: string): string {
+  try {
+    return uriKey(uri);
+  } catch {
+    return uri.trim();
+  }
+}
+
 /** True when two buddy URIs name the same resource (see {@linkcode addBuddy}). */
 export function sameBuddy(a: string, b: string): boolean {
-  return uriKey(a) === uriKey(b);
+  return safeKey(a) === safeKey(b);
 }
 
 function findList(doc: ResourceLists, name: string | undefined): ResourceList | undefined {
@@ -361,12 +370,7 @@ export function listBuddies(doc: ResourceLists): ListEntry[] {
   const walk = (lists: ResourceList[]) => {
     for (const l of lists) {
       for (const e of l.entries) {
-        let key: string;
-        try {
-          key = uriKey(e.uri);
-        } catch {
-          key = e.uri;
-        }
+        const key = safeKey(e.uri);
         if (seen.has(key)) continue;
         seen.add(key);
         out.push({ ...e });
