@@ -1,8 +1,9 @@
 /**
- * Instant messages: the message/cpim format (RFC 3862).
+ * Instant messages: pager-mode MESSAGE sending and receiving (RFC 3428) and
+ * the message/cpim format (RFC 3862).
  *
  * @module
  */
 
-export * from "./cpim.ts";
 export * from "./message.ts";
+export * from "./cpim.ts";
