@@ -14,7 +14,14 @@
  * @module
  */
 
-import { assertPeer, freePort, freePortRange, isPortBound, waitFor } from "./require.ts";
+import {
+  assertPeer,
+  findBinary,
+  freePort,
+  freePortRange,
+  isPortBound,
+  waitFor,
+} from "./require.ts";
 import { type PeerProcess, spawnPeer } from "./process.ts";
 
 /** A contact of the baresip user (its contacts file). */
@@ -432,7 +439,7 @@ export class BaresipCtrl {
  * REGISTER_OK.
  */
 export async function startBaresip(options: BaresipOptions = {}): Promise<Baresip> {
-  assertPeer("baresip", "baresip");
+  const baresipPath = assertPeer("baresip", "baresip");
   const user = options.user ?? "bob";
   const domain = options.domain ?? "example.test";
   const password = options.password ?? `${user}-secret`;
@@ -484,7 +491,10 @@ export async function startBaresip(options: BaresipOptions = {}): Promise<Baresi
     // -s: SIP trace on stdout (how sendMessage learns the final response).
     const args = ["-f", dir, "-s"];
     if (options.verbose) args.push("-v");
-    proc = spawnPeer("baresip", args, {
+    // Line-buffered stdout through stdbuf (coreutils): baresip prints with
+    // stdio, which fully buffers a pipe, and the harness reads that output.
+    const stdbuf = findBinary("stdbuf");
+    proc = spawnPeer(stdbuf ?? "baresip", stdbuf ? ["-oL", "-eL", baresipPath, ...args] : args, {
       name,
       debianPackage: "baresip",
       cwd: dir,
@@ -626,7 +636,8 @@ export function stripAnsi(text: string): string {
 export function parseMessages(output: string): BaresipMessage[] {
   const out: BaresipMessage[] = [];
   for (const line of stripAnsi(output).split("\n")) {
-    const match = /^(sips?:[^\s"]+): "(.*)"\r?$/.exec(line);
+    // menu prints "\r<peer>: \"<body>\"".
+    const match = /^\r?(sips?:[^\s"]+): "(.*)"\r?$/.exec(line);
     if (match) out.push({ from: match[1], body: match[2] });
   }
   return out;

@@ -22,7 +22,7 @@ export interface SipsakResult {
   code: number;
   /** stdout and stderr. */
   output: string;
-  /** Status codes of the responses sipsak printed, in order (needs `-vv`). */
+  /** Status codes of the responses sipsak printed (`-vvv` in usrloc mode, `-vv` otherwise). */
   statuses: number[];
 }
 
@@ -60,7 +60,7 @@ export interface SipsakRegisterOptions {
  */
 export function sipsakRegister(options: SipsakRegisterOptions): Promise<SipsakResult> {
   const args = [
-    "-vv",
+    "-vvv",
     "-U",
     "-s",
     `sip:${options.user}@127.0.0.1`,

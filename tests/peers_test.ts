@@ -1,0 +1,762 @@
+// Self-tests of the test harness in tests/peers/: every helper is checked
+// against the real Debian peers (kamailio, baresip, sipp, sipsak) with
+// sipsak and sipp as independent clients, so that the sipkit tests built on
+// the harness can trust it.
+
+import assert from "node:assert/strict";
+import {
+  findBinary,
+  freePort,
+  freePortRange,
+  isPortBound,
+  requirePeer,
+  waitFor,
+} from "./peers/require.ts";
+import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
+import {
+  escapeDbText,
+  kamailioPresenceModule,
+  rlsServicesDocument,
+  startKamailio,
+  startKamailioPair,
+} from "./peers/kamailio.ts";
+import { parseElapsed, parseStatCsv, runSipp, startSipp } from "./peers/sipp.ts";
+import { sipsakMessage, sipsakRegister } from "./peers/sipsak.ts";
+import {
+  encodeNetstring,
+  NetstringDecoder,
+  parseContacts,
+  parseMessages,
+  parseSipTrace,
+  startBaresip,
+} from "./peers/baresip.ts";
+import { sipOptionsPing } from "./peers/sip_probe.ts";
+
+const hasKamailio = requirePeer("kamailio", "kamailio");
+const hasPresence = requirePeer("kamailio", "kamailio-presence-modules", {
+  file: kamailioPresenceModule(),
+});
+const hasSipp = requirePeer("sipp", "sip-tester");
+const hasSipsak = requirePeer("sipsak", "sipsak");
+const hasBaresip = requirePeer("baresip", "baresip");
+
+// ---------------------------------------------------------------- pure helpers
+
+Deno.test("requirePeer() skips a missing peer outside CI and runs it under CI", () => {
+  const saved = Deno.env.get("CI");
+  try {
+    Deno.env.delete("CI");
+    assert.equal(requirePeer("sipkit-no-such-binary", "sipkit-no-such-package"), false);
+    Deno.env.set("CI", "true");
+    assert.equal(requirePeer("sipkit-no-such-binary", "sipkit-no-such-package"), true);
+    assert.equal(requirePeer("sh", "dash"), true);
+    Deno.env.delete("CI");
+    assert.equal(requirePeer("sh", "dash", { file: "/nonexistent/file" }), false);
+  } finally {
+    if (saved === undefined) Deno.env.delete("CI");
+    else Deno.env.set("CI", saved);
+  }
+});
+
+Deno.test("findBinary() finds sh in PATH and not a made-up name", () => {
+  assert.match(findBinary("sh") ?? "", /\/sh$/);
+  assert.equal(findBinary("sipkit-no-such-binary"), undefined);
+});
+
+Deno.test("freePort() returns a port free for UDP and TCP, never 5060", () => {
+  const port = freePort();
+  assert.notEqual(port, 5060);
+  const udp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port });
+  const tcp = Deno.listen({ transport: "tcp", hostname: "127.0.0.1", port });
+  try {
+    assert.equal(isPortBound("udp", port), true);
+    assert.equal(isPortBound("tcp", port), true);
+  } finally {
+    udp.close();
+    tcp.close();
+  }
+  assert.equal(isPortBound("tcp", port), false);
+});
+
+Deno.test("freePortRange() returns consecutive free ports", () => {
+  const base = freePortRange(2);
+  const a = Deno.listen({ transport: "tcp", hostname: "127.0.0.1", port: base });
+  const b = Deno.listen({ transport: "tcp", hostname: "127.0.0.1", port: base + 1 });
+  a.close();
+  b.close();
+});
+
+Deno.test("waitFor() returns the first truthy value and times out with the message", async () => {
+  let n = 0;
+  assert.equal(await waitFor(() => ++n >= 3 && n, { interval: 1 }), 3);
+  await assert.rejects(
+    waitFor(() => false, { timeout: 30, interval: 5, message: "nothing" }),
+    /Timed out after 30 ms waiting for nothing/,
+  );
+});
+
+Deno.test("NetstringDecoder reassembles netstrings split across chunks", () => {
+  const bytes = new Uint8Array([
+    ...encodeNetstring('{"a":1}'),
+    ...encodeNetstring("ü"),
+    ...encodeNetstring(""),
+  ]);
+  const decoder = new NetstringDecoder();
+  const out: string[] = [];
+  for (let i = 0; i < bytes.length; i += 3) out.push(...decoder.push(bytes.subarray(i, i + 3)));
+  assert.deepEqual(out, ['{"a":1}', "ü", ""]);
+  assert.throws(() => new NetstringDecoder().push(new TextEncoder().encode("2:ab;")), SyntaxError);
+});
+
+Deno.test("parseStatCsv() and parseElapsed() read sipp's statistics", () => {
+  const csv = "A;SuccessfulCall(C);ElapsedTime(C);\n1;2;00:00:00:000000;\n2;7;00:01:02:500000;\n";
+  const stats = parseStatCsv(csv);
+  assert.equal(stats["SuccessfulCall(C)"], "7");
+  assert.equal(parseElapsed(stats["ElapsedTime(C)"]), 62.5);
+  assert.deepEqual(parseStatCsv(""), {});
+});
+
+Deno.test("parseContacts() and parseMessages() read baresip's output", () => {
+  const contacts = parseContacts(
+    "\n--- Contacts (2) ---\n>     \x1b[32mOnline\x1b[;m Alice <sip:alice@example.test>\n" +
+      "      \x1b[31mOffline\x1b[;m Carol <sip:carol@example.test>\n",
+  );
+  assert.deepEqual(contacts, [
+    { current: true, status: "Online", name: "Alice", uri: "sip:alice@example.test" },
+    { current: false, status: "Offline", name: "Carol", uri: "sip:carol@example.test" },
+  ]);
+  assert.deepEqual(parseMessages('x\nsip:alice@example.test: "hi: there"\n'), [
+    { from: "sip:alice@example.test", body: "hi: there" },
+  ]);
+});
+
+Deno.test("parseSipTrace() splits baresip's -s trace into messages", () => {
+  const trace = "\x1b[36;1m#\nUDP 127.0.0.1:1 -> 127.0.0.1:2\nMESSAGE sip:a@b SIP/2.0\n" +
+    "Call-ID: c1\nCSeq: 3 MESSAGE\nContent-Length: 2\n\nhi\x1b[;m\n\x1b[36;1m#\n" +
+    "UDP 127.0.0.1:2 -> 127.0.0.1:1\nSIP/2.0 200 OK\nCall-ID: c1\nCSeq: 3 MESSAGE\n\n\x1b[;m";
+  const [request, response] = parseSipTrace(trace);
+  assert.equal(request.method, "MESSAGE");
+  assert.equal(request.body, "hi");
+  assert.equal(response.status, 200);
+  assert.equal(response.callId, "c1");
+  assert.equal(response.cseqMethod, "MESSAGE");
+});
+
+Deno.test("escapeDbText() and rlsServicesDocument() build db_text xcap rows", () => {
+  assert.equal(escapeDbText("a:b\nc\\"), "a\\:b\\nc\\\\");
+  const doc = rlsServicesDocument({
+    owner: "carol",
+    uri: "sip:friends@example.test",
+    members: ["sip:alice@example.test"],
+  });
+  assert.match(doc, /<service uri="sip:friends@example.test"><list name="list">/);
+  assert.match(doc, /<rl:entry uri="sip:alice@example.test"\/>/);
+});
+
+// ------------------------------------------------------------------- kamailio
+
+Deno.test({
+  name: "startKamailio() registrar answers OPTIONS on UDP and TCP of 127.0.0.1 only",
+  ignore: !hasKamailio,
+  fn: async () => {
+    const k = await startKamailio({ mode: "registrar" });
+    await withLogsOnFailure([k], async () => {
+      try {
+        assert.equal(await sipOptionsPing("127.0.0.1", k.port), 200);
+        assert.equal(isPortBound("tcp", k.port), true);
+        const tcp = await Deno.connect({ hostname: "127.0.0.1", port: k.port });
+        tcp.close();
+        // Nothing on other addresses: the listen lines name 127.0.0.1 only.
+        const udp = Deno.readTextFileSync("/proc/net/udp");
+        const hex = k.port.toString(16).toUpperCase().padStart(4, "0");
+        assert.ok(udp.includes(`0100007F:${hex}`));
+        assert.ok(!udp.includes(`00000000:${hex}`));
+      } finally {
+        await k.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "Kamailio registrar challenges REGISTER, refuses a wrong password and a short expiry",
+  ignore: !hasKamailio || !hasSipsak,
+  fn: async () => {
+    const k = await startKamailio({ mode: "registrar", minExpires: 60 });
+    await withLogsOnFailure([k], async () => {
+      try {
+        const good = await sipsakRegister({
+          user: "alice",
+          password: "alice-secret",
+          port: k.port,
+        });
+        assert.equal(good.code, 0, good.output);
+        assert.ok(good.statuses.includes(401), "first REGISTER is challenged");
+        assert.ok(good.statuses.includes(200));
+
+        const bad = await sipsakRegister({ user: "alice", password: "wrong", port: k.port });
+        assert.notEqual(bad.code, 0);
+        assert.ok(bad.statuses.includes(403), bad.output);
+
+        const brief = await sipsakRegister({
+          user: "bob",
+          password: "bob-secret",
+          port: k.port,
+          expires: 10,
+        });
+        assert.notEqual(brief.code, 0);
+        assert.ok(brief.statuses.includes(423), brief.output);
+        assert.match(k.logs(), /Thank you|Listening on/);
+      } finally {
+        await k.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "Kamailio registrar: sipp REGISTER with digest, query lists the binding, remove clears it",
+  ignore: !hasKamailio || !hasSipp,
+  fn: async () => {
+    const k = await startKamailio({ mode: "registrar" });
+    await withLogsOnFailure([k], async () => {
+      try {
+        const auth = { username: "alice", password: "alice-secret" };
+        const common = { user: "alice", domain: "example.test" };
+        const reg = await runSipp({
+          scenario: "register_uac.xml",
+          remote: k.address,
+          calls: 1,
+          auth,
+          keys: { ...common, expires: 120, contact: "<sip:alice@127.0.0.1:5099>" },
+          timeout: 10,
+        });
+        assert.equal(reg.code, 0, reg.errors || reg.output);
+        assert.equal(reg.successful, 1);
+
+        const second = await runSipp({
+          scenario: "register_uac.xml",
+          remote: k.address,
+          calls: 1,
+          auth,
+          keys: { ...common, expires: 120, contact: "<sip:alice@127.0.0.1:5098>" },
+          timeout: 10,
+        });
+        assert.equal(second.code, 0, second.errors);
+        const query = await runSipp({
+          scenario: "register_query_uac.xml",
+          remote: k.address,
+          calls: 1,
+          auth,
+          keys: common,
+          timeout: 10,
+          traceMessages: true,
+        });
+        assert.equal(query.code, 0, query.errors);
+        const bindings = query.messages.split("SIP/2.0 200 OK").pop() ?? "";
+        assert.match(bindings, /<sip:alice@127\.0\.0\.1:5099>;expires=/);
+        assert.match(bindings, /<sip:alice@127\.0\.0\.1:5098>;expires=/);
+
+        const remove = await runSipp({
+          scenario: "register_uac.xml",
+          remote: k.address,
+          calls: 1,
+          auth,
+          keys: { ...common, expires: 0, contact: "*" },
+          timeout: 10,
+          traceMessages: true,
+        });
+        assert.equal(remove.code, 0, remove.errors);
+        const removed = remove.messages.split("SIP/2.0 200 OK").pop() ?? "";
+        assert.doesNotMatch(removed, /^Contact:/m);
+      } finally {
+        await k.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "Kamailio proxy forwards MESSAGE to a registered user and answers 404 for an unregistered one",
+  ignore: !hasKamailio || !hasSipp || !hasSipsak,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const k = await startKamailio({ mode: "proxy" });
+    peers.push(k);
+    const uas = await startSipp({ scenario: "message_uas.xml", traceMessages: true });
+    peers.push(uas);
+    await withLogsOnFailure(peers, async () => {
+      try {
+        // Proxy mode: REGISTER is accepted without a challenge.
+        const reg = await runSipp({
+          scenario: "register_uac.xml",
+          remote: k.address,
+          calls: 1,
+          keys: {
+            user: "carol",
+            domain: "example.test",
+            expires: 120,
+            contact: `<sip:carol@${uas.address}>`,
+          },
+          timeout: 10,
+        });
+        assert.equal(reg.code, 0, reg.errors);
+
+        const sent = await sipsakMessage({
+          to: "sip:carol@example.test",
+          from: "sip:alice@example.test",
+          body: "hello carol",
+          port: k.port,
+        });
+        assert.equal(sent.code, 0, sent.output);
+        assert.ok(sent.statuses.includes(200));
+
+        const offline = await sipsakMessage({
+          to: "sip:dave@example.test",
+          body: "anyone?",
+          port: k.port,
+        });
+        assert.ok(offline.statuses.includes(404), offline.output);
+
+        const result = await uas.stop();
+        assert.equal(result.successful, 1);
+        assert.match(result.messages, /hello carol/);
+      } finally {
+        await uas.stop();
+        await k.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "Kamailio presence: PUBLISH then SUBSCRIBE gets a NOTIFY with the published PIDF",
+  ignore: !hasPresence || !hasSipp,
+  fn: async () => {
+    const k = await startKamailio({ mode: "presence" });
+    await withLogsOnFailure([k], async () => {
+      try {
+        const pub = await runSipp({
+          scenario: "publish_uac.xml",
+          remote: k.address,
+          calls: 1,
+          keys: { user: "bob", domain: "example.test", expires: 120, basic: "open", note: "lunch" },
+          timeout: 10,
+        });
+        assert.equal(pub.code, 0, pub.errors);
+        const sub = await runSipp({
+          scenario: "subscribe_uac.xml",
+          remote: k.address,
+          service: "bob",
+          calls: 1,
+          keys: { user: "alice", domain: "example.test", expires: 60 },
+          timeout: 10,
+          traceMessages: true,
+        });
+        assert.equal(sub.code, 0, sub.errors);
+        assert.match(sub.messages, /Subscription-State: active/);
+        assert.match(sub.messages, /<basic>open<\/basic><\/status><note>lunch<\/note>/);
+      } finally {
+        await k.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "Kamailio rls serves an RFC 4662 list from the xcap table with RLMI and member PIDF",
+  ignore: !hasPresence || !hasSipp,
+  fn: async () => {
+    const k = await startKamailio({
+      mode: "presence",
+      lists: [{
+        owner: "dave",
+        uri: "sip:team-dave@example.test",
+        members: ["sip:bob@example.test"],
+      }],
+    });
+    await withLogsOnFailure([k], async () => {
+      try {
+        const pub = await runSipp({
+          scenario: "publish_uac.xml",
+          remote: k.address,
+          calls: 1,
+          keys: { user: "bob", domain: "example.test", expires: 120, basic: "open", note: "here" },
+          timeout: 10,
+        });
+        assert.equal(pub.code, 0, pub.errors);
+        for (
+          const [user, list, others] of [["alice", "buddies-alice", 1], [
+            "dave",
+            "team-dave",
+            0,
+          ]] as const
+        ) {
+          const sub = await runSipp({
+            scenario: "subscribe_list_uac.xml",
+            remote: k.address,
+            service: list,
+            calls: 1,
+            keys: { user, domain: "example.test", expires: 60 },
+            timeout: 15,
+            traceMessages: true,
+          });
+          assert.equal(sub.code, 0, sub.errors);
+          assert.match(sub.messages, /Require: eventlist/);
+          assert.match(
+            sub.messages,
+            /Content-Type: multipart\/related;type="application\/rlmi\+xml"/,
+          );
+          assert.match(sub.messages, new RegExp(`<list uri="sip:${list}@example.test"`));
+          assert.match(sub.messages, /<resource uri="sip:bob@example.test"/);
+          assert.equal(/<resource uri="sip:carol@example.test"/.test(sub.messages), others === 1);
+          // The back-end subscription brings bob's PIDF into a later NOTIFY.
+          assert.match(sub.messages, /<basic>open<\/basic><\/status><note>here<\/note>/);
+        }
+        // A SUBSCRIBE for a list the watcher does not own goes to the presence server.
+        const notMine = await runSipp({
+          scenario: "subscribe_list_uac.xml",
+          remote: k.address,
+          service: "buddies-alice",
+          calls: 1,
+          keys: { user: "carol", domain: "example.test", expires: 60 },
+          timeout: 15,
+          traceMessages: true,
+        });
+        assert.doesNotMatch(notMine.messages, /Require: eventlist/);
+        assert.doesNotMatch(notMine.messages, /Content-Type: multipart\/related/);
+      } finally {
+        await k.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "startKamailioPair() relays MESSAGE across two domains and serves each domain's users",
+  ignore: !hasKamailio || !hasSipp || !hasSipsak,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const pair = await startKamailioPair({ mode: "proxy" });
+    peers.push(pair.a, pair.b);
+    const uas = await startSipp({ scenario: "message_uas.xml", traceMessages: true });
+    peers.push(uas);
+    await withLogsOnFailure(peers, async () => {
+      try {
+        assert.equal(pair.a.domain, "example.test");
+        assert.equal(pair.b.domain, "example.org");
+        const reg = await runSipp({
+          scenario: "register_uac.xml",
+          remote: pair.b.address,
+          calls: 1,
+          keys: {
+            user: "carol",
+            domain: "example.org",
+            expires: 120,
+            contact: `<sip:carol@${uas.address}>`,
+          },
+          timeout: 10,
+        });
+        assert.equal(reg.code, 0, reg.errors);
+        // Sent to example.test's proxy, for a user of example.org.
+        const sent = await sipsakMessage({
+          to: "sip:carol@example.org",
+          from: "sip:alice@example.test",
+          body: "across domains",
+          port: pair.a.port,
+        });
+        assert.ok(sent.statuses.includes(200), sent.output);
+        // example.org's own unregistered user, asked through example.test.
+        const offline = await sipsakMessage({
+          to: "sip:dave@example.org",
+          body: "x",
+          port: pair.a.port,
+        });
+        assert.ok(offline.statuses.includes(404), offline.output);
+        // A domain nobody serves is refused without any DNS lookup.
+        const unknown = await sipsakMessage({
+          to: "sip:eve@example.net",
+          body: "x",
+          port: pair.a.port,
+        });
+        assert.ok(unknown.statuses.includes(404), unknown.output);
+        const result = await uas.stop();
+        assert.equal(result.successful, 1);
+        assert.match(result.messages, /across domains/);
+        assert.match(result.messages, /MESSAGE sip:carol@127\.0\.0\.1/);
+      } finally {
+        await uas.stop();
+        await pair.stop();
+      }
+    });
+  },
+});
+
+// ------------------------------------------------------------------------ sipp
+
+Deno.test({
+  name: "runSipp() MESSAGE flood UAC against the MESSAGE UAS counts every 200",
+  ignore: !hasSipp,
+  fn: async () => {
+    const uas = await startSipp({ scenario: "message_uas.xml" });
+    await withLogsOnFailure([uas], async () => {
+      try {
+        const flood = await runSipp({
+          scenario: "message_uac.xml",
+          remote: uas.address,
+          service: "bob",
+          rate: 500,
+          calls: 200,
+          timeout: 20,
+        });
+        assert.equal(flood.code, 0, flood.errors);
+        assert.equal(flood.successful, 200);
+        assert.equal(flood.failed, 0);
+        assert.equal(flood.created, 200);
+        const served = await uas.stop();
+        assert.equal(served.successful, 200);
+      } finally {
+        await uas.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "runSipp() OPTIONS ping succeeds against Kamailio and fails against a closed port",
+  ignore: !hasSipp || !hasKamailio,
+  fn: async () => {
+    const k = await startKamailio({ mode: "proxy" });
+    await withLogsOnFailure([k], async () => {
+      try {
+        const ok = await runSipp({
+          scenario: "options_uac.xml",
+          remote: k.address,
+          calls: 1,
+          timeout: 10,
+        });
+        assert.equal(ok.code, 0, ok.errors);
+        assert.equal(ok.successful, 1);
+        const none = await runSipp({
+          scenario: "options_uac.xml",
+          remote: `127.0.0.1:${freePort()}`,
+          calls: 1,
+          timeout: 3,
+        });
+        assert.notEqual(none.code, 0);
+        assert.equal(none.successful, 0);
+      } finally {
+        await k.stop();
+      }
+    });
+  },
+});
+
+// --------------------------------------------------------------------- baresip
+
+Deno.test({
+  name: "baresip registers through Kamailio and reports a MESSAGE sent to it by sipsak",
+  ignore: !hasBaresip || !hasKamailio || !hasSipsak,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const k = await startKamailio({ mode: "registrar" });
+    peers.push(k);
+    await withLogsOnFailure(peers, async () => {
+      const b = await startBaresip({ user: "bob", proxy: k.address });
+      peers.push(b);
+      try {
+        assert.match(k.logs(), /Listening on/);
+        const sent = await sipsakMessage({
+          to: "sip:bob@example.test",
+          from: "sip:alice@example.test",
+          body: "hello bob",
+          port: k.port,
+        });
+        assert.ok(sent.statuses.includes(200), sent.output);
+        const message = await b.waitMessage((m) => m.body === "hello bob");
+        assert.equal(message.from, "sip:alice@example.test");
+      } finally {
+        await b.stop();
+        await k.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "baresip sends a MESSAGE to a contact and reports the final response",
+  ignore: !hasBaresip || !hasKamailio || !hasSipp,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const k = await startKamailio({ mode: "proxy" });
+    peers.push(k);
+    const uas = await startSipp({ scenario: "message_uas.xml", traceMessages: true });
+    peers.push(uas);
+    await withLogsOnFailure(peers, async () => {
+      const b = await startBaresip({
+        user: "bob",
+        proxy: k.address,
+        contacts: [
+          { uri: "sip:alice@example.test", presence: false },
+          { uri: "sip:carol@example.test", name: "Carol", presence: false },
+        ],
+      });
+      peers.push(b);
+      try {
+        const reg = await runSipp({
+          scenario: "register_uac.xml",
+          remote: k.address,
+          calls: 1,
+          keys: {
+            user: "carol",
+            domain: "example.test",
+            expires: 120,
+            contact: `<sip:carol@${uas.address}>`,
+          },
+          timeout: 10,
+        });
+        assert.equal(reg.code, 0, reg.errors);
+        assert.equal(await b.sendMessage("sip:carol@example.test", "hi carol"), "200 OK");
+        assert.equal(await b.sendMessage("sip:alice@example.test", "hi alice"), "404 Not Found");
+        const served = await uas.stop();
+        assert.match(served.messages, /hi carol/);
+      } finally {
+        await b.stop();
+        await uas.stop();
+        await k.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "baresip watches a contact through Kamailio's presence server and sees it go online",
+  ignore: !hasBaresip || !hasPresence || !hasSipp,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const k = await startKamailio({ mode: "presence" });
+    peers.push(k);
+    await withLogsOnFailure(peers, async () => {
+      const b = await startBaresip({
+        user: "bob",
+        proxy: k.address,
+        contacts: [{ uri: "sip:alice@example.test", name: "Alice" }],
+      });
+      peers.push(b);
+      try {
+        const pub = await runSipp({
+          scenario: "publish_uac.xml",
+          remote: k.address,
+          calls: 1,
+          keys: { user: "alice", domain: "example.test", expires: 120, basic: "open", note: "in" },
+          timeout: 10,
+        });
+        assert.equal(pub.code, 0, pub.errors);
+        await b.waitContactStatus("sip:alice@example.test", "Online");
+      } finally {
+        await b.stop();
+        await k.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "baresip answers SUBSCRIBE as its own presence agent and NOTIFYs a status change",
+  ignore: !hasBaresip || !hasKamailio || !hasSipp,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const k = await startKamailio({ mode: "proxy" });
+    peers.push(k);
+    await withLogsOnFailure(peers, async () => {
+      const b = await startBaresip({ user: "bob", proxy: k.address, presence: "online" });
+      peers.push(b);
+      try {
+        const watching = runSipp({
+          scenario: "subscribe_uac.xml",
+          remote: k.address,
+          service: "bob",
+          calls: 1,
+          keys: { user: "alice", domain: "example.test", expires: 60 },
+          timeout: 10,
+          traceMessages: true,
+        });
+        await waitFor(
+          () => b.trace().some((m) => m.method === "NOTIFY" && m.body.includes("<basic>open")),
+          { message: "baresip's first NOTIFY" },
+        );
+        await b.setPresence("offline");
+        const sub = await watching;
+        assert.equal(sub.code, 0, sub.errors);
+        assert.match(sub.messages, /<basic>open<\/basic>/);
+        assert.match(sub.messages, /<basic>closed<\/basic>/);
+      } finally {
+        await b.stop();
+        await k.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "baresip places and receives calls through Kamailio with ctrl_tcp call events",
+  ignore: !hasBaresip || !hasKamailio || !hasSipp,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const k = await startKamailio({ mode: "proxy" });
+    peers.push(k);
+    const uas = await startSipp({ scenario: "invite_uas.xml" });
+    peers.push(uas);
+    await withLogsOnFailure(peers, async () => {
+      const b = await startBaresip({ user: "bob", proxy: k.address, autoAnswer: true });
+      peers.push(b);
+      try {
+        const reg = await runSipp({
+          scenario: "register_uac.xml",
+          remote: k.address,
+          calls: 1,
+          keys: {
+            user: "carol",
+            domain: "example.test",
+            expires: 120,
+            contact: `<sip:carol@${uas.address}>`,
+          },
+          timeout: 10,
+        });
+        assert.equal(reg.code, 0, reg.errors);
+
+        let mark = b.ctrl.mark();
+        assert.equal((await b.dial("sip:carol@example.test")).ok, true);
+        const up = await b.ctrl.waitEvent((e) => e.type === "CALL_ESTABLISHED", { from: mark });
+        assert.equal(up.direction, "outgoing");
+        assert.equal(up.peeruri, "sip:carol@example.test");
+        await b.hangup();
+        await b.ctrl.waitEvent((e) => e.type === "CALL_CLOSED", { from: mark });
+        assert.equal((await uas.stop()).successful, 1);
+
+        mark = b.ctrl.mark();
+        const call = await runSipp({
+          scenario: "invite_uac.xml",
+          remote: k.address,
+          service: "bob",
+          calls: 1,
+          keys: { user: "alice", domain: "example.test" },
+          timeout: 15,
+          extraArgs: ["-d", "200"],
+        });
+        assert.equal(call.code, 0, call.errors);
+        const incoming = await b.ctrl.waitEvent((e) => e.type === "CALL_ESTABLISHED", {
+          from: mark,
+        });
+        assert.equal(incoming.direction, "incoming");
+        assert.equal(incoming.peeruri, "sip:alice@example.test");
+        await b.ctrl.waitEvent((e) => e.type === "CALL_CLOSED", { from: mark });
+      } finally {
+        await b.stop();
+        await uas.stop();
+        await k.stop();
+      }
+    });
+  },
+});
