@@ -9,6 +9,7 @@ import { EXIT } from "./_exit.ts";
 import { VERSION } from "../lib/version.ts";
 import { registerCommand } from "./register.ts";
 import { watchCommand } from "./watch.ts";
+import { messageCommand } from "./message.ts";
 
 /** Builds the program with every command. */
 export function buildProgram(): Command {
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
     .exitOverride();
   program.addCommand(registerCommand());
   program.addCommand(watchCommand());
+  program.addCommand(messageCommand());
   return program;
 }
 
