@@ -112,6 +112,8 @@ export interface RequestSendOptions {
   contact?: boolean;
   /** Send straight to this target, skipping routing and resolution. */
   target?: Target;
+  /** Called with each request just before it is sent (after auth, redirect and failover changes). */
+  onRequest?: (request: SipRequest, target: Target) => void;
   /**
    * The request belongs to this dialog (built by `dialog.createRequest`): no
    * outbound proxy Route is added, and a retry after 401/407 takes its CSeq
@@ -213,6 +215,7 @@ export class UserAgent {
   readonly #options: UserAgentOptions;
   readonly #handlers = new Map<string, RequestHandlerFn>();
   readonly #dialogs = new Map<string, DialogHandler>();
+  readonly #legs = new Map<string, DialogHandler>();
   #digest?: DigestClient;
   #digestPending?: Promise<DigestClient | undefined>;
   #closed = false;
@@ -283,6 +286,22 @@ export class UserAgent {
   /** Removes a dialog handler. */
   removeDialog(id: DialogId): void {
     this.#dialogs.delete(dialogKey(id));
+  }
+
+  /**
+   * Registers a handler for in-dialog requests of one call leg (Call-ID and
+   * local tag) whose dialog has no handler yet: a subscriber gets the NOTIFY
+   * that arrives before the SUBSCRIBE's 2xx, and NOTIFYs of new forks, which
+   * create dialogs (RFC 6665 sections 4.1.2.4 and 4.5.2). Exact dialog
+   * handlers ({@linkcode addDialog}) take precedence.
+   */
+  addCallLeg(callId: string, localTag: string, handler: DialogHandler): void {
+    this.#legs.set(`${callId}\n${localTag}`, handler);
+  }
+
+  /** Removes a call-leg handler. */
+  removeCallLeg(callId: string, localTag: string): void {
+    this.#legs.delete(`${callId}\n${localTag}`);
   }
 
   /** True when a handler is registered for the dialog. */
@@ -389,13 +408,17 @@ export class UserAgent {
     }
     const wantContact = options.contact ??
       (!req.headers.has("Contact") && METHODS_NEEDING_CONTACT.has(req.method));
-    const attempt = (await this.#digestClient(false))?.begin();
-    let digestAttempt = attempt;
+    // Contact lines the caller put on the request stay after ours (a REGISTER
+    // that adds a new contact and removes an old one carries both).
+    const callerContacts = wantContact ? req.headers.getAll("Contact") : [];
+    let digestAttempt = (await this.#digestClient(false))?.begin();
     const visited = new Set<string>([formatUri(req.uri)]);
     let redirects = 0;
     for (;;) {
       if (this.#digest) this.#digest.apply(req);
-      const { response, target } = await this.#sendToNextHop(req, options, wantContact);
+      const sent = await this.#sendToNextHop(req, options, wantContact, callerContacts);
+      const { response, target } = sent;
+      req = sent.request;
       if ((response.status === 401 || response.status === 407)) {
         const digest = await this.#digestClient(true);
         if (!digest) {
@@ -421,10 +444,15 @@ export class UserAgent {
           redirects++;
           visited.add(formatUri(next.uri));
           const to = structuredClone(next.uri);
+          // Section 19.1.5: URI headers and method do not belong in a Request-URI.
+          to.headers = {};
+          delete to.params.method;
           options.onRedirect?.(req.uri, to, response);
           this.log("info", `following ${response.status} to ${formatUri(to)}`);
           req = nextAttempt(req);
           req.uri = to;
+          // A new target may challenge with a realm already answered: that is no loop.
+          digestAttempt = this.#digest?.begin();
           continue;
         }
         if (next) this.log("warn", `redirect limit reached at ${formatUri(next.uri)}`);
@@ -437,26 +465,35 @@ export class UserAgent {
     req: SipRequest,
     options: RequestSendOptions,
     wantContact: boolean,
-  ): Promise<{ response: SipResponse; target: Target }> {
+    callerContacts: string[],
+  ): Promise<{ response: SipResponse; target: Target; request: SipRequest }> {
     const targets = options.target ? [options.target] : await this.targetsFor(req);
     let lastError: unknown;
     for (let i = 0; i < targets.length; i++) {
+      if (this.#closed) break;
       const target = targets[i];
       const attemptReq = i === 0 ? req : cloneMessage(req);
       if (wantContact) {
-        attemptReq.headers.set("Contact", `<${formatUri(await this.contactFor(target))}>`);
+        const own = `<${formatUri(await this.contactFor(target))}>`;
+        attemptReq.headers.delete("Contact");
+        for (const c of [own, ...callerContacts]) attemptReq.headers.append("Contact", c);
       }
+      options.onRequest?.(attemptReq, target);
       const tx = this.transactions.request(attemptReq, target, {
         onProvisional: options.onProvisional,
       });
       try {
         const response = await tx.response;
-        // RFC 3263 section 4.3: a 503 means try the next element of the list.
+        // RFC 3263 section 4.3: "If a failure occurs [...] the client SHOULD
+        // create a new request, which is identical to the previous, but has a
+        // different value of the Via branch ID [...] and send it to the next
+        // element", and a 503 counts as such a failure.
         if (response.status === 503 && i < targets.length - 1) {
           lastError = new SipRequestError(503, response.reason);
+          this.log("debug", `${formatTarget(target)}: 503 ${response.reason}; trying next target`);
           continue;
         }
-        return { response, target: tx.target };
+        return { response, target: tx.target, request: attemptReq };
       } catch (e) {
         lastError = e;
         if (e instanceof SipRequestError && e.local) {
@@ -496,6 +533,32 @@ export class UserAgent {
       transaction: tx,
       respond: (status, opts) => this.#respond(req, tx, info, status, opts),
     };
+    // Section 8.2 / 21.4.1: a request whose essential headers cannot be
+    // parsed is answered 400 (the parser checks most of them already; this
+    // covers what it leaves for later) and never reaches a handler.
+    const problem = malformation(req);
+    if (problem !== undefined) {
+      this.log("info", `answering 400 to a malformed ${req.method}: ${problem}`);
+      if (tx && req.method !== "ACK") {
+        let toOk = true;
+        try {
+          req.to;
+        } catch {
+          toOk = false;
+        }
+        try {
+          tx.respond(
+            createResponse(req, 400, {
+              reason: sanitizeReason(problem),
+              toTag: toOk ? tagFor(req) : undefined,
+            }),
+          );
+        } catch (e) {
+          this.log("warn", `cannot answer a malformed ${req.method}: ${(e as Error).message}`);
+        }
+      }
+      return;
+    }
     const run = (fn: RequestHandlerFn) => {
       Promise.resolve().then(() => fn(incoming)).catch((e) => {
         this.log("error", `handler for ${req.method} failed: ${(e as Error).stack ?? e}`);
@@ -514,6 +577,11 @@ export class UserAgent {
       const handler = this.#dialogs.get(dialogKey(id));
       if (handler) {
         run(handler);
+        return;
+      }
+      const leg = this.#legs.get(`${req.callId}\n${toTag}`);
+      if (leg) {
+        run(leg);
         return;
       }
       if (req.method === "ACK") return; // an ACK for a dialog we do not know is dropped (13.3.1.4)
@@ -627,6 +695,29 @@ function toPairs(init: NonNullable<ResponseOptions["headers"]>): [string, string
     for (const one of Array.isArray(v) ? v : [v]) out.push([k, one]);
   }
   return out;
+}
+
+/** The first parse error among the headers every request must have, if any. */
+function malformation(req: SipRequest): string | undefined {
+  try {
+    req.from;
+    req.to;
+    req.callId;
+    req.cseq;
+    req.topVia;
+    return undefined;
+  } catch (e) {
+    if (e instanceof SyntaxError) return e.message;
+    return String(e);
+  }
+}
+
+/** A reason phrase from an error text: printable ASCII only, at most 100 characters. */
+function sanitizeReason(text: string): string {
+  // deno-lint-ignore no-control-regex
+  const clean = text.replace(/[^\x20-\x7e]+/g, " ").replace(/\s+/g, " ").trim();
+  if (clean === "") return "Bad Request";
+  return clean.length > 100 ? clean.slice(0, 97) + "..." : clean;
 }
 
 function qValue(c: NameAddr): number {

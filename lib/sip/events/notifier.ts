@@ -1,0 +1,580 @@
+/**
+ * The notifier side of the SIP event framework (RFC 6665 section 4.2): a
+ * {@linkcode Notifier} answers SUBSCRIBE for the event packages plugged into
+ * it (489 for others), creates the dialog, keeps each
+ * {@linkcode ServerSubscription} with its state and expiry, sends NOTIFY at
+ * once after the 200/202, on demand (with an optional minimum interval, RFC
+ * 6446 style) and at the end, handles refreshes and unsubscribes, and drops
+ * expired subscriptions. Every timer runs on the UA's clock.
+ *
+ * @module
+ */
+
+import type { TimerId } from "../clock.ts";
+import { Dialog } from "../dialog.ts";
+import { SipRequestError } from "../errors.ts";
+import { createResponse, formatUri, type NameAddr, type SipRequest } from "../message.ts";
+import { generateTag } from "../transaction/mod.ts";
+import type { IncomingRequest, UserAgent } from "../ua.ts";
+import {
+  type EventHeader,
+  formatEvent,
+  formatSubscriptionState,
+  parseEvent,
+  sameEvent,
+} from "./headers.ts";
+
+/** The body of a NOTIFY. */
+export interface NotifyContent {
+  /** The document. */
+  body: string | Uint8Array;
+  /** Its Content-Type value. */
+  contentType: string;
+}
+
+/**
+ * What a package decides for a new subscription: accept it (`active`), hold
+ * it until authorized (`pending`), or refuse it with a status (403 default).
+ */
+export type SubscribeDecision = "active" | "pending" | { reject: number; reason?: string };
+
+/** An event package plugged into a {@linkcode Notifier}. */
+export interface EventPackage {
+  /** The package name, e.g. "presence" or "presence.winfo" (lower case). */
+  event: string;
+  /**
+   * Media types the package can send, preferred first. A SUBSCRIBE whose
+   * Accept allows none of them gets 406. Default: no check.
+   */
+  contentTypes?: string[];
+  /** Duration when the SUBSCRIBE has no Expires, seconds. Default 3600. */
+  defaultExpires?: number;
+  /** Shortest duration accepted (423 below), seconds. Default 60; 0 accepts any. */
+  minExpires?: number;
+  /** Longest duration granted (longer requests are shortened), seconds. Default 86400. */
+  maxExpires?: number;
+  /**
+   * At most one NOTIFY per subscription per this many milliseconds (RFC 6446
+   * style); changes in between are merged and the last state is sent when
+   * the interval is over. Final NOTIFYs are never held. Default 0.
+   */
+  minInterval?: number;
+  /** Status of the answer to a SUBSCRIBE held pending: 202 (RFC 3265) or 200 (RFC 6665). Default 202. */
+  pendingStatus?: 200 | 202;
+  /** Decides on a new subscription. Default: "active". */
+  authorize?(
+    subscription: ServerSubscription,
+    request: SipRequest,
+  ): SubscribeDecision | Promise<SubscribeDecision>;
+  /**
+   * The body of the next NOTIFY to this subscription (called when it is
+   * sent, so the latest state goes out); undefined sends none.
+   */
+  content(subscription: ServerSubscription): NotifyContent | undefined;
+}
+
+/** What a {@linkcode Notifier} reports. */
+export interface NotifierEvent {
+  /** added: a new subscription was accepted (active or pending); refreshed; state: pending to active; removed: it ended. */
+  type: "added" | "refreshed" | "state" | "removed";
+  /** The subscription. */
+  subscription: ServerSubscription;
+  /** Why it ended (removed): a termination reason, or the NOTIFY failure ("481", "408"). */
+  reason?: string;
+}
+
+/** Options of {@linkcode Notifier}. */
+export interface NotifierOptions {
+  /** Receives subscription events. */
+  onEvent?: (event: NotifierEvent) => void;
+}
+
+/** The states of a {@linkcode ServerSubscription}. */
+export type ServerSubscriptionState = "pending" | "active" | "terminated";
+
+/**
+ * RFC 6665 section 4.2.2: NOTIFY answers after which the subscription is
+ * removed (481, 408 and a transaction timeout, and the answers a subscriber
+ * gives when it has no such subscription).
+ */
+const NOTIFY_FATAL = new Set([
+  404,
+  405,
+  408,
+  410,
+  416,
+  480,
+  481,
+  482,
+  483,
+  484,
+  485,
+  489,
+  501,
+  604,
+]);
+
+/**
+ * Receives SUBSCRIBE requests for its event packages.
+ *
+ * @example
+ * ```ts ignore
+ * const notifier = new Notifier(ua, { onEvent: (e) => console.log(e.type) });
+ * notifier.addPackage({
+ *   event: "presence",
+ *   contentTypes: ["application/pidf+xml"],
+ *   content: () => ({ body: pidf, contentType: "application/pidf+xml" }),
+ * });
+ * // later, on a change:
+ * notifier.notifyAll("presence");
+ * ```
+ */
+export class Notifier {
+  readonly #ua: UserAgent;
+  readonly #options: NotifierOptions;
+  readonly #packages = new Map<string, EventPackage>();
+  readonly #subs = new Set<ServerSubscription>();
+  #closed = false;
+
+  /** Creates the notifier and takes over out-of-dialog SUBSCRIBE requests of `ua`. */
+  constructor(ua: UserAgent, options: NotifierOptions = {}) {
+    this.#ua = ua;
+    this.#options = options;
+    ua.handle("SUBSCRIBE", (incoming) => this.#onSubscribe(incoming));
+  }
+
+  /** The user agent. */
+  get ua(): UserAgent {
+    return this.#ua;
+  }
+
+  /** Plugs in an event package (replacing one of the same name). */
+  addPackage(pkg: EventPackage): void {
+    this.#packages.set(pkg.event.toLowerCase(), pkg);
+  }
+
+  /** The names of the packages, for Allow-Events. */
+  get packages(): string[] {
+    return [...this.#packages.keys()];
+  }
+
+  /** The live subscriptions (of one package, when given). */
+  subscriptions(event?: string): ServerSubscription[] {
+    return [...this.#subs].filter((s) =>
+      s.state !== "terminated" && (event === undefined || s.event.package === event)
+    );
+  }
+
+  /** Sends the current state to every live subscription of a package (those `filter` keeps). */
+  notifyAll(event: string, filter?: (s: ServerSubscription) => boolean): void {
+    for (const s of this.subscriptions(event)) if (!filter || filter(s)) s.notify();
+  }
+
+  /**
+   * Terminates every subscription with `reason` (default "noresource") and
+   * waits for the answers to the final NOTIFYs; new SUBSCRIBEs get 480.
+   */
+  async close(options: { reason?: string } = {}): Promise<void> {
+    this.#closed = true;
+    await Promise.all(
+      this.subscriptions().map((s) => s.terminate(options.reason ?? "noresource")),
+    );
+  }
+
+  /** @internal */
+  _emit(event: NotifierEvent): void {
+    if (event.type === "removed") this.#subs.delete(event.subscription);
+    this.#options.onEvent?.(event);
+  }
+
+  async #onSubscribe(incoming: IncomingRequest): Promise<void> {
+    const req = incoming.request;
+    if (this.#closed) {
+      await incoming.respond(480);
+      return;
+    }
+    const eventText = req.headers.get("Event");
+    let event: EventHeader;
+    try {
+      if (eventText === undefined) throw new SyntaxError("missing");
+      event = parseEvent(eventText);
+    } catch {
+      await incoming.respond(400, { reason: "Missing or bad Event header" });
+      return;
+    }
+    const pkg = this.#packages.get(event.package);
+    if (!pkg) {
+      // Section 4.2.1.1: "... the notifier ... MUST respond with a 489 (Bad
+      // Event) response" for a package it does not understand; Allow-Events
+      // lists those it does (section 8.2.2).
+      await incoming.respond(489, { headers: [["Allow-Events", this.packages.join(", ")]] });
+      return;
+    }
+    const expires = checkExpires(req, pkg);
+    if (typeof expires === "object") {
+      await incoming.respond(423, { headers: [["Min-Expires", String(expires.min)]] });
+      return;
+    }
+    const accept = acceptList(req);
+    if (pkg.contentTypes && accept.length > 0 && !chooseType(accept, pkg.contentTypes)) {
+      await incoming.respond(406, { headers: [["Accept", pkg.contentTypes.join(", ")]] });
+      return;
+    }
+    if (!req.contact[0]) {
+      await incoming.respond(400, { reason: "Missing Contact header" });
+      return;
+    }
+    const toTag = generateTag();
+    const contact = await this.#ua.contactFor({
+      protocol: incoming.info.protocol,
+      host: incoming.info.remote.host,
+      port: incoming.info.remote.port,
+    });
+    const contactValue = `<${formatUri(contact)}>`;
+    const dialog = Dialog.createUas(
+      req,
+      createResponse(req, 200, { toTag, headers: [["Contact", contactValue]] }),
+    );
+    const sub = new ServerSubscription(this, pkg, {
+      dialog,
+      event,
+      request: req,
+      accept,
+      expires,
+    });
+    const decision = pkg.authorize ? await pkg.authorize(sub, req) : "active";
+    if (typeof decision === "object") {
+      await incoming.respond(decision.reject || 403, { reason: decision.reason });
+      return;
+    }
+    this.#subs.add(sub);
+    this.#ua.addDialog(dialog.id, (i) => sub._onRequest(i));
+    const status = decision === "pending" ? (pkg.pendingStatus ?? 202) : 200;
+    await incoming.respond(status, {
+      toTag,
+      headers: [["Contact", contactValue], ["Expires", String(expires)]],
+    });
+    sub._start(decision, expires);
+  }
+}
+
+/** The Expires a SUBSCRIBE asks for, checked against the package (or the 423 minimum). */
+function checkExpires(req: SipRequest, pkg: EventPackage): number | { min: number } {
+  const asked = req.expires ?? pkg.defaultExpires ?? 3600;
+  const min = pkg.minExpires ?? 60;
+  // Section 4.2.1.1: a notifier "MAY" reject too short a subscription with
+  // 423 (Interval Too Brief) carrying Min-Expires; 0 (fetch, unsubscribe) is fine.
+  if (asked > 0 && asked < min) return { min };
+  return Math.min(asked, pkg.maxExpires ?? 86400);
+}
+
+/** The media ranges of the Accept headers, lower case, without parameters. */
+function acceptList(req: SipRequest): string[] {
+  return req.headers.values("Accept")
+    .map((v) => v.split(";")[0].trim().toLowerCase())
+    .filter((v) => v !== "");
+}
+
+/** The first of `offered` that a media range of `accept` allows. */
+function chooseType(accept: string[], offered: string[]): string | undefined {
+  return offered.find((t) => {
+    const type = t.split(";")[0].trim().toLowerCase();
+    return accept.some((a) =>
+      a === "*/*" || a === type || (a.endsWith("/*") && type.startsWith(a.slice(0, -1)))
+    );
+  });
+}
+
+/** Parts of a new {@linkcode ServerSubscription}. */
+interface ServerSubscriptionInit {
+  dialog: Dialog;
+  event: EventHeader;
+  request: SipRequest;
+  accept: string[];
+  expires: number;
+}
+
+/**
+ * One subscription a {@linkcode Notifier} accepted. NOTIFYs to it go one at
+ * a time, in order (a change made while one is on the way is sent after it),
+ * and never more often than the package's `minInterval`.
+ */
+export class ServerSubscription {
+  /** The Event header (package and id). */
+  readonly event: EventHeader;
+  /** The dialog. */
+  readonly dialog: Dialog;
+  /** The subscriber (From of the SUBSCRIBE, without tag). */
+  readonly subscriber: NameAddr;
+  /** The subscriber's URI as text, e.g. "sip:alice@example.test". */
+  readonly subscriberUri: string;
+  /** The resource subscribed to (Request-URI of the initial SUBSCRIBE). */
+  readonly resource: string;
+  /** The media ranges the subscriber accepts (empty: the package default). */
+  readonly accept: string[];
+  /** The last SUBSCRIBE received for it. */
+  request: SipRequest;
+  /** Free slot for the package's own data. */
+  data: Record<string, unknown> = {};
+  readonly #notifier: Notifier;
+  readonly #pkg: EventPackage;
+  #state: ServerSubscriptionState = "pending";
+  #expiresAt = 0;
+  #expireTimer?: TimerId;
+  #throttleTimer?: TimerId;
+  #dirty = false;
+  #sending = false;
+  #lastSentAt?: number;
+  #final?: { reason: string; retryAfter?: number };
+  #finalSent = false;
+  #idleWaiters: (() => void)[] = [];
+  #notifyCount = 0;
+
+  /** @internal Created by the notifier. */
+  constructor(notifier: Notifier, pkg: EventPackage, init: ServerSubscriptionInit) {
+    this.#notifier = notifier;
+    this.#pkg = pkg;
+    this.event = init.event;
+    this.dialog = init.dialog;
+    this.subscriber = this.dialog.remote;
+    const uri = structuredClone(this.subscriber.uri);
+    uri.params = {};
+    uri.headers = {};
+    this.subscriberUri = formatUri(uri);
+    const res = structuredClone(init.request.uri);
+    res.params = {};
+    res.headers = {};
+    this.resource = formatUri(res);
+    this.accept = init.accept;
+    this.request = init.request;
+    this.#expiresAt = notifier.ua.clock.now() + init.expires * 1000;
+  }
+
+  /** pending, active or terminated. */
+  get state(): ServerSubscriptionState {
+    return this.#state;
+  }
+
+  /** Seconds left. */
+  get expires(): number {
+    return Math.max(0, Math.round((this.#expiresAt - this.#notifier.ua.clock.now()) / 1000));
+  }
+
+  /** How many NOTIFYs were sent. */
+  get notifyCount(): number {
+    return this.#notifyCount;
+  }
+
+  /** The package's media type the subscriber accepts best (the package's first when it said nothing). */
+  get contentType(): string | undefined {
+    const offered = this.#pkg.contentTypes ?? [];
+    return this.accept.length === 0 ? offered[0] : chooseType(this.accept, offered);
+  }
+
+  /** Moves a pending subscription to active and notifies (authorization granted). */
+  activate(): void {
+    if (this.#state !== "pending") return;
+    this.#state = "active";
+    this.#notifier._emit({ type: "state", subscription: this });
+    this.notify();
+  }
+
+  /**
+   * Sends the current state: at once, or when the minimum interval since the
+   * last NOTIFY is over, or after the NOTIFY on the way (changes merge).
+   */
+  notify(): void {
+    if (this.#state === "terminated") return;
+    this.#dirty = true;
+    this.#pump();
+  }
+
+  /**
+   * Ends the subscription with a final NOTIFY (`Subscription-State:
+   * terminated;reason=...`), section 4.2.2; resolves when it was answered.
+   * Reasons: deactivated, probation, rejected, timeout, giveup, noresource,
+   * invariant (section 4.1.3).
+   */
+  terminate(reason = "noresource", options: { retryAfter?: number } = {}): Promise<void> {
+    if (this.#state !== "terminated") {
+      this.#state = "terminated";
+      this.#final = { reason, retryAfter: options.retryAfter };
+      this.#clearTimers();
+      this.#dirty = true;
+      this.#pump();
+    }
+    return this.settled();
+  }
+
+  /** Resolves when no NOTIFY is waiting or on the way. */
+  settled(): Promise<void> {
+    if (!this.#sending && !this.#dirty) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** @internal Sends the first NOTIFY and arms the expiry after the 2xx. */
+  _start(decision: "active" | "pending", expires: number): void {
+    this.#state = decision;
+    if (expires === 0) {
+      // Section 4.4.3: a fetch gets one NOTIFY with the state, terminated.
+      this.#notifier._emit({ type: "added", subscription: this });
+      this.terminate("timeout");
+      return;
+    }
+    this.#arm(expires);
+    this.#notifier._emit({ type: "added", subscription: this });
+    // Section 4.2.2: "Upon successfully accepting or refreshing a
+    // subscription, notifiers MUST send a NOTIFY request immediately".
+    this.notify();
+  }
+
+  /** @internal An in-dialog request: a refresh or an unsubscribe. */
+  async _onRequest(incoming: IncomingRequest): Promise<void> {
+    const req = incoming.request;
+    if (req.method !== "SUBSCRIBE") {
+      await incoming.respond(405, { headers: [["Allow", "SUBSCRIBE"]] });
+      return;
+    }
+    if (!this.dialog.receiveRequest(req)) {
+      await incoming.respond(500, { reason: "Out of order" });
+      return;
+    }
+    let event: EventHeader | undefined;
+    try {
+      const text = req.headers.get("Event");
+      event = text === undefined ? undefined : parseEvent(text);
+    } catch {
+      event = undefined;
+    }
+    if (!event || !sameEvent(event, this.event)) {
+      await incoming.respond(489, { headers: [["Allow-Events", this.event.package]] });
+      return;
+    }
+    if (this.#state === "terminated") {
+      await incoming.respond(481);
+      return;
+    }
+    const expires = checkExpires(req, this.#pkg);
+    if (typeof expires === "object") {
+      await incoming.respond(423, { headers: [["Min-Expires", String(expires.min)]] });
+      return;
+    }
+    this.request = req;
+    await incoming.respond(200, { headers: [["Expires", String(expires)]] });
+    if (expires === 0) {
+      // Section 4.1.2.3: unsubscribing is a refresh with Expires 0; the
+      // notifier sends a final NOTIFY.
+      await this.terminate("timeout");
+      return;
+    }
+    this.#arm(expires);
+    this.#notifier._emit({ type: "refreshed", subscription: this });
+    this.notify();
+  }
+
+  #arm(expires: number): void {
+    const clock = this.#notifier.ua.clock;
+    this.#expiresAt = clock.now() + expires * 1000;
+    if (this.#expireTimer !== undefined) clock.clearTimeout(this.#expireTimer);
+    this.#expireTimer = clock.setTimeout(() => {
+      this.#expireTimer = undefined;
+      // Section 4.2.2: an expired subscription ends with reason=timeout.
+      this.terminate("timeout").catch(() => {});
+    }, expires * 1000);
+  }
+
+  #clearTimers(): void {
+    const clock = this.#notifier.ua.clock;
+    if (this.#expireTimer !== undefined) clock.clearTimeout(this.#expireTimer);
+    if (this.#throttleTimer !== undefined) clock.clearTimeout(this.#throttleTimer);
+    this.#expireTimer = undefined;
+    this.#throttleTimer = undefined;
+  }
+
+  #pump(): void {
+    if (this.#sending || !this.#dirty || this.#finalSent) {
+      if (!this.#sending && !this.#dirty) this.#wakeIdle();
+      return;
+    }
+    if (this.#throttleTimer !== undefined && !this.#final) return;
+    const clock = this.#notifier.ua.clock;
+    const interval = this.#pkg.minInterval ?? 0;
+    if (!this.#final && this.#lastSentAt !== undefined && interval > 0) {
+      const wait = this.#lastSentAt + interval - clock.now();
+      if (wait > 0) {
+        this.#throttleTimer = clock.setTimeout(() => {
+          this.#throttleTimer = undefined;
+          this.#pump();
+        }, wait);
+        return;
+      }
+    }
+    this.#dirty = false;
+    this.#sending = true;
+    this.#sendNotify().finally(() => {
+      this.#sending = false;
+      this.#pump();
+    });
+  }
+
+  async #sendNotify(): Promise<void> {
+    const ua = this.#notifier.ua;
+    const final = this.#final;
+    if (final) this.#finalSent = true;
+    const stateValue = final
+      ? formatSubscriptionState({
+        state: "terminated",
+        reason: final.reason,
+        retryAfter: final.retryAfter,
+      })
+      : formatSubscriptionState({ state: this.#state, expires: this.expires });
+    const content = this.#pkg.content(this);
+    let req: SipRequest;
+    try {
+      req = this.dialog.createRequest("NOTIFY", {
+        headers: [["Event", formatEvent(this.event)], ["Subscription-State", stateValue]],
+        body: content?.body,
+        contentType: content?.contentType,
+      });
+    } catch {
+      return; // the dialog is gone
+    }
+    this.#lastSentAt = ua.clock.now();
+    this.#notifyCount++;
+    let status: number;
+    try {
+      const { response } = await ua.send(req, { dialog: this.dialog });
+      this.dialog.receiveResponse(response);
+      status = response.status;
+    } catch (e) {
+      status = e instanceof SipRequestError ? e.status : 503;
+      if (status === 503 || (e instanceof SipRequestError && e.local)) status = 408;
+    }
+    if (final) {
+      this.#remove(final.reason);
+      return;
+    }
+    if (NOTIFY_FATAL.has(status)) {
+      // Section 4.2.2: "If the NOTIFY request fails due to expiration of SIP
+      // Timer F (transaction timeout), the notifier SHOULD remove the
+      // subscription"; a 481 means the subscriber has none.
+      this.#state = "terminated";
+      this.#clearTimers();
+      this.#dirty = false;
+      this.#remove(String(status));
+    }
+  }
+
+  #remove(reason: string): void {
+    this.#clearTimers();
+    this.dialog.terminate();
+    this.#notifier.ua.removeDialog(this.dialog.id);
+    this.#notifier._emit({ type: "removed", subscription: this, reason });
+  }
+
+  #wakeIdle(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}
