@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   formatPidf,
   parsePidf,
+  parsePresence,
   PIDF_NS,
   type PresenceDocument,
   RPID_ACTIVITIES,
@@ -57,6 +58,17 @@ const EXPECTED: Record<
   "prefixed_everything_meal.xml": { status: "lunch", basic: "open", note: "Team lunch" },
   "rfc3863_im_busy.xml": { status: "busy", basic: "open", note: "Don't Disturb Please!" },
   "linphone_meeting.xml": { status: "meeting", basic: "open", note: "Weekly sync" },
+  // linphone's own lunch document: <rpid:meal/> and an <rpid:note> right under the person.
+  "linphone_pidf_meal.xml": { status: "lunch", basic: "open", note: "Out to lunch" },
+  // XPIDF (application/xpidf+xml): linphone's RFCxxxx style, Asterisk's (priority with a
+  // comma), and the Microsoft style linphone copies for Windows Messenger.
+  "linphone_xpidf_outtolunch.xml": { status: "lunch", basic: "open" },
+  "asterisk_xpidf_onthephone.xml": {
+    status: "on-the-phone",
+    basic: "open",
+    firstContact: "sip:6001@192.0.2.50;user=ip",
+  },
+  "windows_messenger_idle.xml": { status: "away", basic: "open" },
   "person_only_unknown_online.xml": { status: "online", basic: "open" },
 };
 
@@ -75,7 +87,7 @@ Deno.test("presenceToStatus() derives the expected status from each implementati
       if (want.note !== undefined) assert.equal(summary.note, want.note);
       if (want.firstContact !== undefined) assert.equal(summary.contacts[0].uri, want.firstContact);
       // Rebuilding the parsed model and deriving again gives the same status.
-      const again = presenceToStatus(formatPidf(parsePidf(bytes)));
+      const again = presenceToStatus(formatPidf(parsePresence(bytes)));
       assert.equal(again.status, want.status);
       assert.equal(again.basic, want.basic);
     });
@@ -183,7 +195,10 @@ Deno.test("parsePidf() rejects malformed input with a SyntaxError", async (t) =>
 });
 
 Deno.test("parsePidf() never throws anything but SyntaxError on mutated documents", async () => {
-  const base = await Deno.readTextFile(new URL("multi_device_cipid_busy.xml", FIXTURES));
+  const bases = [
+    await Deno.readTextFile(new URL("multi_device_cipid_busy.xml", FIXTURES)),
+    await Deno.readTextFile(new URL("asterisk_xpidf_onthephone.xml", FIXTURES)),
+  ];
   let seed = 42;
   const rand = (n: number) => {
     seed = (seed * 1103515245 + 12345) & 0x7fffffff;
@@ -191,7 +206,7 @@ Deno.test("parsePidf() never throws anything but SyntaxError on mutated document
   };
   const alphabet = `<>/"'=&;:x \n`;
   for (let i = 0; i < 2000; i++) {
-    const chars = [...base];
+    const chars = [...bases[i % 2]];
     for (let k = 0; k < 1 + rand(4); k++) {
       const at = rand(chars.length);
       const op = rand(3);
@@ -333,4 +348,36 @@ Deno.test("presenceToStatus() reads the newest person first when persons carry t
   });
   assert.equal(stamped.persons[0].timestamp, "2026-11-27T12:00:00.000Z");
   assert.equal(stamped.tuples[0].timestamp, "2026-11-27T12:00:00.000Z");
+});
+
+Deno.test("parsePresence() reads XPIDF atoms, addresses, priorities and substatus", async () => {
+  const doc = parsePresence(
+    await Deno.readFile(new URL("asterisk_xpidf_onthephone.xml", FIXTURES)),
+  );
+  assert.deepEqual(doc, {
+    entity: "sip:6001@pbx.example.test",
+    tuples: [{
+      id: "6001",
+      basic: "open",
+      contact: { uri: "sip:6001@192.0.2.50;user=ip", priority: 0.8 },
+      notes: [],
+      activities: [{ name: "on-the-phone" }],
+    }],
+    persons: [],
+    devices: [],
+    notes: [],
+  });
+  const closed = parsePresence(`<presence><presentity uri="sip:a@b;method=SUBSCRIBE"/>
+    <atom id="1"><address uri="sip:a@h"><status status="closed"/>
+    <msnsubstatus substatus="offline"/></address></atom></presence>`);
+  assert.equal(presenceToStatus(closed).status, "offline");
+  assert.throws(
+    () => parsePresence("<presence><atom/></presence>"),
+    /XPIDF <presentity> has no uri/,
+  );
+  // parsePidf() itself stays strict about the namespace.
+  assert.throws(
+    () => parsePidf(`<presence><presentity uri="sip:a@b"/></presence>`),
+    /root element is presence, expected <presence> in urn:ietf:params:xml:ns:pidf/,
+  );
 });

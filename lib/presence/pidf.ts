@@ -19,6 +19,7 @@ import {
   text,
   XmlBuilder,
 } from "./_xml.ts";
+import { xpidfToPresence } from "./_xpidf.ts";
 
 /** The PIDF namespace (RFC 3863 section 4.2). */
 export const PIDF_NS = "urn:ietf:params:xml:ns:pidf";
@@ -33,6 +34,8 @@ export const RPID_NS = "urn:ietf:params:xml:ns:pidf:rpid";
 export const PIDF_IM_NS = "urn:ietf:params:xml:ns:pidf:im";
 /** The media type of PIDF documents (RFC 3863 section 7). */
 export const PIDF_CONTENT_TYPE = "application/pidf+xml";
+/** The media type of XPIDF documents, read by {@linkcode parsePresence}. */
+export const XPIDF_CONTENT_TYPE = "application/xpidf+xml";
 
 /** Activity names of RFC 4480 section 3.2 (besides `other`, which carries text). */
 export const RPID_ACTIVITIES = [
@@ -182,7 +185,35 @@ const WHAT = "PIDF document";
  * ```
  */
 export function parsePidf(data: string | Uint8Array): PresenceDocument {
-  const root = expectRoot(parseXml(data, WHAT), PIDF_NS, "presence", WHAT);
+  return pidfFromRoot(expectRoot(parseXml(data, WHAT), PIDF_NS, "presence", WHAT));
+}
+
+/**
+ * Parses a presence document in either format a watcher meets: PIDF
+ * (`application/pidf+xml`), or XPIDF (`application/xpidf+xml`, no namespace,
+ * as sent by Windows Messenger, old linphone and Asterisk), recognised by
+ * its root element rather than by a Content-Type that senders get wrong.
+ * XPIDF `<msnsubstatus>` values become RPID activities of the tuple
+ * (onthephone is on-the-phone, outtolunch is lunch, idle and berightback
+ * are away). Throws `SyntaxError` like {@linkcode parsePidf}.
+ *
+ * @example
+ * ```ts
+ * import { parsePresence } from "./pidf.ts";
+ * const doc = parsePresence(`<presence><presentity uri="sip:bob@b;method=SUBSCRIBE"/>
+ *   <atom id="1"><address uri="sip:bob@h"><status status="inuse"/>
+ *   <msnsubstatus substatus="onthephone"/></address></atom></presence>`);
+ * doc.tuples[0].activities; // [{ name: "on-the-phone" }]
+ * ```
+ */
+export function parsePresence(data: string | Uint8Array): PresenceDocument {
+  const xml = parseXml(data, WHAT);
+  const root = xml.documentElement!;
+  if (root.localName === "presence" && !root.namespaceURI) return xpidfToPresence(root, WHAT);
+  return pidfFromRoot(expectRoot(xml, PIDF_NS, "presence", WHAT));
+}
+
+function pidfFromRoot(root: Element): PresenceDocument {
   const entity = attr(root, "entity")?.trim();
   // RFC 3863 section 4.1.1: "The <presence> element MUST have an 'entity' attribute".
   if (!entity) throw new SyntaxError(`Cannot parse ${WHAT}: <presence> has no entity attribute`);
@@ -264,7 +295,8 @@ function parsePerson(el: Element): Person {
     activityNotes: [],
     mood: [],
     placeType: [],
-    notes: notesOf(el, [DATA_MODEL_NS, PIDF_NS]),
+    // RFC 4479 puts <dm:note> here; some clients (old linphone) write <rpid:note>.
+    notes: notesOf(el, [DATA_MODEL_NS, PIDF_NS, RPID_NS]),
   };
   for (const acts of children(el, RPID_NS, "activities")) {
     const parsed = parseActivities(acts);

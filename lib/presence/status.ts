@@ -13,7 +13,7 @@ import {
   formatPidf,
   type FormatPidfOptions,
   type Note,
-  parsePidf,
+  parsePresence,
   type PidfContact,
   type PresenceDocument,
   type Tuple,
@@ -180,7 +180,8 @@ export interface PresenceSummary {
 }
 
 /**
- * Derives the user status of a presence document (model, text or bytes).
+ * Derives the user status of a presence document (model, or PIDF or XPIDF
+ * text or bytes, see {@linkcode parsePresence}).
  * The rules, in order:
  * 1. the first activity that maps to a status (away, busy, on-the-phone,
  *    lunch or meal) gives it, wherever the activity sits (person or tuple);
@@ -204,7 +205,7 @@ export interface PresenceSummary {
  * ```
  */
 export function presenceToStatus(doc: PresenceDocument | string | Uint8Array): PresenceSummary {
-  const model = typeof doc === "string" || doc instanceof Uint8Array ? parsePidf(doc) : doc;
+  const model = typeof doc === "string" || doc instanceof Uint8Array ? parsePresence(doc) : doc;
   const open = model.tuples.filter((t) => t.basic === "open");
   const basic = open.length > 0
     ? "open"
