@@ -30,7 +30,12 @@ import {
   text,
   XmlBuilder,
 } from "./_xml.ts";
-import { parsePidf, PIDF_CONTENT_TYPE, type PresenceDocument } from "./pidf.ts";
+import {
+  parsePresence,
+  PIDF_CONTENT_TYPE,
+  type PresenceDocument,
+  XPIDF_CONTENT_TYPE,
+} from "./pidf.ts";
 
 /** The RLMI namespace (RFC 4662 section 5.2). */
 export const RLMI_NS = "urn:ietf:params:xml:ns:rlmi";
@@ -203,7 +208,7 @@ export interface ListResourceState {
   contentType?: string;
   /** The part's bytes. */
   body?: Uint8Array;
-  /** The parsed PIDF document, when the part is `application/pidf+xml` and parses. */
+  /** The parsed document, when the part is `application/pidf+xml` (or xpidf+xml) and parses. */
   presence?: PresenceDocument;
   /** The nested list, when the resource is itself a list (a multipart/related part). */
   list?: ListNotification;
@@ -293,8 +298,9 @@ function resourceState(r: RlmiResource, byCid: Map<string, MimePart>): ListResou
   try {
     const ct = partContentType(part);
     out.contentType = ct.type;
-    if (ct.type === PIDF_CONTENT_TYPE) out.presence = parsePidf(part.body);
-    else if (ct.type === "multipart/related") out.list = unpackListNotify(ct, part.body);
+    if (ct.type === PIDF_CONTENT_TYPE || ct.type === XPIDF_CONTENT_TYPE) {
+      out.presence = parsePresence(part.body);
+    } else if (ct.type === "multipart/related") out.list = unpackListNotify(ct, part.body);
   } catch (e) {
     out.error = e instanceof Error ? e.message : String(e);
   }
