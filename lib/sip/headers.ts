@@ -131,6 +131,66 @@ const spellings = new Map<string, string>();
 for (const name of KNOWN_NAMES) spellings.set(name, name);
 for (const [short, long] of Object.entries(COMPACT_FORMS)) spellings.set(short, long);
 
+/** Codes of the headers the parser tracks while scanning. @internal */
+export const H_VIA = 1, H_FROM = 2, H_TO = 3, H_CALL_ID = 4, H_CSEQ = 5;
+/** @internal */
+export const H_MAX_FORWARDS = 6, H_CONTENT_LENGTH = 7;
+
+const CODES: Record<string, number> = {
+  "Via": H_VIA,
+  "From": H_FROM,
+  "To": H_TO,
+  "Call-ID": H_CALL_ID,
+  "CSeq": H_CSEQ,
+  "Max-Forwards": H_MAX_FORWARDS,
+  "Content-Length": H_CONTENT_LENGTH,
+};
+
+/** A known spelling: how it is written, its canonical name and tracking code. @internal */
+export interface NameEntry {
+  /** Canonical spelling ("Via") or compact form ("v"). */
+  spelling: string;
+  /** Canonical name. */
+  name: string;
+  /** Tracking code, 0 for most headers. */
+  code: number;
+}
+
+// Known names by (length, lowercase first character), so that the parser
+// finds a name with one array access and a startsWith, without slicing and
+// hashing it.
+const TABLE: NameEntry[][] = [];
+function addEntry(spelling: string, name: string): void {
+  const key = spelling.length * 128 + (spelling.charCodeAt(0) | 32);
+  (TABLE[key] ??= []).push({ spelling, name, code: CODES[name] ?? 0 });
+}
+for (const name of KNOWN_NAMES) addEntry(name, name);
+for (const [short, long] of Object.entries(COMPACT_FORMS)) addEntry(short, long);
+
+/**
+ * Finds the known header named by `s[start..end)` (case-insensitive, compact
+ * forms included), or undefined. @internal
+ */
+export function lookupName(s: string, start: number, end: number): NameEntry | undefined {
+  const len = end - start;
+  const list = TABLE[len * 128 + (s.charCodeAt(start) | 32)];
+  if (list === undefined) return undefined;
+  for (let k = 0; k < list.length; k++) {
+    if (s.startsWith(list[k].spelling, start)) return list[k];
+  }
+  for (let k = 0; k < list.length; k++) {
+    const sp = list[k].spelling;
+    let j = 1;
+    for (; j < len; j++) {
+      const a = s.charCodeAt(start + j);
+      const b = sp.charCodeAt(j);
+      if (a !== b && ((a | 32) !== (b | 32) || (b | 32) < 97 || (b | 32) > 122)) break;
+    }
+    if (j === len) return list[k];
+  }
+  return undefined;
+}
+
 /**
  * The canonical name of a header: compact forms expanded, known names in their
  * RFC spelling ("call-id" gives "Call-ID"); unknown names are kept as given.
@@ -337,11 +397,14 @@ export class SipHeaders {
     this.version++;
   }
 
-  /** Adds a line before the first line of the same header (e.g. a new top Via); at the end when absent. */
+  /**
+   * Adds a line before the first line of the same header (e.g. a new top
+   * Via); when the header is absent, as the first line of the message.
+   */
   prepend(name: string, value: string): void {
     const canon = canonicalName(name);
     const first = this._index(canon);
-    if (first === -1) this.fields.push({ name: canon, value });
+    if (first === -1) this.fields.unshift({ name: canon, value });
     else this.fields.splice(first, 0, { name: canon, value });
     this.version++;
   }

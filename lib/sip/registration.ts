@@ -9,7 +9,7 @@
 import type { TimerId } from "./clock.ts";
 import { DigestAuthError } from "./digest.ts";
 import { SipRequestError } from "./errors.ts";
-import { formatUri, type NameAddr, parseNameAddr, type SipResponse, type Uri } from "./message.ts";
+import { formatUri, type SipResponse, type Uri } from "./message.ts";
 import { generateCallId } from "./transaction/mod.ts";
 import { toSipUri, type UserAgent } from "./ua.ts";
 
@@ -40,6 +40,8 @@ export type RegistrationEvent =
     registrar: string;
     /** Every binding of the AOR the registrar listed. */
     bindings: Binding[];
+    /** Contacts removed in the same REGISTER (the old address after an address change). */
+    replaced?: string[];
   }
   | {
     /** The binding was removed. */
@@ -121,6 +123,8 @@ export class Registration {
   #cseq = 0;
   #expires: number;
   #contact?: string;
+  /** Old contacts (after an address change) still to remove, with the next REGISTER. */
+  #toRemove: string[] = [];
   #registered = false;
   #timer?: TimerId;
   #failures = 0;
@@ -165,13 +169,16 @@ export class Registration {
     return this.#serial(() => this.#register());
   }
 
-  async #register(extra: NameAddr[] = []): Promise<number> {
-    const refreshed = this.#registered;
+  async #register(): Promise<number> {
+    // A refresh is a REGISTER for the contact already bound (section 10.2.1).
+    const previous = this.#registered ? this.#contact : undefined;
     let intervalRetried = false;
     for (;;) {
       const contacts: string[] = [];
       if (this.#contact) contacts.push(`<${this.#contact}>`);
-      for (const c of extra) contacts.push(`<${formatUri(c.uri)}>;expires=0`);
+      // Section 10.2.2: an expires parameter of 0 on a Contact removes that binding.
+      const removing = [...this.#toRemove];
+      for (const c of removing) contacts.push(`<${c}>;expires=0`);
       const res = await this.#send(contacts, this.#expires, this.#contact === undefined);
       if (res.response.status === 423 && !intervalRetried) {
         // Section 10.2.8: retry with the Min-Expires of the 423.
@@ -187,6 +194,7 @@ export class Registration {
       }
       const sent = res.contact;
       if (sent) this.#contact = sent;
+      this.#toRemove = this.#toRemove.filter((c) => !removing.includes(c));
       const bindings = readBindings(res.response);
       const mine = bindings.find((b) => sameContact(b.contact, this.#contact ?? ""));
       const granted = mine?.expires ?? res.response.expires ?? this.#expires;
@@ -194,12 +202,13 @@ export class Registration {
       this.#failures = 0;
       this.#options.onEvent?.({
         type: "registered",
-        refreshed,
+        refreshed: previous !== undefined && previous === this.#contact,
         aor: formatUri(this.#ua.aor),
         contact: this.#contact ?? "",
         expires: granted,
         registrar: formatUri(this.registrar),
         bindings,
+        replaced: removing.length > 0 ? removing : undefined,
       });
       return granted;
     }
@@ -246,11 +255,13 @@ export class Registration {
     return this.#serial(async () => {
       const old = this.#contact;
       this.#ua.advertisedHost = host;
-      if (this.#options.contact) return this.#register();
-      this.#contact = undefined;
-      const extra = old && this.#registered ? [parseNameAddr(`<${old}>`)] : [];
+      // A third-party contact does not move with us: just refresh it.
+      if (!this.#options.contact) {
+        this.#contact = undefined;
+        if (old && this.#registered && !this.#toRemove.includes(old)) this.#toRemove.push(old);
+      }
       try {
-        const granted = await this.#register(extra);
+        const granted = await this.#register();
         if (this.#running) this.#schedule(refreshDelay(granted));
         return granted;
       } catch (e) {
@@ -283,11 +294,15 @@ export class Registration {
       let contact: string;
       if (options.all) contact = "*";
       else contact = this.#contact ?? await this.#ownContact();
-      const res = await this.#send([contact === "*" ? "*" : `<${contact}>`], 0, false);
+      const lines = contact === "*"
+        ? ["*"]
+        : [contact, ...this.#toRemove.filter((c) => c !== contact)].map((c) => `<${c}>`);
+      const res = await this.#send(lines, 0, false);
       if (res.response.status < 200 || res.response.status >= 300) {
         throw new RegistrationError(res.response.status, res.response.reason, false);
       }
       this.#registered = false;
+      this.#toRemove = [];
       this.#options.onEvent?.({
         type: "unregistered",
         aor: formatUri(this.#ua.aor),
@@ -334,8 +349,11 @@ export class Registration {
       headers,
     });
     try {
-      const result = await this.#ua.send(req, { contact: ownContact });
-      this.#cseq = result.request.cseq.seq;
+      const result = await this.#ua.send(req, {
+        contact: ownContact,
+        // Retries after 401/407 take new CSeq numbers: the next REGISTER must go above them.
+        onRequest: (r) => void (this.#cseq = Math.max(this.#cseq, r.cseq.seq)),
+      });
       const sent = result.request.contact[0];
       return {
         response: result.response,
@@ -376,7 +394,8 @@ export function readBindings(res: SipResponse): Binding[] {
 
 /** When to refresh a binding granted for `expires` seconds. */
 export function refreshDelay(expires: number): number {
-  if (expires <= 0) return 0;
+  // Never a tight loop, even if a registrar grants 0 or 1 second.
+  if (expires <= 2) return 1;
   return expires > 120 ? expires - 60 : expires / 2;
 }
 

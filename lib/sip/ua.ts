@@ -112,7 +112,7 @@ export interface RequestSendOptions {
   contact?: boolean;
   /** Send straight to this target, skipping routing and resolution. */
   target?: Target;
-  /** Called with each request just before it is sent (after auth, redirect and failover changes). */
+  /** Called with each request as it is sent (with its Via; after auth, redirect and failover changes). */
   onRequest?: (request: SipRequest, target: Target) => void;
   /**
    * The request belongs to this dialog (built by `dialog.createRequest`): no
@@ -478,10 +478,10 @@ export class UserAgent {
         attemptReq.headers.delete("Contact");
         for (const c of [own, ...callerContacts]) attemptReq.headers.append("Contact", c);
       }
-      options.onRequest?.(attemptReq, target);
       const tx = this.transactions.request(attemptReq, target, {
         onProvisional: options.onProvisional,
       });
+      options.onRequest?.(attemptReq, target);
       try {
         const response = await tx.response;
         // RFC 3263 section 4.3: "If a failure occurs [...] the client SHOULD
@@ -714,7 +714,6 @@ function malformation(req: SipRequest): string | undefined {
 
 /** A reason phrase from an error text: printable ASCII only, at most 100 characters. */
 function sanitizeReason(text: string): string {
-  // deno-lint-ignore no-control-regex
   const clean = text.replace(/[^\x20-\x7e]+/g, " ").replace(/\s+/g, " ").trim();
   if (clean === "") return "Bad Request";
   return clean.length > 100 ? clean.slice(0, 97) + "..." : clean;
