@@ -24,10 +24,12 @@ export const C_HOST = 32;
 export const C_TEL = 64;
 /** word (Call-ID, section 25.1). */
 export const C_WORD = 128;
+/** gen-value characters outside quotes: token / host (with IPv6 ":", "[", "]"). */
+export const C_GENVAL = 256;
 
 /** Flags per ASCII code. */
-export const CHARS: Uint8Array = (() => {
-  const t = new Uint8Array(128);
+export const CHARS: Uint16Array = (() => {
+  const t = new Uint16Array(128);
   const add = (chars: string, flag: number) => {
     for (let i = 0; i < chars.length; i++) t[chars.charCodeAt(i)] |= flag;
   };
@@ -42,6 +44,7 @@ export const CHARS: Uint8Array = (() => {
   add(alnum + "-._", C_HOST);
   add("0123456789abcdefABCDEF*#+-.()%", C_TEL);
   add(alnum + "-.!%*_+`'~()<>:\\\"/[]?{}", C_WORD);
+  add(alnum + "-.!%*_+`'~:[]", C_GENVAL);
   return t;
 })();
 
@@ -60,6 +63,18 @@ export function skipWs(s: string, i: number): number {
   let c;
   while (i < s.length && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
   return i;
+}
+
+/** Where the last reader stopped (readHost, readQuotedAt), to avoid returning tuples. */
+export const scan = { end: 0 };
+
+/** `s.slice(start, end)` lowercased, without a copy when it has no uppercase letter. */
+export function sliceLower(s: string, start: number, end: number): string {
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 65 && c <= 90) return s.slice(start, end).toLowerCase();
+  }
+  return s.slice(start, end);
 }
 
 /** `s[start..end)` without leading and trailing SP/HTAB (unlike trim(), keeps U+FEFF etc.). */
@@ -230,7 +245,7 @@ export function skipQuoted(s: string, i: number): number {
 
 /** True for characters allowed in an unquoted generic-param value (token, host, IPv6). */
 function isGenValueChar(c: number): boolean {
-  return c < 128 && ((CHARS[c] & C_TOKEN) !== 0 || c === 58 || c === 91 || c === 93);
+  return c < 128 && (CHARS[c] & C_GENVAL) !== 0;
 }
 
 /**
@@ -250,8 +265,8 @@ export function parseHeaderParams(s: string, i: number, params: Params): void {
     let c = 0;
     while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
     if (i === ns) throw fail(`empty parameter name at column ${ns + 1}`);
-    const name = s.slice(ns, i).toLowerCase();
-    i = skipWs(s, i);
+    const name = sliceLower(s, ns, i);
+    while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
     if (i < n && s.charCodeAt(i) === 61) {
       i = skipWs(s, i + 1);
       if (i < n && s.charCodeAt(i) === 34) {
@@ -260,11 +275,11 @@ export function parseHeaderParams(s: string, i: number, params: Params): void {
         i = after;
       } else {
         const vs = i;
-        while (i < n && isGenValueChar(s.charCodeAt(i))) i++;
+        while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_GENVAL) !== 0) i++;
         if (i === vs) throw fail(`empty value for parameter "${name}"`);
         params[name] = s.slice(vs, i);
       }
-      i = skipWs(s, i);
+      while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
     } else {
       params[name] = null;
     }

@@ -35,11 +35,25 @@ import {
   parseHeaderParams,
   refuseCrLf,
   rethrow,
+  scan,
   skipWs,
   sliceLws,
   splitList,
 } from "./_scan.ts";
-import { canonicalName, type HeaderField, type HeadersInit, SipHeaders } from "./headers.ts";
+import {
+  canonicalName,
+  H_CALL_ID,
+  H_CONTENT_LENGTH,
+  H_CSEQ,
+  H_FROM,
+  H_MAX_FORWARDS,
+  H_TO,
+  H_VIA,
+  type HeaderField,
+  type HeadersInit,
+  lookupName,
+  SipHeaders,
+} from "./headers.ts";
 import {
   _parseNameAddr,
   _parseUri,
@@ -150,26 +164,39 @@ export function _parseVia(s: string): Via {
   const n = s.length;
   // via-parm = sent-protocol LWS sent-by *( SEMI via-params )
   // sent-protocol = protocol-name SLASH protocol-version SLASH transport
-  let i = skipWs(s, 0);
-  let e = readToken(s, i);
-  if (e === i) throw fail("missing protocol name");
-  const name = s.slice(i, e);
-  i = skipWs(s, e);
-  if (s.charCodeAt(i) !== 47) throw fail('expected "/" after the protocol name');
-  i = skipWs(s, i + 1);
-  e = readToken(s, i);
-  if (e === i) throw fail("missing protocol version");
-  const version = s.slice(i, e);
-  i = skipWs(s, e);
-  if (s.charCodeAt(i) !== 47) throw fail('expected "/" after the protocol version');
-  i = skipWs(s, i + 1);
+  let protocol: string;
+  let i: number;
+  let e: number;
+  if (s.startsWith("SIP/2.0/", 0)) {
+    protocol = "SIP/2.0";
+    i = 8;
+  } else {
+    i = skipWs(s, 0);
+    e = readToken(s, i);
+    if (e === i) throw fail("missing protocol name");
+    const name = s.slice(i, e);
+    i = skipWs(s, e);
+    if (s.charCodeAt(i) !== 47) throw fail('expected "/" after the protocol name');
+    i = skipWs(s, i + 1);
+    e = readToken(s, i);
+    if (e === i) throw fail("missing protocol version");
+    const version = s.slice(i, e);
+    i = skipWs(s, e);
+    if (s.charCodeAt(i) !== 47) throw fail('expected "/" after the protocol version');
+    i = skipWs(s, i + 1);
+    protocol = name.toUpperCase() + "/" + version;
+  }
   e = readToken(s, i);
   if (e === i) throw fail("missing transport");
-  const transport = s.slice(i, e).toUpperCase();
+  const transport = e - i === 3 && s.startsWith("UDP", i)
+    ? "UDP"
+    : e - i === 3 && s.startsWith("TCP", i)
+    ? "TCP"
+    : s.slice(i, e).toUpperCase();
   i = skipWs(s, e);
   if (i === e) throw fail("expected whitespace before sent-by");
-  const [host, he] = readHost(s, i, n);
-  i = skipWs(s, he);
+  const host = readHost(s, i, n);
+  i = skipWs(s, scan.end);
   let port: number | undefined;
   if (s.charCodeAt(i) === 58) {
     i = skipWs(s, i + 1);
@@ -193,7 +220,6 @@ export function _parseVia(s: string): Via {
   if (params.branch === null || params.branch === "") throw fail("empty branch parameter");
   if (params.received === null) throw fail("empty received parameter");
   if (params.maddr === null) throw fail("empty maddr parameter");
-  const protocol = name.toUpperCase() + "/" + version;
   return port === undefined
     ? { protocol, transport, host, params }
     : { protocol, transport, host, port, params };
@@ -342,6 +368,9 @@ export function parseSipDate(text: string): Date {
 
 // ---------------------------------------------------------------- messages
 
+/** The body of messages without one (shared; it has no bytes to change). */
+const EMPTY = new Uint8Array(0);
+
 class Cache {
   via: Via[] | undefined = undefined;
   topVia: Via | undefined = undefined;
@@ -383,6 +412,12 @@ function parseRequired<T>(h: SipHeaders, name: string, parse: (s: string) => T):
   } catch (e) {
     headerError(e, name, h, i);
   }
+}
+
+function parseCallId(v: string): string {
+  const bad = badCallIdAt(v);
+  if (bad !== -1) throw fail(`invalid character "${v[bad]}" at column ${bad + 1}`);
+  return v;
 }
 
 function parseTopVia(line: string): Via {
@@ -430,7 +465,7 @@ export abstract class SipMessageBase {
   #v = 0;
 
   /** Creates a message from headers and body. */
-  constructor(headers: SipHeaders, body: Uint8Array = new Uint8Array()) {
+  constructor(headers: SipHeaders, body: Uint8Array = EMPTY) {
     this.headers = headers;
     this.body = body;
     this.#v = headers.version;
@@ -491,21 +526,7 @@ export abstract class SipMessageBase {
   /** Call-ID. */
   get callId(): string {
     const c = this.#cache();
-    if (c.callId !== undefined) return c.callId;
-    const index = required(this.headers, "Call-ID");
-    const v = this.headers.fields[index].value;
-    // callid = word [ "@" word ]
-    const at = v.indexOf("@");
-    for (let i = 0; i < v.length; i++) {
-      const ch = v.charCodeAt(i);
-      if (!((ch < 128 && (CHARS[ch] & C_WORD) !== 0) || (i === at && i > 0 && i < v.length - 1))) {
-        throw new SipSyntaxError(
-          `Cannot parse Call-ID header: invalid character "${v[i]}" at column ${i + 1}`,
-          { header: "Call-ID", line: lineAt(this.headers, index) },
-        );
-      }
-    }
-    return c.callId = v;
+    return c.callId ??= parseRequired(this.headers, "Call-ID", parseCallId);
   }
   /** CSeq. */
   get cseq(): CSeq {
@@ -586,6 +607,25 @@ export abstract class SipMessageBase {
   get text(): string {
     return new TextDecoder().decode(this.body);
   }
+  /** Stores the values parseMessage() already checked. @internal */
+  _prime(
+    topVia: Via,
+    from: NameAddr,
+    to: NameAddr,
+    callId: string,
+    cseq: CSeq,
+    maxForwards: number | null,
+    contentLength: number | null,
+  ): void {
+    const c = this.#cache();
+    c.topVia = topVia;
+    c.from = from;
+    c.to = to;
+    c.callId = callId;
+    c.cseq = cseq;
+    c.maxForwards = maxForwards;
+    c.contentLength = contentLength;
+  }
   /** Forget cached typed values after editing `headers.fields` directly (the methods of SipHeaders do it). */
   invalidate(): void {
     this.#c = new Cache();
@@ -633,29 +673,25 @@ export type SipMessage = SipRequest | SipResponse;
 // ---------------------------------------------------------------- parsing
 
 const utf8Fatal = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextDecoder();
 const encoder = new TextEncoder();
 
 function decodeHead(data: Uint8Array, start: number, end: number): string {
-  for (let i = start; i < end; i++) {
-    if (data[i] >= 128) {
-      try {
-        return utf8Fatal.decode(data.subarray(start, end));
-      } catch (e) {
-        throw new SipMessageError("Cannot parse message: header fields are not valid UTF-8", {
-          offset: i,
-          cause: e,
-        });
-      }
+  // The non-fatal decoder has the fast path; a U+FFFD in the result is
+  // either in the input or a decoding error, which the fatal decoder tells.
+  const sub = data.subarray(start, end);
+  const text = utf8.decode(sub);
+  if (text.indexOf("\uFFFD") !== -1) {
+    try {
+      utf8Fatal.decode(sub);
+    } catch (e) {
+      throw new SipMessageError("Cannot parse message: header fields are not valid UTF-8", {
+        offset: start,
+        cause: e,
+      });
     }
   }
-  let out = "";
-  for (let i = start; i < end; i += 8192) {
-    out += String.fromCharCode.apply(
-      null,
-      data.subarray(i, Math.min(end, i + 8192)) as unknown as number[],
-    );
-  }
-  return out;
+  return text;
 }
 
 /** Parses `SIP/x.y` at s[i..end); returns the version or "" when not one. */
@@ -782,6 +818,24 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
     // RFC 3261 section 7.5: ignore CRLFs before the start line.
     let s = 0;
     while (s < data.length && (data[s] === 13 || data[s] === 10)) s++;
+    // Fast path: decode everything once and find the empty line in the text.
+    // ASCII bytes decode one to one, so when the bytes at the text offset are
+    // CRLFCRLF too, every byte before decoded to one character and the
+    // offsets agree (otherwise: the byte scan below).
+    const text = utf8.decode(s === 0 ? data : data.subarray(s));
+    const he = text.indexOf("\r\n\r\n");
+    const b = s + he;
+    if (
+      he !== -1 && data[b] === 13 && data[b + 1] === 10 && data[b + 2] === 13 &&
+      data[b + 3] === 10
+    ) {
+      const lf = text.indexOf("\n\n");
+      if (lf === -1 || lf > he) {
+        const bad = text.indexOf("\uFFFD");
+        if (bad !== -1 && bad < he) decodeHead(data, s, b);
+        return parseRest(text.slice(0, he), data, b + 4);
+      }
+    }
     let end = -1;
     let i = data.indexOf(10, s);
     while (i !== -1) {
@@ -808,6 +862,10 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
     }
   }
 
+  return parseRest(head, bodyBytes, bodyStart);
+}
+
+function parseRest(head: string, bodyBytes: Uint8Array | undefined, bodyStart: number): SipMessage {
   // Start line.
   let nl = head.indexOf("\n");
   let lineEnd = nl === -1 ? head.length : nl;
@@ -818,12 +876,16 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
   const fields = headers.fields;
 
   // Header fields (section 7.3.1): name HCOLON value, continuation lines
-  // starting with SP or HTAB are folded into the previous value.
+  // starting with SP or HTAB are folded into the previous value. The
+  // headers every layer reads are located on the way.
   let line = 1;
   const lines: number[] = [];
   let pos = nl === -1 ? head.length : nl + 1;
   const n = head.length;
   let cur: HeaderField | undefined;
+  let iVia = -1, iFrom = -1, iTo = -1, iCallId = -1, iCSeq = -1, iMaxF = -1, iCl = -1;
+  let dup = -1;
+  let clCount = 0;
   while (pos < n) {
     nl = head.indexOf("\n", pos);
     const next = nl === -1 ? n : nl + 1;
@@ -844,58 +906,98 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
       pos = next;
       continue;
     }
-    let ne = pos;
-    while (ne < lineEnd && isTokenChar(head.charCodeAt(ne))) ne++;
-    const nameEnd = ne;
-    while (ne < lineEnd && (head.charCodeAt(ne) === 32 || head.charCodeAt(ne) === 9)) ne++;
-    if (nameEnd === pos || ne >= lineEnd || head.charCodeAt(ne) !== 58) {
+    let colon = head.indexOf(":", pos);
+    if (colon === -1 || colon > lineEnd) colon = lineEnd;
+    if (colon === lineEnd) {
       const text = head.slice(pos, lineEnd);
       throw new SipMessageError(
-        nameEnd === pos
-          ? `Cannot parse header line ${line}: invalid header name in "${text.slice(0, 40)}"`
-          : `Cannot parse header line ${line}: missing ":" in "${text.slice(0, 40)}"`,
+        `Cannot parse header line ${line}: missing ":" in "${text.slice(0, 40)}"`,
         { line },
       );
     }
-    cur = {
-      name: canonicalName(head.slice(pos, nameEnd)),
-      value: sliceLws(head, ne + 1, lineEnd),
-    };
+    let nameEnd = colon;
+    let ch;
+    while (nameEnd > pos && ((ch = head.charCodeAt(nameEnd - 1)) === 32 || ch === 9)) nameEnd--;
+    const entry = nameEnd > pos ? lookupName(head, pos, nameEnd) : undefined;
+    let name: string;
+    if (entry !== undefined) {
+      name = entry.name;
+    } else {
+      let ne = pos;
+      while (ne < nameEnd && isTokenChar(head.charCodeAt(ne))) ne++;
+      if (ne !== nameEnd || ne === pos) {
+        const text = head.slice(pos, lineEnd);
+        throw new SipMessageError(
+          `Cannot parse header line ${line}: invalid header name in "${text.slice(0, 40)}"`,
+          { line },
+        );
+      }
+      name = head.slice(pos, nameEnd);
+    }
+    cur = { name, value: sliceLws(head, colon + 1, lineEnd) };
+    const index = fields.length;
     fields.push(cur);
     lines.push(line);
+    if (entry !== undefined && entry.code !== 0) {
+      switch (entry.code) {
+        case H_VIA:
+          if (iVia === -1) iVia = index;
+          break;
+        case H_FROM:
+          if (iFrom === -1) iFrom = index;
+          else if (dup === -1) dup = index;
+          break;
+        case H_TO:
+          if (iTo === -1) iTo = index;
+          else if (dup === -1) dup = index;
+          break;
+        case H_CALL_ID:
+          if (iCallId === -1) iCallId = index;
+          else if (dup === -1) dup = index;
+          break;
+        case H_CSEQ:
+          if (iCSeq === -1) iCSeq = index;
+          else if (dup === -1) dup = index;
+          break;
+        case H_MAX_FORWARDS:
+          if (iMaxF === -1) iMaxF = index;
+          else if (dup === -1) dup = index;
+          break;
+        case H_CONTENT_LENGTH:
+          if (iCl === -1) iCl = index;
+          clCount++;
+          break;
+      }
+    }
     pos = next;
   }
 
   headers._lines = lines;
-  const lineOf = (name: string): number | undefined => {
-    const i = headers._index(name);
-    return i === -1 ? undefined : lines[i];
-  };
 
   // Content-Length framing (section 18.3 and 20.14).
-  let clIndex = headers._index("Content-Length");
   let cl = -1;
-  if (clIndex !== -1) {
-    const v = fields[clIndex].value;
+  if (iCl !== -1) {
+    const v = fields[iCl].value;
     cl = parseDigits(v, 2 ** 32 - 1);
     if (cl < 0) {
       // RFC 4475 3.1.2.3: a negative (or otherwise bad) Content-Length is a
       // framing error; over UDP the rest of the datagram is discarded.
       throw new SipMessageError(
         `Cannot parse Content-Length header: "${v}" is not a number from 0 to 2^32-1`,
-        { header: "Content-Length", line: lines[clIndex], partial: msg },
+        { header: "Content-Length", line: lines[iCl], partial: msg },
       );
     }
-    clIndex = headers._index("Content-Length", clIndex + 1);
-    while (clIndex !== -1) {
-      // RFC 4475 3.3.8: conflicting Content-Length values are a framing error.
-      if (parseDigits(fields[clIndex].value, 2 ** 32 - 1) !== cl) {
-        throw new SipMessageError(
-          "Cannot parse Content-Length header: several different values",
-          { header: "Content-Length", line: lines[clIndex], partial: msg },
-        );
+    if (clCount > 1) {
+      for (let i = headers._index("Content-Length", iCl + 1); i !== -1;) {
+        // RFC 4475 3.3.8: conflicting Content-Length values are a framing error.
+        if (parseDigits(fields[i].value, 2 ** 32 - 1) !== cl) {
+          throw new SipMessageError(
+            "Cannot parse Content-Length header: several different values",
+            { header: "Content-Length", line: lines[i], partial: msg },
+          );
+        }
+        i = headers._index("Content-Length", i + 1);
       }
-      clIndex = headers._index("Content-Length", clIndex + 1);
     }
   }
   if (bodyBytes !== undefined) {
@@ -907,7 +1009,7 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
       // RFC 4475 3.1.2.2: over UDP a body shorter than Content-Length gets 400.
       throw new SipMessageError(
         `Cannot parse message: Content-Length is ${cl} but the body has ${avail} bytes`,
-        { header: "Content-Length", line: lineOf("Content-Length"), partial: msg },
+        { header: "Content-Length", line: lines[iCl], partial: msg },
       );
     } else if (cl > 0) {
       // Section 18.3: octets after Content-Length are discarded (RFC 4475 3.1.1.8).
@@ -916,45 +1018,53 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
   } else if (cl > 0) {
     throw new SipMessageError(
       `Cannot parse message: Content-Length is ${cl} but there is no body`,
-      { header: "Content-Length", line: lineOf("Content-Length"), partial: msg },
+      { header: "Content-Length", line: lines[iCl], partial: msg },
     );
   }
 
   // Eager checks of what every layer reads. Section 8.1.1: To, From, CSeq,
-  // Call-ID and Via are mandatory; RFC 4475 3.3.1 (missing) and 3.3.7
+  // Call-ID and Via are mandatory; RFC 4475 3.3.1 (missing) and 3.3.8
   // (repeated) want a 400.
   let which = "Via";
+  let at = iVia;
   try {
-    msg.topVia;
+    const topVia = parseTopVia(fields[need(iVia, "Via")].value);
     which = "From";
-    msg.from;
+    at = iFrom;
+    const from = _parseNameAddr(fields[need(iFrom, "From")].value);
     which = "To";
-    msg.to;
+    at = iTo;
+    const to = _parseNameAddr(fields[need(iTo, "To")].value);
     which = "Call-ID";
-    msg.callId;
+    at = iCallId;
+    const callId = fields[need(iCallId, "Call-ID")].value;
+    const bad = badCallIdAt(callId);
+    if (bad !== -1) throw fail(`invalid character "${callId[bad]}" at column ${bad + 1}`);
     which = "CSeq";
-    msg.cseq;
+    at = iCSeq;
+    const cseq = _parseCSeq(fields[need(iCSeq, "CSeq")].value);
     which = "Max-Forwards";
-    msg.maxForwards;
+    at = iMaxF;
+    let maxForwards: number | null = null;
+    if (iMaxF !== -1) {
+      maxForwards = parseDigits(fields[iMaxF].value, 255);
+      if (maxForwards < 0) throw fail(`"${fields[iMaxF].value}" is not a number from 0 to 255`);
+    }
+    msg._prime(topVia, from, to, callId, cseq, maxForwards, cl === -1 ? null : cl);
   } catch (e) {
     const err = e as SipSyntaxError;
-    throw new SipMessageError(err.message, {
-      header: which,
-      line: err.line ?? lineOf(which),
-      cause: e,
+    throw new SipMessageError(
+      at === -1 ? err.message : `Cannot parse ${which} header: ${err.message}`,
+      { header: which, line: at === -1 ? undefined : lines[at], cause: e, partial: msg },
+    );
+  }
+  if (dup !== -1) {
+    const name = fields[dup].name;
+    throw new SipMessageError(`Cannot parse ${name} header: more than one ${name} header`, {
+      header: name,
+      line: lines[dup],
       partial: msg,
     });
-  }
-  for (const name of SINGLE) {
-    const first = headers._index(name);
-    const second = first === -1 ? -1 : headers._index(name, first + 1);
-    if (second !== -1) {
-      throw new SipMessageError(`Cannot parse ${name} header: more than one ${name} header`, {
-        header: name,
-        line: lines[second],
-        partial: msg,
-      });
-    }
   }
   if (msg.version !== "SIP/2.0") {
     // Section 8.2.2 / RFC 4475 3.1.2.16: answer 505 Version Not Supported.
@@ -974,7 +1084,7 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
         `Cannot parse CSeq header: method "${cseqMethod}" does not match the Request-Line method "${msg.method}"`,
         {
           header: "CSeq",
-          line: lineOf("CSeq"),
+          line: lines[iCSeq],
           partial: msg,
           status: known ? 400 : 501,
         },
@@ -992,8 +1102,23 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
   return msg;
 }
 
-/** Headers that appear at most once (section 20 and 7.3.1). */
-const SINGLE = ["From", "To", "Call-ID", "CSeq", "Max-Forwards"];
+function need(index: number, name: string): number {
+  if (index === -1) throw fail(`Cannot parse message: missing ${name} header`);
+  return index;
+}
+
+/** Index of the first character not allowed in a Call-ID, or -1 (callid = word ["@" word]). */
+function badCallIdAt(v: string): number {
+  if (v.length === 0) return 0;
+  const at = v.indexOf("@");
+  for (let i = 0; i < v.length; i++) {
+    const ch = v.charCodeAt(i);
+    if (!((ch < 128 && (CHARS[ch] & C_WORD) !== 0) || (i === at && i > 0 && i < v.length - 1))) {
+      return i;
+    }
+  }
+  return -1;
+}
 
 /** The methods of RFC 3261 and its extensions that sipkit knows. */
 export const KNOWN_METHODS: ReadonlySet<string> = new Set([

@@ -24,6 +24,7 @@ import {
   readQuoted,
   refuseCrLf,
   rethrow,
+  scan,
   skipWs,
   sliceLws,
   unescape,
@@ -69,19 +70,25 @@ export interface NameAddr {
  * Parses a host (IPv6 reference in brackets, IPv4 or name) at `s[i]`, stopping
  * at `end`. Returns [host, index after it].
  */
-export function readHost(s: string, i: number, end: number): [string, number] {
+export function readHost(s: string, i: number, end: number): string {
   if (s.charCodeAt(i) === 91) {
     const close = s.indexOf("]", i);
     if (close === -1 || close >= end) throw fail("unterminated IPv6 reference");
     const h = s.slice(i + 1, close);
     if (!isIpv6(h)) throw fail(`invalid IPv6 address "${h}"`);
-    return [h.toLowerCase(), close + 1];
+    scan.end = close + 1;
+    return h.toLowerCase();
   }
   const start = i;
   let c;
-  while (i < end && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_HOST) !== 0) i++;
+  let upper = false;
+  while (i < end && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_HOST) !== 0) {
+    if (c <= 90 && c >= 65) upper = true;
+    i++;
+  }
   if (i === start) throw fail(i < end ? `invalid character "${s[i]}" in host` : "missing host");
-  return [s.slice(start, i).toLowerCase(), i];
+  scan.end = i;
+  return upper ? s.slice(start, i).toLowerCase() : s.slice(start, i);
 }
 
 /** True when `h` is made of hex digits, ":" and "." and holds at least two ":". */
@@ -181,9 +188,8 @@ function parseSipUri(s: string, scheme: string, p: number): Uri {
     }
     p = at + 1;
   }
-  const [host, hEnd] = readHost(s, p, n);
-  uri.host = host;
-  p = hEnd;
+  uri.host = readHost(s, p, n);
+  p = scan.end;
   if (p < n && s.charCodeAt(p) === 58) {
     const [port, pEnd] = readPort(s, p + 1, n);
     uri.port = port;
