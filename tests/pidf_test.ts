@@ -308,6 +308,20 @@ Deno.test("RPID_ACTIVITIES lists lunch and meal from RFC 4480 section 3.2", () =
   assert.ok(RPID_ACTIVITIES.includes("on-the-phone"));
 });
 
+Deno.test("parsePidf() rounds long priorities and ignores invalid ones", () => {
+  const prio = (p: string) =>
+    parsePidf(`<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:a@b">
+      <tuple id="t"><contact priority="${p}">sip:a@b</contact></tuple></presence>`).tuples[0]
+      .contact!.priority;
+  assert.equal(prio("0.800000"), 0.8);
+  assert.equal(prio("1"), 1);
+  assert.equal(prio(".5"), 0.5);
+  assert.equal(prio("0.12345"), 0.123);
+  assert.equal(prio("1.5"), undefined);
+  assert.equal(prio("-0.1"), undefined);
+  assert.equal(prio("high"), undefined);
+});
+
 Deno.test("presenceToStatus() prefers an open tuple's contact and the highest priority", () => {
   const s = presenceToStatus(`<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:a@b">
     <tuple id="1"><status><basic>closed</basic></status><contact priority="1">sip:old@b</contact></tuple>

@@ -266,12 +266,17 @@ function parseTuple(el: Element): Tuple {
   return tuple;
 }
 
-/** RFC 3863 section 4.1.5: priority is a qvalue, 0 to 1 with up to three decimals. */
+/**
+ * RFC 3863 section 4.1.5: priority is a qvalue, 0 to 1 with up to three
+ * decimals. Longer decimals ("0.800000", as some clients write) are rounded;
+ * anything else is ignored rather than failing the document.
+ */
 function parsePriority(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const v = value.trim();
-  if (!/^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?|\.\d{1,3})$/.test(v)) return undefined;
-  return Number(v);
+  if (!/^(?:\d+(?:\.\d*)?|\.\d+)$/.test(v)) return undefined;
+  const p = Number(v);
+  return p >= 0 && p <= 1 ? Math.round(p * 1000) / 1000 : undefined;
 }
 
 function parseActivities(el: Element): { activities: Activity[]; notes: Note[] } {
