@@ -397,11 +397,17 @@ async function listenAndChat(
     throw usageError(`--accept: ${(e as Error).message}`);
   }
   const local = ua.transports[0].local;
-  await ctx.out.emit("listening", {
-    address: `${local.host.includes(":") ? `[${local.host}]` : local.host}:${local.port}`,
-    transports: ua.transports.filter((t) => t.local.port !== 0).map((t) => t.protocol),
-    aor: ua.aor.user ? `sip:${ua.aor.user}@${ua.aor.host}` : undefined,
-  });
+  const address = `${local.host.includes(":") ? `[${local.host}]` : local.host}:${local.port}`;
+  const aor = ua.aor.user ? `sip:${ua.aor.user}@${ua.aor.host}` : undefined;
+  if (screen) {
+    screen.info(`chatting with ${chatUri} as ${aor} on ${address} (Ctrl-D ends)`);
+  } else {
+    await ctx.out.emit("listening", {
+      address,
+      transports: ua.transports.filter((t) => t.local.port !== 0).map((t) => t.protocol),
+      aor,
+    });
+  }
   let registration: Registration | undefined;
   if (opts.register) {
     registration = new Registration(ua, {
@@ -414,7 +420,13 @@ async function listenAndChat(
   let input: Promise<void>;
   let worst = () => EXIT.OK as number;
   if (screen && Deno.stdin.isTerminal()) {
-    input = chatFromTerminal(ctx, sender, chatUri!, screen);
+    let failed: number = EXIT.OK;
+    input = chatFromTerminal(ctx, sender, chatUri!, (r) => {
+      screen.result(r);
+      // A network failure outranks a rejection.
+      if (!r.ok && failed !== EXIT.NETWORK) failed = exitFor(r);
+    });
+    worst = () => failed;
   } else {
     const batch = startBatch(
       ctx,
@@ -483,7 +495,7 @@ async function chatFromTerminal(
   ctx: CommandContext,
   sender: MessageSender,
   to: string,
-  screen: ChatScreen,
+  onResult: (r: BatchResult) => void,
 ): Promise<void> {
   const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
   const onAbort = () => reader.cancel().catch(() => {});
@@ -494,8 +506,8 @@ async function chatFromTerminal(
     const line = text.replace(/\r$/, "");
     if (line.trim() === "") return;
     const p = sender.send(to, { body: line }).then(
-      (result) => screen.result({ item: { to, message: { body: line } }, ok: true, result }),
-      (error) => screen.result({ item: { to, message: { body: line } }, ok: false, error }),
+      (result) => onResult({ item: { to, message: { body: line } }, ok: true, result }),
+      (error) => onResult({ item: { to, message: { body: line } }, ok: false, error }),
     );
     pending.add(p);
     p.finally(() => pending.delete(p));
@@ -529,6 +541,10 @@ class ChatScreen {
     const bytes = this.#enc.encode(text + "\n");
     let off = 0;
     while (off < bytes.length) off += Deno.stdout.writeSync(bytes.subarray(off));
+  }
+
+  info(text: string): void {
+    this.#write(`-- ${text}`);
   }
 
   incoming(m: ReceivedMessage, buddy?: string): void {

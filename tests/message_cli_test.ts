@@ -1,0 +1,381 @@
+/**
+ * `sipkit message` as real processes over loopback sockets: send and listen,
+ * exit codes, batch from a pipe, large bodies over TCP, CPIM, chat in a
+ * pseudo-terminal (util-linux `script`).
+ */
+
+import assert from "node:assert/strict";
+import {
+  type SipkitEvent,
+  type SipkitProcess,
+  spawnSipkit,
+  tempSipkitDirs,
+} from "./_sipkit_process.ts";
+import { findBinary, freePort } from "./peers/require.ts";
+
+const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
+const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+
+type Dirs = Awaited<ReturnType<typeof tempSipkitDirs>>;
+
+async function withDirs(fn: (dirs: Dirs) => Promise<void>): Promise<void> {
+  const dirs = await tempSipkitDirs();
+  try {
+    await fn(dirs);
+  } finally {
+    await dirs.cleanup();
+  }
+}
+
+async function startListener(
+  dirs: Dirs,
+  extra: string[] = [],
+): Promise<{ proc: SipkitProcess; address: string }> {
+  const proc = spawnSipkit(
+    ["message", "--listen", "--bind", "127.0.0.1:0", "-u", "bob@example.test", ...extra],
+    { name: "listener", env: dirs.env, stdin: false },
+  );
+  try {
+    const e = await proc.waitEvent((e) => e.type === "listening", { message: "listening" });
+    return { proc, address: String(e.address) };
+  } catch (error) {
+    await proc.stop();
+    throw error;
+  }
+}
+
+async function runSend(
+  dirs: Dirs,
+  args: string[],
+): Promise<{ code: number; events: SipkitEvent[]; logs: string }> {
+  const p = spawnSipkit(["message", "-u", "alice@example.test", ...args], {
+    name: "sender",
+    env: dirs.env,
+    stdin: false,
+  });
+  const code = await p.exited;
+  assert.deepEqual(p.badLines, []);
+  return { code, events: p.events, logs: p.logs() };
+}
+
+Deno.test("sipkit message sends to a sipkit listener: sent (delivered) and message events, exit 0", async () => {
+  await withDirs(async (dirs) => {
+    const { proc, address } = await startListener(dirs);
+    try {
+      const r = await runSend(dirs, [`sip:bob@${address}`, "Hello bob ✓"]);
+      assert.equal(r.code, 0, r.logs);
+      const sent = r.events.find((e) => e.type === "sent")!;
+      assert.equal(sent.status, 200);
+      assert.equal(sent.delivered, true);
+      assert.equal(sent.to, `sip:bob@${address}`);
+      const got = await proc.waitEvent((e) => e.type === "message");
+      assert.equal(got.body, "Hello bob ✓");
+      assert.equal(got.from, "sip:alice@example.test");
+      assert.equal(got.content_type, "text/plain;charset=UTF-8");
+      assert.equal(got.call_id, sent.call_id);
+      assert.equal(got.transport, "udp");
+    } finally {
+      await proc.stop();
+    }
+    assert.deepEqual(proc.badLines, []);
+  });
+});
+
+Deno.test("sipkit message exits 1 on a final failure (415 from --accept) with send_failed", async () => {
+  await withDirs(async (dirs) => {
+    const { proc, address } = await startListener(dirs, ["--accept", "text/plain"]);
+    try {
+      const r = await runSend(dirs, [`sip:bob@${address}`, "{}", "--type", "application/json"]);
+      assert.equal(r.code, 1, r.logs);
+      const failed = r.events.find((e) => e.type === "send_failed")!;
+      assert.equal(failed.status, 415);
+      assert.equal(failed.error, "rejected");
+      assert.equal(proc.events.filter((e) => e.type === "message").length, 0);
+    } finally {
+      await proc.stop();
+    }
+  });
+});
+
+Deno.test("sipkit message exits 3 when nobody answers (--timeout)", async () => {
+  await withDirs(async (dirs) => {
+    const port = freePort();
+    const r = await runSend(dirs, [`sip:nobody@127.0.0.1:${port}`, "anyone?", "--timeout", "1"]);
+    assert.equal(r.code, 3, r.logs);
+    const failed = r.events.find((e) => e.type === "send_failed")!;
+    assert.ok(failed.error === "timeout" || failed.error === "network", String(failed.error));
+  });
+});
+
+Deno.test("sipkit message exits 2 on bad usage", async (t) => {
+  await withDirs(async (dirs) => {
+    const cases: [string, string[]][] = [
+      ["--listen with a recipient", ["--listen", "sip:bob@127.0.0.1:5060"]],
+      ["--register without --listen", ["--register", "sip:bob@127.0.0.1:5060", "x"]],
+      ["a body and --file", ["sip:bob@127.0.0.1:5060", "x", "--file", "/etc/hostname"]],
+      ["a bad --type", ["sip:bob@127.0.0.1:5060", "x", "--type", "plain"]],
+    ];
+    for (const [name, args] of cases) {
+      await t.step(name, async () => {
+        const r = await runSend(dirs, args);
+        assert.equal(r.code, 2, r.logs);
+      });
+    }
+  });
+});
+
+Deno.test("sipkit message --file sends a 10 KB body over TCP end to end", async () => {
+  await withDirs(async (dirs) => {
+    const { proc, address } = await startListener(dirs);
+    const file = `${dirs.configDir}-big.txt`;
+    const body = Array.from({ length: 1024 }, (_, i) => `${i % 10}abcdefghi`).join("");
+    await Deno.writeTextFile(file, body);
+    try {
+      const r = await runSend(dirs, [`sip:bob@${address}`, "--file", file]);
+      assert.equal(r.code, 0, r.logs);
+      const got = await proc.waitEvent((e) => e.type === "message");
+      assert.equal(got.transport, "tcp");
+      assert.equal(got.body, body);
+      assert.equal((got.body as string).length, 10240);
+    } finally {
+      await proc.stop();
+      await Deno.remove(file).catch(() => {});
+    }
+  });
+});
+
+Deno.test("sipkit message --cpim --subject: the listener shows the CPIM headers", async () => {
+  await withDirs(async (dirs) => {
+    const { proc, address } = await startListener(dirs);
+    try {
+      const r = await runSend(dirs, [`sip:bob@${address}`, "wrapped", "--cpim", "--subject", "hi"]);
+      assert.equal(r.code, 0, r.logs);
+      const got = await proc.waitEvent((e) => e.type === "message");
+      assert.equal(got.body, "wrapped");
+      const cpim = got.cpim as Record<string, unknown>;
+      assert.equal(cpim.from, "sip:alice@example.test");
+      assert.deepEqual(cpim.to, [`sip:bob@${address}`]);
+      assert.equal(cpim.subject, "hi");
+      assert.match(String(cpim.datetime), /^\d{4}-\d\d-\d\dT/);
+    } finally {
+      await proc.stop();
+    }
+  });
+});
+
+Deno.test("sipkit message carries binary bodies as body_base64", async () => {
+  await withDirs(async (dirs) => {
+    const { proc, address } = await startListener(dirs);
+    const file = `${dirs.configDir}-bin`;
+    await Deno.writeFile(file, new Uint8Array([0, 1, 2, 253, 254, 255]));
+    try {
+      const r = await runSend(dirs, [
+        `sip:bob@${address}`,
+        "--file",
+        file,
+        "--type",
+        "application/octet-stream",
+      ]);
+      assert.equal(r.code, 0, r.logs);
+      const got = await proc.waitEvent((e) => e.type === "message");
+      assert.equal(got.body_base64, "AAEC/f7/");
+      assert.equal(got.body, undefined);
+    } finally {
+      await proc.stop();
+      await Deno.remove(file).catch(() => {});
+    }
+  });
+});
+
+Deno.test("sipkit message takes the body from stdin when it is not NDJSON input", async () => {
+  await withDirs(async (dirs) => {
+    const { proc, address } = await startListener(dirs);
+    try {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--config",
+          CONFIG,
+          MAIN,
+          "message",
+          "-u",
+          "alice@example.test",
+          `sip:bob@${address}`,
+        ],
+        env: { NO_COLOR: "1", ...dirs.env },
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const w = child.stdin.getWriter();
+      await w.write(new TextEncoder().encode("line one\nline two\n"));
+      await w.close();
+      const out = await child.output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      const got = await proc.waitEvent((e) => e.type === "message");
+      assert.equal(got.body, "line one\nline two\n");
+    } finally {
+      await proc.stop();
+    }
+  });
+});
+
+Deno.test("sipkit message batch from a pipe: one result per line with its id, bad lines reported", async () => {
+  await withDirs(async (dirs) => {
+    const { proc, address } = await startListener(dirs);
+    const sender = spawnSipkit(
+      ["message", "-u", "alice@example.test", "--concurrency", "5"],
+      { name: "batch", env: dirs.env },
+    );
+    try {
+      const n = 40;
+      for (let i = 0; i < n; i++) {
+        await sender.send({
+          type: "send",
+          to: `sip:bob@${address}`,
+          body: `msg ${i}`,
+          id: `m${i}`,
+        });
+        if (i === 10) await sender.send({ type: "send", body: "no recipient", id: "bad" });
+        if (i === 20) await sender.send({ type: "presence", note: "ignored" });
+      }
+      await sender.closeStdin();
+      const code = await sender.exited;
+      // A bad line makes the exit code 2; every good line was still sent.
+      assert.equal(code, 2, sender.logs());
+      const sent = sender.events.filter((e) => e.type === "sent");
+      assert.equal(sent.length, n);
+      assert.deepEqual(
+        sent.map((e) => e.id).sort(),
+        Array.from({ length: n }, (_, i) => `m${i}`).sort(),
+      );
+      const failed = sender.events.filter((e) => e.type === "send_failed");
+      assert.equal(failed.length, 1);
+      assert.equal(failed[0].id, "bad");
+      assert.equal(failed[0].error, "invalid");
+      await proc.waitEvent(() => proc.events.filter((e) => e.type === "message").length === n);
+      const bodies = proc.events.filter((e) => e.type === "message").map((e) => e.body);
+      assert.equal(new Set(bodies).size, n);
+      assert.deepEqual(sender.badLines, []);
+    } finally {
+      await sender.stop();
+      await proc.stop();
+    }
+  });
+});
+
+/** Runs a command in a pseudo-terminal with util-linux `script`. */
+function inTerminal(command: string[], env: Record<string, string>) {
+  const quoted = command.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const child = new Deno.Command("script", {
+    args: ["-qefc", quoted, "/dev/null"],
+    env: { NO_COLOR: "1", ...env },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let screen = "";
+  const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  const reading = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of child.stdout) {
+      screen += dec.decode(chunk, { stream: true });
+      for (const w of [...waiters]) {
+        const m = screen.match(w.re);
+        if (m) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(m);
+        }
+      }
+    }
+  })();
+  const stderr = child.stderr.pipeTo(new WritableStream());
+  const writer = child.stdin.getWriter();
+  return {
+    screen: () => screen,
+    type: (text: string) => writer.write(new TextEncoder().encode(text)),
+    waitFor(re: RegExp, timeout = 10_000): Promise<RegExpMatchArray> {
+      const m = screen.match(re);
+      if (m) return Promise.resolve(m);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(w), 1);
+          reject(new Error(`timed out waiting for ${re} on the terminal:\n${screen}`));
+        }, timeout);
+        const w = {
+          re,
+          resolve: (m: RegExpMatchArray) => {
+            clearTimeout(timer);
+            resolve(m);
+          },
+        };
+        waiters.push(w);
+      });
+    },
+    async close(): Promise<number> {
+      await writer.close().catch(() => {});
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      const status = await child.status;
+      clearTimeout(timer);
+      await reading;
+      await stderr;
+      return status.code;
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "sipkit message --chat in a terminal: typed lines are sent, bob's messages shown, failures inline",
+  ignore: !findBinary("script"),
+  fn: async () => {
+    await withDirs(async (dirs) => {
+      const { proc: bob, address } = await startListener(dirs);
+      const term = inTerminal([
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--config",
+        CONFIG,
+        MAIN,
+        "message",
+        "-u",
+        "alice@example.test",
+        "--bind",
+        "127.0.0.1:0",
+        "--chat",
+        "bob@example.test",
+        "--proxy",
+        `sip:${address}`,
+        "--timeout",
+        "2",
+      ], dirs.env);
+      try {
+        const [, aliceAddress] = await term.waitFor(/on (127\.0\.0\.1:\d+) \(Ctrl-D ends\)/);
+        await term.type("hi bob\r");
+        const got = await bob.waitEvent((e) => e.type === "message");
+        assert.equal(got.body, "hi bob");
+        assert.equal(got.from, "sip:alice@example.test");
+        const reply = await runSend(dirs, [
+          "-u",
+          "bob@example.test",
+          `sip:alice@${aliceAddress}`,
+          "hello alice",
+        ]);
+        assert.equal(reply.code, 0, reply.logs);
+        await term.waitFor(/\d\d:\d\d sip:bob@example\.test: hello alice/);
+        // bob goes away: the next line is reported as not delivered, inline.
+        await bob.stop();
+        await term.type("are you there\r");
+        await term.waitFor(/✗ not delivered \(\d{3} [^)]*\): are you there/);
+        await term.type("\x04");
+      } finally {
+        const code = await term.close();
+        await bob.stop();
+        // Ctrl-D ends the chat; the failed line makes the exit code non-zero.
+        assert.ok(code === 3 || code === 1, `exit ${code}\n${term.screen()}`);
+      }
+    });
+  },
+});
