@@ -524,7 +524,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "runSipp() OPTIONS ping succeeds against Kamailio and fails against a closed port",
+  name:
+    "runSipp() OPTIONS ping succeeds against Kamailio over UDP and TCP and fails against a closed port",
   ignore: !hasSipp || !hasKamailio,
   fn: async () => {
     const k = await startKamailio({ mode: "proxy" });
@@ -538,6 +539,14 @@ Deno.test({
         });
         assert.equal(ok.code, 0, ok.errors);
         assert.equal(ok.successful, 1);
+        const tcp = await runSipp({
+          scenario: "options_uac.xml",
+          remote: k.address,
+          transport: "t1",
+          calls: 1,
+          timeout: 10,
+        });
+        assert.equal(tcp.code, 0, tcp.errors);
         const none = await runSipp({
           scenario: "options_uac.xml",
           remote: `127.0.0.1:${freePort()}`,
