@@ -9,6 +9,7 @@ import { EXIT } from "./_exit.ts";
 import { VERSION } from "../lib/version.ts";
 import { registerCommand } from "./register.ts";
 import { watchCommand } from "./watch.ts";
+import { notifyCommand } from "./notify.ts";
 import { messageCommand } from "./message.ts";
 
 /** Builds the program with every command. */
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
     .exitOverride();
   program.addCommand(registerCommand());
   program.addCommand(watchCommand());
+  program.addCommand(notifyCommand());
   program.addCommand(messageCommand());
   return program;
 }

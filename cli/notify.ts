@@ -1,0 +1,362 @@
+/**
+ * `sipkit notify`: be the user's presence agent (edge mode: answer
+ * SUBSCRIBE, NOTIFY watchers) or publish the user's status to a presence
+ * server (`--publish`, RFC 3903).
+ *
+ * @module
+ */
+
+import { Command, Option } from "@commander-js/extra-typings";
+import { SipRequestError } from "../lib/sip/errors.ts";
+import { Registration, type RegistrationEvent } from "../lib/sip/registration.ts";
+import type { UserAgent } from "../lib/sip/ua.ts";
+import { Publication } from "../lib/presence/publish.ts";
+import {
+  isUserStatus,
+  statusToPidf,
+  USER_STATUSES,
+  type UserStatus,
+} from "../lib/presence/status.ts";
+import { listBuddies, normalizeBuddyUri } from "../lib/presence/resource_lists.ts";
+import {
+  addCommonOptions,
+  type CommandContext,
+  type CommonOptions,
+  intArg,
+  runCommand,
+} from "./_common.ts";
+import { stateDir } from "./_config.ts";
+import { EXIT, usageError } from "./_exit.ts";
+import type { InputEvent } from "./_io.ts";
+import { createUserAgent } from "./_ua.ts";
+import { defaultBuddyFile, readBuddyFile } from "./watch.ts";
+
+/** How unknown watchers are answered. */
+export type UnknownPolicy = "accept" | "pending" | "reject";
+
+/** Options of `sipkit notify` (and of {@linkcode runNotify}). */
+export interface NotifyOptions extends CommonOptions {
+  /** The status to start with. Default "online". */
+  status?: string;
+  /** A note shown to watchers. */
+  note?: string;
+  /** Publish to a presence server instead of answering SUBSCRIBE. */
+  publish?: boolean;
+  /** Publish once and exit (with `publish`). */
+  once?: boolean;
+  /** Publication lifetime / largest subscription duration granted, seconds. */
+  expires?: number;
+  /** Watchers accepted besides the buddy list. */
+  allow?: string[];
+  /** Policy for other watchers. Default "pending". */
+  unknown?: UnknownPolicy;
+  /** Seconds between two NOTIFYs to one watcher. Default 1. */
+  minInterval?: number;
+  /** Buddy list file (watchers in it are accepted). Default the config directory's. */
+  buddies?: string;
+  /** Keep the contact registered. */
+  register?: boolean;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** Builds the `notify` command. */
+export function notifyCommand(): Command {
+  const cmd = new Command("notify")
+    .description(
+      "Be your own presence agent: answer SUBSCRIBE (Event: presence) and NOTIFY every\n" +
+        "watcher at once and on every status change (edge mode, the default); or publish\n" +
+        "your status to a presence server (--publish). Status changes come from flags and\n" +
+        'from {"type":"status","status":"busy","note":"..."} lines on stdin; a\n' +
+        '{"type":"allow","uri":"..."} line authorizes a pending watcher.',
+    )
+    .addOption(
+      new Option("--status <status>", "your status").choices(USER_STATUSES).default("online"),
+    )
+    .option("--note <text>", "a note shown to watchers")
+    .option("--publish", "publish to the presence server (PUBLISH) instead of answering SUBSCRIBE")
+    .option("--once", "with --publish: publish (or refresh the saved publication) and exit")
+    .option(
+      "--expires <s>",
+      "publication lifetime; in edge mode the longest subscription granted",
+      intArg("--expires", 0),
+      3600,
+    )
+    .option(
+      "--allow <uri>",
+      "accept this watcher (repeatable; the buddy list is accepted)",
+      collect,
+    )
+    .addOption(
+      new Option("--unknown <policy>", "answer to other watchers")
+        .choices(["accept", "pending", "reject"] as const)
+        .default("pending" as const),
+    )
+    .option(
+      "--min-interval <s>",
+      "at most one NOTIFY per watcher per this many seconds (the last state always follows)",
+      intArg("--min-interval", 0, 3600),
+      1,
+    )
+    .option("--buddies <file>", "buddy list file (default <config dir>/buddies.xml)")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  sipkit notify -u alice@example.test --bind 127.0.0.1:5070 --status online
+  echo '{"type":"status","status":"lunch"}' | sipkit notify -u alice@example.test
+  sipkit notify --publish --once -u alice@example.test --proxy sip:pres.example.test --status busy
+  sipkit notify -u alice@example.test | sipkit watch -u alice@example.test --buddies`,
+    );
+  addCommonOptions(cmd, { listens: true });
+  cmd.action(async () => {
+    await runCommand<NotifyOptions>(cmd, runNotify);
+  });
+  return cmd as unknown as Command;
+}
+
+/**
+ * The body of `sipkit notify`: runs until `ctx.signal` aborts (or, with
+ * `publish` and `once`, until the PUBLISH is answered) and returns the exit
+ * code.
+ */
+export async function runNotify(opts: NotifyOptions, ctx: CommandContext): Promise<number> {
+  const status = opts.status ?? "online";
+  if (!isUserStatus(status)) {
+    throw usageError(`--status must be one of ${USER_STATUSES.join(", ")}, got "${status}"`);
+  }
+  if (opts.once && !opts.publish) throw usageError("--once goes with --publish");
+  const ua = await createUserAgent(opts, ctx, { requireUser: true });
+  let registration: Registration | undefined;
+  try {
+    if (opts.register) {
+      registration = new Registration(ua, {
+        expires: 600,
+        onEvent: (e) => void emitRegistration(ctx, e),
+      });
+      registration.keepAlive();
+    }
+    if (opts.publish) return await runPublish(ua, status, opts, ctx);
+    return await runEdge(ua, status, opts, ctx);
+  } finally {
+    if (registration) {
+      registration.stop();
+      if (registration.registered) {
+        await registration.unregister().catch((e) =>
+          ctx.log.log("warn", `could not remove binding: ${(e as Error).message}`)
+        );
+      }
+    }
+    await ua.close();
+  }
+}
+
+function emitRegistration(ctx: CommandContext, e: RegistrationEvent): Promise<void> {
+  switch (e.type) {
+    case "registered":
+      return ctx.out.emit(e.refreshed ? "refreshed" : "registered", {
+        aor: e.aor,
+        contact: e.contact,
+        expires: e.expires,
+        registrar: e.registrar,
+      });
+    case "unregistered":
+      return ctx.out.emit("unregistered", { aor: e.aor, contact: e.contact });
+    case "failed":
+      return ctx.out.emit("registration_failed", {
+        status: e.status,
+        reason: e.reason,
+        retry_in: e.retryIn,
+      });
+  }
+}
+
+/** A status change read from stdin, or undefined (after reporting) when the line is bad. */
+async function readStatusLine(
+  ctx: CommandContext,
+  event: InputEvent,
+  line: number,
+): Promise<{ status: UserStatus; note?: string } | undefined> {
+  if (!isUserStatus(event.status)) {
+    const message = `status must be one of ${USER_STATUSES.join(", ")}`;
+    ctx.log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
+    await ctx.out.emit("error", { source: "stdin", line, message });
+    return undefined;
+  }
+  if (event.note !== undefined && typeof event.note !== "string") {
+    ctx.log.log("warn", `<stdin>:${line}: note must be a string; line skipped`);
+    await ctx.out.emit("error", { source: "stdin", line, message: "note must be a string" });
+    return undefined;
+  }
+  return { status: event.status, note: event.note as string | undefined };
+}
+
+function waitForAbort(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+
+// ---------------------------------------------------------------- publish mode
+
+/** What `--publish --once` keeps between runs. */
+interface SavedPublication {
+  aor: string;
+  etag: string;
+  /** Epoch milliseconds when the server forgets it. */
+  expires_at: number;
+  status: string;
+  note?: string;
+}
+
+function publicationFile(aor: string): string {
+  return `${stateDir()}/publish-${aor.replace(/[^A-Za-z0-9@._-]/g, "_")}.json`;
+}
+
+async function loadPublication(aor: string): Promise<SavedPublication | undefined> {
+  try {
+    const saved = JSON.parse(await Deno.readTextFile(publicationFile(aor))) as SavedPublication;
+    if (saved.aor !== aor || typeof saved.etag !== "string") return undefined;
+    if (!(saved.expires_at > Date.now())) return undefined;
+    return saved;
+  } catch {
+    return undefined;
+  }
+}
+
+async function savePublication(saved: SavedPublication | undefined, aor: string): Promise<void> {
+  const file = publicationFile(aor);
+  if (!saved) {
+    await Deno.remove(file).catch(() => {});
+    return;
+  }
+  await Deno.mkdir(stateDir(), { recursive: true });
+  const tmp = `${file}.${Deno.pid}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify(saved) + "\n");
+  await Deno.rename(tmp, file);
+}
+
+async function runPublish(
+  ua: UserAgent,
+  initial: UserStatus,
+  opts: NotifyOptions,
+  ctx: CommandContext,
+): Promise<number> {
+  const aor = `sip:${ua.aor.user ? ua.aor.user + "@" : ""}${ua.aor.host}`;
+  const saved = opts.once ? await loadPublication(aor) : undefined;
+  const pub = new Publication(ua, {
+    expires: opts.expires,
+    etag: saved?.etag,
+    autoRefresh: !opts.once,
+    onEvent: (e) => {
+      if (e.type === "published") {
+        void ctx.out.emit("published", {
+          uri: aor,
+          action: e.action,
+          etag: e.etag,
+          expires: e.expires,
+        });
+      } else if (e.type === "removed") {
+        void ctx.out.emit("unpublished", { uri: aor, etag: e.etag });
+      } else {
+        void ctx.out.emit("publish_failed", {
+          uri: aor,
+          status: e.status,
+          reason: e.reason,
+          retry_in: e.retryIn,
+        });
+      }
+    },
+  });
+  let current: { status: UserStatus; note?: string } = { status: initial, note: opts.note };
+  const body = () =>
+    statusToPidf(current.status, { entity: aor, note: current.note, timestamp: new Date() });
+  const failed = async (e: unknown): Promise<number> => {
+    if (!(e instanceof SipRequestError)) throw e;
+    await ctx.out.emit("publish_failed", { uri: aor, status: e.status, reason: e.reason });
+    ctx.log.log("error", `PUBLISH failed: ${e.status} ${e.reason}`);
+    return e.local ? EXIT.NETWORK : EXIT.PEER_REJECTED;
+  };
+
+  if (opts.once) {
+    try {
+      if (saved && saved.status === current.status && saved.note === current.note) {
+        // Same state as the saved publication: a refresh keeps it (RFC 3903 section 4.3).
+        try {
+          await pub.refresh();
+        } catch (e) {
+          if (!(e instanceof SipRequestError) || e.status !== 412) throw e;
+          await pub.publish(body());
+        }
+      } else {
+        await pub.publish(body());
+      }
+      await savePublication({
+        aor,
+        etag: pub.etag!,
+        expires_at: Date.now() + (pub.expires ?? 0) * 1000,
+        status: current.status,
+        note: current.note,
+      }, aor);
+      return EXIT.OK;
+    } catch (e) {
+      await savePublication(undefined, aor);
+      return await failed(e);
+    } finally {
+      pub.close();
+    }
+  }
+
+  try {
+    await pub.publish(body());
+  } catch (e) {
+    pub.close();
+    return await failed(e);
+  }
+  const input = ctx.readInput(async (event, line) => {
+    if (event.type !== "status") return;
+    const next = await readStatusLine(ctx, event, line);
+    if (!next) return;
+    current = next;
+    await pub.publish(body()).catch((e) => {
+      if (e instanceof SipRequestError) {
+        void ctx.out.emit("publish_failed", { uri: aor, status: e.status, reason: e.reason });
+      } else throw e;
+    });
+  }).catch((e) => ctx.log.log("warn", `stdin: ${(e as Error).message}`));
+  await waitForAbort(ctx.signal);
+  await input;
+  pub.close();
+  await pub.remove().catch((e) =>
+    ctx.log.log("warn", `could not remove the publication: ${(e as Error).message}`)
+  );
+  return EXIT.OK;
+}
+
+// ---------------------------------------------------------------- edge mode
+
+async function allowList(opts: NotifyOptions): Promise<string[]> {
+  const doc = await readBuddyFile(opts.buddies ?? defaultBuddyFile());
+  const uris = listBuddies(doc).map((b) => b.uri);
+  for (const a of opts.allow ?? []) {
+    try {
+      uris.push(normalizeBuddyUri(a));
+    } catch (e) {
+      throw usageError(`--allow: ${(e as Error).message}`);
+    }
+  }
+  return uris;
+}
+
+async function runEdge(
+  _ua: UserAgent,
+  _status: UserStatus,
+  opts: NotifyOptions,
+  _ctx: CommandContext,
+): Promise<number> {
+  await allowList(opts);
+  throw usageError("edge mode is not implemented yet");
+}
