@@ -134,6 +134,7 @@ export class Notifier {
   readonly #options: NotifierOptions;
   readonly #packages = new Map<string, EventPackage>();
   readonly #subs = new Set<ServerSubscription>();
+  readonly #listeners = new Set<(event: NotifierEvent) => void>();
   #closed = false;
 
   /** Creates the notifier and takes over out-of-dialog SUBSCRIBE requests of `ua`. */
@@ -146,6 +147,12 @@ export class Notifier {
   /** The user agent. */
   get ua(): UserAgent {
     return this.#ua;
+  }
+
+  /** Adds a listener for subscription events (besides `options.onEvent`); returns its remover. */
+  addListener(listener: (event: NotifierEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** Plugs in an event package (replacing one of the same name). */
@@ -185,6 +192,7 @@ export class Notifier {
   _emit(event: NotifierEvent): void {
     if (event.type === "removed") this.#subs.delete(event.subscription);
     this.#options.onEvent?.(event);
+    for (const l of this.#listeners) l(event);
   }
 
   async #onSubscribe(incoming: IncomingRequest): Promise<void> {

@@ -1,0 +1,367 @@
+/**
+ * The presence watcher: one presence subscription per buddy, or one
+ * subscription to an RFC 4662 resource list URI at a presence server, with
+ * every NOTIFY turned into per-buddy `presence` events (only when something
+ * changed) and subscription life into `subscription` events. Mutual
+ * subscription (thesis section 7.3.3): a subscription that failed because
+ * the buddy was offline (404, 480, 408) is kept and sent again at once when
+ * {@linkcode PresenceWatcher.buddySubscribedToUs} says the buddy is back;
+ * otherwise it is retried with back-off.
+ *
+ * @module
+ */
+
+import {
+  Subscription,
+  type SubscriptionNotify,
+  type SubscriptionStateChange,
+} from "../sip/events/subscriber.ts";
+import type { UserAgent } from "../sip/ua.ts";
+import { parseMediaType } from "../sip/multipart.ts";
+import { PIDF_CONTENT_TYPE, type PidfContact, type PresenceDocument } from "./pidf.ts";
+import { normalizeBuddyUri, sameBuddy } from "./resource_lists.ts";
+import { RLMI_CONTENT_TYPE, unpackListNotify } from "./rlmi.ts";
+import { type PresenceSummary, presenceToStatus } from "./status.ts";
+
+/** A buddy's presence changed. */
+export interface PresenceEvent {
+  /** Always "presence". */
+  type: "presence";
+  /** The buddy (as in the buddy list, or the resource URI of a list NOTIFY). */
+  uri: string;
+  /** open or closed, when the document says. */
+  basic?: "open" | "closed";
+  /** One of the six statuses, or another RPID activity name. */
+  status: string;
+  /** Every activity. */
+  activities: string[];
+  /** The note, when any. */
+  note?: string;
+  /** The note's language. */
+  noteLang?: string;
+  /** Contacts, best first. */
+  contacts: PidfContact[];
+  /** The PIDF document as received. */
+  raw: string;
+  /** The list URI, when the state came in a list NOTIFY. */
+  list?: string;
+}
+
+/** A subscription (to a buddy, or to the list, or a resource inside the list) changed state. */
+export interface SubscriptionEvent {
+  /** Always "subscription". */
+  type: "subscription";
+  /** The buddy or list URI. */
+  uri: string;
+  /** pending, active, terminated (by the notifier), failed (the SUBSCRIBE was refused or lost). */
+  state: "pending" | "active" | "terminated" | "failed";
+  /** Termination reason or failure reason phrase. */
+  reason?: string;
+  /** SIP status of a failure. */
+  status?: number;
+  /** Seconds until the next try, when one is planned. */
+  retryIn?: number;
+  /** The list URI, when the state is of a resource inside a list. */
+  list?: string;
+}
+
+/** What a {@linkcode PresenceWatcher} reports. */
+export type PresenceWatcherEvent = PresenceEvent | SubscriptionEvent;
+
+/** Options of {@linkcode PresenceWatcher}. */
+export interface PresenceWatcherOptions {
+  /** Buddies to subscribe to, one subscription each. */
+  buddies?: string[];
+  /** A resource list URI (RFC 4662): one subscription for the whole list. */
+  list?: string;
+  /** Subscription duration in seconds. Default 3600. */
+  expires?: number;
+  /** First back-off delay in seconds. Default 30. */
+  backoffBase?: number;
+  /** Largest back-off delay in seconds. Default 1800. */
+  backoffMax?: number;
+  /** Randomness for back-off jitter. Default Math.random. */
+  random?: () => number;
+  /** Receives events. */
+  onEvent?: (event: PresenceWatcherEvent) => void;
+}
+
+/** The result of {@linkcode PresenceWatcher.fetch} for one buddy. */
+export interface PresenceFetchResult {
+  /** The buddy. */
+  uri: string;
+  /** Its presence, when the fetch worked and the NOTIFY carried a document. */
+  presence?: PresenceEvent;
+  /** Why not, otherwise. */
+  error?: { status: number; reason: string };
+}
+
+const PRESENCE_ACCEPT = [PIDF_CONTENT_TYPE];
+const LIST_ACCEPT = [PIDF_CONTENT_TYPE, RLMI_CONTENT_TYPE, "multipart/related"];
+
+/** Converts a parsed presence document into a {@linkcode PresenceEvent}. */
+export function presenceEvent(
+  uri: string,
+  doc: PresenceDocument | string | Uint8Array,
+  raw?: string,
+): PresenceEvent {
+  const summary: PresenceSummary = presenceToStatus(doc);
+  const event: PresenceEvent = {
+    type: "presence",
+    uri,
+    status: summary.status,
+    activities: summary.activities,
+    contacts: summary.contacts,
+    raw: raw ??
+      (typeof doc === "string"
+        ? doc
+        : doc instanceof Uint8Array
+        ? new TextDecoder().decode(doc)
+        : ""),
+  };
+  if (summary.basic) event.basic = summary.basic;
+  if (summary.note !== undefined) event.note = summary.note;
+  if (summary.noteLang !== undefined) event.noteLang = summary.noteLang;
+  return event;
+}
+
+function changeKey(e: PresenceEvent): string {
+  return JSON.stringify([e.basic, e.status, e.activities, e.note, e.noteLang, e.contacts]);
+}
+
+/**
+ * Watches buddies' presence.
+ *
+ * @example
+ * ```ts ignore
+ * const watcher = new PresenceWatcher(ua, {
+ *   buddies: ["sip:bob@example.test"],
+ *   onEvent: (e) => console.log(JSON.stringify(e)),
+ * });
+ * await watcher.start();
+ * watcher.buddySubscribedToUs("sip:bob@example.test"); // mutual subscription
+ * await watcher.close();
+ * ```
+ */
+export class PresenceWatcher {
+  readonly #ua: UserAgent;
+  readonly #options: PresenceWatcherOptions;
+  readonly #subs = new Map<string, Subscription>();
+  readonly #last = new Map<string, PresenceEvent>();
+  #list?: { uri: string; sub: Subscription };
+  #started = false;
+  #closed = false;
+
+  /** Creates the watcher; nothing is sent before {@linkcode start}. */
+  constructor(ua: UserAgent, options: PresenceWatcherOptions = {}) {
+    this.#ua = ua;
+    this.#options = options;
+  }
+
+  /** The buddies with an individual subscription. */
+  get buddies(): string[] {
+    return [...this.#subs.keys()];
+  }
+
+  /** The last presence reported for a buddy. */
+  presence(uri: string): PresenceEvent | undefined {
+    for (const [k, v] of this.#last) if (sameBuddy(k, uri)) return v;
+    return undefined;
+  }
+
+  /** The subscription of a buddy (or of the list URI). */
+  subscription(uri: string): Subscription | undefined {
+    if (this.#list && sameBuddy(this.#list.uri, uri)) return this.#list.sub;
+    for (const [k, v] of this.#subs) if (sameBuddy(k, uri)) return v;
+    return undefined;
+  }
+
+  /**
+   * Subscribes to every buddy (and the list). Resolves when each initial
+   * SUBSCRIBE has its answer; outcomes come as events.
+   */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    const jobs: Promise<void>[] = [];
+    if (this.#options.list) jobs.push(this.#startList(this.#options.list));
+    for (const b of this.#options.buddies ?? []) jobs.push(this.add(b));
+    await Promise.all(jobs);
+  }
+
+  /** Subscribes to one more buddy (nothing when already watched). */
+  async add(uri: string): Promise<void> {
+    if (this.#closed) throw new TypeError("Cannot add a buddy: the watcher is closed");
+    const u = normalizeBuddyUri(uri);
+    if (this.subscription(u) && !(this.#list && sameBuddy(this.#list.uri, u))) return;
+    const sub = new Subscription(this.#ua, u, {
+      event: "presence",
+      accept: PRESENCE_ACCEPT,
+      expires: this.#options.expires ?? 3600,
+      backoffBase: this.#options.backoffBase,
+      backoffMax: this.#options.backoffMax,
+      random: this.#options.random,
+      onNotify: (n) => this.#onBuddyNotify(u, n),
+      onState: (s) => this.#emitState(u, s),
+    });
+    this.#subs.set(u, sub);
+    this.#started = true;
+    await sub.start();
+  }
+
+  /** Unsubscribes from a buddy and forgets it. */
+  async remove(uri: string): Promise<void> {
+    for (const [k, sub] of this.#subs) {
+      if (!sameBuddy(k, uri)) continue;
+      this.#subs.delete(k);
+      this.#last.delete(k);
+      await sub.unsubscribe();
+    }
+  }
+
+  /**
+   * Mutual subscription: the buddy just subscribed to us, so it is online;
+   * a subscription to it that failed or is waiting to retry is sent again
+   * at once. Returns true when a SUBSCRIBE went out.
+   */
+  buddySubscribedToUs(uri: string): boolean {
+    if (this.#closed) return false;
+    let any = false;
+    for (const [k, sub] of this.#subs) if (sameBuddy(k, uri)) any = sub.retryNow() || any;
+    return any;
+  }
+
+  /**
+   * Stops watching: unsubscribes everything (default) or just drops the
+   * subscriptions (`unsubscribe: false`).
+   */
+  async close(options: { unsubscribe?: boolean } = {}): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const subs = [...this.#subs.values()];
+    if (this.#list) subs.push(this.#list.sub);
+    if (options.unsubscribe === false) subs.forEach((s) => s.close());
+    else await Promise.all(subs.map((s) => s.unsubscribe()));
+  }
+
+  /**
+   * Fetches each buddy's presence once (SUBSCRIBE with Expires: 0,
+   * RFC 6665 section 4.4.3), in parallel.
+   */
+  static async fetch(ua: UserAgent, uris: string[]): Promise<PresenceFetchResult[]> {
+    return await Promise.all(uris.map(async (raw) => {
+      const uri = normalizeBuddyUri(raw);
+      try {
+        const n = await Subscription.fetch(ua, uri, { event: "presence", accept: PRESENCE_ACCEPT });
+        const doc = presenceOf(n);
+        if (!doc) return { uri, error: { status: 204, reason: "NOTIFY without a document" } };
+        return { uri, presence: presenceEvent(uri, doc, new TextDecoder().decode(n.body)) };
+      } catch (e) {
+        const err = e as { status?: number; reason?: string; message?: string };
+        return { uri, error: { status: err.status ?? 500, reason: err.reason ?? String(e) } };
+      }
+    }));
+  }
+
+  async #startList(uri: string): Promise<void> {
+    const u = normalizeBuddyUri(uri);
+    const sub = new Subscription(this.#ua, u, {
+      event: "presence",
+      accept: LIST_ACCEPT,
+      // RFC 4662 section 4.1: the subscriber "MUST include a Supported header
+      // field ... with 'eventlist'" in the SUBSCRIBE.
+      headers: [["Supported", "eventlist"]],
+      expires: this.#options.expires ?? 3600,
+      backoffBase: this.#options.backoffBase,
+      backoffMax: this.#options.backoffMax,
+      random: this.#options.random,
+      onNotify: (n) => this.#onListNotify(u, n),
+      onState: (s) => this.#emitState(u, s),
+    });
+    this.#list = { uri: u, sub };
+    await sub.start();
+  }
+
+  #onBuddyNotify(uri: string, n: SubscriptionNotify): void {
+    const doc = presenceOf(n);
+    if (doc) this.#emitPresence(presenceEvent(uri, doc, new TextDecoder().decode(n.body)));
+  }
+
+  #onListNotify(listUri: string, n: SubscriptionNotify): void {
+    if (n.body.length === 0 || !n.contentType) return;
+    const type = parseMediaType(n.contentType).type;
+    if (type === PIDF_CONTENT_TYPE) {
+      // The server sent the presence of the list URI itself (no list support).
+      const doc = presenceOf(n);
+      if (doc) this.#emitPresence(presenceEvent(listUri, doc, new TextDecoder().decode(n.body)));
+      return;
+    }
+    if (type !== "multipart/related") return;
+    let list;
+    try {
+      list = unpackListNotify(n.contentType, n.body);
+    } catch {
+      return;
+    }
+    const walk = (resources: typeof list.resources) => {
+      for (const r of resources) {
+        if (r.list) {
+          walk(r.list.resources);
+          continue;
+        }
+        const prev = this.#resourceStates.get(r.uri);
+        const key = `${r.state}|${r.reason ?? ""}`;
+        if (prev !== key) {
+          this.#resourceStates.set(r.uri, key);
+          const ev: SubscriptionEvent = {
+            type: "subscription",
+            uri: r.uri,
+            state: r.state,
+            list: listUri,
+          };
+          if (r.reason) ev.reason = r.reason;
+          this.#options.onEvent?.(ev);
+        }
+        if (r.presence && r.body) {
+          const ev = presenceEvent(r.uri, r.presence, new TextDecoder().decode(r.body));
+          ev.list = listUri;
+          this.#emitPresence(ev);
+        }
+      }
+    };
+    walk(list.resources);
+  }
+
+  #resourceStates = new Map<string, string>();
+
+  #emitPresence(event: PresenceEvent): void {
+    const prev = this.#last.get(event.uri);
+    // Only changes are reported (a refresh NOTIFY repeats the same state).
+    if (prev && changeKey(prev) === changeKey(event)) {
+      this.#last.set(event.uri, event);
+      return;
+    }
+    this.#last.set(event.uri, event);
+    this.#options.onEvent?.(event);
+  }
+
+  #emitState(uri: string, s: SubscriptionStateChange): void {
+    const ev: SubscriptionEvent = { type: "subscription", uri, state: s.state };
+    if (s.reason !== undefined) ev.reason = s.reason;
+    if (s.status !== undefined) ev.status = s.status;
+    if (s.retryIn !== undefined) ev.retryIn = s.retryIn;
+    this.#options.onEvent?.(ev);
+  }
+}
+
+/** The PIDF document of a NOTIFY, when it has one that parses. */
+function presenceOf(n: SubscriptionNotify): Uint8Array | undefined {
+  if (n.body.length === 0 || !n.contentType) return undefined;
+  try {
+    if (parseMediaType(n.contentType).type !== PIDF_CONTENT_TYPE) return undefined;
+    presenceToStatus(n.body);
+    return n.body;
+  } catch {
+    return undefined;
+  }
+}
