@@ -10,6 +10,7 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { SipRequestError } from "../lib/sip/errors.ts";
 import { Registration, type RegistrationEvent } from "../lib/sip/registration.ts";
 import type { UserAgent } from "../lib/sip/ua.ts";
+import { PresenceAgent } from "../lib/presence/agent.ts";
 import { Publication } from "../lib/presence/publish.ts";
 import {
   isUserStatus,
@@ -338,6 +339,9 @@ async function runPublish(
 
 // ---------------------------------------------------------------- edge mode
 
+/** How long the final NOTIFYs may take at exit. */
+const CLOSE_TIMEOUT_MS = 5000;
+
 async function allowList(opts: NotifyOptions): Promise<string[]> {
   const doc = await readBuddyFile(opts.buddies ?? defaultBuddyFile());
   const uris = listBuddies(doc).map((b) => b.uri);
@@ -352,11 +356,69 @@ async function allowList(opts: NotifyOptions): Promise<string[]> {
 }
 
 async function runEdge(
-  _ua: UserAgent,
-  _status: UserStatus,
+  ua: UserAgent,
+  status: UserStatus,
   opts: NotifyOptions,
-  _ctx: CommandContext,
+  ctx: CommandContext,
 ): Promise<number> {
-  await allowList(opts);
-  throw usageError("edge mode is not implemented yet");
+  const agent = new PresenceAgent(ua, {
+    status,
+    note: opts.note,
+    allow: await allowList(opts),
+    unknown: opts.unknown ?? "pending",
+    minInterval: (opts.minInterval ?? 1) * 1000,
+    maxExpires: opts.expires === undefined || opts.expires === 0 ? undefined : opts.expires,
+    onEvent: (e) =>
+      void ctx.out.emit("watcher", {
+        uri: e.uri,
+        state: e.state,
+        change: e.change,
+        expires: e.expires,
+        reason: e.reason,
+      }),
+  });
+  await emitListening(ua, ctx);
+  const input = ctx.readInput(async (event, line) => {
+    if (event.type === "status") {
+      const next = await readStatusLine(ctx, event, line);
+      // A status line sets the whole state: no note clears the note.
+      if (next) agent.setStatus(next.status, { note: next.note ?? null });
+    } else if (event.type === "allow" || event.type === "deny") {
+      let uri: string;
+      try {
+        uri = normalizeBuddyUri(String(event.uri ?? ""));
+      } catch (e) {
+        ctx.log.log("warn", `<stdin>:${line}: ${(e as Error).message}; line skipped`);
+        await ctx.out.emit("error", { source: "stdin", line, message: (e as Error).message });
+        return;
+      }
+      if (event.type === "allow") agent.allow(uri);
+      else await agent.deny(uri);
+    }
+  }).catch((e) => ctx.log.log("warn", `stdin: ${(e as Error).message}`));
+  await waitForAbort(ctx.signal);
+  // Final NOTIFYs (terminated, basic closed) to every watcher; a watcher that is gone
+  // must not hold the exit for long.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    agent.close(),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)),
+  ]);
+  clearTimeout(timer);
+  await input;
+  return EXIT.OK;
+}
+
+/** Emits `listening` with the address watchers can SUBSCRIBE to directly (no proxy). */
+async function emitListening(ua: UserAgent, ctx: CommandContext): Promise<void> {
+  const udp = ua.transports.find((t) => t.protocol === "udp") ?? ua.transports[0];
+  if (!udp) return;
+  const host = ua.advertisedHost ?? udp.local.host;
+  const hostPart = host.includes(":") ? `[${host}]` : host;
+  const user = ua.aor.user ? `${ua.aor.user}@` : "";
+  await ctx.out.emit("listening", {
+    address: `${hostPart}:${udp.local.port}`,
+    contact: `sip:${user}${hostPart}:${udp.local.port}`,
+    protocols: ua.transports.map((t) => t.protocol),
+  });
 }
