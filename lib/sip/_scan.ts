@@ -77,6 +77,52 @@ export function sliceLower(s: string, start: number, end: number): string {
   return s.slice(start, end);
 }
 
+// Common parameter names, so that the parser uses these (internalized)
+// strings as property keys instead of fresh slices.
+const PARAM_NAMES: string[][] = [];
+for (
+  const name of [
+    "tag",
+    "branch",
+    "rport",
+    "received",
+    "lr",
+    "transport",
+    "expires",
+    "q",
+    "maddr",
+    "ttl",
+    "user",
+    "method",
+    "ftag",
+    "duration",
+    "reason",
+    "retry-after",
+    "boundary",
+    "charset",
+    "+sip.instance",
+    "reg-id",
+    "ob",
+    "id",
+    "cause",
+    "text",
+  ]
+) (PARAM_NAMES[name.length] ??= []).push(name);
+
+/** The lowercase parameter name `s[start..end)`, a shared string when it is a common one. */
+export function paramName(s: string, start: number, end: number): string {
+  const list = PARAM_NAMES[end - start];
+  if (list !== undefined) {
+    for (let k = 0; k < list.length; k++) {
+      const p = list[k];
+      let j = 0;
+      while (j < p.length && s.charCodeAt(start + j) === p.charCodeAt(j)) j++;
+      if (j === p.length) return p;
+    }
+  }
+  return sliceLower(s, start, end);
+}
+
 /** `s[start..end)` without leading and trailing SP/HTAB (unlike trim(), keeps U+FEFF etc.). */
 export function sliceLws(s: string, start = 0, end = s.length): string {
   let c;
@@ -265,7 +311,7 @@ export function parseHeaderParams(s: string, i: number, params: Params): void {
     let c = 0;
     while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
     if (i === ns) throw fail(`empty parameter name at column ${ns + 1}`);
-    const name = sliceLower(s, ns, i);
+    const name = paramName(s, ns, i);
     while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
     if (i < n && s.charCodeAt(i) === 61) {
       i = skipWs(s, i + 1);

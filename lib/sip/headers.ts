@@ -176,7 +176,10 @@ export function lookupName(s: string, start: number, end: number): NameEntry | u
   const list = TABLE[len * 128 + (s.charCodeAt(start) | 32)];
   if (list === undefined) return undefined;
   for (let k = 0; k < list.length; k++) {
-    if (s.startsWith(list[k].spelling, start)) return list[k];
+    const sp = list[k].spelling;
+    let j = 0;
+    while (j < len && s.charCodeAt(start + j) === sp.charCodeAt(j)) j++;
+    if (j === len) return list[k];
   }
   for (let k = 0; k < list.length; k++) {
     const sp = list[k].spelling;

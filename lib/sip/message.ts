@@ -829,12 +829,11 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
       he !== -1 && data[b] === 13 && data[b + 1] === 10 && data[b + 2] === 13 &&
       data[b + 3] === 10
     ) {
-      const lf = text.indexOf("\n\n");
-      if (lf === -1 || lf > he) {
-        const bad = text.indexOf("\uFFFD");
-        if (bad !== -1 && bad < he) decodeHead(data, s, b);
-        return parseRest(text.slice(0, he), data, b + 4);
-      }
+      const head = text.slice(0, he);
+      if (head.indexOf("\uFFFD") !== -1) decodeHead(data, s, b);
+      // undefined: an empty line inside, the header block ends earlier (bare LF).
+      const msg = parseRest(head, data, b + 4);
+      if (msg !== undefined) return msg;
     }
     let end = -1;
     let i = data.indexOf(10, s);
@@ -862,10 +861,16 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
     }
   }
 
-  return parseRest(head, bodyBytes, bodyStart);
+  const msg = parseRest(head, bodyBytes, bodyStart);
+  if (msg === undefined) throw new SipMessageError("Cannot parse message: empty header line");
+  return msg;
 }
 
-function parseRest(head: string, bodyBytes: Uint8Array | undefined, bodyStart: number): SipMessage {
+function parseRest(
+  head: string,
+  bodyBytes: Uint8Array | undefined,
+  bodyStart: number,
+): SipMessage | undefined {
   // Start line.
   let nl = head.indexOf("\n");
   let lineEnd = nl === -1 ? head.length : nl;
@@ -892,6 +897,7 @@ function parseRest(head: string, bodyBytes: Uint8Array | undefined, bodyStart: n
     lineEnd = nl === -1 ? n : nl;
     if (lineEnd > pos && head.charCodeAt(lineEnd - 1) === 13) lineEnd--;
     line++;
+    if (lineEnd === pos) return undefined;
     const c0 = head.charCodeAt(pos);
     if (c0 === 32 || c0 === 9) {
       // "a header field value can be extended over multiple lines by
