@@ -14,11 +14,24 @@ import {
   normalizeBuddyUri,
   removeBuddy,
   type ResourceLists,
+  sameBuddy,
   saveBuddyList,
 } from "../lib/presence/resource_lists.ts";
-import { type CommandContext, type CommonOptions, runCommand } from "./_common.ts";
+import {
+  type PresenceEvent,
+  PresenceWatcher,
+  type PresenceWatcherEvent,
+} from "../lib/presence/watcher.ts";
+import {
+  addCommonOptions,
+  type CommandContext,
+  type CommonOptions,
+  intArg,
+  runCommand,
+} from "./_common.ts";
 import { configDir } from "./_config.ts";
-import { CommandError, EXIT, usageError } from "./_exit.ts";
+import { EXIT, usageError } from "./_exit.ts";
+import { createUserAgent } from "./_ua.ts";
 
 /** The default buddy list file: `<configDir>/buddies.xml` (an RFC 4826 document). */
 export function defaultBuddyFile(): string {
@@ -124,20 +137,179 @@ function buddySubcommands(): Command[] {
   return [add, remove, list] as unknown as Command[];
 }
 
+/** Options of `sipkit watch` (and of {@linkcode runWatch}). */
+export interface WatchOptions extends CommonOptions {
+  /** Also watch the buddy list: true for the default file, or a file. */
+  buddies?: string | boolean;
+  /** One RFC 4662 list subscription to this URI at a presence server. */
+  list?: string;
+  /** Fetch each buddy's state once (SUBSCRIBE Expires: 0), print it, exit. */
+  once?: boolean;
+  /** Add the PIDF document as `raw` to presence events. */
+  raw?: boolean;
+  /** Subscription duration asked for, seconds. Default 3600. */
+  expires?: number;
+}
+
 /** Builds the `watch` command with its `add`, `remove` and `list` subcommands. */
 export function watchCommand(): Command {
   const cmd = new Command("watch")
     .description(
-      "Subscribe to buddies' presence and report every change (presence events),\n" +
-        "and manage the buddy list (watch add|remove|list).",
+      "Subscribe to buddies' presence (SUBSCRIBE Event: presence) and report every change\n" +
+        "as a presence event; subscription life comes as subscription events. Without URIs\n" +
+        "and without --list it watches the buddy list. Reads from stdin: buddy_added and\n" +
+        "buddy_removed lines (change the watch), watcher lines from `sipkit notify` (a buddy\n" +
+        "that subscribes to us is online: a failed subscription to it is re-sent at once).\n" +
+        "Edit the buddy list with `watch add|remove|list`.",
     )
-    .enablePositionalOptions();
+    .argument("[uri...]", "buddies to watch, e.g. bob@example.test")
+    .option("--buddies [file]", "also watch the buddy list (default <config dir>/buddies.xml)")
+    .option("--list <uri>", "one RFC 4662 subscription to this resource list URI")
+    .option("--once", "fetch each buddy's current state, print it and exit")
+    .option("--raw", "add the PIDF document as raw to presence events")
+    .option("--expires <s>", "subscription duration to ask for", intArg("--expires", 1), 3600)
+    .enablePositionalOptions()
+    .addHelpText(
+      "after",
+      `
+Examples:
+  sipkit watch add bob@example.test --name Bob
+  sipkit watch -u alice@example.test
+  sipkit watch -u alice@example.test --once sip:bob@192.0.2.7:5070
+  sipkit watch -u alice@example.test --proxy sip:pres.example.test --list sip:buddies-alice@example.test
+  sipkit notify -u alice@example.test | sipkit watch -u alice@example.test --buddies`,
+    );
+  addCommonOptions(cmd);
   for (const sub of buddySubcommands()) cmd.addCommand(sub);
+  cmd.action(async (uris) => {
+    await runCommand<WatchOptions>(cmd, (opts, ctx) => runWatch(uris, opts, ctx));
+  });
   return cmd as unknown as Command;
 }
 
-/** @internal Placeholder until the watch body lands. */
-export async function _runWatch(_opts: CommonOptions, _ctx: CommandContext): Promise<number> {
-  await Promise.resolve();
-  throw new CommandError(EXIT.INTERNAL, "not implemented");
+/** The buddies to watch: the named ones, then the buddy list when asked (or when nothing else is). */
+async function buddiesToWatch(uris: string[], opts: WatchOptions): Promise<string[]> {
+  const out = uris.map(buddyUri);
+  const useList = opts.buddies !== undefined && opts.buddies !== false ||
+    (uris.length === 0 && opts.list === undefined);
+  if (useList) {
+    const file = typeof opts.buddies === "string" ? opts.buddies : defaultBuddyFile();
+    for (const b of listBuddies(await readBuddyFile(file))) {
+      if (!out.some((u) => sameBuddy(u, b.uri))) out.push(b.uri);
+    }
+  }
+  return out;
+}
+
+function presenceFields(e: PresenceEvent, raw: boolean): Record<string, unknown> {
+  return {
+    uri: e.uri,
+    basic: e.basic,
+    status: e.status,
+    activities: e.activities,
+    note: e.note,
+    note_lang: e.noteLang,
+    contacts: e.contacts,
+    list: e.list,
+    raw: raw ? e.raw : undefined,
+  };
+}
+
+function emitWatcherEvent(ctx: CommandContext, e: PresenceWatcherEvent, raw: boolean) {
+  if (e.type === "presence") return ctx.out.emit("presence", presenceFields(e, raw));
+  return ctx.out.emit("subscription", {
+    uri: e.uri,
+    state: e.state,
+    reason: e.reason,
+    status: e.status,
+    retry_in: e.retryIn,
+    list: e.list,
+  });
+}
+
+/** How long unsubscribing may take at exit. */
+const CLOSE_TIMEOUT_MS = 5000;
+
+/**
+ * The body of `sipkit watch [uri...]`: runs until `ctx.signal` aborts (or,
+ * with `once`, until every fetch is answered) and returns the exit code.
+ */
+export async function runWatch(
+  uris: string[],
+  opts: WatchOptions,
+  ctx: CommandContext,
+): Promise<number> {
+  const buddies = await buddiesToWatch(uris, opts);
+  if (opts.once && opts.list) throw usageError("--once does not go with --list");
+  if (opts.once && buddies.length === 0) throw usageError("--once needs at least one buddy");
+  if (buddies.length === 0 && !opts.list) {
+    ctx.log.log("info", "no buddies yet: waiting for buddy_added lines on stdin");
+  }
+  const raw = opts.raw ?? false;
+  const ua = await createUserAgent(opts, ctx);
+  try {
+    if (opts.once) {
+      const results = await PresenceWatcher.fetch(ua, buddies);
+      let failed = 0;
+      for (const r of results) {
+        if (r.presence) await ctx.out.emit("presence", presenceFields(r.presence, raw));
+        else {
+          failed++;
+          await ctx.out.emit("subscription", {
+            uri: r.uri,
+            state: "failed",
+            status: r.error?.status,
+            reason: r.error?.reason,
+          });
+        }
+      }
+      return failed === 0 ? EXIT.OK : EXIT.PEER_REJECTED;
+    }
+    const watcher = new PresenceWatcher(ua, {
+      buddies,
+      list: opts.list,
+      expires: opts.expires,
+      onEvent: (e) => void emitWatcherEvent(ctx, e, raw),
+    });
+    const started = watcher.start();
+    const input = ctx.readInput(async (event, line) => {
+      if (!["buddy_added", "buddy_removed", "watcher"].includes(event.type)) return;
+      let uri: string;
+      try {
+        uri = normalizeBuddyUri(String(event.uri ?? ""));
+      } catch (e) {
+        ctx.log.log("warn", `<stdin>:${line}: ${(e as Error).message}; line skipped`);
+        await ctx.out.emit("error", { source: "stdin", line, message: (e as Error).message });
+        return;
+      }
+      if (event.type === "buddy_added") await watcher.add(uri);
+      else if (event.type === "buddy_removed") await watcher.remove(uri);
+      else if (event.state === "active" || event.state === "pending") {
+        // Thesis section 7.3.3: the buddy subscribed to us, so it is online now;
+        // a subscription to it that failed is sent again at once.
+        if (watcher.buddySubscribedToUs(uri)) {
+          ctx.log.log("info", `${uri} subscribed to us: subscribing to it again`);
+        }
+      }
+    }).catch((e) => ctx.log.log("warn", `stdin: ${(e as Error).message}`));
+    await waitForAbort(ctx.signal);
+    await started;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      watcher.close(),
+      new Promise<void>((resolve) => timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)),
+    ]);
+    clearTimeout(timer);
+    await input;
+    return EXIT.OK;
+  } finally {
+    await ua.close();
+  }
+}
+
+function waitForAbort(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  });
 }
