@@ -15,6 +15,7 @@ import {
   MessageSendError,
   type ReceivedMessage,
 } from "../lib/im/message.ts";
+import { DEFAULT_CONVERSATION, messageDemo } from "../lib/im/_demo.ts";
 
 const ALICE = "192.0.2.1";
 const BOB = "192.0.2.2";
@@ -521,4 +522,20 @@ Deno.test("MessageBatch keeps at most `concurrency` in flight and reports failur
   } finally {
     await r.close();
   }
+});
+
+Deno.test("messageDemo() plays the conversation between alice and bob on loopback", async () => {
+  const events: [string, Record<string, unknown>][] = [];
+  const result = await messageDemo({ onEvent: (type, fields) => void events.push([type, fields]) });
+  assert.equal(result.sent, DEFAULT_CONVERSATION.length);
+  assert.equal(result.received, DEFAULT_CONVERSATION.length);
+  const messages = events.filter(([t]) => t === "message").map(([, f]) => f);
+  assert.deepEqual(
+    messages.map((m) => m.body),
+    DEFAULT_CONVERSATION.map((l) => l.message.body),
+  );
+  assert.equal(messages[2].subject, "lunch");
+  // The long menu does not fit in 1300 bytes: it went over TCP.
+  assert.equal(messages[3].transport, "tcp");
+  assert.ok(events.filter(([t]) => t === "sent").every(([, f]) => f.delivered === true));
 });
