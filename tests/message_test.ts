@@ -460,3 +460,56 @@ Deno.test("status codes have reason phrases, types and guards", () => {
   assert.ok(!isFinalStatus(183));
   assert.ok(isFinalStatus(200));
 });
+
+Deno.test("parseMessage() with stream: true requires an exact Content-Length", () => {
+  const framed = enc.encode(INVITE);
+  assert.equal(parseMessage(framed, { stream: true }).body.length, 4);
+  throwsSyntax(
+    () => parseMessage(INVITE.replace("Content-Length: 4\r\n", ""), { stream: true }),
+    /missing Content-Length header \(required on streams\)/,
+  );
+  throwsSyntax(
+    () => parseMessage(enc.encode(INVITE + "OPTIONS"), { stream: true }),
+    /7 bytes after the 4-byte body/,
+  );
+  // The same bytes as a datagram: the extra octets are dropped.
+  assert.equal(parseMessage(enc.encode(INVITE + "OPTIONS")).body.length, 4);
+});
+
+Deno.test("SipHeaders.prepend() puts an absent header first", () => {
+  const h = SipHeaders.from([["To", "<sip:a@b>"]]);
+  h.prepend("Via", "SIP/2.0/UDP h;branch=z9hG4bK1");
+  assert.deepEqual(h.fields.map((f) => f.name), ["Via", "To"]);
+});
+
+Deno.test("SipMessageError carries the partial message and the failed header", () => {
+  let error: unknown;
+  try {
+    parseMessage(
+      INVITE.replace('From: "Alice" <sip:alice@atlanta.example.com>', "From: <sip:alice@>"),
+    );
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof SipMessageError);
+  assert.match(error.message, /^Cannot parse From header: missing host/);
+  assert.equal(error.header, "From");
+  assert.equal(error.line, 5);
+  assert.equal(error.status, 400);
+  assert.equal(error.partial?.callId, "a84b4c76e66710@pc33.atlanta.example.com");
+  assert.throws(() => error.partial?.from, SipSyntaxError);
+});
+
+Deno.test("parseMessage() rejects a repeated single-value header and a CSeq method mismatch", () => {
+  let e = throwsSyntax(
+    () =>
+      parseMessage(INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159 INVITE\r\nCall-ID: other")),
+    /Call-ID header: more than one Call-ID header/,
+  );
+  assert.equal(e.line, 8);
+  e = throwsSyntax(
+    () => parseMessage(INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE")),
+    /method "BYE" does not match the Request-Line method "INVITE"/,
+  );
+  assert.equal((e as SipMessageError).status, 400);
+});

@@ -99,16 +99,32 @@ export interface CSeq {
 
 /**
  * A message that could not be accepted, with the response a UAS should send
- * (`status`, `reason`) and, when the start line and the headers needed to
- * build a response (Via, From, To, Call-ID, CSeq) were readable, the partly
- * parsed message in `partial`. Thrown by {@linkcode parseMessage}.
+ * (`status`, `reason`) and, once the start line and the header lines could
+ * be read, the message as far as it was parsed in `partial` (so that a UAS
+ * can answer it with {@linkcode createResponse}, which copies the raw Via,
+ * From, To, Call-ID and CSeq lines; typed getters of `partial` may throw for
+ * the header that failed). Thrown by {@linkcode parseMessage}.
+ *
+ * @example
+ * ```ts
+ * import { createResponse, parseMessage, SipMessageError, type SipRequest } from "./message.ts";
+ * try {
+ *   parseMessage("OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n" +
+ *     "From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: 1\r\n" +
+ *     "CSeq: 1 OPTIONS\r\nMax-Forwards: lots\r\n\r\n");
+ * } catch (e) {
+ *   if (e instanceof SipMessageError && e.partial?.kind === "request") {
+ *     const answer = createResponse(e.partial as SipRequest, e.status); // 400 Bad Request
+ *   }
+ * }
+ * ```
  */
 export class SipMessageError extends SipSyntaxError {
   /** The status a UAS should answer with (400, 505...). */
   readonly status: number;
   /** The reason phrase to answer with. */
   readonly reason: string;
-  /** The message as far as it could be read, when a response can be built from it. */
+  /** The message as far as it was read (undefined when the start line or a header line is unreadable). */
   readonly partial?: SipMessage;
 
   /** Creates the error. */
@@ -782,18 +798,56 @@ function isTokenChar(c: number): boolean {
   return c < 128 && (CHARS[c] & C_TOKEN) !== 0;
 }
 
+/** Options of {@linkcode parseMessage}. */
+export interface ParseOptions {
+  /**
+   * The message came from a stream transport (already framed): Content-Length
+   * is required (RFC 3261 section 18.3) and must match the body exactly.
+   * Default false (a datagram).
+   */
+  stream?: boolean;
+}
+
 /**
  * Parses one message from bytes. Eagerly checks what the stack needs (start
- * line, Via, From, To, Call-ID, CSeq, Max-Forwards for requests,
- * Content-Length); throws {@linkcode SipSyntaxError} when malformed (a
- * {@linkcode SipMessageError} carrying the status to answer and, when
- * possible, the partial message; a {@linkcode SipVersionError} for a version
- * other than SIP/2.0).
+ * line, top Via, From, To, Call-ID, CSeq, Max-Forwards, Content-Length, a
+ * single From/To/Call-ID/CSeq/Max-Forwards, the CSeq method of requests);
+ * throws a {@linkcode SipMessageError} (a {@linkcode SipSyntaxError}, so a
+ * `SyntaxError`) when malformed, carrying the status to answer, the line and
+ * header where it failed and, when possible, the partial message; a
+ * {@linkcode SipVersionError} for a version other than SIP/2.0. Other headers
+ * are kept raw and parsed by the typed getters on first use.
+ *
  * On datagrams the body is the rest of the packet cut to Content-Length
- * (a shorter body is an error); on streams the framer has already cut it.
- * Header fields are decoded as UTF-8; the body is kept as bytes.
+ * (a shorter body is an error; without Content-Length, the rest of the
+ * packet). With `stream: true` the framer has already cut it and
+ * Content-Length is required. Header fields are decoded as UTF-8 (CRLF or
+ * bare LF line ends; folded lines unfolded); the body is kept as bytes.
+ *
+ * @example
+ * ```ts
+ * import { parseMessage } from "./message.ts";
+ * const res = parseMessage(new TextEncoder().encode(
+ *   "SIP/2.0 180 Ringing\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\nf: <sip:a@b.com>;tag=1\r\n" +
+ *     "t: <sip:c@d.com>;tag=2\r\ni: x\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n",
+ * ));
+ * res.kind === "response" && res.status; // 180
+ * res.toTag; // "2"
+ * ```
  */
-export function parseMessage(data: Uint8Array | string): SipMessage {
+export function parseMessage(data: Uint8Array | string, options?: ParseOptions): SipMessage {
+  const stream = options?.stream === true;
+  const msg = parseFramed(data, stream);
+  if (stream && msg.contentLength === undefined) {
+    throw new SipMessageError(
+      "Cannot parse message: missing Content-Length header (required on streams)",
+      { header: "Content-Length", partial: msg },
+    );
+  }
+  return msg;
+}
+
+function parseFramed(data: Uint8Array | string, stream: boolean): SipMessage {
   let head: string;
   let bodyBytes: Uint8Array | undefined;
   let bodyStart = -1;
@@ -832,7 +886,7 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
       const head = text.slice(0, he);
       if (head.indexOf("\uFFFD") !== -1) decodeHead(data, s, b);
       // undefined: an empty line inside, the header block ends earlier (bare LF).
-      const msg = parseRest(head, data, b + 4);
+      const msg = parseRest(head, data, b + 4, stream);
       if (msg !== undefined) return msg;
     }
     let end = -1;
@@ -861,7 +915,7 @@ export function parseMessage(data: Uint8Array | string): SipMessage {
     }
   }
 
-  const msg = parseRest(head, bodyBytes, bodyStart);
+  const msg = parseRest(head, bodyBytes, bodyStart, stream);
   if (msg === undefined) throw new SipMessageError("Cannot parse message: empty header line");
   return msg;
 }
@@ -870,6 +924,7 @@ function parseRest(
   head: string,
   bodyBytes: Uint8Array | undefined,
   bodyStart: number,
+  stream: boolean,
 ): SipMessage | undefined {
   // Start line.
   let nl = head.indexOf("\n");
@@ -1017,9 +1072,15 @@ function parseRest(
         `Cannot parse message: Content-Length is ${cl} but the body has ${avail} bytes`,
         { header: "Content-Length", line: lines[iCl], partial: msg },
       );
-    } else if (cl > 0) {
+    } else {
+      if (stream && cl < avail) {
+        throw new SipMessageError(
+          `Cannot parse message: ${avail - cl} bytes after the ${cl}-byte body of a framed message`,
+          { header: "Content-Length", line: lines[iCl], partial: msg },
+        );
+      }
       // Section 18.3: octets after Content-Length are discarded (RFC 4475 3.1.1.8).
-      msg.body = bodyBytes.slice(bodyStart, bodyStart + cl);
+      if (cl > 0) msg.body = bodyBytes.slice(bodyStart, bodyStart + cl);
     }
   } else if (cl > 0) {
     throw new SipMessageError(
