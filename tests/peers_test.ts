@@ -113,6 +113,7 @@ Deno.test("parseStatCsv() and parseElapsed() read sipp's statistics", () => {
   const stats = parseStatCsv(csv);
   assert.equal(stats["SuccessfulCall(C)"], "7");
   assert.equal(parseElapsed(stats["ElapsedTime(C)"]), 62.5);
+  assert.equal(parseElapsed("00:01:02"), 62);
   assert.deepEqual(parseStatCsv(""), {});
 });
 
@@ -514,6 +515,9 @@ Deno.test({
         assert.equal(flood.successful, 200);
         assert.equal(flood.failed, 0);
         assert.equal(flood.created, 200);
+        // 200 calls at 500/s take about 0.4 s.
+        assert.ok(flood.elapsed > 0.2 && flood.elapsed < 10, `elapsed ${flood.elapsed}`);
+        assert.ok(flood.rate > 0);
         const served = await uas.stop();
         assert.equal(served.successful, 200);
       } finally {

@@ -75,8 +75,13 @@ export interface SippResult {
   errors: string;
   /** Contents of the `-trace_msg` file when `traceMessages` was set. */
   messages: string;
-  /** Elapsed time in seconds (`ElapsedTime(C)`), when found. */
+  /**
+   * Seconds from sipp's start to its last statistics dump (microsecond
+   * precision, from the StartTime and CurrentTime columns).
+   */
   elapsed: number;
+  /** Successful calls per second over `elapsed` (0 when unknown). */
+  rate: number;
 }
 
 /** A sipp running in the background (typically a UAS). */
@@ -215,6 +220,11 @@ async function collect(
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   const stats = parseStatCsv(csv);
   const num = (key: string) => Number(stats[key] ?? "0") || 0;
+  const epoch = (key: string) => Number((stats[key] ?? "").split("\t")[2] ?? NaN);
+  const precise = epoch("CurrentTime") - epoch("StartTime");
+  const elapsed = Number.isFinite(precise) && precise >= 0
+    ? precise
+    : parseElapsed(stats["ElapsedTime(C)"]);
   return {
     code,
     output: proc.logs(),
@@ -224,7 +234,8 @@ async function collect(
     created: num("TotalCallCreated"),
     errors,
     messages,
-    elapsed: parseElapsed(stats["ElapsedTime(C)"]),
+    elapsed,
+    rate: elapsed > 0 ? num("SuccessfulCall(C)") / elapsed : 0,
   };
 }
 
@@ -241,10 +252,10 @@ export function parseStatCsv(csv: string): Record<string, string> {
   return stats;
 }
 
-/** Parses sipp's `HH:MM:SS:uuuuuu` elapsed time into seconds. */
+/** Parses sipp's `HH:MM:SS` (or `HH:MM:SS:uuuuuu`) elapsed time into seconds. */
 export function parseElapsed(value: string | undefined): number {
   if (!value) return 0;
   const parts = value.split(":").map(Number);
-  if (parts.length !== 4 || parts.some(Number.isNaN)) return 0;
-  return parts[0] * 3600 + parts[1] * 60 + parts[2] + parts[3] / 1e6;
+  if (parts.length < 3 || parts.length > 4 || parts.some(Number.isNaN)) return 0;
+  return parts[0] * 3600 + parts[1] * 60 + parts[2] + (parts[3] ?? 0) / 1e6;
 }
