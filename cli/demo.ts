@@ -12,6 +12,7 @@
 
 import type { CommandContext, StopReason } from "./_common.ts";
 import { createLogger, type InputEvent, NdjsonWriter } from "./_io.ts";
+import { messageDemo } from "../lib/im/_demo.ts";
 import { runNotify } from "./notify.ts";
 import { runWatch } from "./watch.ts";
 
@@ -47,8 +48,32 @@ export type DemoExtension = (agents: {
   log: (line: string) => void;
 }) => Promise<void>;
 
-/** Extensions run after the presence part, in order (the IM exchange plugs in here). */
-export const DEMO_EXTENSIONS: DemoExtension[] = [];
+/**
+ * The instant-message part: alice and bob exchange a short conversation
+ * (lib/im messageDemo: text, CPIM with a subject, a body that goes over TCP).
+ * Events are labelled with the agent that sent (`sent`) or received (`message`).
+ */
+export const imExtension: DemoExtension = async ({ emit, log }) => {
+  log("alice and bob exchange instant messages (sipkit message)");
+  const result = await messageDemo({
+    onEvent: (type, fields) => {
+      const { at, from, ...rest } = fields;
+      const agent = String(type === "message" ? at : from);
+      emit({
+        agent,
+        type,
+        time: new Date().toISOString(),
+        ...(type === "message" ? { from, ...rest } : rest),
+      });
+    },
+  });
+  if (result.received !== result.sent) {
+    throw new Error(`${result.sent} messages sent but ${result.received} received`);
+  }
+};
+
+/** Extensions run after the presence part, in order. */
+export const DEMO_EXTENSIONS: DemoExtension[] = [imExtension];
 
 /** One agent: a command body running with its own context. */
 class Agent {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
-Deno.test("deno task demo ends by itself with exit 0 and alice sees bob online, busy, away", async () => {
+Deno.test("deno task demo ends by itself with exit 0 and alice sees bob online, busy, away, then they chat", async () => {
   const started = Date.now();
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["task", "--quiet", "demo"],
@@ -41,5 +41,9 @@ Deno.test("deno task demo ends by itself with exit 0 and alice sees bob online, 
     ),
     "alice's subscription ends when the demo stops",
   );
+  const messages = events.filter((e) => e.type === "message");
+  assert.ok(messages.length >= 2, "the instant-message part ran");
+  assert.ok(messages.some((e) => e.agent === "bob" && e.from === "sip:alice@example.test"));
+  assert.ok(messages.some((e) => e.agent === "alice" && e.from === "sip:bob@example.test"));
   assert.match(stderr, /demo: done/);
 });
