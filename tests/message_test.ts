@@ -513,3 +513,33 @@ Deno.test("parseMessage() rejects a repeated single-value header and a CSeq meth
   );
   assert.equal((e as SipMessageError).status, 400);
 });
+
+Deno.test("typed getters read Event, Subscription-State, Min-Expires and option tags", () => {
+  const m = createRequest("NOTIFY", "sip:a@example.com", {
+    headers: [
+      ["o", "Presence;id=7"],
+      ["Subscription-State", "terminated;reason=timeout;retry-after=30"],
+      ["Min-Expires", "60"],
+      ["k", "eventlist, timer"],
+      ["Require", "eventlist"],
+      ["Allow", "INVITE, ACK,BYE"],
+    ],
+  });
+  assert.deepEqual(m.event, { value: "presence", params: { id: "7" } });
+  assert.deepEqual(m.subscriptionState, {
+    value: "terminated",
+    params: { reason: "timeout", "retry-after": "30" },
+  });
+  assert.equal(m.minExpires, 60);
+  assert.deepEqual(m.supported, ["eventlist", "timer"]);
+  assert.deepEqual(m.require, ["eventlist"]);
+  assert.deepEqual(m.allow, ["INVITE", "ACK", "BYE"]);
+  const none = createRequest("OPTIONS", "sip:a@example.com");
+  assert.equal(none.event, undefined);
+  assert.deepEqual(none.supported, []);
+  none.headers.set("Event", ";id=1");
+  assert.throws(
+    () => none.event,
+    (e: unknown) => e instanceof SipSyntaxError && e.header === "Event",
+  );
+});

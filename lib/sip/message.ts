@@ -402,6 +402,27 @@ class Cache {
   recordRoute: NameAddr[] | undefined = undefined;
   route: NameAddr[] | undefined = undefined;
   date: Date | null | undefined = undefined;
+  event: TokenParams | null | undefined = undefined;
+  subscriptionState: TokenParams | null | undefined = undefined;
+  minExpires: number | null | undefined = undefined;
+}
+
+/** A token with parameters: Event, Subscription-State (RFC 6665 section 8.4). */
+export interface TokenParams {
+  /** The token, lowercase ("presence", "active"...). */
+  value: string;
+  /** Parameters (id, expires, reason, retry-after...). */
+  params: Params;
+}
+
+/** Internal: parse `token *(SEMI generic-param)` without the error prefix. */
+export function _parseTokenParams(s: string): TokenParams {
+  const i = skipWs(s, 0);
+  const e = readToken(s, i);
+  if (e === i) throw fail(s.length === 0 ? "empty value" : `invalid token at column ${i + 1}`);
+  const params: Params = {};
+  parseHeaderParams(s, e, params);
+  return { value: s.slice(i, e).toLowerCase(), params };
 }
 
 /** The 1-based line of field `i` in the parsed message, while the headers are unchanged. */
@@ -434,6 +455,16 @@ function parseCallId(v: string): string {
   const bad = badCallIdAt(v);
   if (bad !== -1) throw fail(`invalid character "${v[bad]}" at column ${bad + 1}`);
   return v;
+}
+
+function parseOptional<T>(h: SipHeaders, name: string, parse: (s: string) => T): T | null {
+  const i = h._index(name);
+  if (i === -1) return null;
+  try {
+    return parse(h.fields[i].value);
+  } catch (e) {
+    headerError(e, name, h, i);
+  }
 }
 
 function parseTopVia(line: string): Via {
@@ -580,6 +611,40 @@ export abstract class SipMessageBase {
   /** Content-Type value without parameters, lowercase, or undefined. */
   get contentType(): string | undefined {
     return this.mediaType?.type;
+  }
+  /** Event header (RFC 6665 section 8.2.1: event type and id), or undefined. */
+  get event(): TokenParams | undefined {
+    const c = this.#cache();
+    if (c.event === undefined) c.event = parseOptional(this.headers, "Event", _parseTokenParams);
+    return c.event ?? undefined;
+  }
+  /** Subscription-State header (RFC 6665 section 8.2.3), or undefined. */
+  get subscriptionState(): TokenParams | undefined {
+    const c = this.#cache();
+    if (c.subscriptionState === undefined) {
+      c.subscriptionState = parseOptional(this.headers, "Subscription-State", _parseTokenParams);
+    }
+    return c.subscriptionState ?? undefined;
+  }
+  /** Min-Expires (section 20.23), or undefined. */
+  get minExpires(): number | undefined {
+    const c = this.#cache();
+    if (c.minExpires === undefined) {
+      c.minExpires = optionalNumber(this.headers, "Min-Expires", 2 ** 32 - 1);
+    }
+    return c.minExpires ?? undefined;
+  }
+  /** Option tags of Supported (empty when absent). Not cached. */
+  get supported(): string[] {
+    return this.headers.values("Supported");
+  }
+  /** Option tags of Require (empty when absent). Not cached. */
+  get require(): string[] {
+    return this.headers.values("Require");
+  }
+  /** Methods of Allow (empty when absent). Not cached. */
+  get allow(): string[] {
+    return this.headers.values("Allow");
   }
   /** Max-Forwards (0 to 255), or undefined. */
   get maxForwards(): number | undefined {
