@@ -150,6 +150,7 @@ export class Subscription {
   #state: SubscriberState = "idle";
   #reported?: string;
   #forks = new Map<string, Fork>();
+  #ended = new Set<string>();
   #request?: SipRequest;
   #leg?: { callId: string; localTag: string };
   #inflight?: Promise<void>;
@@ -521,7 +522,10 @@ export class Subscription {
     let fork = this.#forks.get(remoteTag);
     if (!fork) {
       // A NOTIFY before the 2xx, or from a new fork (section 4.1.2.4), makes a dialog.
-      if (this.#state === "terminated" || !this.#request || this.#leg?.callId !== req.callId) {
+      if (
+        this.#state === "terminated" || !this.#request || this.#leg?.callId !== req.callId ||
+        this.#ended.has(remoteTag)
+      ) {
         await incoming.respond(481);
         return;
       }
@@ -628,10 +632,21 @@ export class Subscription {
     }
     this.#state = "waiting";
     this.#report(change, true);
+    this.#retryIn(retryIn);
+  }
+
+  #retryIn(seconds: number): void {
+    if (seconds <= 0) {
+      // "The subscriber SHOULD retry immediately with a new subscription."
+      queueMicrotask(() => {
+        if (!this.#closing && this.#state === "waiting") this.start().catch(() => {});
+      });
+      return;
+    }
     this.#retryTimer = this.#ua.clock.setTimeout(() => {
       this.#retryTimer = undefined;
       if (!this.#closing) this.start().catch(() => {});
-    }, retryIn * 1000);
+    }, seconds * 1000);
   }
 
   #failed(status: number, reason: string, retryAfter?: number, permanent = false): void {
@@ -657,10 +672,7 @@ export class Subscription {
     }
     this.#state = "waiting";
     this.#report(change, true);
-    this.#retryTimer = this.#ua.clock.setTimeout(() => {
-      this.#retryTimer = undefined;
-      if (!this.#closing) this.start().catch(() => {});
-    }, retryIn * 1000);
+    this.#retryIn(retryIn);
   }
 
   #report(change: SubscriptionStateChange, always = false): void {
@@ -688,12 +700,14 @@ export class Subscription {
     fork.dialog.terminate();
     this.#ua.removeDialog(fork.dialog.id);
     this.#forks.delete(remoteTag);
+    this.#ended.add(remoteTag);
     if (this.#closing && this.#forks.size === 0) this.#resolveFinal();
   }
 
   #dropLeg(): void {
     if (this.#leg) this.#ua.removeCallLeg(this.#leg.callId, this.#leg.localTag);
     this.#leg = undefined;
+    this.#ended.clear();
   }
 
   #clearRetry(): void {
