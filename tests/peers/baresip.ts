@@ -11,6 +11,32 @@
  * there) so a test can never query the network; all requests go through the
  * outbound proxy when one is given.
  *
+ * What baresip 1.0.0 offers, found by running it here:
+ * - ctrl_tcp commands are the menu commands without the slash (`help` lists
+ *   them): `dial <uri>`, `accept`, `hangup`, `message <text>` (to the
+ *   *current* contact only), `contact_next`, `contact_prev`, `contacts`,
+ *   `presence_online`, `presence_offline`, `reginfo`, `listcalls`,
+ *   `callstat`, `uanew`, `uadel`, `quit`. Responses are
+ *   `{"response":true,"ok":...,"data":"<printed text>","token":...}`.
+ * - ctrl_tcp events are UA events only: `REGISTER_OK`/`REGISTER_FAIL`
+ *   (class `register`; the first one is emitted before any client can
+ *   connect, so start-up polls `reginfo`), `CALL_INCOMING`, `CALL_RINGING`,
+ *   `CALL_ESTABLISHED`, `CALL_CLOSED` (class `call`, with `direction`,
+ *   `peeruri`, `id`, `param`), `CALL_LOCAL_SDP`/`CALL_REMOTE_SDP` (class
+ *   `other`, param `offer`/`answer`).
+ * - No event for MESSAGE or presence: an incoming MESSAGE is printed by the
+ *   stdio UI as `\r<from>: "<body>"` (so stdio is loaded and stdout read,
+ *   line-buffered through stdbuf); contact presence is read from the
+ *   `contacts` command (`Unknown`, `Online`, `Offline`, `Busy`...); the result of
+ *   a sent MESSAGE is only printed on failure, so it is read from the SIP
+ *   trace (`-s`).
+ * - Its own presence starts as `<basic>?</basic>` until `presence_online`
+ *   or `presence_offline`. It reads PIDF with fixed-prefix patterns
+ *   (`<rpid:away/>`, `<rpid:busy/>`, `<rpid:on-the-phone/>`): RPID must use
+ *   the `rpid` prefix for baresip to see those activities.
+ * - A failed presence subscription is retried only after 30 s: start the
+ *   watched party first.
+ *
  * @module
  */
 
@@ -131,6 +157,11 @@ export interface Baresip {
   logs(): string;
   /** Quits baresip (`/quit`, then signals) and removes its directory. */
   stop(): Promise<void>;
+  /** Waits for a ctrl_tcp event (shortcut of `ctrl.waitEvent`; `from` defaults to 0). */
+  waitEvent(
+    predicate: (event: BaresipEvent) => boolean,
+    options?: { from?: number; timeout?: number; message?: string },
+  ): Promise<BaresipEvent>;
   /** Sends a command through ctrl_tcp (shortcut of `ctrl.command`). */
   command(name: string, params?: string): Promise<BaresipResponse>;
   /** MESSAGEs received so far (parsed from baresip's output). */
@@ -554,6 +585,7 @@ export async function startBaresip(options: BaresipOptions = {}): Promise<Baresi
         return stopping;
       },
       command: (command, params = "") => c.command(command, params),
+      waitEvent: (predicate, opts) => c.waitEvent(predicate, opts),
       messages,
       waitMessage: (predicate, opts = {}) =>
         waitFor(() => messages().find(predicate), {
