@@ -11,7 +11,13 @@
 
 import { DigestAuthError } from "../sip/digest.ts";
 import { SipRequestError } from "../sip/errors.ts";
-import { formatUri, type NameAddr, type SipRequest, type SipResponse } from "../sip/message.ts";
+import {
+  formatUri,
+  type NameAddr,
+  type SipRequest,
+  type SipResponse,
+  type Uri,
+} from "../sip/message.ts";
 import { parseMediaType } from "../sip/multipart.ts";
 import type { InboundInfo } from "../sip/transport_layer.ts";
 import { type IncomingRequest, toSipUri, type UserAgent } from "../sip/ua.ts";
@@ -148,12 +154,7 @@ export class MessageSender {
     let contentType = message.contentType ?? DEFAULT_MESSAGE_TYPE;
     parseMediaType(contentType);
     if (message.cpim) {
-      const plain = (u: typeof uri) => {
-        const c = structuredClone(u);
-        c.params = {};
-        c.headers = {};
-        return formatUri(c);
-      };
+      const plain = (u: Uri) => formatUri({ ...u, params: {}, headers: {} });
       body = formatCpim({
         from: { uri: plain(this.#ua.aor), name: this.#ua.displayName },
         to: plain(uri),
@@ -448,12 +449,12 @@ export class MessageListener {
   }
 }
 
-function plainUri(addr: NameAddr) {
-  const u = structuredClone(addr.uri);
-  u.params = {};
-  u.headers = {};
-  return u;
+/** The address's URI without parameters or headers (a shallow copy: nothing is shared that changes). */
+function plainUri(addr: NameAddr): Uri {
+  return { ...addr.uri, params: {}, headers: {} };
 }
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 const TEXTUAL = /^(text\/|application\/(json|xml|[^;]*\+(xml|json))$|message\/cpim$)/;
 
@@ -471,7 +472,7 @@ export function asText(contentType: string, body: Uint8Array): string | undefine
   if (!TEXTUAL.test(type)) return undefined;
   if (charset && !["utf-8", "utf8", "us-ascii", "ascii"].includes(charset)) return undefined;
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(body);
+    return utf8.decode(body);
   } catch {
     return undefined;
   }
