@@ -15,6 +15,27 @@
  * `sip:buddies-bob@<domain>` (owner bob: alice, carol). A list is found by
  * rls only when the SUBSCRIBE comes from its owner (From user and domain).
  *
+ * How rls is set up (found by reading the module and running it here):
+ * `integrated_xcap_server=1` makes rls read the xcap table instead of an XCAP
+ * server; for an initial SUBSCRIBE with `Supported: eventlist` and an Event it
+ * handles, it looks up the row with username/domain = the watcher (From) and
+ * doc_type 8 (rls-services), and serves the `<service>` whose uri equals the
+ * Request-URI; its `<list>` may be inline (used here) or a `<resource-list>`
+ * reference. The answer is 200 with `Require: eventlist`, then a full-state
+ * multipart/related NOTIFY (RLMI with the members, no instances yet); rls
+ * subscribes to every member through pua (`outbound_proxy` = this server,
+ * Contact = `server_address`), the back-end NOTIFYs come back to
+ * `server_address` and go to `rls_handle_notify()`, and within `waitn_time`
+ * (1 s here) a partial NOTIFY carries each member's PIDF. Any other SUBSCRIBE
+ * makes `rls_handle_subscribe()` return `to_presence_code` (10) and goes to
+ * `handle_subscribe()`. `presence_xml force_active=1` authorizes every watcher.
+ *
+ * Other facts: REGISTER's realm is the server's domain (so clients naming the
+ * server by address authenticate too); a wrong password gets 403 (auth_check
+ * -2), an expiry under `minExpires` 423 (registrar min_expires_mode=1).
+ * Requests for a domain that is neither the server's nor a peer's get 404,
+ * never a DNS lookup.
+ *
  * @module
  */
 
