@@ -5,9 +5,9 @@
  * @module
  */
 
-import { type Command, Option } from "@commander-js/extra-typings";
+import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { applyConfig } from "./_config.ts";
-import { CommandError, EXIT, type ExitCode, usageError } from "./_exit.ts";
+import { CommandError, EXIT, type ExitCode } from "./_exit.ts";
 import {
   createLogger,
   type InputEvent,
@@ -47,12 +47,23 @@ export interface CommonOptions {
   quiet?: boolean;
 }
 
-/** Parses an integer option, with bounds. */
-export function intArg(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
+/**
+ * Parses an integer option, with bounds. A bad value is a usage error (exit
+ * 2): commander reports it with the option's name.
+ */
+export function intArg(
+  name: string,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): (value: string) => number {
   return (value: string): number => {
-    if (!/^\d+$/.test(value)) throw usageError(`${name} must be a whole number, got "${value}"`);
+    if (!/^\d+$/.test(value)) {
+      throw new InvalidArgumentError(`${name} must be a whole number, got "${value}"`);
+    }
     const n = Number(value);
-    if (n < min || n > max) throw usageError(`${name} must be between ${min} and ${max}`);
+    if (n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be between ${min} and ${max}`);
+    }
     return n;
   };
 }
@@ -85,6 +96,9 @@ export function addCommonOptions<C extends Command<any, any, any>>(
   if (options.listens) {
     cmd.option("--register", "keep this process's contact registered while it runs");
   }
+  // Commander does not pass exitOverride() on to commands added with
+  // addCommand(): without it a bad option would exit 1 instead of 2.
+  cmd.exitOverride().showHelpAfterError("(run with --help for usage)");
   return cmd;
 }
 
@@ -101,6 +115,8 @@ export interface CommandContext {
   signal: AbortSignal;
   /** Why `signal` was aborted. */
   stopReason(): StopReason | undefined;
+  /** Resolves when `signal` aborts (never rejects): race one-shot work against it. */
+  stopped: Promise<StopReason>;
   /** Registers a secret to mask in logs and traces. */
   addSecret(secret: string): void;
   /**
@@ -150,6 +166,9 @@ export async function runCommand<O extends CommonOptions>(
   const onTerm = () => stop("sigterm");
   Deno.addSignalListener("SIGINT", onInt);
   Deno.addSignalListener("SIGTERM", onTerm);
+  const stopped = new Promise<StopReason>((resolve) => {
+    controller.signal.addEventListener("abort", () => resolve(reason!), { once: true });
+  });
   let code: number;
   try {
     const ctx: CommandContext = {
@@ -157,6 +176,7 @@ export async function runCommand<O extends CommonOptions>(
       log,
       signal: controller.signal,
       stopReason: () => reason,
+      stopped,
       addSecret: (s) => {
         if (s) secrets.push(s);
       },
@@ -172,15 +192,18 @@ export async function runCommand<O extends CommonOptions>(
       },
     };
     code = await body(opts, ctx);
-    if (reason === "sigint") code = EXIT.INTERRUPTED;
-    else if (reason === "sigterm" || reason === "stdout-closed") code = EXIT.OK;
   } catch (e) {
     code = exitCodeFor(e);
-    log.log("error", errorMessage(e));
-  } finally {
-    Deno.removeSignalListener("SIGINT", onInt);
-    Deno.removeSignalListener("SIGTERM", onTerm);
+    // After a stop request, errors of the interrupted work are expected.
+    if (!reason) log.log("error", errorMessage(e));
+    else log.log("debug", `after ${reason}: ${errorMessage(e)}`);
   }
+  if (reason === "sigint") code = EXIT.INTERRUPTED;
+  else if (reason === "sigterm" || reason === "stdout-closed") code = EXIT.OK;
+  // Every event written before exit: Deno.exit does not wait for pending writes.
+  await out.flush();
+  Deno.removeSignalListener("SIGINT", onInt);
+  Deno.removeSignalListener("SIGTERM", onTerm);
   Deno.exit(code);
 }
 

@@ -63,6 +63,11 @@ export class NdjsonWriter implements EventSink {
     return this.#closed;
   }
 
+  /** Resolves once every line emitted so far has been written (or dropped). */
+  flush(): Promise<void> {
+    return this.#chain.catch(() => {});
+  }
+
   /** Writes one event. Resolves after the line is written (or dropped because stdout closed). */
   emit(type: string, fields: EventFields = {}): Promise<void> {
     const event = { type, time: this.#now().toISOString(), ...fields };

@@ -25,6 +25,14 @@ export async function createUserAgent(
     throw usageError('missing --user <aor> (or SIPKIT_USER, or a profile with "user")');
   }
   const getPassword = passwordProvider(common);
+  // A password named by a flag or the environment is read now, so that a
+  // missing file or variable is a usage error at start rather than at the
+  // first challenge, and so that it is masked in every log line from the start.
+  // Only the terminal prompt waits until a challenge needs it.
+  if (common.passwordFile || common.passwordEnv || Deno.env.get("SIPKIT_PASSWORD") !== undefined) {
+    const p = await getPassword();
+    if (p) ctx.addSecret(p);
+  }
   const decoder = new TextDecoder();
   try {
     return await UserAgent.create({

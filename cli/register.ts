@@ -7,9 +7,9 @@
 import { Command } from "@commander-js/extra-typings";
 import {
   type Binding,
+  formatUri,
   Registration,
   RegistrationError,
-  type RegistrationEvent,
   type UserAgent,
 } from "../mod.ts";
 import {
@@ -20,14 +20,15 @@ import {
   runCommand,
 } from "./_common.ts";
 import { EXIT, usageError } from "./_exit.ts";
+import { emitRegistrationEvent, keepRegistered } from "./_register.ts";
 import { createUserAgent } from "./_ua.ts";
 
 /** Builds the `register` command. */
 export function registerCommand(): Command {
   const cmd = new Command("register")
     .description(
-      "Register an address of record at a registrar and keep it registered.\n" +
-        "Long-running by default: refreshes before expiry, retries failures with back-off,\n" +
+      "Register an address of record at a registrar and keep it registered. " +
+        "Long-running by default: refreshes before expiry, retries failures with back-off, " +
         "follows address_changed events from stdin, removes its binding on exit.",
     )
     .option("--registrar <uri>", "registrar URI (default: the domain of the AOR, RFC 3263)")
@@ -76,100 +77,74 @@ async function runRegister(
   if (opts.all && !opts.remove) throw usageError("--all goes with --remove");
   const ua = await createUserAgent(opts, ctx, { requireUser: true });
   try {
+    if (!opts.once && !opts.remove && !opts.query) return await longRunning(ctx, ua, opts);
     const reg = new Registration(ua, {
       registrar: opts.registrar,
       contact: opts.contact,
       expires: opts.expires,
-      onEvent: (e) => void emitEvent(ctx, e),
+      onEvent: (e) => void emitRegistrationEvent(ctx, e),
     });
     if (opts.query) {
-      return await oneShot(ctx, async () => {
+      return await oneShot(ctx, ua, async () => {
         const bindings = await reg.query();
         for (const b of bindings) await emitBinding(ctx, ua, b, reg);
         if (bindings.length === 0) ctx.log.log("info", "no bindings");
       });
     }
-    if (opts.remove) return await oneShot(ctx, () => reg.unregister({ all: opts.all }));
-    if (opts.once) return await oneShot(ctx, async () => void await reg.register());
-    return await longRunning(ctx, reg);
+    if (opts.remove) return await oneShot(ctx, ua, () => reg.unregister({ all: opts.all }));
+    return await oneShot(ctx, ua, async () => void await reg.register());
   } finally {
     await ua.close();
   }
 }
 
-async function oneShot(ctx: CommandContext, fn: () => Promise<void>): Promise<number> {
-  try {
-    await fn();
-    return EXIT.OK;
-  } catch (e) {
-    if (e instanceof RegistrationError) {
-      await ctx.out.emit("registration_failed", {
-        status: e.status,
-        reason: e.reason,
-      });
-      ctx.log.log("error", e.message);
-      return e.local ? EXIT.NETWORK : EXIT.PEER_REJECTED;
-    }
-    throw e;
+/**
+ * Runs one transaction's worth of work; a SIGINT/SIGTERM (or a closed stdout)
+ * ends it at once: the UA is closed, which ends its transactions, and the
+ * frame exits with 130 (SIGINT) or 0.
+ */
+async function oneShot(
+  ctx: CommandContext,
+  ua: UserAgent,
+  fn: () => Promise<void>,
+): Promise<number> {
+  const work = fn();
+  const outcome = await Promise.race([
+    work.then(() => "done" as const, (e: unknown) => e),
+    ctx.stopped.then(() => "stopped" as const),
+  ]);
+  if (outcome === "stopped") {
+    work.catch(() => {}); // ends with a local error once the UA is closed
+    await ua.close();
+    return EXIT.INTERRUPTED;
   }
+  if (outcome === "done") return EXIT.OK;
+  const e = outcome;
+  if (e instanceof RegistrationError) {
+    await ctx.out.emit("registration_failed", { status: e.status, reason: e.reason });
+    ctx.log.log("error", e.message);
+    return e.local ? EXIT.NETWORK : EXIT.PEER_REJECTED;
+  }
+  throw e;
 }
 
-async function longRunning(ctx: CommandContext, reg: Registration): Promise<number> {
-  reg.keepAlive();
-  const input = ctx.readInput(async (event, line) => {
-    if (event.type !== "address_changed") return;
-    const address = event.address;
-    if (typeof address !== "string" || address === "") {
-      ctx.log.log("warn", `<stdin>:${line}: address_changed without "address"; skipped`);
-      await ctx.out.emit("error", { source: "stdin", line, message: 'missing "address"' });
-      return;
-    }
-    ctx.log.log("info", `address changed to ${address}: re-registering`);
-    await reg.changeAddress(address).catch(() => {});
-  }).catch((e) => ctx.log.log("warn", `stdin: ${(e as Error).message}`));
-  await new Promise<void>((resolve) => {
-    if (ctx.signal.aborted) resolve();
-    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+async function longRunning(
+  ctx: CommandContext,
+  ua: UserAgent,
+  opts: RegisterOptions,
+): Promise<number> {
+  const kept = keepRegistered(ua, ctx, {
+    registrar: opts.registrar,
+    contact: opts.contact,
+    expires: opts.expires,
   });
-  reg.stop();
-  if (reg.registered) {
-    try {
-      await reg.unregister();
-    } catch (e) {
-      ctx.log.log("warn", `could not remove binding: ${(e as Error).message}`);
-    }
-  }
-  void input;
+  // Input ends (EOF) without ending the command: it runs until a signal or a closed stdout.
+  ctx.readInput(async (event, line) => {
+    await kept.handleInput(event, line);
+  }).catch((e) => ctx.log.log("warn", `stdin: ${(e as Error).message}`));
+  await ctx.stopped;
+  await kept.stop();
   return EXIT.OK;
-}
-
-function emitEvent(ctx: CommandContext, e: RegistrationEvent): Promise<void> {
-  switch (e.type) {
-    case "registered":
-      return ctx.out.emit(e.refreshed ? "refreshed" : "registered", {
-        aor: e.aor,
-        contact: e.contact,
-        expires: e.expires,
-        registrar: e.registrar,
-      });
-    case "unregistered":
-      return ctx.out.emit("unregistered", {
-        aor: e.aor,
-        contact: e.contact,
-        registrar: e.registrar,
-      });
-    case "failed":
-      ctx.log.log(
-        "warn",
-        `registration failed: ${e.status} ${e.reason}` +
-          (e.retryIn !== undefined ? `; retrying in ${e.retryIn} s` : ""),
-      );
-      return ctx.out.emit("registration_failed", {
-        status: e.status,
-        reason: e.reason,
-        retry_in: e.retryIn,
-      });
-  }
 }
 
 function emitBinding(
@@ -179,12 +154,10 @@ function emitBinding(
   reg: Registration,
 ): Promise<void> {
   return ctx.out.emit("binding", {
-    aor: `sip:${ua.aor.user ? ua.aor.user + "@" : ""}${ua.aor.host}`,
+    aor: formatUri(ua.aor),
     contact: b.contact,
     expires: b.expires,
     q: b.q,
-    registrar: `${reg.registrar.scheme}:${reg.registrar.host}${
-      reg.registrar.port ? ":" + reg.registrar.port : ""
-    }`,
+    registrar: formatUri(reg.registrar),
   });
 }

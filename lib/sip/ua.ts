@@ -474,7 +474,21 @@ export class UserAgent {
       const target = targets[i];
       const attemptReq = i === 0 ? req : cloneMessage(req);
       if (wantContact) {
-        const own = `<${formatUri(await this.contactFor(target))}>`;
+        let own: string;
+        try {
+          // On a stream transport this opens the connection (to learn the local address).
+          own = `<${formatUri(await this.contactFor(target))}>`;
+        } catch (e) {
+          // Section 8.1.3.1: a transport error is treated as a 503 Service
+          // Unavailable, and RFC 3263 4.3 moves on to the next target.
+          const message = e instanceof Error ? e.message : String(e);
+          lastError = new SipRequestError(503, `Transport error: ${message}`, {
+            local: true,
+            cause: e,
+          });
+          this.log("debug", `${formatTarget(target)}: ${message}; trying next target`);
+          continue;
+        }
         attemptReq.headers.delete("Contact");
         for (const c of [own, ...callerContacts]) attemptReq.headers.append("Contact", c);
       }

@@ -1,0 +1,165 @@
+/**
+ * Keeping a command's own contact registered while it runs: `sipkit register`
+ * in its long-running mode, and `--register` of the listening commands
+ * (message, watch, notify). Reports `registered`, `refreshed`,
+ * `registration_failed` and `unregistered` events, follows `address_changed`
+ * events read from stdin, and removes the binding on exit within a bounded
+ * time.
+ *
+ * @module
+ */
+
+import {
+  Registration,
+  type RegistrationEvent,
+  type RegistrationOptions,
+  type UserAgent,
+} from "../mod.ts";
+import type { CommandContext } from "./_common.ts";
+import type { InputEvent } from "./_io.ts";
+
+/** Options of {@linkcode keepRegistered}. */
+export interface KeepRegisteredOptions {
+  /** Registrar URI; default the domain of the AOR (RFC 3263). */
+  registrar?: string;
+  /** Requested binding lifetime in seconds. Default 3600. */
+  expires?: number;
+  /** Register this contact instead of our own (third-party registration). */
+  contact?: string;
+  /** Longest wait for the removal REGISTER on stop, in ms. Default 5000. */
+  removeTimeoutMs?: number;
+  /** Back-off settings, passed to {@linkcode Registration}. */
+  backoff?: Pick<RegistrationOptions, "backoffBase" | "backoffMax">;
+}
+
+/** A registration kept alive by {@linkcode keepRegistered}. */
+export interface KeptRegistration {
+  /** The registration itself. */
+  readonly registration: Registration;
+  /**
+   * Handles an `address_changed` input event (`{"type":"address_changed",
+   * "address":"192.0.2.7"}`): re-registers with a contact on the new address
+   * and removes the old binding. Returns false for other event types, so a
+   * command can pass every stdin event through it first.
+   */
+  handleInput(event: InputEvent, line: number): Promise<boolean>;
+  /**
+   * Stops refreshing and removes the binding (when one exists), waiting at
+   * most `removeTimeoutMs`. Safe to call twice.
+   */
+  stop(): Promise<void>;
+}
+
+/**
+ * Registers the UA's contact now and keeps it registered until
+ * {@linkcode KeptRegistration.stop}: refreshes before expiry, and after a
+ * failure retries with growing back-off instead of giving up. Events go to
+ * `ctx.out`, warnings to `ctx.log`.
+ *
+ * @example
+ * ```ts ignore
+ * const kept = opts.register ? keepRegistered(ua, ctx, { registrar: opts.registrar }) : undefined;
+ * ctx.readInput(async (event, line) => {
+ *   if (await kept?.handleInput(event, line)) return;
+ *   // the command's own events
+ * });
+ * await ctx.stopped;
+ * await kept?.stop();
+ * ```
+ */
+export function keepRegistered(
+  ua: UserAgent,
+  ctx: CommandContext,
+  options: KeepRegisteredOptions = {},
+): KeptRegistration {
+  const registration = new Registration(ua, {
+    registrar: options.registrar,
+    contact: options.contact,
+    expires: options.expires,
+    ...options.backoff,
+    onEvent: (e) => void emitRegistrationEvent(ctx, e),
+  });
+  registration.keepAlive();
+  let stopping: Promise<void> | undefined;
+  return {
+    registration,
+    async handleInput(event, line) {
+      if (event.type !== "address_changed") return false;
+      const address = event.address;
+      if (typeof address !== "string" || !isAddress(address)) {
+        const message = typeof address === "string"
+          ? `address_changed: "${address}" is not an IP address`
+          : 'address_changed without a string "address"';
+        ctx.log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
+        await ctx.out.emit("error", { source: "stdin", line, message });
+        return true;
+      }
+      if (stopping) return true;
+      ctx.log.log("info", `address changed to ${address}: re-registering`);
+      // A failure is reported as registration_failed and retried with back-off.
+      await registration.changeAddress(address).catch(() => {});
+      return true;
+    },
+    stop() {
+      stopping ??= (async () => {
+        registration.stop();
+        if (!registration.registered) return;
+        const limit = options.removeTimeoutMs ?? 5000;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timeout = new Promise<"timeout">((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), limit);
+        });
+        try {
+          const result = await Promise.race([registration.unregister(), timeout]);
+          if (result === "timeout") {
+            ctx.log.log("warn", `could not remove binding: no answer within ${limit} ms`);
+          }
+        } catch (e) {
+          ctx.log.log("warn", `could not remove binding: ${(e as Error).message}`);
+        } finally {
+          clearTimeout(timer);
+        }
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Writes a {@linkcode RegistrationEvent} as the documented NDJSON event. */
+export function emitRegistrationEvent(ctx: CommandContext, e: RegistrationEvent): Promise<void> {
+  switch (e.type) {
+    case "registered":
+      return ctx.out.emit(e.refreshed ? "refreshed" : "registered", {
+        aor: e.aor,
+        contact: e.contact,
+        expires: e.expires,
+        registrar: e.registrar,
+        replaced: e.replaced,
+      });
+    case "unregistered":
+      return ctx.out.emit("unregistered", {
+        aor: e.aor,
+        contact: e.contact,
+        registrar: e.registrar,
+      });
+    case "failed":
+      ctx.log.log(
+        "warn",
+        `registration failed: ${e.status} ${e.reason}` +
+          (e.retryIn !== undefined ? `; retrying in ${e.retryIn} s` : ""),
+      );
+      return ctx.out.emit("registration_failed", {
+        status: e.status,
+        reason: e.reason,
+        retry_in: e.retryIn,
+      });
+  }
+}
+
+/** An IPv4 or IPv6 address (what `roam` reports), not a name. */
+function isAddress(text: string): boolean {
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) {
+    return text.split(".").every((n) => Number(n) <= 255);
+  }
+  return text.includes(":") && /^[0-9a-fA-F:.]+$/.test(text);
+}
