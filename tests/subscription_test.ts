@@ -4,7 +4,7 @@ import { Dialog } from "../lib/sip/dialog.ts";
 import { createResponse, formatUri, type SipRequest } from "../lib/sip/message.ts";
 import { generateTag } from "../lib/sip/transaction/mod.ts";
 import { LoopNetwork } from "../lib/sip/transport_loop.ts";
-import type { IncomingRequest, UserAgent } from "../lib/sip/ua.ts";
+import type { IncomingRequest, RespondOptions, UserAgent } from "../lib/sip/ua.ts";
 import {
   formatEvent,
   formatSubscriptionState,
@@ -77,7 +77,11 @@ async function manualDialog(ua: UserAgent, incoming: IncomingRequest, toTag = ge
     req,
     createResponse(req, 200, { toTag, headers: [["Contact", contact]] }),
   );
-  return { dialog, answer: { toTag, headers: [["Contact", contact], ["Expires", "3600"]] } };
+  const answer: RespondOptions = {
+    toTag,
+    headers: [["Contact", contact], ["Expires", "3600"]],
+  };
+  return { dialog, answer };
 }
 
 function notifyIn(dialog: Dialog, state: string, body?: string, event = "test"): SipRequest {
@@ -251,7 +255,7 @@ Deno.test("a NOTIFY that arrives before the 2xx creates the dialog; the 2xx join
       dialog,
     });
     assert.equal(response.status, 200);
-    await incoming.respond(200, answer as never);
+    await incoming.respond(200, answer);
   });
   const { sub, notes, states } = subscriber(alice);
   await sub.start();
@@ -269,7 +273,7 @@ Deno.test("a NOTIFY for another event package gets 489", async () => {
   let status = 0;
   bob.handle("SUBSCRIBE", async (incoming) => {
     const { dialog, answer } = await manualDialog(bob, incoming);
-    await incoming.respond(200, answer as never);
+    await incoming.respond(200, answer);
     status = (await bob.send(notifyIn(dialog, "active", "x", "other"), { dialog })).response
       .status;
   });
@@ -289,7 +293,7 @@ Deno.test("forked NOTIFYs: each fork is its own dialog and ends on its own", asy
     const a = await manualDialog(bob, incoming);
     const b = await manualDialog(bob, incoming); // the second device behind a forking proxy
     forks.push(a.dialog, b.dialog);
-    await incoming.respond(200, a.answer as never);
+    await incoming.respond(200, a.answer);
     await bob.send(notifyIn(a.dialog, "active;expires=3600", "desk"), { dialog: a.dialog });
     await bob.send(notifyIn(b.dialog, "pending;expires=3600", "mobile"), { dialog: b.dialog });
   });
@@ -333,7 +337,7 @@ Deno.test("no NOTIFY within 64*T1 of the 2xx: the subscription failed and is ret
   const { net, clock, alice, bob, close } = await pair();
   bob.handle("SUBSCRIBE", async (incoming) => {
     const { answer } = await manualDialog(bob, incoming);
-    await incoming.respond(200, answer as never);
+    await incoming.respond(200, answer);
   });
   const { sub, states } = subscriber(alice);
   await sub.start();
