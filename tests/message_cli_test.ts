@@ -379,3 +379,107 @@ Deno.test({
     });
   },
 });
+
+/**
+ * A UDP relay on 127.0.0.1 that drops packets in both directions with a
+ * seeded PRNG: the sender talks to `port`, the relay forwards to `to` and
+ * the answers back to whoever sent last.
+ */
+function lossyRelay(to: { hostname: string; port: number }, dropRate: number, seed: number) {
+  let state = seed >>> 0;
+  const random = () => {
+    // xorshift32
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state / 4294967296;
+  };
+  const front = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const back = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const stats = { forward: 0, backward: 0, droppedForward: 0, droppedBackward: 0 };
+  let client: Deno.NetAddr | undefined;
+  const pump = async (
+    from: Deno.DatagramConn,
+    out: Deno.DatagramConn,
+    dest: () => Deno.NetAddr | undefined,
+    forward: boolean,
+  ) => {
+    try {
+      for (;;) {
+        const [data, addr] = await from.receive();
+        if (forward) client = addr as Deno.NetAddr;
+        if (forward) stats.forward++;
+        else stats.backward++;
+        if (random() < dropRate) {
+          if (forward) stats.droppedForward++;
+          else stats.droppedBackward++;
+          continue;
+        }
+        const d = dest();
+        if (d) await out.send(data, d);
+      }
+    } catch {
+      // closed
+    }
+  };
+  const target: Deno.NetAddr = { transport: "udp", ...to };
+  const pumps = Promise.all([
+    pump(front, back, () => target, true),
+    pump(back, front, () => client, false),
+  ]);
+  return {
+    port: (front.addr as Deno.NetAddr).port,
+    stats,
+    async close() {
+      front.close();
+      back.close();
+      await pumps;
+    },
+  };
+}
+
+Deno.test("a batch of 1,000 lines over UDP through a lossy relay: each delivered once, every result reported", async () => {
+  await withDirs(async (dirs) => {
+    const { proc, address } = await startListener(dirs);
+    const [host, port] = address.split(":");
+    const relay = lossyRelay({ hostname: host, port: Number(port) }, 0.1, 20261127);
+    const sender = spawnSipkit(
+      ["message", "-u", "alice@example.test", "--concurrency", "50", "--transport", "udp"],
+      { name: "batch", env: dirs.env },
+    );
+    try {
+      const n = 1000;
+      for (let i = 0; i < n; i++) {
+        await sender.send({
+          type: "send",
+          to: `sip:bob@127.0.0.1:${relay.port}`,
+          body: `lossy ${i}`,
+          id: i,
+        });
+      }
+      await sender.closeStdin();
+      const code = await sender.exited;
+      assert.equal(code, 0, sender.logs().slice(-4000));
+      const sent = sender.events.filter((e) => e.type === "sent");
+      assert.equal(sent.length, n);
+      assert.deepEqual(
+        sent.map((e) => e.id as number).sort((a, b) => a - b),
+        Array.from({ length: n }, (_, i) => i),
+      );
+      assert.ok(sent.every((e) => e.status === 200 && e.delivered === true));
+      await proc.waitEvent(() => proc.events.filter((e) => e.type === "message").length >= n, {
+        timeout: 5000,
+      });
+      const bodies = proc.events.filter((e) => e.type === "message").map((e) => e.body);
+      assert.equal(bodies.length, n, "one event per message, no duplicates");
+      assert.equal(new Set(bodies).size, n);
+      assert.ok(relay.stats.droppedForward > 0 && relay.stats.droppedBackward > 0);
+    } finally {
+      await sender.stop();
+      await proc.stop();
+      await relay.close();
+    }
+  });
+});
