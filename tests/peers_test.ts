@@ -494,6 +494,46 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "startKamailioPair() in presence mode: SUBSCRIBE through the watcher's proxy reaches the other domain's presence server",
+  ignore: !hasPresence || !hasSipp,
+  fn: async () => {
+    const pair = await startKamailioPair({ mode: "presence" });
+    await withLogsOnFailure([pair.a, pair.b], async () => {
+      try {
+        const pub = await runSipp({
+          scenario: "publish_uac.xml",
+          remote: pair.b.address,
+          calls: 1,
+          keys: { user: "bob", domain: "example.org", expires: 120, basic: "open", note: "org" },
+          timeout: 10,
+        });
+        assert.equal(pub.code, 0, pub.errors);
+        const sub = await runSipp({
+          scenario: "subscribe_uac.xml",
+          remote: pair.a.address,
+          service: "bob",
+          calls: 1,
+          // To bob@example.org, sent to example.test's proxy (the scenario uses one domain
+          // for From and To, so the watcher is alice@example.org here).
+          keys: { user: "alice", domain: "example.org", expires: 60 },
+          timeout: 10,
+          traceMessages: true,
+        });
+        assert.equal(sub.code, 0, sub.errors);
+        assert.match(
+          sub.messages,
+          new RegExp(`Record-Route: <sip:127\\.0\\.0\\.1:${pair.a.port};lr`),
+        );
+        assert.match(sub.messages, /<note>org<\/note>/);
+      } finally {
+        await pair.stop();
+      }
+    });
+  },
+});
+
 // ------------------------------------------------------------------------ sipp
 
 Deno.test({
