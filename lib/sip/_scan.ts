@@ -219,10 +219,10 @@ export function escape(s: string, flag: number): string {
 
 /**
  * Reads a quoted-string starting at `s[i] === '"'` (section 25.1: quoted-pair
- * = "\" followed by any character but CR and LF). Returns the unescaped text and
- * the index after the closing quote.
+ * = "\" followed by any character but CR and LF). Returns the unescaped text;
+ * `scan.end` is the index after the closing quote.
  */
-export function readQuoted(s: string, i: number): [string, number] {
+export function readQuoted(s: string, i: number): string {
   let out = "";
   let start = i + 1;
   for (let j = start; j < s.length; j++) {
@@ -234,7 +234,8 @@ export function readQuoted(s: string, i: number): [string, number] {
       j++;
       start = j + 1;
     } else if (c === 34) {
-      return [out + s.slice(start, j), j + 1];
+      scan.end = j + 1;
+      return start === i + 1 ? s.slice(start, j) : out + s.slice(start, j);
     }
   }
   throw fail("unterminated quoted string");
@@ -299,7 +300,7 @@ function isGenValueChar(c: number): boolean {
  * end (section 25.1: generic-param = token [ EQUAL gen-value ], gen-value =
  * token / host / quoted-string). Names are lowercased; quoted values unquoted.
  */
-export function parseHeaderParams(s: string, i: number, params: Params): void {
+export function parseHeaderParams(s: string, i: number, params: Params, via = false): void {
   const n = s.length;
   i = skipWs(s, i);
   while (i < n) {
@@ -316,19 +317,46 @@ export function parseHeaderParams(s: string, i: number, params: Params): void {
     if (i < n && s.charCodeAt(i) === 61) {
       i = skipWs(s, i + 1);
       if (i < n && s.charCodeAt(i) === 34) {
-        const [v, after] = readQuoted(s, i);
+        const v = readQuoted(s, i);
+        if (via) checkViaParam(name, v);
         params[name] = v;
-        i = after;
+        i = scan.end;
       } else {
         const vs = i;
         while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_GENVAL) !== 0) i++;
         if (i === vs) throw fail(`empty value for parameter "${name}"`);
-        params[name] = s.slice(vs, i);
+        const v = s.slice(vs, i);
+        if (via) checkViaParam(name, v);
+        params[name] = v;
       }
       while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
     } else {
+      if (via) checkViaParam(name, null);
       params[name] = null;
     }
+  }
+}
+
+/**
+ * Via parameter rules (section 20.42 and 25.1; RFC 3581): via-ttl = "ttl"
+ * EQUAL 1*3DIGIT (0-255); via-maddr, via-received and via-branch need a
+ * value; response-port = "rport" [EQUAL 1*DIGIT].
+ */
+function checkViaParam(name: string, v: string | null): void {
+  switch (name) {
+    case "branch":
+      if (v === null || v === "") throw fail("empty branch parameter");
+      break;
+    case "rport":
+      if (v !== null && parseDigits(v, 65535) < 0) throw fail(`invalid rport "${v}"`);
+      break;
+    case "received":
+    case "maddr":
+      if (v === null || v === "") throw fail(`empty ${name} parameter`);
+      break;
+    case "ttl":
+      if (v === null || parseDigits(v, 255) < 0) throw fail(`invalid ttl "${v}"`);
+      break;
   }
 }
 

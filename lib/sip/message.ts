@@ -217,25 +217,18 @@ export function _parseVia(s: string): Via {
   if (s.charCodeAt(i) === 58) {
     i = skipWs(s, i + 1);
     const ps = i;
-    while (i < n && s.charCodeAt(i) >= 48 && s.charCodeAt(i) <= 57) i++;
-    port = parseDigits(s.slice(ps, i), 65535);
-    if (port < 0) throw fail(`invalid port "${s.slice(ps, i + 1)}"`);
+    let v = 0;
+    let d;
+    while (i < n && (d = s.charCodeAt(i) - 48) >= 0 && d <= 9) {
+      v = v * 10 + d;
+      i++;
+    }
+    if (i === ps || i - ps > 5 || v > 65535) throw fail(`invalid port "${s.slice(ps, i + 1)}"`);
+    port = v;
   }
   const params: Params = {};
-  parseHeaderParams(s, i, params);
-  // via-ttl = "ttl" EQUAL ttl (0-255); via-maddr / via-received: host / IP;
-  // response-port = "rport" [EQUAL 1*DIGIT] (RFC 3581).
-  const ttl = params.ttl;
-  if (ttl !== undefined && (ttl === null || parseDigits(ttl, 255) < 0)) {
-    throw fail(`invalid ttl "${ttl}"`);
-  }
-  const rport = params.rport;
-  if (rport !== undefined && rport !== null && parseDigits(rport, 65535) < 0) {
-    throw fail(`invalid rport "${rport}"`);
-  }
-  if (params.branch === null || params.branch === "") throw fail("empty branch parameter");
-  if (params.received === null) throw fail("empty received parameter");
-  if (params.maddr === null) throw fail("empty maddr parameter");
+  // Checks ttl, maddr, received, branch and rport (RFC 3581) on the way.
+  parseHeaderParams(s, i, params, true);
   return port === undefined
     ? { protocol, transport, host, params }
     : { protocol, transport, host, port, params };

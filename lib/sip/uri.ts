@@ -356,9 +356,8 @@ export function _parseNameAddr(s: string): NameAddr {
   const c0 = s.charCodeAt(i);
   if (c0 === 34) {
     // display-name = quoted-string
-    const [name, after] = readQuoted(s, i);
-    displayName = name;
-    i = skipWs(s, after);
+    displayName = readQuoted(s, i);
+    i = skipWs(s, scan.end);
     if (s.charCodeAt(i) !== 60) throw fail('expected "<" after the display name');
     lt = i;
   } else if (c0 === 60) {
