@@ -27,16 +27,11 @@
 import { SipSyntaxError } from "./errors.ts";
 import {
   C_TOKEN,
-  C_WORD,
   CHARS,
   fail,
-  formatHeaderParams,
   parseDigits,
-  parseHeaderParams,
   refuseCrLf,
   rethrow,
-  scan,
-  skipWs,
   sliceLws,
   splitList,
 } from "./_scan.ts";
@@ -57,7 +52,6 @@ import {
 import {
   _parseNameAddr,
   _parseUri,
-  formatHost,
   formatNameAddr,
   formatUri,
   isToken,
@@ -65,37 +59,34 @@ import {
   type Params,
   parseNameAddr,
   parseUri,
-  readHost,
   type Uri,
 } from "./uri.ts";
 import { reasonPhrase } from "./status.ts";
+import {
+  _parseCSeq,
+  _parseMediaType,
+  _parseSipDate,
+  _parseTokenParams,
+  _parseVia,
+  badCallIdAt,
+  type CSeq,
+  formatVia,
+  type MediaType,
+  parseCSeq,
+  parseMediaType,
+  parseSipDate,
+  parseVia,
+  readToken,
+  type TokenParams,
+  type Via,
+} from "./header_values.ts";
 
 export type { HeaderField, HeadersInit, NameAddr, Params, Uri };
 export { canonicalName, formatNameAddr, formatUri, isToken, parseNameAddr, parseUri, SipHeaders };
 export { COMPACT_FORMS, isListHeader } from "./headers.ts";
 export { SipSyntaxError };
-
-/** One Via value (RFC 3261 section 20.42). */
-export interface Via {
-  /** Protocol name and version, e.g. "SIP/2.0". */
-  protocol: string;
-  /** Uppercase transport: "UDP", "TCP", "TLS", "SCTP"... */
-  transport: string;
-  /** sent-by host (IPv6 without brackets). */
-  host: string;
-  /** sent-by port. */
-  port?: number;
-  /** Parameters: branch, received, rport (null when sent empty), maddr, ttl... */
-  params: Params;
-}
-
-/** The CSeq header (RFC 3261 section 20.16). */
-export interface CSeq {
-  /** Sequence number, 0 to 2**31-1. */
-  seq: number;
-  /** Method, case-sensitive. */
-  method: string;
-}
+export type { CSeq, MediaType, TokenParams, Via };
+export { formatVia, parseCSeq, parseMediaType, parseSipDate, parseVia };
 
 /**
  * A message that could not be accepted, with the response a UAS should send
@@ -167,214 +158,6 @@ export class SipVersionError extends SipMessageError {
   }
 }
 
-// ---------------------------------------------------------------- Via, CSeq
-
-function readToken(s: string, i: number): number {
-  let c;
-  while (i < s.length && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
-  return i;
-}
-
-/** Internal: parse one Via value without the error prefix. */
-export function _parseVia(s: string): Via {
-  const n = s.length;
-  // via-parm = sent-protocol LWS sent-by *( SEMI via-params )
-  // sent-protocol = protocol-name SLASH protocol-version SLASH transport
-  let protocol: string;
-  let i: number;
-  let e: number;
-  if (s.startsWith("SIP/2.0/", 0)) {
-    protocol = "SIP/2.0";
-    i = 8;
-  } else {
-    i = skipWs(s, 0);
-    e = readToken(s, i);
-    if (e === i) throw fail("missing protocol name");
-    const name = s.slice(i, e);
-    i = skipWs(s, e);
-    if (s.charCodeAt(i) !== 47) throw fail('expected "/" after the protocol name');
-    i = skipWs(s, i + 1);
-    e = readToken(s, i);
-    if (e === i) throw fail("missing protocol version");
-    const version = s.slice(i, e);
-    i = skipWs(s, e);
-    if (s.charCodeAt(i) !== 47) throw fail('expected "/" after the protocol version');
-    i = skipWs(s, i + 1);
-    protocol = name.toUpperCase() + "/" + version;
-  }
-  e = readToken(s, i);
-  if (e === i) throw fail("missing transport");
-  const transport = e - i === 3 && s.startsWith("UDP", i)
-    ? "UDP"
-    : e - i === 3 && s.startsWith("TCP", i)
-    ? "TCP"
-    : s.slice(i, e).toUpperCase();
-  i = skipWs(s, e);
-  if (i === e) throw fail("expected whitespace before sent-by");
-  const host = readHost(s, i, n);
-  i = skipWs(s, scan.end);
-  let port: number | undefined;
-  if (s.charCodeAt(i) === 58) {
-    i = skipWs(s, i + 1);
-    const ps = i;
-    let v = 0;
-    let d;
-    while (i < n && (d = s.charCodeAt(i) - 48) >= 0 && d <= 9) {
-      v = v * 10 + d;
-      i++;
-    }
-    if (i === ps || i - ps > 5 || v > 65535) throw fail(`invalid port "${s.slice(ps, i + 1)}"`);
-    port = v;
-  }
-  const params: Params = {};
-  // Checks ttl, maddr, received, branch and rport (RFC 3581) on the way.
-  parseHeaderParams(s, i, params, true);
-  return port === undefined
-    ? { protocol, transport, host, params }
-    : { protocol, transport, host, port, params };
-}
-
-/**
- * Parses one Via value (RFC 3261 section 20.42, RFC 3581 rport).
- *
- * @example
- * ```ts
- * import { parseVia } from "./message.ts";
- * const via = parseVia("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK77;rport=5061;received=192.0.2.9");
- * via.transport; // "UDP"
- * via.params.rport; // "5061"
- * ```
- */
-export function parseVia(text: string): Via {
-  try {
-    return _parseVia(text);
-  } catch (e) {
-    rethrow(e, "Via header", { header: "Via" });
-  }
-}
-
-/**
- * Formats one Via value. Throws TypeError on CR/LF or an invalid host.
- *
- * @example
- * ```ts
- * import { formatVia } from "./message.ts";
- * formatVia({ protocol: "SIP/2.0", transport: "TCP", host: "::1", port: 5060, params: { branch: "z9hG4bK1", rport: null } });
- * // "SIP/2.0/TCP [::1]:5060;branch=z9hG4bK1;rport"
- * ```
- */
-export function formatVia(via: Via): string {
-  refuseCrLf(via.protocol, "Via header");
-  if (!isToken(via.transport)) throw new TypeError(`Cannot format Via header: bad transport`);
-  let out = via.protocol + "/" + via.transport + " " + formatHost(via.host, "Via header");
-  if (via.port !== undefined) out += ":" + via.port;
-  return out + formatHeaderParams(via.params, "Via header");
-}
-
-/** Internal: parse a CSeq value without the error prefix. */
-export function _parseCSeq(s: string): CSeq {
-  // CSeq = "CSeq" HCOLON 1*DIGIT LWS Method
-  let i = 0;
-  const n = s.length;
-  let seq = 0;
-  let c;
-  while (i < n && (c = s.charCodeAt(i) - 48) >= 0 && c <= 9) {
-    seq = seq * 10 + c;
-    i++;
-  }
-  if (i === 0) throw fail("missing sequence number");
-  // Section 8.1.1.5: "The sequence number MUST be expressible as a 32-bit
-  // unsigned integer and MUST be less than 2**31."
-  if (i > 10 || seq >= 2 ** 31) throw fail(`sequence number ${s.slice(0, i)} is too large`);
-  const ws = i;
-  i = skipWs(s, i);
-  if (i === ws) throw fail("expected whitespace after the sequence number");
-  const me = readToken(s, i);
-  if (me === i || skipWs(s, me) !== n) throw fail(`invalid method "${s.slice(i)}"`);
-  return { seq, method: s.slice(i, me) };
-}
-
-/** Parses a CSeq value ("4711 INVITE"). */
-export function parseCSeq(text: string): CSeq {
-  try {
-    return _parseCSeq(text);
-  } catch (e) {
-    rethrow(e, "CSeq header", { header: "CSeq" });
-  }
-}
-
-/** A media type: lowercase type/subtype and parameters (RFC 3261 section 20.15). */
-export interface MediaType {
-  /** "type/subtype", lowercase. */
-  type: string;
-  /** Parameters (charset, boundary...), lowercase names. */
-  params: Params;
-}
-
-/** Internal: parse a media type without the error prefix. */
-export function _parseMediaType(s: string): MediaType {
-  let i = skipWs(s, 0);
-  let e = readToken(s, i);
-  if (e === i) throw fail("missing media type");
-  const type = s.slice(i, e);
-  i = skipWs(s, e);
-  if (s.charCodeAt(i) !== 47) throw fail('expected "/" in media type');
-  i = skipWs(s, i + 1);
-  e = readToken(s, i);
-  if (e === i) throw fail("missing media subtype");
-  const params: Params = {};
-  parseHeaderParams(s, e, params);
-  return { type: (type + "/" + s.slice(i, e)).toLowerCase(), params };
-}
-
-/** Parses a Content-Type value ("application/sdp;charset=utf-8"). */
-export function parseMediaType(text: string): MediaType {
-  try {
-    return _parseMediaType(text);
-  } catch (e) {
-    rethrow(e, "media type");
-  }
-}
-
-const WKDAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/** Internal: parse a SIP-date without the error prefix. */
-export function _parseSipDate(s: string): Date {
-  // SIP-date = rfc1123-date = wkday "," SP date1 SP time SP "GMT"
-  // date1 = 2DIGIT SP month SP 4DIGIT; time = 2DIGIT ":" 2DIGIT ":" 2DIGIT
-  // (section 20.17: "the time zone MUST be GMT").
-  const two = (i: number) => parseDigits(s.slice(i, i + 2), 99);
-  if (s.length !== 29 || s[3] !== "," || s[4] !== " " || s[7] !== " " || s[11] !== " ") {
-    throw fail(`"${s}" is not an RFC 1123 date`);
-  }
-  if (s[16] !== " " || s[19] !== ":" || s[22] !== ":" || s[25] !== " ") {
-    throw fail(`"${s}" is not an RFC 1123 date`);
-  }
-  if (s.slice(26) !== "GMT") throw fail(`time zone "${s.slice(26)}" is not GMT`);
-  const wkday = WKDAYS.indexOf(s.slice(0, 3));
-  const month = MONTHS.indexOf(s.slice(8, 11));
-  const day = two(5);
-  const year = parseDigits(s.slice(12, 16), 9999);
-  const h = two(17);
-  const m = two(20);
-  const sec = two(23);
-  if (wkday < 0 || month < 0 || day < 1 || day > 31 || year < 0 || h > 23 || m > 59 || sec > 60) {
-    throw fail(`"${s}" is not an RFC 1123 date`);
-  }
-  if (h < 0 || m < 0 || sec < 0) throw fail(`"${s}" is not an RFC 1123 date`);
-  return new Date(Date.UTC(year, month, day, h, m, sec));
-}
-
-/** Parses a SIP Date value ("Sat, 13 Nov 2010 23:29:00 GMT", section 20.17). */
-export function parseSipDate(text: string): Date {
-  try {
-    return _parseSipDate(text);
-  } catch (e) {
-    rethrow(e, "Date header", { header: "Date" });
-  }
-}
-
 // ---------------------------------------------------------------- messages
 
 /** The body of messages without one (shared; it has no bytes to change). */
@@ -398,24 +181,6 @@ class Cache {
   event: TokenParams | null | undefined = undefined;
   subscriptionState: TokenParams | null | undefined = undefined;
   minExpires: number | null | undefined = undefined;
-}
-
-/** A token with parameters: Event, Subscription-State (RFC 6665 section 8.4). */
-export interface TokenParams {
-  /** The token, lowercase ("presence", "active"...). */
-  value: string;
-  /** Parameters (id, expires, reason, retry-after...). */
-  params: Params;
-}
-
-/** Internal: parse `token *(SEMI generic-param)` without the error prefix. */
-export function _parseTokenParams(s: string): TokenParams {
-  const i = skipWs(s, 0);
-  const e = readToken(s, i);
-  if (e === i) throw fail(s.length === 0 ? "empty value" : `invalid token at column ${i + 1}`);
-  const params: Params = {};
-  parseHeaderParams(s, e, params);
-  return { value: s.slice(i, e).toLowerCase(), params };
 }
 
 /** The 1-based line of field `i` in the parsed message, while the headers are unchanged. */
@@ -1232,19 +997,6 @@ function need(index: number, name: string): number {
   return index;
 }
 
-/** Index of the first character not allowed in a Call-ID, or -1 (callid = word ["@" word]). */
-function badCallIdAt(v: string): number {
-  if (v.length === 0) return 0;
-  const at = v.indexOf("@");
-  for (let i = 0; i < v.length; i++) {
-    const ch = v.charCodeAt(i);
-    if (!((ch < 128 && (CHARS[ch] & C_WORD) !== 0) || (i === at && i > 0 && i < v.length - 1))) {
-      return i;
-    }
-  }
-  return -1;
-}
-
 /** The methods of RFC 3261 and its extensions that sipkit knows. */
 export const KNOWN_METHODS: ReadonlySet<string> = new Set([
   "ACK",
@@ -1329,7 +1081,7 @@ export interface MessageOptions {
 function applyOptions(headers: SipHeaders, options: MessageOptions): Uint8Array {
   if (options.contentType !== undefined) headers.set("Content-Type", options.contentType);
   const b = options.body;
-  return b === undefined ? new Uint8Array() : typeof b === "string" ? encoder.encode(b) : b;
+  return b === undefined ? EMPTY : typeof b === "string" ? encoder.encode(b) : b;
 }
 
 /**
