@@ -419,12 +419,13 @@ async function listenAndChat(
   }
   let input: Promise<void>;
   let worst = () => EXIT.OK as number;
-  if (screen && Deno.stdin.isTerminal()) {
+  if (chatUri && Deno.stdin.isTerminal()) {
     let failed: number = EXIT.OK;
-    input = chatFromTerminal(ctx, sender, chatUri!, (r) => {
-      screen.result(r);
+    input = chatFromTerminal(ctx, sender, chatUri, async (r) => {
       // A network failure outranks a rejection.
       if (!r.ok && failed !== EXIT.NETWORK) failed = exitFor(r);
+      if (screen) screen.result(r);
+      else await emitResult(ctx, r);
     });
     worst = () => failed;
   } else {
@@ -495,7 +496,7 @@ async function chatFromTerminal(
   ctx: CommandContext,
   sender: MessageSender,
   to: string,
-  onResult: (r: BatchResult) => void,
+  onResult: (r: BatchResult) => void | Promise<void>,
 ): Promise<void> {
   const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
   const onAbort = () => reader.cancel().catch(() => {});

@@ -483,3 +483,33 @@ Deno.test("a batch of 1,000 lines over UDP through a lossy relay: each delivered
     }
   });
 });
+
+Deno.test({
+  name:
+    "sipkit message --chat with a terminal on stdin and a pipe on stdout: typed lines sent, NDJSON out",
+  ignore: !findBinary("script"),
+  fn: async () => {
+    await withDirs(async (dirs) => {
+      const { proc: bob, address } = await startListener(dirs);
+      const q = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
+      const chat = [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN, "message"]
+        .concat(["-u", "alice@example.test", "--bind", "127.0.0.1:0"])
+        .concat(["--chat", "bob@example.test", "--proxy", `sip:${address}`])
+        .map(q).join(" ");
+      const term = inTerminal(["sh", "-c", `${chat} | cat`], dirs.env);
+      let code: number | undefined;
+      try {
+        await term.waitFor(/"type":"listening"/);
+        await term.type("typed, piped\r");
+        const got = await bob.waitEvent((e) => e.type === "message");
+        assert.equal(got.body, "typed, piped");
+        await term.waitFor(/\{"type":"sent",[^\n]*"delivered":true/);
+        await term.type("\x04");
+      } finally {
+        code = await term.close();
+        await bob.stop();
+      }
+      assert.equal(code, 0, term.screen());
+    });
+  },
+});
