@@ -320,7 +320,7 @@ function emitResult(ctx: CommandContext, r: BatchResult): Promise<void> {
     : { to: r.item.to, reason: e.message, error: "internal" };
   if (!ref) return ctx.out.emit("send_failed", { ...fields, message: e.message });
   ctx.log.log("warn", `<stdin>:${ref.line}: ${e.message}`);
-  return ctx.out.emit("send_failed", { ...fields, id: ref.id, line: ref.line });
+  return ctx.out.emit("send_failed", { ...fields, message: e.message, id: ref.id, line: ref.line });
 }
 
 /** The fields of a `message` event. */

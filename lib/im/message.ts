@@ -130,10 +130,30 @@ export interface MessageSenderOptions {
  * Sends pager-mode MESSAGE requests through a {@linkcode UserAgent}.
  *
  * @example
- * ```ts ignore
- * const sender = new MessageSender(ua);
- * const result = await sender.send("bob@example.test", { body: "Hello" });
- * result.delivered; // true for 200, false for 202
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LoopNetwork } from "../sip/transport_loop.ts";
+ * import type { Uri } from "../sip/message.ts";
+ * import { UserAgent } from "../sip/ua.ts";
+ * import { MessageListener, MessageSender } from "./message.ts";
+ *
+ * // Two agents on an in-memory network (stream transports: no timers left behind).
+ * const net = new LoopNetwork();
+ * const resolve = (uri: Uri) =>
+ *   Promise.resolve([{ protocol: "tcp" as const, host: uri.host, port: uri.port ?? 5060 }]);
+ * const agent = (aor: string, host: string) =>
+ *   UserAgent.create({ aor, resolve, transports: [net.transport({ host, protocol: "tcp" })] });
+ * const alice = await agent("alice@example.test", "192.0.2.1");
+ * const bob = await agent("bob@example.test", "192.0.2.2");
+ *
+ * const got: string[] = [];
+ * new MessageListener(bob, { onMessage: (m) => void got.push(m.text ?? "") });
+ * const result = await new MessageSender(alice).send("sip:bob@192.0.2.2", { body: "Hello" });
+ * assert.equal(result.status, 200);
+ * assert.equal(result.delivered, true); // false for a 202
+ * assert.deepEqual(got, ["Hello"]);
+ * await alice.close();
+ * await bob.close();
  * ```
  */
 export class MessageSender {
@@ -314,11 +334,36 @@ export interface MessageListenerStats {
  * after `onMessage` has resolved.
  *
  * @example
- * ```ts ignore
- * const listener = new MessageListener(ua, {
- *   onMessage: (m) => console.log(m.from, m.text),
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LoopNetwork } from "../sip/transport_loop.ts";
+ * import type { Uri } from "../sip/message.ts";
+ * import { UserAgent } from "../sip/ua.ts";
+ * import { MessageListener, MessageSendError, MessageSender } from "./message.ts";
+ *
+ * const net = new LoopNetwork();
+ * const resolve = (uri: Uri) =>
+ *   Promise.resolve([{ protocol: "tcp" as const, host: uri.host, port: uri.port ?? 5060 }]);
+ * const agent = (aor: string, host: string) =>
+ *   UserAgent.create({ aor, resolve, transports: [net.transport({ host, protocol: "tcp" })] });
+ * const alice = await agent("alice@example.test", "192.0.2.1");
+ * const bob = await agent("bob@example.test", "192.0.2.2");
+ *
+ * const got: string[] = [];
+ * new MessageListener(bob, {
  *   accept: ["text/plain", "message/cpim"],
+ *   // The 200 goes out once this promise resolves (write the message somewhere first).
+ *   onMessage: async (m) => void got.push(`${m.from}: ${m.text}`),
  * });
+ * const sender = new MessageSender(alice);
+ * await sender.send("sip:bob@192.0.2.2", { body: "hi", cpim: true });
+ * await assert.rejects(
+ *   sender.send("sip:bob@192.0.2.2", { body: "{}", contentType: "application/json" }),
+ *   (e) => e instanceof MessageSendError && e.status === 415,
+ * );
+ * assert.deepEqual(got, ["sip:alice@example.test: hi"]);
+ * await alice.close();
+ * await bob.close();
  * ```
  */
 export class MessageListener {
@@ -458,7 +503,16 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 const TEXTUAL = /^(text\/|application\/(json|xml|[^;]*\+(xml|json))$|message\/cpim$)/;
 
-/** The body as text when its type is textual, its charset UTF-8 or ASCII, and it decodes. */
+/**
+ * The body as text when its type is textual, its charset UTF-8 or ASCII, and it decodes.
+ *
+ * @example
+ * ```ts
+ * import { asText } from "./message.ts";
+ * asText("text/plain;charset=UTF-8", new TextEncoder().encode("hé")); // "hé"
+ * asText("image/png", new Uint8Array([137, 80])); // undefined
+ * ```
+ */
 export function asText(contentType: string, body: Uint8Array): string | undefined {
   let type: string;
   let charset: string | undefined;
@@ -506,10 +560,34 @@ export interface MessageBatchOptions {
  * result per item, in completion order.
  *
  * @example
- * ```ts ignore
- * const batch = new MessageBatch(new MessageSender(ua), { concurrency: 4, onResult: console.log });
- * await batch.add({ to: "bob@example.test", message: { body: "one" } });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LoopNetwork } from "../sip/transport_loop.ts";
+ * import type { Uri } from "../sip/message.ts";
+ * import { UserAgent } from "../sip/ua.ts";
+ * import { MessageBatch, MessageListener, MessageSender } from "./message.ts";
+ *
+ * const net = new LoopNetwork();
+ * const resolve = (uri: Uri) =>
+ *   Promise.resolve([{ protocol: "tcp" as const, host: uri.host, port: uri.port ?? 5060 }]);
+ * const agent = (aor: string, host: string) =>
+ *   UserAgent.create({ aor, resolve, transports: [net.transport({ host, protocol: "tcp" })] });
+ * const alice = await agent("alice@example.test", "192.0.2.1");
+ * const bob = await agent("bob@example.test", "192.0.2.2");
+ *
+ * new MessageListener(bob, { onMessage: () => {} });
+ * const results: unknown[] = [];
+ * const batch = new MessageBatch(new MessageSender(alice), {
+ *   concurrency: 4,
+ *   onResult: (r) => void results.push(r.item.ref),
+ * });
+ * for (let i = 0; i < 10; i++) {
+ *   await batch.add({ to: "sip:bob@192.0.2.2", message: { body: `n${i}` }, ref: i });
+ * }
  * await batch.drain();
+ * assert.equal(results.length, 10);
+ * await alice.close();
+ * await bob.close();
  * ```
  */
 export class MessageBatch {
