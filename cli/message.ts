@@ -272,7 +272,8 @@ function startBatch(
       await ctx.out.emit("send_failed", {
         to: typeof event.to === "string" ? event.to : undefined,
         error: "invalid",
-        reason: item,
+        reason: "Invalid input line",
+        message: item,
         line,
         id: event.id,
       });

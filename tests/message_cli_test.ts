@@ -254,6 +254,7 @@ Deno.test("sipkit message batch from a pipe: one result per line with its id, ba
       assert.equal(failed.length, 1);
       assert.equal(failed[0].id, "bad");
       assert.equal(failed[0].error, "invalid");
+      assert.equal(failed[0].message, 'missing string field "to"');
       await proc.waitEvent(() => proc.events.filter((e) => e.type === "message").length === n);
       const bodies = proc.events.filter((e) => e.type === "message").map((e) => e.body);
       assert.equal(new Set(bodies).size, n);
