@@ -543,3 +543,75 @@ Deno.test("typed getters read Event, Subscription-State, Min-Expires and option 
     (e: unknown) => e instanceof SipSyntaxError && e.header === "Event",
   );
 });
+
+Deno.test("parseMessage() throws only SipSyntaxError on mutated messages, and what it accepts formats back", () => {
+  // Deterministic PRNG (mulberry32) so a failure can be replayed.
+  let seed = 0x5eed;
+  const rand = () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
+  const dir = new URL("./fixtures/rfc4475/", import.meta.url);
+  const bases = [enc.encode(INVITE)];
+  for (const e of Deno.readDirSync(dir)) bases.push(Deno.readFileSync(new URL(e.name, dir)));
+  const special = [0, 9, 10, 13, 32, 34, 37, 44, 47, 58, 59, 60, 62, 64, 91, 93, 0x80, 0xc3, 0xff];
+  let accepted = 0;
+  for (let round = 0; round < 4000; round++) {
+    let bytes = pick(bases).slice();
+    for (let k = 1 + Math.floor(rand() * 3); k > 0; k--) {
+      const at = Math.floor(rand() * bytes.length);
+      const r = rand();
+      if (r < 0.5) {
+        bytes[at] = rand() < 0.7 ? pick(special) : Math.floor(rand() * 256);
+      } else if (r < 0.75) {
+        const len = 1 + Math.floor(rand() * 8);
+        bytes = new Uint8Array([...bytes.subarray(0, at), ...bytes.subarray(at + len)]);
+      } else {
+        const len = 1 + Math.floor(rand() * 16);
+        bytes = new Uint8Array([
+          ...bytes.subarray(0, at),
+          ...bytes.subarray(at, at + len),
+          ...bytes.subarray(at),
+        ]);
+      }
+    }
+    let m;
+    try {
+      m = parseMessage(bytes);
+    } catch (e) {
+      assert.ok(e instanceof SipSyntaxError, `round ${round}: ${e}`);
+      continue;
+    }
+    accepted++;
+    for (
+      const read of [
+        () => m.via,
+        () => m.contact,
+        () => m.recordRoute,
+        () => m.route,
+        () => m.mediaType,
+        () => m.expires,
+        () => m.date,
+        () => m.event,
+        () => m.subscriptionState,
+        () => m.headers.values("Accept"),
+      ]
+    ) {
+      try {
+        read();
+      } catch (e) {
+        assert.ok(e instanceof SipSyntaxError, `round ${round}: ${e}`);
+      }
+    }
+    const again = parseMessage(formatMessage(m));
+    const strip = (f: { name: string }[]) => f.filter((x) => x.name !== "Content-Length");
+    assert.deepEqual(strip(again.headers.fields), strip(m.headers.fields), `round ${round}`);
+    assert.deepEqual(again.body, m.body);
+    assert.deepEqual(again.topVia, m.topVia);
+    assert.deepEqual(again.from, m.from);
+  }
+  assert.ok(accepted > 500, `only ${accepted} mutated messages parsed`);
+});

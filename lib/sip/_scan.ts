@@ -195,6 +195,9 @@ export function unescape(s: string): string {
       }
     }
   }
+  // A CR or LF has no business in a URI part; refusing it here keeps every
+  // parsed URI formattable (formatUri refuses them as header injection).
+  if (bytes.indexOf(13) !== -1 || bytes.indexOf(10) !== -1) throw fail("escaped CR or LF");
   return utf8.decode(new Uint8Array(bytes));
 }
 
@@ -229,10 +232,13 @@ export function readQuoted(s: string, i: number): string {
     const c = s.charCodeAt(j);
     if (c === 92) {
       out += s.slice(start, j);
-      if (j + 1 >= s.length) break;
+      if (j + 1 >= s.length || s.charCodeAt(j + 1) === 13 || s.charCodeAt(j + 1) === 10) break;
       out += s[j + 1];
       j++;
       start = j + 1;
+    } else if (c === 13 || c === 10) {
+      // qdtext and quoted-pair exclude CR and LF (section 25.1).
+      break;
     } else if (c === 34) {
       scan.end = j + 1;
       return start === i + 1 ? s.slice(start, j) : out + s.slice(start, j);

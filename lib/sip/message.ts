@@ -769,12 +769,22 @@ function parseRest(
   let iVia = -1, iFrom = -1, iTo = -1, iCallId = -1, iCSeq = -1, iMaxF = -1, iCl = -1;
   let dup = -1;
   let clCount = 0;
+  let cr = -1;
   while (pos < n) {
     nl = head.indexOf("\n", pos);
     const next = nl === -1 ? n : nl + 1;
     lineEnd = nl === -1 ? n : nl;
     if (lineEnd > pos && head.charCodeAt(lineEnd - 1) === 13) lineEnd--;
     line++;
+    if (cr < pos) {
+      cr = head.indexOf("\r", pos);
+      if (cr === -1) cr = n;
+    }
+    if (cr < lineEnd) {
+      // CR and LF only end lines (section 7.3.1); a stray one would be
+      // copied into responses (and is the stuff of header injection).
+      throw new SipMessageError(`Cannot parse header line ${line}: CR inside the line`, { line });
+    }
     if (lineEnd === pos) return undefined;
     const c0 = head.charCodeAt(pos);
     if (c0 === 32 || c0 === 9) {
