@@ -6,21 +6,29 @@
  */
 
 import type { Clock } from "../lib/sip/clock.ts";
-import { parseMessage, type SipMessage } from "../lib/sip/message.ts";
+import {
+  parseMessage,
+  type SipMessage,
+  type SipRequest,
+  type SipResponse,
+} from "../lib/sip/message.ts";
 import type { LoopNetwork } from "../lib/sip/transport_loop.ts";
 import { UserAgent } from "../lib/sip/ua.ts";
 
-/** A UA `user@host` on the loop network, port 5060, UDP. */
+/** A UA `user@host` on the loop network, port 5060, UDP (and TCP when asked). */
 export function loopUa(
   net: LoopNetwork,
   user: string,
   host: string,
-  options: { clock?: Clock; port?: number } = {},
+  options: { clock?: Clock; port?: number; tcp?: boolean } = {},
 ): Promise<UserAgent> {
-  const transport = net.transport({ host, port: options.port ?? 5060 });
+  const port = options.port ?? 5060;
+  const transports = [net.transport({ host, port })];
+  // With TCP too, large requests switch to it (RFC 3261 18.1.1).
+  if (options.tcp) transports.push(net.transport({ host, port, protocol: "tcp" }));
   return UserAgent.create({
     aor: `${user}@${host}`,
-    transports: [transport],
+    transports,
     clock: options.clock,
     timers: { t1: 500 },
   });
@@ -32,13 +40,15 @@ export function messages(net: LoopNetwork): SipMessage[] {
 }
 
 /** The requests of one method recorded on the network. */
-export function requestsOf(net: LoopNetwork, method: string): SipMessage[] {
-  return messages(net).filter((m) => m.kind === "request" && m.method === method);
+export function requestsOf(net: LoopNetwork, method: string): SipRequest[] {
+  return messages(net).filter((m): m is SipRequest => m.kind === "request" && m.method === method);
 }
 
 /** The responses to one method recorded on the network. */
-export function responsesTo(net: LoopNetwork, method: string): SipMessage[] {
-  return messages(net).filter((m) => m.kind === "response" && m.cseq.method === method);
+export function responsesTo(net: LoopNetwork, method: string): SipResponse[] {
+  return messages(net).filter((m): m is SipResponse =>
+    m.kind === "response" && m.cseq.method === method
+  );
 }
 
 /** Waits until `pred` holds, letting the network deliver (no clock moves). */

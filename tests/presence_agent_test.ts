@@ -145,7 +145,10 @@ Deno.test("PresenceAgent holds unknown watchers pending (202, closed document) u
   assert.equal(notes[1].state.state, "active");
   assert.deepEqual(statuses(), ["offline", "busy"]);
   assert.equal(presenceToStatus(notes[1].body).note, "secret");
-  assert.deepEqual(events.map((e) => `${e.change}:${e.state}`), ["added:pending", "allowed:active"]);
+  assert.deepEqual(events.map((e) => `${e.change}:${e.state}`), [
+    "added:pending",
+    "allowed:active",
+  ]);
   sub.close();
   await close();
 });

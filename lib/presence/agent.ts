@@ -105,6 +105,7 @@ export class PresenceAgent {
   #contact?: string;
   #allow: string[];
   #closing = false;
+  readonly #listeners = new Set<(event: PresenceAgentEvent) => void>();
 
   /** Creates the agent and plugs the presence package into the notifier. */
   constructor(ua: UserAgent, options: PresenceAgentOptions = {}) {
@@ -145,6 +146,13 @@ export class PresenceAgent {
     };
     if (e.reason !== undefined) event.reason = e.reason;
     this.#options.onEvent?.(event);
+    for (const l of this.#listeners) l(event);
+  }
+
+  /** Adds a listener for watcher events (besides `options.onEvent`); returns its remover. */
+  addListener(listener: (event: PresenceAgentEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** The current status. */
@@ -241,8 +249,7 @@ export class PresenceAgent {
   }
 
   #content(sub: ServerSubscription): NotifyContent {
-    if (sub.state === "active" || (sub.state === "terminated" && sub.data.wasActive)) {
-      sub.data.wasActive = true;
+    if (sub.authorized) {
       return { body: this.document(), contentType: PIDF_CONTENT_TYPE };
     }
     // A pending watcher sees a neutral document: basic closed, nothing else.

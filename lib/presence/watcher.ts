@@ -17,6 +17,7 @@ import {
   type SubscriptionStateChange,
 } from "../sip/events/subscriber.ts";
 import type { UserAgent } from "../sip/ua.ts";
+import type { PresenceAgent } from "./agent.ts";
 import { parseMediaType } from "../sip/multipart.ts";
 import { PIDF_CONTENT_TYPE, type PidfContact, type PresenceDocument } from "./pidf.ts";
 import { normalizeBuddyUri, sameBuddy } from "./resource_lists.ts";
@@ -82,6 +83,12 @@ export interface PresenceWatcherOptions {
   backoffMax?: number;
   /** Randomness for back-off jitter. Default Math.random. */
   random?: () => number;
+  /**
+   * Our own presence agent in the same process: when a buddy subscribes to
+   * it, {@linkcode PresenceWatcher.buddySubscribedToUs} is called (mutual
+   * subscription without a pipe).
+   */
+  agent?: PresenceAgent;
   /** Receives events. */
   onEvent?: (event: PresenceWatcherEvent) => void;
 }
@@ -151,11 +158,15 @@ export class PresenceWatcher {
   #list?: { uri: string; sub: Subscription };
   #started = false;
   #closed = false;
+  #unlink?: () => void;
 
   /** Creates the watcher; nothing is sent before {@linkcode start}. */
   constructor(ua: UserAgent, options: PresenceWatcherOptions = {}) {
     this.#ua = ua;
     this.#options = options;
+    this.#unlink = options.agent?.addListener((e) => {
+      if (e.change === "added") this.buddySubscribedToUs(e.uri);
+    });
   }
 
   /** The buddies with an individual subscription. */
@@ -238,6 +249,7 @@ export class PresenceWatcher {
   async close(options: { unsubscribe?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#unlink?.();
     const subs = [...this.#subs.values()];
     if (this.#list) subs.push(this.#list.sub);
     if (options.unsubscribe === false) subs.forEach((s) => s.close());

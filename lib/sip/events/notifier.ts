@@ -327,6 +327,7 @@ export class ServerSubscription {
   readonly #notifier: Notifier;
   readonly #pkg: EventPackage;
   #state: ServerSubscriptionState = "pending";
+  #authorized = false;
   #expiresAt = 0;
   #expireTimer?: TimerId;
   #throttleTimer?: TimerId;
@@ -363,6 +364,11 @@ export class ServerSubscription {
     return this.#state;
   }
 
+  /** True once the subscription was active (authorized), even after it ended. */
+  get authorized(): boolean {
+    return this.#authorized;
+  }
+
   /** Seconds left. */
   get expires(): number {
     return Math.max(0, Math.round((this.#expiresAt - this.#notifier.ua.clock.now()) / 1000));
@@ -383,6 +389,7 @@ export class ServerSubscription {
   activate(): void {
     if (this.#state !== "pending") return;
     this.#state = "active";
+    this.#authorized = true;
     this.#notifier._emit({ type: "state", subscription: this });
     this.notify();
   }
@@ -423,6 +430,7 @@ export class ServerSubscription {
   /** @internal Sends the first NOTIFY and arms the expiry after the 2xx. */
   _start(decision: "active" | "pending", expires: number): void {
     this.#state = decision;
+    this.#authorized = decision === "active";
     if (expires === 0) {
       // Section 4.4.3: a fetch gets one NOTIFY with the state, terminated.
       this.#notifier._emit({ type: "added", subscription: this });

@@ -70,7 +70,7 @@ export interface SubscriptionNotify {
   state: SubscriptionState;
   /** The body (empty when none). */
   body: Uint8Array;
-  /** The Content-Type value, when there is a body. */
+  /** The Content-Type header value with its parameters, when there is a body. */
   contentType?: string;
   /** The dialog (fork) it came in. */
   dialog: DialogId;
@@ -556,7 +556,9 @@ export class Subscription {
       dialog: fork?.dialog.id ??
         { callId: req.callId, localTag: req.to.params.tag ?? "", remoteTag },
     };
-    if (req.body.length > 0 && req.contentType !== undefined) notify.contentType = req.contentType;
+    // The full value: parameters matter (multipart boundary, RLMI start).
+    const contentType = req.headers.get("Content-Type");
+    if (req.body.length > 0 && contentType !== undefined) notify.contentType = contentType;
     if (fork?.notifyTimer !== undefined) {
       this.#ua.clock.clearTimeout(fork.notifyTimer);
       fork.notifyTimer = undefined;
@@ -576,8 +578,9 @@ export class Subscription {
       }
     }
     this.#failures = 0;
-    this.#options.onNotify?.(notify);
+    // The state change first, then the content it carries.
     if (!this.#closing) this.#updateLiveState();
+    this.#options.onNotify?.(notify);
   }
 
   #updateLiveState(): void {

@@ -1,0 +1,336 @@
+import assert from "node:assert/strict";
+import { ManualClock } from "../lib/sip/clock.ts";
+import { Dialog } from "../lib/sip/dialog.ts";
+import { createResponse, formatUri } from "../lib/sip/message.ts";
+import { generateTag } from "../lib/sip/transaction/mod.ts";
+import { LoopNetwork } from "../lib/sip/transport_loop.ts";
+import type { UserAgent } from "../lib/sip/ua.ts";
+import { PresenceAgent } from "../lib/presence/agent.ts";
+import {
+  type PresenceEvent,
+  PresenceWatcher,
+  type PresenceWatcherEvent,
+  type SubscriptionEvent,
+} from "../lib/presence/watcher.ts";
+import { buildListNotify } from "../lib/presence/rlmi.ts";
+import { statusToPidf, USER_STATUSES } from "../lib/presence/status.ts";
+import { advance, loopUa, requestsOf, until } from "./_presence_util.ts";
+
+const ALICE = "sip:alice@192.0.2.1";
+const BOB = "sip:bob@192.0.2.2";
+const CAROL = "sip:carol@192.0.2.4";
+
+async function net3() {
+  const clock = new ManualClock();
+  const net = new LoopNetwork();
+  const alice = await loopUa(net, "alice", "192.0.2.1", { clock });
+  const bob = await loopUa(net, "bob", "192.0.2.2", { clock });
+  return { clock, net, alice, bob, close: () => Promise.all([alice.close(), bob.close()]) };
+}
+
+function recorder() {
+  const events: PresenceWatcherEvent[] = [];
+  return {
+    events,
+    onEvent: (e: PresenceWatcherEvent) => events.push(e),
+    presence: (uri?: string) =>
+      events.filter((e): e is PresenceEvent =>
+        e.type === "presence" && (uri === undefined || e.uri === uri)
+      ),
+    subs: (uri?: string) =>
+      events.filter((e): e is SubscriptionEvent =>
+        e.type === "subscription" && (uri === undefined || e.uri === uri)
+      ),
+  };
+}
+
+/** While the user is "offline", its address answers SUBSCRIBE with 404 (as the thesis' proxy did). */
+function offline(ua: UserAgent): void {
+  ua.handle("SUBSCRIBE", (incoming) => incoming.respond(404));
+}
+
+Deno.test("PresenceWatcher reports presence on change only, with status, note and contacts", async () => {
+  const { clock, net, alice, bob, close } = await net3();
+  const agent = new PresenceAgent(bob, {
+    unknown: "accept",
+    note: "at my desk",
+    contact: "sip:bob@192.0.2.2",
+  });
+  const r = recorder();
+  const watcher = new PresenceWatcher(alice, { buddies: ["bob@192.0.2.2"], onEvent: r.onEvent });
+  await watcher.start();
+  await until(net, () => r.presence().length === 1);
+  const [first] = r.presence();
+  assert.equal(first.uri, BOB);
+  assert.equal(first.status, "online");
+  assert.equal(first.basic, "open");
+  assert.equal(first.note, "at my desk");
+  assert.deepEqual(first.contacts, [{ uri: "sip:bob@192.0.2.2" }]);
+  assert.ok(first.raw.includes("<basic>open</basic>"));
+  assert.deepEqual(r.subs().map((e) => e.state), ["active"]);
+  // A refresh brings the same document again: no event.
+  await watcher.subscription(BOB)!.refresh();
+  await advance(clock, net, 2000);
+  assert.equal(requestsOf(net, "NOTIFY").length, 2);
+  assert.equal(r.presence().length, 1);
+  agent.setStatus("away", { note: null });
+  await advance(clock, net, 1000);
+  assert.equal(r.presence().length, 2);
+  assert.equal(r.presence()[1].status, "away");
+  assert.equal(r.presence()[1].note, undefined);
+  assert.deepEqual(watcher.presence(BOB), r.presence()[1]);
+  await watcher.close();
+  assert.equal(requestsOf(net, "SUBSCRIBE").at(-1)!.headers.get("Expires"), "0");
+  await close();
+});
+
+Deno.test("PresenceWatcher: the six statuses round-trip from a PresenceAgent", async () => {
+  const { clock, net, alice, bob, close } = await net3();
+  const agent = new PresenceAgent(bob, { unknown: "accept", status: "offline" });
+  const r = recorder();
+  const watcher = new PresenceWatcher(alice, { buddies: [BOB], onEvent: r.onEvent });
+  await watcher.start();
+  await until(net, () => r.presence().length === 1);
+  for (const s of USER_STATUSES) {
+    agent.setStatus(s, { note: `now ${s}` });
+    await advance(clock, net, 1000);
+  }
+  const got = r.presence().map((e) => [e.status, e.note, e.basic]);
+  assert.deepEqual(got, [
+    ["offline", undefined, "closed"],
+    ...USER_STATUSES.map((s) => [s, `now ${s}`, s === "offline" ? "closed" : "open"]),
+  ]);
+  watcher.close({ unsubscribe: false });
+  await close();
+});
+
+Deno.test("A.3: two in-process agents watch each other", async () => {
+  const { clock, net, alice, bob, close } = await net3();
+  const aliceAgent = new PresenceAgent(alice, { allow: [BOB], status: "busy" });
+  const bobAgent = new PresenceAgent(bob, { allow: [ALICE], status: "away" });
+  const ra = recorder();
+  const rb = recorder();
+  const aliceWatch = new PresenceWatcher(alice, {
+    buddies: [BOB],
+    agent: aliceAgent,
+    onEvent: ra.onEvent,
+  });
+  const bobWatch = new PresenceWatcher(bob, {
+    buddies: [ALICE],
+    agent: bobAgent,
+    onEvent: rb.onEvent,
+  });
+  await Promise.all([aliceWatch.start(), bobWatch.start()]);
+  await until(net, () => ra.presence().length === 1 && rb.presence().length === 1);
+  assert.equal(ra.presence(BOB)[0].status, "away");
+  assert.equal(rb.presence(ALICE)[0].status, "busy");
+  aliceAgent.setStatus("lunch");
+  bobAgent.setStatus("on-the-phone");
+  await advance(clock, net, 1000);
+  assert.equal(ra.presence(BOB).at(-1)!.status, "on-the-phone");
+  assert.equal(rb.presence(ALICE).at(-1)!.status, "lunch");
+  // Alice leaves: Bob sees her offline, and his subscription is over (noresource).
+  await aliceAgent.close();
+  await net.settled();
+  assert.equal(rb.presence(ALICE).at(-1)!.status, "offline");
+  assert.deepEqual(rb.subs(ALICE).at(-1), {
+    type: "subscription",
+    uri: ALICE,
+    state: "terminated",
+    reason: "noresource",
+  });
+  await Promise.all([aliceWatch.close(), bobWatch.close()]);
+  await close();
+});
+
+for (const first of ["alice", "bob"] as const) {
+  Deno.test(`A.1/A.2: mutual subscription after 404 (${first} tries first)`, async () => {
+    // The early one subscribes while the other is offline (404); when the
+    // other comes online and subscribes back, the early one re-subscribes
+    // at once (thesis 7.3.3) instead of waiting for its back-off.
+    const { net, alice, bob, close } = await net3();
+    const [earlyUa, lateUa] = first === "alice" ? [alice, bob] : [bob, alice];
+    const [earlyUri, lateUri] = first === "alice" ? [ALICE, BOB] : [BOB, ALICE];
+    offline(lateUa);
+    const earlyAgent = new PresenceAgent(earlyUa, { allow: [lateUri] });
+    const re = recorder();
+    const earlyWatch = new PresenceWatcher(earlyUa, {
+      buddies: [lateUri],
+      agent: earlyAgent,
+      onEvent: re.onEvent,
+      random: () => 1,
+    });
+    await earlyWatch.start();
+    assert.deepEqual(re.subs(lateUri), [{
+      type: "subscription",
+      uri: lateUri,
+      state: "failed",
+      status: 404,
+      reason: "Not Found",
+      retryIn: 30,
+    }]);
+    // The late one comes online: its agent replaces the 404 answer, its watcher subscribes.
+    const lateAgent = new PresenceAgent(lateUa, { allow: [earlyUri], status: "busy" });
+    const rl = recorder();
+    const lateWatch = new PresenceWatcher(lateUa, {
+      buddies: [earlyUri],
+      agent: lateAgent,
+      onEvent: rl.onEvent,
+    });
+    await lateWatch.start();
+    // No clock movement at all: the re-SUBSCRIBE was triggered by the incoming one.
+    await until(net, () => re.presence(lateUri).length === 1, "early sees late");
+    await until(net, () => rl.presence(earlyUri).length === 1, "late sees early");
+    assert.equal(re.presence(lateUri)[0].status, "busy");
+    assert.equal(rl.presence(earlyUri)[0].status, "online");
+    assert.equal(re.subs(lateUri).at(-1)!.state, "active");
+    await Promise.all([earlyWatch.close(), lateWatch.close()]);
+    await close();
+  });
+}
+
+Deno.test("without mutual subscription a failed buddy is retried with back-off", async () => {
+  const { clock, net, alice, bob, close } = await net3();
+  offline(bob);
+  const r = recorder();
+  const watcher = new PresenceWatcher(alice, {
+    buddies: [BOB],
+    onEvent: r.onEvent,
+    random: () => 1,
+  });
+  await watcher.start();
+  assert.equal(r.subs(BOB)[0].retryIn, 30);
+  await advance(clock, net, 30_000, 5000);
+  assert.equal(r.subs(BOB)[1].retryIn, 60);
+  new PresenceAgent(bob, { unknown: "accept" }); // bob comes online
+  await advance(clock, net, 60_000, 5000);
+  assert.equal(r.presence(BOB).length, 1);
+  assert.equal(requestsOf(net, "SUBSCRIBE").length, 3);
+  // buddySubscribedToUs does nothing for a live subscription.
+  assert.equal(watcher.buddySubscribedToUs(BOB), false);
+  await watcher.close();
+  await close();
+});
+
+Deno.test("PresenceWatcher adds and removes buddies at run time", async () => {
+  const { net, alice, bob, close } = await net3();
+  const carol = await loopUa(net, "carol", "192.0.2.4");
+  new PresenceAgent(bob, { unknown: "accept" });
+  new PresenceAgent(carol, { unknown: "accept", status: "lunch" });
+  const r = recorder();
+  const watcher = new PresenceWatcher(alice, { buddies: [BOB], onEvent: r.onEvent });
+  await watcher.start();
+  await watcher.add("carol@192.0.2.4");
+  await watcher.add(CAROL); // already watched
+  await until(net, () => r.presence().length === 2);
+  assert.deepEqual(watcher.buddies, [BOB, CAROL]);
+  assert.equal(r.presence(CAROL)[0].status, "lunch");
+  await watcher.remove(BOB);
+  assert.deepEqual(watcher.buddies, [CAROL]);
+  const last = requestsOf(net, "SUBSCRIBE").at(-1)!;
+  assert.equal(last.uri.user, "bob");
+  assert.equal(last.headers.get("Expires"), "0");
+  await watcher.close();
+  await Promise.all([close(), carol.close()]);
+});
+
+Deno.test("PresenceWatcher.fetch() fetches each buddy once (Expires: 0)", async () => {
+  const { net, alice, bob, close } = await net3();
+  const carol = await loopUa(net, "carol", "192.0.2.4");
+  offline(carol);
+  new PresenceAgent(bob, { unknown: "accept", status: "busy", note: "do not disturb" });
+  const results = await PresenceWatcher.fetch(alice, [BOB, CAROL]);
+  assert.equal(results[0].uri, BOB);
+  assert.equal(results[0].presence?.status, "busy");
+  assert.equal(results[0].presence?.note, "do not disturb");
+  assert.deepEqual(results[1], { uri: CAROL, error: { status: 404, reason: "Not Found" } });
+  assert.ok(requestsOf(net, "SUBSCRIBE").every((s) => s.headers.get("Expires") === "0"));
+  await Promise.all([close(), carol.close()]);
+});
+
+Deno.test("a list subscription (RFC 4662) is unpacked into per-buddy events", async () => {
+  const clock = new ManualClock();
+  const net = new LoopNetwork();
+  const alice = await loopUa(net, "alice", "192.0.2.1", { clock, tcp: true });
+  const rls = await loopUa(net, "rls", "192.0.2.3", { clock, tcp: true });
+  const LIST = "sip:friends@192.0.2.3";
+  let dialog: Dialog | undefined;
+  rls.handle("SUBSCRIBE", async (incoming) => {
+    const req = incoming.request;
+    const toTag = generateTag();
+    const contact = `<${
+      formatUri(await rls.contactFor({ protocol: "udp", ...incoming.info.remote }))
+    }>`;
+    dialog = Dialog.createUas(
+      req,
+      createResponse(req, 200, { toTag, headers: { Contact: contact } }),
+    );
+    await incoming.respond(200, {
+      toTag,
+      headers: [["Contact", contact], ["Expires", "3600"], ["Require", "eventlist"]],
+    });
+  });
+  const r = recorder();
+  const watcher = new PresenceWatcher(alice, { list: LIST, onEvent: r.onEvent });
+  await watcher.start();
+  const [sub] = requestsOf(net, "SUBSCRIBE");
+  assert.equal(sub.headers.get("Supported"), "eventlist");
+  assert.equal(
+    sub.headers.get("Accept"),
+    "application/pidf+xml, application/rlmi+xml, multipart/related",
+  );
+  const sendList = async (version: number, fullState: boolean, bobStatus: "busy" | "away") => {
+    const { contentType, body } = buildListNotify(
+      {
+        uri: LIST,
+        version,
+        fullState,
+        names: [],
+        resources: [
+          {
+            uri: BOB,
+            names: [{ text: "Bob" }],
+            instances: [{ id: "b1", state: "active", cid: "bob@rls" }],
+          },
+          ...(fullState
+            ? [{
+              uri: CAROL,
+              names: [],
+              instances: [{ id: "c1", state: "pending" as const }],
+            }]
+            : []),
+        ],
+      },
+      {
+        "bob@rls": {
+          contentType: "application/pidf+xml",
+          body: statusToPidf(bobStatus, { entity: BOB }),
+        },
+      },
+    );
+    const notify = dialog!.createRequest("NOTIFY", {
+      headers: [["Event", "presence"], ["Subscription-State", "active;expires=3600"], [
+        "Require",
+        "eventlist",
+      ]],
+      body,
+      contentType,
+    });
+    return (await rls.send(notify, { dialog })).response.status;
+  };
+  assert.equal(await sendList(0, true, "busy"), 200);
+  await net.settled();
+  assert.deepEqual(
+    r.subs().map((e) => [e.uri, e.state, e.list]),
+    [[LIST, "active", undefined], [BOB, "active", LIST], [CAROL, "pending", LIST]],
+  );
+  assert.deepEqual(r.presence().map((e) => [e.uri, e.status, e.list]), [[BOB, "busy", LIST]]);
+  // A partial update with the same state of Bob reports nothing; a change does.
+  assert.equal(await sendList(1, false, "busy"), 200);
+  assert.equal(await sendList(2, false, "away"), 200);
+  await net.settled();
+  assert.deepEqual(r.presence().map((e) => e.status), ["busy", "away"]);
+  assert.equal(r.subs().length, 3);
+  await watcher.close({ unsubscribe: false });
+  await Promise.all([alice.close(), rls.close()]);
+});
