@@ -615,3 +615,34 @@ Deno.test("parseMessage() throws only SipSyntaxError on mutated messages, and wh
   }
   assert.ok(accepted > 500, `only ${accepted} mutated messages parsed`);
 });
+
+Deno.test("parseMessage() reads IPv6 references in the Request-URI, Via and Contact (RFC 5118)", () => {
+  const m = parseMessage(
+    [
+      "REGISTER sip:[2001:db8::10]:5070 SIP/2.0",
+      "Via: SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3-111;received=2001:db8::9:255;rport",
+      "Max-Forwards: 70",
+      'From: "Caller" <sip:caller@[2001:db8::1]>;tag=810x2',
+      "To: <sip:caller@[2001:db8::1]>",
+      "Call-ID: SSG9559905523997077@hlau_4100",
+      "CSeq: 98176 REGISTER",
+      'Contact: "Caller" <sip:caller@[::ffff:192.0.2.1]:5060;transport=udp>',
+      "Content-Length: 0",
+      "",
+      "",
+    ].join("\r\n"),
+  ) as SipRequest;
+  assert.equal(m.uri.host, "2001:db8::10");
+  assert.equal(m.uri.port, 5070);
+  assert.equal(m.topVia.host, "2001:db8::9:1");
+  assert.equal(m.topVia.port, 6050);
+  assert.equal(m.topVia.params.received, "2001:db8::9:255");
+  assert.equal(m.from.uri.host, "2001:db8::1");
+  assert.equal(m.contact[0].uri.host, "::ffff:192.0.2.1");
+  const text = dec.decode(formatMessage(m));
+  assert.ok(text.startsWith("REGISTER sip:[2001:db8::10]:5070 SIP/2.0\r\n"));
+  // RFC 5118 4.3: inside the brackets it is all address, no port.
+  assert.equal(parseUri("sip:[2001:db8::10:5070]").port, undefined);
+  // Without brackets an IPv6 address is not a host.
+  throwsSyntax(() => parseUri("sip:user@2001:db8::10"), /invalid port/);
+});
