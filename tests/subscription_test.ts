@@ -597,3 +597,53 @@ Deno.test("Notifier.close() ends every subscription with noresource", async () =
   assert.equal(sub.state, "terminated");
   await close();
 });
+
+Deno.test("unsubscribe() while waiting to retry cancels the retry and sends nothing", async () => {
+  const { net, clock, alice, bob, close } = await pair();
+  bob.handle("SUBSCRIBE", (incoming) => incoming.respond(480));
+  const { sub, states } = subscriber(alice);
+  await sub.start();
+  assert.equal(sub.state, "waiting");
+  await sub.unsubscribe();
+  assert.deepEqual(states.at(-1), { state: "terminated" });
+  await advance(clock, net, 3_600_000, 600_000);
+  assert.equal(requestsOf(net, "SUBSCRIBE").length, 1);
+  assert.equal(sub.retryNow(), false);
+  await assert.rejects(sub.start(), TypeError);
+  await close();
+});
+
+Deno.test("start() on a live subscription sends nothing more", async () => {
+  const { net, alice, bob, close } = await pair();
+  testNotifier(bob);
+  const { sub, notes } = subscriber(alice);
+  await sub.start();
+  await until(net, () => notes.length === 1);
+  await sub.start();
+  assert.equal(sub.retryNow(), false);
+  assert.equal(requestsOf(net, "SUBSCRIBE").length, 1);
+  sub.close();
+  await close();
+});
+
+Deno.test("a NOTIFY with an old CSeq is refused with 500", async () => {
+  const { net, alice, bob, close } = await pair();
+  let dialog: Dialog | undefined;
+  bob.handle("SUBSCRIBE", async (incoming) => {
+    const made = await manualDialog(bob, incoming);
+    dialog = made.dialog;
+    await incoming.respond(200, made.answer);
+  });
+  const { sub, notes } = subscriber(alice);
+  await sub.start();
+  const first = await bob.send(notifyIn(dialog!, "active", "new"), { dialog });
+  assert.equal(first.response.status, 200);
+  const stale = notifyIn(dialog!, "active", "old");
+  stale.headers.set("CSeq", `${first.request.cseq.seq - 1} NOTIFY`);
+  const second = await bob.send(stale, { dialog });
+  assert.equal(second.response.status, 500);
+  await net.settled();
+  assert.deepEqual(notes.map((n) => dec.decode(n.body)), ["new"]);
+  sub.close();
+  await close();
+});

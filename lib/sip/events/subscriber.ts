@@ -196,11 +196,15 @@ export class Subscription {
   /**
    * Sends the initial SUBSCRIBE. Resolves when its final response has been
    * handled (the outcome is reported through `onState`); it never rejects
-   * for a SIP failure.
+   * for a SIP failure. Does nothing while the subscription is live; rejects
+   * with `TypeError` after {@linkcode unsubscribe} or {@linkcode close}.
    */
   start(): Promise<void> {
-    if (this.#state === "terminated" && this.#closing) {
+    if (this.#closing) {
       return Promise.reject(new TypeError("Cannot start a subscription that was closed"));
+    }
+    if (this.#state === "subscribing" || this.#state === "pending" || this.#state === "active") {
+      return this.#inflight ?? Promise.resolve(); // live already
     }
     this.#clearRetry();
     this.#inflight = this.#subscribe();
@@ -236,6 +240,7 @@ export class Subscription {
     if (this.#closing) return;
     this.#closing = true;
     this.#clearRetry();
+    this.#lastReason = undefined;
     if (this.#inflight) await this.#inflight.catch(() => {});
     const forks = [...this.#forks.values()];
     if (forks.length > 0) {
@@ -249,7 +254,10 @@ export class Subscription {
       this.#ua.clock.clearTimeout(timer);
     }
     this.#shutdown();
-    this.#setState("terminated", { reason: this.#lastReason?.reason ?? "timeout" });
+    // The reason of the final NOTIFY, when one came.
+    // (A cast: the compiler cannot see that the awaits above set it.)
+    const reason = (this.#lastReason as { reason?: string } | undefined)?.reason;
+    this.#setState("terminated", reason === undefined ? {} : { reason });
   }
 
   /** Stops every timer and drops the dialogs without sending anything. */
