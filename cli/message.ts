@@ -387,12 +387,13 @@ async function listenAndChat(
         // stdout gone: the message was not written, so it is not acknowledged.
         if (ctx.out.closed) throw new Error("stdout is closed");
       },
-      onAnswer: (req, status, duplicate) => {
-        ctx.log.log(
-          "debug",
-          `MESSAGE ${req.callId} answered ${status}${duplicate ? " (duplicate)" : ""}`,
-        );
-      },
+      onAnswer: opts.verbose
+        ? (req, status, duplicate) =>
+          ctx.log.log(
+            "debug",
+            `MESSAGE ${req.callId} answered ${status}${duplicate ? " (duplicate)" : ""}`,
+          )
+        : undefined,
     });
   } catch (e) {
     throw usageError(`--accept: ${(e as Error).message}`);
