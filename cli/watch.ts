@@ -181,6 +181,18 @@ Examples:
     );
   addCommonOptions(cmd);
   for (const sub of buddySubcommands()) cmd.addCommand(sub);
+  // The root program does not use positional options, so `watch list --buddies f`
+  // reaches `watch` with --buddies already parsed as its own option: hand the
+  // options the subcommand also has down to it.
+  cmd.hook("preSubcommand", (parent, sub) => {
+    for (const option of sub.options) {
+      const attr = option.attributeName();
+      if (parent.getOptionValueSource(attr) !== "cli") continue;
+      const value = parent.getOptionValue(attr);
+      if (value === true && option.required) continue; // `--buddies` alone: the default file
+      sub.setOptionValueWithSource(attr, value, "cli");
+    }
+  });
   cmd.action(async (uris) => {
     await runCommand<WatchOptions>(cmd, (opts, ctx) => runWatch(uris, opts, ctx));
   });

@@ -4,7 +4,13 @@
 
 import assert from "node:assert/strict";
 import { parseResourceLists } from "../lib/presence/resource_lists.ts";
-import { spawnSipkit, tempSipkitDirs } from "./_sipkit_process.ts";
+import { freePort } from "./peers/require.ts";
+import {
+  type SipkitEvent,
+  type SipkitProcess,
+  spawnSipkit,
+  tempSipkitDirs,
+} from "./_sipkit_process.ts";
 
 async function run(args: string[], env: Record<string, string>) {
   const p = spawnSipkit(args, { env, stdin: false });
@@ -71,6 +77,250 @@ Deno.test("watch list --buddies reads another file; a broken file is a usage err
     const bad = await run(["watch", "add", "bob @example.test"], dirs.env);
     assert.equal(bad.code, 2);
   } finally {
+    await dirs.cleanup();
+  }
+});
+
+// ---------------------------------------------------------------- loopback agents, no server
+
+const LOOP = "127.0.0.1";
+
+function notifyAgent(
+  user: string,
+  port: number,
+  env: Record<string, string>,
+  extra: string[] = [],
+) {
+  return spawnSipkit(
+    ["notify", "-u", `${user}@example.test`, "--bind", `${LOOP}:${port}`, ...extra],
+    { env, name: `sipkit notify (${user})` },
+  );
+}
+
+function watchAgent(
+  user: string,
+  targets: string[],
+  env: Record<string, string>,
+  extra: string[] = [],
+) {
+  return spawnSipkit(
+    ["watch", "-u", `${user}@example.test`, "--bind", `${LOOP}:0`, ...extra, ...targets],
+    { env, name: `sipkit watch (${user})` },
+  );
+}
+
+async function stopAll(processes: (SipkitProcess | undefined)[]): Promise<number[]> {
+  return await Promise.all(processes.filter((p) => p !== undefined).map((p) => p!.stop()));
+}
+
+function dumpOnFailure(processes: (SipkitProcess | undefined)[]) {
+  for (const p of processes) {
+    if (p) console.error(`----- ${p.name} -----\n${p.logs().slice(-6000)}`);
+  }
+}
+
+/** Numbers events as they come, so that order can be asserted. */
+function seqOf(p: SipkitProcess, e: SipkitEvent): number {
+  return p.events.indexOf(e);
+}
+
+Deno.test("two sipkit agents watch each other on loopback and every status round-trips (A.3)", async () => {
+  const dirs = await tempSipkitDirs();
+  const pa = freePort();
+  let pb = freePort();
+  while (pb === pa) pb = freePort();
+  const procs: (SipkitProcess | undefined)[] = [];
+  try {
+    const aliceN = notifyAgent("alice", pa, dirs.env, [
+      "--unknown",
+      "accept",
+      "--min-interval",
+      "0",
+    ]);
+    const bobN = notifyAgent("bob", pb, dirs.env, ["--unknown", "accept", "--min-interval", "0"]);
+    procs.push(aliceN, bobN);
+    await aliceN.waitEvent((e) => e.type === "listening");
+    await bobN.waitEvent((e) => e.type === "listening");
+    const aliceW = watchAgent("alice", [`sip:bob@${LOOP}:${pb}`], dirs.env);
+    const bobW = watchAgent("bob", [`sip:alice@${LOOP}:${pa}`], dirs.env);
+    procs.push(aliceW, bobW);
+    const a = await aliceW.waitEvent((e) => e.type === "presence", { message: "bob's presence" });
+    const b = await bobW.waitEvent((e) => e.type === "presence", { message: "alice's presence" });
+    assert.deepEqual([a.status, a.basic, a.uri], ["online", "open", `sip:bob@${LOOP}:${pb}`]);
+    assert.deepEqual([b.status, b.basic, b.uri], ["online", "open", `sip:alice@${LOOP}:${pa}`]);
+    await aliceN.waitEvent((e) => e.type === "watcher" && e.state === "active");
+    await bobN.waitEvent((e) => e.type === "watcher" && e.state === "active");
+
+    // Each of the six statuses, one at a time: bob sees each, in order.
+    let last = seqOf(bobW, b);
+    for (
+      const [status, note] of [
+        ["busy", "in a meeting"],
+        ["lunch", undefined],
+        ["away", "back at 3"],
+        ["on-the-phone", undefined],
+        ["offline", undefined],
+        ["online", undefined],
+      ] as const
+    ) {
+      await aliceN.send({ type: "status", status, note });
+      const e = await bobW.waitEvent(
+        (e) => e.type === "presence" && e.status === status && seqOf(bobW, e) > last,
+        { message: `alice ${status}` },
+      );
+      last = seqOf(bobW, e);
+      assert.equal(e.note, status === "offline" ? undefined : note);
+      assert.equal(e.basic, status === "offline" ? "closed" : "open");
+    }
+
+    // A burst: whatever is coalesced, what arrives is in order and ends with the last state.
+    const burst = ["busy", "away", "lunch"];
+    for (const status of burst) await aliceN.send({ type: "status", status });
+    await bobW.waitEvent(
+      (e) => e.type === "presence" && e.status === "lunch" && seqOf(bobW, e) > last,
+      { message: "the last state of the burst" },
+    );
+    const seen = bobW.events.slice(last + 1).filter((e) => e.type === "presence").map((e) =>
+      e.status as string
+    );
+    assert.deepEqual(seen, burst.filter((s) => seen.includes(s)), "in order");
+    assert.equal(seen.at(-1), "lunch");
+
+    const codes = await stopAll([aliceW, bobW, aliceN, bobN]);
+    assert.deepEqual(codes, [0, 0, 0, 0]);
+    for (const p of procs) assert.deepEqual(p!.badLines, [], `${p!.name} wrote only NDJSON`);
+    assert.ok(
+      bobN.events.some((e) => e.type === "watcher" && e.state === "terminated"),
+      "alice's unsubscribe reached bob's agent",
+    );
+  } catch (e) {
+    dumpOnFailure(procs);
+    throw e;
+  } finally {
+    await stopAll(procs);
+    await dirs.cleanup();
+  }
+});
+
+Deno.test("mutual subscription on loopback: a failed subscription is re-sent at once when the buddy subscribes to us (A.2)", async () => {
+  const dirs = await tempSipkitDirs();
+  const pa = freePort();
+  let pb = freePort();
+  while (pb === pa) pb = freePort();
+  const procs: (SipkitProcess | undefined)[] = [];
+  try {
+    // alice starts first; bob's agent is not running: her SUBSCRIBE fails (TCP refused).
+    const aliceN = notifyAgent("alice", pa, dirs.env, ["--allow", "bob@example.test"]);
+    procs.push(aliceN);
+    await aliceN.waitEvent((e) => e.type === "listening");
+    const aliceW = watchAgent("alice", ["bob@example.test"], dirs.env, [
+      "--proxy",
+      `sip:${LOOP}:${pb};transport=tcp`,
+    ]);
+    procs.push(aliceW);
+    const failed = await aliceW.waitEvent(
+      (e) => e.type === "subscription" && e.state === "failed",
+      { message: "the failed subscription to bob" },
+    );
+    assert.equal(failed.uri, "sip:bob@example.test");
+    assert.ok(Number(failed.retry_in) >= 10, `kept for a retry later: ${JSON.stringify(failed)}`);
+
+    // bob comes online and subscribes to alice; `notify | watch` on alice's side.
+    const bobN = notifyAgent("bob", pb, dirs.env, ["--allow", "alice@example.test"]);
+    procs.push(bobN);
+    await bobN.waitEvent((e) => e.type === "listening");
+    const bobW = watchAgent("bob", ["alice@example.test"], dirs.env, [
+      "--proxy",
+      `sip:${LOOP}:${pa}`,
+    ]);
+    procs.push(bobW);
+    const watcher = await aliceN.waitEvent(
+      (e) => e.type === "watcher" && e.uri === "sip:bob@example.test" && e.state === "active",
+      { message: "bob subscribing to alice" },
+    );
+    const relayed = Date.now();
+    await aliceW.send(watcher);
+    const seen = await aliceW.waitEvent((e) => e.type === "presence", {
+      message: "bob's presence after the mutual re-subscribe",
+    });
+    assert.deepEqual([seen.uri, seen.status], ["sip:bob@example.test", "online"]);
+    assert.ok(
+      Date.now() - relayed < Number(failed.retry_in) * 1000,
+      "re-sent at once, not after the back-off",
+    );
+    const b = await bobW.waitEvent((e) => e.type === "presence", { message: "alice's presence" });
+    assert.equal(b.status, "online");
+    assert.deepEqual(await stopAll([aliceW, bobW, aliceN, bobN]), [0, 0, 0, 0]);
+  } catch (e) {
+    dumpOnFailure(procs);
+    throw e;
+  } finally {
+    await stopAll(procs);
+    await dirs.cleanup();
+  }
+});
+
+Deno.test("notify answers unknown watchers pending until an allow line; watch --once fetches", async () => {
+  const dirs = await tempSipkitDirs();
+  const pa = freePort();
+  const procs: (SipkitProcess | undefined)[] = [];
+  try {
+    const aliceN = notifyAgent("alice", pa, dirs.env, ["--status", "busy", "--note", "busy day"]);
+    procs.push(aliceN);
+    await aliceN.waitEvent((e) => e.type === "listening");
+    const bobW = watchAgent("bob", [`sip:alice@${LOOP}:${pa}`], dirs.env);
+    procs.push(bobW);
+    const pending = await aliceN.waitEvent((e) => e.type === "watcher", { message: "bob" });
+    assert.deepEqual([pending.uri, pending.state], ["sip:bob@example.test", "pending"]);
+    const sub = await bobW.waitEvent((e) => e.type === "subscription", { message: "pending" });
+    assert.equal(sub.state, "pending");
+    const neutral = await bobW.waitEvent((e) => e.type === "presence");
+    assert.deepEqual([neutral.basic, neutral.status, neutral.note], [
+      "closed",
+      "offline",
+      undefined,
+    ]);
+
+    await aliceN.send({ type: "allow", uri: "bob@example.test" });
+    const real = await bobW.waitEvent((e) => e.type === "presence" && e.status === "busy", {
+      message: "alice's real status after allow",
+    });
+    assert.equal(real.note, "busy day");
+    await aliceN.waitEvent((e) => e.type === "watcher" && e.state === "active");
+
+    // --once: fetch, print, exit 0; --raw adds the document.
+    const once = spawnSipkit(
+      [
+        "watch",
+        "-u",
+        "carol@example.test",
+        "--bind",
+        `${LOOP}:0`,
+        "--once",
+        "--raw",
+        `sip:alice@${LOOP}:${pa}`,
+      ],
+      { env: dirs.env, stdin: false, name: "sipkit watch --once" },
+    );
+    procs.push(once);
+    assert.equal(await once.exited, 0, once.logs());
+    const fetched = once.events.filter((e) => e.type === "presence");
+    assert.equal(fetched.length, 1);
+    // carol is unknown too: she gets the neutral document.
+    assert.equal(fetched[0].status, "offline");
+    assert.match(String(fetched[0].raw), /urn:ietf:params:xml:ns:pidf/);
+
+    // A bad stdin line is reported and skipped; the agent keeps going.
+    await aliceN.send({ type: "status", status: "sleeping" });
+    await aliceN.waitEvent((e) => e.type === "error" && e.source === "stdin");
+    await aliceN.send({ type: "status", status: "lunch" });
+    await bobW.waitEvent((e) => e.type === "presence" && e.status === "lunch");
+    assert.deepEqual(await stopAll([bobW, aliceN]), [0, 0]);
+  } catch (e) {
+    dumpOnFailure(procs);
+    throw e;
+  } finally {
+    await stopAll(procs);
     await dirs.cleanup();
   }
 });
