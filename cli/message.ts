@@ -16,7 +16,7 @@ import {
   type OutgoingMessage,
   type ReceivedMessage,
 } from "../lib/im/message.ts";
-import { Registration, type RegistrationEvent, type UserAgent } from "../mod.ts";
+import { Registration, type RegistrationEvent, toSipUri, type UserAgent } from "../mod.ts";
 import {
   addCommonOptions,
   type CommandContext,
@@ -167,7 +167,7 @@ async function oneMessage(opts: Opts, body: string | undefined): Promise<Outgoin
 
 function checkedMessage(m: OutgoingMessage): OutgoingMessage {
   if (m.subject !== undefined && /[\r\n]/.test(m.subject)) {
-    throw usageError("--subject must be one line");
+    throw usageError("the subject must be one line");
   }
   if (m.contentType !== undefined && !/^[^\s/;]+\/[^\s/;]+\s*(;.*)?$/.test(m.contentType)) {
     throw usageError(`Invalid media type "${m.contentType}"`);
@@ -212,6 +212,11 @@ function itemFromLine(
 ): { to: string; message: OutgoingMessage } | string {
   const to = event.to ?? defaults.to;
   if (typeof to !== "string" || to.trim() === "") return 'missing string field "to"';
+  try {
+    toSipUri(to);
+  } catch (e) {
+    return `bad "to": ${(e as Error).message}`;
+  }
   let body: string | Uint8Array;
   if (typeof event.body === "string") body = event.body;
   else if (typeof event.body_base64 === "string") {
@@ -299,6 +304,8 @@ function exitFor(r: BatchResult): number {
   if (e instanceof MessageSendError) {
     return e.kind === "rejected" || e.kind === "auth" ? EXIT.PEER_REJECTED : EXIT.NETWORK;
   }
+  // Input the request could not be built from (a bad URI or header value).
+  if (e instanceof SyntaxError || e instanceof TypeError) return EXIT.USAGE;
   return EXIT.INTERNAL;
 }
 
@@ -318,7 +325,11 @@ function emitResult(ctx: CommandContext, r: BatchResult): Promise<void> {
   const e = r.error;
   const fields = e instanceof MessageSendError
     ? { to: e.to, status: e.status, reason: e.reason, error: e.kind, call_id: e.callId }
-    : { to: r.item.to, reason: e.message, error: "internal" };
+    : {
+      to: r.item.to,
+      reason: e instanceof SyntaxError || e instanceof TypeError ? "Invalid input" : e.message,
+      error: e instanceof SyntaxError || e instanceof TypeError ? "invalid" : "internal",
+    };
   if (!ref) return ctx.out.emit("send_failed", { ...fields, message: e.message });
   ctx.log.log("warn", `<stdin>:${ref.line}: ${e.message}`);
   return ctx.out.emit("send_failed", { ...fields, message: e.message, id: ref.id, line: ref.line });

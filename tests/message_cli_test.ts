@@ -238,6 +238,9 @@ Deno.test("sipkit message batch from a pipe: one result per line with its id, ba
           id: `m${i}`,
         });
         if (i === 10) await sender.send({ type: "send", body: "no recipient", id: "bad" });
+        if (i === 15) {
+          await sender.send({ type: "send", to: "sip:bob@bad host", body: "x", id: "badto" });
+        }
         if (i === 20) await sender.send({ type: "presence", note: "ignored" });
       }
       await sender.closeStdin();
@@ -251,10 +254,12 @@ Deno.test("sipkit message batch from a pipe: one result per line with its id, ba
         Array.from({ length: n }, (_, i) => `m${i}`).sort(),
       );
       const failed = sender.events.filter((e) => e.type === "send_failed");
-      assert.equal(failed.length, 1);
-      assert.equal(failed[0].id, "bad");
-      assert.equal(failed[0].error, "invalid");
+      assert.deepEqual(failed.map((e) => [e.id, e.error]), [["bad", "invalid"], [
+        "badto",
+        "invalid",
+      ]]);
       assert.equal(failed[0].message, 'missing string field "to"');
+      assert.match(String(failed[1].message), /^bad "to": Cannot parse URI/);
       await proc.waitEvent(() => proc.events.filter((e) => e.type === "message").length === n);
       const bodies = proc.events.filter((e) => e.type === "message").map((e) => e.body);
       assert.equal(new Set(bodies).size, n);
