@@ -225,3 +225,18 @@ Deno.test("PresenceAgent answers 489 to other event packages", async () => {
   assert.equal(res.headers.get("Allow-Events"), "presence");
   await close();
 });
+
+Deno.test("PresenceAgent.close({ notify: false }) drops watchers silently and stops their timers", async () => {
+  const { clock, net, alice, agent, events, close } = await setup({ unknown: "accept" });
+  const { sub, notes } = watch(alice);
+  await sub.start();
+  await until(net, () => notes.length === 1);
+  await agent.close({ notify: false });
+  assert.deepEqual(agent.watchers(), []);
+  assert.equal(events.at(-1)!.change, "removed");
+  assert.equal(events.at(-1)!.reason, "dropped");
+  sub.close();
+  await advance(clock, net, 7_200_000, 600_000);
+  assert.equal(requestsOf(net, "NOTIFY").length, 1, "no final NOTIFY, no expiry NOTIFY");
+  await close();
+});

@@ -213,8 +213,8 @@ Deno.test("without mutual subscription a failed buddy is retried with back-off",
 });
 
 Deno.test("PresenceWatcher adds and removes buddies at run time", async () => {
-  const { net, alice, bob, close } = await net3();
-  const carol = await loopUa(net, "carol", "192.0.2.4");
+  const { clock, net, alice, bob, close } = await net3();
+  const carol = await loopUa(net, "carol", "192.0.2.4", { clock });
   new PresenceAgent(bob, { unknown: "accept" });
   new PresenceAgent(carol, { unknown: "accept", status: "lunch" });
   const r = recorder();
@@ -235,8 +235,8 @@ Deno.test("PresenceWatcher adds and removes buddies at run time", async () => {
 });
 
 Deno.test("PresenceWatcher.fetch() fetches each buddy once (Expires: 0)", async () => {
-  const { net, alice, bob, close } = await net3();
-  const carol = await loopUa(net, "carol", "192.0.2.4");
+  const { clock, net, alice, bob, close } = await net3();
+  const carol = await loopUa(net, "carol", "192.0.2.4", { clock });
   offline(carol);
   new PresenceAgent(bob, { unknown: "accept", status: "busy", note: "do not disturb" });
   const results = await PresenceWatcher.fetch(alice, [BOB, CAROL]);

@@ -229,9 +229,14 @@ export class PresenceAgent {
    * Ends every presence subscription with a final NOTIFY that says offline
    * (basic closed), reason "noresource" by default (the watchers stop
    * retrying; they come back when we subscribe to them again).
+   * `notify: false` drops them without a NOTIFY (timers stop).
    */
-  async close(options: { reason?: string } = {}): Promise<void> {
+  async close(options: { reason?: string; notify?: boolean } = {}): Promise<void> {
     this.#closing = true;
+    if (options.notify === false) {
+      for (const s of this.notifier.subscriptions("presence")) s.drop();
+      return;
+    }
     await Promise.all(
       this.notifier.subscriptions("presence").map((s) =>
         s.terminate(options.reason ?? "noresource")

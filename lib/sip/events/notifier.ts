@@ -180,9 +180,15 @@ export class Notifier {
   /**
    * Terminates every subscription with `reason` (default "noresource") and
    * waits for the answers to the final NOTIFYs; new SUBSCRIBEs get 480.
+   * With `notify: false` the subscriptions are dropped without a NOTIFY
+   * (the UA is going away and cannot send any more).
    */
-  async close(options: { reason?: string } = {}): Promise<void> {
+  async close(options: { reason?: string; notify?: boolean } = {}): Promise<void> {
     this.#closed = true;
+    if (options.notify === false) {
+      for (const s of [...this.#subs]) s.drop();
+      return;
+    }
     await Promise.all(
       this.subscriptions().map((s) => s.terminate(options.reason ?? "noresource")),
     );
@@ -336,6 +342,7 @@ export class ServerSubscription {
   #lastSentAt?: number;
   #final?: { reason: string; retryAfter?: number };
   #finalSent = false;
+  #removed = false;
   #idleWaiters: (() => void)[] = [];
   #notifyCount = 0;
 
@@ -419,6 +426,19 @@ export class ServerSubscription {
       this.#pump();
     }
     return this.settled();
+  }
+
+  /**
+   * Forgets the subscription without a NOTIFY: timers stop, the dialog is
+   * removed, and a `removed` event with reason "dropped" is emitted.
+   */
+  drop(): void {
+    if (this.#removed) return;
+    this.#state = "terminated";
+    this.#finalSent = true;
+    this.#dirty = false;
+    this.#remove("dropped");
+    this.#wakeIdle();
   }
 
   /** Resolves when no NOTIFY is waiting or on the way. */
@@ -582,6 +602,8 @@ export class ServerSubscription {
   }
 
   #remove(reason: string): void {
+    if (this.#removed) return;
+    this.#removed = true;
     this.#clearTimers();
     this.dialog.terminate();
     this.#notifier.ua.removeDialog(this.dialog.id);
