@@ -755,6 +755,7 @@ function parseRest(
   if (lineEnd > 0 && head.charCodeAt(lineEnd - 1) === 13) lineEnd--;
   if (lineEnd === 0) throw startError("empty message");
   const msg = parseStartLine(head, lineEnd);
+  const lineOneEnd = lineEnd;
   const headers = msg.headers;
   const fields = headers.fields;
 
@@ -990,13 +991,15 @@ function parseRest(
         },
       );
     }
-    for (const _ in msg.uri.headers) {
-      // Section 19.1.1 (table 1): headers are not allowed in a Request-URI
-      // (RFC 4475 3.1.2.11 accepts a 400 here).
-      throw new SipMessageError(
-        "Cannot parse start line: the Request-URI must not contain headers",
-        { line: 1, partial: msg },
-      );
+    if (msg.uri.opaque === undefined && head.lastIndexOf("?", lineOneEnd) !== -1) {
+      if (Object.keys(msg.uri.headers).length > 0) {
+        // Section 19.1.1 (table 1): headers are not allowed in a Request-URI
+        // (RFC 4475 3.1.2.11 accepts a 400 here).
+        throw new SipMessageError(
+          "Cannot parse start line: the Request-URI must not contain headers",
+          { line: 1, partial: msg },
+        );
+      }
     }
   }
   return msg;

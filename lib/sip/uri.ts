@@ -18,6 +18,7 @@ import {
   escape,
   fail,
   formatHeaderParams,
+  paramName,
   type Params,
   parseHeaderParams,
   quote,
@@ -67,8 +68,9 @@ export interface NameAddr {
 }
 
 /**
- * Parses a host (IPv6 reference in brackets, IPv4 or name) at `s[i]`, stopping
- * at `end`. Returns [host, index after it].
+ * Reads a host (IPv6 reference in brackets, IPv4 or name) at `s[i]`, stopping
+ * at `end`. Returns the host (lowercase, IPv6 without brackets); `scan.end`
+ * is the index after it. @internal
  */
 export function readHost(s: string, i: number, end: number): string {
   if (s.charCodeAt(i) === 91) {
@@ -91,7 +93,7 @@ export function readHost(s: string, i: number, end: number): string {
   return upper ? s.slice(start, i).toLowerCase() : s.slice(start, i);
 }
 
-/** True when `h` is made of hex digits, ":" and "." and holds at least two ":". */
+/** True when `h` is made of hex digits, ":" and "." and holds at least two ":". @internal */
 export function isIpv6(h: string): boolean {
   let colons = 0;
   for (let i = 0; i < h.length; i++) {
@@ -104,7 +106,8 @@ export function isIpv6(h: string): boolean {
   return colons >= 2;
 }
 
-function readPort(s: string, i: number, end: number): [number, number] {
+/** Reads a port at `s[i]`; `scan.end` is the index after it. */
+function readPort(s: string, i: number, end: number): number {
   const start = i;
   let v = 0;
   let c;
@@ -115,7 +118,8 @@ function readPort(s: string, i: number, end: number): [number, number] {
   if (i === start || i - start > 5 || v > 65535) {
     throw fail(`invalid port "${s.slice(start, i + 1)}"`);
   }
-  return [v, i];
+  scan.end = i;
+  return v;
 }
 
 function checkChars(s: string, flag: number, what: string): string {
@@ -145,7 +149,10 @@ function readUriParams(s: string, i: number, params: Params): number {
     }
     const nameEnd = eq === -1 ? i : eq;
     if (nameEnd === ns) throw fail("empty URI parameter name");
-    const name = unescape(s.slice(ns, nameEnd)).toLowerCase();
+    const pct = s.indexOf("%", ns);
+    const name = pct === -1 || pct >= nameEnd
+      ? paramName(s, ns, nameEnd)
+      : unescape(s.slice(ns, nameEnd)).toLowerCase();
     params[name] = eq === -1 ? null : unescape(s.slice(eq + 1, i));
   }
   return i;
@@ -191,9 +198,8 @@ function parseSipUri(s: string, scheme: string, p: number): Uri {
   uri.host = readHost(s, p, n);
   p = scan.end;
   if (p < n && s.charCodeAt(p) === 58) {
-    const [port, pEnd] = readPort(s, p + 1, n);
-    uri.port = port;
-    p = pEnd;
+    uri.port = readPort(s, p + 1, n);
+    p = scan.end;
   }
   p = readUriParams(s, p, uri.params);
   if (p < n && s.charCodeAt(p) === 63) p = readUriHeaders(s, p + 1, uri.headers);
