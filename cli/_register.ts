@@ -16,6 +16,7 @@ import {
   type UserAgent,
 } from "../mod.ts";
 import type { CommandContext } from "./_common.ts";
+import { stateDir } from "./_config.ts";
 import type { InputEvent } from "./_io.ts";
 
 /** Options of {@linkcode keepRegistered}. */
@@ -105,6 +106,10 @@ export function keepRegistered(
         registration.stop();
         if (!registration.registered) return;
         const limit = options.removeTimeoutMs ?? 5000;
+        ctx.log.log(
+          "info",
+          `removing binding ${registration.contact ?? ""} (interrupt again to quit at once)`,
+        );
         let timer: ReturnType<typeof setTimeout> | undefined;
         const timeout = new Promise<"timeout">((resolve) => {
           timer = setTimeout(() => resolve("timeout"), limit);
@@ -162,4 +167,68 @@ function isAddress(text: string): boolean {
     return text.split(".").every((n) => Number(n) <= 255);
   }
   return text.includes(":") && /^[0-9a-fA-F:.]+$/.test(text);
+}
+
+/** Where `--once` remembers the contacts it left registered, for a later `--remove`. */
+export function bindingsFile(): string {
+  return `${stateDir()}/bindings.json`;
+}
+
+interface BindingsState {
+  /** `<aor> <registrar>` -> contacts left registered by `--once`. */
+  bindings: Record<string, string[]>;
+}
+
+function stateKey(aor: string, registrar: string): string {
+  return `${aor} ${registrar}`;
+}
+
+async function readState(): Promise<BindingsState> {
+  try {
+    const parsed = JSON.parse(await Deno.readTextFile(bindingsFile()));
+    if (parsed && typeof parsed.bindings === "object" && parsed.bindings !== null) {
+      return { bindings: parsed.bindings };
+    }
+  } catch {
+    // missing or broken: nothing known
+  }
+  return { bindings: {} };
+}
+
+async function writeState(state: BindingsState): Promise<void> {
+  const file = bindingsFile();
+  await Deno.mkdir(stateDir(), { recursive: true });
+  const tmp = `${file}.${Deno.pid}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify(state, null, 2) + "\n");
+  await Deno.rename(tmp, file);
+}
+
+/**
+ * The contacts of `aor` at `registrar` that earlier `--once` runs left
+ * registered (empty when none, or when the state file cannot be read).
+ */
+export async function recordedBindings(aor: string, registrar: string): Promise<string[]> {
+  const state = await readState();
+  const list = state.bindings[stateKey(aor, registrar)];
+  return Array.isArray(list) ? list.filter((c) => typeof c === "string") : [];
+}
+
+/**
+ * Updates the record of bindings left registered: adds `added`, drops
+ * `removed` ("*" drops every contact of the AOR at that registrar).
+ */
+export async function updateRecordedBindings(
+  aor: string,
+  registrar: string,
+  change: { added?: string[]; removed?: string[] },
+): Promise<void> {
+  const state = await readState();
+  const key = stateKey(aor, registrar);
+  let list = state.bindings[key] ?? [];
+  const removed = change.removed ?? [];
+  list = removed.includes("*") ? [] : list.filter((c) => !removed.includes(c));
+  for (const c of change.added ?? []) if (!list.includes(c)) list.push(c);
+  if (list.length > 0) state.bindings[key] = list;
+  else delete state.bindings[key];
+  await writeState(state);
 }

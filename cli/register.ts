@@ -8,6 +8,7 @@ import { Command } from "@commander-js/extra-typings";
 import {
   type Binding,
   formatUri,
+  parseHostPort,
   Registration,
   RegistrationError,
   type UserAgent,
@@ -20,7 +21,13 @@ import {
   runCommand,
 } from "./_common.ts";
 import { EXIT, usageError } from "./_exit.ts";
-import { emitRegistrationEvent, keepRegistered } from "./_register.ts";
+import {
+  bindingsFile,
+  emitRegistrationEvent,
+  keepRegistered,
+  recordedBindings,
+  updateRecordedBindings,
+} from "./_register.ts";
 import { createUserAgent } from "./_ua.ts";
 
 /** Builds the `register` command. */
@@ -34,7 +41,10 @@ export function registerCommand(): Command {
     .option("--registrar <uri>", "registrar URI (default: the domain of the AOR, RFC 3263)")
     .option("--expires <s>", "requested binding lifetime in seconds", intArg("--expires", 0), 3600)
     .option("--once", "register once, print the result and exit (binding stays)")
-    .option("--remove", "remove this contact's binding (with --all, every binding) and exit")
+    .option(
+      "--remove",
+      "remove the binding(s) this host left (by --once, --bind or --contact); with --all, every binding; then exit",
+    )
     .option("--all", "with --remove: remove every binding of the AOR (Contact: *)")
     .option("--query", "print the current bindings as events and exit")
     .option(
@@ -91,10 +101,63 @@ async function runRegister(
         if (bindings.length === 0) ctx.log.log("info", "no bindings");
       });
     }
-    if (opts.remove) return await oneShot(ctx, ua, () => reg.unregister({ all: opts.all }));
-    return await oneShot(ctx, ua, async () => void await reg.register());
+    const aor = formatUri(ua.aor);
+    const registrar = formatUri(reg.registrar);
+    if (opts.remove) {
+      const contacts = await contactsToRemove(opts, reg, aor, registrar);
+      return await oneShot(ctx, ua, async () => {
+        await reg.unregister(opts.all ? { all: true } : { contacts });
+        await remember(ctx, aor, registrar, { removed: opts.all ? ["*"] : contacts });
+      });
+    }
+    return await oneShot(ctx, ua, async () => {
+      const granted = await reg.register();
+      // Remembered so that a later --remove (a new process, another port) finds it.
+      if (granted > 0 && reg.contact) {
+        await remember(ctx, aor, registrar, { added: [reg.contact] });
+      }
+    });
   } finally {
     await ua.close();
+  }
+}
+
+/**
+ * What `--remove` removes: the `--contact` given; else the bindings earlier
+ * `--once` runs left (recorded in the state directory) and our own contact
+ * when `--bind` fixes the port (an ephemeral port cannot match an old binding).
+ */
+async function contactsToRemove(
+  opts: RegisterOptions & CommonOptions,
+  reg: Registration,
+  aor: string,
+  registrar: string,
+): Promise<string[]> {
+  if (opts.all) return [];
+  if (opts.contact) return [await reg.localContact()];
+  const contacts = await recordedBindings(aor, registrar);
+  if (opts.bind !== undefined && parseHostPort(opts.bind).port !== 0) {
+    contacts.push(await reg.localContact());
+  }
+  if (contacts.length === 0) {
+    throw usageError(
+      `no binding of ${aor} at ${registrar} is known to this host (none left by --once): ` +
+        "give --contact <uri>, --bind <host:port> of the registered process, or --all",
+    );
+  }
+  return contacts.filter((c, i, a) => a.indexOf(c) === i);
+}
+
+async function remember(
+  ctx: CommandContext,
+  aor: string,
+  registrar: string,
+  change: { added?: string[]; removed?: string[] },
+): Promise<void> {
+  try {
+    await updateRecordedBindings(aor, registrar, change);
+  } catch (e) {
+    ctx.log.log("warn", `cannot update ${bindingsFile()}: ${(e as Error).message}`);
   }
 }
 

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { type Kamailio, startKamailio } from "./peers/kamailio.ts";
 import { freePort, requirePeer } from "./peers/require.ts";
+import { UserAgent } from "../lib/sip/ua.ts";
 import { VERSION } from "../lib/version.ts";
 
 const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
@@ -276,6 +277,37 @@ Deno.test({
       assert.equal(rm.events[0].type, "unregistered");
       assert.equal(rm.events[0].contact, contact);
       assert.deepEqual(await bindings("alice"), [other]);
+
+      // --remove alone removes what --once runs of this host left (recorded in the state directory).
+      const left = await run(register("alice", ["--remove"]), pw);
+      assert.equal(left.code, 0, left.stderr);
+      assert.deepEqual(left.events.map((e) => [e.type, e.contact]), [["unregistered", other]]);
+      assert.deepEqual(await bindings("alice"), []);
+      const none = await run(register("alice", ["--remove"]), pw);
+      assert.equal(none.code, 2, none.stderr);
+      assert.match(none.stderr, /no binding of sip:alice@example\.test .* is known/);
+
+      // With --bind, --remove removes the contact of that address (no record needed).
+      const port = freePort();
+      const fixed = await run(register("alice", ["--once", "--bind", `127.0.0.1:${port}`]), pw);
+      assert.equal(fixed.events[0].contact, `sip:alice@127.0.0.1:${port}`);
+      const elsewhere = { ...pw, SIPKIT_STATE_DIR: `${env.SIPKIT_STATE_DIR}-other` };
+      const byBind = await run(
+        register("alice", ["--remove", "--bind", `127.0.0.1:${port}`]),
+        elsewhere,
+      );
+      assert.equal(byBind.code, 0, byBind.stderr);
+      assert.deepEqual(await bindings("alice"), []);
+
+      // Third-party registration: a contact where another process listens.
+      const third = await run(
+        register("alice", ["--once", "--contact", "sip:alice@127.0.0.1:5999;transport=tcp"]),
+        pw,
+      );
+      assert.equal(third.code, 0, third.stderr);
+      assert.equal(third.events[0].contact, "sip:alice@127.0.0.1:5999;transport=tcp");
+      assert.deepEqual(await bindings("alice"), ["sip:alice@127.0.0.1:5999;transport=tcp"]);
+      await run(register("alice", ["--once"]), pw);
 
       // --remove --all sends Contact: * and every binding goes.
       const all = await run(register("alice", ["--remove", "--all", "--trace"]), pw);
@@ -641,6 +673,86 @@ Deno.test("sipkit --help, --version and bad usage", async (t) => {
       });
     }
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A registrar inside the test (no auth) whose behaviour the test changes as it goes. */
+async function testRegistrar(): Promise<{
+  uri: string;
+  mode: { answer: "ok" | "silent" | number };
+  registers: number;
+  close(): Promise<void>;
+}> {
+  const ua = await UserAgent.create({ bind: "127.0.0.1:0", listen: ["udp"] });
+  const state = {
+    uri: `sip:127.0.0.1:${ua.transports[0].local.port}`,
+    mode: { answer: "ok" as "ok" | "silent" | number },
+    registers: 0,
+    close: () => ua.close(),
+  };
+  ua.handle("REGISTER", (i) => {
+    state.registers++;
+    const answer = state.mode.answer;
+    if (answer === "silent") return;
+    if (typeof answer === "number") return i.respond(answer);
+    return i.respond(200, {
+      headers: i.request.headers.getAll("Contact").map((c) => ["Contact", c] as [string, string]),
+    });
+  });
+  return state;
+}
+
+Deno.test("sipkit register reports a failure with retry_in and keeps running", async () => {
+  const dir = await Deno.makeTempDir();
+  const registrar = await testRegistrar();
+  registrar.mode.answer = 503;
+  const p = new Sipkit(["register", "-u", "alice@example.test", "--registrar", registrar.uri], {
+    SIPKIT_CONFIG_DIR: dir,
+  });
+  try {
+    const failed = await p.event((e) => e.type === "registration_failed", "registration_failed");
+    assert.equal(failed.status, 503);
+    assert.equal(typeof failed.retry_in, "number");
+    assert.ok(Number(failed.retry_in) >= 15 && Number(failed.retry_in) <= 30);
+    assert.match(p.stderr, /registration failed: 503 .*retrying in \d+ s/);
+    // Not registered: SIGTERM ends it at once, nothing to remove.
+    p.kill("SIGTERM");
+    assert.equal(await p.exited, 0, p.logs());
+    assert.ok(!p.events.some((e) => e.type === "unregistered"));
+  } finally {
+    await p.dispose();
+    await registrar.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sipkit register bounds its clean-up when the registrar went silent; a second SIGINT exits at once", async () => {
+  const dir = await Deno.makeTempDir();
+  const registrar = await testRegistrar();
+  const args = ["register", "-u", "alice@example.test", "--registrar", registrar.uri];
+  const a = new Sipkit(args, { SIPKIT_CONFIG_DIR: dir });
+  const b = new Sipkit(args, { SIPKIT_CONFIG_DIR: dir });
+  try {
+    await a.event((e) => e.type === "registered", "registered (a)");
+    await b.event((e) => e.type === "registered", "registered (b)");
+    registrar.mode.answer = "silent";
+    const t0 = Date.now();
+    a.kill("SIGINT");
+    b.kill("SIGINT");
+    await b.stderrMatch(/removing binding sip:alice@/, "b to start its clean-up");
+    b.kill("SIGINT"); // impatient user
+    assert.equal(await b.exited, 130, b.logs());
+    const bTime = Date.now() - t0;
+    assert.equal(await a.exited, 130, a.logs());
+    const aTime = Date.now() - t0;
+    assert.ok(aTime >= 4500 && aTime < 12_000, `clean-up took ${aTime} ms`);
+    assert.ok(bTime < aTime, `second SIGINT: ${bTime} ms, bounded clean-up: ${aTime} ms`);
+    assert.match(a.stderr, /could not remove binding: no answer within 5000 ms/);
+  } finally {
+    await a.dispose();
+    await b.dispose();
+    await registrar.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -286,34 +286,45 @@ export class Registration {
 
   /**
    * Removes our binding (Expires 0), or every binding of the AOR with
-   * `all` (`Contact: *`, section 10.2.2). Stops refreshing.
+   * `all` (`Contact: *`, section 10.2.2), or exactly the `contacts` given
+   * (bindings a previous process left). Stops refreshing. Reports one
+   * `unregistered` event per removed contact ("*" for all).
    */
-  unregister(options: { all?: boolean } = {}): Promise<void> {
+  unregister(options: { all?: boolean; contacts?: string[] } = {}): Promise<void> {
     this.stop();
     return this.#serial(async () => {
-      let contact: string;
-      if (options.all) contact = "*";
-      else contact = this.#contact ?? await this.#ownContact();
-      const lines = contact === "*"
-        ? ["*"]
-        : [contact, ...this.#toRemove.filter((c) => c !== contact)].map((c) => `<${c}>`);
+      let contacts: string[];
+      if (options.all) contacts = ["*"];
+      else if (options.contacts) contacts = options.contacts.map((c) => formatUri(toSipUri(c)));
+      else contacts = [this.#contact ?? await this.localContact(), ...this.#toRemove];
+      contacts = contacts.filter((c, i, a) => a.indexOf(c) === i);
+      if (contacts.length === 0) throw new TypeError("Cannot unregister: no contact given");
+      const lines = contacts[0] === "*" ? ["*"] : contacts.map((c) => `<${c}>`);
       const res = await this.#send(lines, 0, false);
       if (res.response.status < 200 || res.response.status >= 300) {
         throw new RegistrationError(res.response.status, res.response.reason, false);
       }
-      this.#registered = false;
-      this.#toRemove = [];
-      this.#options.onEvent?.({
-        type: "unregistered",
-        aor: formatUri(this.#ua.aor),
-        contact,
-        registrar: formatUri(this.registrar),
-      });
+      if (options.all || !options.contacts || contacts.includes(this.#contact ?? "")) {
+        this.#registered = false;
+        this.#toRemove = [];
+      }
+      for (const contact of contacts) {
+        this.#options.onEvent?.({
+          type: "unregistered",
+          aor: formatUri(this.#ua.aor),
+          contact,
+          registrar: formatUri(this.registrar),
+        });
+      }
     });
   }
 
-  /** The contact this UA would register (for removing a binding a previous run left). */
-  async #ownContact(): Promise<string> {
+  /**
+   * The contact a REGISTER of this UA would bind: `--contact` when given,
+   * else our address as seen from the registrar's first target.
+   */
+  async localContact(): Promise<string> {
+    if (this.#options.contact) return formatUri(toSipUri(this.#options.contact));
     const probe = this.#ua.createRequest("REGISTER", this.registrar);
     if (this.#ua.outboundProxy) {
       probe.headers.prepend("Route", `<${formatUri(this.#ua.outboundProxy)};lr>`);
