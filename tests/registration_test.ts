@@ -417,3 +417,26 @@ Deno.test("readBindings() takes expires from the parameter, else from the header
     { contact: "sip:b", expires: 90, q: 0.5 },
   ]);
 });
+
+Deno.test("Registration.unregister({ contacts }) removes exactly those bindings, one event each", async () => {
+  await withRegistrar({ expires: 600 }, async ({ reg, registrar, events, run, clock }) => {
+    for (const c of ["sip:alice@203.0.113.1:5060", "sip:alice@203.0.113.2:5060", CONTACT]) {
+      registrar.bindings.set(c, clock.now() + 600_000);
+    }
+    assert.equal(await reg.localContact(), CONTACT);
+    await run(
+      reg.unregister({ contacts: ["sip:alice@203.0.113.1:5060", "alice@203.0.113.2:5060"] }),
+    );
+    assert.deepEqual(registrar.contacts, [CONTACT]);
+    const req = registrar.requests.at(-1)!;
+    assert.deepEqual(req.headers.getAll("Contact"), [
+      "<sip:alice@203.0.113.1:5060>",
+      "<sip:alice@203.0.113.2:5060>",
+    ]);
+    assert.equal(req.expires, 0);
+    assert.deepEqual(
+      events.map((e) => e.type === "unregistered" ? e.contact : e.type),
+      ["sip:alice@203.0.113.1:5060", "sip:alice@203.0.113.2:5060"],
+    );
+  });
+});
