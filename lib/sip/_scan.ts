@@ -65,7 +65,7 @@ export function skipWs(s: string, i: number): number {
   return i;
 }
 
-/** Where the last reader stopped (readHost, readQuotedAt), to avoid returning tuples. */
+/** Where the last reader stopped (readHost, readQuoted, readPort), to avoid returning tuples. */
 export const scan = { end: 0 };
 
 /** `s.slice(start, end)` lowercased, without a copy when it has no uppercase letter. */

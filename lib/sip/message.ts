@@ -467,6 +467,7 @@ export abstract class SipMessageBase {
   }
   /** Forget cached typed values after editing `headers.fields` directly (the methods of SipHeaders do it). */
   invalidate(): void {
+    this.headers._lines = undefined; // line numbers no longer match the fields
     this.#c = new Cache();
     this.#v = this.headers.version;
   }
