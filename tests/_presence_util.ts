@@ -20,14 +20,14 @@ export function loopUa(
   net: LoopNetwork,
   user: string,
   host: string,
-  options: { clock?: Clock; port?: number; tcp?: boolean } = {},
+  options: { clock?: Clock; port?: number; tcp?: boolean; aor?: string } = {},
 ): Promise<UserAgent> {
   const port = options.port ?? 5060;
   const transports = [net.transport({ host, port })];
   // With TCP too, large requests switch to it (RFC 3261 18.1.1).
   if (options.tcp) transports.push(net.transport({ host, port, protocol: "tcp" }));
   return UserAgent.create({
-    aor: `${user}@${host}`,
+    aor: options.aor ?? `${user}@${host}`,
     transports,
     clock: options.clock,
     timers: { t1: 500 },

@@ -9,6 +9,7 @@ import {
   type PresenceAgentOptions,
 } from "../lib/presence/agent.ts";
 import { presenceToStatus } from "../lib/presence/status.ts";
+import { parseWatcherInfo } from "../lib/presence/watcherinfo.ts";
 import { advance, loopUa, requestsOf, responsesTo, until } from "./_presence_util.ts";
 
 const BOB = "sip:bob@192.0.2.2";
@@ -239,4 +240,40 @@ Deno.test("PresenceAgent.close({ notify: false }) drops watchers silently and st
   await advance(clock, net, 7_200_000, 600_000);
   assert.equal(requestsOf(net, "NOTIFY").length, 1, "no final NOTIFY, no expiry NOTIFY");
   await close();
+});
+
+Deno.test("PresenceAgent with winfo serves presence.winfo to the user's own client", async () => {
+  const { clock, net, alice, agent, close } = await setup({ winfo: true });
+  // Bob's second client (same AOR, another address) watches his watchers.
+  const bob2 = await loopUa(net, "bob", "192.0.2.9", { clock, aor: BOB });
+  const infos: SubscriptionNotify[] = [];
+  const winfo = new Subscription(bob2, BOB, {
+    event: "presence.winfo",
+    accept: ["application/watcherinfo+xml"],
+    onNotify: (n) => infos.push(n),
+  });
+  await winfo.start();
+  await until(net, () => infos.length === 1);
+  assert.equal(parseWatcherInfo(infos[0].body).lists[0].watchers.length, 0);
+  const { sub } = watch(alice);
+  await sub.start();
+  await advance(clock, net, 1000);
+  const doc = parseWatcherInfo(infos.at(-1)!.body);
+  assert.equal(doc.lists[0].resource, BOB);
+  assert.deepEqual(
+    doc.lists[0].watchers.map((w) => [w.uri, w.status, w.event]),
+    [[ALICE, "pending", "subscribe"]],
+  );
+  agent.allow(ALICE);
+  await advance(clock, net, 1000);
+  const after = parseWatcherInfo(infos.at(-1)!.body);
+  assert.deepEqual(after.lists[0].watchers.map((w) => w.status), ["active"]);
+  assert.ok(after.version > doc.version);
+  // Someone else may not see the watchers.
+  const nosy = new Subscription(alice, BOB, { event: "presence.winfo" });
+  await nosy.start();
+  assert.equal(responsesTo(net, "SUBSCRIBE").at(-1)!.status, 403);
+  sub.close();
+  winfo.close();
+  await Promise.all([close(), bob2.close()]);
 });

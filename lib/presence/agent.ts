@@ -23,6 +23,7 @@ import type { UserAgent } from "../sip/ua.ts";
 import { PIDF_CONTENT_TYPE } from "./pidf.ts";
 import { normalizeBuddyUri, sameBuddy } from "./resource_lists.ts";
 import { isUserStatus, statusToPidf, type UserStatus } from "./status.ts";
+import { formatWatcherInfo, type Watcher, WATCHERINFO_CONTENT_TYPE } from "./watcherinfo.ts";
 
 /** What to do with a watcher that is not on the allow list. */
 export type UnknownWatcherPolicy = "accept" | "pending" | "reject";
@@ -51,6 +52,12 @@ export interface PresenceAgentOptions {
   maxExpires?: number;
   /** Start documents with the XML declaration. Default false (39 bytes less per NOTIFY). */
   xmlDeclaration?: boolean;
+  /**
+   * Also serve watcher information (RFC 3857 `presence.winfo`, RFC 3858
+   * documents) to the user's own other clients (subscribers whose URI is
+   * the entity); others get 403. Default false.
+   */
+  winfo?: boolean;
   /** The notifier to plug into (to share one with other packages). Default: a new one on `ua`. */
   notifier?: Notifier;
   /** Receives watcher events. */
@@ -131,7 +138,52 @@ export class PresenceAgent {
       content: (sub) => this.#content(sub),
     };
     this.notifier.addPackage(pkg);
+    if (options.winfo) {
+      this.notifier.addPackage({
+        event: "presence.winfo",
+        contentTypes: [WATCHERINFO_CONTENT_TYPE],
+        defaultExpires: options.defaultExpires ?? 3600,
+        minExpires: options.minExpires ?? 60,
+        maxExpires: options.maxExpires ?? 86400,
+        minInterval: options.minInterval ?? 1000,
+        // RFC 3857 section 5.4: watcher information is for the presentity itself.
+        authorize: (sub) => sameBuddy(sub.subscriberUri, this.entity) ? "active" : { reject: 403 },
+        content: (sub) => this.#winfo(sub),
+      });
+    }
     this.notifier.addListener((e) => this.#forward(e));
+  }
+
+  #watcherIds = new WeakMap<ServerSubscription, string>();
+  #nextWatcherId = 1;
+
+  #watcherId(s: ServerSubscription): string {
+    let id = this.#watcherIds.get(s);
+    if (!id) {
+      id = `w${this.#nextWatcherId++}`;
+      this.#watcherIds.set(s, id);
+    }
+    return id;
+  }
+
+  #winfo(sub: ServerSubscription): NotifyContent {
+    const version = typeof sub.data.winfoVersion === "number" ? sub.data.winfoVersion : 0;
+    sub.data.winfoVersion = version + 1;
+    const watchers: Watcher[] = this.notifier.subscriptions("presence").map((s) => ({
+      id: this.#watcherId(s),
+      uri: s.subscriberUri,
+      status: s.state === "active" ? "active" : "pending",
+      event: s.state === "active" ? (s.authorized ? "approved" : "subscribe") : "subscribe",
+      expiration: s.expires,
+    }));
+    return {
+      body: formatWatcherInfo({
+        version,
+        state: "full",
+        lists: [{ resource: this.entity, package: "presence", watchers }],
+      }),
+      contentType: WATCHERINFO_CONTENT_TYPE,
+    };
   }
 
   #forward(e: NotifierEvent): void {
@@ -145,6 +197,7 @@ export class PresenceAgent {
       expires: e.type === "removed" ? 0 : s.expires,
     };
     if (e.reason !== undefined) event.reason = e.reason;
+    if (e.type !== "refreshed") this.notifier.notifyAll("presence.winfo");
     this.#options.onEvent?.(event);
     for (const l of this.#listeners) l(event);
   }
