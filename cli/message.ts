@@ -16,7 +16,7 @@ import {
   type OutgoingMessage,
   type ReceivedMessage,
 } from "../lib/im/message.ts";
-import { Registration, type RegistrationEvent, toSipUri, type UserAgent } from "../mod.ts";
+import { toSipUri, type UserAgent } from "../mod.ts";
 import {
   addCommonOptions,
   type CommandContext,
@@ -26,6 +26,7 @@ import {
 } from "./_common.ts";
 import { EXIT, usageError } from "./_exit.ts";
 import type { InputEvent } from "./_io.ts";
+import { keepRegistered, type KeptRegistration } from "./_register.ts";
 import { createUserAgent } from "./_ua.ts";
 
 /** Builds the `message` command. */
@@ -253,6 +254,7 @@ function startBatch(
   opts: Opts,
   defaultTo?: string,
   onResult?: (r: BatchResult) => Promise<void>,
+  kept?: KeptRegistration,
 ): { done: Promise<void>; worst: () => number } {
   let worst: number = EXIT.OK;
   const note = (code: number) => {
@@ -268,6 +270,8 @@ function startBatch(
     },
   });
   const done = ctx.readInput(async (event, line) => {
+    // With --register, address_changed lines (from `sipkit roam`) move the binding.
+    if (kept && await kept.handleInput(event, line)) return;
     if (event.type !== "send") return;
     const ref: LineRef = { line, id: event.id };
     const item = itemFromLine(event, { to: defaultTo, type: opts.type, cpim: opts.cpim });
@@ -421,15 +425,9 @@ async function listenAndChat(
       aor,
     });
   }
-  let registration: Registration | undefined;
-  if (opts.register) {
-    registration = new Registration(ua, {
-      registrar: opts.registrar,
-      expires: opts.expires,
-      onEvent: (e) => void emitRegistration(ctx, e),
-    });
-    registration.keepAlive();
-  }
+  const kept = opts.register
+    ? keepRegistered(ua, ctx, { registrar: opts.registrar, expires: opts.expires })
+    : undefined;
   let input: Promise<void>;
   let worst = () => EXIT.OK as number;
   if (chatUri && Deno.stdin.isTerminal()) {
@@ -448,6 +446,7 @@ async function listenAndChat(
       opts,
       chatUri,
       screen ? (r) => Promise.resolve(screen.result(r)) : undefined,
+      kept,
     );
     input = batch.done;
     worst = batch.worst;
@@ -459,14 +458,7 @@ async function listenAndChat(
     ctx.signal.addEventListener("abort", () => resolve(), { once: true });
     if (opts.chat) input.then(() => resolve());
   });
-  if (registration) {
-    registration.stop();
-    if (registration.registered) {
-      await registration.unregister().catch((e) =>
-        ctx.log.log("warn", `could not remove binding: ${(e as Error).message}`)
-      );
-    }
-  }
+  await kept?.stop();
   void listener;
   return opts.chat ? worst() : EXIT.OK;
 }
@@ -476,31 +468,6 @@ function formatTarget(aor: string): string {
     return aor.includes(":") && /^(sips?|tel):/i.test(aor) ? aor : `sip:${aor}`;
   } catch {
     throw usageError(`Invalid --chat address: ${aor}`);
-  }
-}
-
-function emitRegistration(ctx: CommandContext, e: RegistrationEvent): Promise<void> {
-  switch (e.type) {
-    case "registered":
-      return ctx.out.emit(e.refreshed ? "refreshed" : "registered", {
-        aor: e.aor,
-        contact: e.contact,
-        expires: e.expires,
-        registrar: e.registrar,
-      });
-    case "unregistered":
-      return ctx.out.emit("unregistered", {
-        aor: e.aor,
-        contact: e.contact,
-        registrar: e.registrar,
-      });
-    case "failed":
-      ctx.log.log("warn", `registration failed: ${e.status} ${e.reason}`);
-      return ctx.out.emit("registration_failed", {
-        status: e.status,
-        reason: e.reason,
-        retry_in: e.retryIn,
-      });
   }
 }
 
