@@ -140,14 +140,31 @@ function changeKey(e: PresenceEvent): string {
  * Watches buddies' presence.
  *
  * @example
- * ```ts ignore
- * const watcher = new PresenceWatcher(ua, {
- *   buddies: ["sip:bob@example.test"],
- *   onEvent: (e) => console.log(JSON.stringify(e)),
+ * ```ts
+ * import { PresenceWatcher } from "./watcher.ts";
+ * import { PresenceAgent } from "./agent.ts";
+ * import { UserAgent } from "../sip/ua.ts";
+ * import { LoopNetwork } from "../sip/transport_loop.ts";
+ * import assert from "node:assert/strict";
+ * const net = new LoopNetwork();
+ * const ua = (aor: string, host: string) =>
+ *   UserAgent.create({ aor, transports: [net.transport({ host })] });
+ * const alice = await ua("alice@192.0.2.1", "192.0.2.1");
+ * const bob = await ua("bob@192.0.2.2", "192.0.2.2");
+ * const agent = new PresenceAgent(bob, { allow: ["sip:alice@192.0.2.1"], minInterval: 0 });
+ * const seen: string[] = [];
+ * const watcher = new PresenceWatcher(alice, {
+ *   buddies: ["sip:bob@192.0.2.2"],
+ *   onEvent: (e) => e.type === "presence" && seen.push(e.status),
  * });
  * await watcher.start();
- * watcher.buddySubscribedToUs("sip:bob@example.test"); // mutual subscription
+ * await net.settled();
+ * agent.setStatus("busy");
+ * await net.settled();
+ * assert.deepEqual(seen, ["online", "busy"]);
  * await watcher.close();
+ * await agent.close();
+ * await Promise.all([alice.close(), bob.close()]);
  * ```
  */
 export class PresenceWatcher {

@@ -128,16 +128,32 @@ const REFRESH_FATAL = new Set([404, 405, 410, 416, 480, 481, 482, 483, 484, 485,
  * created (forks).
  *
  * @example
- * ```ts ignore
- * const sub = new Subscription(ua, "sip:bob@example.test", {
- *   event: "presence",
- *   accept: ["application/pidf+xml"],
- *   onNotify: (n) => console.log(new TextDecoder().decode(n.body)),
- *   onState: (s) => console.log(s.state, s.reason),
+ * ```ts
+ * import { Subscription } from "./subscriber.ts";
+ * import { Notifier } from "./notifier.ts";
+ * import { UserAgent } from "../ua.ts";
+ * import { LoopNetwork } from "../transport_loop.ts";
+ * import assert from "node:assert/strict";
+ * const net = new LoopNetwork();
+ * const ua = (aor: string, host: string) =>
+ *   UserAgent.create({ aor, transports: [net.transport({ host })] });
+ * const alice = await ua("alice@192.0.2.1", "192.0.2.1");
+ * const bob = await ua("bob@192.0.2.2", "192.0.2.2");
+ * new Notifier(bob).addPackage({
+ *   event: "test",
+ *   content: () => ({ body: "hello", contentType: "text/plain" }),
+ * });
+ * const got: string[] = [];
+ * const sub = new Subscription(alice, "sip:bob@192.0.2.2", {
+ *   event: "test",
+ *   onNotify: (n) => got.push(new TextDecoder().decode(n.body)),
  * });
  * await sub.start();
- * // ...
- * await sub.unsubscribe();
+ * await net.settled();
+ * assert.deepEqual(got, ["hello"]);
+ * await sub.unsubscribe(); // Expires: 0, then the final NOTIFY
+ * assert.equal(sub.state, "terminated");
+ * await Promise.all([alice.close(), bob.close()]);
  * ```
  */
 export class Subscription {
