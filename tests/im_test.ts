@@ -539,3 +539,61 @@ Deno.test("messageDemo() plays the conversation between alice and bob on loopbac
   assert.equal(messages[3].transport, "tcp");
   assert.ok(events.filter(([t]) => t === "sent").every(([, f]) => f.delivered === true));
 });
+
+Deno.test("MessageSender reports an authentication failure as kind auth", async () => {
+  const r = await rig();
+  try {
+    r.bob.handle("MESSAGE", (i) =>
+      i.respond(401, {
+        headers: [["WWW-Authenticate", 'Digest realm="example.test", nonce="abc", algorithm=MD5']],
+      }));
+    const p = new MessageSender(r.alice).send(BOB_URI, { body: "x" });
+    await assert.rejects(settle(r, p), (e: unknown) => {
+      assert.ok(e instanceof MessageSendError);
+      assert.equal(e.kind, "auth");
+      assert.equal(e.status, 401);
+      return true;
+    });
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("MessageSender follows a 302 to the new Contact", async () => {
+  const r = await rig();
+  const carol = await UserAgent.create({
+    aor: "carol@example.test",
+    transports: [r.net.transport({ host: "192.0.2.3" })],
+    clock: r.clock,
+    resolve: loopResolve,
+  });
+  try {
+    r.bob.handle(
+      "MESSAGE",
+      (i) => i.respond(302, { headers: [["Contact", "<sip:carol@192.0.2.3>"]] }),
+    );
+    const { got } = listen(carol);
+    const result = await settle(r, new MessageSender(r.alice).send(BOB_URI, { body: "moved?" }));
+    assert.equal(result.status, 200);
+    assert.equal(got[0].text, "moved?");
+  } finally {
+    await carol.close();
+    await r.close();
+  }
+});
+
+Deno.test("MessageSender reports an unreachable stream target as kind network", async () => {
+  const r = await rig({ tcp: true });
+  try {
+    const p = new MessageSender(r.alice).send("sip:nobody@192.0.2.9;transport=tcp", { body: "x" });
+    await assert.rejects(settle(r, p), (e: unknown) => {
+      assert.ok(e instanceof MessageSendError);
+      assert.equal(e.kind, "network");
+      assert.equal(e.status, 503);
+      assert.match(e.message, /Cannot connect/);
+      return true;
+    });
+  } finally {
+    await r.close();
+  }
+});
