@@ -347,6 +347,39 @@ Deno.test({
 });
 
 Deno.test({
+  name: "sipkit register through an outbound proxy, over UDP and TCP, to the AOR's domain",
+  ignore: !HAVE_KAMAILIO,
+  fn: () =>
+    withKamailio(async ({ k, env, bindings }) => {
+      const pw = { ...env, SIPKIT_PASSWORD: "carol-secret" };
+      for (const transport of ["udp", "tcp"]) {
+        // No --registrar: the registrar is the AOR's domain, reached through
+        // the proxy's Route (so no DNS look-up of example.test is made).
+        const r = await run([
+          "register",
+          "-u",
+          "carol@example.test",
+          "--proxy",
+          `${k.uri};transport=${transport}`,
+          "--once",
+          "--trace",
+        ], pw);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.events[0].registrar, "sip:example.test");
+        assert.match(r.stderr, /\r?\nREGISTER sip:example\.test SIP\/2\.0\r?\nVia: SIP\/2\.0\//);
+        assert.match(
+          r.stderr,
+          new RegExp(`Route: <sip:127\\.0\\.0\\.1:${k.port};transport=${transport};lr>`),
+        );
+        assert.match(r.stderr, new RegExp(`>>> sent to ${transport} 127\\.0\\.0\\.1:${k.port}`));
+        const contact = String(r.events[0].contact);
+        if (transport === "tcp") assert.match(contact, /;transport=tcp$/);
+        assert.ok((await bindings("carol")).includes(contact));
+      }
+    }),
+});
+
+Deno.test({
   name: "sipkit register on SIGTERM removes its binding and exits 0",
   ignore: !HAVE_KAMAILIO,
   fn: () =>
