@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import {
+  createResponse,
   formatMessage,
   parseMessage,
   SipMessageError,
@@ -295,20 +296,42 @@ Deno.test("RFC 4475 3.1.2: invalid messages are rejected with where and why", as
   await t.step("quotbal: unterminated quoted string (3.1.2.6)", () => {
     rejects("quotbal", { message: /To header: unterminated quoted string/, header: "To", line: 2 });
   });
+  // 3.1.2.7 to 3.1.2.10: "reasonable always to reject ... with a 400": the
+  // error carries the request (placeholder Request-URI) so a UAS can answer.
+  const answerable = (e: SipMessageError) => {
+    const partial = e.partial as SipRequest;
+    assert.equal(partial.uri.scheme, "");
+    const answer = createResponse(partial, e.status);
+    assert.equal(answer.status, 400);
+    assert.equal(answer.callId, partial.headers.get("Call-ID"));
+  };
   await t.step("ltgtruri: <> around the Request-URI (3.1.2.7)", () => {
-    rejects("ltgtruri", {
+    answerable(rejects("ltgtruri", {
       message: /start line: the Request-URI must not be enclosed in <>/,
       line: 1,
-    });
+      partial: true,
+    }));
   });
   await t.step("lwsruri: whitespace inside the Request-URI (3.1.2.8)", () => {
-    rejects("lwsruri", { message: /start line: whitespace inside the Request-URI/, line: 1 });
+    answerable(rejects("lwsruri", {
+      message: /start line: whitespace inside the Request-URI/,
+      line: 1,
+      partial: true,
+    }));
   });
   await t.step("lwsstart: several SP between Request-Line elements (3.1.2.9)", () => {
-    rejects("lwsstart", { message: /start line: more than one space after the method/, line: 1 });
+    answerable(rejects("lwsstart", {
+      message: /start line: more than one space after the method/,
+      line: 1,
+      partial: true,
+    }));
   });
   await t.step("trws: SP at the end of the Request-Line (3.1.2.10)", () => {
-    rejects("trws", { message: /start line: whitespace at the end of the Request-Line/, line: 1 });
+    answerable(rejects("trws", {
+      message: /start line: whitespace at the end of the Request-Line/,
+      line: 1,
+      partial: true,
+    }));
   });
   await t.step("escruri: escaped headers in the Request-URI (3.1.2.11)", () => {
     const e = rejects("escruri", {
@@ -382,7 +405,11 @@ Deno.test("RFC 4475 3.1.2: invalid messages are rejected with where and why", as
     });
   });
   await t.step("bigcode: status code above 699 (3.1.2.19)", () => {
-    rejects("bigcode", { message: /start line: invalid status code "4294967301"/, line: 1 });
+    rejects("bigcode", {
+      message: /start line: invalid status code "4294967301"/,
+      line: 1,
+      partial: false,
+    });
   });
   await t.step("badcseq: CSeq without a number", () => {
     rejects("badcseq", {

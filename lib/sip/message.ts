@@ -115,7 +115,11 @@ export class SipMessageError extends SipSyntaxError {
   readonly status: number;
   /** The reason phrase to answer with. */
   readonly reason: string;
-  /** The message as far as it was read (undefined when the start line or a header line is unreadable). */
+  /**
+   * The message as far as it was read; undefined when a header line is
+   * unreadable or a Status-Line is malformed. For a malformed Request-Line it
+   * is a request with the method and an empty placeholder URI (scheme "").
+   */
   readonly partial?: SipMessage;
 
   /** Creates the error. */
@@ -755,7 +759,26 @@ function parseRest(
   let lineEnd = nl === -1 ? head.length : nl;
   if (lineEnd > 0 && head.charCodeAt(lineEnd - 1) === 13) lineEnd--;
   if (lineEnd === 0) throw startError("empty message");
-  const msg = parseStartLine(head, lineEnd);
+  let msg: SipMessage;
+  let startFailure: SipSyntaxError | undefined;
+  try {
+    msg = parseStartLine(head, lineEnd);
+  } catch (e) {
+    // A request whose Request-Line is malformed can still be answered with
+    // 400 (RFC 4475 3.1.2.7 to 3.1.2.10) when its header lines are readable:
+    // read them into a request with an empty placeholder Request-URI.
+    const me = readToken(head, 0);
+    if (
+      !(e instanceof SipSyntaxError) || me === 0 || head.charCodeAt(me) !== 32 ||
+      head.startsWith("SIP/")
+    ) throw e;
+    startFailure = e;
+    msg = new SipRequest(
+      head.slice(0, me),
+      { scheme: "", host: "", params: {}, headers: {} },
+      new SipHeaders(),
+    );
+  }
   const lineOneEnd = lineEnd;
   const headers = msg.headers;
   const fields = headers.fields;
@@ -869,6 +892,13 @@ function parseRest(
   }
 
   headers._lines = lines;
+  if (startFailure !== undefined) {
+    throw new SipMessageError(startFailure.message, {
+      line: 1,
+      partial: msg,
+      cause: startFailure.cause ?? startFailure,
+    });
+  }
 
   // Content-Length framing (section 18.3 and 20.14).
   let cl = -1;
