@@ -121,6 +121,7 @@ async function runMessage(
     throw usageError(`--${mode} takes no recipient argument`);
   }
   if (body !== undefined && opts.file) throw usageError("give the body as an argument or --file");
+  if (opts.file && mode !== "send") throw usageError("--file goes with a recipient argument");
   if (opts.register && mode !== "listen" && mode !== "chat") {
     throw usageError("--register goes with --listen or --chat");
   }

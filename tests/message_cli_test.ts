@@ -114,6 +114,9 @@ Deno.test("sipkit message exits 2 on bad usage", async (t) => {
       ["--register without --listen", ["--register", "sip:bob@127.0.0.1:5060", "x"]],
       ["a body and --file", ["sip:bob@127.0.0.1:5060", "x", "--file", "/etc/hostname"]],
       ["a bad --type", ["sip:bob@127.0.0.1:5060", "x", "--type", "plain"]],
+      ["--file without a recipient", ["--file", "/etc/hostname"]],
+      ["a bad --concurrency", ["--concurrency", "zero"]],
+      ["--chat with a bad --accept", ["--chat", "bob@example.test", "--accept", "text"]],
     ];
     for (const [name, args] of cases) {
       await t.step(name, async () => {
