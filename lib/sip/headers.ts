@@ -289,6 +289,8 @@ export class SipHeaders {
   version = 0;
   /** Line numbers of the fields in the parsed message (valid while `version` is 0). @internal */
   _lines: number[] | undefined = undefined;
+  /** The header block the fields were parsed from, to count lines on error. @internal */
+  _head: string | undefined = undefined;
 
   /** Creates a header list from fields; names are canonicalized. */
   constructor(fields: HeaderField[] = []) {

@@ -189,7 +189,26 @@ class Cache {
 
 /** The 1-based line of field `i` in the parsed message, while the headers are unchanged. */
 function lineAt(h: SipHeaders, i: number): number | undefined {
-  return h.version === 0 && h._lines !== undefined && i >= 0 ? h._lines[i] : undefined;
+  if (h.version !== 0 || i < 0) return undefined;
+  if (h._lines === undefined) {
+    if (h._head === undefined) return undefined;
+    h._lines = fieldLines(h._head);
+  }
+  return h._lines[i];
+}
+
+/** The 1-based line where each header field starts, counted again from the header block. */
+function fieldLines(head: string): number[] {
+  const out: number[] = [];
+  let line = 1;
+  let pos = head.indexOf("\n") + 1;
+  while (pos > 0 && pos < head.length) {
+    line++;
+    const c = head.charCodeAt(pos);
+    if (c !== 32 && c !== 9) out.push(line);
+    pos = head.indexOf("\n", pos) + 1;
+  }
+  return out;
 }
 
 function headerError(e: unknown, name: string, h?: SipHeaders, i = -1): never {
@@ -471,7 +490,9 @@ export abstract class SipMessageBase {
   }
   /** Forget cached typed values after editing `headers.fields` directly (the methods of SipHeaders do it). */
   invalidate(): void {
-    this.headers._lines = undefined; // line numbers no longer match the fields
+    // Line numbers no longer match the fields.
+    this.headers._lines = undefined;
+    this.headers._head = undefined;
     this.#c = new Cache();
     this.#v = this.headers.version;
   }
@@ -787,7 +808,6 @@ function parseRest(
   // starting with SP or HTAB are folded into the previous value. The
   // headers every layer reads are located on the way.
   let line = 1;
-  const lines: number[] = [];
   let pos = nl === -1 ? head.length : nl + 1;
   const n = head.length;
   let cur: HeaderField | undefined;
@@ -856,7 +876,6 @@ function parseRest(
     cur = { name, value: sliceLws(head, colon + 1, lineEnd) };
     const index = fields.length;
     fields.push(cur);
-    lines.push(line);
     if (entry !== undefined && entry.code !== 0) {
       switch (entry.code) {
         case H_VIA:
@@ -891,7 +910,7 @@ function parseRest(
     pos = next;
   }
 
-  headers._lines = lines;
+  headers._head = head;
   if (startFailure !== undefined) {
     throw new SipMessageError(startFailure.message, {
       line: 1,
@@ -910,7 +929,7 @@ function parseRest(
       // framing error; over UDP the rest of the datagram is discarded.
       throw new SipMessageError(
         `Cannot parse Content-Length header: "${v}" is not a number from 0 to 2^32-1`,
-        { header: "Content-Length", line: lines[iCl], partial: msg },
+        { header: "Content-Length", line: lineAt(headers, iCl), partial: msg },
       );
     }
     if (clCount > 1) {
@@ -919,7 +938,7 @@ function parseRest(
         if (parseDigits(fields[i].value, 2 ** 32 - 1) !== cl) {
           throw new SipMessageError(
             "Cannot parse Content-Length header: several different values",
-            { header: "Content-Length", line: lines[i], partial: msg },
+            { header: "Content-Length", line: lineAt(headers, i), partial: msg },
           );
         }
         i = headers._index("Content-Length", i + 1);
@@ -935,13 +954,13 @@ function parseRest(
       // RFC 4475 3.1.2.2: over UDP a body shorter than Content-Length gets 400.
       throw new SipMessageError(
         `Cannot parse message: Content-Length is ${cl} but the body has ${avail} bytes`,
-        { header: "Content-Length", line: lines[iCl], partial: msg },
+        { header: "Content-Length", line: lineAt(headers, iCl), partial: msg },
       );
     } else {
       if (stream && cl < avail) {
         throw new SipMessageError(
           `Cannot parse message: ${avail - cl} bytes after the ${cl}-byte body of a framed message`,
-          { header: "Content-Length", line: lines[iCl], partial: msg },
+          { header: "Content-Length", line: lineAt(headers, iCl), partial: msg },
         );
       }
       // Section 18.3: octets after Content-Length are discarded (RFC 4475 3.1.1.8).
@@ -950,7 +969,7 @@ function parseRest(
   } else if (cl > 0) {
     throw new SipMessageError(
       `Cannot parse message: Content-Length is ${cl} but there is no body`,
-      { header: "Content-Length", line: lines[iCl], partial: msg },
+      { header: "Content-Length", line: lineAt(headers, iCl), partial: msg },
     );
   }
 
@@ -987,14 +1006,14 @@ function parseRest(
     const err = e as SipSyntaxError;
     throw new SipMessageError(
       at === -1 ? err.message : `Cannot parse ${which} header: ${err.message}`,
-      { header: which, line: at === -1 ? undefined : lines[at], cause: e, partial: msg },
+      { header: which, line: at === -1 ? undefined : lineAt(headers, at), cause: e, partial: msg },
     );
   }
   if (dup !== -1) {
     const name = fields[dup].name;
     throw new SipMessageError(`Cannot parse ${name} header: more than one ${name} header`, {
       header: name,
-      line: lines[dup],
+      line: lineAt(headers, dup),
       partial: msg,
     });
   }
@@ -1016,7 +1035,7 @@ function parseRest(
         `Cannot parse CSeq header: method "${cseqMethod}" does not match the Request-Line method "${msg.method}"`,
         {
           header: "CSeq",
-          line: lines[iCSeq],
+          line: lineAt(headers, iCSeq),
           partial: msg,
           status: known ? 400 : 501,
         },
