@@ -9,33 +9,39 @@
 import type { Command } from "@commander-js/extra-typings";
 import { CommandError, EXIT, usageError } from "./_exit.ts";
 
+/** Where environment variables are read from (Deno.env, or a map in tests). */
+export interface Env {
+  /** The value of a variable, or undefined. */
+  get(name: string): string | undefined;
+}
+
 /** The config directory: `$SIPKIT_CONFIG_DIR`, `$XDG_CONFIG_HOME/sipkit` or `~/.config/sipkit`. */
-export function configDir(): string {
-  const explicit = Deno.env.get("SIPKIT_CONFIG_DIR");
+export function configDir(env: Env = Deno.env): string {
+  const explicit = env.get("SIPKIT_CONFIG_DIR");
   if (explicit) return explicit;
-  const xdg = Deno.env.get("XDG_CONFIG_HOME");
+  const xdg = env.get("XDG_CONFIG_HOME");
   if (xdg) return `${xdg}/sipkit`;
-  return `${home()}/.config/sipkit`;
+  return `${home(env)}/.config/sipkit`;
 }
 
 /** The state directory: `$SIPKIT_STATE_DIR`, `$XDG_STATE_HOME/sipkit` or `~/.local/state/sipkit`. */
-export function stateDir(): string {
-  const explicit = Deno.env.get("SIPKIT_STATE_DIR");
+export function stateDir(env: Env = Deno.env): string {
+  const explicit = env.get("SIPKIT_STATE_DIR");
   if (explicit) return explicit;
-  const xdg = Deno.env.get("XDG_STATE_HOME");
+  const xdg = env.get("XDG_STATE_HOME");
   if (xdg) return `${xdg}/sipkit`;
-  return `${home()}/.local/state/sipkit`;
+  return `${home(env)}/.local/state/sipkit`;
 }
 
-function home(): string {
-  const h = Deno.env.get("HOME");
+function home(env: Env): string {
+  const h = env.get("HOME");
   if (!h) throw usageError("HOME is not set: set SIPKIT_CONFIG_DIR and SIPKIT_STATE_DIR");
   return h;
 }
 
 /** The config file: `$SIPKIT_CONFIG` or `<configDir>/config.json`. */
-export function configFile(): string {
-  return Deno.env.get("SIPKIT_CONFIG") ?? `${configDir()}/config.json`;
+export function configFile(env: Env = Deno.env): string {
+  return env.get("SIPKIT_CONFIG") ?? `${configDir(env)}/config.json`;
 }
 
 /** A profile: option values by long option name (snake_case or kebab-case). */
@@ -91,10 +97,11 @@ const NO_ENV = new Set(["profile"]);
 export async function applyConfig(
   // deno-lint-ignore no-explicit-any
   cmd: Command<any, any, any>,
-  env: { get(name: string): string | undefined } = Deno.env,
+  env: Env = Deno.env,
 ): Promise<void> {
   const opts = cmd.opts() as Record<string, unknown>;
-  const file = await loadConfigFile();
+  const path = configFile(env);
+  const file = await loadConfigFile(path);
   const profileName = (opts.profile as string | undefined) ?? env.get("SIPKIT_PROFILE") ??
     file.default_profile;
   let profile: Profile = {};
@@ -102,7 +109,7 @@ export async function applyConfig(
     const p = file.profiles?.[profileName];
     if (!p) {
       if (opts.profile !== undefined || env.get("SIPKIT_PROFILE") !== undefined) {
-        throw usageError(`Unknown profile "${profileName}" (config file ${configFile()})`);
+        throw usageError(`Unknown profile "${profileName}" (config file ${path})`);
       }
     } else profile = p;
   } else if (file.profiles?.default) {

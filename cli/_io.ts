@@ -70,8 +70,11 @@ export class NdjsonWriter implements EventSink {
 
   /** Writes one event. Resolves after the line is written (or dropped because stdout closed). */
   emit(type: string, fields: EventFields = {}): Promise<void> {
-    const event = { type, time: this.#now().toISOString(), ...fields };
+    const time = this.#now().toISOString();
+    const event = { type, time, ...fields };
+    // `type` and `time` belong to the frame: a field of the same name cannot replace them.
     event.type = type;
+    event.time = time;
     const line = this.#pretty ? prettyLine(event) : JSON.stringify(event);
     const bytes = this.#enc.encode(line + "\n");
     this.#chain = this.#chain.then(() => this.#writeAll(bytes));

@@ -1,0 +1,360 @@
+/**
+ * The command frame's parts, in process: NDJSON writer and reader, logger
+ * masking, config precedence, password sources, exit code mapping, and the
+ * shared registration helper's input handling.
+ */
+
+import assert from "node:assert/strict";
+import { Command } from "@commander-js/extra-typings";
+import { addCommonOptions, type CommandContext, exitCodeFor, intArg } from "../cli/_common.ts";
+import { applyConfig, configDir, configFile, passwordProvider, stateDir } from "../cli/_config.ts";
+import { CommandError, EXIT } from "../cli/_exit.ts";
+import { createLogger, type InputEvent, NdjsonWriter, readNdjson } from "../cli/_io.ts";
+import { keepRegistered } from "../cli/_register.ts";
+import { ManualClock } from "../lib/sip/clock.ts";
+import { SipRequestError } from "../lib/sip/errors.ts";
+import { LoopNetwork } from "../lib/sip/transport_loop.ts";
+import { UserAgent } from "../lib/sip/ua.ts";
+
+const dec = new TextDecoder();
+const enc = new TextEncoder();
+const NOW = new Date("2026-01-02T03:04:05.678Z");
+
+/** A byte sink that takes at most `chunk` bytes per write. */
+function sink(chunk = Infinity) {
+  const parts: Uint8Array[] = [];
+  return {
+    parts,
+    text: () => parts.map((p) => dec.decode(p)).join(""),
+    write(p: Uint8Array) {
+      const n = Math.min(chunk, p.length);
+      parts.push(p.slice(0, n));
+      return Promise.resolve(n);
+    },
+  };
+}
+
+Deno.test("NdjsonWriter writes one object per line, type and time first, even through short writes", async () => {
+  const out = sink(3);
+  const w = new NdjsonWriter(out, { now: () => NOW });
+  await w.emit("registered", { aor: "sip:a@x", expires: 60, skipped: undefined });
+  await w.emit("binding", { type: "not me", time: "not me", contact: "sip:a@1.2.3.4" });
+  const lines = out.text().split("\n");
+  assert.equal(lines.length, 3);
+  assert.equal(lines[2], "");
+  assert.equal(
+    lines[0],
+    '{"type":"registered","time":"2026-01-02T03:04:05.678Z","aor":"sip:a@x","expires":60}',
+  );
+  assert.deepEqual(JSON.parse(lines[1]), {
+    type: "binding",
+    time: "2026-01-02T03:04:05.678Z",
+    contact: "sip:a@1.2.3.4",
+  });
+});
+
+Deno.test("NdjsonWriter --pretty prints readable lines", async () => {
+  const out = sink();
+  const w = new NdjsonWriter(out, { now: () => NOW, pretty: true });
+  await w.emit("registered", { aor: "sip:a@x", expires: 60, bindings: [1] });
+  assert.equal(out.text(), "03:04:05.678 registered aor=sip:a@x expires=60 bindings=[1]\n");
+});
+
+Deno.test("NdjsonWriter on a broken pipe stops quietly and calls onClosed once", async () => {
+  let closed = 0;
+  let writes = 0;
+  const w = new NdjsonWriter({
+    write: () => {
+      writes++;
+      return Promise.reject(new Deno.errors.BrokenPipe("Broken pipe (os error 32)"));
+    },
+  }, { onClosed: () => closed++ });
+  await w.emit("one");
+  await w.emit("two");
+  await w.flush();
+  assert.equal(closed, 1);
+  assert.equal(writes, 1, "nothing more is written once the reader is gone");
+  assert.equal(w.closed, true);
+});
+
+Deno.test("NdjsonWriter passes on other write errors", async () => {
+  const w = new NdjsonWriter({ write: () => Promise.reject(new Error("disk on fire")) });
+  await assert.rejects(w.emit("x"), /disk on fire/);
+});
+
+Deno.test("createLogger() filters by level and masks secrets", () => {
+  const lines: string[] = [];
+  const secrets = ["hunter2"];
+  const log = createLogger({ level: "info", secrets: () => secrets, write: (t) => lines.push(t) });
+  log.log("debug", "hidden");
+  log.log("info", "password is hunter2");
+  log.log("warn", "careful");
+  log.log("error", "broken");
+  log.raw('Authorization: Digest username="hunter2"');
+  assert.deepEqual(lines, [
+    "sipkit: password is ***\n",
+    "sipkit: warn: careful\n",
+    "sipkit: error: broken\n",
+    'Authorization: Digest username="***"\n',
+  ]);
+});
+
+function stream(...chunks: string[]): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(c) {
+      for (const chunk of chunks) c.enqueue(enc.encode(chunk));
+      c.close();
+    },
+  });
+}
+
+Deno.test("readNdjson() hands over events in order and reports bad lines by number", async () => {
+  const got: [string, number][] = [];
+  const bad: [number, string][] = [];
+  await readNdjson(
+    stream(
+      '{"type":"address_changed","address":"192.0.2.7"}\n',
+      "not json\r\n",
+      "\n",
+      "[1,2]\n",
+      '{"no":"type"}\n{"type":"a"}\r\n{"ty',
+      'pe":"last"}',
+    ),
+    (e: InputEvent, line) => void got.push([e.type, line]),
+    { onInvalid: (line, message) => void bad.push([line, message]) },
+  );
+  assert.deepEqual(got, [["address_changed", 1], ["a", 6], ["last", 7]]);
+  assert.deepEqual(bad.map(([l]) => l), [2, 4, 5]);
+  assert.match(bad[0][1], /^not JSON/);
+  assert.equal(bad[1][1], "not a JSON object");
+  assert.equal(bad[2][1], 'missing string field "type"');
+});
+
+Deno.test("readNdjson() stops when aborted", async () => {
+  const controller = new AbortController();
+  let pull: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const input = new ReadableStream<Uint8Array>({ start: (c) => void (pull = c) });
+  const got: string[] = [];
+  const done = readNdjson(input, (e) => {
+    got.push(e.type);
+    controller.abort();
+  }, { onInvalid: () => {}, signal: controller.signal });
+  pull!.enqueue(enc.encode('{"type":"first"}\n'));
+  await done;
+  assert.deepEqual(got, ["first"]);
+});
+
+Deno.test("intArg() accepts whole numbers within bounds only", () => {
+  const parse = intArg("--expires", 1, 100);
+  assert.equal(parse("60"), 60);
+  for (const bad of ["0", "101", "-1", "1.5", "x", ""]) {
+    assert.throws(() => parse(bad), { code: "commander.invalidArgument" }, bad);
+  }
+});
+
+function testCommand() {
+  const cmd = new Command("register")
+    .option("--registrar <uri>")
+    .option("--expires <s>", "lifetime", intArg("--expires", 0), 3600)
+    .option("--once");
+  return addCommonOptions(cmd);
+}
+
+async function configured(
+  args: string[],
+  env: Record<string, string>,
+  config?: unknown,
+): Promise<Record<string, unknown>> {
+  const dir = await Deno.makeTempDir();
+  try {
+    if (config !== undefined) {
+      await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
+    }
+    const cmd = testCommand();
+    cmd.parse(args, { from: "user" });
+    const vars = new Map(Object.entries({ SIPKIT_CONFIG_DIR: dir, ...env }));
+    await applyConfig(cmd, { get: (k) => vars.get(k) });
+    return cmd.opts() as Record<string, unknown>;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("applyConfig(): flags, then SIPKIT_* variables, then the profile", async () => {
+  const config = {
+    default_profile: "home",
+    profiles: {
+      home: { user: "bob@example.test", expires: 600, proxy: "sip:p.test", once: true },
+      work: { "auth-user": "c1", auth_user: "c2", registrar: "sip:r.test" },
+      default: { user: "never@example.test" },
+    },
+  };
+  const home = await configured([], {}, config);
+  assert.equal(home.user, "bob@example.test");
+  assert.equal(home.expires, 600, "profile values go through the option parser");
+  assert.equal(home.once, true);
+  const env = await configured(
+    [],
+    { SIPKIT_USER: "carol@example.test", SIPKIT_EXPIRES: "120" },
+    config,
+  );
+  assert.equal(env.user, "carol@example.test");
+  assert.equal(env.expires, 120);
+  assert.equal(env.proxy, "sip:p.test", "other values still from the profile");
+  const flags = await configured(["-u", "dave@example.test", "--expires", "90"], {
+    SIPKIT_USER: "carol@example.test",
+    SIPKIT_EXPIRES: "120",
+  }, config);
+  assert.equal(flags.user, "dave@example.test");
+  assert.equal(flags.expires, 90);
+  const work = await configured(["--profile", "work"], {}, config);
+  assert.equal(work.registrar, "sip:r.test");
+  assert.equal(work.user, undefined);
+  const byEnv = await configured([], { SIPKIT_PROFILE: "work" }, config);
+  assert.equal(byEnv.registrar, "sip:r.test");
+  const bool = await configured([], { SIPKIT_TRACE: "1", SIPKIT_INSECURE: "no" }, {});
+  assert.equal(bool.trace, true);
+  assert.equal(bool.insecure, false);
+  const noFile = await configured([], {});
+  assert.equal(noFile.expires, 3600, "built-in default");
+});
+
+Deno.test("applyConfig() falls back to the profile named default", async () => {
+  const opts = await configured([], {}, { profiles: { default: { user: "x@example.test" } } });
+  assert.equal(opts.user, "x@example.test");
+});
+
+Deno.test("applyConfig() reports bad values and unknown profiles as usage errors", async () => {
+  const usage = (e: unknown) => e instanceof CommandError && e.code === EXIT.USAGE;
+  await assert.rejects(configured([], { SIPKIT_EXPIRES: "soon" }, {}), (e: Error) => {
+    assert.ok(usage(e));
+    assert.match(e.message, /environment variable SIPKIT_EXPIRES/);
+    return true;
+  });
+  await assert.rejects(configured([], { SIPKIT_TRANSPORT: "sctp" }, {}), usage);
+  await assert.rejects(configured(["--profile", "nope"], {}, { profiles: {} }), (e: Error) => {
+    assert.ok(usage(e));
+    assert.match(e.message, /Unknown profile "nope"/);
+    return true;
+  });
+  await assert.rejects(configured([], {}, [1, 2]), /not a JSON object/);
+  await assert.rejects(configured([], {}, { profiles: 3 }), /"profiles" must be an object/);
+});
+
+Deno.test("configDir(), stateDir() and configFile() follow SIPKIT_*, then XDG, then HOME", () => {
+  const env = (vars: Record<string, string>) => ({ get: (k: string) => vars[k] });
+  assert.equal(configDir(env({ SIPKIT_CONFIG_DIR: "/c", HOME: "/h" })), "/c");
+  assert.equal(configDir(env({ XDG_CONFIG_HOME: "/x", HOME: "/h" })), "/x/sipkit");
+  assert.equal(configDir(env({ HOME: "/h" })), "/h/.config/sipkit");
+  assert.equal(stateDir(env({ XDG_STATE_HOME: "/s" })), "/s/sipkit");
+  assert.equal(stateDir(env({ HOME: "/h" })), "/h/.local/state/sipkit");
+  assert.equal(configFile(env({ SIPKIT_CONFIG: "/f.json" })), "/f.json");
+  assert.equal(configFile(env({ HOME: "/h" })), "/h/.config/sipkit/config.json");
+  assert.throws(() => configDir(env({})), /HOME is not set/);
+});
+
+Deno.test("passwordProvider() reads the first line of a file, or a named variable, once", async () => {
+  const dir = await Deno.makeTempDir();
+  const name = `SIPKIT_TEST_PW_${crypto.randomUUID().slice(0, 8).toUpperCase()}`;
+  try {
+    await Deno.writeTextFile(`${dir}/pw`, "s3cret\r\nnext\n");
+    const fromFile = passwordProvider({ passwordFile: `${dir}/pw` });
+    assert.equal(await fromFile(), "s3cret");
+    Deno.env.set(name, "from-env");
+    const fromEnv = passwordProvider({ passwordEnv: name });
+    assert.equal(await fromEnv(), "from-env");
+    Deno.env.set(name, "changed");
+    assert.equal(await fromEnv(), "from-env", "read once");
+    await assert.rejects(
+      passwordProvider({ passwordFile: `${dir}/missing` })(),
+      (e: unknown) => e instanceof CommandError && e.code === EXIT.USAGE,
+    );
+    await assert.rejects(
+      passwordProvider({ passwordEnv: `${name}_UNSET` })(),
+      (e: unknown) => e instanceof CommandError && e.code === EXIT.USAGE,
+    );
+  } finally {
+    Deno.env.delete(name);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("exitCodeFor() maps errors to the documented exit codes", () => {
+  assert.equal(exitCodeFor(new CommandError(EXIT.USAGE, "x")), 2);
+  assert.equal(exitCodeFor(new SipRequestError(408, "Request Timeout", { local: true })), 3);
+  assert.equal(exitCodeFor(new SipRequestError(404, "Not Found")), 1);
+  assert.equal(exitCodeFor(new Deno.errors.ConnectionRefused("refused")), 3);
+  assert.equal(exitCodeFor(new Deno.errors.AddrInUse("in use")), 3);
+  assert.equal(exitCodeFor(new TypeError("bug")), 70);
+});
+
+Deno.test("keepRegistered() registers, follows address_changed, flags bad input, removes on stop", async () => {
+  const clock = new ManualClock();
+  const net = new LoopNetwork();
+  const resolve = (uri: { host: string; port?: number }) =>
+    Promise.resolve([{ protocol: "udp" as const, host: uri.host, port: uri.port ?? 5060 }]);
+  const ua = await UserAgent.create({
+    aor: "alice@example.test",
+    transports: [net.transport({ host: "192.0.2.1" })],
+    clock,
+    resolve,
+  });
+  const registrar = await UserAgent.create({
+    transports: [net.transport({ host: "192.0.2.5" })],
+    clock,
+    resolve,
+  });
+  const bound = new Set<string>();
+  registrar.handle("REGISTER", (i) => {
+    for (const c of i.request.contact) {
+      const key = `${c.uri.host}:${c.uri.port}`;
+      const expires = c.params.expires ?? String(i.request.expires ?? 3600);
+      if (expires === "0") bound.delete(key);
+      else bound.add(key);
+    }
+    return i.respond(200);
+  });
+  const events: Record<string, unknown>[] = [];
+  const logs: string[] = [];
+  const ctx = {
+    out: {
+      emit: (type: string, fields: Record<string, unknown> = {}) => {
+        events.push({ type, ...fields });
+        return Promise.resolve();
+      },
+    },
+    log: { log: (_l: string, m: string) => logs.push(m), raw: () => {} },
+  } as unknown as CommandContext;
+  try {
+    const kept = keepRegistered(ua, ctx, { registrar: "sip:192.0.2.5", expires: 600 });
+    await net.settled();
+    assert.deepEqual([...bound], ["192.0.2.1:5060"]);
+    assert.equal(events[0].type, "registered");
+
+    assert.equal(await kept.handleInput({ type: "status", status: "away" }, 1), false);
+    assert.equal(await kept.handleInput({ type: "address_changed", address: "nowhere" }, 2), true);
+    assert.equal(await kept.handleInput({ type: "address_changed" }, 3), true);
+    assert.deepEqual(events.slice(1).map((e) => [e.type, e.line]), [["error", 2], ["error", 3]]);
+    assert.match(String(events[1].message), /not an IP address/);
+
+    const moving = kept.handleInput({ type: "address_changed", address: "198.51.100.7" }, 4);
+    await net.settled();
+    assert.equal(await moving, true);
+    assert.deepEqual([...bound], ["198.51.100.7:5060"]);
+    const moved = events.at(-1)!;
+    assert.equal(moved.type, "registered");
+    assert.equal(moved.contact, "sip:alice@198.51.100.7:5060");
+    assert.deepEqual(moved.replaced, ["sip:alice@192.0.2.1:5060"]);
+
+    const stopping = kept.stop();
+    await net.settled();
+    await stopping;
+    assert.equal(bound.size, 0);
+    assert.equal(events.at(-1)!.type, "unregistered");
+    assert.ok(logs.some((l) => l.startsWith("removing binding sip:alice@198.51.100.7:5060")));
+    await kept.stop(); // twice is fine
+  } finally {
+    await ua.close();
+    await registrar.close();
+  }
+});
