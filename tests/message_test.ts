@@ -646,3 +646,17 @@ Deno.test("parseMessage() reads IPv6 references in the Request-URI, Via and Cont
   // Without brackets an IPv6 address is not a host.
   throwsSyntax(() => parseUri("sip:user@2001:db8::10"), /invalid port/);
 });
+
+Deno.test("createResponse() answers a partial message whose To is unreadable without touching To", () => {
+  let error: unknown;
+  try {
+    parseMessage(INVITE.replace('To: "Bob" <sip:bob@biloxi.example.com>', 'To: "Bob <sip:bob@x>'));
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof SipMessageError);
+  assert.equal(error.header, "To");
+  const res = createResponse(error.partial as SipRequest, error.status, { toTag: "t1" });
+  assert.equal(res.headers.get("To"), '"Bob <sip:bob@x>');
+  assert.ok(dec.decode(formatMessage(res)).startsWith("SIP/2.0 400 Bad Request\r\n"));
+});

@@ -1180,7 +1180,9 @@ export interface ResponseOptions extends MessageOptions {
  * Builds a response to a request (RFC 3261 section 8.2.6.2): copies Via (all,
  * in order), From, To (adding `toTag` when the request had none), Call-ID,
  * CSeq; Timestamp for 100 (section 8.2.6.1); Record-Route for 101-299
- * responses (section 12.1.1). `headers` are appended after those.
+ * responses (section 12.1.1). `headers` are appended after those. Works on
+ * the `partial` message of a {@linkcode SipMessageError} too (raw lines are
+ * copied; an unreadable To gets no tag).
  *
  * @example
  * ```ts
@@ -1212,9 +1214,7 @@ export function createResponse(
       copy.push({ name: n, value: f.value });
     } else if (n === "To") {
       let value = f.value;
-      if (options.toTag !== undefined && request.to.params.tag == null) {
-        value += ";tag=" + options.toTag;
-      }
+      if (options.toTag !== undefined && !hasToTag(request)) value += ";tag=" + options.toTag;
       copy.push({ name: n, value });
     }
   }
@@ -1224,6 +1224,15 @@ export function createResponse(
   }
   const body = applyOptions(headers, options);
   return new SipResponse(status, options.reason ?? reasonPhrase(status), headers, body);
+}
+
+/** True when the To header has a tag, or cannot be read (then it is left alone). */
+function hasToTag(request: SipRequest): boolean {
+  try {
+    return request.to.params.tag != null;
+  } catch {
+    return true;
+  }
 }
 
 /**
