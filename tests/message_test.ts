@@ -9,6 +9,7 @@ import {
   parseCSeq,
   parseMediaType,
   parseMessage,
+  parseSipDate,
   parseUri,
   parseVia,
   SipHeaders,
@@ -659,4 +660,15 @@ Deno.test("createResponse() answers a partial message whose To is unreadable wit
   const res = createResponse(error.partial as SipRequest, error.status, { toTag: "t1" });
   assert.equal(res.headers.get("To"), '"Bob <sip:bob@x>');
   assert.ok(dec.decode(formatMessage(res)).startsWith("SIP/2.0 400 Bad Request\r\n"));
+});
+
+Deno.test("parseSipDate() reads RFC 1123 dates in GMT only (section 20.17)", () => {
+  assert.equal(
+    parseSipDate("Sat, 13 Nov 2010 23:29:00 GMT").toISOString(),
+    "2010-11-13T23:29:00.000Z",
+  );
+  throwsSyntax(() => parseSipDate("Fri, 01 Jan 2010 16:00:00 EST"), /time zone "EST" is not GMT/);
+  throwsSyntax(() => parseSipDate("Sat, 13 Nov 2010 25:29:00 GMT"), /not an RFC 1123 date/);
+  throwsSyntax(() => parseSipDate("13 Nov 2010 23:29:00 GMT"), /not an RFC 1123 date/);
+  throwsSyntax(() => parseSipDate("Sat, 13 Foo 2010 23:29:00 GMT"), /not an RFC 1123 date/);
 });
