@@ -14,7 +14,7 @@ import {
 } from "../lib/presence/watcher.ts";
 import { buildListNotify } from "../lib/presence/rlmi.ts";
 import { statusToPidf, USER_STATUSES } from "../lib/presence/status.ts";
-import { advance, loopUa, requestsOf, until } from "./_presence_util.ts";
+import { advance, loopUa, requestsOf, responsesTo, until } from "./_presence_util.ts";
 
 const ALICE = "sip:alice@192.0.2.1";
 const BOB = "sip:bob@192.0.2.2";
@@ -68,10 +68,16 @@ Deno.test("PresenceWatcher reports presence on change only, with status, note an
   assert.deepEqual(first.contacts, [{ uri: "sip:bob@192.0.2.2" }]);
   assert.ok(first.raw.includes("<basic>open</basic>"));
   assert.deepEqual(r.subs().map((e) => e.state), ["active"]);
-  // A refresh brings the same document again: no event.
+  // A refresh with the entity-tag of the state we have (RFC 5839) gets 204 and no NOTIFY.
   await watcher.subscription(BOB)!.refresh();
   await advance(clock, net, 2000);
-  assert.equal(requestsOf(net, "NOTIFY").length, 2);
+  const refresh = requestsOf(net, "SUBSCRIBE")[1];
+  assert.equal(
+    refresh.headers.get("Suppress-If-Match"),
+    requestsOf(net, "NOTIFY")[0].headers.get("SIP-ETag"),
+  );
+  assert.equal(responsesTo(net, "SUBSCRIBE")[1].status, 204);
+  assert.equal(requestsOf(net, "NOTIFY").length, 1);
   assert.equal(r.presence().length, 1);
   agent.setStatus("away", { note: null });
   await advance(clock, net, 1000);

@@ -647,3 +647,35 @@ Deno.test("a NOTIFY with an old CSeq is refused with 500", async () => {
   sub.close();
   await close();
 });
+
+Deno.test("conditional refresh (RFC 5839): 204 without NOTIFY when the state is unchanged", async () => {
+  const { net, alice, bob, close } = await pair();
+  const n = new Notifier(bob);
+  const model = { text: "s1" };
+  n.addPackage({
+    event: "test",
+    entityTags: true,
+    minInterval: 60_000,
+    content: () => ({ body: model.text, contentType: "text/plain" }),
+  });
+  const { sub, notes } = subscriber(alice);
+  await sub.start();
+  await until(net, () => notes.length === 1);
+  const etag = notes[0].request.headers.get("SIP-ETag");
+  assert.ok(etag);
+  await sub.refresh();
+  await net.settled();
+  assert.equal(requestsOf(net, "SUBSCRIBE")[1].headers.get("Suppress-If-Match"), etag);
+  assert.equal(responsesTo(net, "SUBSCRIBE")[1].status, 204);
+  assert.equal(notes.length, 1, "no NOTIFY for a state the subscriber has");
+  // A change held back by the rate limit: the refresh must not be suppressed.
+  model.text = "s2";
+  n.notifyAll("test");
+  await sub.refresh();
+  await until(net, () => notes.length === 2);
+  assert.equal(responsesTo(net, "SUBSCRIBE")[2].status, 200);
+  assert.equal(dec.decode(notes[1].body), "s2");
+  assert.notEqual(notes[1].request.headers.get("SIP-ETag"), etag);
+  sub.close();
+  await close();
+});

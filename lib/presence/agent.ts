@@ -50,6 +50,12 @@ export interface PresenceAgentOptions {
   minExpires?: number;
   /** Longest duration granted, seconds. Default 86400. */
   maxExpires?: number;
+  /**
+   * Conditional notification (RFC 5839): entity-tags on NOTIFYs, and 204
+   * without a NOTIFY to a refresh that already has the current state.
+   * Default true (it only acts when the watcher asks with Suppress-If-Match).
+   */
+  entityTags?: boolean;
   /** Start documents with the XML declaration. Default false (39 bytes less per NOTIFY). */
   xmlDeclaration?: boolean;
   /**
@@ -134,6 +140,7 @@ export class PresenceAgent {
       minExpires: options.minExpires ?? 60,
       maxExpires: options.maxExpires ?? 86400,
       minInterval: options.minInterval ?? 1000,
+      entityTags: options.entityTags ?? true,
       authorize: (sub) => this.#authorize(sub),
       content: (sub) => this.#content(sub),
     };

@@ -56,9 +56,18 @@ export interface EventPackage {
   /**
    * At most one NOTIFY per subscription per this many milliseconds (RFC 6446
    * style); changes in between are merged and the last state is sent when
-   * the interval is over. Final NOTIFYs are never held. Default 0.
+   * the interval is over. Final NOTIFYs, and those that answer a refresh or
+   * an activation (RFC 6665 section 4.2.2: "immediately"), are never held.
+   * Default 0.
    */
   minInterval?: number;
+  /**
+   * Conditional event notification (RFC 5839): put an entity-tag (SIP-ETag)
+   * on every NOTIFY, and answer a refresh whose Suppress-If-Match names the
+   * state last sent with 204 (No Notification) instead of repeating it.
+   * Default false.
+   */
+  entityTags?: boolean;
   /** Status of the answer to a SUBSCRIBE held pending: 202 (RFC 3265) or 200 (RFC 6665). Default 202. */
   pendingStatus?: 200 | 202;
   /** Decides on a new subscription. Default: "active". */
@@ -299,6 +308,21 @@ function chooseType(accept: string[], offered: string[]): string | undefined {
   });
 }
 
+/** A short entity-tag for a state and document (FNV-1a, 32 bits, base 36). */
+function entityTag(state: string, content: NotifyContent | undefined): string {
+  let h = 0x811c9dc5;
+  const feed = (bytes: Uint8Array) => {
+    for (const b of bytes) {
+      h ^= b;
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
+  };
+  const enc = new TextEncoder();
+  feed(enc.encode(`${state}\n${content?.contentType ?? ""}\n`));
+  if (content) feed(typeof content.body === "string" ? enc.encode(content.body) : content.body);
+  return h.toString(36);
+}
+
 /** Parts of a new {@linkcode ServerSubscription}. */
 interface ServerSubscriptionInit {
   dialog: Dialog;
@@ -343,6 +367,9 @@ export class ServerSubscription {
   #final?: { reason: string; retryAfter?: number };
   #finalSent = false;
   #removed = false;
+  #lastEtag?: string;
+  #urgent = false;
+  #lastState?: ServerSubscriptionState;
   #idleWaiters: (() => void)[] = [];
   #notifyCount = 0;
 
@@ -398,6 +425,7 @@ export class ServerSubscription {
     this.#state = "active";
     this.#authorized = true;
     this.#notifier._emit({ type: "state", subscription: this });
+    this.#urgent = true;
     this.notify();
   }
 
@@ -496,6 +524,14 @@ export class ServerSubscription {
       return;
     }
     this.request = req;
+    if (expires > 0 && this.#canSuppress(req.headers.get("Suppress-If-Match"))) {
+      // RFC 5839 section 5: the subscriber has the current state already;
+      // 204 (No Notification) refreshes the subscription without a NOTIFY.
+      await incoming.respond(204, { headers: [["Expires", String(expires)]] });
+      this.#arm(expires);
+      this.#notifier._emit({ type: "refreshed", subscription: this });
+      return;
+    }
     await incoming.respond(200, { headers: [["Expires", String(expires)]] });
     if (expires === 0) {
       // Section 4.1.2.3: unsubscribing is a refresh with Expires 0; the
@@ -505,7 +541,16 @@ export class ServerSubscription {
     }
     this.#arm(expires);
     this.#notifier._emit({ type: "refreshed", subscription: this });
+    // Section 4.2.2: "immediately", so the rate limit does not hold it back.
+    this.#urgent = true;
     this.notify();
+  }
+
+  /** True when the entity-tag names the state last sent and nothing newer waits. */
+  #canSuppress(tag: string | undefined): boolean {
+    if (!this.#pkg.entityTags || tag === undefined || this.#lastEtag === undefined) return false;
+    return tag.trim() === this.#lastEtag && !this.#dirty && !this.#sending &&
+      this.#lastState === this.#state;
   }
 
   #arm(expires: number): void {
@@ -532,10 +577,14 @@ export class ServerSubscription {
       if (!this.#sending && !this.#dirty) this.#wakeIdle();
       return;
     }
-    if (this.#throttleTimer !== undefined && !this.#final) return;
     const clock = this.#notifier.ua.clock;
+    if (this.#urgent && this.#throttleTimer !== undefined) {
+      clock.clearTimeout(this.#throttleTimer);
+      this.#throttleTimer = undefined;
+    }
+    if (this.#throttleTimer !== undefined && !this.#final) return;
     const interval = this.#pkg.minInterval ?? 0;
-    if (!this.#final && this.#lastSentAt !== undefined && interval > 0) {
+    if (!this.#final && !this.#urgent && this.#lastSentAt !== undefined && interval > 0) {
       const wait = this.#lastSentAt + interval - clock.now();
       if (wait > 0) {
         this.#throttleTimer = clock.setTimeout(() => {
@@ -546,6 +595,7 @@ export class ServerSubscription {
       }
     }
     this.#dirty = false;
+    this.#urgent = false;
     this.#sending = true;
     this.#sendNotify().finally(() => {
       this.#sending = false;
@@ -565,10 +615,19 @@ export class ServerSubscription {
       })
       : formatSubscriptionState({ state: this.#state, expires: this.expires });
     const content = this.#pkg.content(this);
+    const headers: [string, string][] = [
+      ["Event", formatEvent(this.event)],
+      ["Subscription-State", stateValue],
+    ];
+    if (this.#pkg.entityTags && !final) {
+      this.#lastEtag = entityTag(this.#state, content);
+      this.#lastState = this.#state;
+      headers.push(["SIP-ETag", this.#lastEtag]);
+    }
     let req: SipRequest;
     try {
       req = this.dialog.createRequest("NOTIFY", {
-        headers: [["Event", formatEvent(this.event)], ["Subscription-State", stateValue]],
+        headers,
         body: content?.body,
         contentType: content?.contentType,
       });

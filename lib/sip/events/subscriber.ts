@@ -105,6 +105,8 @@ export type SubscriberState =
 
 interface Fork {
   dialog: Dialog;
+  /** The SIP-ETag of the last NOTIFY (RFC 5839), for Suppress-If-Match on refreshes. */
+  etag?: string;
   state: "init" | "pending" | "active";
   expiresAt: number;
   refreshTimer?: TimerId;
@@ -452,6 +454,11 @@ export class Subscription {
           ? [["Accept", this.#options.accept.join(", ")] as [string, string]]
           : []),
         ...(this.#options.headers ?? []),
+        // RFC 5839 section 4: a refresh conditional on the state we have;
+        // the notifier may answer 204 and send no NOTIFY.
+        ...(fork.etag !== undefined && expires > 0
+          ? [["Suppress-If-Match", fork.etag] as [string, string]]
+          : []),
       ],
     });
     const remoteTag = fork.dialog.id.remoteTag;
@@ -595,6 +602,7 @@ export class Subscription {
     }
     if (fork) {
       fork.state = state.state === "active" ? "active" : "pending";
+      fork.etag = req.headers.get("SIP-ETag")?.trim() || undefined;
       // The notifier may shorten the subscription (section 4.2.1.1).
       if (state.expires !== undefined && !this.#closing) {
         const left = (fork.expiresAt - this.#ua.clock.now()) / 1000;
