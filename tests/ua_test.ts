@@ -696,3 +696,36 @@ Deno.test("UserAgent answers OPTIONS over the wire format a peer sends", async (
     assert.equal(res.topVia.params.received, undefined);
   });
 });
+
+Deno.test("UserAgent answers 420 with Unsupported to a Require it does not know", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua("192.0.2.1", { aor: "alice@example.test" });
+    await bed.ua("192.0.2.2", { aor: "bob@example.test", supported: ["eventlist", "path"] });
+    const req = alice.createRequest("OPTIONS", "sip:bob@192.0.2.2", {
+      headers: [["Require", "path, 100rel"], ["Require", "foo"]],
+    });
+    const { response } = await bed.run(alice.send(req));
+    assert.equal(response.status, 420);
+    assert.equal(response.headers.get("Unsupported"), "100rel, foo");
+    const ok = alice.createRequest("OPTIONS", "sip:bob@192.0.2.2", {
+      headers: [["Require", "PATH"]],
+    });
+    const second = await bed.run(alice.send(ok));
+    assert.equal(second.response.status, 200);
+    assert.equal(second.response.headers.get("Supported"), "eventlist, path");
+  });
+});
+
+Deno.test("UserAgent returns a 3xx whose Contact cannot be parsed instead of following it", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua("192.0.2.1", { aor: "alice@example.test" });
+    const bob = await bed.ua("192.0.2.2", { aor: "bob@example.test" });
+    bob.handle("MESSAGE", (i) => i.respond(302, { headers: [["Contact", "<sip:x@y"]] }));
+    const { response } = await bed.run(
+      alice.send(alice.createRequest("MESSAGE", "sip:bob@192.0.2.2", { body: "x" }), {
+        followRedirects: true,
+      }),
+    );
+    assert.equal(response.status, 302);
+  });
+});

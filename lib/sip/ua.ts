@@ -96,6 +96,12 @@ export interface UserAgentOptions {
   transports?: Transport[];
   /** Host to advertise in Contact instead of the local address (after an address change). */
   advertisedHost?: string;
+  /**
+   * Option tags this UA supports (Supported header of OPTIONS answers); a
+   * request that requires any other gets 420 (RFC 3261 8.2.2.3). Default
+   * `["eventlist"]`.
+   */
+  supported?: string[];
 }
 
 /** Options of {@linkcode UserAgent.send}. */
@@ -211,6 +217,8 @@ export class UserAgent {
   displayName?: string;
   /** Host advertised in Contact (after an address change); undefined = the local address. */
   advertisedHost?: string;
+  /** Option tags supported (see {@linkcode UserAgentOptions.supported}). */
+  supported: string[];
 
   readonly #options: UserAgentOptions;
   readonly #handlers = new Map<string, RequestHandlerFn>();
@@ -235,6 +243,7 @@ export class UserAgent {
     this.transports = transports;
     this.transport = transport;
     this.advertisedHost = options.advertisedHost;
+    this.supported = options.supported ?? ["eventlist"];
     this.#userAgent = options.userAgent ?? `sipkit/${VERSION}`;
     this.#outboundProxy = options.outboundProxy ? toSipUri(options.outboundProxy) : undefined;
     this.transactions = new TransactionLayer({
@@ -436,7 +445,13 @@ export class UserAgent {
         continue;
       }
       if (response.status >= 300 && response.status < 400 && options.followRedirects) {
-        const contacts = response.contact
+        let offered: NameAddr[] = [];
+        try {
+          offered = response.contact;
+        } catch (e) {
+          this.log("warn", `cannot follow ${response.status}: ${(e as Error).message}`);
+        }
+        const contacts = offered
           .filter((c) => c.uri.scheme === "sip" || c.uri.scheme === "sips")
           .sort((a, b) => qValue(b) - qValue(a));
         const next = contacts.find((c) => !visited.has(formatUri(c.uri)));
@@ -584,7 +599,20 @@ export class UserAgent {
       incoming.respond(416).catch(() => {});
       return;
     }
-    // Section 16.3 / 8.2: Max-Forwards 0 on a request addressed elsewhere is a loop; for us it is fine.
+    // Section 8.2.2.3: "If a UAS does not understand an option-tag listed in
+    // a Require header field, it MUST respond by generating a response with
+    // status code 420 (Bad Extension). The UAS MUST add an Unsupported header
+    // field". Not for CANCEL and ACK, whose Require is not processed.
+    if (req.method !== "CANCEL" && req.method !== "ACK") {
+      const unknown = req.headers.values("Require").map((t) => t.trim())
+        .filter((t) =>
+          t !== "" && !this.supported.some((s) => s.toLowerCase() === t.toLowerCase())
+        );
+      if (unknown.length > 0) {
+        incoming.respond(420, { headers: [["Unsupported", unknown.join(", ")]] }).catch(() => {});
+        return;
+      }
+    }
     const toTag = req.to.params.tag;
     if (toTag != null && req.method !== "CANCEL") {
       const id = { callId: req.callId, localTag: toTag, remoteTag: req.from.params.tag ?? "" };
@@ -634,7 +662,9 @@ export class UserAgent {
         headers: [
           ["Allow", this.allowed.join(", ")],
           ["Accept", "application/sdp, application/pidf+xml, text/plain, message/cpim"],
-          ["Supported", "eventlist"],
+          ...(this.supported.length > 0
+            ? [["Supported", this.supported.join(", ")] as [string, string]]
+            : []),
           ["Accept-Language", "en"],
         ],
         contact: true,
