@@ -597,3 +597,20 @@ Deno.test("MessageSender reports an unreachable stream target as kind network", 
     await r.close();
   }
 });
+
+Deno.test("MessageListener.accepts() ignores parameters and case, and takes type/* and */*", async () => {
+  const r = await rig();
+  try {
+    const a = new MessageListener(r.bob, {
+      onMessage: () => {},
+      accept: [" Text/Plain;charset=UTF-8", "image/*"],
+    });
+    assert.equal(a.accepts("text/plain"), true);
+    assert.equal(a.accepts("image/png"), true);
+    assert.equal(a.accepts("text/html"), false);
+    const all = new MessageListener(r.bob, { onMessage: () => {}, accept: ["*/*"] });
+    assert.equal(all.accepts("application/x-anything"), true);
+  } finally {
+    await r.close();
+  }
+});

@@ -378,7 +378,9 @@ export class MessageListener {
   constructor(ua: UserAgent, options: MessageListenerOptions) {
     this.#options = options;
     this.#remember = options.remember ?? 10_000;
-    this.#accept = options.accept?.map((t) => t.trim().toLowerCase()).filter((t) => t !== "");
+    // Parameters (";charset=...") do not matter for the choice.
+    this.#accept = options.accept?.map((t) => t.split(";")[0].trim().toLowerCase())
+      .filter((t) => t !== "");
     if (this.#accept) {
       for (const t of this.#accept) {
         if (!/^(\*|[!#$%&'*+.^_`|~0-9a-z-]+)\/(\*|[!#$%&'*+.^_`|~0-9a-z-]+)$/.test(t)) {
