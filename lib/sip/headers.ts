@@ -173,7 +173,9 @@ for (const [short, long] of Object.entries(COMPACT_FORMS)) addEntry(short, long)
  */
 export function lookupName(s: string, start: number, end: number): NameEntry | undefined {
   const len = end - start;
-  const list = TABLE[len * 128 + (s.charCodeAt(start) | 32)];
+  const c0 = s.charCodeAt(start);
+  if (c0 >= 128) return undefined;
+  const list = TABLE[len * 128 + (c0 | 32)];
   if (list === undefined) return undefined;
   for (let k = 0; k < list.length; k++) {
     const sp = list[k].spelling;
@@ -183,7 +185,7 @@ export function lookupName(s: string, start: number, end: number): NameEntry | u
   }
   for (let k = 0; k < list.length; k++) {
     const sp = list[k].spelling;
-    let j = 1;
+    let j = 0;
     for (; j < len; j++) {
       const a = s.charCodeAt(start + j);
       const b = sp.charCodeAt(j);
