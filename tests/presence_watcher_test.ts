@@ -340,3 +340,40 @@ Deno.test("a list subscription (RFC 4662) is unpacked into per-buddy events", as
   await watcher.close({ unsubscribe: false });
   await Promise.all([alice.close(), rls.close()]);
 });
+
+Deno.test("PresenceWatcher.close({ unsubscribe: false }) cuts short an unsubscribe that waits", async () => {
+  const { net, alice, bob, close } = await net3();
+  // Bob answers every SUBSCRIBE, sends one NOTIFY, and never the final one.
+  bob.handle("SUBSCRIBE", async (incoming) => {
+    const req = incoming.request;
+    const toTag = generateTag();
+    const contact = `<${
+      formatUri(await bob.contactFor({ protocol: "udp", ...incoming.info.remote }))
+    }>`;
+    const dialog = Dialog.createUas(
+      req,
+      createResponse(req, 200, { toTag, headers: { Contact: contact } }),
+    );
+    bob.addDialog(dialog.id, (i) => i.respond(200, { headers: [["Expires", "0"]] }));
+    await incoming.respond(200, { toTag, headers: [["Contact", contact], ["Expires", "3600"]] });
+    const notify = dialog.createRequest("NOTIFY", {
+      headers: [["Event", "presence"], ["Subscription-State", "active;expires=3600"]],
+      body: statusToPidf("online", { entity: BOB }),
+      contentType: "application/pidf+xml",
+    });
+    await bob.send(notify, { dialog });
+  });
+  const r = recorder();
+  const watcher = new PresenceWatcher(alice, { buddies: [BOB], onEvent: r.onEvent });
+  await watcher.start();
+  await until(net, () => r.presence().length === 1);
+  let done = false;
+  const unsubscribing = watcher.close().then(() => done = true);
+  await net.settled();
+  assert.equal(responsesTo(net, "SUBSCRIBE").at(-1)!.status, 200);
+  assert.equal(done, false, "still waiting for a final NOTIFY");
+  await watcher.close({ unsubscribe: false });
+  await unsubscribing;
+  assert.equal(watcher.subscription(BOB)!.state, "terminated");
+  await close();
+});

@@ -260,17 +260,24 @@ export class PresenceWatcher {
   }
 
   /**
-   * Stops watching: unsubscribes everything (default) or just drops the
-   * subscriptions (`unsubscribe: false`).
+   * Stops watching: unsubscribes everything (default; waits at most 64*T1
+   * for the final NOTIFYs) or just drops the subscriptions and their timers
+   * (`unsubscribe: false`, which also ends an unsubscribe still waiting).
    */
   async close(options: { unsubscribe?: boolean } = {}): Promise<void> {
+    const subs = [...this.#subs.values()];
+    if (this.#list) subs.push(this.#list.sub);
+    if (options.unsubscribe === false) {
+      // Also cuts short an unsubscribe still waiting for its final NOTIFYs.
+      this.#closed = true;
+      this.#unlink?.();
+      subs.forEach((s) => s.close());
+      return;
+    }
     if (this.#closed) return;
     this.#closed = true;
     this.#unlink?.();
-    const subs = [...this.#subs.values()];
-    if (this.#list) subs.push(this.#list.sub);
-    if (options.unsubscribe === false) subs.forEach((s) => s.close());
-    else await Promise.all(subs.map((s) => s.unsubscribe()));
+    await Promise.all(subs.map((s) => s.unsubscribe()));
   }
 
   /**
