@@ -99,7 +99,10 @@ export interface PresenceFetchResult {
   uri: string;
   /** Its presence, when the fetch worked and the NOTIFY carried a document. */
   presence?: PresenceEvent;
-  /** Why not, otherwise. */
+  /**
+   * Why not, otherwise: the SIP status of the failed SUBSCRIBE (408 when
+   * nothing answered), or 200 when the NOTIFY came without a document.
+   */
   error?: { status: number; reason: string };
 }
 
@@ -290,7 +293,14 @@ export class PresenceWatcher {
       try {
         const n = await Subscription.fetch(ua, uri, { event: "presence", accept: PRESENCE_ACCEPT });
         const doc = presenceOf(n);
-        if (!doc) return { uri, error: { status: 204, reason: "NOTIFY without a document" } };
+        if (!doc) {
+          // E.g. a notifier that holds us pending sends no (or a neutral) document.
+          const why = n.state.reason ? `${n.state.state}, ${n.state.reason}` : n.state.state;
+          return {
+            uri,
+            error: { status: 200, reason: `NOTIFY without a presence document (${why})` },
+          };
+        }
         return { uri, presence: presenceEvent(uri, doc, new TextDecoder().decode(n.body)) };
       } catch (e) {
         const err = e as { status?: number; reason?: string; message?: string };
