@@ -159,10 +159,15 @@ export interface NameEntry {
 // Known names by (length, lowercase first character), so that the parser
 // finds a name with one array access and a startsWith, without slicing and
 // hashing it.
-const TABLE: NameEntry[][] = [];
+// The array is filled densely up front: a sparse one would fall back to
+// dictionary elements and cost a hash lookup per header.
+const MAX_KNOWN = 32;
+const NO_ENTRIES: NameEntry[] = [];
+const TABLE: NameEntry[][] = new Array(MAX_KNOWN * 128).fill(NO_ENTRIES);
 function addEntry(spelling: string, name: string): void {
   const key = spelling.length * 128 + (spelling.charCodeAt(0) | 32);
-  (TABLE[key] ??= []).push({ spelling, name, code: CODES[name] ?? 0 });
+  if (TABLE[key] === NO_ENTRIES) TABLE[key] = [];
+  TABLE[key].push({ spelling, name, code: CODES[name] ?? 0 });
 }
 for (const name of KNOWN_NAMES) addEntry(name, name);
 for (const [short, long] of Object.entries(COMPACT_FORMS)) addEntry(short, long);
@@ -174,9 +179,8 @@ for (const [short, long] of Object.entries(COMPACT_FORMS)) addEntry(short, long)
 export function lookupName(s: string, start: number, end: number): NameEntry | undefined {
   const len = end - start;
   const c0 = s.charCodeAt(start);
-  if (c0 >= 128) return undefined;
+  if (c0 >= 128 || len >= MAX_KNOWN) return undefined;
   const list = TABLE[len * 128 + (c0 | 32)];
-  if (list === undefined) return undefined;
   for (let k = 0; k < list.length; k++) {
     const sp = list[k].spelling;
     let j = 0;
