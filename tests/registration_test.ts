@@ -440,3 +440,19 @@ Deno.test("Registration.unregister({ contacts }) removes exactly those bindings,
     );
   });
 });
+
+Deno.test("Registration after a failed refresh still counts the binding until it expires", async () => {
+  await withRegistrar(
+    { expires: 100, backoffBase: 300 },
+    async ({ reg, registrar, events, advance }) => {
+      reg.keepAlive();
+      await advance(0);
+      registrar.failWith = 500;
+      await advance(50_000); // the refresh fails
+      assert.equal(events.at(-1)?.type, "failed");
+      assert.equal(reg.registered, true, "the old binding is still there");
+      await advance(51_000);
+      assert.equal(reg.registered, false, "expired");
+    },
+  );
+});

@@ -125,7 +125,8 @@ export class Registration {
   #contact?: string;
   /** Old contacts (after an address change) still to remove, with the next REGISTER. */
   #toRemove: string[] = [];
-  #registered = false;
+  /** Clock time (ms) until which our binding exists, as last granted; 0 when none. */
+  #boundUntil = 0;
   #timer?: TimerId;
   #failures = 0;
   #running = false;
@@ -150,9 +151,13 @@ export class Registration {
     return this.#contact;
   }
 
-  /** True while a binding is believed to exist. */
+  /**
+   * True while a binding is believed to exist: granted and not yet expired
+   * (a failed refresh leaves the old binding in place until it expires, so it
+   * is still removed on exit).
+   */
   get registered(): boolean {
-    return this.#registered;
+    return this.#boundUntil > this.#ua.clock.now();
   }
 
   /** The expiry requested in the next REGISTER (after a 423, the registrar's minimum). */
@@ -171,7 +176,7 @@ export class Registration {
 
   async #register(): Promise<number> {
     // A refresh is a REGISTER for the contact already bound (section 10.2.1).
-    const previous = this.#registered ? this.#contact : undefined;
+    const previous = this.registered ? this.#contact : undefined;
     let intervalRetried = false;
     for (;;) {
       const contacts: string[] = [];
@@ -198,7 +203,7 @@ export class Registration {
       const bindings = readBindings(res.response);
       const mine = bindings.find((b) => sameContact(b.contact, this.#contact ?? ""));
       const granted = mine?.expires ?? res.response.expires ?? this.#expires;
-      this.#registered = granted > 0;
+      this.#boundUntil = granted > 0 ? this.#ua.clock.now() + granted * 1000 : 0;
       this.#failures = 0;
       this.#options.onEvent?.({
         type: "registered",
@@ -233,7 +238,6 @@ export class Registration {
       this.#failures++;
       const retryIn = backoff(this.#failures, this.#options);
       const { status, reason, local } = describe(e);
-      this.#registered = false;
       this.#options.onEvent?.({ type: "failed", status, reason, retryIn, local });
       this.#schedule(retryIn);
     });
@@ -258,7 +262,7 @@ export class Registration {
       // A third-party contact does not move with us: just refresh it.
       if (!this.#options.contact) {
         this.#contact = undefined;
-        if (old && this.#registered && !this.#toRemove.includes(old)) this.#toRemove.push(old);
+        if (old && this.registered && !this.#toRemove.includes(old)) this.#toRemove.push(old);
       }
       try {
         const granted = await this.#register();
@@ -305,7 +309,7 @@ export class Registration {
         throw new RegistrationError(res.response.status, res.response.reason, false);
       }
       if (options.all || !options.contacts || contacts.includes(this.#contact ?? "")) {
-        this.#registered = false;
+        this.#boundUntil = 0;
         this.#toRemove = [];
       }
       for (const contact of contacts) {
