@@ -58,7 +58,21 @@ Examples:
   SIPKIT_PASSWORD=secret sipkit register -u alice@example.test
   sipkit register -u alice@example.test --registrar sip:127.0.0.1:5060 --once --password-file ~/.sip-pw
   sipkit register -u alice@example.test --query
-  sipkit roam | sipkit register -u alice@example.test`,
+  sipkit register -u alice@example.test --remove          # what --once left
+  sipkit roam | sipkit register -u alice@example.test
+
+Events (NDJSON on stdout, each with "type" and "time"):
+  registered          aor, contact, expires, registrar[, replaced]
+  refreshed           aor, contact, expires, registrar
+  unregistered        aor, contact ("*" for all), registrar
+  registration_failed status, reason[, retry_in]
+  binding             aor, contact, expires[, q], registrar   (--query)
+  error               source, line, message                   (bad stdin line)
+
+Input (NDJSON on stdin): {"type":"address_changed","address":"192.0.2.7"}
+
+Exit codes: 0 done, 1 the registrar said no, 2 bad usage, 3 network or timeout,
+130 interrupted (after removing the binding).`,
     );
   addCommonOptions(cmd);
   cmd.action(async () => {
