@@ -94,6 +94,13 @@ export function formatEvent(event: EventHeader): string {
 /**
  * True when two Event headers name the same subscription (RFC 6665 section
  * 8.2.1: same package, and the same `id` or both without one).
+ *
+ * @example
+ * ```ts
+ * import { parseEvent, sameEvent } from "./headers.ts";
+ * sameEvent(parseEvent("Presence"), parseEvent("presence")); // true
+ * sameEvent(parseEvent("presence;id=1"), parseEvent("presence")); // false
+ * ```
  */
 export function sameEvent(a: EventHeader, b: EventHeader): boolean {
   return a.package === b.package && (a.id ?? "") === (b.id ?? "");
@@ -238,7 +245,15 @@ export interface ResubscribeDelayOptions {
 /**
  * The back-off delay in seconds after `failures` consecutive failures:
  * `min(max, base * 2^failures)`, jittered down to as little as half of it
- * (the RFC 5626 section 4.5 style that {@linkcode Registration} uses too).
+ * (the RFC 5626 section 4.5 style that the registration usage uses too).
+ *
+ * @example
+ * ```ts
+ * import { backoffDelay } from "./headers.ts";
+ * backoffDelay(0, { random: () => 1 }); // 30
+ * backoffDelay(3, { random: () => 1 }); // 240
+ * backoffDelay(20, { random: () => 0 }); // 900: half of the 1800 cap
+ * ```
  */
 export function backoffDelay(failures: number, options: ResubscribeDelayOptions = {}): number {
   const base = options.backoffBase ?? 30;
