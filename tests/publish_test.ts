@@ -219,3 +219,15 @@ Deno.test("Publication.publish() rejects on failure; a failed timed refresh back
   pub.close();
   await close();
 });
+
+Deno.test("Publication serializes concurrent calls: the second modifies what the first created", async () => {
+  const { net, alice, state, close } = await setup();
+  const pub = new Publication(alice, { target: SERVER, autoRefresh: false });
+  const [a, b] = await Promise.all([pub.publish(online), pub.publish(busy)]);
+  assert.deepEqual([a.etag, b.etag], ["e1", "e2"]);
+  const reqs = requestsOf(net, "PUBLISH");
+  assert.equal(reqs[0].headers.has("SIP-If-Match"), false);
+  assert.equal(reqs[1].headers.get("SIP-If-Match"), "e1");
+  assert.deepEqual([...state.docs.values()], [busy]);
+  await close();
+});
