@@ -6,6 +6,8 @@
  */
 
 import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import type { Uri } from "../lib/sip/message.ts";
+import { toSipUri } from "../lib/sip/ua.ts";
 import { applyConfig } from "./_config.ts";
 import { CommandError, EXIT, type ExitCode } from "./_exit.ts";
 import {
@@ -66,6 +68,48 @@ export function intArg(
     }
     return n;
   };
+}
+
+/** URI schemes that are not SIP but could be mistaken for a user part. */
+const OTHER_SCHEMES = new Set([
+  "tel",
+  "mailto",
+  "http",
+  "https",
+  "im",
+  "pres",
+  "urn",
+  "xmpp",
+  "h323",
+]);
+
+/**
+ * Parses a URI given on the command line (`alice@example.test` or a full
+ * `sip:`/`sips:` URI); a bad one is a usage error naming the option.
+ * With `needUser`, the URI must have a user part (an address of record).
+ */
+export function uriOption(name: string, value: string, options: { needUser?: boolean } = {}): Uri {
+  // "mailto:x@y" would otherwise read as sip:mailto:x@y (user "mailto:x").
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(value.trim())?.[1].toLowerCase();
+  if (scheme && OTHER_SCHEMES.has(scheme)) {
+    throw new CommandError(EXIT.USAGE, `${name}: "${value}" is not a sip: or sips: URI`);
+  }
+  let uri: Uri;
+  try {
+    uri = toSipUri(value);
+  } catch (e) {
+    throw new CommandError(EXIT.USAGE, `${name}: ${(e as Error).message}`);
+  }
+  if (uri.scheme !== "sip" && uri.scheme !== "sips") {
+    throw new CommandError(EXIT.USAGE, `${name}: "${value}" is not a sip: or sips: URI`);
+  }
+  if (options.needUser && !uri.user) {
+    throw new CommandError(
+      EXIT.USAGE,
+      `${name}: "${value}" has no user part (expected user@domain, e.g. alice@example.test)`,
+    );
+  }
+  return uri;
 }
 
 /** Adds the shared options to a command. `listens` adds `--register`. */

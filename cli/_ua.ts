@@ -5,7 +5,7 @@
  */
 
 import { type TransportProtocol, UserAgent } from "../mod.ts";
-import type { CommandContext, CommonOptions } from "./_common.ts";
+import { type CommandContext, type CommonOptions, uriOption } from "./_common.ts";
 import { passwordProvider } from "./_config.ts";
 import { usageError } from "./_exit.ts";
 
@@ -24,6 +24,8 @@ export async function createUserAgent(
   if (options.requireUser && !common.user) {
     throw usageError('missing --user <aor> (or SIPKIT_USER, or a profile with "user")');
   }
+  if (common.user) uriOption("--user", common.user, { needUser: true });
+  if (common.proxy) uriOption("--proxy", common.proxy);
   const getPassword = passwordProvider(common);
   // A password named by a flag or the environment is read now, so that a
   // missing file or variable is a usage error at start rather than at the

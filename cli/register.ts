@@ -19,6 +19,7 @@ import {
   type CommonOptions,
   intArg,
   runCommand,
+  uriOption,
 } from "./_common.ts";
 import { EXIT, usageError } from "./_exit.ts";
 import {
@@ -39,7 +40,7 @@ export function registerCommand(): Command {
         "follows address_changed events from stdin, removes its binding on exit.",
     )
     .option("--registrar <uri>", "registrar URI (default: the domain of the AOR, RFC 3263)")
-    .option("--expires <s>", "requested binding lifetime in seconds", intArg("--expires", 0), 3600)
+    .option("--expires <s>", "requested binding lifetime in seconds", intArg("--expires", 1), 3600)
     .option("--once", "register once, print the result and exit (binding stays)")
     .option(
       "--remove",
@@ -99,6 +100,8 @@ async function runRegister(
   const modes = [opts.once, opts.remove, opts.query].filter(Boolean).length;
   if (modes > 1) throw usageError("--once, --remove and --query exclude each other");
   if (opts.all && !opts.remove) throw usageError("--all goes with --remove");
+  if (opts.registrar) uriOption("--registrar", opts.registrar);
+  if (opts.contact) uriOption("--contact", opts.contact);
   const ua = await createUserAgent(opts, ctx, { requireUser: true });
   try {
     if (!opts.once && !opts.remove && !opts.query) return await longRunning(ctx, ua, opts);

@@ -696,6 +696,15 @@ Deno.test("sipkit --help, --version and bad usage", async (t) => {
       ["--all alone", ["register", "-u", "a@b.test", "--all"], /--all goes with --remove/],
       ["bad transport", ["register", "-u", "a@b.test", "--transport", "sctp"], /sctp/],
       ["bad bind", ["register", "-u", "a@b.test", "--once", "--bind", "x:99999"], /port/i],
+      ["an AOR without user", ["register", "-u", "example.test", "--once"], /no user part/],
+      ["a bad AOR", ["register", "-u", "sip:a@", "--once"], /--user: Cannot parse/],
+      [
+        "a bad registrar",
+        ["register", "-u", "a@b.test", "--registrar", "sip:", "--once"],
+        /--registrar/,
+      ],
+      ["a bad proxy", ["register", "-u", "a@b.test", "--proxy", "mailto:x@y", "--once"], /--proxy/],
+      ["expires 0", ["register", "-u", "a@b.test", "--expires", "0"], /between 1 and/],
     ];
     for (const [name, args, re] of usage) {
       await t.step(`${name} exits 2`, async () => {

@@ -456,3 +456,14 @@ Deno.test("Registration after a failed refresh still counts the binding until it
     },
   );
 });
+
+Deno.test("readBindings() gives no bindings for an unparsable Contact list or Expires", async () => {
+  const { parseMessage } = await import("../lib/sip/message.ts");
+  const res = parseMessage(
+    "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\n" +
+      "To: <sip:a@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nContact: <sip:a@1.2.3.4\r\n" +
+      "Expires: soon\r\nContent-Length: 0\r\n\r\n",
+  );
+  // deno-lint-ignore no-explicit-any
+  assert.deepEqual(readBindings(res as any), []);
+});

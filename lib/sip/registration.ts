@@ -9,7 +9,7 @@
 import type { TimerId } from "./clock.ts";
 import { DigestAuthError } from "./digest.ts";
 import { SipRequestError } from "./errors.ts";
-import { formatUri, type SipResponse, type Uri } from "./message.ts";
+import { formatUri, type NameAddr, type SipResponse, type Uri } from "./message.ts";
 import { generateCallId } from "./transaction/mod.ts";
 import { toSipUri, type UserAgent } from "./ua.ts";
 
@@ -202,7 +202,7 @@ export class Registration {
       this.#toRemove = this.#toRemove.filter((c) => !removing.includes(c));
       const bindings = readBindings(res.response);
       const mine = bindings.find((b) => sameContact(b.contact, this.#contact ?? ""));
-      const granted = mine?.expires ?? res.response.expires ?? this.#expires;
+      const granted = mine?.expires ?? safeExpires(res.response) ?? this.#expires;
       this.#boundUntil = granted > 0 ? this.#ua.clock.now() + granted * 1000 : 0;
       this.#failures = 0;
       this.#options.onEvent?.({
@@ -396,8 +396,14 @@ export class Registration {
 /** Reads the bindings of a 2xx to REGISTER (section 10.2.4). */
 export function readBindings(res: SipResponse): Binding[] {
   const out: Binding[] = [];
-  const headerExpires = res.expires;
-  for (const c of res.contact) {
+  const headerExpires = safeExpires(res);
+  let contacts: NameAddr[];
+  try {
+    contacts = res.contact;
+  } catch {
+    return out; // a registrar's unparsable Contact list tells us nothing
+  }
+  for (const c of contacts) {
     if (c.uri.scheme === "*") continue;
     const e = c.params.expires;
     const expires = e != null && /^\d+$/.test(e) ? Number(e) : headerExpires ?? 3600;
@@ -405,6 +411,15 @@ export function readBindings(res: SipResponse): Binding[] {
     out.push({ contact: formatUri(c.uri), expires, q: Number.isFinite(q) ? q : undefined });
   }
   return out;
+}
+
+/** The Expires header of a response, or undefined when absent or unparsable. */
+function safeExpires(res: SipResponse): number | undefined {
+  try {
+    return res.expires;
+  } catch {
+    return undefined;
+  }
 }
 
 /** When to refresh a binding granted for `expires` seconds. */
