@@ -107,11 +107,27 @@ export class RegistrationError extends Error {
  * A registration of one contact for the UA's AOR.
  *
  * @example
- * ```ts ignore
- * const reg = new Registration(ua, { expires: 600, onEvent: console.log });
- * await reg.register();
- * reg.keepAlive();
+ * ```ts
+ * import { LoopNetwork } from "./transport_loop.ts";
+ * import { Registration } from "./registration.ts";
+ * import { UserAgent } from "./ua.ts";
+ * import assert from "node:assert/strict";
+ * const net = new LoopNetwork();
+ * const registrar = await UserAgent.create({ transports: [net.transport({ host: "192.0.2.5" })] });
+ * registrar.handle("REGISTER", (i) =>
+ *   i.respond(200, { headers: i.request.headers.getAll("Contact").map((value) => ({ name: "Contact", value })) })
+ * );
+ * const ua = await UserAgent.create({
+ *   aor: "alice@example.test",
+ *   transports: [net.transport({ host: "192.0.2.1" })],
+ * });
+ * const reg = new Registration(ua, { registrar: "sip:192.0.2.5", expires: 600 });
+ * assert.equal(await reg.register(), 600);
+ * assert.equal(reg.contact, "sip:alice@192.0.2.1:5060");
  * await reg.unregister();
+ * assert.equal(reg.registered, false);
+ * await ua.close();
+ * await registrar.close();
  * ```
  */
 export class Registration {
@@ -200,7 +216,8 @@ export class Registration {
       const sent = res.contact;
       if (sent) this.#contact = sent;
       this.#toRemove = this.#toRemove.filter((c) => !removing.includes(c));
-      const bindings = readBindings(res.response);
+      // A binding listed without expiry was granted what we asked (nothing says otherwise).
+      const bindings = readBindings(res.response, this.#expires);
       const mine = bindings.find((b) => sameContact(b.contact, this.#contact ?? ""));
       const granted = mine?.expires ?? safeExpires(res.response) ?? this.#expires;
       this.#boundUntil = granted > 0 ? this.#ua.clock.now() + granted * 1000 : 0;
@@ -393,8 +410,11 @@ export class Registration {
   }
 }
 
-/** Reads the bindings of a 2xx to REGISTER (section 10.2.4). */
-export function readBindings(res: SipResponse): Binding[] {
+/**
+ * Reads the bindings of a 2xx to REGISTER (section 10.2.4): each Contact with
+ * its expires parameter, else the Expires header, else `defaultExpires`.
+ */
+export function readBindings(res: SipResponse, defaultExpires = 3600): Binding[] {
   const out: Binding[] = [];
   const headerExpires = safeExpires(res);
   let contacts: NameAddr[];
@@ -406,7 +426,7 @@ export function readBindings(res: SipResponse): Binding[] {
   for (const c of contacts) {
     if (c.uri.scheme === "*") continue;
     const e = c.params.expires;
-    const expires = e != null && /^\d+$/.test(e) ? Number(e) : headerExpires ?? 3600;
+    const expires = e != null && /^\d+$/.test(e) ? Number(e) : headerExpires ?? defaultExpires;
     const q = c.params.q != null ? Number(c.params.q) : undefined;
     out.push({ contact: formatUri(c.uri), expires, q: Number.isFinite(q) ? q : undefined });
   }

@@ -193,11 +193,29 @@ export function parseHostPort(text: string, defaultPort = 0): HostPort {
  * The user agent core.
  *
  * @example
- * ```ts ignore
- * const ua = await UserAgent.create({ aor: "alice@example.test" });
- * const req = ua.createRequest("OPTIONS", "sip:bob@example.test");
- * const { response } = await ua.send(req);
- * await ua.close();
+ * ```ts
+ * import { LoopNetwork } from "./transport_loop.ts";
+ * import { UserAgent } from "./ua.ts";
+ * import assert from "node:assert/strict";
+ * // Two user agents on an in-memory network (real ones bind UDP/TCP sockets).
+ * const net = new LoopNetwork();
+ * const alice = await UserAgent.create({
+ *   aor: "alice@example.test",
+ *   transports: [net.transport({ host: "192.0.2.1" })],
+ * });
+ * const bob = await UserAgent.create({
+ *   aor: "bob@example.test",
+ *   transports: [net.transport({ host: "192.0.2.2" })],
+ * });
+ * bob.handle("MESSAGE", (incoming) => incoming.respond(200));
+ * const { response } = await alice.send(
+ *   alice.createRequest("MESSAGE", "sip:bob@192.0.2.2", { body: "hi", contentType: "text/plain" }),
+ * );
+ * assert.equal(response.status, 200);
+ * const options = await alice.send(alice.createRequest("OPTIONS", "sip:bob@192.0.2.2"));
+ * assert.equal(options.response.headers.get("Allow"), "OPTIONS, MESSAGE");
+ * await alice.close();
+ * await bob.close();
  * ```
  */
 export class UserAgent {
