@@ -679,3 +679,24 @@ Deno.test("conditional refresh (RFC 5839): 204 without NOTIFY when the state is 
   sub.close();
   await close();
 });
+
+Deno.test("a NOTIFY with a shorter expires brings the refresh forward", async () => {
+  const { net, clock, alice, bob, close } = await pair();
+  let dialog: Dialog | undefined;
+  bob.handle("SUBSCRIBE", async (incoming) => {
+    const made = await manualDialog(bob, incoming);
+    dialog = made.dialog;
+    bob.addDialog(made.dialog.id, (i) => i.respond(200, { headers: [["Expires", "100"]] }));
+    await incoming.respond(200, made.answer); // Expires: 3600
+  });
+  const { sub, notes } = subscriber(alice);
+  await sub.start();
+  await bob.send(notifyIn(dialog!, "active;expires=100", "x"), { dialog });
+  await net.settled();
+  assert.equal(notes.length, 1);
+  assert.equal(sub.expires, 100);
+  await advance(clock, net, 95_000, 5000); // refresh at 100 - 10 = 90 s
+  assert.equal(requestsOf(net, "SUBSCRIBE").length, 2);
+  sub.close();
+  await close();
+});
