@@ -58,15 +58,25 @@ export function allOf(s: string, flag: number): boolean {
   return true;
 }
 
-/** Index of the first character at or after `i` that is not SP or HTAB. */
-export function skipWs(s: string, i: number): number {
+/** Index of the first character at or after `i` (before `end`) that is not SP or HTAB. */
+export function skipWs(s: string, i: number, end: number = s.length): number {
   let c;
-  while (i < s.length && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
+  while (i < end && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
   return i;
 }
 
-/** Where the last reader stopped (readHost, readQuoted, readPort), to avoid returning tuples. */
-export const scan = { end: 0 };
+/**
+ * Scanner state shared by the readers: `end` is where the last reader stopped
+ * (readHost, readQuoted, readPort), to avoid returning tuples; `base` is where
+ * the value being parsed starts in its string (parsers read header values in
+ * place, inside the whole message text), for column numbers in errors.
+ */
+export const scan = { end: 0, base: 0 };
+
+/** 1-based column of index `i` in the value being parsed. */
+export function col(i: number): number {
+  return i - scan.base + 1;
+}
 
 /** `s.slice(start, end)` lowercased, without a copy when it has no uppercase letter. */
 export function sliceLower(s: string, start: number, end: number): string {
@@ -225,14 +235,14 @@ export function escape(s: string, flag: number): string {
  * = "\" followed by any character but CR and LF). Returns the unescaped text;
  * `scan.end` is the index after the closing quote.
  */
-export function readQuoted(s: string, i: number): string {
+export function readQuoted(s: string, i: number, end: number = s.length): string {
   let out = "";
   let start = i + 1;
-  for (let j = start; j < s.length; j++) {
+  for (let j = start; j < end; j++) {
     const c = s.charCodeAt(j);
     if (c === 92) {
       out += s.slice(start, j);
-      if (j + 1 >= s.length || s.charCodeAt(j + 1) === 13 || s.charCodeAt(j + 1) === 10) break;
+      if (j + 1 >= end || s.charCodeAt(j + 1) === 13 || s.charCodeAt(j + 1) === 10) break;
       out += s[j + 1];
       j++;
       start = j + 1;
@@ -306,24 +316,29 @@ function isGenValueChar(c: number): boolean {
  * end (section 25.1: generic-param = token [ EQUAL gen-value ], gen-value =
  * token / host / quoted-string). Names are lowercased; quoted values unquoted.
  */
-export function parseHeaderParams(s: string, i: number, params: Params, via = false): void {
-  const n = s.length;
-  i = skipWs(s, i);
+export function parseHeaderParams(
+  s: string,
+  i: number,
+  params: Params,
+  via = false,
+  n: number = s.length,
+): void {
+  i = skipWs(s, i, n);
   while (i < n) {
     if (s.charCodeAt(i) !== 59) {
-      throw fail(`unexpected "${s[i]}" at column ${i + 1}, expected ";"`);
+      throw fail(`unexpected "${s[i]}" at column ${col(i)}, expected ";"`);
     }
-    i = skipWs(s, i + 1);
+    i = skipWs(s, i + 1, n);
     const ns = i;
     let c = 0;
     while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
-    if (i === ns) throw fail(`empty parameter name at column ${ns + 1}`);
+    if (i === ns) throw fail(`empty parameter name at column ${col(ns)}`);
     const name = paramName(s, ns, i);
     while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
     if (i < n && s.charCodeAt(i) === 61) {
-      i = skipWs(s, i + 1);
+      i = skipWs(s, i + 1, n);
       if (i < n && s.charCodeAt(i) === 34) {
-        const v = readQuoted(s, i);
+        const v = readQuoted(s, i, n);
         if (via) checkViaParam(name, v);
         params[name] = v;
         i = scan.end;

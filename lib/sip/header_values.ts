@@ -12,6 +12,7 @@ import {
   C_TOKEN,
   C_WORD,
   CHARS,
+  col,
   fail,
   formatHeaderParams,
   type Params,
@@ -47,53 +48,55 @@ export interface CSeq {
 }
 
 /** Index after the token starting at `i` (== i when none). @internal */
-export function readToken(s: string, i: number): number {
+export function readToken(s: string, i: number, end: number = s.length): number {
   let c;
-  while (i < s.length && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
+  while (i < end && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
   return i;
 }
 
-/** Internal: parse one Via value without the error prefix. */
-export function _parseVia(s: string): Via {
-  const n = s.length;
+/** Internal: parses the Via value `s[start..end)` in place, without the error prefix. */
+export function _parseVia(s: string, start = 0, end: number = s.length): Via {
+  const n = end;
   // via-parm = sent-protocol LWS sent-by *( SEMI via-params )
   // sent-protocol = protocol-name SLASH protocol-version SLASH transport
   let protocol: string;
   let i: number;
   let e: number;
-  if (s.startsWith("SIP/2.0/", 0)) {
+  if (n - start > 8 && s.startsWith("SIP/2.0/", start)) {
     protocol = "SIP/2.0";
-    i = 8;
+    i = start + 8;
   } else {
-    i = skipWs(s, 0);
-    e = readToken(s, i);
+    i = skipWs(s, start, n);
+    e = readToken(s, i, n);
     if (e === i) throw fail("missing protocol name");
     const name = s.slice(i, e);
-    i = skipWs(s, e);
-    if (s.charCodeAt(i) !== 47) throw fail('expected "/" after the protocol name');
-    i = skipWs(s, i + 1);
-    e = readToken(s, i);
+    i = skipWs(s, e, n);
+    if (i >= n || s.charCodeAt(i) !== 47) throw fail('expected "/" after the protocol name');
+    i = skipWs(s, i + 1, n);
+    e = readToken(s, i, n);
     if (e === i) throw fail("missing protocol version");
     const version = s.slice(i, e);
-    i = skipWs(s, e);
-    if (s.charCodeAt(i) !== 47) throw fail('expected "/" after the protocol version');
-    i = skipWs(s, i + 1);
+    i = skipWs(s, e, n);
+    if (i >= n || s.charCodeAt(i) !== 47) {
+      throw fail('expected "/" after the protocol version');
+    }
+    i = skipWs(s, i + 1, n);
     protocol = name.toUpperCase() + "/" + version;
   }
-  e = readToken(s, i);
+  e = readToken(s, i, n);
   if (e === i) throw fail("missing transport");
   const transport = e - i === 3 && s.startsWith("UDP", i)
     ? "UDP"
     : e - i === 3 && s.startsWith("TCP", i)
     ? "TCP"
     : s.slice(i, e).toUpperCase();
-  i = skipWs(s, e);
+  i = skipWs(s, e, n);
   if (i === e) throw fail("expected whitespace before sent-by");
   const host = readHost(s, i, n);
-  i = skipWs(s, scan.end);
+  i = skipWs(s, scan.end, n);
   let port: number | undefined;
-  if (s.charCodeAt(i) === 58) {
-    i = skipWs(s, i + 1);
+  if (i < n && s.charCodeAt(i) === 58) {
+    i = skipWs(s, i + 1, n);
     const ps = i;
     let v = 0;
     let d;
@@ -106,7 +109,7 @@ export function _parseVia(s: string): Via {
   }
   const params: Params = {};
   // Checks ttl, maddr, received, branch and rport (RFC 3581) on the way.
-  parseHeaderParams(s, i, params, true);
+  parseHeaderParams(s, i, params, true, n);
   return port === undefined
     ? { protocol, transport, host, params }
     : { protocol, transport, host, port, params };
@@ -125,6 +128,7 @@ export function _parseVia(s: string): Via {
  */
 export function parseVia(text: string): Via {
   try {
+    scan.base = 0;
     return _parseVia(text);
   } catch (e) {
     rethrow(e, "Via header", { header: "Via" });
@@ -150,31 +154,34 @@ export function formatVia(via: Via): string {
 }
 
 /** Internal: parse a CSeq value without the error prefix. */
-export function _parseCSeq(s: string): CSeq {
+export function _parseCSeq(s: string, start = 0, end: number = s.length): CSeq {
   // CSeq = "CSeq" HCOLON 1*DIGIT LWS Method
-  let i = 0;
-  const n = s.length;
+  let i = start;
+  const n = end;
   let seq = 0;
   let c;
   while (i < n && (c = s.charCodeAt(i) - 48) >= 0 && c <= 9) {
     seq = seq * 10 + c;
     i++;
   }
-  if (i === 0) throw fail("missing sequence number");
+  if (i === start) throw fail("missing sequence number");
   // Section 8.1.1.5: "The sequence number MUST be expressible as a 32-bit
   // unsigned integer and MUST be less than 2**31."
-  if (i > 10 || seq >= 2 ** 31) throw fail(`sequence number ${s.slice(0, i)} is too large`);
+  if (i - start > 10 || seq >= 2 ** 31) {
+    throw fail(`sequence number ${s.slice(start, i)} is too large`);
+  }
   const ws = i;
-  i = skipWs(s, i);
+  i = skipWs(s, i, n);
   if (i === ws) throw fail("expected whitespace after the sequence number");
-  const me = readToken(s, i);
-  if (me === i || skipWs(s, me) !== n) throw fail(`invalid method "${s.slice(i)}"`);
+  const me = readToken(s, i, n);
+  if (me === i || skipWs(s, me, n) !== n) throw fail(`invalid method "${s.slice(i, n)}"`);
   return { seq, method: s.slice(i, me) };
 }
 
 /** Parses a CSeq value ("4711 INVITE"). */
 export function parseCSeq(text: string): CSeq {
   try {
+    scan.base = 0;
     return _parseCSeq(text);
   } catch (e) {
     rethrow(e, "CSeq header", { header: "CSeq" });
@@ -208,6 +215,7 @@ export function _parseMediaType(s: string): MediaType {
 /** Parses a Content-Type value ("application/sdp;charset=utf-8"). */
 export function parseMediaType(text: string): MediaType {
   try {
+    scan.base = 0;
     return _parseMediaType(text);
   } catch (e) {
     rethrow(e, "media type");
@@ -247,6 +255,7 @@ export function _parseSipDate(s: string): Date {
 /** Parses a SIP Date value ("Sat, 13 Nov 2010 23:29:00 GMT", section 20.17). */
 export function parseSipDate(text: string): Date {
   try {
+    scan.base = 0;
     return _parseSipDate(text);
   } catch (e) {
     rethrow(e, "Date header", { header: "Date" });
@@ -265,19 +274,20 @@ export interface TokenParams {
 export function _parseTokenParams(s: string): TokenParams {
   const i = skipWs(s, 0);
   const e = readToken(s, i);
-  if (e === i) throw fail(s.length === 0 ? "empty value" : `invalid token at column ${i + 1}`);
+  if (e === i) throw fail(s.length === 0 ? "empty value" : `invalid token at column ${col(i)}`);
   const params: Params = {};
   parseHeaderParams(s, e, params);
   return { value: s.slice(i, e).toLowerCase(), params };
 }
 
 /** Index of the first character not allowed in a Call-ID, or -1 (callid = word ["@" word]). @internal */
-export function badCallIdAt(v: string): number {
-  if (v.length === 0) return 0;
-  const at = v.indexOf("@");
-  for (let i = 0; i < v.length; i++) {
+export function badCallIdAt(v: string, start = 0, end: number = v.length): number {
+  if (end === start) return start;
+  let at = v.indexOf("@", start);
+  if (at >= end) at = -1;
+  for (let i = start; i < end; i++) {
     const ch = v.charCodeAt(i);
-    if (!((ch < 128 && (CHARS[ch] & C_WORD) !== 0) || (i === at && i > 0 && i < v.length - 1))) {
+    if (!((ch < 128 && (CHARS[ch] & C_WORD) !== 0) || (i === at && i > start && i < end - 1))) {
       return i;
     }
   }

@@ -297,6 +297,8 @@ export class SipHeaders {
   _lines: number[] | undefined = undefined;
   /** The header block the fields were parsed from, to count lines on error. @internal */
   _head: string | undefined = undefined;
+  /** Where the header block ends in `_head`. @internal */
+  _headEnd = 0;
 
   /** Creates a header list from fields; names are canonicalized. */
   constructor(fields: HeaderField[] = []) {

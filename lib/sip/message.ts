@@ -32,6 +32,7 @@ import {
   parseDigits,
   refuseCrLf,
   rethrow,
+  scan,
   sliceLws,
   splitList,
 } from "./_scan.ts";
@@ -192,17 +193,17 @@ function lineAt(h: SipHeaders, i: number): number | undefined {
   if (h.version !== 0 || i < 0) return undefined;
   if (h._lines === undefined) {
     if (h._head === undefined) return undefined;
-    h._lines = fieldLines(h._head);
+    h._lines = fieldLines(h._head, h._headEnd);
   }
   return h._lines[i];
 }
 
 /** The 1-based line where each header field starts, counted again from the header block. */
-function fieldLines(head: string): number[] {
+function fieldLines(head: string, end: number): number[] {
   const out: number[] = [];
   let line = 1;
   let pos = head.indexOf("\n") + 1;
-  while (pos > 0 && pos < head.length) {
+  while (pos > 0 && pos < end) {
     line++;
     const c = head.charCodeAt(pos);
     if (c !== 32 && c !== 9) out.push(line);
@@ -225,6 +226,7 @@ function required(h: SipHeaders, name: string): number {
 
 function parseRequired<T>(h: SipHeaders, name: string, parse: (s: string) => T): T {
   const i = required(h, name);
+  scan.base = 0;
   try {
     return parse(h.fields[i].value);
   } catch (e) {
@@ -241,6 +243,7 @@ function parseCallId(v: string): string {
 function parseOptional<T>(h: SipHeaders, name: string, parse: (s: string) => T): T | null {
   const i = h._index(name);
   if (i === -1) return null;
+  scan.base = 0;
   try {
     return parse(h.fields[i].value);
   } catch (e) {
@@ -255,6 +258,7 @@ function parseTopVia(line: string): Via {
 function parseList(h: SipHeaders, name: string): NameAddr[] {
   const out: NameAddr[] = [];
   let i = h._index(name);
+  scan.base = 0;
   try {
     for (; i !== -1; i = h._index(name, i + 1)) {
       for (const v of splitList(h.fields[i].value)) {
@@ -314,6 +318,7 @@ export abstract class SipMessageBase {
     const h = this.headers;
     const out: Via[] = [];
     let i = h._index("Via");
+    scan.base = 0;
     try {
       for (; i !== -1; i = h._index("Via", i + 1)) {
         for (const v of splitList(h.fields[i].value)) {
@@ -382,6 +387,7 @@ export abstract class SipMessageBase {
     if (c.mediaType === undefined) {
       const i = this.headers._index("Content-Type");
       try {
+        scan.base = 0;
         c.mediaType = i === -1 ? null : _parseMediaType(this.headers.fields[i].value);
       } catch (e) {
         headerError(e, "Content-Type", this.headers, i);
@@ -458,6 +464,7 @@ export abstract class SipMessageBase {
     if (c.date === undefined) {
       const i = this.headers._index("Date");
       try {
+        scan.base = 0;
         c.date = i === -1 ? null : _parseSipDate(this.headers.fields[i].value);
       } catch (e) {
         headerError(e, "Date", this.headers, i);
@@ -493,6 +500,7 @@ export abstract class SipMessageBase {
     // Line numbers no longer match the fields.
     this.headers._lines = undefined;
     this.headers._head = undefined;
+    this.headers._headEnd = 0;
     this.#c = new Cache();
     this.#v = this.headers.version;
   }
@@ -630,7 +638,8 @@ function parseStartLine(s: string, end: number): SipMessage {
   if (uriText.charCodeAt(0) === 60) throw startError("the Request-URI must not be enclosed in <>");
   let uri: Uri;
   try {
-    uri = _parseUri(uriText);
+    scan.base = me + 1;
+    uri = _parseUri(s, me + 1, sp2);
   } catch (e) {
     rethrow(e, `Request-URI "${uriText}"`, { line: 1 });
   }
@@ -700,21 +709,23 @@ function parseFramed(data: Uint8Array | string, stream: boolean): SipMessage {
   let head: string;
   let bodyBytes: Uint8Array | undefined;
   let bodyStart = -1;
+  let headEnd: number;
   if (typeof data === "string") {
     let s = 0;
     while (s < data.length && (data.charCodeAt(s) === 13 || data.charCodeAt(s) === 10)) s++;
-    let end = data.indexOf("\r\n\r\n", s);
+    head = s === 0 ? data : data.slice(s);
+    let end = head.indexOf("\r\n\r\n");
     let skip = 4;
-    const lf = data.indexOf("\n\n", s);
+    const lf = head.indexOf("\n\n");
     if (lf !== -1 && (end === -1 || lf < end)) {
       end = lf;
       skip = 2;
     }
     if (end === -1) {
-      head = data.slice(s);
+      headEnd = head.length;
     } else {
-      head = data.slice(s, end);
-      bodyBytes = encoder.encode(data.slice(end + skip));
+      headEnd = end;
+      bodyBytes = encoder.encode(head.slice(end + skip));
       bodyStart = 0;
     }
   } else {
@@ -732,10 +743,10 @@ function parseFramed(data: Uint8Array | string, stream: boolean): SipMessage {
       he !== -1 && data[b] === 13 && data[b + 1] === 10 && data[b + 2] === 13 &&
       data[b + 3] === 10
     ) {
-      const head = text.slice(0, he);
-      if (head.indexOf("\uFFFD") !== -1) decodeHead(data, s, b);
+      const bad = text.indexOf("\uFFFD");
+      if (bad !== -1 && bad < he) decodeHead(data, s, b);
       // undefined: an empty line inside, the header block ends earlier (bare LF).
-      const msg = parseRest(head, data, b + 4, stream);
+      const msg = parseRest(text, he, data, b + 4, stream);
       if (msg !== undefined) return msg;
     }
     let end = -1;
@@ -762,22 +773,30 @@ function parseFramed(data: Uint8Array | string, stream: boolean): SipMessage {
       bodyBytes = data;
       bodyStart = end;
     }
+    headEnd = head.length;
   }
 
-  const msg = parseRest(head, bodyBytes, bodyStart, stream);
+  const msg = parseRest(head, headEnd, bodyBytes, bodyStart, stream);
   if (msg === undefined) throw new SipMessageError("Cannot parse message: empty header line");
   return msg;
 }
 
+/**
+ * Parses the start line and header block `head[0..n)` (the whole decoded
+ * message may follow: headers are read in place, since parsing a flat string
+ * is faster than parsing slices of it).
+ */
 function parseRest(
   head: string,
+  n: number,
   bodyBytes: Uint8Array | undefined,
   bodyStart: number,
   stream: boolean,
 ): SipMessage | undefined {
   // Start line.
   let nl = head.indexOf("\n");
-  let lineEnd = nl === -1 ? head.length : nl;
+  if (nl >= n) nl = -1;
+  let lineEnd = nl === -1 ? n : nl;
   if (lineEnd > 0 && head.charCodeAt(lineEnd - 1) === 13) lineEnd--;
   if (lineEnd === 0) throw startError("empty message");
   let msg: SipMessage;
@@ -808,22 +827,27 @@ function parseRest(
   // starting with SP or HTAB are folded into the previous value. The
   // headers every layer reads are located on the way.
   let line = 1;
-  let pos = nl === -1 ? head.length : nl + 1;
-  const n = head.length;
+  let pos = nl === -1 ? n : nl + 1;
   let cur: HeaderField | undefined;
+  // Where the values of the tracked headers are in `head` (-1: folded, use
+  // the unfolded field value instead).
+  let viaS = -1, viaE = -1, fromS = -1, fromE = -1, toS = -1, toE = -1;
+  let callIdS = -1, callIdE = -1, cseqS = -1, cseqE = -1;
+  let curCode = 0;
   let iVia = -1, iFrom = -1, iTo = -1, iCallId = -1, iCSeq = -1, iMaxF = -1, iCl = -1;
   let dup = -1;
   let clCount = 0;
   let cr = -1;
   while (pos < n) {
     nl = head.indexOf("\n", pos);
+    if (nl >= n) nl = -1;
     const next = nl === -1 ? n : nl + 1;
     lineEnd = nl === -1 ? n : nl;
     if (lineEnd > pos && head.charCodeAt(lineEnd - 1) === 13) lineEnd--;
     line++;
     if (cr < pos) {
       cr = head.indexOf("\r", pos);
-      if (cr === -1) cr = n;
+      if (cr === -1 || cr > n) cr = n;
     }
     if (cr < lineEnd) {
       // CR and LF only end lines (section 7.3.1); a stray one would be
@@ -842,6 +866,23 @@ function parseRest(
       }
       const more = sliceLws(head, pos, lineEnd);
       if (more.length > 0) cur.value = cur.value.length > 0 ? cur.value + " " + more : more;
+      switch (curCode) {
+        case H_VIA:
+          viaS = -1;
+          break;
+        case H_FROM:
+          fromS = -1;
+          break;
+        case H_TO:
+          toS = -1;
+          break;
+        case H_CALL_ID:
+          callIdS = -1;
+          break;
+        case H_CSEQ:
+          cseqS = -1;
+          break;
+      }
       pos = next;
       continue;
     }
@@ -873,29 +914,55 @@ function parseRest(
       }
       name = head.slice(pos, nameEnd);
     }
-    cur = { name, value: sliceLws(head, colon + 1, lineEnd) };
+    let vs = colon + 1;
+    while (vs < lineEnd && ((ch = head.charCodeAt(vs)) === 32 || ch === 9)) vs++;
+    let ve = lineEnd;
+    while (ve > vs && ((ch = head.charCodeAt(ve - 1)) === 32 || ch === 9)) ve--;
+    cur = { name, value: head.slice(vs, ve) };
     const index = fields.length;
     fields.push(cur);
+    curCode = 0;
     if (entry !== undefined && entry.code !== 0) {
       switch (entry.code) {
         case H_VIA:
-          if (iVia === -1) iVia = index;
+          if (iVia === -1) {
+            iVia = index;
+            viaS = vs;
+            viaE = ve;
+            curCode = H_VIA;
+          }
           break;
         case H_FROM:
-          if (iFrom === -1) iFrom = index;
-          else if (dup === -1) dup = index;
+          if (iFrom === -1) {
+            iFrom = index;
+            fromS = vs;
+            fromE = ve;
+            curCode = H_FROM;
+          } else if (dup === -1) dup = index;
           break;
         case H_TO:
-          if (iTo === -1) iTo = index;
-          else if (dup === -1) dup = index;
+          if (iTo === -1) {
+            iTo = index;
+            toS = vs;
+            toE = ve;
+            curCode = H_TO;
+          } else if (dup === -1) dup = index;
           break;
         case H_CALL_ID:
-          if (iCallId === -1) iCallId = index;
-          else if (dup === -1) dup = index;
+          if (iCallId === -1) {
+            iCallId = index;
+            callIdS = vs;
+            callIdE = ve;
+            curCode = H_CALL_ID;
+          } else if (dup === -1) dup = index;
           break;
         case H_CSEQ:
-          if (iCSeq === -1) iCSeq = index;
-          else if (dup === -1) dup = index;
+          if (iCSeq === -1) {
+            iCSeq = index;
+            cseqS = vs;
+            cseqE = ve;
+            curCode = H_CSEQ;
+          } else if (dup === -1) dup = index;
           break;
         case H_MAX_FORWARDS:
           if (iMaxF === -1) iMaxF = index;
@@ -911,6 +978,7 @@ function parseRest(
   }
 
   headers._head = head;
+  headers._headEnd = n;
   if (startFailure !== undefined) {
     throw new SipMessageError(startFailure.message, {
       line: 1,
@@ -979,21 +1047,41 @@ function parseRest(
   let which = "Via";
   let at = iVia;
   try {
-    const topVia = parseTopVia(fields[need(iVia, "Via")].value);
+    need(iVia, "Via");
+    let topVia: Via;
+    const comma = viaS === -1 ? -1 : head.indexOf(",", viaS);
+    if (viaS !== -1 && (comma === -1 || comma >= viaE)) {
+      scan.base = viaS;
+      topVia = _parseVia(head, viaS, viaE);
+    } else {
+      scan.base = 0;
+      topVia = parseTopVia(fields[iVia].value);
+    }
     which = "From";
     at = iFrom;
-    const from = _parseNameAddr(fields[need(iFrom, "From")].value);
+    need(iFrom, "From");
+    scan.base = fromS === -1 ? 0 : fromS;
+    const from = fromS === -1
+      ? _parseNameAddr(fields[iFrom].value)
+      : _parseNameAddr(head, fromS, fromE);
     which = "To";
     at = iTo;
-    const to = _parseNameAddr(fields[need(iTo, "To")].value);
+    need(iTo, "To");
+    scan.base = toS === -1 ? 0 : toS;
+    const to = toS === -1 ? _parseNameAddr(fields[iTo].value) : _parseNameAddr(head, toS, toE);
     which = "Call-ID";
     at = iCallId;
     const callId = fields[need(iCallId, "Call-ID")].value;
-    const bad = badCallIdAt(callId);
-    if (bad !== -1) throw fail(`invalid character "${callId[bad]}" at column ${bad + 1}`);
+    const bad = callIdS === -1 ? badCallIdAt(callId) : badCallIdAt(head, callIdS, callIdE);
+    if (bad !== -1) {
+      const i = callIdS === -1 ? bad : bad - callIdS;
+      throw fail(`invalid character "${callId[i]}" at column ${i + 1}`);
+    }
     which = "CSeq";
     at = iCSeq;
-    const cseq = _parseCSeq(fields[need(iCSeq, "CSeq")].value);
+    need(iCSeq, "CSeq");
+    scan.base = cseqS === -1 ? 0 : cseqS;
+    const cseq = cseqS === -1 ? _parseCSeq(fields[iCSeq].value) : _parseCSeq(head, cseqS, cseqE);
     which = "Max-Forwards";
     at = iMaxF;
     let maxForwards: number | null = null;

@@ -15,6 +15,7 @@ import {
   C_TOKEN,
   C_USER,
   CHARS,
+  col,
   escape,
   fail,
   formatHeaderParams,
@@ -132,37 +133,34 @@ function checkChars(s: string, flag: number, what: string): string {
   return unescape(s);
 }
 
-/** Parses `;name[=value]` URI parameters (section 19.1.1) up to "?" or the end. */
-function readUriParams(s: string, i: number, params: Params): number {
-  const n = s.length;
+/** Parses `;name[=value]` URI parameters (section 19.1.1) up to "?" or `n`. */
+function readUriParams(s: string, i: number, params: Params, n: number): number {
   while (i < n && s.charCodeAt(i) === 59) {
     i++;
     const ns = i;
     let eq = -1;
+    let pct = false;
     let c;
     while (i < n && (c = s.charCodeAt(i)) !== 59 && c !== 63) {
       if (c === 61 && eq === -1) eq = i;
       else if (c >= 128 || (CHARS[c] & C_PARAM) === 0) {
         throw fail(`invalid character "${s[i]}" in URI parameter`);
-      }
+      } else if (c === 37 && eq === -1) pct = true;
       i++;
     }
     const nameEnd = eq === -1 ? i : eq;
     if (nameEnd === ns) throw fail("empty URI parameter name");
-    const pct = s.indexOf("%", ns);
-    const name = pct === -1 || pct >= nameEnd
-      ? paramName(s, ns, nameEnd)
-      : unescape(s.slice(ns, nameEnd)).toLowerCase();
+    const name = pct ? unescape(s.slice(ns, nameEnd)).toLowerCase() : paramName(s, ns, nameEnd);
     params[name] = eq === -1 ? null : unescape(s.slice(eq + 1, i));
   }
   return i;
 }
 
-function readUriHeaders(s: string, i: number, headers: Record<string, string>): number {
-  const n = s.length;
+function readUriHeaders(s: string, i: number, headers: Record<string, string>, n: number): number {
   // headers = "?" header *( "&" header ); header = hname "=" hvalue
   while (i < n) {
-    const amp = s.indexOf("&", i);
+    let amp = s.indexOf("&", i);
+    if (amp >= n) amp = -1;
     const end = amp === -1 ? n : amp;
     const eq = s.indexOf("=", i);
     if (eq === -1 || eq > end) throw fail('URI header without "="');
@@ -177,13 +175,12 @@ function readUriHeaders(s: string, i: number, headers: Record<string, string>): 
   return i;
 }
 
-function parseSipUri(s: string, scheme: string, p: number): Uri {
-  const n = s.length;
+function parseSipUri(s: string, scheme: string, p: number, n: number): Uri {
   const uri: Uri = { scheme, host: "", params: {}, headers: {} };
   // userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"; no
   // unescaped "@" may appear elsewhere in a SIP URI.
   const at = s.indexOf("@", p);
-  if (at !== -1) {
+  if (at !== -1 && at < n) {
     const colon = s.indexOf(":", p);
     if (colon !== -1 && colon < at) {
       if (colon === p) throw fail("empty user part");
@@ -201,57 +198,62 @@ function parseSipUri(s: string, scheme: string, p: number): Uri {
     uri.port = readPort(s, p + 1, n);
     p = scan.end;
   }
-  p = readUriParams(s, p, uri.params);
-  if (p < n && s.charCodeAt(p) === 63) p = readUriHeaders(s, p + 1, uri.headers);
-  if (p < n) throw fail(`unexpected "${s[p]}" at column ${p + 1}`);
+  p = readUriParams(s, p, uri.params, n);
+  if (p < n && s.charCodeAt(p) === 63) p = readUriHeaders(s, p + 1, uri.headers, n);
+  if (p < n) throw fail(`unexpected "${s[p]}" at column ${col(p)}`);
   return uri;
 }
 
-function parseTelUri(s: string, p: number): Uri {
+function parseTelUri(s: string, p: number, n: number): Uri {
   // RFC 3966: telephone-subscriber = global-number / local-number, then par.
-  const semi = s.indexOf(";", p);
-  const end = semi === -1 ? s.length : semi;
+  let semi = s.indexOf(";", p);
+  if (semi >= n) semi = -1;
+  const end = semi === -1 ? n : semi;
   const number = s.slice(p, end);
   if (!allOf(number, C_TEL)) throw fail(`invalid telephone number "${number}"`);
   const uri: Uri = { scheme: "tel", user: unescape(number), host: "", params: {}, headers: {} };
-  const q = readUriParams(s, end, uri.params);
-  if (q < s.length) throw fail(`unexpected "${s[q]}" at column ${q + 1}`);
+  const q = readUriParams(s, end, uri.params, n);
+  if (q < n) throw fail(`unexpected "${s[q]}" at column ${col(q)}`);
   return uri;
 }
 
-/** Internal: parse without the "Cannot parse URI" prefix. */
-export function _parseUri(s: string): Uri {
-  const c0 = s.charCodeAt(0) | 32;
+/**
+ * Internal: parses the URI `s[start..end)` (in place, without slicing it
+ * out), without the "Cannot parse URI" prefix. @internal
+ */
+export function _parseUri(s: string, start = 0, end: number = s.length): Uri {
+  const c0 = s.charCodeAt(start) | 32;
   // Fast path for the common "sip:" prefix.
-  if (c0 === 115 && s.length > 4) {
+  if (c0 === 115 && end - start > 4) {
     if (
-      s.charCodeAt(3) === 58 && (s.charCodeAt(1) | 32) === 105 && (s.charCodeAt(2) | 32) === 112
+      s.charCodeAt(start + 3) === 58 && (s.charCodeAt(start + 1) | 32) === 105 &&
+      (s.charCodeAt(start + 2) | 32) === 112
     ) {
-      return parseSipUri(s, "sip", 4);
+      return parseSipUri(s, "sip", start + 4, end);
     }
   }
-  const colon = s.indexOf(":");
-  if (colon <= 0) throw fail(s.length === 0 ? "empty URI" : "missing scheme");
-  const scheme = s.slice(0, colon).toLowerCase();
+  let colon = s.indexOf(":", start);
+  if (colon >= end) colon = -1;
+  if (colon <= start) throw fail(end === start ? "empty URI" : "missing scheme");
+  const scheme = s.slice(start, colon).toLowerCase();
   // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
-  for (let i = 0; i < colon; i++) {
+  for (let i = 0; i < scheme.length; i++) {
     const c = scheme.charCodeAt(i);
     const alpha = c >= 97 && c <= 122;
     if (!(alpha || (i > 0 && ((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 46)))) {
-      throw fail(`invalid scheme "${s.slice(0, colon)}"`);
+      throw fail(`invalid scheme "${s.slice(start, colon)}"`);
     }
   }
-  if (scheme === "sip" || scheme === "sips") return parseSipUri(s, scheme, colon + 1);
-  if (scheme === "tel") return parseTelUri(s, colon + 1);
-  const opaque = s.slice(colon + 1);
-  for (let i = 0; i < opaque.length; i++) {
-    const c = opaque.charCodeAt(i);
+  if (scheme === "sip" || scheme === "sips") return parseSipUri(s, scheme, colon + 1, end);
+  if (scheme === "tel") return parseTelUri(s, colon + 1, end);
+  for (let i = colon + 1; i < end; i++) {
+    const c = s.charCodeAt(i);
     if (c <= 32 || c === 127 || c === 60 || c === 62 || c === 34) {
-      throw fail(`invalid character at column ${colon + 2 + i}`);
+      throw fail(`invalid character at column ${col(i)}`);
     }
   }
-  if (opaque.length === 0) throw fail("empty URI after scheme");
-  return { scheme, host: "", params: {}, headers: {}, opaque };
+  if (colon + 1 === end) throw fail("empty URI after scheme");
+  return { scheme, host: "", params: {}, headers: {}, opaque: s.slice(colon + 1, end) };
 }
 
 /**
@@ -268,6 +270,7 @@ export function _parseUri(s: string): Uri {
  */
 export function parseUri(text: string): Uri {
   try {
+    scan.base = 0;
     return _parseUri(text);
   } catch (e) {
     rethrow(e, `URI "${text}"`);
@@ -353,20 +356,23 @@ export function formatUri(uri: Uri): string {
   return out;
 }
 
-/** Internal: parse a name-addr / addr-spec without the error prefix. */
-export function _parseNameAddr(s: string): NameAddr {
-  const n = s.length;
-  let i = skipWs(s, 0);
+/**
+ * Internal: parses the name-addr or addr-spec `s[start..end)` in place,
+ * without the error prefix. @internal
+ */
+export function _parseNameAddr(s: string, start = 0, end: number = s.length): NameAddr {
+  const n = end;
+  let i = skipWs(s, start, n);
   let displayName: string | undefined;
   let lt = -1;
   const c0 = s.charCodeAt(i);
   if (c0 === 34) {
     // display-name = quoted-string
-    displayName = readQuoted(s, i);
-    i = skipWs(s, scan.end);
-    if (s.charCodeAt(i) !== 60) throw fail('expected "<" after the display name');
+    displayName = readQuoted(s, i, n);
+    i = skipWs(s, scan.end, n);
+    if (i >= n || s.charCodeAt(i) !== 60) throw fail('expected "<" after the display name');
     lt = i;
-  } else if (c0 === 60) {
+  } else if (c0 === 60 && i < n) {
     lt = i;
   } else {
     // display-name = *(token LWS): scan tokens; a "<" makes it a name-addr,
@@ -381,39 +387,41 @@ export function _parseNameAddr(s: string): NameAddr {
       const name = sliceLws(s, i, j);
       if (name.length > 0) displayName = name;
       lt = j;
-    } else if (j < n && s.charCodeAt(j) !== 58 && s.indexOf("<", j) !== -1) {
-      // display-name = *(token LWS) / quoted-string (RFC 4475 3.1.2.15)
-      throw fail(`display name with "${s[j]}" must be quoted`);
+    } else if (j < n && s.charCodeAt(j) !== 58) {
+      const more = s.indexOf("<", j);
+      if (more !== -1 && more < n) {
+        // display-name = *(token LWS) / quoted-string (RFC 4475 3.1.2.15)
+        throw fail(`display name with "${s[j]}" must be quoted`);
+      }
     }
   }
   const params: Params = {};
   if (lt !== -1) {
     const gt = s.indexOf(">", lt);
-    if (gt === -1) throw fail('missing ">"');
-    const inner = s.slice(lt + 1, gt);
-    const c1 = inner.charCodeAt(0);
-    const c2 = inner.charCodeAt(inner.length - 1);
+    if (gt === -1 || gt >= n) throw fail('missing ">"');
+    const c1 = s.charCodeAt(lt + 1);
+    const c2 = s.charCodeAt(gt - 1);
     if (c1 === 32 || c1 === 9 || c2 === 32 || c2 === 9) {
       // RFC 4475 3.1.2.14: no spaces inside the angle brackets.
       throw fail("whitespace inside <>");
     }
-    const uri = _parseUri(inner);
-    parseHeaderParams(s, gt + 1, params);
+    const uri = _parseUri(s, lt + 1, gt);
+    parseHeaderParams(s, gt + 1, params, false, n);
     return displayName === undefined ? { uri, params } : { displayName, uri, params };
   }
   // addr-spec: "the URI MUST NOT contain ..., ? or ;" unbracketed (section
   // 20.10), so header parameters start at the first semicolon.
-  let end = s.indexOf(";", i);
-  if (end === -1) end = n;
-  let ue = end;
+  let semi = s.indexOf(";", i);
+  if (semi === -1 || semi > n) semi = n;
+  let ue = semi;
   while (ue > i && (s.charCodeAt(ue - 1) === 32 || s.charCodeAt(ue - 1) === 9)) ue--;
-  const text = s.slice(i, ue);
-  if (text.indexOf("?") !== -1 || text.indexOf(",") !== -1) {
-    throw fail('a URI with "?" or "," must be enclosed in <>');
+  for (let k = i; k < ue; k++) {
+    const c = s.charCodeAt(k);
+    if (c === 63 || c === 44) throw fail('a URI with "?" or "," must be enclosed in <>');
+    if (c === 32 || c === 9) throw fail(`unexpected space in "${s.slice(i, ue)}"`);
   }
-  if (text.indexOf(" ") !== -1) throw fail(`unexpected space in "${text}"`);
-  const uri = _parseUri(text);
-  parseHeaderParams(s, end, params);
+  const uri = _parseUri(s, i, ue);
+  parseHeaderParams(s, semi, params, false, n);
   return { uri, params };
 }
 
@@ -434,6 +442,7 @@ export function parseNameAddr(text: string): NameAddr {
   try {
     const t = sliceLws(text);
     if (t === "*") return { uri: { scheme: "*", host: "", params: {}, headers: {} }, params: {} };
+    scan.base = 0;
     return _parseNameAddr(text);
   } catch (e) {
     rethrow(e, `name-addr "${text}"`);
