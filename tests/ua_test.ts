@@ -4,6 +4,7 @@ import { DigestAuthError, DigestServer } from "../lib/sip/digest.ts";
 import { SipRequestError } from "../lib/sip/errors.ts";
 import { SipHeaders } from "../lib/sip/headers.ts";
 import {
+  createRequest,
   formatMessage,
   formatUri,
   parseMessage,
@@ -727,5 +728,36 @@ Deno.test("UserAgent returns a 3xx whose Contact cannot be parsed instead of fol
       }),
     );
     assert.equal(response.status, 302);
+  });
+});
+
+Deno.test("UserAgent answers 400 to a request whose To cannot be parsed, without calling handlers", async () => {
+  await withBed(async (bed) => {
+    const bob = await bed.ua("192.0.2.2", { aor: "bob@example.test" });
+    let called = 0;
+    bob.handle("MESSAGE", () => void called++);
+    const raw = bed.raw("192.0.2.99");
+    // Built, not parsed: the header is only read (and found broken) by the UA.
+    const req = createRequest("MESSAGE", "sip:bob@192.0.2.2", {
+      headers: [
+        ["Via", "SIP/2.0/UDP 192.0.2.99:5060;branch=z9hG4bK-lazy"],
+        ["Max-Forwards", "70"],
+        ["From", "<sip:probe@example.test>;tag=p1"],
+        ["To", "<sip:bob@example.test"],
+        ["Call-ID", "lazy-1"],
+        ["CSeq", "1 MESSAGE"],
+      ],
+    });
+    bob.transactions.receiveRequest(req, {
+      remote: { host: "192.0.2.99", port: 5060 },
+      local: { host: "192.0.2.2", port: 5060 },
+      protocol: "udp",
+      transport: bob.transports[0],
+    });
+    await bed.net.settled();
+    assert.equal(raw.got.length, 1);
+    assert.equal(raw.got[0].status, 400);
+    assert.match(raw.got[0].text, /^SIP\/2\.0 400 Cannot parse To header/);
+    assert.equal(called, 0);
   });
 });
