@@ -97,6 +97,17 @@ export function keepRegistered(
       }
       if (stopping) return true;
       ctx.log.log("info", `address changed to ${address}: re-registering`);
+      // A socket bound to one address does not receive on another.
+      const fixed = ua.transports.find((t) =>
+        t.local.port !== 0 && !isUnspecified(t.local.host) && t.local.host !== address
+      );
+      if (fixed && !options.contact) {
+        ctx.log.log(
+          "warn",
+          `bound to ${fixed.local.host}: requests to ${address} will not reach this process ` +
+            "(bind to all interfaces, the default, to follow address changes)",
+        );
+      }
       // A failure is reported as registration_failed and retried with back-off.
       await registration.changeAddress(address).catch(() => {});
       return true;
@@ -159,6 +170,10 @@ export function emitRegistrationEvent(ctx: CommandContext, e: RegistrationEvent)
         retry_in: e.retryIn,
       });
   }
+}
+
+function isUnspecified(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "[::]";
 }
 
 /** An IPv4 or IPv6 address (what `roam` reports), not a name. */

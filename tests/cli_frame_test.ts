@@ -345,6 +345,7 @@ Deno.test("keepRegistered() registers, follows address_changed, flags bad input,
     assert.equal(moved.type, "registered");
     assert.equal(moved.contact, "sip:alice@198.51.100.7:5060");
     assert.deepEqual(moved.replaced, ["sip:alice@192.0.2.1:5060"]);
+    assert.ok(logs.some((l) => l.startsWith("bound to 192.0.2.1: requests to 198.51.100.7")));
 
     const stopping = kept.stop();
     await net.settled();
