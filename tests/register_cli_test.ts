@@ -184,7 +184,15 @@ async function run(
   env: Record<string, string> = {},
 ): Promise<{ code: number; events: Ev[]; stderr: string; badLines: string[] }> {
   const p = new Sipkit(args, env);
+  // A one-shot run that hangs fails the test instead of stalling the suite.
+  let hung = false;
+  const timer = setTimeout(() => {
+    hung = true;
+    p.kill("SIGKILL");
+  }, 30_000);
   const code = await p.exited;
+  clearTimeout(timer);
+  if (hung) throw new Error(`sipkit ${args.join(" ")} did not end within 30 s\n${p.logs()}`);
   return { code, events: p.events, stderr: p.stderr, badLines: p.badLines };
 }
 
