@@ -7,12 +7,16 @@
 
 import type { Clock } from "../lib/sip/clock.ts";
 import {
+  createResponse,
+  formatUri,
   parseMessage,
   type SipMessage,
   type SipRequest,
   type SipResponse,
+  type Uri,
 } from "../lib/sip/message.ts";
 import type { LoopNetwork } from "../lib/sip/transport_loop.ts";
+import { type InboundInfo, TransportLayer } from "../lib/sip/transport_layer.ts";
 import { UserAgent } from "../lib/sip/ua.ts";
 
 /** A UA `user@host` on the loop network, port 5060, UDP (and TCP when asked). */
@@ -20,7 +24,7 @@ export function loopUa(
   net: LoopNetwork,
   user: string,
   host: string,
-  options: { clock?: Clock; port?: number; tcp?: boolean; aor?: string } = {},
+  options: { clock?: Clock; port?: number; tcp?: boolean; aor?: string; proxy?: string } = {},
 ): Promise<UserAgent> {
   const port = options.port ?? 5060;
   const transports = [net.transport({ host, port })];
@@ -28,6 +32,7 @@ export function loopUa(
   if (options.tcp) transports.push(net.transport({ host, port, protocol: "tcp" }));
   return UserAgent.create({
     aor: options.aor ?? `${user}@${host}`,
+    outboundProxy: options.proxy,
     transports,
     clock: options.clock,
     timers: { t1: 500 },
@@ -84,5 +89,86 @@ export async function advance(
     await net.settled();
     await new Promise((r) => setTimeout(r, 0));
     await net.settled();
+  }
+}
+
+/**
+ * A tiny stateless proxy and registrar for one domain on the loop network
+ * (what the thesis had between its clients): REGISTER stores the contact,
+ * a request for a user of the domain who is not registered gets 404, other
+ * requests are forwarded (loose routing, a Via of its own, Max-Forwards
+ * down by one) and responses go back along the Via.
+ */
+export class LoopProxy {
+  /** Registered contacts by user. */
+  readonly location = new Map<string, Uri>();
+  readonly #layer: TransportLayer;
+  readonly #host: string;
+  readonly #domain: string;
+
+  /** Starts the proxy at `host:5060` for `domain`. */
+  constructor(net: LoopNetwork, host: string, domain: string) {
+    this.#host = host;
+    this.#domain = domain;
+    this.#layer = new TransportLayer({ transports: [net.transport({ host })] });
+    this.#layer.onRequest((req, info) => {
+      this.#request(req, info).catch(() => {});
+    });
+    this.#layer.onResponse((res) => {
+      const i = res.headers.fields.findIndex((f) => f.name === "Via");
+      if (i < 0) return;
+      res.headers.fields.splice(i, 1);
+      res.invalidate();
+      if (res.headers.has("Via")) this.#layer.sendResponse(res).catch(() => {});
+    });
+  }
+
+  async #request(req: SipRequest, info: InboundInfo): Promise<void> {
+    const route = req.route[0];
+    if (route && route.uri.host === this.#host) {
+      // RFC 3261 16.4: a loose route naming us is removed.
+      const i = req.headers.fields.findIndex((f) => f.name === "Route");
+      req.headers.fields.splice(i, 1);
+      req.invalidate();
+    }
+    if (req.method === "REGISTER") {
+      const contact = req.contact[0];
+      const user = req.to.uri.user ?? "";
+      if (contact && req.expires !== 0 && contact.params.expires !== "0") {
+        this.location.set(user, contact.uri);
+      } else this.location.delete(user);
+      const headers: [string, string][] = contact
+        ? [["Contact", `<${formatUri(contact.uri)}>;expires=${req.expires ?? 3600}`]]
+        : [];
+      await this.#layer.sendResponse(createResponse(req, 200, { toTag: "reg", headers }), info);
+      return;
+    }
+    let target = req.uri;
+    if (req.route.length === 0 && req.uri.host === this.#domain) {
+      const contact = this.location.get(req.uri.user ?? "");
+      if (!contact) {
+        // The thesis case: the buddy is offline, the proxy knows no contact.
+        await this.#layer.sendResponse(createResponse(req, 404, { toTag: "proxy" }), info);
+        return;
+      }
+      req.uri = contact;
+      target = contact;
+    } else if (req.route.length > 0) target = req.route[0].uri;
+    req.headers.set("Max-Forwards", String((req.maxForwards ?? 70) - 1));
+    req.headers.prepend(
+      "Via",
+      `SIP/2.0/UDP ${this.#host}:5060;branch=z9hG4bKp${req.topVia.params.branch}`,
+    );
+    req.invalidate();
+    await this.#layer.sendRequest(req, {
+      protocol: "udp",
+      host: target.host,
+      port: target.port ?? 5060,
+    });
+  }
+
+  /** Closes the proxy's transport. */
+  close(): Promise<void> {
+    return this.#layer.close();
   }
 }

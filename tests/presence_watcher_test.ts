@@ -14,7 +14,8 @@ import {
 } from "../lib/presence/watcher.ts";
 import { buildListNotify } from "../lib/presence/rlmi.ts";
 import { statusToPidf, USER_STATUSES } from "../lib/presence/status.ts";
-import { advance, loopUa, requestsOf, responsesTo, until } from "./_presence_util.ts";
+import { advance, LoopProxy, loopUa, requestsOf, responsesTo, until } from "./_presence_util.ts";
+import { Registration } from "../lib/sip/registration.ts";
 
 const ALICE = "sip:alice@192.0.2.1";
 const BOB = "sip:bob@192.0.2.2";
@@ -377,3 +378,59 @@ Deno.test("PresenceWatcher.close({ unsubscribe: false }) cuts short an unsubscri
   assert.equal(watcher.subscription(BOB)!.state, "terminated");
   await close();
 });
+
+for (const first of ["alice", "bob"] as const) {
+  Deno.test(`A.1/A.2 through a proxy: 404 while offline, then mutual subscription (${first} first)`, async () => {
+    const clock = new ManualClock();
+    const net = new LoopNetwork();
+    const proxy = new LoopProxy(net, "192.0.2.100", "example.test");
+    const PROXY = "sip:192.0.2.100";
+    const users = {
+      alice: await loopUa(net, "alice", "192.0.2.1", {
+        clock,
+        aor: "alice@example.test",
+        proxy: PROXY,
+      }),
+      bob: await loopUa(net, "bob", "192.0.2.2", { clock, aor: "bob@example.test", proxy: PROXY }),
+    };
+    const uriOf = { alice: "sip:alice@example.test", bob: "sip:bob@example.test" };
+    const late = first === "alice" ? "bob" : "alice";
+    const online = async (who: "alice" | "bob") => {
+      const ua = users[who];
+      const other = who === "alice" ? "bob" : "alice";
+      const reg = new Registration(ua, { registrar: PROXY });
+      await reg.register();
+      const agent = new PresenceAgent(ua, { allow: [uriOf[other]] });
+      const r = recorder();
+      const watcher = new PresenceWatcher(ua, {
+        buddies: [uriOf[other]],
+        agent,
+        onEvent: r.onEvent,
+        random: () => 1,
+      });
+      await watcher.start();
+      return { reg, agent, r, watcher };
+    };
+    const early = await online(first);
+    // The proxy has no contact for the other one: 404, kept with a back-off.
+    assert.deepEqual(early.r.subs(uriOf[late]).map((e) => [e.state, e.status, e.retryIn]), [
+      ["failed", 404, 30],
+    ]);
+    const lateOne = await online(late);
+    // Without the clock moving: the early one re-subscribed when the late one's SUBSCRIBE came.
+    await until(net, () => early.r.presence(uriOf[late]).length === 1, "early sees late");
+    await until(net, () => lateOne.r.presence(uriOf[first]).length === 1, "late sees early");
+    assert.equal(early.r.presence(uriOf[late])[0].status, "online");
+    const subscribes = requestsOf(net, "SUBSCRIBE").filter((s) => s.uri.user === late);
+    assert.equal(subscribes.length, 3, "the 404ed one at the caller and at the proxy, then again");
+    lateOne.agent.setStatus("busy");
+    await advance(clock, net, 1000);
+    assert.equal(early.r.presence(uriOf[late]).at(-1)!.status, "busy");
+    for (const one of [early, lateOne]) {
+      await one.watcher.close({ unsubscribe: false });
+      await one.agent.close({ notify: false });
+      one.reg.stop();
+    }
+    await Promise.all([users.alice.close(), users.bob.close(), proxy.close()]);
+  });
+}
