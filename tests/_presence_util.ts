@@ -105,11 +105,16 @@ export class LoopProxy {
   readonly #layer: TransportLayer;
   readonly #host: string;
   readonly #domain: string;
+  readonly #peers: Record<string, string>;
 
-  /** Starts the proxy at `host:5060` for `domain`. */
-  constructor(net: LoopNetwork, host: string, domain: string) {
+  /**
+   * Starts the proxy at `host:5060` for `domain`; `peers` maps other
+   * domains to the hosts of their proxies (the DNS of the loop network).
+   */
+  constructor(net: LoopNetwork, host: string, domain: string, peers: Record<string, string> = {}) {
     this.#host = host;
     this.#domain = domain;
+    this.#peers = peers;
     this.#layer = new TransportLayer({ transports: [net.transport({ host })] });
     this.#layer.onRequest((req, info) => {
       this.#request(req, info).catch(() => {});
@@ -154,6 +159,9 @@ export class LoopProxy {
       req.uri = contact;
       target = contact;
     } else if (req.route.length > 0) target = req.route[0].uri;
+    else if (this.#peers[req.uri.host]) {
+      target = { ...req.uri, host: this.#peers[req.uri.host], port: 5060 };
+    }
     req.headers.set("Max-Forwards", String((req.maxForwards ?? 70) - 1));
     req.headers.prepend(
       "Via",

@@ -434,3 +434,40 @@ for (const first of ["alice", "bob"] as const) {
     await Promise.all([users.alice.close(), users.bob.close(), proxy.close()]);
   });
 }
+
+Deno.test("A.4 across two domains, each with its own proxy", async () => {
+  const clock = new ManualClock();
+  const net = new LoopNetwork();
+  const proxyA = new LoopProxy(net, "192.0.2.100", "a.test", { "b.test": "192.0.2.200" });
+  const proxyB = new LoopProxy(net, "192.0.2.200", "b.test", { "a.test": "192.0.2.100" });
+  const alice = await loopUa(net, "alice", "192.0.2.1", {
+    clock,
+    aor: "alice@a.test",
+    proxy: "sip:192.0.2.100",
+  });
+  const bob = await loopUa(net, "bob", "192.0.2.2", {
+    clock,
+    aor: "bob@b.test",
+    proxy: "sip:192.0.2.200",
+  });
+  await new Registration(alice, { registrar: "sip:192.0.2.100" }).register();
+  await new Registration(bob, { registrar: "sip:192.0.2.200" }).register();
+  const agents = [
+    new PresenceAgent(alice, { allow: ["sip:bob@b.test"], status: "away" }),
+    new PresenceAgent(bob, { allow: ["sip:alice@a.test"], status: "lunch" }),
+  ];
+  const ra = recorder();
+  const rb = recorder();
+  const wa = new PresenceWatcher(alice, { buddies: ["sip:bob@b.test"], onEvent: ra.onEvent });
+  const wb = new PresenceWatcher(bob, { buddies: ["sip:alice@a.test"], onEvent: rb.onEvent });
+  await Promise.all([wa.start(), wb.start()]);
+  await until(net, () => ra.presence().length === 1 && rb.presence().length === 1);
+  assert.equal(ra.presence("sip:bob@b.test")[0].status, "lunch");
+  assert.equal(rb.presence("sip:alice@a.test")[0].status, "away");
+  // The SUBSCRIBE crossed both proxies: two Vias of theirs on arrival.
+  const atBob = requestsOf(net, "SUBSCRIBE").find((s) => s.uri.host === "192.0.2.2")!;
+  assert.equal(atBob.via.length, 3);
+  await Promise.all([wa.close({ unsubscribe: false }), wb.close({ unsubscribe: false })]);
+  await Promise.all(agents.map((a) => a.close({ notify: false })));
+  await Promise.all([alice.close(), bob.close(), proxyA.close(), proxyB.close()]);
+});
