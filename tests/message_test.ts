@@ -20,7 +20,10 @@ import {
 } from "../lib/sip/message.ts";
 import {
   isFinalStatus,
+  isGlobalFailureStatus,
   isProvisionalStatus,
+  isRequestFailureStatus,
+  isServerFailureStatus,
   isStatus,
   reasonPhrase,
   STATUS_CODE,
@@ -460,6 +463,14 @@ Deno.test("status codes have reason phrases, types and guards", () => {
   assert.ok(isProvisionalStatus(183));
   assert.ok(!isFinalStatus(183));
   assert.ok(isFinalStatus(200));
+  assert.ok(isRequestFailureStatus(486) && !isRequestFailureStatus(503));
+  assert.ok(isServerFailureStatus(503) && !isServerFailureStatus(603));
+  assert.ok(isGlobalFailureStatus(603) && !isGlobalFailureStatus(486));
+  // Every code has its reason phrase and sits in the right class.
+  for (const [name, code] of Object.entries(STATUS_CODE)) {
+    assert.ok(STATUS_TEXT[code].length > 0, name);
+    assert.ok(code >= 100 && code <= 699, name);
+  }
 });
 
 Deno.test("parseMessage() with stream: true requires an exact Content-Length", () => {

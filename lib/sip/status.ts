@@ -256,6 +256,18 @@ export type ProvisionalStatus = Extract<StatusCode, 100 | 180 | 181 | 182 | 183 
 export type SuccessfulStatus = Extract<StatusCode, 200 | 202 | 204>;
 /** 3xx codes. */
 export type RedirectStatus = Extract<StatusCode, 300 | 301 | 302 | 305 | 380>;
+/** 4xx codes (request failures, section 21.4). */
+export type RequestFailureStatus = Exclude<
+  StatusCode,
+  ProvisionalStatus | SuccessfulStatus | RedirectStatus | ServerFailureStatus | GlobalFailureStatus
+>;
+/** 5xx codes (server failures, section 21.5). */
+export type ServerFailureStatus = Extract<
+  StatusCode,
+  500 | 501 | 502 | 503 | 504 | 505 | 513 | 580
+>;
+/** 6xx codes (global failures, section 21.6). */
+export type GlobalFailureStatus = Extract<StatusCode, 600 | 603 | 604 | 606 | 607>;
 
 /** True when `status` is a code of {@linkcode STATUS_CODE}. */
 export function isStatus(status: number): status is StatusCode {
@@ -280,6 +292,21 @@ export function isSuccessfulStatus(status: number): boolean {
 /** True for 3xx (redirection). */
 export function isRedirectStatus(status: number): boolean {
   return status >= 300 && status < 400;
+}
+
+/** True for 4xx (request failure, section 21.4). */
+export function isRequestFailureStatus(status: number): boolean {
+  return status >= 400 && status < 500;
+}
+
+/** True for 5xx (server failure, section 21.5). */
+export function isServerFailureStatus(status: number): boolean {
+  return status >= 500 && status < 600;
+}
+
+/** True for 6xx (global failure, section 21.6). */
+export function isGlobalFailureStatus(status: number): boolean {
+  return status >= 600 && status < 700;
 }
 
 /** True for 4xx, 5xx and 6xx (failures). */
