@@ -511,6 +511,7 @@ export class Subscription {
    * value". Try again at half the time left, if that is worth it.
    */
   #refreshFailed(fork: Fork, _status: number): void {
+    if (this.#closing || this.#forks.get(fork.dialog.id.remoteTag) !== fork) return;
     const left = fork.expiresAt - this.#ua.clock.now();
     if (left > 4000 && fork.refreshTimer === undefined) {
       fork.refreshTimer = this.#ua.clock.setTimeout(() => {
