@@ -62,7 +62,12 @@ function subscriber(ua: UserAgent, options: { expires?: number; random?: () => n
 }
 
 /** Answers a SUBSCRIBE by hand: a UAS dialog with a fresh tag, and its 2xx options. */
-async function manualDialog(ua: UserAgent, incoming: IncomingRequest, toTag = generateTag()) {
+async function manualDialog(
+  ua: UserAgent,
+  incoming: IncomingRequest,
+  toTag = generateTag(),
+  expires = 3600,
+) {
   const req = incoming.request;
   const contact = `<${
     formatUri(
@@ -79,7 +84,7 @@ async function manualDialog(ua: UserAgent, incoming: IncomingRequest, toTag = ge
   );
   const answer: RespondOptions = {
     toTag,
-    headers: [["Contact", contact], ["Expires", "3600"]],
+    headers: [["Contact", contact], ["Expires", String(expires)]],
   };
   return { dialog, answer };
 }
@@ -697,6 +702,39 @@ Deno.test("a NOTIFY with a shorter expires brings the refresh forward", async ()
   assert.equal(sub.expires, 100);
   await advance(clock, net, 95_000, 5000); // refresh at 100 - 10 = 90 s
   assert.equal(requestsOf(net, "SUBSCRIBE").length, 2);
+  sub.close();
+  await close();
+});
+
+Deno.test("a refresh answered 500 keeps the subscription until it expires, retrying meanwhile", async () => {
+  const { net, clock, alice, bob, close } = await pair();
+  let dialog: Dialog | undefined;
+  let refreshes = 0;
+  bob.handle("SUBSCRIBE", async (incoming) => {
+    const made = await manualDialog(bob, incoming, generateTag(), 200);
+    dialog = made.dialog;
+    bob.addDialog(made.dialog.id, (i) => {
+      refreshes++;
+      return i.respond(500);
+    });
+    await incoming.respond(200, made.answer);
+  });
+  const { sub, notes, states } = subscriber(alice, { expires: 200 });
+  await sub.start();
+  await bob.send(notifyIn(dialog!, "active;expires=200", "x"), { dialog });
+  await net.settled();
+  assert.equal(notes.length, 1);
+  await advance(clock, net, 181_000, 1000); // refresh at 200 - 20 = 180 s
+  assert.equal(refreshes, 1);
+  assert.equal(sub.state, "active", "a failed refresh does not end it (RFC 6665 4.1.2.2)");
+  await advance(clock, net, 10_000, 1000); // another try at half the time left
+  assert.equal(refreshes, 2);
+  await advance(clock, net, 10_000, 1000); // expired: terminated with timeout, subscribed again
+  const ended = states.find((s) => s.state === "terminated")!;
+  assert.equal(ended.reason, "timeout");
+  assert.equal(ended.retryIn, 0);
+  const initial = requestsOf(net, "SUBSCRIBE").filter((s) => s.to.params.tag === undefined);
+  assert.equal(initial.length, 2);
   sub.close();
   await close();
 });
