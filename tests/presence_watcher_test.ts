@@ -331,7 +331,12 @@ Deno.test("a list subscription (RFC 4662) is unpacked into per-buddy events", as
     r.subs().map((e) => [e.uri, e.state, e.list]),
     [[LIST, "active", undefined], [BOB, "active", LIST], [CAROL, "pending", LIST]],
   );
-  assert.deepEqual(r.presence().map((e) => [e.uri, e.status, e.list]), [[BOB, "busy", LIST]]);
+  assert.deepEqual(r.presence().map((e) => [e.uri, e.status, e.list, e.name]), [[
+    BOB,
+    "busy",
+    LIST,
+    "Bob",
+  ]]);
   // A partial update with the same state of Bob reports nothing; a change does.
   assert.equal(await sendList(1, false, "busy"), 200);
   assert.equal(await sendList(2, false, "away"), 200);

@@ -46,6 +46,8 @@ export interface PresenceEvent {
   raw: string;
   /** The list URI, when the state came in a list NOTIFY. */
   list?: string;
+  /** The resource's name in the list (RLMI `<name>`), when given. */
+  name?: string;
 }
 
 /** A subscription (to a buddy, or to the list, or a resource inside the list) changed state. */
@@ -64,6 +66,8 @@ export interface SubscriptionEvent {
   retryIn?: number;
   /** The list URI, when the state is of a resource inside a list. */
   list?: string;
+  /** The resource's name in the list (RLMI `<name>`), when given. */
+  name?: string;
 }
 
 /** What a {@linkcode PresenceWatcher} reports. */
@@ -366,11 +370,13 @@ export class PresenceWatcher {
             list: listUri,
           };
           if (r.reason) ev.reason = r.reason;
+          if (r.name) ev.name = r.name;
           this.#options.onEvent?.(ev);
         }
         if (r.presence && r.body) {
           const ev = presenceEvent(r.uri, r.presence, new TextDecoder().decode(r.body));
           ev.list = listUri;
+          if (r.name) ev.name = r.name;
           this.#emitPresence(ev);
         }
       }
