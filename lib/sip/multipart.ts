@@ -8,86 +8,12 @@
  */
 
 import { SipSyntaxError } from "./errors.ts";
+import { type MediaType, parseMediaType } from "./message.ts";
 
-/** A media type value: `type/subtype` lowercase and its parameters. */
-export interface MediaType {
-  /** "type/subtype", lowercase, e.g. "multipart/related". */
-  type: string;
-  /** Parameters: lowercase names, unquoted values (case kept). */
-  params: Record<string, string>;
-}
+/** Media types are parsed by the message layer; re-exported here for MIME users. */
+export { type MediaType, parseMediaType };
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
-/**
- * Parses a Content-Type value such as
- * `multipart/related;type="application/rlmi+xml";boundary=abc`.
- * Throws {@linkcode SipSyntaxError} when malformed.
- *
- * @example
- * ```ts
- * import { parseMediaType } from "./multipart.ts";
- * parseMediaType('Multipart/Related; boundary="a b"').params.boundary; // "a b"
- * ```
- */
-export function parseMediaType(value: string): MediaType {
-  const fail = (why: string): never => {
-    throw new SipSyntaxError(`Cannot parse Content-Type header: ${why}`, {
-      header: "Content-Type",
-    });
-  };
-  let i = 0;
-  const s = value;
-  const skipWs = () => {
-    while (i < s.length && (s[i] === " " || s[i] === "\t")) i++;
-  };
-  const token = (): string => {
-    const start = i;
-    while (i < s.length && /[!#$%&'*+.^_`|~0-9A-Za-z-]/.test(s[i])) i++;
-    return s.slice(start, i);
-  };
-  skipWs();
-  const type = token();
-  if (!type) fail("missing type");
-  if (s[i] !== "/") fail(`missing subtype in "${value}"`);
-  i++;
-  const subtype = token();
-  if (!subtype) fail(`missing subtype in "${value}"`);
-  const params: Record<string, string> = {};
-  skipWs();
-  while (i < s.length) {
-    if (s[i] !== ";") fail(`unexpected "${s[i]}" in "${value}"`);
-    i++;
-    skipWs();
-    if (i >= s.length) break; // a trailing ";" is tolerated
-    const name = token().toLowerCase();
-    if (!name) fail(`bad parameter name in "${value}"`);
-    skipWs();
-    if (s[i] !== "=") fail(`parameter ${name} has no value`);
-    i++;
-    skipWs();
-    let v = "";
-    if (s[i] === '"') {
-      i++;
-      let closed = false;
-      while (i < s.length) {
-        const c = s[i++];
-        if (c === "\\" && i < s.length) v += s[i++];
-        else if (c === '"') {
-          closed = true;
-          break;
-        } else v += c;
-      }
-      if (!closed) fail(`unterminated quoted value of parameter ${name}`);
-    } else {
-      v = token();
-      if (!v) fail(`parameter ${name} has an empty value`);
-    }
-    params[name] = v;
-    skipWs();
-  }
-  return { type: `${type}/${subtype}`.toLowerCase(), params };
-}
 
 /**
  * Formats a media type, quoting parameter values that are not tokens.
@@ -104,6 +30,10 @@ export function formatMediaType(mt: MediaType): string {
   let out = mt.type;
   for (const [name, value] of Object.entries(mt.params)) {
     if (!TOKEN.test(name)) throw new TypeError(`Invalid media type parameter name: ${name}`);
+    if (value === null) {
+      out += `;${name}`;
+      continue;
+    }
     if (/[\r\n]/.test(value)) throw new TypeError(`Media type parameter ${name} contains CR or LF`);
     out += `;${name}=${TOKEN.test(value) ? value : `"${value.replace(/(["\\])/g, "\\$1")}"`}`;
   }
@@ -170,7 +100,7 @@ export interface Multipart {
   /** The media type, e.g. "multipart/related". */
   type: string;
   /** Its parameters (boundary, type, start...). */
-  params: Record<string, string>;
+  params: Record<string, string | null>;
   /** The parts in order. */
   parts: MimePart[];
 }
@@ -215,7 +145,7 @@ export function parseMultipart(body: Uint8Array, contentType: string | MediaType
     throw new SipSyntaxError(`Cannot parse multipart body: ${why}`);
   };
   if (!mt.type.startsWith("multipart/")) fail(`${mt.type} is not a multipart type`);
-  const boundary = mt.params.boundary;
+  const boundary = mt.params.boundary ?? "";
   // RFC 2046 section 5.1.1: boundary := 0*69<bchars> bcharsnospace
   if (!boundary) fail("Content-Type has no boundary parameter");
   if (boundary.length > 70) fail("boundary longer than 70 characters");
