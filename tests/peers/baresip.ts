@@ -45,10 +45,10 @@ import {
   findBinary,
   freePort,
   freePortRange,
-  isPortBound,
+  isPortBoundBy,
   waitFor,
 } from "./require.ts";
-import { type PeerProcess, spawnPeer } from "./process.ts";
+import { isBindFailure, type PeerProcess, spawnPeer } from "./process.ts";
 
 /** A contact of the baresip user (its contacts file). */
 export interface BaresipContact {
@@ -470,6 +470,18 @@ export class BaresipCtrl {
  * REGISTER_OK.
  */
 export async function startBaresip(options: BaresipOptions = {}): Promise<Baresip> {
+  // Free ports can be taken between picking and binding: retry with others.
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startBaresipOnce(options);
+    } catch (error) {
+      const fixed = options.sipPort !== undefined && options.ctrlPort !== undefined;
+      if (fixed || attempt >= 3 || !isBindFailure(error)) throw error;
+    }
+  }
+}
+
+async function startBaresipOnce(options: BaresipOptions): Promise<Baresip> {
   const baresipPath = assertPeer("baresip", "baresip");
   const user = options.user ?? "bob";
   const domain = options.domain ?? "example.test";
@@ -535,7 +547,7 @@ export async function startBaresip(options: BaresipOptions = {}): Promise<Baresi
     const startTimeout = options.startTimeout ?? 10_000;
     await waitFor(() => {
       if (p.hasExited) throw new Error("baresip exited during start-up");
-      return isPortBound("tcp", ctrlPort) && isPortBound("udp", sipPort);
+      return isPortBoundBy(p.pid, "tcp", ctrlPort) && isPortBoundBy(p.pid, "udp", sipPort);
     }, { timeout: startTimeout, message: `${name} to listen` });
     ctrl = await BaresipCtrl.connect(ctrlPort);
     const c = ctrl;

@@ -39,8 +39,15 @@
  * @module
  */
 
-import { assertPeer, freePort, MissingPeerError, waitFor } from "./require.ts";
-import { type PeerProcess, spawnPeer } from "./process.ts";
+import {
+  assertPeer,
+  freePort,
+  isPortBound,
+  isPortBoundBy,
+  MissingPeerError,
+  waitFor,
+} from "./require.ts";
+import { isBindFailure, type PeerProcess, spawnPeer } from "./process.ts";
 import { sipOptionsPing } from "./sip_probe.ts";
 
 /**
@@ -197,6 +204,18 @@ function xmlAttr(value: string): string {
  * ```
  */
 export async function startKamailio(options: KamailioOptions = {}): Promise<Kamailio> {
+  // A port picked by freePort() can be taken by another process before
+  // Kamailio binds it: then try another one (only when no port was given).
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startKamailioOnce(options);
+    } catch (error) {
+      if (options.port !== undefined || attempt >= 3 || !isBindFailure(error)) throw error;
+    }
+  }
+}
+
+async function startKamailioOnce(options: KamailioOptions): Promise<Kamailio> {
   assertPeer("kamailio", "kamailio");
   const mode = options.mode ?? "registrar";
   const domain = options.domain ?? "example.test";
@@ -272,6 +291,9 @@ export async function startKamailio(options: KamailioOptions = {}): Promise<Kama
     const proc = process;
     await waitFor(async () => {
       if (proc.hasExited) throw new Error("kamailio exited during start-up");
+      // The main process holds the UDP socket; the TCP listener belongs to
+      // its "tcp main" child, so TCP is only checked as bound.
+      if (!isPortBoundBy(proc.pid, "udp", port) || !isPortBound("tcp", port)) return false;
       return (await sipOptionsPing("127.0.0.1", port, { timeout: 200 })) === 200;
     }, { timeout: options.startTimeout ?? 10_000, message: `${name} to answer OPTIONS` });
     let stopped: Promise<void> | undefined;
@@ -287,7 +309,7 @@ export async function startKamailio(options: KamailioOptions = {}): Promise<Kama
       logs: () => proc.logs(),
       stop() {
         stopped ??= (async () => {
-          await proc.stop("SIGTERM", 5000);
+          await proc.stop("SIGTERM", 3000);
           await Deno.remove(dir, { recursive: true }).catch(() => {});
         })();
         return stopped;
@@ -295,7 +317,7 @@ export async function startKamailio(options: KamailioOptions = {}): Promise<Kama
     };
   } catch (error) {
     if (process) {
-      await process.stop("SIGTERM", 5000);
+      await process.stop("SIGTERM", 3000);
       const message = error instanceof Error ? error.message : String(error);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       throw new Error(`${message}\n----- kamailio output -----\n${process.logs()}`);

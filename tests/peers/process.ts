@@ -6,7 +6,7 @@
  * @module
  */
 
-import { assertPeer } from "./require.ts";
+import { assertPeer, findBinary } from "./require.ts";
 
 /** Options of {@linkcode spawnPeer}. */
 export interface SpawnPeerOptions {
@@ -61,14 +61,20 @@ export function spawnPeer(
   const path = assertPeer(binary, options.debianPackage ?? binary);
   const name = options.name ?? binary;
   const maxChars = options.maxLogChars ?? 2_000_000;
-  const child = new Deno.Command(path, {
-    args,
+  // setsid (util-linux) gives the peer its own process group, so stop() can
+  // kill every process it forked, even those left behind by a main process
+  // that died (Kamailio children can hang in shutdown on a lock). setsid
+  // execs directly here (a child of Deno is not a group leader): same pid.
+  const setsid = findBinary("setsid");
+  const child = new Deno.Command(setsid ?? path, {
+    args: setsid ? [path, ...args] : args,
     cwd: options.cwd,
     env: options.env,
     stdin: options.stdin ?? "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  const ownGroup = setsid !== undefined;
   let buffer = "";
   let dropped = false;
   const append = (text: string) => {
@@ -79,16 +85,45 @@ export function spawnPeer(
     }
     options.onOutput?.(text);
   };
-  const drain = async (stream: ReadableStream<Uint8Array>) => {
+  const readers = [child.stdout.getReader(), child.stderr.getReader()];
+  const drain = async (reader: ReadableStreamDefaultReader<Uint8Array>) => {
     const decoder = new TextDecoder();
-    for await (const chunk of stream) append(decoder.decode(chunk, { stream: true }));
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        append(decoder.decode(value, { stream: true }));
+      }
+    } catch {
+      // cancelled
+    }
     append(decoder.decode());
   };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  const drained = Promise.all(readers.map(drain));
   const stdinWriter = options.stdin === "piped" ? child.stdin.getWriter() : undefined;
+  const killGroup = () => {
+    if (!ownGroup) return;
+    try {
+      Deno.kill(-child.pid, "SIGKILL");
+    } catch {
+      // group already empty
+    }
+  };
   let exitedFlag = false;
   const exited = (async () => {
     const status = await child.status;
+    // Output pipes stay open while a leftover child holds them: kill the
+    // group, and stop reading after a while in any case.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        killGroup();
+        for (const reader of readers) reader.cancel().catch(() => {});
+        resolve();
+      }, 2000);
+    });
+    await Promise.race([drained, late]);
+    clearTimeout(timer);
     await drained;
     await stdinWriter?.close().catch(() => {});
     exitedFlag = true;
@@ -105,29 +140,32 @@ export function spawnPeer(
     logs: () => (dropped ? "[... earlier output dropped ...]\n" : "") + buffer,
     stop(signal: Deno.Signal = "SIGTERM", graceMs = 3000) {
       stopping ??= (async () => {
-        if (exitedFlag) return await exited;
-        try {
-          child.kill(signal);
-        } catch {
-          // already gone
+        if (!exitedFlag) {
+          try {
+            child.kill(signal);
+          } catch {
+            // already gone
+          }
         }
         let timer: ReturnType<typeof setTimeout> | undefined;
-        const killed = new Promise<void>((resolve) => {
-          timer = setTimeout(() => {
-            try {
-              child.kill("SIGKILL");
-            } catch {
-              // already gone
-            }
-            resolve();
-          }, graceMs);
+        const grace = new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, graceMs);
         });
         try {
-          await Promise.race([exited, killed]);
-          return await exited;
+          await Promise.race([exited, grace]);
         } finally {
           clearTimeout(timer);
         }
+        if (!exitedFlag) {
+          try {
+            child.kill("SIGKILL");
+          } catch {
+            // already gone
+          }
+        }
+        // Whatever the main process left behind in its group goes too.
+        killGroup();
+        return await exited;
       })();
       return stopping;
     },
@@ -173,4 +211,11 @@ export async function withLogsOnFailure<T>(
 /** The last `max` characters of `text`. */
 export function tail(text: string, max: number): string {
   return text.length <= max ? text : "[...]\n" + text.slice(text.length - max);
+}
+
+/** True when an error carries a peer's output saying it could not bind its port. */
+export function isBindFailure(error: unknown): boolean {
+  const text = error instanceof Error ? error.message : String(error);
+  return /Address already in use|bind\(\) failed|failed to bind|cannot bind|Cannot assign/i
+    .test(text);
 }

@@ -175,6 +175,45 @@ export function isPortBound(protocol: "udp" | "tcp", port: number): boolean {
   return false;
 }
 
+/**
+ * True when process `pid` holds a socket bound to `port` for `protocol`
+ * (matched through the socket inodes in /proc/net and /proc/<pid>/fd), so a
+ * start-up check cannot be fooled by another process holding the port.
+ */
+export function isPortBoundBy(pid: number, protocol: "udp" | "tcp", port: number): boolean {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  const inodes = new Set<string>();
+  for (const file of [`/proc/net/${protocol}`, `/proc/net/${protocol}6`]) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length < 10 || !fields[1].endsWith(`:${hexPort}`)) continue;
+      if (protocol === "tcp" && fields[3] !== "0A") continue;
+      inodes.add(fields[9]);
+    }
+  }
+  if (inodes.size === 0) return false;
+  try {
+    for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      try {
+        const target = Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`);
+        const match = /^socket:\[(\d+)\]$/.exec(target);
+        if (match && inodes.has(match[1])) return true;
+      } catch {
+        // fd closed meanwhile
+      }
+    }
+  } catch {
+    return false;
+  }
+  return false;
+}
+
 /** Options of {@linkcode waitFor}. */
 export interface WaitForOptions {
   /** Give up after this many milliseconds (default 5000). */

@@ -11,8 +11,8 @@
  * @module
  */
 
-import { assertPeer, freePort, isPortBound } from "./require.ts";
-import { type PeerProcess, spawnPeer } from "./process.ts";
+import { assertPeer, freePort, isPortBoundBy } from "./require.ts";
+import { isBindFailure, type PeerProcess, spawnPeer } from "./process.ts";
 
 /** sipp's transport modes: UDP or TCP, one socket (`1`) or one per call (`n`). */
 export type SippTransport = "u1" | "un" | "t1" | "tn";
@@ -115,6 +115,17 @@ export function scenarioArgs(scenario: string): string[] {
  * (its first output). Use for a UAS; `stop()` it in a finally block.
  */
 export async function startSipp(options: SippOptions): Promise<SippProcess> {
+  // A free port can be taken between picking and binding: retry with another.
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startSippOnce(options);
+    } catch (error) {
+      if (options.localPort !== undefined || attempt >= 3 || !isBindFailure(error)) throw error;
+    }
+  }
+}
+
+async function startSippOnce(options: SippOptions): Promise<SippProcess> {
   assertPeer("sipp", "sip-tester");
   const port = options.localPort ?? freePort();
   const dir = await Deno.makeTempDir({ prefix: "sipkit-sipp-" });
@@ -200,7 +211,7 @@ async function waitForBind(proc: PeerProcess, port: number): Promise<void> {
     if (proc.hasExited) {
       throw new Error(`sipp exited at start-up:\n${proc.logs()}`);
     }
-    if (isPortBound("udp", port)) return;
+    if (isPortBoundBy(proc.pid, "udp", port)) return;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   await proc.stop("SIGKILL");
