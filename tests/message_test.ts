@@ -683,3 +683,23 @@ Deno.test("parseSipDate() reads RFC 1123 dates in GMT only (section 20.17)", () 
   throwsSyntax(() => parseSipDate("13 Nov 2010 23:29:00 GMT"), /not an RFC 1123 date/);
   throwsSyntax(() => parseSipDate("Sat, 13 Foo 2010 23:29:00 GMT"), /not an RFC 1123 date/);
 });
+
+Deno.test("formatMessage() with compact writes the short header names and parses back the same", () => {
+  const req = parseMessage(
+    "MESSAGE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n" +
+      "Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=a\r\nTo: <sip:bob@example.test>\r\n" +
+      "Call-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
+  );
+  const long = formatMessage(req);
+  const short = formatMessage(req, { compact: true });
+  const text = new TextDecoder().decode(short);
+  for (const line of ["v: ", "f: ", "t: ", "i: ", "c: ", "l: 2", "Max-Forwards: 70", "CSeq: 1"]) {
+    assert.ok(text.includes(`\r\n${line}`), `missing ${line}`);
+  }
+  assert.ok(short.length < long.length);
+  const back = parseMessage(short);
+  assert.equal(back.callId, "c1");
+  assert.equal(back.from.params.tag, "a");
+  assert.equal(back.contentType, "text/plain");
+  assert.equal(back.text, "hi");
+});

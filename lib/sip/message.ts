@@ -84,7 +84,9 @@ import {
 
 export type { HeaderField, HeadersInit, NameAddr, Params, Uri };
 export { canonicalName, formatNameAddr, formatUri, isToken, parseNameAddr, parseUri, SipHeaders };
-export { COMPACT_FORMS, isListHeader } from "./headers.ts";
+import { COMPACT_FORMS } from "./headers.ts";
+export { COMPACT_FORMS };
+export { isListHeader } from "./headers.ts";
 export { SipSyntaxError };
 export type { CSeq, MediaType, TokenParams, Via };
 export { formatVia, parseCSeq, parseMediaType, parseSipDate, parseVia };
@@ -1168,6 +1170,25 @@ export const KNOWN_METHODS: ReadonlySet<string> = new Set([
 
 // ---------------------------------------------------------------- formatting
 
+/** Options of {@linkcode formatMessage}. */
+export interface FormatOptions {
+  /**
+   * Write the compact form of header names that have one (RFC 3261 section
+   * 7.3.3: "v" for Via, "f" for From, "i" for Call-ID...). Every SIP
+   * implementation must accept them; they save bytes on every message.
+   * Default false.
+   */
+  compact?: boolean;
+}
+
+/** Canonical name -> compact form, for the RFC 3261/3265 forms every peer knows. */
+const SHORT_NAMES = new Map<string, string>(
+  ["c", "e", "f", "i", "k", "l", "m", "o", "s", "t", "u", "v"].map((c) => [
+    COMPACT_FORMS[c as keyof typeof COMPACT_FORMS],
+    c,
+  ]),
+);
+
 /**
  * Serializes a message, setting Content-Length from the body (in place of an
  * existing Content-Length line, else at the end). Throws TypeError on CR or
@@ -1181,7 +1202,8 @@ export const KNOWN_METHODS: ReadonlySet<string> = new Set([
  * new TextDecoder().decode(formatMessage(req)).startsWith("MESSAGE sip:bob@example.com SIP/2.0\r\n"); // true
  * ```
  */
-export function formatMessage(msg: SipMessage): Uint8Array {
+export function formatMessage(msg: SipMessage, options: FormatOptions = {}): Uint8Array {
+  const short = options.compact ? SHORT_NAMES : undefined;
   let out: string;
   if (msg.kind === "request") {
     if (!isToken(msg.method)) {
@@ -1200,15 +1222,15 @@ export function formatMessage(msg: SipMessage): Uint8Array {
   for (let i = 0; i < fields.length; i++) {
     const f = fields[i];
     if (f.name === "Content-Length") {
-      if (!clDone) out += "Content-Length: " + msg.body.length + "\r\n";
+      if (!clDone) out += (short ? "l: " : "Content-Length: ") + msg.body.length + "\r\n";
       clDone = true;
       continue;
     }
     if (!isToken(f.name)) throw new TypeError(`Cannot format header: invalid name "${f.name}"`);
     refuseCrLf(f.value, `${f.name} header`);
-    out += f.name + ": " + f.value + "\r\n";
+    out += (short?.get(f.name) ?? f.name) + ": " + f.value + "\r\n";
   }
-  if (!clDone) out += "Content-Length: " + msg.body.length + "\r\n";
+  if (!clDone) out += (short ? "l: " : "Content-Length: ") + msg.body.length + "\r\n";
   out += "\r\n";
   const body = msg.body;
   const buf = new Uint8Array(out.length * 3 + body.length);

@@ -67,6 +67,8 @@ export interface TransportLayerOptions {
    * a known path MTU M, pass M - 200.
    */
   mtu?: number;
+  /** Send header names in their compact forms (RFC 3261 7.3.3). Default false. */
+  compact?: boolean;
 }
 
 /** Default port per protocol (RFC 3261 sections 18.2.2 and 19.1.2). */
@@ -191,6 +193,7 @@ export class TransportLayer {
   #logger?: TransportLayerOptions["logger"];
   #trace?: TransportLayerOptions["trace"];
   #mtu: number;
+  #compact: boolean;
   #onRequest?: (req: SipRequest, info: InboundInfo) => void;
   #onResponse?: (res: SipResponse, info: InboundInfo) => void;
   /** sent-by values put into requests (18.1.2 check of responses). */
@@ -202,6 +205,7 @@ export class TransportLayer {
     this.#logger = options.logger;
     this.#trace = options.trace;
     this.#mtu = options.mtu ?? 1300;
+    this.#compact = options.compact ?? false;
     for (const t of this.#transports) {
       this.#sentBy.add(hostPortKey(t.local));
       t.onMessage((inbound) => this.#receive(inbound));
@@ -288,7 +292,7 @@ export class TransportLayer {
     const via = res.topVia;
     const protocol = via.transport.toLowerCase() as TransportProtocol;
     const port = via.port ?? defaultPort(protocol);
-    const bytes = formatMessage(res);
+    const bytes = formatMessage(res, { compact: this.#compact });
     // The transport the request came in on (RFC 3581: the response goes out
     // from the address and port the request arrived on).
     const inbound = info
@@ -392,7 +396,7 @@ export class TransportLayer {
       params,
     });
     this.#sentBy.add(hostPortKey(sentBy));
-    return formatMessage(req);
+    return formatMessage(req, { compact: this.#compact });
   }
 
   async #send(transport: Transport, bytes: Uint8Array, target: Target): Promise<void> {

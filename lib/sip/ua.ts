@@ -96,6 +96,8 @@ export interface UserAgentOptions {
   transports?: Transport[];
   /** Host to advertise in Contact instead of the local address (after an address change). */
   advertisedHost?: string;
+  /** Send compact header names (RFC 3261 7.3.3), which every SIP peer must accept. Default false. */
+  compactHeaders?: boolean;
   /**
    * Option tags this UA supports (Supported header of OPTIONS answers); a
    * request that requires any other gets 420 (RFC 3261 8.2.2.3). Default
@@ -283,6 +285,7 @@ export class UserAgent {
       transports,
       logger: options.log,
       trace: options.trace,
+      compact: options.compactHeaders,
     });
     return new UserAgent(options, transports, layer);
   }
