@@ -340,7 +340,7 @@ async function runPublish(
 // ---------------------------------------------------------------- edge mode
 
 /** How long the final NOTIFYs may take at exit. */
-const CLOSE_TIMEOUT_MS = 5000;
+const CLOSE_TIMEOUT_MS = 2000;
 
 async function allowList(opts: NotifyOptions): Promise<string[]> {
   const doc = await readBuddyFile(opts.buddies ?? defaultBuddyFile());

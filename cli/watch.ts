@@ -240,7 +240,7 @@ function emitWatcherEvent(ctx: CommandContext, e: PresenceWatcherEvent, raw: boo
 }
 
 /** How long unsubscribing may take at exit. */
-const CLOSE_TIMEOUT_MS = 5000;
+const CLOSE_TIMEOUT_MS = 2000;
 
 /**
  * The body of `sipkit watch [uri...]`: runs until `ctx.signal` aborts (or,

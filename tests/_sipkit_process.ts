@@ -49,6 +49,8 @@ export interface SipkitProcess {
   readonly badLines: string[];
   /** stderr so far, then the events, for failure dumps. */
   logs(): string;
+  /** Calls `listener` with every later event; returns a function that removes it. */
+  onEvent(listener: (e: SipkitEvent) => void): () => void;
   /** Writes one NDJSON line (an object) to stdin. */
   send(event: Record<string, unknown>): Promise<void>;
   /** Closes stdin (end of input). */
@@ -87,8 +89,10 @@ export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): S
   const waiters: Array<
     { predicate: (e: SipkitEvent) => boolean; resolve: (e: SipkitEvent) => void }
   > = [];
+  const listeners = new Set<(e: SipkitEvent) => void>();
   const onEvent = (e: SipkitEvent) => {
     events.push(e);
+    for (const l of listeners) l(e);
     for (const w of [...waiters]) {
       if (w.predicate(e)) {
         waiters.splice(waiters.indexOf(w), 1);
@@ -153,6 +157,10 @@ export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): S
       await writer.write(enc.encode(JSON.stringify(event) + "\n"));
     },
     closeStdin,
+    onEvent(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     waitEvent(predicate, opts = {}) {
       const found = events.find(predicate);
       if (found) return Promise.resolve(found);

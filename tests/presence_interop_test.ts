@@ -83,3 +83,369 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "sipkit watch sees baresip's status changes",
+  ignore: !HAVE_BARESIP,
+  fn: async () => {
+    const dirs = await tempSipkitDirs();
+    const logs: HasLogs[] = [];
+    let alice: SipkitProcess | undefined;
+    let bob: Awaited<ReturnType<typeof startBaresip>> | undefined;
+    try {
+      await withLogsOnFailure(logs, async () => {
+        bob = await startBaresip({ user: "bob" });
+        logs.push(bob);
+        await bob.setPresence("online");
+        alice = spawnSipkit(
+          ["watch", "-u", "alice@example.test", "--bind", "127.0.0.1:0", bob.contact],
+          { env: dirs.env, name: "sipkit watch (alice)" },
+        );
+        logs.push(alice);
+        const online = await alice.waitEvent(presence("bob", "online"), {
+          message: "baresip online",
+        });
+        assert.equal(online.basic, "open");
+        await bob.setPresence("offline");
+        const offline = await alice.waitEvent(presence("bob", "offline"), {
+          message: "baresip offline",
+        });
+        assert.equal(offline.basic, "closed");
+        await bob.setPresence("online");
+        await alice.waitEvent(
+          (e) =>
+            presence("bob", "online")(e) &&
+            alice!.events.indexOf(e) > alice!.events.indexOf(offline),
+          { message: "baresip online again" },
+        );
+        assert.equal(await alice.stop(), 0);
+        assert.deepEqual(alice.badLines, []);
+      });
+    } finally {
+      await stopAll([alice, bob]);
+      await dirs.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "Kamailio presence server: notify --publish, then watch through the server sees each change",
+  ignore: !HAVE_PRESENCE,
+  fn: async () => {
+    const dirs = await tempSipkitDirs();
+    const logs: HasLogs[] = [];
+    const procs: (SipkitProcess | undefined)[] = [];
+    let k: Awaited<ReturnType<typeof startKamailio>> | undefined;
+    try {
+      await withLogsOnFailure(logs, async () => {
+        k = await startKamailio({ mode: "presence" });
+        logs.push(k);
+        const common = ["--proxy", k.uri, "--bind", "127.0.0.1:0"];
+        // cron style first: publish once, then once more refreshes the same publication.
+        const once = async (status: string) => {
+          const p = spawnSipkit(
+            [
+              "notify",
+              "--publish",
+              "--once",
+              "-u",
+              "carol@example.test",
+              ...common,
+              "--status",
+              status,
+            ],
+            { env: dirs.env, stdin: false, name: "sipkit notify --publish --once" },
+          );
+          logs.push(p);
+          assert.equal(await p.exited, 0, p.logs());
+          return p.events.find((e) => e.type === "published")!;
+        };
+        const first = await once("lunch");
+        const second = await once("lunch");
+        const third = await once("busy");
+        assert.deepEqual([first.action, second.action, third.action], [
+          "create",
+          "refresh",
+          "modify",
+        ]);
+        const saved = JSON.parse(
+          await Deno.readTextFile(`${dirs.stateDir}/publish-sip_carol@example.test.json`),
+        );
+        assert.equal(saved.etag, third.etag);
+
+        const alice = spawnSipkit(
+          [
+            "notify",
+            "--publish",
+            "-u",
+            "alice@example.test",
+            ...common,
+            "--status",
+            "busy",
+            "--note",
+            "in a meeting",
+          ],
+          { env: dirs.env, name: "sipkit notify --publish (alice)" },
+        );
+        procs.push(alice);
+        logs.push(alice);
+        await alice.waitEvent((e) => e.type === "published", { message: "alice's PUBLISH" });
+        const bob = spawnSipkit(
+          [
+            "watch",
+            "-u",
+            "bob@example.test",
+            ...common,
+            "alice@example.test",
+            "carol@example.test",
+          ],
+          { env: dirs.env, name: "sipkit watch (bob)" },
+        );
+        procs.push(bob);
+        logs.push(bob);
+        const busy = await bob.waitEvent(presence("alice", "busy"), { message: "alice busy" });
+        assert.equal(busy.note, "in a meeting");
+        await bob.waitEvent(presence("carol", "busy"), { message: "carol's cron publication" });
+        await alice.send({ type: "status", status: "away" });
+        await bob.waitEvent(presence("alice", "away"), { message: "alice away" });
+        await alice.send({ type: "status", status: "on-the-phone" });
+        await bob.waitEvent(presence("alice", "on-the-phone"), { message: "alice on the phone" });
+        // alice stops: her publication is removed, the server tells bob.
+        assert.equal(await alice.stop(), 0);
+        assert.ok(alice.events.some((e) => e.type === "unpublished"), "removed on exit");
+        await bob.waitEvent(
+          (e) => e.type === "presence" && e.uri === "sip:alice@example.test" && e.basic !== "open",
+          { message: "alice gone after her publication was removed" },
+        );
+        assert.equal(await bob.stop(), 0);
+      });
+    } finally {
+      await stopAll([...procs, k]);
+      await dirs.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "Kamailio rls: one RFC 4662 list subscription gives per-buddy presence events",
+  ignore: !HAVE_PRESENCE,
+  fn: async () => {
+    const dirs = await tempSipkitDirs();
+    const logs: HasLogs[] = [];
+    const procs: (SipkitProcess | undefined)[] = [];
+    let k: Awaited<ReturnType<typeof startKamailio>> | undefined;
+    try {
+      await withLogsOnFailure(logs, async () => {
+        k = await startKamailio({ mode: "presence" });
+        logs.push(k);
+        const common = ["--proxy", k.uri, "--bind", "127.0.0.1:0"];
+        const publish = spawnSipkit(
+          ["notify", "--publish", "-u", "alice@example.test", ...common, "--status", "lunch"],
+          { env: dirs.env, name: "sipkit notify --publish (alice)" },
+        );
+        procs.push(publish);
+        logs.push(publish);
+        await publish.waitEvent((e) => e.type === "published");
+        // sip:buddies-bob@example.test is bob's list (alice, carol) in the test database.
+        const bob = spawnSipkit(
+          ["watch", "-u", "bob@example.test", ...common, "--list", "sip:buddies-bob@example.test"],
+          { env: dirs.env, name: "sipkit watch --list (bob)" },
+        );
+        procs.push(bob);
+        logs.push(bob);
+        const lunch = await bob.waitEvent(presence("alice", "lunch"), {
+          message: "alice's state inside a list NOTIFY",
+          timeout: 15_000,
+        });
+        assert.equal(lunch.list, "sip:buddies-bob@example.test");
+        assert.equal(lunch.uri, "sip:alice@example.test");
+        const listSub = bob.events.find((e) =>
+          e.type === "subscription" && e.uri === "sip:buddies-bob@example.test"
+        );
+        assert.equal(listSub?.state, "active");
+        assert.ok(
+          bob.events.some((e) =>
+            e.type === "subscription" && e.uri === "sip:carol@example.test" &&
+            e.list === "sip:buddies-bob@example.test"
+          ),
+          "carol's resource state is reported",
+        );
+        await publish.send({ type: "status", status: "busy" });
+        await bob.waitEvent(presence("alice", "busy"), {
+          message: "the change in a partial list NOTIFY",
+          timeout: 15_000,
+        });
+        assert.equal(await bob.stop(), 0);
+        assert.equal(await publish.stop(), 0);
+      });
+    } finally {
+      await stopAll([...procs, k]);
+      await dirs.cleanup();
+    }
+  },
+});
+
+/**
+ * One side of the thesis set-up behind a proxy: `sipkit notify --register`
+ * (its contact is registered, so SUBSCRIBEs routed through the proxy reach
+ * it) and `sipkit watch` of the buddy, with notify's `watcher` events fed to
+ * watch's stdin as `sipkit notify | sipkit watch` would.
+ */
+async function presenceUser(
+  user: string,
+  buddy: string,
+  proxy: string,
+  env: Record<string, string>,
+  procs: (SipkitProcess | undefined)[],
+  logs: HasLogs[],
+): Promise<{ notify: SipkitProcess; watch: SipkitProcess }> {
+  const notify = spawnSipkit(
+    [
+      "notify",
+      "-u",
+      user,
+      "--proxy",
+      proxy,
+      "--bind",
+      "127.0.0.1:0",
+      "--register",
+      "--allow",
+      buddy,
+    ],
+    { env, name: `sipkit notify (${user})` },
+  );
+  procs.push(notify);
+  logs.push(notify);
+  await notify.waitEvent((e) => e.type === "registered", { message: `${user} registered` });
+  const watch = spawnSipkit(
+    ["watch", "-u", user, "--proxy", proxy, "--bind", "127.0.0.1:0", buddy],
+    { env, name: `sipkit watch (${user})` },
+  );
+  procs.push(watch);
+  logs.push(watch);
+  // The pipe: every watcher event of notify goes to watch's stdin.
+  notify.onEvent((e) => {
+    if (e.type === "watcher") watch.send(e).catch(() => {});
+  });
+  return { notify, watch };
+}
+
+for (const first of ["alice", "bob"] as const) {
+  Deno.test({
+    name:
+      `Kamailio as a plain proxy: SUBSCRIBE to an offline user gets 404, and mutual subscription ` +
+      `joins both when the other comes online (${first} first; A.1, A.2)`,
+    ignore: !HAVE_KAMAILIO,
+    fn: async () => {
+      const dirs = await tempSipkitDirs();
+      const logs: HasLogs[] = [];
+      const procs: (SipkitProcess | undefined)[] = [];
+      let k: Awaited<ReturnType<typeof startKamailio>> | undefined;
+      try {
+        await withLogsOnFailure(logs, async () => {
+          k = await startKamailio({ mode: "proxy" });
+          logs.push(k);
+          const second = first === "alice" ? "bob" : "alice";
+          const aor = (u: string) => `${u}@example.test`;
+          const a = await presenceUser(aor(first), aor(second), k.uri, dirs.env, procs, logs);
+          const failed = await a.watch.waitEvent(
+            (e) => e.type === "subscription" && e.state === "failed",
+            { message: `${first}'s SUBSCRIBE to the offline ${second}` },
+          );
+          assert.equal(failed.status, 404, "the proxy answers 404 for a user not registered");
+          assert.ok(Number(failed.retry_in) >= 10, "kept for a later retry");
+
+          const b = await presenceUser(aor(second), aor(first), k.uri, dirs.env, procs, logs);
+          const started = Date.now();
+          // The second one sees the first at once (the first is registered and answers).
+          const seenByB = await b.watch.waitEvent((e) => e.type === "presence", {
+            message: `${second} sees ${first}`,
+          });
+          assert.deepEqual([seenByB.uri, seenByB.status], [`sip:${aor(first)}`, "online"]);
+          // The first one's stored subscription is re-sent when the second subscribes.
+          const seenByA = await a.watch.waitEvent((e) => e.type === "presence", {
+            message: `${first} sees ${second} through mutual subscription`,
+          });
+          assert.deepEqual([seenByA.uri, seenByA.status], [`sip:${aor(second)}`, "online"]);
+          assert.ok(
+            Date.now() - started < Number(failed.retry_in) * 1000,
+            "re-sent at once, not after the back-off",
+          );
+          // And status changes flow both ways through the proxy.
+          await a.notify.send({ type: "status", status: "away" });
+          await b.watch.waitEvent((e) => e.type === "presence" && e.status === "away");
+          await b.notify.send({ type: "status", status: "busy" });
+          await a.watch.waitEvent((e) => e.type === "presence" && e.status === "busy");
+          for (const p of [a.watch, b.watch, a.notify, b.notify]) {
+            assert.equal(await p.stop(), 0, p.name);
+            assert.deepEqual(p.badLines, []);
+          }
+          assert.ok(
+            a.notify.events.some((e) => e.type === "unregistered"),
+            "notify removed its binding on exit",
+          );
+        });
+      } finally {
+        await stopAll([...procs, k]);
+        await dirs.cleanup();
+      }
+    },
+  });
+}
+
+Deno.test({
+  name: "presence across two domains, each with its own Kamailio proxy (A.4)",
+  ignore: !HAVE_KAMAILIO,
+  fn: async () => {
+    const dirs = await tempSipkitDirs();
+    const logs: HasLogs[] = [];
+    const procs: (SipkitProcess | undefined)[] = [];
+    let pair: Awaited<ReturnType<typeof startKamailioPair>> | undefined;
+    try {
+      await withLogsOnFailure(logs, async () => {
+        pair = await startKamailioPair({ mode: "proxy" });
+        logs.push(pair.a, pair.b);
+        const alice = await presenceUser(
+          "alice@example.test",
+          "bob@example.org",
+          pair.a.uri,
+          dirs.env,
+          procs,
+          logs,
+        );
+        const bob = await presenceUser(
+          "bob@example.org",
+          "alice@example.test",
+          pair.b.uri,
+          dirs.env,
+          procs,
+          logs,
+        );
+        const seenByBob = await bob.watch.waitEvent((e) => e.type === "presence", {
+          message: "bob@example.org sees alice@example.test",
+        });
+        assert.deepEqual([seenByBob.uri, seenByBob.status], ["sip:alice@example.test", "online"]);
+        const seenByAlice = await alice.watch.waitEvent((e) => e.type === "presence", {
+          message: "alice@example.test sees bob@example.org",
+          timeout: 15_000,
+        });
+        assert.deepEqual([seenByAlice.uri, seenByAlice.status], ["sip:bob@example.org", "online"]);
+        await alice.notify.send({ type: "status", status: "lunch" });
+        await bob.watch.waitEvent((e) => e.type === "presence" && e.status === "lunch", {
+          message: "alice's change across both proxies",
+        });
+        await bob.notify.send({ type: "status", status: "on-the-phone" });
+        await alice.watch.waitEvent((e) => e.type === "presence" && e.status === "on-the-phone", {
+          message: "bob's change across both proxies",
+        });
+        for (const p of [alice.watch, bob.watch, alice.notify, bob.notify]) {
+          assert.equal(await p.stop(), 0, p.name);
+        }
+      });
+    } finally {
+      await stopAll([...procs, pair]);
+      await dirs.cleanup();
+    }
+  },
+});
