@@ -138,7 +138,9 @@ function stampPackets(net: LoopNetwork, clock: ManualClock): number[] {
 }
 
 /** Edge mode: the user and 10 buddies watch each other; the user changes status every 10 min. */
-export async function edgeMode(options: { expires?: number } = {}): Promise<HourCounts> {
+export async function edgeMode(
+  options: { expires?: number; compact?: boolean } = {},
+): Promise<HourCounts> {
   const clock = new ManualClock(Date.UTC(2026, 0, 1));
   const net = new LoopNetwork();
   const times = stampPackets(net, clock);
@@ -153,6 +155,7 @@ export async function edgeMode(options: { expires?: number } = {}): Promise<Hour
       transports: [net.transport({ host: host(i) })],
       clock,
       resolve: loopResolve,
+      compactHeaders: options.compact,
     });
     uas.push(ua);
     return ua;
@@ -300,18 +303,28 @@ function fmt(n: number): string {
 
 if (import.meta.main) {
   const edge = await edgeMode();
+  const edgeCompact = await edgeMode({ compact: true });
   const edgeLong = await edgeMode({ expires: 14400 });
+  const edgeBoth = await edgeMode({ expires: 14400, compact: true });
   const server = await serverMode({ buddyChanges: false });
   const serverBuddies = await serverMode();
   const rows: [string, number, number, "thesis" | "msn"][] = [
     ["edge, hour 1 (start-up: 20 subscriptions)", edge.hour1, edge.messages1, "thesis"],
     ["edge, steady hour (subscriptions 3600 s)", edge.steady, edge.steadyMessages, "thesis"],
     [
-      "edge, steady hour, watch --expires 14400",
+      "edge, steady hour, compact header names",
+      edgeCompact.steady,
+      edgeCompact.steadyMessages,
+      "thesis",
+    ],
+    [
+      "edge, steady hour, subscriptions 14400 s",
       edgeLong.steady,
       edgeLong.steadyMessages,
       "thesis",
     ],
+    ["edge, steady hour, compact + 14400 s", edgeBoth.steady, edgeBoth.steadyMessages, "thesis"],
+    ["edge, hour 1, compact + 14400 s", edgeBoth.hour1, edgeBoth.messages1, "thesis"],
     ["server, hour 1 (PUBLISH + list SUBSCRIBE)", server.hour1, server.messages1, "msn"],
     ["server, steady hour", server.steady, server.steadyMessages, "msn"],
     [
