@@ -75,6 +75,19 @@ export function spawnPeer(
     stderr: "piped",
   }).spawn();
   const ownGroup = setsid !== undefined;
+  // Watchdog: a shell that waits for EOF on a pipe from this Deno process and
+  // then kills the peer's group. stop() closes the pipe after the peer is
+  // gone; if Deno itself is killed, the kernel closes it and the peer dies
+  // with it instead of living on as an orphan.
+  const watchdog = ownGroup
+    ? new Deno.Command("sh", {
+      args: ["-c", `read _ ; kill -KILL -${child.pid} 2>/dev/null; exit 0`],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn()
+    : undefined;
+  const watchdogWriter = watchdog?.stdin.getWriter();
   let buffer = "";
   let dropped = false;
   const append = (text: string) => {
@@ -126,6 +139,8 @@ export function spawnPeer(
     clearTimeout(timer);
     await drained;
     await stdinWriter?.close().catch(() => {});
+    await watchdogWriter?.close().catch(() => {});
+    await watchdog?.status;
     exitedFlag = true;
     return status;
   })();
