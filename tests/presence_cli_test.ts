@@ -324,3 +324,55 @@ Deno.test("notify answers unknown watchers pending until an allow line; watch --
     await dirs.cleanup();
   }
 });
+
+Deno.test("a running watch subscribes on a buddy_added line and unsubscribes on buddy_removed", async () => {
+  const dirs = await tempSipkitDirs();
+  const pa = freePort();
+  const procs: (SipkitProcess | undefined)[] = [];
+  try {
+    const aliceN = notifyAgent("alice", pa, dirs.env, ["--unknown", "accept", "--status", "away"]);
+    procs.push(aliceN);
+    await aliceN.waitEvent((e) => e.type === "listening");
+    // An empty buddy list: the watch starts with nobody and waits for stdin.
+    const bobW = watchAgent("bob", [], dirs.env);
+    procs.push(bobW);
+    await bobW.send({ type: "buddy_added", uri: `sip:alice@${LOOP}:${pa}` });
+    const e = await bobW.waitEvent((e) => e.type === "presence", {
+      message: "alice after buddy_added",
+    });
+    assert.deepEqual([e.uri, e.status], [`sip:alice@${LOOP}:${pa}`, "away"]);
+    await aliceN.waitEvent((e) => e.type === "watcher" && e.state === "active");
+    await bobW.send({ type: "buddy_removed", uri: `sip:alice@${LOOP}:${pa}` });
+    await aliceN.waitEvent((e) => e.type === "watcher" && e.state === "terminated", {
+      message: "the unsubscribe after buddy_removed",
+    });
+    await bobW.send({ type: "buddy_added", uri: "not a uri" });
+    await bobW.waitEvent((e) => e.type === "error" && e.source === "stdin");
+    assert.deepEqual(await stopAll([bobW, aliceN]), [0, 0]);
+  } catch (e) {
+    dumpOnFailure(procs);
+    throw e;
+  } finally {
+    await stopAll(procs);
+    await dirs.cleanup();
+  }
+});
+
+Deno.test("notify and watch refuse option combinations that make no sense (exit 2)", async () => {
+  const dirs = await tempSipkitDirs();
+  try {
+    for (
+      const args of [
+        ["notify", "-u", "alice@example.test", "--once"],
+        ["notify", "-u", "alice@example.test", "--status", "sleeping"],
+        ["notify", "--bind", `${LOOP}:0`],
+        ["watch", "--once", "--list", "sip:l@example.test", "bob@example.test"],
+      ]
+    ) {
+      const r = await run(args, dirs.env);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.logs}`);
+    }
+  } finally {
+    await dirs.cleanup();
+  }
+});
