@@ -13,6 +13,8 @@ import { usageError } from "./_exit.ts";
 export interface CreateUaOptions {
   /** The AOR is required by this command. */
   requireUser?: boolean;
+  /** Send compact header names (RFC 3261 7.3.3). Default false. */
+  compactHeaders?: boolean;
 }
 
 /** Creates and starts the UA for a command; the caller closes it. */
@@ -49,6 +51,7 @@ export async function createUserAgent(
         return p;
       },
       tls: { insecure: common.insecure },
+      compactHeaders: options.compactHeaders,
       log: (level, message) => ctx.log.log(level, message),
       trace: common.trace
         ? (dir, data, peer) => {

@@ -57,6 +57,8 @@ export interface NotifyOptions extends CommonOptions {
   buddies?: string;
   /** Keep the contact registered. */
   register?: boolean;
+  /** Compact header names on the wire (`--no-compact` turns them off). Default true. */
+  compact?: boolean;
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -102,6 +104,7 @@ export function notifyCommand(): Command {
       1,
     )
     .option("--buddies <file>", "buddy list file (default <config dir>/buddies.xml)")
+    .option("--no-compact", "send full header names (default: compact forms, RFC 3261 7.3.3)")
     .addHelpText(
       "after",
       `
@@ -129,7 +132,11 @@ export async function runNotify(opts: NotifyOptions, ctx: CommandContext): Promi
     throw usageError(`--status must be one of ${USER_STATUSES.join(", ")}, got "${status}"`);
   }
   if (opts.once && !opts.publish) throw usageError("--once goes with --publish");
-  const ua = await createUserAgent(opts, ctx, { requireUser: true });
+  // Every SIP peer must accept compact header names (RFC 3261 7.3.3): fewer bytes per NOTIFY.
+  const ua = await createUserAgent(opts, ctx, {
+    requireUser: true,
+    compactHeaders: opts.compact ?? true,
+  });
   let registration: Registration | undefined;
   try {
     if (opts.register) {

@@ -149,6 +149,8 @@ export interface WatchOptions extends CommonOptions {
   raw?: boolean;
   /** Subscription duration asked for, seconds. Default 3600. */
   expires?: number;
+  /** Compact header names on the wire (`--no-compact` turns them off). Default true. */
+  compact?: boolean;
 }
 
 /** Builds the `watch` command with its `add`, `remove` and `list` subcommands. */
@@ -168,6 +170,7 @@ export function watchCommand(): Command {
     .option("--once", "fetch each buddy's current state, print it and exit")
     .option("--raw", "add the PIDF document as raw to presence events")
     .option("--expires <s>", "subscription duration to ask for", intArg("--expires", 1), 3600)
+    .option("--no-compact", "send full header names (default: compact forms, RFC 3261 7.3.3)")
     .enablePositionalOptions()
     .addHelpText(
       "after",
@@ -258,7 +261,8 @@ export async function runWatch(
     ctx.log.log("info", "no buddies yet: waiting for buddy_added lines on stdin");
   }
   const raw = opts.raw ?? false;
-  const ua = await createUserAgent(opts, ctx);
+  // Every SIP peer must accept compact header names (RFC 3261 7.3.3): fewer bytes per NOTIFY.
+  const ua = await createUserAgent(opts, ctx, { compactHeaders: opts.compact ?? true });
   try {
     if (opts.once) {
       const results = await PresenceWatcher.fetch(ua, buddies);
@@ -312,6 +316,8 @@ export async function runWatch(
       new Promise<void>((resolve) => timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)),
     ]);
     clearTimeout(timer);
+    // A peer that sends no final NOTIFY (Kamailio rls): stop waiting for it.
+    await watcher.close({ unsubscribe: false });
     await input;
     return EXIT.OK;
   } finally {
