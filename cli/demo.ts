@@ -201,7 +201,6 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
       note: "at my desk",
       unknown: "accept",
       minInterval: 1,
-      expires: 600,
     }, bob.ctx);
     const listening = await bob.wait((e) => e.type === "listening", "its address", timeout);
     const bobContact = String(listening.contact);

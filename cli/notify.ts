@@ -83,9 +83,9 @@ export function notifyCommand(): Command {
     .option("--once", "with --publish: publish (or refresh the saved publication) and exit")
     .option(
       "--expires <s>",
-      "publication lifetime; in edge mode the longest subscription granted",
-      intArg("--expires", 0),
-      3600,
+      "publication lifetime (default 3600); in edge mode the longest subscription granted " +
+        "(default 86400)",
+      intArg("--expires", 1),
     )
     .option(
       "--allow <uri>",
@@ -256,7 +256,7 @@ async function runPublish(
   const aor = `sip:${ua.aor.user ? ua.aor.user + "@" : ""}${ua.aor.host}`;
   const saved = opts.once ? await loadPublication(aor) : undefined;
   const pub = new Publication(ua, {
-    expires: opts.expires,
+    expires: opts.expires ?? 3600,
     etag: saved?.etag,
     autoRefresh: !opts.once,
     onEvent: (e) => {
@@ -374,7 +374,7 @@ async function runEdge(
     allow: await allowList(opts),
     unknown: opts.unknown ?? "pending",
     minInterval: (opts.minInterval ?? 1) * 1000,
-    maxExpires: opts.expires === undefined || opts.expires === 0 ? undefined : opts.expires,
+    maxExpires: opts.expires ?? 86400,
     onEvent: (e) =>
       void ctx.out.emit("watcher", {
         uri: e.uri,
