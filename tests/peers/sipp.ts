@@ -134,7 +134,7 @@ async function startSippOnce(options: SippOptions): Promise<SippProcess> {
   const proc = spawnPeer("sipp", args, { name, debianPackage: "sip-tester", cwd: dir });
   const done = proc.exited.then((status) => collect(status.code, proc, dir, options));
   // sipp prints its screen (or an error) as soon as it runs; a bind failure exits at once.
-  await waitForBind(proc, port);
+  await waitForBind(proc, options.transport?.startsWith("t") ? "tcp" : "udp", port);
   let stopping: Promise<SippResult> | undefined;
   return {
     port,
@@ -205,13 +205,17 @@ function buildArgs(options: SippOptions, port: number, dir: string): string[] {
   return args;
 }
 
-async function waitForBind(proc: PeerProcess, port: number): Promise<void> {
+async function waitForBind(
+  proc: PeerProcess,
+  protocol: "udp" | "tcp",
+  port: number,
+): Promise<void> {
   const deadline = Date.now() + 5000;
   while (Date.now() < deadline) {
     if (proc.hasExited) {
       throw new Error(`sipp exited at start-up:\n${proc.logs()}`);
     }
-    if (isPortBoundBy(proc.pid, "udp", port)) return;
+    if (isPortBoundBy(proc.pid, protocol, port)) return;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   await proc.stop("SIGKILL");
