@@ -10,7 +10,13 @@ import { formatUri, type SipRequest } from "../lib/sip/message.ts";
 import { Registration } from "../lib/sip/registration.ts";
 import type { InboundInfo } from "../lib/sip/transaction/mod.ts";
 import { UserAgent } from "../lib/sip/ua.ts";
-import { freePort } from "./peers/require.ts";
+import { isPortBound } from "./peers/require.ts";
+
+/** A TCP port nothing listens on: privileged, so no test picks it; checked free. */
+function closedTcpPort(): number {
+  for (let port = 1; port < 1024; port++) if (!isPortBound("tcp", port)) return port;
+  throw new Error("no closed TCP port below 1024");
+}
 
 async function pair(
   fn: (alice: UserAgent, bob: UserAgent, bobUri: (user?: string) => string) => Promise<void>,
@@ -139,7 +145,7 @@ Deno.test("loopback: digest REGISTER, query and removal over real sockets", asyn
 Deno.test("loopback: a refused TCP connection is a local 503 at once", async () => {
   const alice = await UserAgent.create({ aor: "alice@example.test", bind: "127.0.0.1:0" });
   try {
-    const port = freePort();
+    const port = closedTcpPort();
     const started = Date.now();
     const err = await alice.send(
       alice.createRequest("REGISTER", `sip:127.0.0.1:${port};transport=tcp`),
