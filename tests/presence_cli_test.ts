@@ -119,6 +119,12 @@ function dumpOnFailure(processes: (SipkitProcess | undefined)[]) {
   }
 }
 
+/** Waits for notify's `listening` event and returns the port it bound (asked for port 0). */
+async function listeningPort(p: SipkitProcess): Promise<number> {
+  const e = await p.waitEvent((e) => e.type === "listening", { message: "listening" });
+  return Number(String(e.address).split(":").at(-1));
+}
+
 /** Numbers events as they come, so that order can be asserted. */
 function seqOf(p: SipkitProcess, e: SipkitEvent): number {
   return p.events.indexOf(e);
@@ -126,21 +132,18 @@ function seqOf(p: SipkitProcess, e: SipkitEvent): number {
 
 Deno.test("two sipkit agents watch each other on loopback and every status round-trips (A.3)", async () => {
   const dirs = await tempSipkitDirs();
-  const pa = freePort();
-  let pb = freePort();
-  while (pb === pa) pb = freePort();
   const procs: (SipkitProcess | undefined)[] = [];
   try {
-    const aliceN = notifyAgent("alice", pa, dirs.env, [
+    const aliceN = notifyAgent("alice", 0, dirs.env, [
       "--unknown",
       "accept",
       "--min-interval",
       "0",
     ]);
-    const bobN = notifyAgent("bob", pb, dirs.env, ["--unknown", "accept", "--min-interval", "0"]);
+    const bobN = notifyAgent("bob", 0, dirs.env, ["--unknown", "accept", "--min-interval", "0"]);
     procs.push(aliceN, bobN);
-    await aliceN.waitEvent((e) => e.type === "listening");
-    await bobN.waitEvent((e) => e.type === "listening");
+    const pa = await listeningPort(aliceN);
+    const pb = await listeningPort(bobN);
     const aliceW = watchAgent("alice", [`sip:bob@${LOOP}:${pb}`], dirs.env);
     const bobW = watchAgent("bob", [`sip:alice@${LOOP}:${pa}`], dirs.env);
     procs.push(aliceW, bobW);
@@ -204,15 +207,14 @@ Deno.test("two sipkit agents watch each other on loopback and every status round
 
 Deno.test("mutual subscription on loopback: a failed subscription is re-sent at once when the buddy subscribes to us (A.2)", async () => {
   const dirs = await tempSipkitDirs();
-  const pa = freePort();
-  let pb = freePort();
-  while (pb === pa) pb = freePort();
+  // bob's port has to be known before he starts: alice's SUBSCRIBE goes there first.
+  const pb = freePort();
   const procs: (SipkitProcess | undefined)[] = [];
   try {
     // alice starts first; bob's agent is not running: her SUBSCRIBE fails (TCP refused).
-    const aliceN = notifyAgent("alice", pa, dirs.env, ["--allow", "bob@example.test"]);
+    const aliceN = notifyAgent("alice", 0, dirs.env, ["--allow", "bob@example.test"]);
     procs.push(aliceN);
-    await aliceN.waitEvent((e) => e.type === "listening");
+    const pa = await listeningPort(aliceN);
     const aliceW = watchAgent("alice", ["bob@example.test"], dirs.env, [
       "--proxy",
       `sip:${LOOP}:${pb};transport=tcp`,
@@ -262,12 +264,11 @@ Deno.test("mutual subscription on loopback: a failed subscription is re-sent at 
 
 Deno.test("notify answers unknown watchers pending until an allow line; watch --once fetches", async () => {
   const dirs = await tempSipkitDirs();
-  const pa = freePort();
   const procs: (SipkitProcess | undefined)[] = [];
   try {
-    const aliceN = notifyAgent("alice", pa, dirs.env, ["--status", "busy", "--note", "busy day"]);
+    const aliceN = notifyAgent("alice", 0, dirs.env, ["--status", "busy", "--note", "busy day"]);
     procs.push(aliceN);
-    await aliceN.waitEvent((e) => e.type === "listening");
+    const pa = await listeningPort(aliceN);
     const bobW = watchAgent("bob", [`sip:alice@${LOOP}:${pa}`], dirs.env);
     procs.push(bobW);
     const pending = await aliceN.waitEvent((e) => e.type === "watcher", { message: "bob" });
@@ -327,12 +328,11 @@ Deno.test("notify answers unknown watchers pending until an allow line; watch --
 
 Deno.test("a running watch subscribes on a buddy_added line and unsubscribes on buddy_removed", async () => {
   const dirs = await tempSipkitDirs();
-  const pa = freePort();
   const procs: (SipkitProcess | undefined)[] = [];
   try {
-    const aliceN = notifyAgent("alice", pa, dirs.env, ["--unknown", "accept", "--status", "away"]);
+    const aliceN = notifyAgent("alice", 0, dirs.env, ["--unknown", "accept", "--status", "away"]);
     procs.push(aliceN);
-    await aliceN.waitEvent((e) => e.type === "listening");
+    const pa = await listeningPort(aliceN);
     // An empty buddy list: the watch starts with nobody and waits for stdin.
     const bobW = watchAgent("bob", [], dirs.env);
     procs.push(bobW);

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { startBaresip } from "./peers/baresip.ts";
 import { kamailioPresenceModule, startKamailio, startKamailioPair } from "./peers/kamailio.ts";
 import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
-import { freePort, requirePeer } from "./peers/require.ts";
+import { requirePeer } from "./peers/require.ts";
 import {
   type SipkitEvent,
   type SipkitProcess,
@@ -35,7 +35,6 @@ Deno.test({
   ignore: !HAVE_BARESIP,
   fn: async () => {
     const dirs = await tempSipkitDirs();
-    const port = freePort();
     const logs: HasLogs[] = [];
     let alice: SipkitProcess | undefined;
     let bob: Awaited<ReturnType<typeof startBaresip>> | undefined;
@@ -46,7 +45,7 @@ Deno.test({
           "-u",
           "alice@example.test",
           "--bind",
-          `127.0.0.1:${port}`,
+          "127.0.0.1:0",
           "--status",
           "online",
           "--allow",
@@ -55,7 +54,8 @@ Deno.test({
           "0",
         ], { env: dirs.env, name: "sipkit notify (alice)" });
         logs.push(alice);
-        await alice.waitEvent((e) => e.type === "listening", { message: "listening" });
+        const listening = await alice.waitEvent((e) => e.type === "listening");
+        const port = Number(String(listening.address).split(":").at(-1));
         bob = await startBaresip({
           user: "bob",
           contacts: [{ uri: `sip:alice@127.0.0.1:${port}`, name: "Alice" }],
