@@ -204,7 +204,10 @@ export async function runCommand<O extends CommonOptions>(
   };
   const out = new NdjsonWriter(Deno.stdout, {
     pretty: opts.pretty,
-    onClosed: () => stop("stdout-closed"),
+    onClosed: (error) => {
+      if (error !== undefined) log.log("warn", `cannot write to stdout: ${errorMessage(error)}`);
+      stop("stdout-closed");
+    },
   });
   const onInt = () => stop("sigint");
   const onTerm = () => stop("sigterm");

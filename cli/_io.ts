@@ -23,15 +23,19 @@ export interface ByteWriter {
 export interface NdjsonWriterOptions {
   /** Human-friendly lines instead of JSON (`--pretty`). Default false. */
   pretty?: boolean;
-  /** Called once when the reader of stdout has gone away (EPIPE). */
-  onClosed?: () => void;
+  /**
+   * Called once when stdout can no longer be written: without argument when
+   * its reader has gone away (EPIPE), with the error for any other failure.
+   */
+  onClosed?: (error?: unknown) => void;
   /** Source of the `time` field. Default `() => new Date()`. */
   now?: () => Date;
 }
 
 /**
  * Writes one JSON object per line, `type` and `time` first, each line flushed
- * as it is written. A broken pipe stops output quietly and calls `onClosed`.
+ * as it is written. A broken pipe (or another write error) stops output
+ * quietly and calls `onClosed`; emits never reject.
  *
  * @example
  * ```ts
@@ -44,7 +48,7 @@ export interface NdjsonWriterOptions {
 export class NdjsonWriter implements EventSink {
   #out: ByteWriter;
   #pretty: boolean;
-  #onClosed?: () => void;
+  #onClosed?: (error?: unknown) => void;
   #now: () => Date;
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
@@ -87,12 +91,12 @@ export class NdjsonWriter implements EventSink {
       let off = 0;
       while (off < bytes.length) off += await this.#out.write(bytes.subarray(off));
     } catch (e) {
-      if (e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset) {
-        this.#closed = true;
-        this.#onClosed?.();
-        return;
-      }
-      throw e;
+      // The reader went away (EPIPE), or stdout failed otherwise: either way
+      // nothing more can be written, and a rejected chain would turn every
+      // later emit into an unhandled rejection.
+      this.#closed = true;
+      const gone = e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset;
+      this.#onClosed?.(gone ? undefined : e);
     }
   }
 }

@@ -68,7 +68,7 @@ Deno.test("NdjsonWriter on a broken pipe stops quietly and calls onClosed once",
       writes++;
       return Promise.reject(new Deno.errors.BrokenPipe("Broken pipe (os error 32)"));
     },
-  }, { onClosed: () => closed++ });
+  }, { onClosed: (e) => (assert.equal(e, undefined), closed++) });
   await w.emit("one");
   await w.emit("two");
   await w.flush();
@@ -77,9 +77,16 @@ Deno.test("NdjsonWriter on a broken pipe stops quietly and calls onClosed once",
   assert.equal(w.closed, true);
 });
 
-Deno.test("NdjsonWriter passes on other write errors", async () => {
-  const w = new NdjsonWriter({ write: () => Promise.reject(new Error("disk on fire")) });
-  await assert.rejects(w.emit("x"), /disk on fire/);
+Deno.test("NdjsonWriter reports another write error through onClosed and never rejects", async () => {
+  const seen: unknown[] = [];
+  const w = new NdjsonWriter({ write: () => Promise.reject(new Error("disk on fire")) }, {
+    onClosed: (e) => seen.push(e),
+  });
+  await w.emit("x");
+  await w.emit("y");
+  assert.equal(seen.length, 1);
+  assert.match(String(seen[0]), /disk on fire/);
+  assert.equal(w.closed, true);
 });
 
 Deno.test("createLogger() filters by level and masks secrets", () => {
