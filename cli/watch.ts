@@ -266,11 +266,14 @@ export async function runWatch(
   try {
     if (opts.once) {
       const results = await PresenceWatcher.fetch(ua, buddies);
-      let failed = 0;
+      let rejected = 0;
+      let network = 0;
       for (const r of results) {
         if (r.presence) await ctx.out.emit("presence", presenceFields(r.presence, raw));
         else {
-          failed++;
+          // No response at all (timeout, transport error) is a network failure (exit 3).
+          if ((r.error as { local?: boolean } | undefined)?.local) network++;
+          else rejected++;
           await ctx.out.emit("subscription", {
             uri: r.uri,
             state: "failed",
@@ -279,7 +282,7 @@ export async function runWatch(
           });
         }
       }
-      return failed === 0 ? EXIT.OK : EXIT.PEER_REJECTED;
+      return network > 0 ? EXIT.NETWORK : rejected > 0 ? EXIT.PEER_REJECTED : EXIT.OK;
     }
     const watcher = new PresenceWatcher(ua, {
       buddies,

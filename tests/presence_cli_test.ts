@@ -358,6 +358,27 @@ Deno.test("a running watch subscribes on a buddy_added line and unsubscribes on 
   }
 });
 
+Deno.test("notify --publish --once exits 3 with publish_failed when the server cannot be reached", async () => {
+  const dirs = await tempSipkitDirs();
+  try {
+    // Port 1 on loopback: nothing listens there, TCP is refused at once.
+    const r = await run([
+      "notify",
+      "--publish",
+      "--once",
+      "-u",
+      "alice@example.test",
+      "--proxy",
+      `sip:${LOOP}:1;transport=tcp`,
+    ], dirs.env);
+    assert.equal(r.code, 3, r.logs);
+    assert.equal(r.events.at(-1)?.type, "publish_failed");
+    assert.equal(r.events.at(-1)?.status, 503);
+  } finally {
+    await dirs.cleanup();
+  }
+});
+
 Deno.test("notify and watch refuse option combinations that make no sense (exit 2)", async () => {
   const dirs = await tempSipkitDirs();
   try {
