@@ -761,3 +761,26 @@ Deno.test("UserAgent answers 400 to a request whose To cannot be parsed, without
     assert.equal(called, 0);
   });
 });
+
+Deno.test("UserAgent sends a request with a preloaded Route set to its first hop", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua("192.0.2.1", {
+      aor: "alice@example.test",
+      outboundProxy: "sip:192.0.2.8", // not used: the request has its own route set
+    });
+    const hop = bed.raw("192.0.2.9");
+    const req = alice.createRequest("OPTIONS", "sip:bob@example.test", {
+      headers: [["Route", "<sip:192.0.2.9;lr>"], ["Route", "<sip:192.0.2.10;lr>"]],
+    });
+    const pending = alice.send(req).catch((e) => e);
+    await bed.net.settled();
+    assert.equal(hop.got.length, 1, "the first Route got it");
+    assert.match(hop.got[0].text, /^OPTIONS sip:bob@example\.test SIP\/2\.0\r\n/);
+    assert.deepEqual(hop.got[0].msg?.headers.getAll("Route"), [
+      "<sip:192.0.2.9;lr>",
+      "<sip:192.0.2.10;lr>",
+    ]);
+    await alice.close();
+    await pending;
+  });
+});
