@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { type Kamailio, startKamailio } from "./peers/kamailio.ts";
-import { isPortBound, requirePeer } from "./peers/require.ts";
+import { findBinary, isPortBound, requirePeer } from "./peers/require.ts";
 import { UserAgent } from "../lib/sip/ua.ts";
 import { VERSION } from "../lib/version.ts";
 
@@ -818,4 +818,63 @@ Deno.test("sipkit register bounds its clean-up when the registrar went silent; a
     await registrar.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** Runs sipkit in a pseudo-terminal (util-linux `script`): what a person at a terminal sees. */
+function inTerminal(args: string[], env: Record<string, string>) {
+  const command = [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN, ...args]
+    .map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const child = new Deno.Command("script", {
+    args: ["-qefc", command, "/dev/null"],
+    cwd: ROOT,
+    clearEnv: true,
+    env: cleanEnv(env),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  let screen = "";
+  const reading = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of child.stdout) screen += dec.decode(chunk, { stream: true });
+  })();
+  const writer = child.stdin.getWriter();
+  return {
+    screen: () => screen,
+    type: (text: string) => writer.write(new TextEncoder().encode(text)),
+    async waitFor(re: RegExp, timeout = 15_000): Promise<void> {
+      const deadline = Date.now() + timeout;
+      while (!re.test(screen)) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}:\n${screen}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    async close(): Promise<number> {
+      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      const status = await child.status;
+      clearTimeout(timer);
+      await writer.close().catch(() => {});
+      await reading;
+      return status.code;
+    },
+  };
+}
+
+Deno.test({
+  name: "sipkit register in a terminal asks for the password without echoing it",
+  ignore: !HAVE_KAMAILIO || !findBinary("script"),
+  fn: () =>
+    withKamailio(async ({ env, register }) => {
+      const term = inTerminal(register("bob", ["--once"]), env);
+      try {
+        await term.waitFor(/Password: /);
+        await term.type("bob-secret\r");
+        await term.waitFor(/"type":"registered"/);
+        assert.equal(await term.close(), 0, term.screen());
+        assert.ok(!term.screen().includes("bob-secret"), term.screen());
+        assert.match(term.screen(), /"aor":"sip:bob@example\.test"/);
+      } finally {
+        await term.close();
+      }
+    }),
 });
