@@ -878,3 +878,20 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name: "sipkit register: Ctrl-C at the password prompt exits 130",
+  ignore: !HAVE_KAMAILIO || !findBinary("script"),
+  fn: () =>
+    withKamailio(async ({ env, register }) => {
+      const term = inTerminal(register("bob", ["--once"]), env);
+      try {
+        await term.waitFor(/Password: /);
+        await term.type("bob-se\x03");
+        assert.equal(await term.close(), 130, term.screen());
+        assert.ok(!term.screen().includes("registered"), term.screen());
+      } finally {
+        await term.close();
+      }
+    }),
+});
