@@ -121,8 +121,8 @@ async function runRegister(
     const aor = formatUri(ua.aor);
     const registrar = formatUri(reg.registrar);
     if (opts.remove) {
-      const contacts = await contactsToRemove(opts, reg, aor, registrar);
       return await oneShot(ctx, ua, async () => {
+        const contacts = await contactsToRemove(opts, reg, aor, registrar);
         await reg.unregister(opts.all ? { all: true } : { contacts });
         await remember(ctx, aor, registrar, { removed: opts.all ? ["*"] : contacts });
       });

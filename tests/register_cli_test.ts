@@ -895,3 +895,33 @@ Deno.test({
       }
     }),
 });
+
+Deno.test("sipkit register --remove --bind exits 3 when the registrar refuses the TCP connection", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await run([
+      "register",
+      "-u",
+      "alice@127.0.0.1",
+      "--registrar",
+      `sip:127.0.0.1:${closedTcpPort()};transport=tcp`,
+      "--remove",
+      "--bind",
+      "127.0.0.1:0",
+      "--contact",
+      "sip:alice@127.0.0.1:5999",
+    ], { SIPKIT_CONFIG_DIR: dir, SIPKIT_STATE_DIR: dir });
+    assert.equal(r.code, 3, r.stderr);
+    const q = await run([
+      "register",
+      "-u",
+      "alice@127.0.0.1",
+      "--registrar",
+      `sip:127.0.0.1:${closedTcpPort()};transport=tcp`,
+      "--query",
+    ], { SIPKIT_CONFIG_DIR: dir, SIPKIT_STATE_DIR: dir });
+    assert.equal(q.code, 3, q.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

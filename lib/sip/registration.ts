@@ -351,7 +351,14 @@ export class Registration {
       probe.headers.prepend("Route", `<${formatUri(this.#ua.outboundProxy)};lr>`);
     }
     const [target] = await this.#ua.targetsFor(probe);
-    return formatUri(await this.#ua.contactFor(target));
+    try {
+      return formatUri(await this.#ua.contactFor(target));
+    } catch (e) {
+      // On TCP/TLS learning the local address means connecting: a failure
+      // there is a transport error (section 8.1.3.1: treated as 503).
+      const message = e instanceof Error ? e.message : String(e);
+      throw new RegistrationError(503, `Transport error: ${message}`, true, { cause: e });
+    }
   }
 
   /** Asks the registrar for the current bindings (a REGISTER without Contact, 10.2.3). */
