@@ -226,6 +226,7 @@ function presenceFields(e: PresenceEvent, raw: boolean): Record<string, unknown>
     note_lang: e.noteLang,
     contacts: e.contacts,
     list: e.list,
+    name: e.name,
     raw: raw ? e.raw : undefined,
   };
 }
@@ -239,6 +240,7 @@ function emitWatcherEvent(ctx: CommandContext, e: PresenceWatcherEvent, raw: boo
     status: e.status,
     retry_in: e.retryIn,
     list: e.list,
+    name: e.name,
   });
 }
 
