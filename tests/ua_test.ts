@@ -13,6 +13,7 @@ import {
   type SipResponse,
   type Uri,
 } from "../lib/sip/message.ts";
+import { type ResolveOptions, resolveSipUri, staticDnsLookup } from "../lib/sip/resolver.ts";
 import type { Target } from "../lib/sip/transaction/mod.ts";
 import { LoopNetwork, type LoopTransport } from "../lib/sip/transport_loop.ts";
 import { type IncomingRequest, parseHostPort, toSipUri, UserAgent } from "../lib/sip/ua.ts";
@@ -782,5 +783,48 @@ Deno.test("UserAgent sends a request with a preloaded Route set to its first hop
     ]);
     await alice.close();
     await pending;
+  });
+});
+
+Deno.test("UserAgent locates servers with RFC 3263 (NAPTR, SRV) and fails over between SRV targets", async () => {
+  await withBed(async (bed) => {
+    const lookups: string[] = [];
+    const lookup = staticDnsLookup({
+      "example.test": {
+        NAPTR: [{
+          order: 10,
+          preference: 10,
+          flags: "s",
+          services: "SIP+D2U",
+          regexp: "",
+          replacement: "_sip._udp.example.test",
+        }],
+      },
+      "_sip._udp.example.test": {
+        SRV: [
+          { priority: 10, weight: 0, port: 5060, target: "dead.example.test" },
+          { priority: 20, weight: 0, port: 5060, target: "bob.example.test" },
+        ],
+      },
+      "dead.example.test": { A: ["192.0.2.50"] },
+      "bob.example.test": { A: ["192.0.2.2"] },
+      "nowhere.test": { A: new Error("NXDOMAIN") },
+    }, lookups);
+    const resolve = (uri: Uri, o: ResolveOptions) => resolveSipUri(uri, { ...o, lookup });
+    const alice = await bed.ua("192.0.2.1", { aor: "alice@example.test", resolve });
+    const bob = await bed.ua("192.0.2.2", { aor: "bob@example.test" });
+    bob.handle("MESSAGE", (i) => i.respond(200));
+    const { response, target } = await bed.run(
+      alice.send(alice.createRequest("MESSAGE", "sip:bob@example.test", { body: "x" })),
+    );
+    assert.equal(response.status, 200);
+    assert.equal(target.host, "192.0.2.2");
+    assert.ok(lookups.includes("NAPTR example.test"), lookups.join(", "));
+    const err = await alice.send(alice.createRequest("MESSAGE", "sip:x@nowhere.test")).catch((
+      e,
+    ) => e);
+    assert.ok(err instanceof SipRequestError, String(err));
+    assert.equal(err.status, 503);
+    assert.equal(err.local, true);
   });
 });

@@ -408,10 +408,18 @@ export class UserAgent {
       next.params.transport = preferred;
     }
     const resolve = this.#options.resolve ?? resolveSipUri;
-    const targets = await resolve(next, {
-      transports: this.transports.map((t) => t.protocol).concat("tls")
-        .filter((p, i, a) => a.indexOf(p) === i),
-    });
+    let targets: Target[];
+    try {
+      targets = await resolve(next, {
+        transports: this.transports.map((t) => t.protocol).concat("tls")
+          .filter((p, i, a) => a.indexOf(p) === i),
+      });
+    } catch (e) {
+      // RFC 3263 section 4.3 / RFC 3261 8.1.3.1: no server could be located,
+      // which the UA reports like a transport failure (a local 503).
+      const message = e instanceof Error ? e.message : String(e);
+      throw new SipRequestError(503, message, { local: true, cause: e });
+    }
     if (targets.length === 0) {
       throw new SipRequestError(503, `Cannot locate ${formatUri(next)}`, { local: true });
     }
