@@ -358,6 +358,46 @@ Deno.test("a running watch subscribes on a buddy_added line and unsubscribes on 
   }
 });
 
+Deno.test("notify sends at most one NOTIFY per --min-interval and the last state gets through", async () => {
+  const dirs = await tempSipkitDirs();
+  const procs: (SipkitProcess | undefined)[] = [];
+  try {
+    const aliceN = notifyAgent("alice", 0, dirs.env, [
+      "--unknown",
+      "accept",
+      "--min-interval",
+      "1",
+    ]);
+    procs.push(aliceN);
+    const pa = await listeningPort(aliceN);
+    const bobW = watchAgent("bob", [`sip:alice@${LOOP}:${pa}`], dirs.env);
+    procs.push(bobW);
+    const first = await bobW.waitEvent((e) => e.type === "presence", { message: "online" });
+    for (const status of ["busy", "away", "on-the-phone", "lunch"]) {
+      await aliceN.send({ type: "status", status });
+    }
+    const last = await bobW.waitEvent((e) => e.type === "presence" && e.status === "lunch", {
+      message: "the last state",
+    });
+    const after = bobW.events.filter((e) =>
+      e.type === "presence" && bobW.events.indexOf(e) > bobW.events.indexOf(first)
+    );
+    // Four changes within a second: the first NOTIFY went out at subscribe time, so at
+    // most one more may pass before the interval ends, then the latest state.
+    assert.ok(after.length <= 2, `rate limited: ${after.map((e) => e.status).join(", ")}`);
+    assert.equal(after.at(-1), last);
+    const gap = Date.parse(last.time) - Date.parse(first.time);
+    assert.ok(gap >= 900, `the interval was kept (${gap} ms)`);
+    assert.deepEqual(await stopAll([bobW, aliceN]), [0, 0]);
+  } catch (e) {
+    dumpOnFailure(procs);
+    throw e;
+  } finally {
+    await stopAll(procs);
+    await dirs.cleanup();
+  }
+});
+
 Deno.test("notify --publish --once exits 3 with publish_failed when the server cannot be reached", async () => {
   const dirs = await tempSipkitDirs();
   try {
