@@ -828,3 +828,91 @@ Deno.test("UserAgent locates servers with RFC 3263 (NAPTR, SRV) and fails over b
     assert.equal(err.local, true);
   });
 });
+
+Deno.test("UserAgent answers every well-formed request exactly once (2000 generated requests)", async () => {
+  await withBed(async (bed) => {
+    const errors: string[] = [];
+    const bob = await bed.ua("192.0.2.2", {
+      aor: "bob@example.test",
+      log: (level, m) => level === "error" && !m.includes("deliberate") && errors.push(m),
+    });
+    bob.handle("MESSAGE", (i) => i.respond(200));
+    bob.handle("SUBSCRIBE", () => {
+      throw new Error("deliberate");
+    });
+    bob.handle("INFO", async (i) => {
+      await Promise.resolve();
+      await i.respond(202);
+    });
+    bob.addDialog(
+      { callId: "known", localTag: "bt", remoteTag: "at" },
+      (i) => i.request.method === "ACK" ? undefined : i.respond(200),
+    );
+    const finals = new Map<string, number[]>();
+    const peer = bed.net.transport({ host: "192.0.2.99" });
+    bed.raws.push(peer);
+    peer.onMessage((m) => {
+      const r = reply(m.data);
+      const branch = /branch=([^;\r\n]+)/.exec(r.text)?.[1] ?? "?";
+      if (r.status >= 200) finals.set(branch, [...(finals.get(branch) ?? []), r.status]);
+    });
+    let a = 7;
+    const rand = (n: number) => { // mulberry32
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+    };
+    const pick = <T>(a: T[]) => a[rand(a.length)];
+    const expected: string[] = [];
+    for (let n = 0; n < 2000; n++) {
+      const method = pick([
+        "OPTIONS",
+        "INVITE",
+        "MESSAGE",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "BYE",
+        "CANCEL",
+        "ACK",
+        "FOO",
+      ]);
+      const scheme = pick(["sip", "sip", "sip", "sips", "tel", "urn"]);
+      const uri = scheme === "tel"
+        ? "tel:+15551234"
+        : scheme === "urn"
+        ? "urn:service:sos"
+        : `${scheme}:bob@192.0.2.2`;
+      const inDialog = rand(4) === 0;
+      const known = inDialog && rand(2) === 0;
+      const branch = `z9hG4bK-gen${n}`;
+      const lines = [
+        `${method} ${uri} SIP/2.0`,
+        `Via: SIP/2.0/UDP 192.0.2.99:5060;branch=${branch}`,
+        `Max-Forwards: ${rand(71)}`,
+        `From: <sip:gen@example.test>;tag=${known ? "at" : "f" + n}`,
+        `To: <sip:bob@example.test>${inDialog ? `;tag=${known ? "bt" : "x" + n}` : ""}`,
+        `Call-ID: ${known ? "known" : "gen-" + n}`,
+        `CSeq: ${1 + rand(1000)} ${method}`,
+      ];
+      if (rand(5) === 0) lines.push(`Require: ${pick(["eventlist", "100rel", "foo, bar"])}`);
+      if (rand(3) === 0) lines.push(`Contact: <sip:gen@192.0.2.99:${5060 + rand(10)}>`);
+      if (method !== "ACK") expected.push(branch);
+      await peer.send(rawRequest(lines, rand(4) === 0 ? "body" : ""), BOB);
+      if (n % 100 === 99) await bed.net.settled();
+    }
+    await bed.net.settled();
+    for (let i = 0; i < 10; i++) await bed.net.settled();
+    const missing = expected.filter((b) => !finals.has(b));
+    assert.deepEqual(missing, [], "every request got a final response");
+    const twice = [...finals].filter(([, s]) => s.length !== 1);
+    assert.deepEqual(twice, [], "and only one");
+    const statuses = new Set([...finals.values()].flat());
+    for (const s of [200, 202, 405, 416, 420, 481, 500]) assert.ok(statuses.has(s), `saw ${s}`);
+    assert.deepEqual(errors, []);
+    bed.clock.advance(64_000);
+  });
+});
