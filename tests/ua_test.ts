@@ -916,3 +916,34 @@ Deno.test("UserAgent answers every well-formed request exactly once (2000 genera
     bed.clock.advance(64_000);
   });
 });
+
+Deno.test("UserAgent sends cached credentials only to the next hop that asked for them", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua("192.0.2.1", {
+      aor: "alice@example.test",
+      password: () => Promise.resolve("s3cret"),
+    });
+    const registrar = await bed.ua("192.0.2.5");
+    const server = new DigestServer({ realm: "example.test" });
+    const seen: SipRequest[] = [];
+    registrar.handle("REGISTER", (i) => {
+      seen.push(i.request);
+      const v = server.verifyRequest(i.request, () => ({ password: "s3cret" }));
+      return v.ok ? i.respond(200) : i.respond(401, { headers: server.challengeFields() });
+    });
+    const bob = await bed.ua("192.0.2.2", { aor: "bob@example.test" });
+    const atBob: SipRequest[] = [];
+    bob.handle("MESSAGE", (i) => (atBob.push(i.request), i.respond(200)));
+
+    const reg = () => alice.createRequest("REGISTER", "sip:192.0.2.5");
+    assert.equal((await bed.run(alice.send(reg()))).response.status, 200);
+    assert.equal(seen.length, 2);
+    // A MESSAGE straight to Bob: no credentials of the registrar's realm.
+    await bed.run(alice.send(alice.createRequest("MESSAGE", "sip:bob@192.0.2.2", { body: "x" })));
+    assert.equal(atBob[0].headers.has("Authorization"), false);
+    // The registrar still gets them up front.
+    assert.equal((await bed.run(alice.send(reg()))).response.status, 200);
+    assert.equal(seen.length, 3);
+    assert.ok(seen[2].headers.has("Authorization"));
+  });
+});

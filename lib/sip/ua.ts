@@ -10,7 +10,12 @@
  */
 
 import { type Clock, systemClock } from "./clock.ts";
-import { DigestAuthError, DigestClient } from "./digest.ts";
+import {
+  DigestAuthError,
+  DigestClient,
+  parseDigestChallenges,
+  parseDigestCredentials,
+} from "./digest.ts";
 import { SipRequestError } from "./errors.ts";
 import {
   cloneMessage,
@@ -245,6 +250,8 @@ export class UserAgent {
   readonly #dialogs = new Map<string, DialogHandler>();
   readonly #legs = new Map<string, DialogHandler>();
   #digest?: DigestClient;
+  /** Next-hop host -> the realms ("www:r" / "proxy:r") that challenged requests sent there. */
+  readonly #realmsByHop = new Map<string, Set<string>>();
   #digestPending?: Promise<DigestClient | undefined>;
   #closed = false;
   #userAgent: string;
@@ -453,7 +460,7 @@ export class UserAgent {
     const visited = new Set<string>([formatUri(req.uri)]);
     let redirects = 0;
     for (;;) {
-      if (this.#digest) this.#digest.apply(req);
+      if (this.#digest) this.#applyCredentials(req);
       const sent = await this.#sendToNextHop(req, options, wantContact, callerContacts);
       const { response, target } = sent;
       req = sent.request;
@@ -470,6 +477,7 @@ export class UserAgent {
         }
         digestAttempt ??= digest.begin();
         digestAttempt.handleResponse(response);
+        this.#rememberRealms(req, response);
         req = nextAttempt(req, dialog);
         continue;
       }
@@ -577,6 +585,53 @@ export class UserAgent {
     const client = await this.#digestPending;
     if (!client) this.#digestPending = undefined;
     return client;
+  }
+
+  /**
+   * Puts cached credentials on a request, but only for realms that
+   * challenged requests to the same next hop: a digest response sent to
+   * another server would let it guess the password offline (a MESSAGE sent
+   * straight to a peer must not carry the registrar's credentials).
+   */
+  #applyCredentials(req: SipRequest): void {
+    const digest = this.#digest!;
+    const allowed = this.#realmsByHop.get(nextHopHost(req)) ?? new Set<string>();
+    const known = new Set(digest.realms);
+    digest.apply(req);
+    for (const name of ["Authorization", "Proxy-Authorization"] as const) {
+      const lines = req.headers.getAll(name);
+      if (lines.length === 0) continue;
+      const kind = name === "Authorization" ? "www" : "proxy";
+      const keep = lines.filter((line) => {
+        try {
+          const key = `${kind}:${parseDigestCredentials(line, name).realm}`;
+          return !known.has(key) || allowed.has(key);
+        } catch {
+          return true; // not ours
+        }
+      });
+      if (keep.length === lines.length) continue;
+      req.headers.delete(name);
+      for (const line of keep) req.headers.append(name, line);
+    }
+  }
+
+  /** Records the realms of a 401/407 for the next hop the request went to. */
+  #rememberRealms(req: SipRequest, response: SipResponse): void {
+    const proxy = response.status === 407;
+    const header = proxy ? "Proxy-Authenticate" : "WWW-Authenticate";
+    const hop = nextHopHost(req);
+    let set = this.#realmsByHop.get(hop);
+    if (!set) this.#realmsByHop.set(hop, set = new Set());
+    for (const line of response.headers.getAll(header)) {
+      try {
+        for (const c of parseDigestChallenges(line, header)) {
+          set.add(`${proxy ? "proxy" : "www"}:${c.realm}`);
+        }
+      } catch {
+        // an unparsable line was not answered either
+      }
+    }
   }
 
   /** Drops cached digest challenges (after an address change, or a failure). */
@@ -790,6 +845,16 @@ function sanitizeReason(text: string): string {
   const clean = text.replace(/[^\x20-\x7e]+/g, " ").replace(/\s+/g, " ").trim();
   if (clean === "") return "Bad Request";
   return clean.length > 100 ? clean.slice(0, 97) + "..." : clean;
+}
+
+/** The host a request goes to first: its top Route, else its Request-URI. */
+function nextHopHost(req: SipRequest): string {
+  try {
+    const routes = req.route;
+    return (routes.length > 0 ? routes[0].uri : req.uri).host.toLowerCase();
+  } catch {
+    return req.uri.host.toLowerCase();
+  }
 }
 
 function qValue(c: NameAddr): number {
