@@ -60,7 +60,10 @@ export class SipRequestError extends Error {
 
   /** Creates the error. */
   constructor(status: number, reason: string, options: { local?: boolean; cause?: unknown } = {}) {
-    super(`${status} ${reason}`, options.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      `${status} ${reason}`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = "SipRequestError";
     this.status = status;
     this.reason = reason;
