@@ -218,6 +218,27 @@ export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): S
   };
 }
 
+/** The shell words that run sipkit (`deno run -A --config ... cli/main.ts`), for `sh -c` pipelines. */
+export function sipkitShellCommand(): string {
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  return [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN].map(quote).join(" ");
+}
+
+/** The NDJSON events among mixed output lines (stderr lines are skipped). */
+export function eventsIn(output: string): SipkitEvent[] {
+  const out: SipkitEvent[] = [];
+  for (const line of output.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      const v = JSON.parse(line);
+      if (typeof v?.type === "string") out.push(v);
+    } catch {
+      // a partial line
+    }
+  }
+  return out;
+}
+
 /** A private config and state directory for one test; `cleanup()` removes it. */
 export async function tempSipkitDirs(): Promise<{
   env: Record<string, string>;

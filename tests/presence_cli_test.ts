@@ -4,10 +4,13 @@
 
 import assert from "node:assert/strict";
 import { parseResourceLists } from "../lib/presence/resource_lists.ts";
-import { freePort } from "./peers/require.ts";
+import { spawnPeer } from "./peers/process.ts";
+import { freePort, waitFor } from "./peers/require.ts";
 import {
+  eventsIn,
   type SipkitEvent,
   type SipkitProcess,
+  sipkitShellCommand,
   spawnSipkit,
   tempSipkitDirs,
 } from "./_sipkit_process.ts";
@@ -258,6 +261,53 @@ Deno.test("mutual subscription on loopback: a failed subscription is re-sent at 
     throw e;
   } finally {
     await stopAll(procs);
+    await dirs.cleanup();
+  }
+});
+
+Deno.test("sipkit notify | sipkit watch through a real shell pipe re-sends the stored subscription", async () => {
+  const dirs = await tempSipkitDirs();
+  const pa = freePort();
+  let pb = freePort();
+  while (pb === pa) pb = freePort();
+  const procs: (SipkitProcess | undefined)[] = [];
+  const sipkit = sipkitShellCommand();
+  // alice: one shell pipeline, exactly as a user would type it.
+  const alice = spawnPeer("sh", [
+    "-c",
+    `${sipkit} notify -u alice@example.test --bind ${LOOP}:${pa} --allow bob@example.test | ` +
+    `${sipkit} watch -u alice@example.test --bind ${LOOP}:0 ` +
+    `--proxy 'sip:${LOOP}:${pb};transport=tcp' bob@example.test`,
+  ], { name: "sh: sipkit notify | sipkit watch (alice)", env: { ...dirs.env, NO_COLOR: "1" } });
+  try {
+    const failed = await waitFor(
+      () => eventsIn(alice.logs()).find((e) => e.type === "subscription" && e.state === "failed"),
+      { timeout: 10_000, message: "alice's failed SUBSCRIBE to bob" },
+    );
+    // bob comes online: his agent first, then his watch of alice.
+    const bobN = notifyAgent("bob", pb, dirs.env, ["--allow", "alice@example.test"]);
+    procs.push(bobN);
+    await listeningPort(bobN);
+    const bobW = watchAgent("bob", ["alice@example.test"], dirs.env, [
+      "--proxy",
+      `sip:${LOOP}:${pa}`,
+    ]);
+    procs.push(bobW);
+    const started = Date.now();
+    const seen = await waitFor(
+      () => eventsIn(alice.logs()).find((e) => e.type === "presence"),
+      { timeout: 10_000, message: "bob's presence at alice through the pipe" },
+    );
+    assert.deepEqual([seen.uri, seen.status], ["sip:bob@example.test", "online"]);
+    assert.ok(Date.now() - started < Number(failed.retry_in) * 1000, "re-sent at once");
+    await bobW.waitEvent((e) => e.type === "presence", { message: "alice's presence at bob" });
+  } catch (e) {
+    console.error(`----- ${alice.name} -----\n${alice.logs().slice(-6000)}`);
+    dumpOnFailure(procs);
+    throw e;
+  } finally {
+    await stopAll(procs);
+    await alice.stop();
     await dirs.cleanup();
   }
 });
