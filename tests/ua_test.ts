@@ -170,6 +170,7 @@ Deno.test("UserAgent answers OPTIONS with 200, Allow, Accept, Supported and Cont
     assert.ok(response.headers.has("Supported"));
     assert.equal(formatUri(response.contact[0].uri), "sip:bob@192.0.2.2:5060");
     assert.ok(response.to.params.tag, "a To tag on the 200");
+    assert.match(response.headers.get("Server") ?? "", /^sipkit\//);
     // The request left Alice with its top Via on the first line, and the
     // header fields of section 8.1.1.
     assert.equal(request.headers.fields[0].name, "Via");
@@ -227,6 +228,8 @@ Deno.test("UserAgent answers 481 to an in-dialog request for an unknown dialog",
     const second = await bed.run(alice.send(again, { contact: true }));
     assert.equal(second.response.status, 200);
     assert.deepEqual(seen, ["NOTIFY"]);
+    // In-dialog answers leave Server out (it was on the out-of-dialog ones).
+    assert.equal(second.response.headers.has("Server"), false);
 
     bob.removeDialog(id);
     const third = alice.createRequest("NOTIFY", "sip:bob@192.0.2.2", {

@@ -776,7 +776,10 @@ export class UserAgent {
       });
       headers.push(["Contact", `<${formatUri(uri)}>`]);
     }
-    headers.push(["Server", this.#userAgent]);
+    // Server identifies us once per peer: on answers to out-of-dialog
+    // requests. In-dialog answers (NOTIFY, BYE...) leave it out to save bytes
+    // on the most frequent messages (RFC 3261 20.35 makes it optional).
+    if (req.to.params.tag == null) headers.push(["Server", this.#userAgent]);
     const extra = options.headers === undefined ? [] : toPairs(options.headers);
     const res = createResponse(req, status, {
       ...options,
