@@ -219,6 +219,70 @@ Deno.test("without mutual subscription a failed buddy is retried with back-off",
   await close();
 });
 
+Deno.test("a mutual re-send that fails again is followed by quick re-sends (2 s, 5 s), not the back-off", async () => {
+  const { clock, net, alice, bob, close } = await net3();
+  offline(bob);
+  const r = recorder();
+  const watcher = new PresenceWatcher(alice, {
+    buddies: [BOB],
+    onEvent: r.onEvent,
+    random: () => 1,
+  });
+  await watcher.start();
+  assert.equal(r.subs(BOB)[0].retryIn, 30);
+  // bob's watcher subscribed to us, but his agent is not up yet: the re-send fails again.
+  assert.equal(watcher.buddySubscribedToUs(BOB), true);
+  await until(net, () => r.subs(BOB).length === 2, "the failed re-send");
+  assert.deepEqual([r.subs(BOB)[1].state, r.subs(BOB)[1].status], ["failed", 404]);
+  assert.equal(r.subs(BOB)[1].retryIn, 2, "a quick re-send instead of the 60 s back-off");
+  await advance(clock, net, 2000);
+  assert.equal(r.subs(BOB)[2].retryIn, 5, "then one more");
+  new PresenceAgent(bob, { unknown: "accept" }); // bob's agent is up now
+  await advance(clock, net, 5000);
+  assert.equal(r.presence(BOB).length, 1);
+  assert.equal(r.subs(BOB).at(-1)!.state, "active");
+  assert.equal(requestsOf(net, "SUBSCRIBE").length, 4);
+  await watcher.close();
+  await close();
+});
+
+Deno.test("quick re-sends stop after two; then the normal back-off applies", async () => {
+  const { clock, net, alice, bob, close } = await net3();
+  offline(bob);
+  const r = recorder();
+  const watcher = new PresenceWatcher(alice, {
+    buddies: [BOB],
+    onEvent: r.onEvent,
+    random: () => 1,
+  });
+  await watcher.start();
+  watcher.buddySubscribedToUs(BOB);
+  await until(net, () => r.subs(BOB).length === 2, "the failed re-send");
+  await advance(clock, net, 7000);
+  assert.deepEqual(r.subs(BOB).map((e) => e.retryIn), [30, 2, 5, 240]);
+  // Another mutual re-send that fails: a quick one is planned, then the watcher closes.
+  watcher.buddySubscribedToUs(BOB);
+  await until(net, () => r.subs(BOB).length === 5, "the second failed re-send");
+  assert.equal(r.subs(BOB)[4].retryIn, 2);
+  await watcher.close({ unsubscribe: false });
+  const sent = requestsOf(net, "SUBSCRIBE").length;
+  await advance(clock, net, 10_000);
+  assert.equal(requestsOf(net, "SUBSCRIBE").length, sent, "the quick re-send was cancelled");
+  await close();
+});
+
+Deno.test("PresenceWatcher.fetch() tells a failure without any response (local) from a refusal", async () => {
+  const { clock, net, alice, bob, close } = await net3();
+  offline(bob);
+  const fetching = PresenceWatcher.fetch(alice, [BOB, "sip:nobody@192.0.2.99"]);
+  await advance(clock, net, 40_000, 4000);
+  const [refused, lost] = await fetching;
+  assert.deepEqual(refused.error, { status: 404, reason: "Not Found" });
+  assert.equal(lost.error?.status, 408);
+  assert.equal(lost.error?.local, true);
+  await close();
+});
+
 Deno.test("PresenceWatcher adds and removes buddies at run time", async () => {
   const { clock, net, alice, bob, close } = await net3();
   const carol = await loopUa(net, "carol", "192.0.2.4", { clock });

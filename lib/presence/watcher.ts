@@ -18,6 +18,7 @@ import {
 } from "../sip/events/subscriber.ts";
 import type { UserAgent } from "../sip/ua.ts";
 import type { PresenceAgent } from "./agent.ts";
+import type { TimerId } from "../sip/clock.ts";
 import { parseMediaType } from "../sip/multipart.ts";
 import { PIDF_CONTENT_TYPE, type PidfContact, type PresenceDocument } from "./pidf.ts";
 import { normalizeBuddyUri, sameBuddy } from "./resource_lists.ts";
@@ -107,10 +108,21 @@ export interface PresenceFetchResult {
    * Why not, otherwise: the SIP status of the failed SUBSCRIBE (408 when
    * nothing answered), or 200 when the NOTIFY came without a document.
    */
-  error?: { status: number; reason: string };
+  error?: {
+    status: number;
+    reason: string;
+    /** True when no response came at all (timeout, transport error). */
+    local?: boolean;
+  };
 }
 
 const PRESENCE_ACCEPT = [PIDF_CONTENT_TYPE];
+/**
+ * Seconds between the quick re-sends that follow a mutual-subscription
+ * re-send that failed: the buddy's own agent may come up a moment after its
+ * watcher subscribed to us (two processes of a shell pipe start together).
+ */
+const QUICK_RETRY_DELAYS = [2, 5];
 const LIST_ACCEPT = [PIDF_CONTENT_TYPE, RLMI_CONTENT_TYPE, "multipart/related"];
 
 /** Converts a parsed presence document into a {@linkcode PresenceEvent}. */
@@ -183,6 +195,8 @@ export class PresenceWatcher {
   #started = false;
   #closed = false;
   #unlink?: () => void;
+  /** Buddies re-sent to by mutual subscription: quick re-sends left, and the pending one. */
+  readonly #quick = new Map<string, { left: number; timer?: TimerId }>();
 
   /** Creates the watcher; nothing is sent before {@linkcode start}. */
   constructor(ua: UserAgent, options: PresenceWatcherOptions = {}) {
@@ -262,8 +276,43 @@ export class PresenceWatcher {
   buddySubscribedToUs(uri: string): boolean {
     if (this.#closed) return false;
     let any = false;
-    for (const [k, sub] of this.#subs) if (sameBuddy(k, uri)) any = sub.retryNow() || any;
+    for (const [k, sub] of this.#subs) {
+      if (!sameBuddy(k, uri) || !sub.retryNow()) continue;
+      any = true;
+      // Should this re-send fail too, a couple of quick ones follow before the back-off.
+      this.#clearQuick(k);
+      this.#quick.set(k, { left: QUICK_RETRY_DELAYS.length });
+    }
     return any;
+  }
+
+  #clearQuick(key: string): void {
+    const q = this.#quick.get(key);
+    if (q?.timer !== undefined) this.#ua.clock.clearTimeout(q.timer);
+    this.#quick.delete(key);
+  }
+
+  /** After a mutual re-send failed: the next quick re-send, or undefined when none is left. */
+  #quickRetry(key: string, s: SubscriptionStateChange): number | undefined {
+    const q = this.#quick.get(key);
+    if (!q) return undefined;
+    if (s.state !== "failed" || s.retryIn === undefined || q.left === 0 || this.#closed) {
+      // Subscribed (or pending), refused for good, or out of quick tries.
+      this.#clearQuick(key);
+      return undefined;
+    }
+    const delay = QUICK_RETRY_DELAYS[QUICK_RETRY_DELAYS.length - q.left];
+    q.left--;
+    if (delay >= s.retryIn) {
+      this.#clearQuick(key);
+      return undefined;
+    }
+    if (q.timer !== undefined) this.#ua.clock.clearTimeout(q.timer);
+    q.timer = this.#ua.clock.setTimeout(() => {
+      q.timer = undefined;
+      this.#subs.get(key)?.retryNow();
+    }, delay * 1000);
+    return delay;
   }
 
   /**
@@ -272,6 +321,7 @@ export class PresenceWatcher {
    * (`unsubscribe: false`, which also ends an unsubscribe still waiting).
    */
   async close(options: { unsubscribe?: boolean } = {}): Promise<void> {
+    for (const key of [...this.#quick.keys()]) this.#clearQuick(key);
     const subs = [...this.#subs.values()];
     if (this.#list) subs.push(this.#list.sub);
     if (options.unsubscribe === false) {
@@ -307,8 +357,13 @@ export class PresenceWatcher {
         }
         return { uri, presence: presenceEvent(uri, doc, new TextDecoder().decode(n.body)) };
       } catch (e) {
-        const err = e as { status?: number; reason?: string; message?: string };
-        return { uri, error: { status: err.status ?? 500, reason: err.reason ?? String(e) } };
+        const err = e as { status?: number; reason?: string; local?: boolean };
+        const error: { status: number; reason: string; local?: boolean } = {
+          status: err.status ?? 500,
+          reason: err.reason ?? String(e),
+        };
+        if (err.local) error.local = true;
+        return { uri, error };
       }
     }));
   }
@@ -401,7 +456,9 @@ export class PresenceWatcher {
     const ev: SubscriptionEvent = { type: "subscription", uri, state: s.state };
     if (s.reason !== undefined) ev.reason = s.reason;
     if (s.status !== undefined) ev.status = s.status;
-    if (s.retryIn !== undefined) ev.retryIn = s.retryIn;
+    const quick = this.#quickRetry(uri, s);
+    if (quick !== undefined) ev.retryIn = quick;
+    else if (s.retryIn !== undefined) ev.retryIn = s.retryIn;
     this.#options.onEvent?.(ev);
   }
 }

@@ -92,6 +92,8 @@ export interface SubscriptionStateChange {
   retryIn?: number;
   /** Seconds the subscription has left (pending and active). */
   expires?: number;
+  /** A failure without any response (timeout, transport error). */
+  local?: boolean;
 }
 
 /** Where a {@linkcode Subscription} is in its life. */
@@ -312,7 +314,11 @@ export class Subscription {
         onState: (s) => {
           if (settled || s.state !== "failed") return;
           settled = true;
-          reject(new SipRequestError(s.status ?? 408, s.reason ?? "Subscription failed"));
+          reject(
+            new SipRequestError(s.status ?? 408, s.reason ?? "Subscription failed", {
+              local: s.local,
+            }),
+          );
           sub.close();
         },
       });
@@ -360,11 +366,11 @@ export class Subscription {
     } catch (e) {
       if (this.#leg !== leg) return;
       if (e instanceof SipRequestError) {
-        this.#failed(e.status, e.reason, undefined);
+        this.#failed(e.status, e.reason, undefined, false, e.local);
       } else if (e instanceof DigestAuthError) {
         this.#failed(e.status ?? 403, e.message, undefined, true);
       } else {
-        this.#failed(503, (e as Error).message ?? String(e), undefined);
+        this.#failed(503, (e as Error).message ?? String(e), undefined, false, true);
       }
       return;
     }
@@ -685,7 +691,13 @@ export class Subscription {
     }, seconds * 1000);
   }
 
-  #failed(status: number, reason: string, retryAfter?: number, permanent = false): void {
+  #failed(
+    status: number,
+    reason: string,
+    retryAfter?: number,
+    permanent = false,
+    local = false,
+  ): void {
     this.#dropLeg();
     for (const tag of [...this.#forks.keys()]) this.#removeFork(tag);
     if (this.#closing) {
@@ -700,6 +712,7 @@ export class Subscription {
     this.#failures++;
     const change: SubscriptionStateChange = { state: "failed", status, reason };
     if (retryIn !== undefined) change.retryIn = retryIn;
+    if (local) change.local = true;
     this.#lastReason = { reason, status, retryIn };
     if (retryIn === undefined) {
       this.#state = "terminated";
