@@ -469,6 +469,32 @@ Deno.test("notify --publish --once exits 3 with publish_failed when the server c
   }
 });
 
+Deno.test("watch --once exits 3 when a buddy cannot be reached, 1 when it refuses", async () => {
+  const dirs = await tempSipkitDirs();
+  const procs: (SipkitProcess | undefined)[] = [];
+  try {
+    const lost = await run(
+      ["watch", "--once", "-u", "alice@example.test", "--transport", "tcp", `sip:bob@${LOOP}:1`],
+      dirs.env,
+    );
+    assert.equal(lost.code, 3, lost.logs);
+    assert.deepEqual([lost.events[0].type, lost.events[0].state], ["subscription", "failed"]);
+    // A presence agent that rejects unknown watchers: 403.
+    const carol = notifyAgent("carol", 0, dirs.env, ["--unknown", "reject"]);
+    procs.push(carol);
+    const port = await listeningPort(carol);
+    const refused = await run(
+      ["watch", "--once", "-u", "alice@example.test", `sip:carol@${LOOP}:${port}`],
+      dirs.env,
+    );
+    assert.equal(refused.code, 1, refused.logs);
+    assert.equal(refused.events[0].status, 403);
+  } finally {
+    await stopAll(procs);
+    await dirs.cleanup();
+  }
+});
+
 Deno.test("notify and watch refuse option combinations that make no sense (exit 2)", async () => {
   const dirs = await tempSipkitDirs();
   try {
