@@ -157,12 +157,12 @@ export interface WatchOptions extends CommonOptions {
 export function watchCommand(): Command {
   const cmd = new Command("watch")
     .description(
-      "Subscribe to buddies' presence (SUBSCRIBE Event: presence) and report every change\n" +
-        "as a presence event; subscription life comes as subscription events. Without URIs\n" +
-        "and without --list it watches the buddy list. Reads from stdin: buddy_added and\n" +
-        "buddy_removed lines (change the watch), watcher lines from `sipkit notify` (a buddy\n" +
-        "that subscribes to us is online: a failed subscription to it is re-sent at once).\n" +
-        "Edit the buddy list with `watch add|remove|list`.",
+      "Subscribe to buddies' presence (SUBSCRIBE Event: presence) and report every\n" +
+        "change as a presence event; subscription life comes as subscription events.\n" +
+        "Without URIs and without --list it watches the buddy list. Reads buddy_added\n" +
+        "and buddy_removed lines on stdin, and the watcher lines of `sipkit notify`: a\n" +
+        "buddy that subscribes to us is online, so a failed subscription to it is\n" +
+        "re-sent at once. Edit the buddy list with `watch add|remove|list`.",
     )
     .argument("[uri...]", "buddies to watch, e.g. bob@example.test")
     .option("--buddies [file]", "also watch the buddy list (default <config dir>/buddies.xml)")
