@@ -7,7 +7,7 @@
 
 import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import type { Uri } from "../lib/sip/message.ts";
-import { toSipUri } from "../lib/sip/ua.ts";
+import { toSipUri, type UserAgent } from "../lib/sip/ua.ts";
 import { applyConfig } from "./_config.ts";
 import { CommandError, EXIT, type ExitCode } from "./_exit.ts";
 import {
@@ -273,4 +273,24 @@ export function exitCodeFor(e: unknown): number {
     return EXIT.NETWORK;
   }
   return EXIT.INTERNAL;
+}
+
+/**
+ * Emits `listening` once a listening command is ready: `address` (host:port
+ * of its sockets), `contact` (a SIP URI peers can send to directly, no proxy
+ * needed), `transports` (the protocols it accepts) and `aor`.
+ */
+export async function emitListening(ua: UserAgent, ctx: CommandContext): Promise<void> {
+  const listening = ua.transports.filter((t) => t.local.port !== 0);
+  const first = listening.find((t) => t.protocol === "udp") ?? listening[0];
+  if (!first) return;
+  const host = ua.advertisedHost ?? first.local.host;
+  const hostPart = host.includes(":") ? `[${host}]` : host;
+  const user = ua.aor.user ? `${ua.aor.user}@` : "";
+  await ctx.out.emit("listening", {
+    address: `${hostPart}:${first.local.port}`,
+    contact: `sip:${user}${hostPart}:${first.local.port}`,
+    transports: listening.map((t) => t.protocol),
+    aor: ua.aor.user ? `sip:${ua.aor.user}@${ua.aor.host}` : undefined,
+  });
 }

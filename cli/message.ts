@@ -21,6 +21,7 @@ import {
   addCommonOptions,
   type CommandContext,
   type CommonOptions,
+  emitListening,
   intArg,
   runCommand,
 } from "./_common.ts";
@@ -420,11 +421,7 @@ async function listenAndChat(
   if (screen) {
     screen.info(`chatting with ${chatUri} as ${aor} on ${address} (Ctrl-D ends)`);
   } else {
-    await ctx.out.emit("listening", {
-      address,
-      transports: ua.transports.filter((t) => t.local.port !== 0).map((t) => t.protocol),
-      aor,
-    });
+    await emitListening(ua, ctx);
   }
   const kept = opts.register
     ? keepRegistered(ua, ctx, { registrar: opts.registrar, expires: opts.expires })

@@ -23,6 +23,7 @@ import {
   addCommonOptions,
   type CommandContext,
   type CommonOptions,
+  emitListening,
   intArg,
   runCommand,
 } from "./_common.ts";
@@ -414,18 +415,4 @@ async function runEdge(
   clearTimeout(timer);
   await input;
   return EXIT.OK;
-}
-
-/** Emits `listening` with the address watchers can SUBSCRIBE to directly (no proxy). */
-async function emitListening(ua: UserAgent, ctx: CommandContext): Promise<void> {
-  const udp = ua.transports.find((t) => t.protocol === "udp") ?? ua.transports[0];
-  if (!udp) return;
-  const host = ua.advertisedHost ?? udp.local.host;
-  const hostPart = host.includes(":") ? `[${host}]` : host;
-  const user = ua.aor.user ? `${ua.aor.user}@` : "";
-  await ctx.out.emit("listening", {
-    address: `${hostPart}:${udp.local.port}`,
-    contact: `sip:${user}${hostPart}:${udp.local.port}`,
-    protocols: ua.transports.map((t) => t.protocol),
-  });
 }

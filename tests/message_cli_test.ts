@@ -37,6 +37,10 @@ async function startListener(
   );
   try {
     const e = await proc.waitEvent((e) => e.type === "listening", { message: "listening" });
+    // The same `listening` fields as notify's: address, contact, transports, aor.
+    assert.equal(e.contact, `sip:bob@${e.address}`);
+    assert.deepEqual(e.transports, ["udp", "tcp"]);
+    assert.equal(e.aor, "sip:bob@example.test");
     return { proc, address: String(e.address) };
   } catch (error) {
     await proc.stop();
