@@ -60,7 +60,7 @@ Examples:
   sipkit register -u alice@example.test --registrar sip:127.0.0.1:5060 --once --password-file ~/.sip-pw
   sipkit register -u alice@example.test --query
   sipkit register -u alice@example.test --remove          # what --once left
-  sipkit roam | sipkit register -u alice@example.test
+  echo '{"type":"address_changed","address":"192.0.2.7"}' | sipkit register -u alice@example.test
 
 Events (NDJSON on stdout, each with "type" and "time"):
   registered          aor, contact, expires, registrar[, replaced]
