@@ -173,3 +173,41 @@ Deno.test({
     }
   },
 });
+
+Deno.test("UserAgent.create on an ephemeral port picks another when TCP finds UDP's port taken", async () => {
+  // The UDP socket picks the port and TCP follows; when another program holds
+  // that TCP port, the UA tries again instead of failing to start.
+  const listen = Deno.listen;
+  let refused = 0;
+  Object.assign(Deno, {
+    listen: (options: Deno.TcpListenOptions) => {
+      if (refused++ < 2) throw new Deno.errors.AddrInUse("Address already in use");
+      return listen(options);
+    },
+  });
+  let ua: UserAgent | undefined;
+  try {
+    ua = await UserAgent.create({ aor: "alice@example.test", bind: "127.0.0.1:0" });
+  } finally {
+    Object.assign(Deno, { listen });
+  }
+  try {
+    assert.equal(refused, 3);
+    const [udp, tcp] = ua.transports;
+    assert.equal(udp.protocol, "udp");
+    assert.equal(tcp.protocol, "tcp");
+    assert.equal(tcp.local.port, udp.local.port);
+  } finally {
+    await ua.close();
+  }
+  // An explicit port that is taken is an error at once.
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    await assert.rejects(
+      UserAgent.create({ bind: `127.0.0.1:${(taken.addr as Deno.NetAddr).port}` }),
+      Deno.errors.AddrInUse,
+    );
+  } finally {
+    taken.close();
+  }
+});

@@ -886,13 +886,26 @@ function nextAttempt(req: SipRequest, dialog?: Dialog): SipRequest {
 
 async function openTransports(options: UserAgentOptions): Promise<Transport[]> {
   const bind = parseHostPort(options.bind ?? "0.0.0.0:0");
+  // With an ephemeral port the UDP socket picks it and TCP must follow; the
+  // TCP port may be taken by someone else, so pick again a few times.
+  const attempts = bind.port === 0 ? 8 : 1;
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await openTransportsOnce(options, bind);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse) || attempt >= attempts) throw e;
+      options.log?.("debug", `ephemeral port taken for TCP; picking another (${attempt})`);
+    }
+  }
+}
+
+async function openTransportsOnce(options: UserAgentOptions, bind: HostPort): Promise<Transport[]> {
   const listen = options.listen ?? ["udp", "tcp"];
   const out: Transport[] = [];
   const log = options.log;
   try {
     let port = bind.port;
-    // All transports share one port so that one Contact reaches them all;
-    // with port 0 the UDP socket picks it and TCP follows.
+    // All transports share one port so that one Contact reaches them all.
     if (listen.includes("udp")) {
       const udp = new UdpTransport({ host: bind.host, port, logger: log });
       out.push(udp);
