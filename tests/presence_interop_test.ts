@@ -228,6 +228,67 @@ Deno.test({
 });
 
 Deno.test({
+  name: "notify --publish --once: a server that forgot the saved entity-tag (412) gets a new " +
+    "publication, whether the status is the same (refresh) or new (modify)",
+  ignore: !HAVE_PRESENCE,
+  fn: async () => {
+    const dirs = await tempSipkitDirs();
+    const logs: HasLogs[] = [];
+    let k: Awaited<ReturnType<typeof startKamailio>> | undefined;
+    try {
+      await withLogsOnFailure(logs, async () => {
+        const once = async (server: string, status: string) => {
+          const p = spawnSipkit(
+            [
+              "notify",
+              "--publish",
+              "--once",
+              "--trace",
+              "-u",
+              "dave@example.test",
+              "--proxy",
+              server,
+              "--bind",
+              "127.0.0.1:0",
+              "--status",
+              status,
+            ],
+            { env: dirs.env, stdin: false, name: `sipkit notify --publish --once (${status})` },
+          );
+          logs.push(p);
+          assert.equal(await p.exited, 0, p.logs());
+          return { p, published: p.events.find((e) => e.type === "published")! };
+        };
+        const savedEtag = async () =>
+          JSON.parse(await Deno.readTextFile(`${dirs.stateDir}/publish-sip_dave@example.test.json`))
+            .etag;
+        // Each Kamailio starts with an empty presentity table: a restart forgets every ETag.
+        for (const [first, second] of [["busy", "busy"], ["busy", "lunch"]]) {
+          k = await startKamailio({ mode: "presence" });
+          logs.push(k);
+          const a = await once(k.uri, first);
+          assert.equal(a.published.action, "create");
+          await k.stop();
+          k = await startKamailio({ mode: "presence" });
+          logs.push(k);
+          const b = await once(k.uri, second);
+          assert.match(b.p.logs(), /SIP\/2\.0 412 /, "the stale entity-tag was sent and refused");
+          assert.equal(b.published.action, "create", "published afresh after 412");
+          assert.equal(await savedEtag(), b.published.etag);
+          const c = await once(k.uri, second);
+          assert.equal(c.published.action, "refresh", "the new entity-tag is the one kept");
+          await k.stop();
+          k = undefined;
+        }
+      });
+    } finally {
+      await k?.stop();
+      await dirs.cleanup();
+    }
+  },
+});
+
+Deno.test({
   name: "Kamailio rls: one RFC 4662 list subscription gives per-buddy presence events",
   ignore: !HAVE_PRESENCE,
   fn: async () => {
