@@ -351,7 +351,9 @@ async function runPublish(
 const CLOSE_TIMEOUT_MS = 2000;
 
 async function allowList(opts: NotifyOptions): Promise<string[]> {
-  const doc = await readBuddyFile(opts.buddies ?? defaultBuddyFile());
+  const doc = await readBuddyFile(opts.buddies ?? defaultBuddyFile(), {
+    mustExist: opts.buddies !== undefined,
+  });
   const uris = listBuddies(doc).map((b) => b.uri);
   for (const a of opts.allow ?? []) {
     try {

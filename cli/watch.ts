@@ -39,15 +39,20 @@ export function defaultBuddyFile(): string {
 }
 
 /**
- * Reads a buddy list file. A missing or empty file is an empty list; a file
- * that is not a resource-lists document is a usage error naming the file.
+ * Reads a buddy list file. A missing or empty file is an empty list (unless
+ * `options.mustExist`: a file the user named, where a typo must not silently
+ * watch nobody); a file that is not a resource-lists document is a usage
+ * error naming the file.
  */
-export async function readBuddyFile(path: string): Promise<ResourceLists> {
+export async function readBuddyFile(
+  path: string,
+  options: { mustExist?: boolean } = {},
+): Promise<ResourceLists> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return loadBuddyList("");
+    if (e instanceof Deno.errors.NotFound && !options.mustExist) return loadBuddyList("");
     throw usageError(`Cannot read buddy list ${path}: ${(e as Error).message}`);
   }
   try {
@@ -208,8 +213,9 @@ async function buddiesToWatch(uris: string[], opts: WatchOptions): Promise<strin
   const useList = opts.buddies !== undefined && opts.buddies !== false ||
     (uris.length === 0 && opts.list === undefined);
   if (useList) {
-    const file = typeof opts.buddies === "string" ? opts.buddies : defaultBuddyFile();
-    for (const b of listBuddies(await readBuddyFile(file))) {
+    const named = typeof opts.buddies === "string";
+    const file = named ? opts.buddies as string : defaultBuddyFile();
+    for (const b of listBuddies(await readBuddyFile(file, { mustExist: named }))) {
       if (!out.some((u) => sameBuddy(u, b.uri))) out.push(b.uri);
     }
   }

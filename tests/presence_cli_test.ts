@@ -521,3 +521,27 @@ Deno.test("notify and watch refuse option combinations that make no sense (exit 
     await dirs.cleanup();
   }
 });
+
+Deno.test("a buddy list file named with --buddies must exist for watch and notify (exit 2), not for watch add", async () => {
+  const dirs = await tempSipkitDirs();
+  try {
+    const missing = `${dirs.configDir}/typo.xml`;
+    for (
+      const args of [
+        // A URI after --buddies is taken as its file: it must not silently watch nobody.
+        ["watch", "-u", "alice@example.test", "--bind", `${LOOP}:0`, "--buddies", "bob@b.test"],
+        ["watch", "-u", "alice@example.test", "--bind", `${LOOP}:0`, "--buddies", missing],
+        ["notify", "-u", "alice@example.test", "--bind", `${LOOP}:0`, "--buddies", missing],
+      ]
+    ) {
+      const r = await run(args, dirs.env);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.logs}`);
+      assert.match(r.logs, /Cannot read buddy list/);
+    }
+    const added = await run(["watch", "add", "bob@b.test", "--buddies", missing], dirs.env);
+    assert.equal(added.code, 0, added.logs);
+    assert.equal((await run(["watch", "list", "--buddies", missing], dirs.env)).events.length, 1);
+  } finally {
+    await dirs.cleanup();
+  }
+});
