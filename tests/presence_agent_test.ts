@@ -190,7 +190,7 @@ Deno.test("PresenceAgent reports refreshed and removed watchers", async () => {
   await close();
 });
 
-Deno.test("PresenceAgent.close() ends subscriptions with a closed document and noresource", async () => {
+Deno.test("PresenceAgent.close() ends subscriptions with a closed document and probation (retry later)", async () => {
   const { net, alice, agent, close } = await setup({ unknown: "accept", status: "busy" });
   const { sub, notes, statuses } = watch(alice);
   await sub.start();
@@ -199,8 +199,9 @@ Deno.test("PresenceAgent.close() ends subscriptions with a closed document and n
   await net.settled();
   assert.deepEqual(statuses(), ["busy", "offline"]);
   assert.equal(notes[1].state.state, "terminated");
-  assert.equal(notes[1].state.reason, "noresource");
-  assert.equal(sub.state, "terminated");
+  assert.equal(notes[1].state.reason, "probation");
+  assert.equal(sub.state, "waiting", "the subscriber keeps it and retries later");
+  sub.close();
   assert.equal(requestsOf(net, "NOTIFY").length, 2);
   await close();
 });

@@ -193,7 +193,7 @@ Deno.test("two sipkit agents watch each other on loopback and every status round
     assert.equal(seen.at(-1), "lunch");
 
     // The watchers stop first: each unsubscribes (Expires: 0), which the other agent reports
-    // as a subscription that ended by timeout (its own close would say noresource).
+    // as a subscription that ended by timeout (its own close would say probation).
     assert.deepEqual(await stopAll([aliceW, bobW]), [0, 0]);
     for (const [n, who] of [[bobN, "alice"], [aliceN, "bob"]] as const) {
       await n.waitEvent(

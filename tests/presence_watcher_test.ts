@@ -136,16 +136,21 @@ Deno.test("A.3: two in-process agents watch each other", async () => {
   await advance(clock, net, 1000);
   assert.equal(ra.presence(BOB).at(-1)!.status, "on-the-phone");
   assert.equal(rb.presence(ALICE).at(-1)!.status, "lunch");
-  // Alice leaves: Bob sees her offline, and his subscription is over (noresource).
+  // Alice leaves: Bob sees her offline; his subscription ends with probation, so he keeps it
+  // and tries again later (a plain watcher sees her again after she restarts).
   await aliceAgent.close();
   await net.settled();
   assert.equal(rb.presence(ALICE).at(-1)!.status, "offline");
-  assert.deepEqual(rb.subs(ALICE).at(-1), {
-    type: "subscription",
-    uri: ALICE,
-    state: "terminated",
-    reason: "noresource",
-  });
+  const ended = rb.subs(ALICE).at(-1)!;
+  assert.deepEqual([ended.state, ended.reason], ["terminated", "probation"]);
+  assert.ok(Number(ended.retryIn) > 0, `a retry is planned: ${JSON.stringify(ended)}`);
+  const seen = rb.subs(ALICE).length;
+  await advance(clock, net, (Number(ended.retryIn) + 1) * 1000, 5000);
+  const retried = rb.subs(ALICE).slice(seen);
+  assert.ok(retried.length > 0, "bob subscribed again after retry_in");
+  // Alice's agent is closed and refuses (480): kept, with the back-off.
+  assert.deepEqual([retried[0].state, retried[0].status], ["failed", 480]);
+  assert.ok(Number(retried[0].retryIn) > 0);
   await Promise.all([aliceWatch.close(), bobWatch.close()]);
   await close();
 });

@@ -287,8 +287,12 @@ export class PresenceAgent {
 
   /**
    * Ends every presence subscription with a final NOTIFY that says offline
-   * (basic closed), reason "noresource" by default (the watchers stop
-   * retrying; they come back when we subscribe to them again).
+   * (basic closed), reason "probation" by default: the presentity still
+   * exists, only its agent goes away, so watchers keep the subscription and
+   * retry later with their back-off (RFC 6665 section 4.1.3: "the client
+   * SHOULD retry at some later time"), or at once when we subscribe to them
+   * again (mutual subscription). With "noresource" a plain watcher would
+   * never see us again after a restart.
    * `notify: false` drops them without a NOTIFY (timers stop).
    */
   async close(options: { reason?: string; notify?: boolean } = {}): Promise<void> {
@@ -299,7 +303,7 @@ export class PresenceAgent {
     }
     await Promise.all(
       this.notifier.subscriptions("presence").map((s) =>
-        s.terminate(options.reason ?? "noresource")
+        s.terminate(options.reason ?? "probation")
       ),
     );
   }
