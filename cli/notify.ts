@@ -42,6 +42,8 @@ export interface NotifyOptions extends CommonOptions {
   status?: string;
   /** A note shown to watchers. */
   note?: string;
+  /** The note's language (xml:lang), e.g. "fr". */
+  noteLang?: string;
   /** Publish to a presence server instead of answering SUBSCRIBE. */
   publish?: boolean;
   /** Publish once and exit (with `publish`). */
@@ -73,13 +75,14 @@ export function notifyCommand(): Command {
       "Be your own presence agent: answer SUBSCRIBE (Event: presence) and NOTIFY every\n" +
         "watcher at once and on every status change (edge mode, the default); or publish\n" +
         "your status to a presence server (--publish). Status changes come from flags and\n" +
-        'from {"type":"status","status":"busy","note":"..."} lines on stdin; a\n' +
-        '{"type":"allow","uri":"..."} line authorizes a pending watcher.',
+        'from {"type":"status","status":"busy","note":"...","note_lang":"en"} lines on\n' +
+        'stdin; a {"type":"allow","uri":"..."} line authorizes a pending watcher.',
     )
     .addOption(
       new Option("--status <status>", "your status").choices(USER_STATUSES).default("online"),
     )
     .option("--note <text>", "a note shown to watchers")
+    .option("--note-lang <tag>", "the note's language (xml:lang), e.g. fr")
     .option("--publish", "publish to the presence server (PUBLISH) instead of answering SUBSCRIBE")
     .option("--once", "with --publish: publish (or refresh the saved publication) and exit")
     .option(
@@ -133,6 +136,11 @@ export async function runNotify(opts: NotifyOptions, ctx: CommandContext): Promi
     throw usageError(`--status must be one of ${USER_STATUSES.join(", ")}, got "${status}"`);
   }
   if (opts.once && !opts.publish) throw usageError("--once goes with --publish");
+  if (opts.noteLang !== undefined && !isLanguageTag(opts.noteLang)) {
+    throw usageError(
+      `--note-lang must be a language tag such as en or pt-BR, got "${opts.noteLang}"`,
+    );
+  }
   // Every SIP peer must accept compact header names (RFC 3261 7.3.3): fewer bytes per NOTIFY.
   const ua = await createUserAgent(opts, ctx, {
     requireUser: true,
@@ -187,7 +195,7 @@ async function readStatusLine(
   ctx: CommandContext,
   event: InputEvent,
   line: number,
-): Promise<{ status: UserStatus; note?: string } | undefined> {
+): Promise<{ status: UserStatus; note?: string; noteLang?: string } | undefined> {
   if (!isUserStatus(event.status)) {
     const message = `status must be one of ${USER_STATUSES.join(", ")}`;
     ctx.log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
@@ -199,7 +207,22 @@ async function readStatusLine(
     await ctx.out.emit("error", { source: "stdin", line, message: "note must be a string" });
     return undefined;
   }
-  return { status: event.status, note: event.note as string | undefined };
+  if (event.note_lang !== undefined && !isLanguageTag(event.note_lang)) {
+    const message = "note_lang must be a language tag such as en or pt-BR";
+    ctx.log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
+    await ctx.out.emit("error", { source: "stdin", line, message });
+    return undefined;
+  }
+  return {
+    status: event.status,
+    note: event.note as string | undefined,
+    noteLang: event.note_lang as string | undefined,
+  };
+}
+
+/** A language tag as xml:lang takes it (RFC 5646 shape, loosely: letters, digits, hyphens). */
+function isLanguageTag(value: unknown): value is string {
+  return typeof value === "string" && /^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$/.test(value);
 }
 
 function waitForAbort(signal: AbortSignal): Promise<void> {
@@ -219,6 +242,7 @@ interface SavedPublication {
   expires_at: number;
   status: string;
   note?: string;
+  note_lang?: string;
 }
 
 function publicationFile(aor: string): string {
@@ -280,9 +304,18 @@ async function runPublish(
       }
     },
   });
-  let current: { status: UserStatus; note?: string } = { status: initial, note: opts.note };
+  let current: { status: UserStatus; note?: string; noteLang?: string } = {
+    status: initial,
+    note: opts.note,
+    noteLang: opts.noteLang,
+  };
   const body = () =>
-    statusToPidf(current.status, { entity: aor, note: current.note, timestamp: new Date() });
+    statusToPidf(current.status, {
+      entity: aor,
+      note: current.note,
+      noteLang: current.note === undefined ? undefined : current.noteLang,
+      timestamp: new Date(),
+    });
   const failed = async (e: unknown): Promise<number> => {
     if (!(e instanceof SipRequestError)) throw e;
     await ctx.out.emit("publish_failed", { uri: aor, status: e.status, reason: e.reason });
@@ -292,7 +325,10 @@ async function runPublish(
 
   if (opts.once) {
     try {
-      if (saved && saved.status === current.status && saved.note === current.note) {
+      if (
+        saved && saved.status === current.status && saved.note === current.note &&
+        saved.note_lang === current.noteLang
+      ) {
         // Same state as the saved publication: a refresh keeps it (RFC 3903 section 4.3).
         try {
           await pub.refresh();
@@ -309,6 +345,7 @@ async function runPublish(
         expires_at: Date.now() + (pub.expires ?? 0) * 1000,
         status: current.status,
         note: current.note,
+        note_lang: current.noteLang,
       }, aor);
       return EXIT.OK;
     } catch (e) {
@@ -374,6 +411,7 @@ async function runEdge(
   const agent = new PresenceAgent(ua, {
     status,
     note: opts.note,
+    noteLang: opts.noteLang,
     allow: await allowList(opts),
     unknown: opts.unknown ?? "pending",
     minInterval: (opts.minInterval ?? 1) * 1000,
@@ -392,7 +430,9 @@ async function runEdge(
     if (event.type === "status") {
       const next = await readStatusLine(ctx, event, line);
       // A status line sets the whole state: no note clears the note.
-      if (next) agent.setStatus(next.status, { note: next.note ?? null });
+      if (next) {
+        agent.setStatus(next.status, { note: next.note ?? null, noteLang: next.noteLang ?? null });
+      }
     } else if (event.type === "allow" || event.type === "deny") {
       let uri: string;
       try {

@@ -545,3 +545,45 @@ Deno.test("a buddy list file named with --buddies must exist for watch and notif
     await dirs.cleanup();
   }
 });
+
+Deno.test("notify --note-lang and note_lang on stdin reach the watcher as note_lang; a new note without it has none", async () => {
+  const dirs = await tempSipkitDirs();
+  const procs: (SipkitProcess | undefined)[] = [];
+  try {
+    const bobN = notifyAgent("bob", 0, dirs.env, [
+      "--unknown",
+      "accept",
+      "--min-interval",
+      "0",
+      "--status",
+      "lunch",
+      "--note",
+      "à table",
+      "--note-lang",
+      "fr",
+    ]);
+    procs.push(bobN);
+    const pb = await listeningPort(bobN);
+    const aliceW = watchAgent("alice", [`sip:bob@${LOOP}:${pb}`], dirs.env);
+    procs.push(aliceW);
+    const first = await aliceW.waitEvent((e) => e.type === "presence", { message: "bob" });
+    assert.deepEqual([first.note, first.note_lang], ["à table", "fr"]);
+    await bobN.send({ type: "status", status: "busy", note: "in a meeting", note_lang: "en-GB" });
+    const en = await aliceW.waitEvent((e) => e.type === "presence" && e.status === "busy");
+    assert.deepEqual([en.note, en.note_lang], ["in a meeting", "en-GB"]);
+    await bobN.send({ type: "status", status: "away", note_lang: "not a tag" });
+    await bobN.waitEvent((e) => e.type === "error" && e.line === 2, { message: "bad note_lang" });
+    await bobN.send({ type: "status", status: "away", note: "back soon" });
+    const none = await aliceW.waitEvent((e) => e.type === "presence" && e.status === "away");
+    assert.deepEqual([none.note, none.note_lang], ["back soon", undefined]);
+    assert.deepEqual(await stopAll([aliceW, bobN]), [0, 0]);
+    const bad = await run(["notify", "-u", "bob@example.test", "--note-lang", "x y"], dirs.env);
+    assert.equal(bad.code, 2, bad.logs);
+  } catch (e) {
+    dumpOnFailure(procs);
+    throw e;
+  } finally {
+    await stopAll(procs);
+    await dirs.cleanup();
+  }
+});

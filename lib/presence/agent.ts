@@ -36,6 +36,8 @@ export interface PresenceAgentOptions {
   status?: UserStatus;
   /** Initial note. */
   note?: string;
+  /** The note's language (`xml:lang`, e.g. "fr"). */
+  noteLang?: string;
   /** Contact URI to put in the tuple. Default none. */
   contact?: string;
   /** Watchers accepted at once (buddy list, `--allow`). */
@@ -115,6 +117,7 @@ export class PresenceAgent {
   readonly #options: PresenceAgentOptions;
   #status: UserStatus;
   #note?: string;
+  #noteLang?: string;
   #contact?: string;
   #allow: string[];
   #closing = false;
@@ -131,6 +134,7 @@ export class PresenceAgent {
     this.#status = options.status ?? "online";
     if (!isUserStatus(this.#status)) throw new TypeError(`Unknown user status: ${this.#status}`);
     this.#note = options.note;
+    this.#noteLang = options.noteLang;
     this.#contact = options.contact;
     this.#allow = (options.allow ?? []).map(normalizeBuddyUri);
     const pkg: EventPackage = {
@@ -226,19 +230,30 @@ export class PresenceAgent {
   }
 
   /**
-   * Changes the status (and note and contact: `undefined` keeps them, `null`
-   * clears them) and notifies every active watcher, unless nothing changed.
+   * Changes the status (and note, its language and contact: `undefined`
+   * keeps them, `null` clears them; a new or cleared note without
+   * `noteLang` has no language) and notifies every active watcher, unless
+   * nothing changed.
    */
   setStatus(
     status: UserStatus,
-    options: { note?: string | null; contact?: string | null } = {},
+    options: { note?: string | null; noteLang?: string | null; contact?: string | null } = {},
   ): void {
     if (!isUserStatus(status)) throw new TypeError(`Unknown user status: ${String(status)}`);
     const note = options.note === undefined ? this.#note : options.note ?? undefined;
+    const noteLang = options.noteLang !== undefined
+      ? options.noteLang ?? undefined
+      : options.note === undefined
+      ? this.#noteLang
+      : undefined;
     const contact = options.contact === undefined ? this.#contact : options.contact ?? undefined;
-    if (status === this.#status && note === this.#note && contact === this.#contact) return;
+    if (
+      status === this.#status && note === this.#note && noteLang === this.#noteLang &&
+      contact === this.#contact
+    ) return;
     this.#status = status;
     this.#note = note;
+    this.#noteLang = noteLang;
     this.#contact = contact;
     // Pending watchers see the neutral document, which did not change.
     this.notifier.notifyAll("presence", (s) => s.state === "active");
@@ -249,6 +264,7 @@ export class PresenceAgent {
     return statusToPidf(this.#closing ? "offline" : this.#status, {
       entity: this.entity,
       note: this.#closing ? undefined : this.#note,
+      noteLang: this.#closing ? undefined : this.#noteLang,
       contact: this.#contact,
       xmlDeclaration: this.#options.xmlDeclaration ?? false,
     });
