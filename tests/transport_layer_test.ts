@@ -372,11 +372,33 @@ Deno.test("TransportLayer retries a large request over UDP when TCP is refused",
   try {
     const B = listen(b);
     const target: Target = { protocol: "udp", ...b.transport("udp")!.local };
-    const used = await a.sendRequest(request("MESSAGE", "y".repeat(600)), target);
+    const used = await a.sendRequest(request("NOTIFY", "y".repeat(600)), target);
     assert.deepEqual(used, target);
     const { req, info } = await B.requests.next();
     assert.equal(info.protocol, "udp");
     assert.equal(req.topVia.transport, "UDP");
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+Deno.test("TransportLayer never sends a large MESSAGE over UDP when TCP is refused (RFC 3428 section 8)", async () => {
+  const a = new TransportLayer({
+    transports: [new UdpTransport({ host: "127.0.0.1" }), new TcpTransport({ host: "127.0.0.1" })],
+    mtu: 500,
+  });
+  const b = new TransportLayer({ transports: [new UdpTransport({ host: "127.0.0.1" })] });
+  const B = listen(b);
+  try {
+    const target: Target = { protocol: "udp", ...b.transport("udp")!.local };
+    await assert.rejects(
+      a.sendRequest(request("MESSAGE", "y".repeat(600)), target),
+      /Cannot send MESSAGE over UDP: \d+ bytes exceed 500 \(RFC 3261 18\.1\.1\) and TCP failed/,
+    );
+    // A small one still goes over UDP, and is the first thing B receives.
+    await a.sendRequest(request("MESSAGE", "small"), target);
+    assert.equal((await B.requests.next()).req.body.length, 5);
   } finally {
     await a.close();
     await b.close();

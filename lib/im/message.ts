@@ -249,7 +249,8 @@ export class MessageSender {
           throw fail("too_large", 513, "Message Too Large", {
             cause: e,
             message: `Cannot send MESSAGE to ${target}: ${req.body.length} bytes of body ` +
-              `need TCP or TLS (RFC 3428 section 8) and none is available`,
+              `need TCP or TLS (RFC 3428 section 8) and none could be used` +
+              (/TCP failed: /.test(cause) ? ` (${cause.replace(/^.*TCP failed: /, "")})` : ""),
           });
         }
         if (e.local) {

@@ -245,7 +245,7 @@ export class TransportLayer {
    * Sends a request. The top Via must exist (with its branch); its
    * transport, sent-by and an empty `rport` are filled in here. A UDP request
    * larger than `mtu` goes over TCP (RFC 3261 18.1.1), falling back to UDP
-   * when the TCP connection is refused. Resolves with the target used.
+   * when the TCP connection is refused (except MESSAGE, RFC 3428 section 8). Resolves with the target used.
    */
   async sendRequest(req: SipRequest, target: Target): Promise<Target> {
     const transport = this.#require(target.protocol, target.host);
@@ -273,6 +273,14 @@ export class TransportLayer {
         // either an ICMP Protocol Not Supported, or results in a TCP reset,
         // the element SHOULD retry the request, using UDP."
         if (!/Cannot connect/.test(String(error))) throw error;
+        if (req.method === "MESSAGE") {
+          // RFC 3428 section 8: a MESSAGE over the size limit goes over a
+          // congestion-controlled transport only, never back to UDP.
+          throw new Error(
+            `Cannot send MESSAGE over UDP: ${udpBytes.length} bytes exceed ${this.#mtu} ` +
+              `(RFC 3261 18.1.1) and TCP failed: ${(error as Error).message}`,
+          );
+        }
         this.#log("info", `${req.method} to ${describe(target)}: TCP refused, retrying over UDP`);
         await this.#stamp(req, transport, target);
         await this.#send(transport, udpBytes, target);
