@@ -207,10 +207,13 @@ interface Ctx {
   bindings(user: string): Promise<string[]>;
 }
 
-async function withKamailio(fn: (ctx: Ctx) => Promise<void>): Promise<void> {
+async function withKamailio(
+  fn: (ctx: Ctx) => Promise<void>,
+  options: { digestAlgorithm?: "MD5" | "SHA-256" } = {},
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "sipkit-register-cli-" });
   // min_expires 2: refreshes come after a second or two (a 1 s request gets 423).
-  const k = await startKamailio({ mode: "registrar", minExpires: 2 });
+  const k = await startKamailio({ mode: "registrar", minExpires: 2, ...options });
   const env = {
     SIPKIT_CONFIG_DIR: `${dir}/config`,
     SIPKIT_STATE_DIR: `${dir}/state`,
@@ -528,6 +531,24 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test({
+  name: "sipkit register answers a SHA-256 digest challenge (RFC 8760) from Kamailio",
+  ignore: !HAVE_KAMAILIO,
+  fn: () =>
+    withKamailio(async ({ env, register }) => {
+      const ok = await run(register("alice", ["--once", "--trace"]), {
+        ...env,
+        SIPKIT_PASSWORD: "alice-secret",
+      });
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(ok.stderr, /WWW-Authenticate: Digest .*algorithm=SHA-256/);
+      assert.match(ok.stderr, /Authorization: Digest .*response="[0-9a-f]{64}", algorithm=SHA-256/);
+      assert.equal(ok.events[0].type, "registered");
+      const wrong = await run(register("alice", ["--once"]), { ...env, SIPKIT_PASSWORD: "nope" });
+      assert.equal(wrong.code, 1, wrong.stderr);
+    }, { digestAlgorithm: "SHA-256" }),
 });
 
 Deno.test({

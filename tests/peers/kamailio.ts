@@ -89,6 +89,8 @@ export interface KamailioOptions {
   port?: number;
   /** Challenge REGISTER (default: true, except in `proxy` mode). */
   auth?: boolean;
+  /** Digest algorithm of the challenges: `SHA-256` (RFC 8760) or MD5 (default, no algorithm param). */
+  digestAlgorithm?: "MD5" | "SHA-256";
   /** Registrar min_expires; shorter REGISTER expiries get 423 (default 60). */
   minExpires?: number;
   /** Requests for these domains are relayed to these servers (the two-domain set-up). */
@@ -243,6 +245,7 @@ async function startKamailioOnce(options: KamailioOptions): Promise<Kamailio> {
 
     const defines: string[] = [];
     if (auth) defines.push("WITH_AUTH");
+    if (auth && options.digestAlgorithm === "SHA-256") defines.push("WITH_SHA256");
     if (mode === "presence") defines.push("WITH_PRESENCE", "WITH_RLS");
     const peerRoutes = Object.entries(options.peers ?? {}).map(([peerDomain, peer]) => {
       if (!/^[A-Za-z0-9.-]+$/.test(peerDomain)) {
