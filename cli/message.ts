@@ -33,6 +33,7 @@ import { createUserAgent } from "./_ua.ts";
 /** Builds the `message` command. */
 export function messageCommand(): Command {
   const cmd = new Command("message")
+    .summary("Send instant messages (SIP MESSAGE, RFC 3428), listen for them, or chat.")
     .description(
       "Send instant messages (SIP MESSAGE, RFC 3428), listen for them, or chat.\n" +
         'Send one:   sipkit message -u alice@example.test bob@example.test "Hello"\n' +
