@@ -17,6 +17,7 @@ import {
   type ReceivedMessage,
 } from "../lib/im/message.ts";
 import { toSipUri, type UserAgent } from "../mod.ts";
+import type { TimerId } from "../lib/sip/clock.ts";
 import {
   addCommonOptions,
   type CommandContext,
@@ -457,8 +458,15 @@ async function listenAndChat(
     ctx.signal.addEventListener("abort", () => resolve(), { once: true });
     if (opts.chat) input.then(() => resolve());
   });
+  // Answer the messages in flight before the UA closes: when stdout has gone,
+  // that answer is the 500 that tells their senders nothing was taken.
+  let timer: TimerId | undefined;
+  await Promise.race([
+    listener.settled(),
+    new Promise<void>((resolve) => timer = ua.clock.setTimeout(resolve, 2000)),
+  ]);
+  if (timer !== undefined) ua.clock.clearTimeout(timer);
   await kept?.stop();
-  void listener;
   return opts.chat ? worst() : EXIT.OK;
 }
 

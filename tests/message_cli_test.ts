@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import {
   type SipkitEvent,
   type SipkitProcess,
+  sipkitShellCommand,
   spawnSipkit,
   tempSipkitDirs,
 } from "./_sipkit_process.ts";
@@ -82,6 +83,50 @@ Deno.test("sipkit message sends to a sipkit listener: sent (delivered) and messa
       await proc.stop();
     }
     assert.deepEqual(proc.badLines, []);
+  });
+});
+
+Deno.test("sipkit message --listen | head -1: a message after stdout closed gets 500, the listener exits 0", async () => {
+  await withDirs(async (dirs) => {
+    const listen =
+      `${sipkitShellCommand()} message --listen --bind 127.0.0.1:0 -u bob@example.test`;
+    const shell = new Deno.Command("bash", {
+      args: ["-c", `${listen} | head -1; echo "listener exit \${PIPESTATUS[0]}" >&2`],
+      env: dirs.env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Response(shell.stderr).text();
+    const reader = shell.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    try {
+      // head's only line is `listening`; head then exits and closes the pipe.
+      let first = "";
+      while (!first.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        first += value;
+      }
+      const listening = JSON.parse(first.trim());
+      assert.equal(listening.type, "listening");
+      const r = await runSend(dirs, [`sip:bob@${listening.address}`, "anyone there?"]);
+      // The event could not be written, so the message is not acknowledged.
+      assert.equal(r.code, 1, r.logs);
+      const failed = r.events.find((e) => e.type === "send_failed")!;
+      assert.equal(failed.status, 500, r.logs);
+      const status = await shell.status;
+      assert.equal(status.code, 0);
+      assert.match(await stderr, /listener exit 0\n/);
+    } finally {
+      try {
+        shell.kill();
+      } catch {
+        // already exited
+      }
+      await shell.status;
+      await reader.cancel().catch(() => {});
+      await stderr.catch(() => {});
+    }
   });
 });
 

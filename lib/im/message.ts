@@ -372,6 +372,7 @@ export class MessageListener {
   readonly stats: MessageListenerStats = { received: 0, duplicates: 0, refused: 0 };
   readonly #options: MessageListenerOptions;
   readonly #seen = new Map<string, Promise<number>>();
+  readonly #inflight = new Set<Promise<number>>();
   readonly #remember: number;
   readonly #accept?: string[];
 
@@ -415,6 +416,9 @@ export class MessageListener {
       return;
     }
     const outcome = this.#take(incoming);
+    this.#inflight.add(outcome);
+    const done = () => void this.#inflight.delete(outcome);
+    outcome.then(done, done);
     this.#seen.set(key, outcome);
     if (this.#seen.size > this.#remember) {
       const oldest = this.#seen.keys().next().value;
@@ -423,6 +427,11 @@ export class MessageListener {
     const status = await outcome;
     // A message that could not be taken is forgotten, so that a retry is new.
     if (status >= 500) this.#seen.delete(key);
+  }
+
+  /** Resolves once every message being taken now has been answered (call before closing the UA). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#inflight]);
   }
 
   async #take(incoming: IncomingRequest): Promise<number> {
