@@ -325,20 +325,27 @@ async function runPublish(
 
   if (opts.once) {
     try {
-      if (
-        saved && saved.status === current.status && saved.note === current.note &&
-        saved.note_lang === current.noteLang
-      ) {
-        // Same state as the saved publication: a refresh keeps it (RFC 3903 section 4.3).
-        try {
-          await pub.refresh();
-        } catch (e) {
-          if (!(e instanceof SipRequestError) || e.status !== 412) throw e;
+      const work = (async () => {
+        if (
+          saved && saved.status === current.status && saved.note === current.note &&
+          saved.note_lang === current.noteLang
+        ) {
+          // Same state as the saved publication: a refresh keeps it (RFC 3903 section 4.3).
+          try {
+            await pub.refresh();
+          } catch (e) {
+            if (!(e instanceof SipRequestError) || e.status !== 412) throw e;
+            await pub.publish(body());
+          }
+        } else {
           await pub.publish(body());
         }
-      } else {
-        await pub.publish(body());
-      }
+        return true;
+      })();
+      // SIGINT/SIGTERM must not wait for a server that never answers (64*T1 = 32 s); the
+      // saved state is kept as it was (exit code per stop reason, 130 after SIGINT).
+      work.catch(() => {});
+      if (!await Promise.race([work, ctx.stopped.then(() => false)])) return EXIT.OK;
       await savePublication({
         aor,
         etag: pub.etag!,

@@ -273,7 +273,12 @@ export async function runWatch(
   const ua = await createUserAgent(opts, ctx, { compactHeaders: opts.compact ?? true });
   try {
     if (opts.once) {
-      const results = await PresenceWatcher.fetch(ua, buddies);
+      // SIGINT/SIGTERM must not wait for a buddy that never answers (64*T1 = 32 s).
+      const results = await Promise.race([
+        PresenceWatcher.fetch(ua, buddies),
+        ctx.stopped.then(() => undefined),
+      ]);
+      if (!results) return EXIT.OK; // the exit code follows the stop reason (130 after SIGINT)
       let rejected = 0;
       let network = 0;
       for (const r of results) {

@@ -587,3 +587,51 @@ Deno.test("notify --note-lang and note_lang on stdin reach the watcher as note_l
     await dirs.cleanup();
   }
 });
+
+Deno.test("watch --once and notify --publish --once stop at once on SIGTERM while a peer stays silent", async () => {
+  const dirs = await tempSipkitDirs();
+  // A peer that reads requests and never answers (the one-shot would wait 64*T1 = 32 s).
+  const silent = Deno.listenDatagram({ transport: "udp", hostname: LOOP, port: 0 });
+  const port = (silent.addr as Deno.NetAddr).port;
+  const methods: string[] = [];
+  const waiters: (() => void)[] = [];
+  const reading = (async () => {
+    try {
+      for await (const [data] of silent) {
+        methods.push(new TextDecoder().decode(data).split(" ", 1)[0]);
+        waiters.splice(0).forEach((w) => w());
+      }
+    } catch { /* closed */ }
+  })();
+  const received = (method: string) =>
+    new Promise<void>((resolve) => {
+      const check = () => methods.includes(method) ? resolve() : waiters.push(check);
+      check();
+    });
+  try {
+    for (
+      const [method, args] of [
+        ["SUBSCRIBE", ["watch", "--once", "-u", "alice@example.test", `sip:bob@${LOOP}:${port}`]],
+        ["PUBLISH", [
+          "notify",
+          "--publish",
+          "--once",
+          "-u",
+          "alice@example.test",
+          "--proxy",
+          `sip:${LOOP}:${port}`,
+        ]],
+      ] as const
+    ) {
+      const p = spawnSipkit([...args, "--bind", `${LOOP}:0`], { env: dirs.env, stdin: false });
+      await received(method);
+      const started = Date.now();
+      assert.equal(await p.stop(), 0, p.logs());
+      assert.ok(Date.now() - started < 4000, `${method}: stopped without waiting for timer B`);
+    }
+  } finally {
+    silent.close();
+    await reading;
+    await dirs.cleanup();
+  }
+});
