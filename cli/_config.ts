@@ -118,19 +118,26 @@ export async function applyConfig(
   const fromProfile = new Map<string, unknown>();
   for (const [k, v] of Object.entries(profile)) fromProfile.set(camel(k), v);
 
+  // Level each option was set at: 3 flag, 2 environment, 1 profile.
+  const level = new Map<string, number>();
   for (const option of cmd.options) {
     const attr = option.attributeName();
     const source = cmd.getOptionValueSource(attr);
-    if (source === "cli") continue;
+    if (source === "cli") {
+      level.set(attr, 3);
+      continue;
+    }
     let raw: unknown;
     let origin = "";
     const envVar = envName(attr);
     if (!NO_ENV.has(attr) && env.get(envVar) !== undefined) {
       raw = env.get(envVar);
       origin = `environment variable ${envVar}`;
+      level.set(attr, 2);
     } else if (fromProfile.has(attr)) {
       raw = fromProfile.get(attr);
       origin = `profile option ${attr}`;
+      level.set(attr, 1);
     } else continue;
     let value: unknown;
     if (option.isBoolean() && !option.negate) {
@@ -149,6 +156,18 @@ export async function applyConfig(
       value = option.variadic ? String(raw).split(",") : String(raw);
     }
     cmd.setOptionValueWithSource(attr, value, "env");
+  }
+  // --password-file and --password-env both say where the password is: the
+  // one set at the higher level wins (a --password-env flag over a profile's
+  // password_file), as for any other setting.
+  const fileLevel = level.get("passwordFile") ?? 0;
+  const envLevel = level.get("passwordEnv") ?? 0;
+  if (fileLevel && envLevel && fileLevel !== envLevel) {
+    cmd.setOptionValueWithSource(
+      fileLevel > envLevel ? "passwordEnv" : "passwordFile",
+      undefined,
+      "default",
+    );
   }
 }
 

@@ -226,6 +226,22 @@ Deno.test("applyConfig(): flags, then SIPKIT_* variables, then the profile", asy
   assert.equal(noFile.expires, 3600, "built-in default");
 });
 
+Deno.test("applyConfig(): a --password-env flag overrides a profile's password_file, and back", async () => {
+  const config = { profiles: { default: { password_file: "/p/file" } } };
+  const flag = await configured(["--password-env", "MY_PW"], {}, config);
+  assert.equal(flag.passwordEnv, "MY_PW");
+  assert.equal(flag.passwordFile, undefined);
+  const env = await configured([], { SIPKIT_PASSWORD_ENV: "MY_PW" }, config);
+  assert.equal(env.passwordEnv, "MY_PW");
+  assert.equal(env.passwordFile, undefined);
+  const profileEnv = { profiles: { default: { password_env: "PROFILE_PW" } } };
+  const file = await configured(["--password-file", "/f"], {}, profileEnv);
+  assert.equal(file.passwordFile, "/f");
+  assert.equal(file.passwordEnv, undefined);
+  const same = await configured(["--password-file", "/f", "--password-env", "X"], {}, {});
+  assert.deepEqual([same.passwordFile, same.passwordEnv], ["/f", "X"], "same level: file first");
+});
+
 Deno.test("applyConfig() falls back to the profile named default", async () => {
   const opts = await configured([], {}, { profiles: { default: { user: "x@example.test" } } });
   assert.equal(opts.user, "x@example.test");
