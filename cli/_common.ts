@@ -8,6 +8,7 @@
 import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import type { Uri } from "../lib/sip/message.ts";
 import { toSipUri, type UserAgent } from "../lib/sip/ua.ts";
+import { isUnspecified, routeLocalAddress } from "../lib/sip/_net.ts";
 import { applyConfig } from "./_config.ts";
 import { CommandError, EXIT, type ExitCode } from "./_exit.ts";
 import {
@@ -286,10 +287,14 @@ export async function emitListening(ua: UserAgent, ctx: CommandContext): Promise
   if (!first) return;
   const host = ua.advertisedHost ?? first.local.host;
   const hostPart = host.includes(":") ? `[${host}]` : host;
+  // Sockets on all interfaces (0.0.0.0, ::): the contact names one of them
+  // (an interface address, as in the Contact of our requests), never 0.0.0.0.
+  const reachable = isUnspecified(host) ? routeLocalAddress(host, "192.0.2.1") : host;
+  const contactHost = reachable.includes(":") ? `[${reachable}]` : reachable;
   const user = ua.aor.user ? `${ua.aor.user}@` : "";
   await ctx.out.emit("listening", {
     address: `${hostPart}:${first.local.port}`,
-    contact: `sip:${user}${hostPart}:${first.local.port}`,
+    contact: `sip:${user}${contactHost}:${first.local.port}`,
     transports: listening.map((t) => t.protocol),
     aor: ua.aor.user ? `sip:${ua.aor.user}@${ua.aor.host}` : undefined,
   });

@@ -13,6 +13,7 @@ import {
   tempSipkitDirs,
 } from "./_sipkit_process.ts";
 import { findBinary, freePort } from "./peers/require.ts";
+import { routeLocalAddress } from "../lib/sip/_net.ts";
 
 const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
@@ -126,6 +127,28 @@ Deno.test("sipkit message --listen | head -1: a message after stdout closed gets
       await shell.status;
       await reader.cancel().catch(() => {});
       await stderr.catch(() => {});
+    }
+  });
+});
+
+Deno.test("sipkit message --listen on all interfaces: listening has a contact with a real address, not 0.0.0.0", async () => {
+  await withDirs(async (dirs) => {
+    for (const bind of ["0.0.0.0:0", "[::]:0"]) {
+      const proc = spawnSipkit(["message", "--listen", "--bind", bind, "-u", "bob@example.test"], {
+        name: "listener",
+        env: dirs.env,
+        stdin: false,
+      });
+      try {
+        const e = await proc.waitEvent((e) => e.type === "listening", { message: "listening" });
+        const port = String(e.address).replace(/^.*:/, "");
+        assert.equal(e.address, `${bind.replace(/:0$/, "")}:${port}`);
+        const host = String(e.contact).replace(/^sip:bob@/, "").replace(/:\d+$/, "");
+        assert.ok(!["0.0.0.0", "[::]"].includes(host), String(e.contact));
+        assert.equal(e.contact, `sip:bob@${routeLocalAddress("0.0.0.0", "192.0.2.1")}:${port}`);
+      } finally {
+        await proc.stop();
+      }
     }
   });
 });
