@@ -8,7 +8,6 @@
 
 import { Command, Option } from "@commander-js/extra-typings";
 import { SipRequestError } from "../lib/sip/errors.ts";
-import { Registration, type RegistrationEvent } from "../lib/sip/registration.ts";
 import type { UserAgent } from "../lib/sip/ua.ts";
 import { PresenceAgent } from "../lib/presence/agent.ts";
 import { Publication } from "../lib/presence/publish.ts";
@@ -30,6 +29,7 @@ import {
 import { stateDir } from "./_config.ts";
 import { EXIT, usageError } from "./_exit.ts";
 import type { InputEvent } from "./_io.ts";
+import { keepRegistered, type KeptRegistration } from "./_register.ts";
 import { createUserAgent } from "./_ua.ts";
 import { defaultBuddyFile, readBuddyFile } from "./watch.ts";
 
@@ -146,47 +146,15 @@ export async function runNotify(opts: NotifyOptions, ctx: CommandContext): Promi
     requireUser: true,
     compactHeaders: opts.compact ?? true,
   });
-  let registration: Registration | undefined;
+  // --register: the shared helper keeps the binding (bounded removal on exit,
+  // address_changed lines from stdin move it).
+  const kept = opts.register ? keepRegistered(ua, ctx, { expires: 600 }) : undefined;
   try {
-    if (opts.register) {
-      registration = new Registration(ua, {
-        expires: 600,
-        onEvent: (e) => void emitRegistration(ctx, e),
-      });
-      registration.keepAlive();
-    }
-    if (opts.publish) return await runPublish(ua, status, opts, ctx);
-    return await runEdge(ua, status, opts, ctx);
+    if (opts.publish) return await runPublish(ua, status, opts, ctx, kept);
+    return await runEdge(ua, status, opts, ctx, kept);
   } finally {
-    if (registration) {
-      registration.stop();
-      if (registration.registered) {
-        await registration.unregister().catch((e) =>
-          ctx.log.log("warn", `could not remove binding: ${(e as Error).message}`)
-        );
-      }
-    }
+    await kept?.stop();
     await ua.close();
-  }
-}
-
-function emitRegistration(ctx: CommandContext, e: RegistrationEvent): Promise<void> {
-  switch (e.type) {
-    case "registered":
-      return ctx.out.emit(e.refreshed ? "refreshed" : "registered", {
-        aor: e.aor,
-        contact: e.contact,
-        expires: e.expires,
-        registrar: e.registrar,
-      });
-    case "unregistered":
-      return ctx.out.emit("unregistered", { aor: e.aor, contact: e.contact });
-    case "failed":
-      return ctx.out.emit("registration_failed", {
-        status: e.status,
-        reason: e.reason,
-        retry_in: e.retryIn,
-      });
   }
 }
 
@@ -277,6 +245,7 @@ async function runPublish(
   initial: UserStatus,
   opts: NotifyOptions,
   ctx: CommandContext,
+  kept?: KeptRegistration,
 ): Promise<number> {
   const aor = `sip:${ua.aor.user ? ua.aor.user + "@" : ""}${ua.aor.host}`;
   const saved = opts.once ? await loadPublication(aor) : undefined;
@@ -370,6 +339,7 @@ async function runPublish(
     return await failed(e);
   }
   const input = ctx.readInput(async (event, line) => {
+    if (kept && await kept.handleInput(event, line)) return;
     if (event.type !== "status") return;
     const next = await readStatusLine(ctx, event, line);
     if (!next) return;
@@ -414,6 +384,7 @@ async function runEdge(
   status: UserStatus,
   opts: NotifyOptions,
   ctx: CommandContext,
+  kept?: KeptRegistration,
 ): Promise<number> {
   const agent = new PresenceAgent(ua, {
     status,
@@ -434,6 +405,7 @@ async function runEdge(
   });
   await emitListening(ua, ctx);
   const input = ctx.readInput(async (event, line) => {
+    if (kept && await kept.handleInput(event, line)) return;
     if (event.type === "status") {
       const next = await readStatusLine(ctx, event, line);
       // A status line sets the whole state: no note clears the note.
