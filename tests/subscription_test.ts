@@ -202,6 +202,20 @@ Deno.test("Notifier answers 489 with Allow-Events to an unknown package; the sub
   await close();
 });
 
+Deno.test("Notifier answers 400 to a SUBSCRIBE without an Event header or with a bad one", async () => {
+  const { alice, bob, close } = await pair();
+  testNotifier(bob);
+  for (const event of [undefined, ";id=1"]) {
+    const req = alice.createRequest("SUBSCRIBE", BOB, {
+      headers: event === undefined ? [] : [["Event", event]],
+    });
+    const { response } = await alice.send(req);
+    assert.equal(response.status, 400);
+    assert.equal(response.reason, "Missing or bad Event header");
+  }
+  await close();
+});
+
 Deno.test("Notifier answers 406 when Accept allows none of the package's types", async () => {
   const { net, alice, bob, close } = await pair();
   testNotifier(bob);

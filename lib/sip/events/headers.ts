@@ -7,6 +7,7 @@
  */
 
 import { SipSyntaxError } from "../errors.ts";
+import type { IncomingRequest } from "../ua.ts";
 
 /** A parsed Event header (RFC 6665 section 8.2.1). */
 export interface EventHeader {
@@ -294,4 +295,20 @@ export function resubscribeDelay(
   if (options.retryAfter !== undefined) return options.retryAfter;
   if (policy === "retry" && failures === 0) return 0;
   return backoffDelay(Math.max(0, failures - (policy === "retry" ? 1 : 0)), options);
+}
+
+/**
+ * Reads the Event header of an incoming SUBSCRIBE or NOTIFY; answers 400
+ * and returns undefined when it is missing or malformed (RFC 6665 sections
+ * 8.2.1 and 7.2.4: Event is mandatory in both).
+ */
+export async function readEventHeader(incoming: IncomingRequest): Promise<EventHeader | undefined> {
+  const text = incoming.request.headers.get("Event");
+  try {
+    if (text !== undefined) return parseEvent(text);
+  } catch {
+    // answered below
+  }
+  await incoming.respond(400, { reason: "Missing or bad Event header" });
+  return undefined;
 }

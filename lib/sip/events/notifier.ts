@@ -21,6 +21,7 @@ import {
   formatEvent,
   formatSubscriptionState,
   parseEvent,
+  readEventHeader,
   sameEvent,
 } from "./headers.ts";
 
@@ -216,15 +217,8 @@ export class Notifier {
       await incoming.respond(480);
       return;
     }
-    const eventText = req.headers.get("Event");
-    let event: EventHeader;
-    try {
-      if (eventText === undefined) throw new SyntaxError("missing");
-      event = parseEvent(eventText);
-    } catch {
-      await incoming.respond(400, { reason: "Missing or bad Event header" });
-      return;
-    }
+    const event = await readEventHeader(incoming);
+    if (!event) return;
     const pkg = this.#packages.get(event.package);
     if (!pkg) {
       // Section 4.2.1.1: "... the notifier ... MUST respond with a 489 (Bad

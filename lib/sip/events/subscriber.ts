@@ -22,6 +22,7 @@ import {
   formatEvent,
   parseEvent,
   parseSubscriptionState,
+  readEventHeader,
   resubscribeDelay,
   sameEvent,
   type SubscriptionState,
@@ -533,15 +534,8 @@ export class Subscription {
       await incoming.respond(405, { headers: [["Allow", "NOTIFY"]] });
       return;
     }
-    const eventText = req.headers.get("Event");
-    let event: EventHeader;
-    try {
-      if (eventText === undefined) throw new SyntaxError("missing");
-      event = parseEvent(eventText);
-    } catch {
-      await incoming.respond(400, { reason: "Missing or bad Event header" });
-      return;
-    }
+    const event = await readEventHeader(incoming);
+    if (!event) return;
     // Section 4.1.3: a NOTIFY for another event package gets 489.
     if (!sameEvent(event, this.event)) {
       await incoming.respond(489);
