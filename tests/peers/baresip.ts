@@ -5,7 +5,11 @@
  *
  * The config directory is private (config, accounts, contacts written from
  * tests/baresip/config.template). No audio hardware: the audio source is
- * `ausine` (a sine tone) and the player `aubridge` (a sink); codecs g711.
+ * `ausine` (a sine tone) or `aufile` (a WAV file), the player `aubridge` (a
+ * sink); codecs g711. With `record`, the `sndfile` module writes what each
+ * call sends and receives into the private directory
+ * (`dump-<time>-enc.wav` and `dump-<time>-dec.wav`, 8 kHz mono from the
+ * codec), read back with {@linkcode Baresip.recordings}.
  * baresip binds SIP on UDP and TCP `sipPort` and TLS on `sipPort + 1`, so the
  * default port comes from `freePortRange(2)`. DNS goes to 127.0.0.1:1 (nothing
  * there) so a test can never query the network; all requests go through the
@@ -36,6 +40,14 @@
  *   the `rpid` prefix for baresip to see those activities.
  * - A failed presence subscription is retried only after 30 s: start the
  *   watched party first.
+ * - Calls: during a call `help` adds `hold`, `resume`, `reinvite`,
+ *   `sndcode <digit>` (DTMF, RFC 4733), `mute`, `transfer`, `callfind`,
+ *   `line`. More call events: `CALL_RTCP` (with `rtcp_stats`),
+ *   `CALL_RTPESTAB`, `CALL_DTMF_START`/`CALL_DTMF_END`. The codec in use is
+ *   only printed in its log (`audio: Set audio encoder: PCMA 8000Hz 1ch`),
+ *   see {@linkcode Baresip.encoders}.
+ * - `aufile` refuses a WAV whose rate or channels differ from `ausrc_srate`
+ *   and `ausrc_channels`: the harness reads them from the file's header.
  *
  * @module
  */
@@ -89,9 +101,14 @@ export interface BaresipOptions {
   autoAnswer?: boolean;
   /**
    * Audio source as `module,device` (default `ausine,440`, a 440 Hz tone;
-   * `aufile,/path/to/file.wav` plays a WAV file).
+   * `aufile,/path/to/file.wav` plays a 16-bit PCM WAV file, whose rate and
+   * channels become the source's).
    */
   audioSource?: string;
+  /** Record every call's audio with the `sndfile` module (see {@linkcode Baresip.recordings}). */
+  record?: boolean;
+  /** The account's audio codecs in preference order (`audio_codecs`), e.g. `["PCMU", "PCMA"]`. */
+  audioCodecs?: string[];
   /** Presence status to set once started (`presence_online`/`_offline`); baresip's own default is unknown (`<basic>?</basic>`). */
   presence?: "online" | "offline";
   /** Extra lines appended to the config file. */
@@ -192,6 +209,37 @@ export interface Baresip {
   accept(): Promise<BaresipResponse>;
   /** Hangs up the current call. */
   hangup(): Promise<BaresipResponse>;
+  /** Puts the current call on hold (a re-INVITE with `a=sendonly`). */
+  hold(): Promise<BaresipResponse>;
+  /** Resumes the current call. */
+  resume(): Promise<BaresipResponse>;
+  /** Sends a re-INVITE for the current call. */
+  reinvite(): Promise<BaresipResponse>;
+  /** Sends one DTMF digit on the current call (`sndcode`, RFC 4733 events). */
+  sendDtmf(digit: string): Promise<BaresipResponse>;
+  /** The private config directory (removed by `stop()`). */
+  readonly dir: string;
+  /**
+   * The WAV files `sndfile` wrote so far (with `record`), oldest first:
+   * `dec` holds what baresip received, `enc` what it sent. A file is
+   * complete once its call has closed.
+   */
+  recordings(): Promise<BaresipRecording[]>;
+  /**
+   * Every audio encoder baresip set, in order, from its log (`Set audio
+   * encoder: PCMA 8000Hz 1ch` gives `PCMA`): the codec it sends with.
+   */
+  encoders(): string[];
+}
+
+/** One call's recording by baresip's `sndfile` module. */
+export interface BaresipRecording {
+  /** The time stamp in the file names. */
+  stamp: string;
+  /** Path of what baresip decoded (received), if written. */
+  dec?: string;
+  /** Path of what baresip encoded (sent), if written. */
+  enc?: string;
 }
 
 /** A MESSAGE baresip received (from its output line `<peer>: "<body>"`). */
@@ -491,6 +539,8 @@ async function startBaresipOnce(options: BaresipOptions): Promise<Baresip> {
   while (ctrlPort === sipPort || ctrlPort === sipPort + 1) ctrlPort = freePort();
   const register = options.proxy !== undefined && options.register !== false;
   const moduleDir = baresipModuleDir() ?? MODULE_DIRS[0];
+  const audioSource = options.audioSource ?? "ausine,440";
+  const source = await sourceFormat(audioSource);
   const dir = await Deno.makeTempDir({ prefix: `sipkit-baresip-${user}-` });
   let proc: PeerProcess | undefined;
   let ctrl: BaresipCtrl | undefined;
@@ -502,12 +552,15 @@ async function startBaresipOnce(options: BaresipOptions): Promise<Baresip> {
       MODULE_DIR: moduleDir,
       DIR: dir,
       ANSWERMODE: options.autoAnswer ? "auto" : "manual",
-      AUDIO_SOURCE: options.audioSource ?? "ausine,440",
+      AUDIO_SOURCE: audioSource,
+      SRC_RATE: String(source.rate),
+      SRC_CHANNELS: String(source.channels),
     };
     let config = template.replace(/%%([A-Z_]+)%%/g, (whole, key: string) => {
       if (!(key in values)) throw new Error(`Unknown placeholder ${whole} in baresip config`);
       return values[key];
     });
+    if (options.record) config += `module\t\t\tsndfile.so\nsnd_path\t\t${dir}\n`;
     if (options.extraConfig?.length) config += options.extraConfig.join("\n") + "\n";
     await Deno.writeTextFile(`${dir}/config`, config);
 
@@ -517,6 +570,7 @@ async function startBaresipOnce(options: BaresipOptions): Promise<Baresip> {
       `regint=${register ? options.regint ?? 600 : 0}`,
       `pubint=${options.pubint ?? 0}`,
       `answermode=${options.autoAnswer ? "auto" : "manual"}`,
+      options.audioCodecs?.length ? `audio_codecs=${options.audioCodecs.join(",")}` : "",
       "mwi=no",
     ].filter((p) => p !== "");
     await Deno.writeTextFile(
@@ -640,6 +694,13 @@ async function startBaresipOnce(options: BaresipOptions): Promise<Baresip> {
       dial: (uri) => c.command("dial", uri),
       accept: () => c.command("accept"),
       hangup: () => c.command("hangup"),
+      hold: () => c.command("hold"),
+      resume: () => c.command("resume"),
+      reinvite: () => c.command("reinvite"),
+      sendDtmf: (digit) => c.command("sndcode", digit),
+      dir,
+      recordings: () => listRecordings(dir),
+      encoders: () => parseEncoders(p.logs()),
     };
   } catch (error) {
     if (proc) {
@@ -668,6 +729,59 @@ async function shutdown(proc: PeerProcess, ctrl: BaresipCtrl | undefined): Promi
   ]);
   clearTimeout(timer);
   await proc.stop("SIGTERM", 3000);
+}
+
+/** Sample rate and channels of an audio source: 48 kHz stereo for ausine, the file's for aufile. */
+async function sourceFormat(source: string): Promise<{ rate: number; channels: number }> {
+  const comma = source.indexOf(",");
+  if (source.slice(0, comma) !== "aufile") return { rate: 48000, channels: 2 };
+  const path = source.slice(comma + 1);
+  const file = await Deno.open(path);
+  try {
+    const head = new Uint8Array(4096);
+    const n = (await file.read(head)) ?? 0;
+    const format = wavFormat(head.subarray(0, n));
+    if (!format) throw new Error(`baresip aufile: ${path} is not a WAV file`);
+    return format;
+  } finally {
+    file.close();
+  }
+}
+
+/** Rate and channels from the `fmt ` chunk of a WAV header, if found. */
+export function wavFormat(head: Uint8Array): { rate: number; channels: number } | undefined {
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const tag = (at: number) => String.fromCharCode(...head.subarray(at, at + 4));
+  if (head.length < 12 || tag(0) !== "RIFF" || tag(8) !== "WAVE") return undefined;
+  let offset = 12;
+  while (offset + 16 <= head.length) {
+    const size = view.getUint32(offset + 4, true);
+    if (tag(offset) === "fmt ") {
+      return {
+        channels: view.getUint16(offset + 10, true),
+        rate: view.getUint32(offset + 12, true),
+      };
+    }
+    offset += 8 + size + (size & 1);
+  }
+  return undefined;
+}
+
+async function listRecordings(dir: string): Promise<BaresipRecording[]> {
+  const byStamp = new Map<string, BaresipRecording>();
+  for await (const entry of Deno.readDir(dir)) {
+    const match = /^dump-(.+)-(enc|dec)\.wav$/.exec(entry.name);
+    if (!match) continue;
+    const rec = byStamp.get(match[1]) ?? { stamp: match[1] };
+    rec[match[2] as "enc" | "dec"] = `${dir}/${entry.name}`;
+    byStamp.set(match[1], rec);
+  }
+  return [...byStamp.values()].sort((a, b) => a.stamp.localeCompare(b.stamp));
+}
+
+/** The audio encoders baresip set, in order, from its output (`Set audio encoder: PCMA ...`). */
+export function parseEncoders(output: string): string[] {
+  return [...stripAnsi(output).matchAll(/Set audio encoder: (\S+)/g)].map((m) => m[1]);
 }
 
 /** Removes ANSI colour sequences from baresip's command output. */

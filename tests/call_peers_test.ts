@@ -1,0 +1,148 @@
+// Self-tests of the call parts of the test harness: baresip as a headless
+// call peer (aufile plays a WAV, sndfile records), checked against another
+// baresip over loopback with sox's own analysis, so that the sipkit call
+// tests built on the harness can trust it.
+
+import assert from "node:assert/strict";
+import { requirePeer } from "./peers/require.ts";
+import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
+import { parseEncoders, startBaresip, wavFormat } from "./peers/baresip.ts";
+import { makeToneWav, parseWav, privateAlsa, readWav, rms, soxStat } from "./_audio.ts";
+
+const hasBaresip = requirePeer("baresip", "baresip");
+const hasSox = requirePeer("sox", "sox");
+
+Deno.test("wavFormat() and parseWav() read a sox-made WAV; parseEncoders() reads baresip's log", async () => {
+  if (!hasSox) return;
+  const dir = await Deno.makeTempDir({ prefix: "sipkit-audio-" });
+  try {
+    await makeToneWav(`${dir}/t.wav`, 1000, { seconds: 0.5, rate: 16000, channels: 2 });
+    const bytes = await Deno.readFile(`${dir}/t.wav`);
+    assert.deepEqual(wavFormat(bytes.subarray(0, 4096)), { rate: 16000, channels: 2 });
+    const wav = parseWav(bytes);
+    assert.equal(wav.sampleRate, 16000);
+    assert.equal(wav.channels, 2);
+    assert.equal(wav.samples.length, 8000);
+    // A sine of amplitude 0.5 has an RMS of 0.5 / sqrt(2).
+    assert.ok(Math.abs(rms(wav.samples) - 0.3536) < 0.01, String(rms(wav.samples)));
+    assert.throws(() => parseWav(new TextEncoder().encode("RIFF....WAVEjunk")), SyntaxError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.deepEqual(
+    parseEncoders(
+      "audio: Set audio encoder: PCMU 8000Hz 1ch\n\x1b[31mx\x1b[;m" +
+        "audio: Set audio encoder: PCMA 8000Hz 1ch\n",
+    ),
+    ["PCMU", "PCMA"],
+  );
+});
+
+Deno.test({
+  name: "baresip calls baresip over loopback: aufile tones both ways, recorded by sndfile",
+  ignore: !hasBaresip || !hasSox,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const dir = await Deno.makeTempDir({ prefix: "sipkit-callpeers-" });
+    try {
+      await makeToneWav(`${dir}/440.wav`, 440);
+      await makeToneWav(`${dir}/1000.wav`, 1000);
+      await withLogsOnFailure(peers, async () => {
+        const a = await startBaresip({
+          user: "alice",
+          audioSource: `aufile,${dir}/440.wav`,
+          audioCodecs: ["PCMA", "PCMU"],
+          record: true,
+        });
+        peers.push(a);
+        const b = await startBaresip({
+          user: "bob",
+          audioSource: `aufile,${dir}/1000.wav`,
+          audioCodecs: ["PCMU", "PCMA"],
+          record: true,
+        });
+        peers.push(b);
+        try {
+          assert.equal((await a.dial(b.contact)).ok, true);
+          await b.waitEvent((e) => e.type === "CALL_INCOMING");
+          await b.accept();
+          await a.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+          await new Promise((resolve) => setTimeout(resolve, 1500));
+          // The answerer's encoder follows the offer's first codec: PCMA.
+          assert.deepEqual(a.encoders(), ["PCMA"]);
+          assert.deepEqual(b.encoders(), ["PCMA"]);
+          await b.hangup();
+          await a.waitEvent((e) => e.type === "CALL_CLOSED");
+          await b.waitEvent((e) => e.type === "CALL_CLOSED");
+          for (const [who, hz] of [[a, 1000], [b, 440]] as const) {
+            const [rec] = await who.recordings();
+            assert.ok(rec?.dec, `${who.name} recorded nothing`);
+            const wav = await readWav(rec.dec);
+            assert.equal(wav.sampleRate, 8000);
+            assert.ok(wav.samples.length > 8000, `${wav.samples.length} samples`);
+            const stat = await soxStat(rec.dec);
+            assert.ok(Math.abs(stat.roughFrequency - hz) < hz * 0.05, JSON.stringify(stat));
+            assert.ok(stat.rmsAmplitude > 0.2, JSON.stringify(stat));
+          }
+        } finally {
+          await a.stop();
+          await b.stop();
+        }
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "privateAlsa(): sox plays to and captures from the file PCM, and uses the null PCM",
+  ignore: !hasSox || !requirePeer("aplay", "alsa-utils"),
+  fn: async () => {
+    const alsa = await privateAlsa(700, { captureSeconds: 5 });
+    const dir = await Deno.makeTempDir({ prefix: "sipkit-alsa-test-" });
+    try {
+      const sox = (args: string[]) =>
+        new Deno.Command("sox", { args, env: alsa.env, stdout: "null", stderr: "piped" })
+          .output();
+      const pcm = ["-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"];
+      let out = await sox([
+        "-q",
+        ...pcm,
+        "-t",
+        "alsa",
+        alsa.fileDevice,
+        `${dir}/cap.wav`,
+        "trim",
+        "0",
+        "2",
+      ]);
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      let stat = await soxStat(`${dir}/cap.wav`);
+      assert.ok(Math.abs(stat.roughFrequency - 700) < 35, JSON.stringify(stat));
+      await makeToneWav(`${dir}/440.wav`, 440, { seconds: 2 });
+      out = await sox(["-q", `${dir}/440.wav`, ...pcm, "-t", "alsa", alsa.fileDevice]);
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      stat = await soxStat(alsa.played);
+      assert.ok(Math.abs(stat.roughFrequency - 440) < 22, JSON.stringify(stat));
+      out = await sox(["-q", `${dir}/440.wav`, ...pcm, "-t", "alsa", alsa.nullDevice]);
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      out = await sox([
+        "-q",
+        ...pcm,
+        "-t",
+        "alsa",
+        alsa.nullDevice,
+        `${dir}/null.wav`,
+        "trim",
+        "0",
+        "1",
+      ]);
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+      await alsa.cleanup();
+    }
+  },
+});
