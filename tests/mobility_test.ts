@@ -1,0 +1,370 @@
+import assert from "node:assert/strict";
+import { ManualClock } from "../lib/sip/clock.ts";
+import {
+  type AddressChangeHandler,
+  type AddressEvent,
+  AddressMonitor,
+  type InterfaceAddress,
+  parseIpAddressLine,
+  parseRouteGet,
+  PollingSource,
+  type RouteInfo,
+} from "../lib/mobility/mod.ts";
+
+Deno.test("parseIpAddressLine() reads ip -o monitor address lines", async (t) => {
+  const cases: [string, string, ReturnType<typeof parseIpAddressLine>][] = [
+    [
+      "added IPv4",
+      "3: va    inet 10.9.0.2/24 scope global va\\       valid_lft forever preferred_lft forever",
+      {
+        kind: "added",
+        address: { interface: "va", address: "10.9.0.2", family: "IPv4", prefix: 24 },
+        usable: true,
+      },
+    ],
+    [
+      "deleted secondary",
+      "Deleted 3: va    inet 10.9.0.3/24 scope global secondary va\\       valid_lft forever",
+      {
+        kind: "deleted",
+        address: {
+          interface: "va",
+          address: "10.9.0.3",
+          family: "IPv4",
+          prefix: 24,
+          secondary: true,
+        },
+        usable: true,
+      },
+    ],
+    [
+      "IPv6 global, [ADDR] prefix, veth peer suffix",
+      "[ADDR]5: eth0@if6    inet6 FD00::5/64 scope global nodad \\       valid_lft forever",
+      {
+        kind: "added",
+        address: { interface: "eth0", address: "fd00::5", family: "IPv6", prefix: 64 },
+        usable: true,
+      },
+    ],
+    [
+      "IPv6 tentative is not usable yet",
+      "3: va    inet6 fd00::6/64 scope global tentative \\       valid_lft forever",
+      {
+        kind: "added",
+        address: { interface: "va", address: "fd00::6", family: "IPv6", prefix: 64 },
+        usable: false,
+      },
+    ],
+    [
+      "link-local is not usable",
+      "3: va    inet6 fe80::c0a6:4fff:fe48:99c3/64 scope link \\       valid_lft forever",
+      {
+        kind: "added",
+        address: {
+          interface: "va",
+          address: "fe80::c0a6:4fff:fe48:99c3",
+          family: "IPv6",
+          prefix: 64,
+        },
+        usable: false,
+      },
+    ],
+    [
+      "loopback is not usable",
+      "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever",
+      {
+        kind: "added",
+        address: { interface: "lo", address: "127.0.0.1", family: "IPv4", prefix: 8 },
+        usable: false,
+      },
+    ],
+    ["a route line", "10.9.0.0/24 dev va proto kernel scope link src 10.9.0.2", undefined],
+    ["garbage", "3: va inet not-an-address/24", undefined],
+    ["empty", "", undefined],
+  ];
+  for (const [name, line, want] of cases) {
+    await t.step(name, () => assert.deepEqual(parseIpAddressLine(line), want));
+  }
+});
+
+Deno.test("parseRouteGet() reads the source and device of ip -o route get", () => {
+  assert.deepEqual(parseRouteGet("10.9.0.77 dev va src 10.9.0.3 uid 0 \\    cache "), {
+    source: "10.9.0.3",
+    interface: "va",
+  });
+  assert.deepEqual(
+    parseRouteGet("fd00::9 from :: dev va proto kernel src FD00::5 metric 256 pref medium"),
+    { source: "fd00::5", interface: "va" },
+  );
+  assert.equal(parseRouteGet("RTNETLINK answers: Network is unreachable"), undefined);
+});
+
+const addr = (address: string, name = "eth0", secondary = false): InterfaceAddress => ({
+  interface: name,
+  address,
+  family: address.includes(":") ? "IPv6" : "IPv4",
+  prefix: address.includes(":") ? 64 : 24,
+  ...(secondary ? { secondary } : {}),
+});
+
+/** A monitor on a scripted source and a scripted route table, on a manual clock. */
+class Bed {
+  readonly clock = new ManualClock();
+  readonly events: AddressEvent[] = [];
+  /** Destination -> route answer. */
+  routes = new Map<string, RouteInfo | undefined>();
+  lookups = 0;
+  push: AddressChangeHandler = () => {};
+  monitor: AddressMonitor;
+
+  constructor(
+    initial: InterfaceAddress[],
+    options: { toward?: string[]; interface?: string; route?: boolean } = {},
+  ) {
+    this.monitor = new AddressMonitor({
+      clock: this.clock,
+      toward: options.toward ?? ["10.0.0.1"],
+      interface: options.interface,
+      source: {
+        kind: "netlink",
+        start: (on) => {
+          this.push = on;
+          return Promise.resolve(initial);
+        },
+        close: () => Promise.resolve(),
+      },
+      route: (dest) => {
+        this.lookups++;
+        return Promise.resolve(options.route === false ? undefined : this.routes.get(dest));
+      },
+      onEvent: (e) => this.events.push(e),
+    });
+  }
+
+  add(a: InterfaceAddress): void {
+    this.push([{ kind: "added", address: a, usable: true }]);
+  }
+
+  remove(a: InterfaceAddress): void {
+    this.push([{ kind: "deleted", address: a, usable: true }]);
+  }
+
+  async advance(ms: number): Promise<void> {
+    this.clock.advance(ms);
+    await this.monitor.idle();
+  }
+
+  changed(): AddressEvent[] {
+    return this.events.filter((e) => e.type === "address_changed");
+  }
+}
+
+Deno.test("AddressMonitor: add-then-remove within the debounce gives one address_changed", async () => {
+  const bed = new Bed([addr("10.0.0.2")]);
+  bed.routes.set("10.0.0.1", { source: "10.0.0.2", interface: "eth0" });
+  await bed.monitor.start();
+  assert.equal(bed.monitor.current?.address, "10.0.0.2");
+  bed.lookups = 0;
+  bed.add(addr("10.0.0.3", "eth0", true));
+  await bed.advance(10);
+  bed.routes.set("10.0.0.1", { source: "10.0.0.3", interface: "eth0" });
+  bed.remove(addr("10.0.0.2"));
+  await bed.advance(49);
+  assert.equal(bed.changed().length, 0, "still debouncing");
+  await bed.advance(1);
+  assert.deepEqual(bed.events, [
+    { type: "address_added", interface: "eth0", address: "10.0.0.3", family: "IPv4" },
+    { type: "address_lost", interface: "eth0", address: "10.0.0.2", family: "IPv4" },
+    {
+      type: "address_changed",
+      old: "10.0.0.2",
+      new: "10.0.0.3",
+      interface: "eth0",
+      family: "IPv4",
+    },
+  ]);
+  assert.equal(bed.lookups, 1, "one route look-up for the whole move");
+  await bed.monitor.close();
+});
+
+Deno.test("AddressMonitor: add, wait, remove (slower than the debounce) still gives one address_changed", async () => {
+  const bed = new Bed([addr("10.0.0.2")]);
+  bed.routes.set("10.0.0.1", { source: "10.0.0.2", interface: "eth0" });
+  await bed.monitor.start();
+  bed.add(addr("10.0.0.3", "eth0", true));
+  await bed.advance(1000); // the secondary does not take the route: no change
+  assert.equal(bed.changed().length, 0);
+  bed.routes.set("10.0.0.1", { source: "10.0.0.3", interface: "eth0" }); // promoted
+  bed.remove(addr("10.0.0.2"));
+  await bed.advance(50);
+  assert.equal(bed.changed().length, 1);
+  assert.equal(bed.monitor.current?.address, "10.0.0.3");
+  await bed.monitor.close();
+});
+
+Deno.test("AddressMonitor: remove-then-add reports one change from the old address, none while without", async () => {
+  const bed = new Bed([addr("10.0.0.2")]);
+  bed.routes.set("10.0.0.1", { source: "10.0.0.2", interface: "eth0" });
+  await bed.monitor.start();
+  bed.routes.delete("10.0.0.1"); // network unreachable
+  bed.remove(addr("10.0.0.2"));
+  await bed.advance(2000);
+  assert.equal(bed.changed().length, 0, "no usable address: nothing to move to yet");
+  bed.routes.set("10.0.0.1", { source: "10.0.1.9", interface: "eth1" });
+  bed.add(addr("10.0.1.9", "eth1"));
+  await bed.advance(50);
+  assert.deepEqual(bed.changed(), [
+    {
+      type: "address_changed",
+      old: "10.0.0.2",
+      new: "10.0.1.9",
+      interface: "eth1",
+      family: "IPv4",
+    },
+  ]);
+  await bed.monitor.close();
+});
+
+Deno.test("AddressMonitor: a new docker or VPN interface is not a move", async () => {
+  const bed = new Bed([addr("10.0.0.2")]);
+  bed.routes.set("10.0.0.1", { source: "10.0.0.2", interface: "eth0" });
+  await bed.monitor.start();
+  bed.add(addr("172.17.0.1", "docker0"));
+  bed.add(addr("10.8.0.6", "tun0"));
+  await bed.advance(100);
+  assert.deepEqual(bed.events.map((e) => e.type), ["address_added", "address_added"]);
+  await bed.monitor.close();
+});
+
+Deno.test("AddressMonitor: losing the secondary address in use is a move", async () => {
+  const bed = new Bed([addr("10.0.0.2"), addr("10.0.5.7", "eth0", true)]);
+  // A more specific route uses the secondary address toward the registrar.
+  bed.routes.set("10.0.0.1", { source: "10.0.5.7", interface: "eth0" });
+  await bed.monitor.start();
+  assert.equal(bed.monitor.current?.address, "10.0.5.7");
+  bed.routes.set("10.0.0.1", { source: "10.0.0.2", interface: "eth0" });
+  bed.remove(addr("10.0.5.7", "eth0", true));
+  await bed.advance(50);
+  assert.deepEqual(bed.changed(), [
+    {
+      type: "address_changed",
+      old: "10.0.5.7",
+      new: "10.0.0.2",
+      interface: "eth0",
+      family: "IPv4",
+    },
+  ]);
+  await bed.monitor.close();
+});
+
+Deno.test("AddressMonitor: a route change alone (link down) is looked at too", async () => {
+  const bed = new Bed([addr("10.0.0.2"), addr("10.0.1.2", "wlan0")]);
+  bed.routes.set("10.0.0.1", { source: "10.0.0.2", interface: "eth0" });
+  await bed.monitor.start();
+  bed.routes.set("10.0.0.1", { source: "10.0.1.2", interface: "wlan0" });
+  bed.push([]); // a route line from ip monitor
+  await bed.advance(50);
+  assert.deepEqual(bed.changed(), [
+    {
+      type: "address_changed",
+      old: "10.0.0.2",
+      new: "10.0.1.2",
+      interface: "wlan0",
+      family: "IPv4",
+    },
+  ]);
+  await bed.monitor.close();
+});
+
+Deno.test("AddressMonitor: a move between IPv4 and IPv6 is like any other", async () => {
+  const bed = new Bed([addr("10.0.0.2")], { toward: ["10.0.0.1", "fd00::1"] });
+  bed.routes.set("10.0.0.1", { source: "10.0.0.2", interface: "eth0" });
+  await bed.monitor.start();
+  bed.routes.delete("10.0.0.1");
+  bed.routes.set("fd00::1", { source: "fd00::5", interface: "eth0" });
+  bed.add(addr("fd00::5"));
+  bed.remove(addr("10.0.0.2"));
+  await bed.advance(50);
+  assert.deepEqual(bed.changed(), [
+    { type: "address_changed", old: "10.0.0.2", new: "fd00::5", interface: "eth0", family: "IPv6" },
+  ]);
+  await bed.monitor.close();
+});
+
+Deno.test("AddressMonitor: --interface limits the events and the address that matters", async () => {
+  const bed = new Bed([addr("10.0.0.2"), addr("10.0.1.2", "wlan0")], { interface: "wlan0" });
+  bed.routes.set("10.0.0.1", { source: "10.0.0.2", interface: "eth0" });
+  await bed.monitor.start();
+  assert.equal(
+    bed.monitor.current?.address,
+    "10.0.1.2",
+    "the route uses eth0: wlan0's own address",
+  );
+  bed.add(addr("10.0.0.3", "eth0"));
+  bed.add(addr("10.0.1.3", "wlan0", true));
+  bed.remove(addr("10.0.1.2", "wlan0"));
+  await bed.advance(50);
+  assert.deepEqual(bed.events, [
+    { type: "address_added", interface: "wlan0", address: "10.0.1.3", family: "IPv4" },
+    { type: "address_lost", interface: "wlan0", address: "10.0.1.2", family: "IPv4" },
+    {
+      type: "address_changed",
+      old: "10.0.1.2",
+      new: "10.0.1.3",
+      interface: "wlan0",
+      family: "IPv4",
+    },
+  ]);
+  await bed.monitor.close();
+});
+
+Deno.test("AddressMonitor: without route answers, keeps the current address while it exists", async () => {
+  const bed = new Bed([addr("10.0.0.2")], { route: false, toward: ["10.0.0.1"] });
+  // The route lookup answers nothing (no `ip`): the monitor chooses among its addresses.
+  await bed.monitor.start();
+  assert.ok(bed.monitor.current);
+  const first = bed.monitor.current.address;
+  bed.add(addr("172.17.0.1", "docker0"));
+  await bed.advance(50);
+  assert.equal(bed.monitor.current?.address, first);
+  await bed.monitor.close();
+});
+
+Deno.test("AddressMonitor: changes that never stop are looked at after maxWaitMs", async () => {
+  const bed = new Bed([addr("10.0.0.2")]);
+  bed.routes.set("10.0.0.1", { source: "10.0.0.2", interface: "eth0" });
+  await bed.monitor.start();
+  bed.routes.set("10.0.0.1", { source: "10.0.0.9", interface: "eth0" });
+  for (let i = 0; i < 20; i++) {
+    bed.add(addr(`10.0.3.${i}`, "flap0"));
+    await bed.advance(40);
+  }
+  assert.equal(bed.changed().length, 1, "looked at within 500 ms despite the churn");
+  await bed.monitor.close();
+});
+
+Deno.test("AddressMonitor on a PollingSource notices a move between polls", async () => {
+  const clock = new ManualClock();
+  let now = [addr("10.0.0.2")];
+  let src = "10.0.0.2";
+  const events: AddressEvent[] = [];
+  const monitor = new AddressMonitor({
+    clock,
+    toward: ["10.0.0.1"],
+    source: new PollingSource({ clock, intervalMs: 200, read: () => now }),
+    route: () => Promise.resolve({ source: src, interface: "eth0" }),
+    onEvent: (e) => events.push(e),
+  });
+  await monitor.start();
+  now = [addr("10.0.0.7")];
+  src = "10.0.0.7";
+  clock.advance(199);
+  await monitor.idle();
+  assert.equal(events.length, 0);
+  clock.advance(1);
+  clock.advance(50);
+  await monitor.idle();
+  assert.deepEqual(events.map((e) => e.type), ["address_lost", "address_added", "address_changed"]);
+  await monitor.close();
+  assert.equal(clock.pending, 0, "no timer left after close");
+});
