@@ -216,6 +216,7 @@ export class Dialog {
   remoteSeq?: number;
   #state: DialogState;
   #inviteSeq?: number;
+  #refresh?: { request: SipRequest; previous: Uri };
 
   /** Creates a dialog from its parts; usually {@linkcode createUac} or {@linkcode createUas} does. */
   constructor(init: DialogInit) {
@@ -386,8 +387,15 @@ export class Dialog {
     if (this.#state === "terminated") {
       throw new TypeError(`Cannot create ${method} request: the dialog is terminated`);
     }
+    if (method === "CANCEL") {
+      // 9.1: a CANCEL copies the Request-URI, Call-ID, To, From, CSeq number
+      // and top Via of the request it cancels; only its transaction knows them.
+      throw new TypeError(
+        "Cannot create CANCEL request in a dialog: build it from the INVITE (createCancel)",
+      );
+    }
     let seq: number;
-    if (method === "ACK" || method === "CANCEL") {
+    if (method === "ACK") {
       const invite = options.cseq ?? this.#inviteSeq;
       if (invite === undefined) {
         throw new TypeError(`Cannot create ${method} request: no INVITE was sent in this dialog`);
@@ -453,6 +461,29 @@ export class Dialog {
     return new SipRequest(method, requestUri, headers, body);
   }
 
+  /**
+   * Records a request sent in this dialog with a CSeq number chosen outside
+   * {@linkcode createRequest} (a retry after 401/407): the local sequence
+   * number follows, and for INVITE so does the number its ACK reuses.
+   */
+  noteSent(method: string, seq: number): void {
+    if (this.localSeq === undefined || seq > this.localSeq) this.localSeq = seq;
+    if (method === "INVITE") this.#inviteSeq = seq;
+  }
+
+  /**
+   * Undoes the remote target change of a target refresh request we
+   * received and then rejected (a re-INVITE or UPDATE answered with a
+   * non-2xx final): only a successful refresh changes the target (RFC 6141
+   * section 3.4). Does nothing when a later request changed it again.
+   */
+  refreshRejected(req: SipRequest): void {
+    const pending = this.#refresh;
+    if (!pending || pending.request !== req) return;
+    this.#refresh = undefined;
+    this.remoteTarget = pending.previous;
+  }
+
   #tagged(na: NameAddr, tag: string): NameAddr["params"] {
     const params = { ...na.params };
     if (tag) params.tag = tag;
@@ -482,7 +513,10 @@ export class Dialog {
       // dialog's remote target URI with the URI from the Contact header field
       // in that request, if present."
       const contact = req.contact[0];
-      if (contact && contact.uri.scheme !== "*") this.remoteTarget = cloneUri(contact.uri);
+      if (contact && contact.uri.scheme !== "*") {
+        this.#refresh = { request: req, previous: this.remoteTarget };
+        this.remoteTarget = cloneUri(contact.uri);
+      }
     }
     return true;
   }

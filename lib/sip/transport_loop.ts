@@ -28,6 +28,11 @@ export interface LoopFaults {
   reorderEvery?: number;
   /** Seed of the PRNG behind the rates. Default 1. */
   seed?: number;
+  /**
+   * Drops an unreliable packet when this returns true (targeted loss in
+   * tests: the first ACK, every 2xx...). It sees the packet before delivery.
+   */
+  drop?: (packet: Readonly<LoopPacket>) => boolean;
 }
 
 /** Options of {@linkcode LoopNetwork}. */
@@ -209,7 +214,8 @@ export class LoopNetwork {
       const n = ++this.#unreliableCount;
       const f = this.#faults;
       if (
-        (f.dropEvery && n % f.dropEvery === 0) || (f.dropRate && this.#random() < f.dropRate)
+        (f.dropEvery && n % f.dropEvery === 0) || (f.dropRate && this.#random() < f.dropRate) ||
+        f.drop?.(packet)
       ) {
         packet.fate = "dropped";
         return;

@@ -11,14 +11,6 @@
 
 import { type Clock, systemClock } from "./clock.ts";
 import {
-  DigestAuthError,
-  DigestClient,
-  parseDigestChallenges,
-  parseDigestCredentials,
-} from "./digest.ts";
-import { SipRequestError } from "./errors.ts";
-import {
-  cloneMessage,
   createRequest,
   createResponse,
   formatNameAddr,
@@ -30,40 +22,37 @@ import {
   type SipResponse,
   type Uri,
 } from "./message.ts";
-import { type Dialog, type DialogId, dialogKey } from "./dialog.ts";
-import { type ResolveOptions, resolveSipUri } from "./resolver.ts";
+import { type DialogId, dialogKey } from "./dialog.ts";
+import { toSipUri } from "./input.ts";
+import { OutboundSender, type RequestSendOptions, type SendResult } from "./outbound.ts";
+import type { ResolveOptions } from "./resolver.ts";
+import { openTransports, type TlsOptions } from "./sockets.ts";
 import {
   type AnyServerTransaction,
   generateCallId,
   generateTag,
   type InboundInfo,
+  localTagFor,
   type Target,
   type TimerOptions,
   TransactionLayer,
+  transactionTag,
+  useLocalTag,
 } from "./transaction/mod.ts";
-import type { HostPort, Transport, TransportProtocol } from "./transport.ts";
+import type { Transport, TransportProtocol } from "./transport.ts";
 import { type LogLevel, TransportLayer } from "./transport_layer.ts";
-import { TcpTransport, TlsTransport } from "./transport_tcp.ts";
-import { UdpTransport } from "./transport_udp.ts";
 import { VERSION } from "../version.ts";
+
+// Moved out of the UA core; still importable from here.
+export { parseHostPort, toSipUri } from "./input.ts";
+export type { RequestSendOptions, SendResult } from "./outbound.ts";
+export type { TlsOptions } from "./sockets.ts";
 
 /** A log sink. */
 export type LogFn = (level: LogLevel, message: string) => void;
 
 /** A trace sink: every message sent and received, as bytes. */
 export type TraceFn = (direction: "send" | "recv", data: Uint8Array, peer: Target) => void;
-
-/** TLS settings. */
-export interface TlsOptions {
-  /** Extra trusted CA certificates (PEM). */
-  caCerts?: string[];
-  /** Skip certificate verification (`--insecure`). */
-  insecure?: boolean;
-  /** Certificate (PEM) to accept TLS connections with. */
-  cert?: string;
-  /** Private key (PEM) for `cert`. */
-  key?: string;
-}
 
 /** Options of {@linkcode UserAgent.create}. */
 export interface UserAgentOptions {
@@ -111,40 +100,6 @@ export interface UserAgentOptions {
   supported?: string[];
 }
 
-/** Options of {@linkcode UserAgent.send}. */
-export interface RequestSendOptions {
-  /** Follow 3xx responses to their Contacts (section 8.1.3.4). Default false. */
-  followRedirects?: boolean;
-  /** At most this many redirects. Default 5. */
-  maxRedirects?: number;
-  /** Called for each provisional response. */
-  onProvisional?: (res: SipResponse) => void;
-  /** Called when a redirect is followed. */
-  onRedirect?: (from: Uri, to: Uri, res: SipResponse) => void;
-  /** Put a Contact for the chosen transport on the request. Default: when it has none and the method needs one. */
-  contact?: boolean;
-  /** Send straight to this target, skipping routing and resolution. */
-  target?: Target;
-  /** Called with each request as it is sent (with its Via; after auth, redirect and failover changes). */
-  onRequest?: (request: SipRequest, target: Target) => void;
-  /**
-   * The request belongs to this dialog (built by `dialog.createRequest`): no
-   * outbound proxy Route is added, and a retry after 401/407 takes its CSeq
-   * from the dialog.
-   */
-  dialog?: Dialog;
-}
-
-/** A response with the request that produced it (the last one sent, after auth and redirects). */
-export interface SendResult {
-  /** The final response. */
-  response: SipResponse;
-  /** The request as last sent. */
-  request: SipRequest;
-  /** Where it went. */
-  target: Target;
-}
-
 /** An incoming request handed to a usage. */
 export interface IncomingRequest {
   /** The request. */
@@ -166,34 +121,13 @@ export interface RespondOptions extends ResponseOptions {
 /** A handler for one method. */
 export type RequestHandlerFn = (incoming: IncomingRequest) => void | Promise<void>;
 
+/** Receives 2xx responses to INVITEs of a call leg that no transaction matches. */
+export type ResponseLegHandler = (res: SipResponse, info: InboundInfo) => void;
+
 /** Something that owns in-dialog requests of one dialog (a subscription, a call). */
 export interface DialogHandler {
   /** Handles an in-dialog request. */
   (incoming: IncomingRequest): void | Promise<void>;
-}
-
-const METHODS_NEEDING_CONTACT = new Set(["INVITE", "SUBSCRIBE", "REGISTER", "REFER", "NOTIFY"]);
-
-/** Normalizes `alice@example.test` or `sip:alice@...` to a URI. */
-export function toSipUri(text: string): Uri {
-  const t = text.trim();
-  if (/^(sips?|tel):/i.test(t)) return parseUri(t);
-  return parseUri(`sip:${t}`);
-}
-
-/** Parses `host:port`, `[v6]:port`, `host` or `:port`. */
-export function parseHostPort(text: string, defaultPort = 0): HostPort {
-  const t = text.trim();
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
-  if (v6) return { host: v6[1], port: v6[2] ? Number(v6[2]) : defaultPort };
-  const colons = t.split(":").length - 1;
-  if (colons > 1) return { host: t, port: defaultPort };
-  const [host, port] = t.split(":");
-  const p = port === undefined || port === "" ? defaultPort : Number(port);
-  if (!Number.isInteger(p) || p < 0 || p > 65535) {
-    throw new RangeError(`Invalid port in "${text}"`);
-  }
-  return { host: host || "0.0.0.0", port: p };
 }
 
 /**
@@ -249,13 +183,10 @@ export class UserAgent {
   readonly #handlers = new Map<string, RequestHandlerFn>();
   readonly #dialogs = new Map<string, DialogHandler>();
   readonly #legs = new Map<string, DialogHandler>();
-  #digest?: DigestClient;
-  /** Next-hop host -> the realms ("www:r" / "proxy:r") that challenged requests sent there. */
-  readonly #realmsByHop = new Map<string, Set<string>>();
-  #digestPending?: Promise<DigestClient | undefined>;
+  readonly #responseLegs = new Map<string, ResponseLegHandler>();
+  readonly #outbound: OutboundSender;
   #closed = false;
   #userAgent: string;
-  #outboundProxy?: Uri;
 
   private constructor(
     options: UserAgentOptions,
@@ -272,7 +203,6 @@ export class UserAgent {
     this.advertisedHost = options.advertisedHost;
     this.supported = options.supported ?? ["eventlist"];
     this.#userAgent = options.userAgent ?? `sipkit/${VERSION}`;
-    this.#outboundProxy = options.outboundProxy ? toSipUri(options.outboundProxy) : undefined;
     this.transactions = new TransactionLayer({
       transport,
       clock: this.clock,
@@ -280,9 +210,33 @@ export class UserAgent {
       log: (m) => this.log("debug", m),
     });
     this.transactions.onRequest = (req, tx, info) => this.#dispatch(req, tx, info);
-    this.transactions.onStrayResponse = (res) => {
-      this.log("debug", `stray response ${res.status} ${res.reason} (${res.cseq.method}) dropped`);
+    this.transactions.onStrayResponse = (res, info) => {
+      // 13.2.2.4: 2xx retransmissions and 2xx of other forks that come after
+      // the INVITE transaction ended (timer M) still need an ACK.
+      const leg = res.cseq.method === "INVITE" && res.status >= 200 && res.status < 300
+        ? this.#responseLegs.get(`${res.callId}\n${res.from.params.tag ?? ""}`)
+        : undefined;
+      if (leg) leg(res, info);
+      else {
+        this.log(
+          "debug",
+          `stray response ${res.status} ${res.reason} (${res.cseq.method}) dropped`,
+        );
+      }
     };
+    this.#outbound = new OutboundSender({
+      transactions: this.transactions,
+      transports,
+      aor: this.aor,
+      contactFor: (target) => this.contactFor(target),
+      log: this.log,
+      closed: () => this.#closed,
+      outboundProxy: options.outboundProxy ? toSipUri(options.outboundProxy) : undefined,
+      transport: options.transport,
+      authUser: options.authUser,
+      password: options.password,
+      resolve: options.resolve,
+    });
   }
 
   /** Opens the transports and returns a ready user agent. */
@@ -299,7 +253,7 @@ export class UserAgent {
 
   /** The outbound proxy, when one is configured. */
   get outboundProxy(): Uri | undefined {
-    return this.#outboundProxy;
+    return this.#outbound.outboundProxy;
   }
 
   /** The methods this UA answers (Allow header). */
@@ -339,6 +293,21 @@ export class UserAgent {
   /** Removes a call-leg handler. */
   removeCallLeg(callId: string, localTag: string): void {
     this.#legs.delete(`${callId}\n${localTag}`);
+  }
+
+  /**
+   * Registers a handler for 2xx responses to INVITEs of one call leg
+   * (Call-ID and local tag) that match no client transaction any more:
+   * retransmissions and other forks after timer M, which the INVITE usage
+   * still acknowledges (13.2.2.4).
+   */
+  addResponseLeg(callId: string, localTag: string, handler: ResponseLegHandler): void {
+    this.#responseLegs.set(`${callId}\n${localTag}`, handler);
+  }
+
+  /** Removes a response-leg handler. */
+  removeResponseLeg(callId: string, localTag: string): void {
+    this.#responseLegs.delete(`${callId}\n${localTag}`);
   }
 
   /** True when a handler is registered for the dialog. */
@@ -406,237 +375,29 @@ export class UserAgent {
   }
 
   /** The targets of the next hop for a request (Route, outbound proxy, or Request-URI), RFC 3263. */
-  async targetsFor(req: SipRequest): Promise<Target[]> {
-    const routes = req.route;
-    const next = structuredClone(routes.length > 0 ? routes[0].uri : req.uri);
-    // --transport applies where the URI names none (RFC 3263 4.1 lets the client choose).
-    const preferred = this.#options.transport;
-    if (preferred && next.params.transport == null && next.scheme === "sip") {
-      next.params.transport = preferred;
-    }
-    const resolve = this.#options.resolve ?? resolveSipUri;
-    let targets: Target[];
-    try {
-      targets = await resolve(next, {
-        transports: this.transports.map((t) => t.protocol).concat("tls")
-          .filter((p, i, a) => a.indexOf(p) === i),
-      });
-    } catch (e) {
-      // RFC 3263 section 4.3 / RFC 3261 8.1.3.1: no server could be located,
-      // which the UA reports like a transport failure (a local 503).
-      const message = e instanceof Error ? e.message : String(e);
-      throw new SipRequestError(503, message, { local: true, cause: e });
-    }
-    if (targets.length === 0) {
-      throw new SipRequestError(503, `Cannot locate ${formatUri(next)}`, { local: true });
-    }
-    return targets;
+  targetsFor(req: SipRequest): Promise<Target[]> {
+    return this.#outbound.targetsFor(req);
   }
 
   /**
-   * Sends an out-of-dialog request and resolves with its final response:
-   * adds the outbound proxy as Route, locates the next hop (RFC 3263) and
-   * fails over to the next target on a timeout, transport error or 503,
-   * answers 401/407 with digest credentials (a new CSeq each time), and
-   * follows 3xx when asked. Rejects with {@linkcode SipRequestError} (local)
-   * when no response comes, and with {@linkcode DigestAuthError} when
-   * authentication cannot succeed.
+   * Sends an out-of-dialog (or, with `options.dialog`, in-dialog) request
+   * and resolves with its final response: adds the outbound proxy as Route,
+   * locates the next hop (RFC 3263) and fails over to the next target on a
+   * timeout, transport error or 503, answers 401/407 with digest credentials
+   * (a new CSeq each time), and follows 3xx when asked. `options.signal`
+   * cancels an INVITE; `options.onTransaction` and `options.onFinal` expose
+   * each client transaction and every final it passes up (2xx
+   * retransmissions and forks, which the caller ACKs). Rejects with
+   * {@linkcode SipRequestError} (local) when no response comes, and with
+   * {@linkcode DigestAuthError} when authentication cannot succeed.
    */
-  async send(request: SipRequest, options: RequestSendOptions = {}): Promise<SendResult> {
-    if (this.#closed) throw new SipRequestError(503, "User agent closed", { local: true });
-    let req = request;
-    const dialog = options.dialog;
-    if (this.#outboundProxy && !dialog && !req.headers.has("Route")) {
-      const proxy = structuredClone(this.#outboundProxy);
-      proxy.params.lr = null;
-      req.headers.prepend("Route", `<${formatUri(proxy)}>`);
-    }
-    const wantContact = options.contact ??
-      (!req.headers.has("Contact") && METHODS_NEEDING_CONTACT.has(req.method));
-    // Contact lines the caller put on the request stay after ours (a REGISTER
-    // that adds a new contact and removes an old one carries both).
-    const callerContacts = wantContact ? req.headers.getAll("Contact") : [];
-    let digestAttempt = (await this.#digestClient(false))?.begin();
-    const visited = new Set<string>([formatUri(req.uri)]);
-    let redirects = 0;
-    for (;;) {
-      if (this.#digest) this.#applyCredentials(req);
-      const sent = await this.#sendToNextHop(req, options, wantContact, callerContacts);
-      const { response, target } = sent;
-      req = sent.request;
-      if ((response.status === 401 || response.status === 407)) {
-        const digest = await this.#digestClient(true);
-        if (!digest) {
-          throw new DigestAuthError(
-            "unsupported",
-            `Authentication required by ${
-              response.status === 407 ? "proxy" : "server"
-            } but no password is configured`,
-            { status: response.status },
-          );
-        }
-        digestAttempt ??= digest.begin();
-        digestAttempt.handleResponse(response);
-        this.#rememberRealms(req, response);
-        req = nextAttempt(req, dialog);
-        continue;
-      }
-      if (response.status >= 300 && response.status < 400 && options.followRedirects) {
-        let offered: NameAddr[] = [];
-        try {
-          offered = response.contact;
-        } catch (e) {
-          this.log("warn", `cannot follow ${response.status}: ${(e as Error).message}`);
-        }
-        const contacts = offered
-          .filter((c) => c.uri.scheme === "sip" || c.uri.scheme === "sips")
-          .sort((a, b) => qValue(b) - qValue(a));
-        const next = contacts.find((c) => !visited.has(formatUri(c.uri)));
-        if (next && redirects < (options.maxRedirects ?? 5)) {
-          redirects++;
-          visited.add(formatUri(next.uri));
-          const to = structuredClone(next.uri);
-          // Section 19.1.5: URI headers and method do not belong in a Request-URI.
-          to.headers = {};
-          delete to.params.method;
-          options.onRedirect?.(req.uri, to, response);
-          this.log("info", `following ${response.status} to ${formatUri(to)}`);
-          req = nextAttempt(req);
-          req.uri = to;
-          // A new target may challenge with a realm already answered: that is no loop.
-          digestAttempt = this.#digest?.begin();
-          continue;
-        }
-        if (next) this.log("warn", `redirect limit reached at ${formatUri(next.uri)}`);
-      }
-      return { response, request: req, target };
-    }
-  }
-
-  async #sendToNextHop(
-    req: SipRequest,
-    options: RequestSendOptions,
-    wantContact: boolean,
-    callerContacts: string[],
-  ): Promise<{ response: SipResponse; target: Target; request: SipRequest }> {
-    const targets = options.target ? [options.target] : await this.targetsFor(req);
-    let lastError: unknown;
-    for (let i = 0; i < targets.length; i++) {
-      if (this.#closed) break;
-      const target = targets[i];
-      const attemptReq = i === 0 ? req : cloneMessage(req);
-      if (wantContact) {
-        let own: string;
-        try {
-          // On a stream transport this opens the connection (to learn the local address).
-          own = `<${formatUri(await this.contactFor(target))}>`;
-        } catch (e) {
-          // Section 8.1.3.1: a transport error is treated as a 503 Service
-          // Unavailable, and RFC 3263 4.3 moves on to the next target.
-          const message = e instanceof Error ? e.message : String(e);
-          lastError = new SipRequestError(503, `Transport error: ${message}`, {
-            local: true,
-            cause: e,
-          });
-          this.log("debug", `${formatTarget(target)}: ${message}; trying next target`);
-          continue;
-        }
-        attemptReq.headers.delete("Contact");
-        for (const c of [own, ...callerContacts]) attemptReq.headers.append("Contact", c);
-      }
-      const tx = this.transactions.request(attemptReq, target, {
-        onProvisional: options.onProvisional,
-      });
-      options.onRequest?.(attemptReq, target);
-      try {
-        const response = await tx.response;
-        // RFC 3263 section 4.3: "If a failure occurs [...] the client SHOULD
-        // create a new request, which is identical to the previous, but has a
-        // different value of the Via branch ID [...] and send it to the next
-        // element", and a 503 counts as such a failure.
-        if (response.status === 503 && i < targets.length - 1) {
-          lastError = new SipRequestError(503, response.reason);
-          this.log("debug", `${formatTarget(target)}: 503 ${response.reason}; trying next target`);
-          continue;
-        }
-        return { response, target: tx.target, request: attemptReq };
-      } catch (e) {
-        lastError = e;
-        if (e instanceof SipRequestError && e.local) {
-          this.log("debug", `${formatTarget(target)}: ${e.message}; trying next target`);
-          continue;
-        }
-        throw e;
-      }
-    }
-    throw lastError ?? new SipRequestError(503, "No target", { local: true });
-  }
-
-  async #digestClient(required: boolean): Promise<DigestClient | undefined> {
-    if (this.#digest) return this.#digest;
-    if (!required) return undefined;
-    this.#digestPending ??= (async () => {
-      const password = await this.#options.password?.();
-      if (password === undefined) return undefined;
-      const username = this.#options.authUser ?? this.aor.user ?? "anonymous";
-      this.#digest = new DigestClient({ username, password });
-      return this.#digest;
-    })();
-    const client = await this.#digestPending;
-    if (!client) this.#digestPending = undefined;
-    return client;
-  }
-
-  /**
-   * Puts cached credentials on a request, but only for realms that
-   * challenged requests to the same next hop: a digest response sent to
-   * another server would let it guess the password offline (a MESSAGE sent
-   * straight to a peer must not carry the registrar's credentials).
-   */
-  #applyCredentials(req: SipRequest): void {
-    const digest = this.#digest!;
-    const allowed = this.#realmsByHop.get(nextHopHost(req)) ?? new Set<string>();
-    const known = new Set(digest.realms);
-    digest.apply(req);
-    for (const name of ["Authorization", "Proxy-Authorization"] as const) {
-      const lines = req.headers.getAll(name);
-      if (lines.length === 0) continue;
-      const kind = name === "Authorization" ? "www" : "proxy";
-      const keep = lines.filter((line) => {
-        try {
-          const key = `${kind}:${parseDigestCredentials(line, name).realm}`;
-          return !known.has(key) || allowed.has(key);
-        } catch {
-          return true; // not ours
-        }
-      });
-      if (keep.length === lines.length) continue;
-      req.headers.delete(name);
-      for (const line of keep) req.headers.append(name, line);
-    }
-  }
-
-  /** Records the realms of a 401/407 for the next hop the request went to. */
-  #rememberRealms(req: SipRequest, response: SipResponse): void {
-    const proxy = response.status === 407;
-    const header = proxy ? "Proxy-Authenticate" : "WWW-Authenticate";
-    const hop = nextHopHost(req);
-    let set = this.#realmsByHop.get(hop);
-    if (!set) this.#realmsByHop.set(hop, set = new Set());
-    for (const line of response.headers.getAll(header)) {
-      try {
-        for (const c of parseDigestChallenges(line, header)) {
-          set.add(`${proxy ? "proxy" : "www"}:${c.realm}`);
-        }
-      } catch {
-        // an unparsable line was not answered either
-      }
-    }
+  send(request: SipRequest, options: RequestSendOptions = {}): Promise<SendResult> {
+    return this.#outbound.send(request, options);
   }
 
   /** Drops cached digest challenges (after an address change, or a failure). */
   forgetCredentials(): void {
-    this.#digest?.forget();
+    this.#outbound.forgetCredentials();
   }
 
   #dispatch(req: SipRequest, tx: AnyServerTransaction | undefined, info: InboundInfo): void {
@@ -663,7 +424,7 @@ export class UserAgent {
           tx.respond(
             createResponse(req, 400, {
               reason: sanitizeReason(problem),
-              toTag: toOk ? tagFor(req) : undefined,
+              toTag: toOk ? localTagFor(req) : undefined,
             }),
           );
         } catch (e) {
@@ -722,11 +483,24 @@ export class UserAgent {
         incoming.respond(481).catch(() => {});
         return;
       }
-      incoming.respond(200).catch(() => {});
+      // 9.2: "The To tag of the response to the CANCEL and the To tag in the
+      // response to the original request SHOULD be the same", and the 487
+      // carries the tag of the 1xx already sent (8.2.6.2: a To tag on every
+      // final response).
+      const tag = transactionTag(invite.request, invite.lastResponse);
+      useLocalTag(invite.request, tag);
+      incoming.respond(200, { toTag: tag }).catch(() => {});
       const handler = this.#handlers.get("CANCEL");
       if (handler) run(handler);
       else if (!invite.lastResponse || invite.lastResponse.status < 200) {
-        invite.respond(createResponse(invite.request, 487)); // 9.2
+        // 9.2: "the UAS SHOULD then respond to the INVITE with a 487".
+        invite.respond(createResponse(invite.request, 487, { toTag: tag }));
+        const user = invite.user;
+        try {
+          user.onCancel?.(req);
+        } catch (e) {
+          this.log("error", `CANCEL handler failed: ${(e as Error).stack ?? e}`);
+        }
       }
       return;
     }
@@ -783,7 +557,7 @@ export class UserAgent {
     const extra = options.headers === undefined ? [] : toPairs(options.headers);
     const res = createResponse(req, status, {
       ...options,
-      toTag: options.toTag ?? (status > 100 ? tagFor(req) : undefined),
+      toTag: options.toTag ?? (status > 100 ? localTagFor(req) : undefined),
       headers: [...headers, ...extra],
     });
     tx.respond(res);
@@ -796,18 +570,6 @@ export class UserAgent {
     this.transactions.close();
     await this.transport.close();
   }
-}
-
-const tagCache = new WeakMap<SipRequest, string>();
-
-/** One To tag per request, so every response of a transaction carries the same tag. */
-function tagFor(req: SipRequest): string {
-  let tag = tagCache.get(req);
-  if (!tag) {
-    tag = generateTag();
-    tagCache.set(req, tag);
-  }
-  return tag;
 }
 
 function toPairs(init: NonNullable<ResponseOptions["headers"]>): [string, string][] {
@@ -848,90 +610,4 @@ function sanitizeReason(text: string): string {
   const clean = text.replace(/[^\x20-\x7e]+/g, " ").replace(/\s+/g, " ").trim();
   if (clean === "") return "Bad Request";
   return clean.length > 100 ? clean.slice(0, 97) + "..." : clean;
-}
-
-/** The host a request goes to first: its top Route, else its Request-URI. */
-function nextHopHost(req: SipRequest): string {
-  try {
-    const routes = req.route;
-    return (routes.length > 0 ? routes[0].uri : req.uri).host.toLowerCase();
-  } catch {
-    return req.uri.host.toLowerCase();
-  }
-}
-
-function qValue(c: NameAddr): number {
-  const q = c.params.q;
-  const n = q == null ? 1 : Number(q);
-  return Number.isFinite(n) ? n : 0;
-}
-
-function formatTarget(t: Target): string {
-  return `${t.protocol}:${t.host.includes(":") ? `[${t.host}]` : t.host}:${t.port}`;
-}
-
-/** A copy of a request for a retry: CSeq + 1 (from the dialog's count when in one), no Via (8.1.3.5, 22.2). */
-function nextAttempt(req: SipRequest, dialog?: Dialog): SipRequest {
-  const next = cloneMessage(req);
-  const cseq = req.cseq;
-  let seq = cseq.seq + 1;
-  if (dialog) {
-    seq = Math.max(seq, (dialog.localSeq ?? 0) + 1);
-    dialog.localSeq = seq;
-  }
-  next.headers.set("CSeq", `${seq} ${cseq.method}`);
-  next.headers.delete("Via");
-  return next;
-}
-
-async function openTransports(options: UserAgentOptions): Promise<Transport[]> {
-  const bind = parseHostPort(options.bind ?? "0.0.0.0:0");
-  // With an ephemeral port the UDP socket picks it and TCP must follow; the
-  // TCP port may be taken by someone else, so pick again a few times.
-  const attempts = bind.port === 0 ? 8 : 1;
-  for (let attempt = 1;; attempt++) {
-    try {
-      return await openTransportsOnce(options, bind);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AddrInUse) || attempt >= attempts) throw e;
-      options.log?.("debug", `ephemeral port taken for TCP; picking another (${attempt})`);
-    }
-  }
-}
-
-async function openTransportsOnce(options: UserAgentOptions, bind: HostPort): Promise<Transport[]> {
-  const listen = options.listen ?? ["udp", "tcp"];
-  const out: Transport[] = [];
-  const log = options.log;
-  try {
-    let port = bind.port;
-    // All transports share one port so that one Contact reaches them all.
-    if (listen.includes("udp")) {
-      const udp = new UdpTransport({ host: bind.host, port, logger: log });
-      out.push(udp);
-      port = udp.local.port;
-    }
-    if (listen.includes("tcp")) {
-      const tcp = new TcpTransport({ host: bind.host, port, logger: log });
-      out.push(tcp);
-      port = tcp.local.port;
-    }
-    const tlsListen = listen.includes("tls") && options.tls?.cert && options.tls.key;
-    out.push(
-      new TlsTransport({
-        host: bind.host,
-        port: tlsListen ? port + 1 : 0,
-        listen: Boolean(tlsListen),
-        caCerts: options.tls?.caCerts,
-        insecure: options.tls?.insecure,
-        cert: options.tls?.cert,
-        key: options.tls?.key,
-        logger: log,
-      }),
-    );
-  } catch (e) {
-    await Promise.all(out.map((t) => t.close().catch(() => {})));
-    throw e;
-  }
-  return out;
 }

@@ -29,6 +29,50 @@ export function generateTag(): string {
   return randomToken(8);
 }
 
+const localTags = new WeakMap<SipRequest, string>();
+
+/**
+ * The To tag this UA answers a request with: made once per request, so that
+ * every response of its transaction carries the same tag (the 1xx, the final,
+ * the 487 after a CANCEL, 9.2), and the 200 to a CANCEL takes the tag of the
+ * INVITE it cancels. A request whose To has a tag already (in-dialog) keeps
+ * it: createResponse adds none then.
+ *
+ * @example
+ * ```ts
+ * import { localTagFor } from "./build.ts";
+ * import { createRequest } from "../message.ts";
+ * import assert from "node:assert/strict";
+ * const req = createRequest("INVITE", "sip:bob@example.test");
+ * assert.equal(localTagFor(req), localTagFor(req));
+ * ```
+ */
+export function localTagFor(req: SipRequest): string {
+  let tag = localTags.get(req);
+  if (!tag) {
+    tag = generateTag();
+    localTags.set(req, tag);
+  }
+  return tag;
+}
+
+/**
+ * Binds a request to the To tag already chosen for it (the tag of an early
+ * dialog, or of the INVITE a CANCEL refers to): {@linkcode localTagFor}
+ * returns it from then on.
+ */
+export function useLocalTag(req: SipRequest, tag: string): void {
+  localTags.set(req, tag);
+}
+
+/**
+ * The To tag the responses of a server transaction use: the one its first
+ * tagged response carried, else {@linkcode localTagFor} of the request.
+ */
+export function transactionTag(req: SipRequest, lastResponse?: SipResponse): string {
+  return lastResponse?.to.params.tag ?? localTagFor(req);
+}
+
 /**
  * A fresh Call-ID (section 8.1.1.4): 128 random bits, `@host` when given.
  *

@@ -69,6 +69,20 @@ export class ClientInviteTransaction extends ClientTransaction {
     else if (this.state === "calling") this.#cancelPending = fn;
   }
 
+  /**
+   * Starts the limit of a cancelled INVITE (9.1): when no final response
+   * came within `ms`, the transaction ends as a timeout (the TU sees a 408).
+   */
+  cancelDeadline(ms: number): void {
+    if (this.state !== "calling" && this.state !== "proceeding") return;
+    this.timers.start("Cancel", ms, () => {
+      if (this.state === "calling" || this.state === "proceeding") {
+        this.ctx.log(`transaction ${this.key}: no final response 64*T1 after CANCEL`);
+        this.timeout();
+      }
+    });
+  }
+
   /** A response matched to this transaction. */
   receiveResponse(res: SipResponse): void {
     const status = res.status;
@@ -135,6 +149,7 @@ export class ClientInviteTransaction extends ClientTransaction {
   #leaveCalling(): void {
     this.timers.stop("A");
     this.timers.stop("B");
+    this.timers.stop("Cancel");
     this.#cancelPending = undefined;
   }
 }

@@ -10,7 +10,7 @@
 import { type Clock, systemClock } from "../clock.ts";
 import { createResponse, type SipRequest, type SipResponse } from "../message.ts";
 import { clientTransactionKey, serverTransactionKey } from "./branch.ts";
-import { addTopVia, createCancel, generateTag } from "./build.ts";
+import { addTopVia, createCancel, transactionTag } from "./build.ts";
 import { ClientInviteTransaction } from "./client_invite.ts";
 import { ClientNonInviteTransaction } from "./client_non_invite.ts";
 import type { ClientTransaction } from "./client_transaction.ts";
@@ -216,6 +216,10 @@ export class TransactionLayer {
     }
     if (this.#cancelled.has(tx)) return;
     this.#cancelled.add(tx);
+    // 9.1: "If there is no final response for the original request in 64*T1
+    // seconds ..., the client SHOULD then consider the original transaction
+    // cancelled and SHOULD destroy the client transaction".
+    tx.cancelDeadline(64 * this.timers.t1);
     tx.whenProceeding(() => {
       const cancel = createCancel(tx.request, { reason: options.reason });
       this.request(cancel, tx.target, options.user ?? {}, { keepVia: true });
@@ -315,7 +319,7 @@ export class TransactionLayer {
   #deliver(req: SipRequest, tx: AnyServerTransaction | undefined, info: InboundInfo): void {
     if (!this.onRequest) {
       this.#log(`no handler for ${req.method}; answering 503`);
-      tx?.respond(createResponse(req, 503, { toTag: generateTag() }));
+      tx?.respond(createResponse(req, 503, { toTag: transactionTag(req, tx.lastResponse) }));
       return;
     }
     try {
@@ -324,7 +328,7 @@ export class TransactionLayer {
       this.#log(`onRequest threw: ${e instanceof Error ? e.stack ?? e.message : e}`);
       // Never leave the client waiting because the TU crashed.
       if (tx && !tx.terminated && (!tx.lastResponse || tx.lastResponse.status < 200)) {
-        tx.respond(createResponse(req, 500, { toTag: generateTag() }));
+        tx.respond(createResponse(req, 500, { toTag: transactionTag(req, tx.lastResponse) }));
       }
     }
   }

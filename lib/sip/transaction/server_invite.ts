@@ -13,6 +13,7 @@
 
 import { createResponse, type SipRequest, type SipResponse } from "../message.ts";
 import { callUser, type TransactionContext } from "./_context.ts";
+import { transactionTag } from "./build.ts";
 import { ServerTransaction } from "./server_transaction.ts";
 import type { InboundInfo } from "./types.ts";
 
@@ -39,11 +40,30 @@ export class ServerInviteTransaction extends ServerTransaction {
         this.send(createResponse(this.request, 100));
       }
     });
+    // A TU that never answers must not keep the transaction forever. 13.3.1.1:
+    // "If the request expires before the UAS has generated a final response,
+    // a 487 (Request Terminated) response SHOULD be generated."
+    const expires = Number(this.request.headers.get("Expires") ?? NaN);
+    const byExpires = Number.isInteger(expires) && expires >= 0 &&
+      expires * 1000 < this.ctx.timers.answer;
+    this.timers.start("Answer", byExpires ? expires * 1000 : this.ctx.timers.answer, () => {
+      if (this.state !== "proceeding") return;
+      const status = byExpires ? 487 : 500;
+      this.ctx.log(`transaction ${this.key}: no final response from the TU; answering ${status}`);
+      this.respond(
+        createResponse(this.request, status, {
+          toTag: transactionTag(this.request, this.lastResponse),
+          ...(byExpires ? {} : { reason: "No Final Response" }),
+        }),
+      );
+      callUser(this.ctx.log, "onExpired", () => this.user.onExpired?.(status));
+    });
   }
 
   /** Sends a response from the TU. */
   respond(res: SipResponse): void {
     this.timers.stop("Trying");
+    if (res.status >= 200) this.timers.stop("Answer");
     const status = res.status;
     if (this.state === "proceeding") {
       if (status < 200) {

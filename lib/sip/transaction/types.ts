@@ -39,6 +39,13 @@ export interface TimerOptions {
   d?: number;
   /** Delay before a server INVITE transaction sends 100 Trying itself (17.2.1); default 200. */
   trying?: number;
+  /**
+   * Longest an INVITE server transaction waits for the TU's final response:
+   * then it answers 500 itself, so that a handler that never answers does not
+   * leave it forever (sooner, at the INVITE's Expires, 487 as 13.3.1.1
+   * says). Default 180000 (3 minutes, like a proxy's timer C).
+   */
+  answer?: number;
 }
 
 /** {@linkcode TimerOptions} with every value filled. */
@@ -52,6 +59,7 @@ export function resolveTimers(options: TimerOptions = {}): Timers {
     t4: options.t4 ?? 5000,
     d: options.d ?? 32000,
     trying: options.trying ?? 200,
+    answer: options.answer ?? 180_000,
   };
 }
 
@@ -86,6 +94,16 @@ export interface ClientTransactionUser {
 
 /** Callbacks of the TU of a server transaction. All are optional. */
 export interface ServerTransactionUser {
+  /**
+   * A CANCEL for this INVITE arrived and the UA core answered it 200 and the
+   * INVITE 487, both with the transaction's To tag (9.2).
+   */
+  onCancel?(cancel: SipRequest): void;
+  /**
+   * The TU gave no final response in time (see {@linkcode TimerOptions.answer}):
+   * the transaction answered `status` (487 at the INVITE's Expires, else 500).
+   */
+  onExpired?(status: number): void;
   /** Timer H fired: the ACK for a non-2xx final never came (17.2.1). */
   onAckTimeout?(): void;
   /** Sending a response failed (17.2.4). */

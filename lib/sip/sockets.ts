@@ -1,0 +1,104 @@
+/**
+ * Opening the real transports of a user agent: UDP and TCP on one port (an
+ * ephemeral one picked again when TCP finds it taken) and the TLS client,
+ * listening too when a certificate is given.
+ *
+ * @module
+ */
+
+import { parseHostPort } from "./input.ts";
+import type { HostPort, Transport, TransportProtocol } from "./transport.ts";
+import type { LogLevel } from "./transport_layer.ts";
+import { TcpTransport, TlsTransport } from "./transport_tcp.ts";
+import { UdpTransport } from "./transport_udp.ts";
+
+/** TLS settings. */
+export interface TlsOptions {
+  /** Extra trusted CA certificates (PEM). */
+  caCerts?: string[];
+  /** Skip certificate verification (`--insecure`). */
+  insecure?: boolean;
+  /** Certificate (PEM) to accept TLS connections with. */
+  cert?: string;
+  /** Private key (PEM) for `cert`. */
+  key?: string;
+}
+
+/** Options of {@linkcode openTransports}. */
+export interface OpenTransportsOptions {
+  /** Local address `host:port`; default all interfaces, an ephemeral port. */
+  bind?: string;
+  /** Transports to open, all on the same port. Default `["udp", "tcp"]` (the TLS client is always there). */
+  listen?: TransportProtocol[];
+  /** TLS settings. */
+  tls?: TlsOptions;
+  /** Diagnostics. */
+  log?: (level: LogLevel, message: string) => void;
+}
+
+/**
+ * Opens the transports a user agent listens on, all on one port.
+ *
+ * @example
+ * ```ts
+ * import { openTransports } from "./sockets.ts";
+ * import assert from "node:assert/strict";
+ * const transports = await openTransports({ bind: "127.0.0.1:0", listen: ["udp"] });
+ * assert.deepEqual(transports.map((t) => t.protocol), ["udp", "tls"]);
+ * await Promise.all(transports.map((t) => t.close()));
+ * ```
+ */
+export async function openTransports(options: OpenTransportsOptions = {}): Promise<Transport[]> {
+  const bind = parseHostPort(options.bind ?? "0.0.0.0:0");
+  // With an ephemeral port the UDP socket picks it and TCP must follow; the
+  // TCP port may be taken by someone else, so pick again a few times.
+  const attempts = bind.port === 0 ? 8 : 1;
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await openTransportsOnce(options, bind);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse) || attempt >= attempts) throw e;
+      options.log?.("debug", `ephemeral port taken for TCP; picking another (${attempt})`);
+    }
+  }
+}
+
+async function openTransportsOnce(
+  options: OpenTransportsOptions,
+  bind: HostPort,
+): Promise<Transport[]> {
+  const listen = options.listen ?? ["udp", "tcp"];
+  const out: Transport[] = [];
+  const log = options.log;
+  try {
+    let port = bind.port;
+    // All transports share one port so that one Contact reaches them all.
+    if (listen.includes("udp")) {
+      const udp = new UdpTransport({ host: bind.host, port, logger: log });
+      out.push(udp);
+      port = udp.local.port;
+    }
+    if (listen.includes("tcp")) {
+      const tcp = new TcpTransport({ host: bind.host, port, logger: log });
+      out.push(tcp);
+      port = tcp.local.port;
+    }
+    const tlsListen = listen.includes("tls") && options.tls?.cert && options.tls.key;
+    out.push(
+      new TlsTransport({
+        host: bind.host,
+        port: tlsListen ? port + 1 : 0,
+        listen: Boolean(tlsListen),
+        caCerts: options.tls?.caCerts,
+        insecure: options.tls?.insecure,
+        cert: options.tls?.cert,
+        key: options.tls?.key,
+        logger: log,
+      }),
+    );
+  } catch (e) {
+    await Promise.all(out.map((t) => t.close().catch(() => {})));
+    throw e;
+  }
+  return out;
+}
