@@ -29,4 +29,5 @@ export * from "./lib/sip/registration.ts";
 export * from "./lib/im/mod.ts";
 export * from "./lib/presence/mod.ts";
 export * from "./lib/mobility/mod.ts";
+export * from "./lib/rtp/mod.ts";
 export { VERSION } from "./lib/version.ts";
