@@ -53,6 +53,38 @@ Deno.test("NdjsonWriter writes one object per line, type and time first, even th
   });
 });
 
+Deno.test("NdjsonWriter batches lines emitted during a write, and resolves each only once written", async () => {
+  const writes: string[] = [];
+  const pending: (() => void)[] = [];
+  // A slow stdout: each write completes when the test says so.
+  const w = new NdjsonWriter({
+    write: (p) => {
+      writes.push(new TextDecoder().decode(p));
+      return new Promise((resolve) => pending.push(() => resolve(p.length)));
+    },
+  }, { now: () => NOW });
+  const done: string[] = [];
+  const a = w.emit("a").then(() => done.push("a"));
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.equal(writes.length, 1, "the first line goes out at once");
+  const b = w.emit("b").then(() => done.push("b"));
+  const c = w.emit("c").then(() => done.push("c"));
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(writes.length, 1, "b and c wait for the write under way");
+  assert.deepEqual(done, []);
+  pending.shift()!();
+  await a;
+  assert.deepEqual(done, ["a"], "b and c are not written yet");
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(writes.length, 2);
+  assert.deepEqual(writes[1].split("\n").map((l) => l && JSON.parse(l).type), ["b", "c", ""]);
+  pending.shift()!();
+  await Promise.all([b, c]);
+  assert.deepEqual(done, ["a", "b", "c"]);
+  await w.flush();
+});
+
 Deno.test("NdjsonWriter --pretty prints readable lines", async () => {
   const out = sink();
   const w = new NdjsonWriter(out, { now: () => NOW, pretty: true });

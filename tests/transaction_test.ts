@@ -986,3 +986,65 @@ Deno.test("over the loop network a rejected INVITE is ACKed by the client transa
   assert.equal(alice.clientCount + bob.serverCount, 0);
   await close();
 });
+
+Deno.test("a non-INVITE server transaction over UDP keeps only its response bytes for timer J", async () => {
+  const { clock, net, alice, bob, toBob, close } = await loopPair();
+  let served: AnyServerTransaction | undefined;
+  let calls = 0;
+  bob.onRequest = (req, tx) => {
+    calls++;
+    served = tx;
+    tx!.respond(createResponse(req, 200, { toTag: "b" }));
+  };
+  const req = outgoing("MESSAGE");
+  const tx = alice.request(req, toBob);
+  await net.settled();
+  const request = net.packets[0].data;
+  const first = net.packets.find((p) => p.from.host === "192.0.2.2")!;
+  assert.equal(served!.state, "completed");
+  assert.equal(bob.serverCount, 1);
+  served = undefined; // the TU let go of the transaction: the layer does not need it
+  // Two retransmissions of the request (as if the 200 had been lost) get
+  // the response again from what the layer kept, byte for byte.
+  const raw = net.transport({ host: "192.0.2.1", port: 5999 });
+  clock.advance(500);
+  await raw.send(request, { host: "192.0.2.2", port: 5060 });
+  await net.settled();
+  clock.advance(1000);
+  await raw.send(request, { host: "192.0.2.2", port: 5060 });
+  await net.settled();
+  await raw.close();
+  const answers = net.packets.filter((p) => p.from.host === "192.0.2.2");
+  assert.equal(answers.length, 3);
+  for (const a of answers) assert.deepEqual(a.data, first.data);
+  assert.equal(calls, 1, "retransmissions are not passed up");
+  assert.equal(bob.serverCount, 1);
+  clock.advance(64 * 500 - 1500); // timer J
+  assert.equal(bob.serverCount, 0);
+  tx.terminate();
+  await close();
+});
+
+Deno.test("timer J of a completed UDP transaction: state, onTerminated, and a fresh request after it", () => {
+  const { clock, transport, tl } = setup();
+  const got: AnyServerTransaction[] = [];
+  tl.onRequest = (_req, tx) => got.push(tx!);
+  const events: string[] = [];
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKone" }));
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKtwo" }));
+  got[0].user = { onTerminated: () => events.push(`one@${clock.now()}`) };
+  got[0].respond(createResponse(got[0].request, 200, { toTag: "x" }));
+  clock.advance(100);
+  got[1].respond(createResponse(got[1].request, 404, { toTag: "y" }));
+  assert.equal(tl.serverCount, 2);
+  clock.advance(32_000 - 100);
+  assert.deepEqual(events, ["one@32000"]);
+  assert.equal(got[0].state, "terminated");
+  assert.equal(got[1].state, "completed");
+  assert.equal(tl.serverCount, 1);
+  clock.advance(100);
+  assert.equal(got[1].state, "terminated");
+  assert.equal(tl.serverCount, 0);
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKtwo" }));
+  assert.equal(got.length, 3, "after timer J the same request is new");
+});

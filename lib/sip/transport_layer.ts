@@ -50,6 +50,20 @@ export interface InboundInfo {
   transport: Transport;
 }
 
+/**
+ * A response formatted and routed over an unreliable transport: what a
+ * completed server transaction keeps to answer retransmissions (RFC 3261
+ * 17.2.2, timer J) instead of the parsed messages.
+ */
+export interface PreparedResponse {
+  /** The bytes on the wire. */
+  readonly data: Uint8Array;
+  /** The transport it leaves on. */
+  readonly transport: Transport;
+  /** Where it goes (18.2.2, RFC 3581). */
+  readonly to: HostPort;
+}
+
 /** Log levels of {@linkcode TransportLayerOptions.logger}. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
@@ -328,6 +342,45 @@ export class TransportLayer {
       await this.#send(transport, bytes, { protocol: transport.protocol, host, port });
       return;
     }
+    const packet = this.#prepareUnreliable(via, port, bytes, inbound);
+    await this.#send(packet.transport, packet.data, {
+      protocol: packet.transport.protocol,
+      ...packet.to,
+    });
+  }
+
+  /**
+   * Formats and routes a response to a request that came in on an unreliable
+   * transport (see {@linkcode PreparedResponse}); undefined when it came over
+   * a stream, whose responses go through {@linkcode sendResponse}.
+   */
+  prepareResponse(res: SipResponse, info: InboundInfo): PreparedResponse | undefined {
+    const inbound = info.transport ?? this.#require(info.protocol, info.remote.host);
+    if (inbound.reliable) return undefined;
+    const via = res.topVia;
+    const port = via.port ?? defaultPort(via.transport);
+    return this.#prepareUnreliable(
+      via,
+      port,
+      formatMessage(res, { compact: this.#compact }),
+      inbound,
+    );
+  }
+
+  /** Sends a response made by {@linkcode prepareResponse} (again). */
+  async sendPrepared(packet: PreparedResponse): Promise<void> {
+    await this.#send(packet.transport, packet.data, {
+      protocol: packet.transport.protocol,
+      ...packet.to,
+    });
+  }
+
+  #prepareUnreliable(
+    via: Via,
+    port: number,
+    data: Uint8Array,
+    inbound: Transport | undefined,
+  ): PreparedResponse {
     let to: HostPort;
     if (via.params.maddr) {
       // 18.2.2: "if the Via header field value contains a "maddr" parameter,
@@ -343,8 +396,9 @@ export class TransportLayer {
     } else {
       to = { host: via.host, port };
     }
-    const transport = inbound ?? this.#require(protocol, to.host);
-    await this.#send(transport, bytes, { protocol: transport.protocol, ...to });
+    const transport = inbound ??
+      this.#require(via.transport.toLowerCase() as TransportProtocol, to.host);
+    return { data, transport, to };
   }
 
   /** Closes every transport. */

@@ -1,6 +1,8 @@
 // Internal plumbing shared by the four transaction state machines.
 
 import type { Clock, TimerId } from "../clock.ts";
+import type { SipResponse } from "../message.ts";
+import type { ServerTransaction } from "./server_transaction.ts";
 import type { Timers, TransactionLog, TransactionTransport } from "./types.ts";
 
 /** What every transaction gets from the layer that created it. */
@@ -11,6 +13,13 @@ export interface TransactionContext {
   log: TransactionLog;
   /** Called once when a transaction terminates, so that the layer forgets it. */
   remove(key: string, tx: unknown): void;
+  /**
+   * A non-INVITE server transaction over UDP has answered `res` (final): the
+   * layer sends it and, for timer J, keeps only the key and the response
+   * bytes to answer retransmissions with, not the transaction. `onError`
+   * receives a failure of that first send.
+   */
+  complete(tx: ServerTransaction, res: SipResponse, onError: (e: unknown) => void): void;
 }
 
 /** Named timers (A, B, D...) of one transaction, on the injected clock. */

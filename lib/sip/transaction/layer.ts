@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type Clock, systemClock } from "../clock.ts";
+import { type Clock, systemClock, type TimerId } from "../clock.ts";
 import { createResponse, type SipRequest, type SipResponse } from "../message.ts";
 import { clientTransactionKey, serverTransactionKey } from "./branch.ts";
 import { addTopVia, createCancel, transactionTag } from "./build.ts";
@@ -21,6 +21,7 @@ import type { TransactionContext } from "./_context.ts";
 import {
   type ClientTransactionUser,
   type InboundInfo,
+  type PreparedResponse,
   resolveTimers,
   type Target,
   type TimerOptions,
@@ -47,6 +48,31 @@ export type RequestHandler = (
 
 /** Receives responses that match no client transaction (e.g. 2xx retransmissions, 13.2.2.4). */
 export type StrayResponseHandler = (res: SipResponse, info: InboundInfo) => void;
+
+/**
+ * What is left of a non-INVITE server transaction over UDP once it has sent
+ * its final response (RFC 3261 17.2.2, Completed): for timer J (64*T1) it
+ * must answer retransmissions of the request with that response, and for
+ * that it needs the key and the response bytes, not the parsed request nor
+ * the transaction. Some 0.5 KB instead of several.
+ */
+class Completed {
+  constructor(
+    /** The matching key. */
+    readonly key: string,
+    /** When timer J fires, on the layer's clock. */
+    readonly expires: number,
+    /** The response as sent, ready to send again. */
+    readonly packet: PreparedResponse | undefined,
+    /** Without a transport that prepares packets (test fakes): the response and where to. */
+    readonly response: SipResponse | undefined,
+    readonly info: InboundInfo | undefined,
+    /** RFC 2543 keys only: the request's To tag, part of the match. */
+    readonly toTag: string | null | undefined,
+    /** Kept only when its TU waits for onTerminated. */
+    readonly tx: ServerTransaction | undefined,
+  ) {}
+}
 
 /** Options of {@linkcode TransactionLayer}. */
 export interface TransactionLayerOptions {
@@ -127,7 +153,11 @@ export class TransactionLayer {
   readonly #transport: TransactionTransport;
   readonly #log: TransactionLog;
   readonly #clients = new Map<string, ClientTransaction>();
-  readonly #servers = new Map<string, ServerTransaction>();
+  readonly #servers = new Map<string, ServerTransaction | Completed>();
+  /** Completed entries in the order their timer J runs out (all wait 64*T1). */
+  #expiry: Completed[] = [];
+  #expiryHead = 0;
+  #sweep?: TimerId;
   readonly #cancelled = new WeakSet<ClientInviteTransaction>();
   readonly #ctx: TransactionContext;
 
@@ -144,8 +174,12 @@ export class TransactionLayer {
       log: this.#log,
       remove: (key, tx) => {
         if (this.#clients.get(key) === tx) this.#clients.delete(key);
-        if (this.#servers.get(key) === tx) this.#servers.delete(key);
+        const server = this.#servers.get(key);
+        if (server === tx || (server instanceof Completed && server.tx === tx)) {
+          this.#servers.delete(key);
+        }
       },
+      complete: (tx, res, onError) => this.#complete(tx, res, onError),
     };
     this.#transport.onRequest((req, info) => this.receiveRequest(req, info));
     this.#transport.onResponse((res, info) => this.receiveResponse(res, info));
@@ -249,7 +283,14 @@ export class TransactionLayer {
       return;
     }
     const existing = this.#servers.get(key);
-    if (existing && this.#toTagMatches(existing, req)) {
+    if (existing instanceof Completed) {
+      if (!existing.key.startsWith("2543|") || sameTag(existing.toTag, req.to.params.tag)) {
+        // 17.2.2: in Completed, "the server transaction MUST pass the final
+        // response to the transport layer for retransmission".
+        this.#resend(existing);
+        return;
+      }
+    } else if (existing && this.#toTagMatches(existing, req)) {
       if (existing.receiveRequest(req)) this.#deliver(req, undefined, info);
       return;
     }
@@ -302,7 +343,89 @@ export class TransactionLayer {
   /** Terminates every transaction and stops all their timers. */
   close(): void {
     for (const tx of [...this.#clients.values()]) tx.terminate();
-    for (const tx of [...this.#servers.values()]) tx.terminate();
+    for (const tx of [...this.#servers.values()]) {
+      if (tx instanceof Completed) tx.tx?.terminate();
+      else tx.terminate();
+    }
+    this.#servers.clear();
+    if (this.#sweep !== undefined) this.clock.clearTimeout(this.#sweep);
+    this.#sweep = undefined;
+    this.#expiry = [];
+    this.#expiryHead = 0;
+  }
+
+  /** Sends the final response of a non-INVITE server transaction over UDP and keeps it for timer J. */
+  #complete(tx: ServerTransaction, res: SipResponse, onError: (e: unknown) => void): void {
+    const transport = this.#transport;
+    let packet: PreparedResponse | undefined;
+    try {
+      packet = transport.sendPrepared ? transport.prepareResponse?.(res, tx.info) : undefined;
+    } catch (e) {
+      onError(e);
+      return;
+    }
+    const entry = new Completed(
+      tx.key,
+      this.clock.now() + 64 * this.timers.t1,
+      packet,
+      packet ? undefined : res,
+      packet ? undefined : tx.info,
+      tx.key.startsWith("2543|") ? tx.request.to.params.tag : undefined,
+      tx.user.onTerminated ? tx : undefined,
+    );
+    if (this.#servers.get(tx.key) === tx) this.#servers.set(tx.key, entry);
+    const sent = packet ? transport.sendPrepared!(packet) : transport.sendResponse(res, tx.info);
+    sent.catch((e) => {
+      if (this.#servers.get(entry.key) === entry) this.#servers.delete(entry.key);
+      onError(e);
+    });
+    this.#expiry.push(entry);
+    if (this.#sweep === undefined) this.#armSweep();
+  }
+
+  #resend(entry: Completed): void {
+    const sent = entry.packet
+      ? this.#transport.sendPrepared!(entry.packet)
+      : this.#transport.sendResponse(entry.response!, entry.info);
+    sent.catch((e) => {
+      this.#log(
+        `transaction ${entry.key}: retransmission failed: ${e instanceof Error ? e.message : e}`,
+      );
+      // 17.2.4: a transport failure ends the transaction.
+      if (this.#servers.get(entry.key) === entry) this.#servers.delete(entry.key);
+    });
+  }
+
+  /** Arms one timer for the oldest completed entry. */
+  #armSweep(): void {
+    const head = this.#expiry[this.#expiryHead];
+    if (!head) {
+      this.#expiry = [];
+      this.#expiryHead = 0;
+      return;
+    }
+    this.#sweep = this.clock.setTimeout(
+      () => this.#runSweep(),
+      Math.max(0, head.expires - this.clock.now()),
+    );
+  }
+
+  /** Timer J of every entry whose time has come: forget it (and tell a TU that waits). */
+  #runSweep(): void {
+    this.#sweep = undefined;
+    const now = this.clock.now();
+    const queue = this.#expiry;
+    while (this.#expiryHead < queue.length && queue[this.#expiryHead].expires <= now) {
+      const entry = queue[this.#expiryHead];
+      queue[this.#expiryHead++] = undefined as unknown as Completed;
+      if (this.#servers.get(entry.key) === entry) this.#servers.delete(entry.key);
+      entry.tx?.terminate();
+    }
+    if (this.#expiryHead > 1024 && this.#expiryHead * 2 > queue.length) {
+      this.#expiry = queue.slice(this.#expiryHead);
+      this.#expiryHead = 0;
+    }
+    this.#armSweep();
   }
 
   /**

@@ -40,9 +40,14 @@ export class ServerNonInviteTransaction extends ServerTransaction {
     // layer for transmission. ... Timer J ... 64*T1 seconds for unreliable
     // transports, and zero seconds for reliable transports."
     this.setState("completed");
-    this.send(res);
-    if (this.reliable) this.terminate();
-    else this.timers.start("J", 64 * this.ctx.timers.t1, () => this.terminate());
+    if (this.reliable) {
+      this.send(res);
+      this.terminate();
+      return;
+    }
+    // Timer J: the layer absorbs retransmissions with the response bytes
+    // alone; the request and this object can go.
+    this.completeInLayer(res, 64 * this.ctx.timers.t1);
   }
 
   /** A retransmission of the request. */

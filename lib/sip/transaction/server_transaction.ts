@@ -23,10 +23,11 @@ export abstract class ServerTransaction {
 
   /** The layer's services. */
   protected readonly ctx: TransactionContext;
-  /** This transaction's timers. */
-  protected readonly timers: TimerSet;
+  #timers?: TimerSet;
   #state: TransactionState;
   #last?: SipResponse;
+  /** When a Completed state left to the layer (timer J over UDP) ends, on the clock. */
+  #expires?: number;
 
   /** Creates the transaction in its initial state. */
   constructor(
@@ -41,11 +42,17 @@ export abstract class ServerTransaction {
     this.info = info;
     this.key = key;
     this.#state = initial;
-    this.timers = new TimerSet(ctx.clock);
+  }
+
+  /** This transaction's timers (made on first use: most transactions never need one). */
+  protected get timers(): TimerSet {
+    return this.#timers ??= new TimerSet(this.ctx.clock);
   }
 
   /** The current state. */
   get state(): TransactionState {
+    // Timer J ran out in the layer, which forgot this transaction.
+    if (this.#expires !== undefined && this.ctx.clock.now() >= this.#expires) return "terminated";
     return this.#state;
   }
 
@@ -56,7 +63,7 @@ export abstract class ServerTransaction {
 
   /** True once Terminated. */
   get terminated(): boolean {
-    return this.#state === "terminated";
+    return this.state === "terminated";
   }
 
   /** The last response sent (provisional or final). */
@@ -82,7 +89,8 @@ export abstract class ServerTransaction {
   terminate(): void {
     if (this.#state === "terminated") return;
     this.#state = "terminated";
-    this.timers.stopAll();
+    this.#expires = undefined;
+    this.#timers?.stopAll();
     this.ctx.remove(this.key, this);
     callUser(this.ctx.log, "onTerminated", () => this.user.onTerminated?.());
   }
@@ -96,6 +104,17 @@ export abstract class ServerTransaction {
   protected send(res: SipResponse): void {
     this.#last = res;
     this.resend(res);
+  }
+
+  /**
+   * Completed over UDP with the final `res`: the layer sends it and keeps
+   * only what retransmissions need for `ms` (timer J); this object then reads
+   * as Terminated once that time has passed.
+   */
+  protected completeInLayer(res: SipResponse, ms: number): void {
+    this.#last = res;
+    this.#expires = this.ctx.clock.now() + ms;
+    this.ctx.complete(this, res, (e) => this.transportError(e));
   }
 
   /** Sends a response again (retransmission). */

@@ -7,9 +7,9 @@
  */
 
 import type { SipRequest, SipResponse } from "../message.ts";
-import type { InboundInfo, Target } from "../transport_layer.ts";
+import type { InboundInfo, PreparedResponse, Target } from "../transport_layer.ts";
 
-export type { InboundInfo, Target } from "../transport_layer.ts";
+export type { InboundInfo, PreparedResponse, Target } from "../transport_layer.ts";
 
 /**
  * The part of the transport layer the transaction layer uses. The real
@@ -21,6 +21,15 @@ export interface TransactionTransport {
   sendRequest(req: SipRequest, target: Target): Promise<Target>;
   /** Sends a response back where the request came from (section 18.2.2). */
   sendResponse(res: SipResponse, info?: InboundInfo): Promise<void>;
+  /**
+   * Optional: formats and routes a response to a request that came over an
+   * unreliable transport, for {@linkcode sendPrepared} now and again on each
+   * retransmission; undefined for reliable transports. Without it the layer
+   * keeps the parsed response for retransmissions.
+   */
+  prepareResponse?(res: SipResponse, info: InboundInfo): PreparedResponse | undefined;
+  /** Optional, with `prepareResponse`: sends a prepared response. */
+  sendPrepared?(packet: PreparedResponse): Promise<void>;
   /** Registers the handler for inbound requests. */
   onRequest(handler: (req: SipRequest, info: InboundInfo) => void): void;
   /** Registers the handler for inbound responses. */
