@@ -5,12 +5,14 @@
 
 import assert from "node:assert/strict";
 import { requirePeer } from "./peers/require.ts";
+import { runSipp, type SippProcess, startSipp } from "./peers/sipp.ts";
 import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
-import { parseEncoders, startBaresip, wavFormat } from "./peers/baresip.ts";
+import { type Baresip, parseEncoders, startBaresip, wavFormat } from "./peers/baresip.ts";
 import { makeToneWav, parseWav, privateAlsa, readWav, rms, soxStat } from "./_audio.ts";
 
 const hasBaresip = requirePeer("baresip", "baresip");
 const hasSox = requirePeer("sox", "sox");
+const hasSipp = requirePeer("sipp", "sip-tester");
 
 Deno.test("wavFormat() and parseWav() read a sox-made WAV; parseEncoders() reads baresip's log", async () => {
   if (!hasSox) return;
@@ -144,5 +146,129 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
       await alsa.cleanup();
     }
+  },
+});
+
+/** The To tag of the first message in a sipp `-trace_msg` log whose start line matches. */
+function toTagOf(messages: string, startLine: RegExp): string | undefined {
+  for (const block of messages.split(/^-{20,}.*$/m)) {
+    const lines = block.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+    const start = lines.findIndex((l) => startLine.test(l));
+    if (start < 0) continue;
+    const to = lines.slice(start).find((l) => /^(To|t):/i.test(l));
+    return /;\s*tag=([^;\s>]+)/i.exec(to ?? "")?.[1];
+  }
+  return undefined;
+}
+
+Deno.test({
+  name: "sipp call scenarios play their part against baresip and against each other",
+  ignore: !hasBaresip || !hasSipp,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const withBaresip = async (
+      fn: (b: Awaited<ReturnType<typeof startBaresip>>) => Promise<void>,
+    ) => {
+      const b = await startBaresip({ user: "alice", autoAnswer: false });
+      peers.push(b);
+      try {
+        await fn(b);
+      } finally {
+        await b.stop();
+      }
+    };
+    // baresip calls a sipp UAS; `act` drives baresip during the call.
+    const uasCase = (
+      scenario: string,
+      act: (b: Baresip, uas: SippProcess) => Promise<void>,
+      extraArgs: string[] = [],
+    ) =>
+      withBaresip(async (b) => {
+        const uas = await startSipp({ scenario, calls: 1, timeout: 20, extraArgs });
+        peers.push(uas);
+        try {
+          await b.dial(`sip:bob@${uas.address}`);
+          await act(b, uas);
+          const result = await uas.done;
+          assert.equal(result.code, 0, `${scenario}: ${result.errors}`);
+          assert.equal(result.successful, 1, scenario);
+        } finally {
+          await uas.stop();
+        }
+      });
+    const closed = (b: Baresip) =>
+      b.waitEvent((e) => e.type === "CALL_CLOSED", { timeout: 10_000, message: "CALL_CLOSED" });
+    await withLogsOnFailure(peers, async () => {
+      await Promise.all([
+        uasCase("call_uas_busy.xml", async (b) => {
+          const end = await closed(b);
+          assert.match(String(end.param), /486/);
+        }),
+        uasCase("call_uas_noanswer.xml", async (b) => {
+          await b.waitEvent((e) => e.type === "CALL_RINGING");
+          await b.hangup(); // baresip CANCELs
+          await closed(b);
+        }),
+        uasCase("call_uas_200_retrans.xml", async (b) => {
+          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+          // Three copies of the 200, 300 ms apart, each ACKed.
+          await new Promise((resolve) => setTimeout(resolve, 1200));
+          await b.hangup();
+          await closed(b);
+          const acks = b.trace().filter((m) => m.method === "ACK");
+          assert.equal(acks.length, 3, "ACKs sent by baresip");
+        }, ["-nr"]),
+        uasCase("call_uas_reinvite.xml", async (b) => {
+          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+          await closed(b); // sipp holds, resumes, then BYEs
+          const reinvites = b.trace().filter((m) =>
+            m.method === "INVITE" && m.destination === b.address && m.body.includes("a=sendonly")
+          );
+          assert.equal(reinvites.length, 1, "hold re-INVITE received");
+        }),
+        uasCase("call_uas_bye.xml", async (b) => {
+          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+          const end = await closed(b);
+          assert.ok(end.param !== undefined);
+        }, ["-d", "500"]),
+        withBaresip(async (b) => {
+          const uac = await runSipp({
+            scenario: "call_uac_cancel.xml",
+            remote: b.address,
+            service: "alice",
+            calls: 1,
+            keys: { user: "carol" },
+            timeout: 10,
+            traceMessages: true,
+            extraArgs: ["-d", "300"],
+          });
+          assert.equal(uac.code, 0, uac.errors);
+          const ringing = toTagOf(uac.messages, /^SIP\/2\.0 180/);
+          assert.ok(ringing);
+          assert.equal(toTagOf(uac.messages, /^SIP\/2\.0 487/), ringing);
+          await closed(b);
+        }),
+        (async () => {
+          const uas = await startSipp({ scenario: "call_uas_100rel.xml", calls: 1, timeout: 20 });
+          peers.push(uas);
+          try {
+            const uac = await runSipp({
+              scenario: "call_uac_100rel.xml",
+              remote: uas.address,
+              service: "bob",
+              calls: 1,
+              keys: { user: "alice" },
+              timeout: 15,
+              extraArgs: ["-d", "300"],
+            });
+            assert.equal(uac.code, 0, uac.errors);
+            const result = await uas.done;
+            assert.equal(result.successful, 1, result.errors);
+          } finally {
+            await uas.stop();
+          }
+        })(),
+      ]);
+    });
   },
 });
