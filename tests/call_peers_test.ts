@@ -4,7 +4,8 @@
 // tests built on the harness can trust it.
 
 import assert from "node:assert/strict";
-import { requirePeer } from "./peers/require.ts";
+import { requirePeer, waitFor } from "./peers/require.ts";
+import { startKamailio } from "./peers/kamailio.ts";
 import { runSipp, type SippProcess, startSipp } from "./peers/sipp.ts";
 import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
 import { type Baresip, parseEncoders, startBaresip, wavFormat } from "./peers/baresip.ts";
@@ -13,6 +14,7 @@ import { makeToneWav, parseWav, privateAlsa, readWav, rms, soxStat } from "./_au
 const hasBaresip = requirePeer("baresip", "baresip");
 const hasSox = requirePeer("sox", "sox");
 const hasSipp = requirePeer("sipp", "sip-tester");
+const hasKamailio = requirePeer("kamailio", "kamailio");
 
 Deno.test("wavFormat() and parseWav() read a sox-made WAV; parseEncoders() reads baresip's log", async () => {
   if (!hasSox) return;
@@ -269,6 +271,41 @@ Deno.test({
           }
         })(),
       ]);
+    });
+  },
+});
+
+Deno.test({
+  name: "baresip calls baresip through Kamailio: hold re-INVITE and BYE follow the Record-Route",
+  ignore: !hasBaresip || !hasKamailio,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const k = await startKamailio({ mode: "proxy" });
+    peers.push(k);
+    await withLogsOnFailure(peers, async () => {
+      const a = await startBaresip({ user: "alice", proxy: k.address });
+      peers.push(a);
+      const b = await startBaresip({ user: "bob", proxy: k.address, autoAnswer: true });
+      peers.push(b);
+      try {
+        await a.dial("sip:bob@example.test");
+        const up = await a.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+        await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+        await a.hold();
+        await waitFor(() => /in-dialog INVITE \S+ cseq \d+ relayed by loose_route/.test(k.logs()), {
+          message: "the hold re-INVITE at Kamailio",
+        });
+        await b.hangup();
+        await a.waitEvent((e) => e.type === "CALL_CLOSED");
+        await waitFor(() => /in-dialog BYE \S+ cseq \d+ relayed by loose_route/.test(k.logs()), {
+          message: "the BYE at Kamailio",
+        });
+        assert.ok(up.id);
+      } finally {
+        await a.stop();
+        await b.stop();
+        await k.stop();
+      }
     });
   },
 });
