@@ -41,6 +41,8 @@ export interface WaitEventOptions {
 export interface SipkitProcess {
   /** Label. */
   readonly name: string;
+  /** Process id (of the Deno process running sipkit). */
+  readonly pid: number;
   /** Every event received so far, in order. */
   readonly events: SipkitEvent[];
   /** Resolves with the exit code once the process exited and its output is drained. */
@@ -146,6 +148,7 @@ export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): S
   let stopping: Promise<number> | undefined;
   return {
     name,
+    pid: child.pid,
     events,
     badLines,
     exited,

@@ -9,6 +9,7 @@ import { startKamailio } from "./peers/kamailio.ts";
 import { runSipp, type SippProcess, startSipp } from "./peers/sipp.ts";
 import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
 import { type Baresip, parseEncoders, startBaresip, wavFormat } from "./peers/baresip.ts";
+import { analysePacing, parseRtpHeader, type RtpArrival } from "../bench/_rtp_sink.ts";
 import { makeToneWav, parseWav, privateAlsa, readWav, rms, soxStat } from "./_audio.ts";
 
 const hasBaresip = requirePeer("baresip", "baresip");
@@ -308,4 +309,46 @@ Deno.test({
       }
     });
   },
+});
+
+Deno.test("bench RTP sink: parseRtpHeader() and analysePacing() measure deviations, loss and drift", () => {
+  const packet = new Uint8Array(12 + 160);
+  packet[0] = 0x80;
+  packet[1] = 8;
+  new DataView(packet.buffer).setUint16(2, 513);
+  new DataView(packet.buffer).setUint32(4, 160_000);
+  new DataView(packet.buffer).setUint32(8, 0xdeadbeef);
+  assert.deepEqual(parseRtpHeader(packet), {
+    payloadType: 8,
+    seq: 513,
+    timestamp: 160_000,
+    ssrc: 0xdeadbeef,
+    payloadLength: 160,
+  });
+  packet[1] = 200 & 0x7f | 0x80; // an RTCP SR under rtcp-mux
+  assert.equal(parseRtpHeader(packet), undefined);
+  // 20 ms packets, every 10th one 5 ms late (the next one early), seq 60 lost,
+  // and the sender 1 ms slow per second against its 8 kHz clock.
+  const arrivals: RtpArrival[] = [];
+  for (let k = 0; k < 200; k++) {
+    if (k === 60) continue;
+    const at = 1000 + k * 20 * 1.001 + (k % 10 === 5 ? 5 : 0);
+    arrivals.push({
+      at,
+      ssrc: 1,
+      seq: (65530 + k) % 65536,
+      timestamp: k * 160,
+      payloadType: 0,
+      payloadLength: 160,
+      source: "127.0.0.1:4000",
+    });
+  }
+  arrivals.push({ ...arrivals[0], ssrc: 2 }); // another, shorter stream is ignored
+  const r = analysePacing(arrivals, { warmupMs: 0 });
+  assert.equal(r.packets, 199);
+  assert.equal(r.lost, 1);
+  assert.ok(r.p50 < 0.05, String(r.p50));
+  assert.ok(Math.abs(r.max - 5.02) < 0.05, String(r.max));
+  assert.ok(Math.abs(r.drift - 3.98) < 0.05, String(r.drift));
+  assert.deepEqual(r.payloadTypes, [0]);
 });

@@ -166,6 +166,8 @@ export interface Baresip {
   readonly contact: string;
   /** Label for log dumps. */
   readonly name: string;
+  /** Process id of baresip (for CPU measurements). */
+  readonly pid: number;
   /** The ctrl_tcp client. */
   readonly ctrl: BaresipCtrl;
   /** Every event received so far (frames with `event: true`). */
@@ -638,6 +640,7 @@ async function startBaresipOnce(options: BaresipOptions): Promise<Baresip> {
       address: `127.0.0.1:${sipPort}`,
       contact: `sip:${user}@127.0.0.1:${sipPort}`,
       name,
+      pid: p.pid,
       ctrl: c,
       get events() {
         return c.events;
