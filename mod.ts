@@ -19,6 +19,7 @@ export * from "./lib/sip/digest.ts";
 export * from "./lib/sip/dialog.ts";
 export * from "./lib/sip/multipart.ts";
 export * from "./lib/sip/events/mod.ts";
+export * from "./lib/sip/invite/mod.ts";
 export * from "./lib/sip/status.ts";
 export * from "./lib/sip/transaction/mod.ts";
 export * from "./lib/sip/input.ts";

@@ -1,0 +1,12 @@
+/**
+ * INVITE sessions (calls): {@linkcode placeCall} for the caller,
+ * {@linkcode InviteAcceptor} for the callee, {@linkcode InviteSession} for
+ * both, and the {@linkcode OfferAnswerHandler} a media layer implements.
+ *
+ * @module
+ */
+
+export * from "./types.ts";
+export * from "./session.ts";
+export * from "./uac.ts";
+export * from "./uas.ts";

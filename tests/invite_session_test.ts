@@ -1,0 +1,649 @@
+// INVITE sessions on the loop network with the manual clock: basic calls,
+// lost ACK and 2xx, CANCEL (and CANCEL crossing the 200), forks, glare, BYE
+// crossing BYE, 3xx, PRACK, 401 on re-INVITE, no ACK, session timers.
+
+import assert from "node:assert/strict";
+import { DigestServer } from "../lib/sip/digest.ts";
+import { Dialog } from "../lib/sip/dialog.ts";
+import {
+  createResponse,
+  formatMessage,
+  parseMessage,
+  type SipRequest,
+  type SipResponse,
+} from "../lib/sip/message.ts";
+import type { UserAgent } from "../lib/sip/ua.ts";
+import {
+  type IncomingCall,
+  InviteAcceptor,
+  type InviteSession,
+  type OfferAnswerHandler,
+  OfferRejectedError,
+  placeCall,
+  type SessionEnd,
+} from "../lib/sip/invite/mod.ts";
+import { type Bed, packetMessage, withBed } from "./_sip_bed.ts";
+
+/** A media layer stand-in: fixed SDP strings that name their side and version. */
+class FakeMedia implements OfferAnswerHandler {
+  readonly log: string[] = [];
+  version = 0;
+  /** Refuse offers (createAnswer) with OfferRejectedError. */
+  refuse = false;
+  /** Name errors like lib/rtp does. */
+  refuseAsRtp = false;
+  constructor(readonly name: string) {}
+  createOffer(): Promise<string> {
+    this.version++;
+    this.log.push(`offer ${this.version}`);
+    return Promise.resolve(sdp(this.name, this.version));
+  }
+  createAnswer(offer: string): Promise<string> {
+    if (this.refuse) return Promise.reject(new OfferRejectedError("no common codec"));
+    if (this.refuseAsRtp) {
+      const e = new Error("no codec");
+      e.name = "SdpNegotiationError";
+      return Promise.reject(e);
+    }
+    this.version++;
+    this.log.push(`answer ${this.version} to ${origin(offer)}`);
+    return Promise.resolve(sdp(this.name, this.version));
+  }
+  applyAnswer(answer: string): Promise<void> {
+    this.log.push(`apply ${origin(answer)}`);
+    return Promise.resolve();
+  }
+  rollback(): void {
+    this.log.push("rollback");
+  }
+}
+
+function sdp(name: string, version: number): string {
+  return `v=0\r\no=${name} 1 ${version} IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\n` +
+    "t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+}
+
+/** "alice/2" from an SDP made by {@linkcode sdp}. */
+function origin(text: string): string {
+  const m = /o=(\S+) 1 (\d+)/.exec(text);
+  return m ? `${m[1]}/${m[2]}` : "?";
+}
+
+const ALICE = "192.0.2.1";
+const BOB = "192.0.2.2";
+
+interface Pair {
+  alice: UserAgent;
+  bob: UserAgent;
+  aliceMedia: FakeMedia;
+  bobMedia: FakeMedia;
+  incoming: IncomingCall[];
+}
+
+/** Alice and Bob; Bob's acceptor runs `onIncoming` (default: ring, then answer). */
+async function pair(
+  bed: Bed,
+  onIncoming?: (call: IncomingCall, media: FakeMedia) => void | Promise<void>,
+): Promise<Pair> {
+  const alice = await bed.ua(ALICE, { aor: "alice@example.test" });
+  const bob = await bed.ua(BOB, { aor: "bob@example.test" });
+  const aliceMedia = new FakeMedia("alice");
+  const bobMedia = new FakeMedia("bob");
+  const incoming: IncomingCall[] = [];
+  new InviteAcceptor(bob, {
+    onIncoming: async (call) => {
+      incoming.push(call);
+      if (onIncoming) return onIncoming(call, bobMedia);
+      await call.progress(180);
+      await call.accept(bobMedia);
+    },
+  });
+  return { alice, bob, aliceMedia, bobMedia, incoming };
+}
+
+function events(session: InviteSession): string[] {
+  const out: string[] = [];
+  for (const type of ["ringing", "answered", "ended", "reinvite", "dtmf_info", "refreshed"]) {
+    session.addEventListener(type, (e) => {
+      const d = (e as CustomEvent).detail;
+      out.push(
+        type === "ringing"
+          ? `ringing ${d.status}${d.early_media ? " early" : ""}`
+          : type === "ended"
+          ? `ended ${d.reason}${d.status ? " " + d.status : ""}`
+          : type === "dtmf_info"
+          ? `dtmf ${d.digit} ${d.duration_ms}`
+          : type === "refreshed"
+          ? `refreshed ${d.method}`
+          : type,
+      );
+    });
+  }
+  return out;
+}
+
+function count(bed: Bed, what: string, host?: string): number {
+  return bed.sent(host).filter((s) => s === what || s.startsWith(what + " ")).length;
+}
+
+Deno.test("basic call: INVITE with offer, 180, 200 with answer, ACK, BYE from the caller", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    const seen = events(call);
+    assert.equal(await bed.run(call.answered), true);
+    const callee = p.incoming[0].session;
+    const calleeSeen = events(callee);
+    await bed.run(callee.answered);
+    await bed.net.settled();
+    assert.deepEqual(seen, ["ringing 180", "answered"]);
+    assert.equal(call.state, "confirmed");
+    assert.equal(callee.state, "confirmed");
+    assert.equal(p.incoming[0].remoteOffer && origin(p.incoming[0].remoteOffer), "alice/1");
+    assert.deepEqual(p.bobMedia.log, ["answer 1 to alice/1"]);
+    assert.deepEqual(p.aliceMedia.log, ["offer 1", "apply bob/1"]);
+    assert.equal(count(bed, "ACK", ALICE), 1);
+    await bed.run(call.bye());
+    assert.deepEqual(await call.finished, { reason: "local_bye" });
+    assert.deepEqual(await bed.run(callee.finished), { reason: "remote_bye" });
+    assert.deepEqual(calleeSeen, ["ended remote_bye"]);
+    assert.equal(count(bed, "200 BYE", BOB), 1);
+    // 2xx retransmission stopped by the ACK: exactly one 200 INVITE.
+    await bed.advance(40_000);
+    assert.equal(count(bed, "200 INVITE", BOB), 1);
+    assert.equal(p.alice.transactions.clientCount + p.alice.transactions.serverCount, 0);
+    assert.equal(p.bob.transactions.clientCount + p.bob.transactions.serverCount, 0);
+  });
+});
+
+Deno.test("BYE from the callee ends both sides; a request in the ended dialog gets 481", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.run(callee.answered);
+    await bed.run(callee.bye());
+    assert.deepEqual(await bed.run(call.finished), { reason: "remote_bye" });
+    assert.deepEqual(await callee.finished, { reason: "local_bye" });
+    // Alice's dialog is gone: an INFO Bob sends in it is answered 481 (12.2.2).
+    const info = callee.dialog!;
+    const stale = new Dialog({
+      id: info.id,
+      state: "confirmed",
+      local: info.local,
+      remote: info.remote,
+      remoteTarget: info.remoteTarget,
+      routeSet: info.routeSet,
+      secure: false,
+      localSeq: (info.localSeq ?? 1) + 1,
+    });
+    const { response } = await bed.run(
+      p.bob.send(stale.createRequest("INFO"), { dialog: stale }),
+    );
+    assert.equal(response.status, 481);
+  });
+});
+
+Deno.test("an INVITE without offer: the offer comes in the 2xx, the answer in the ACK", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", {
+      media: p.aliceMedia,
+      earlyOffer: false,
+    });
+    await bed.run(call.answered);
+    await bed.advance(1000);
+    assert.equal(p.incoming[0].remoteOffer, undefined);
+    assert.deepEqual(p.bobMedia.log, ["offer 1", "apply alice/1"]);
+    assert.deepEqual(p.aliceMedia.log, ["answer 1 to bob/1"]);
+    const ack = bed.net.packets.map(packetMessage).find((m) =>
+      m?.kind === "request" && m.method === "ACK"
+    ) as SipRequest;
+    assert.equal(origin(ack.text), "alice/1");
+    assert.equal(ack.contentType, "application/sdp");
+  });
+});
+
+Deno.test("a lost ACK: the 2xx is resent, the caller ACKs each copy, the call stays up", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    bed.dropNext(/^ACK /, 2);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.advance(5_000);
+    assert.equal(count(bed, "200 INVITE", BOB), 3, "original and two retransmissions (T1, 2*T1)");
+    assert.equal(count(bed, "ACK", ALICE), 3, "one ACK per 2xx");
+    await bed.advance(40_000);
+    assert.equal(count(bed, "200 INVITE", BOB), 3, "the third ACK stopped them");
+    assert.equal(callee.state, "confirmed");
+    assert.equal(call.state, "confirmed");
+    // The same ACK each time (13.2.2.4): one branch.
+    const branches = new Set(
+      bed.net.packets.map(packetMessage).filter((m) => m?.kind === "request" && m.method === "ACK")
+        .map((m) => m!.topVia.params.branch),
+    );
+    assert.equal(branches.size, 1);
+  });
+});
+
+Deno.test("a lost 2xx: the callee resends it and the call is answered once", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    bed.dropNext(/^SIP\/2.0 200 OK[^]*CSeq: 1 INVITE/);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    const seen = events(call);
+    await bed.run(call.answered);
+    await bed.advance(40_000);
+    assert.deepEqual(seen, ["ringing 180", "answered"]);
+    assert.equal(count(bed, "200 INVITE", BOB), 2);
+    assert.equal(count(bed, "ACK", ALICE), 1);
+    assert.deepEqual(p.aliceMedia.log, ["offer 1", "apply bob/1"]);
+  });
+});
+
+Deno.test("no ACK at all: the callee gives up after 64*T1 and sends BYE (no_ack)", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    bed.drops.push((_p, text) => text.startsWith("ACK "));
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    const end = await bed.run(callee.finished);
+    assert.equal(end.reason, "no_ack");
+    assert.equal((await bed.run(call.finished)).reason, "remote_bye");
+    assert.equal(count(bed, "BYE", BOB), 1);
+  });
+});
+
+Deno.test("CANCEL while ringing: 487, both sides end cancelled, the offer is rolled back", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed, (call) => call.progress(180));
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    const seen = events(call);
+    await bed.advance(1000);
+    assert.deepEqual(seen, ["ringing 180"]);
+    call.cancel();
+    const end = await bed.run(call.finished);
+    assert.deepEqual(end, { reason: "cancelled", status: 487, phrase: "Request Terminated" });
+    assert.equal((await p.incoming[0].session.finished).reason, "cancelled");
+    assert.equal(await call.answered, false);
+    assert.ok(p.aliceMedia.log.includes("rollback"));
+    assert.equal(count(bed, "487 INVITE", BOB), 1);
+    await assert.rejects(p.incoming[0].accept(p.bobMedia), /ended/);
+  });
+});
+
+Deno.test("CANCEL crossing the 200: the caller ACKs the 2xx and hangs up with BYE", async () => {
+  await withBed(async (bed) => {
+    let accept!: () => Promise<void>;
+    const p = await pair(bed, async (call, media) => {
+      await call.progress(180);
+      accept = () => call.accept(media);
+    });
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.advance(1000);
+    // The 200 is on its way (lost the first time) when Alice cancels: the
+    // CANCEL finds the INVITE answered (200, no 487) and the 2xx retransmission
+    // reaches Alice after her CANCEL.
+    bed.dropNext(/^SIP\/2.0 200 OK[^]*CSeq: 1 INVITE/);
+    await bed.run(accept());
+    call.cancel();
+    const end = await bed.run(call.finished);
+    assert.equal(end.reason, "cancelled");
+    const callee = p.incoming[0].session;
+    assert.equal((await bed.run(callee.finished)).reason, "remote_bye");
+    assert.equal(count(bed, "CANCEL", ALICE), 1);
+    assert.equal(count(bed, "200 CANCEL", BOB), 1);
+    assert.equal(count(bed, "487 INVITE", BOB), 0);
+    assert.equal(count(bed, "ACK", ALICE), 1);
+    assert.equal(count(bed, "BYE", ALICE), 1);
+    assert.equal(await call.answered, false);
+  });
+});
+
+Deno.test("forks: one dialog per To tag, every 2xx ACKed, the first kept, the others get BYE", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua(ALICE, { aor: "alice@example.test" });
+    const media = new FakeMedia("alice");
+    // A forking proxy in one raw transport: two early dialogs, then two 2xx.
+    const proxy = bed.net.transport({ host: BOB });
+    bed.raws.push(proxy);
+    const got: SipRequest[] = [];
+    proxy.onMessage((m) => got.push(parseMessage(m.data) as SipRequest));
+    const to = { host: ALICE, port: 5060 };
+    const call = await placeCall(alice, "sip:bob@192.0.2.2", { media });
+    const seen = events(call);
+    await bed.net.settled();
+    const invite = got[0];
+    const reply = (status: number, tag: string, body?: string) =>
+      proxy.send(
+        formatMessage(
+          createResponse(invite, status, {
+            toTag: tag,
+            headers: [["Contact", `<sip:${tag}@192.0.2.2>`]],
+            body,
+            contentType: body ? "application/sdp" : undefined,
+          }),
+        ),
+        to,
+      );
+    await reply(180, "fork1");
+    await reply(180, "fork2");
+    await bed.net.settled();
+    assert.deepEqual(seen, ["ringing 180", "ringing 180"]);
+    await reply(200, "fork2", sdp("fork2", 1));
+    await bed.net.settled();
+    await reply(200, "fork1", sdp("fork1", 1));
+    await reply(200, "fork1", sdp("fork1", 1)); // retransmitted
+    await bed.net.settled();
+    assert.equal(call.dialog?.id.remoteTag, "fork2");
+    assert.deepEqual(media.log, ["offer 1", "apply fork2/1"]);
+    const acks = got.filter((r) => r.method === "ACK").map((r) => r.uri.user);
+    assert.deepEqual(acks, ["fork2", "fork1", "fork1"]);
+    const byes = got.filter((r) => r.method === "BYE").map((r) => r.uri.user);
+    assert.deepEqual(byes, ["fork1"]);
+    assert.deepEqual(seen, ["ringing 180", "ringing 180", "answered"]);
+    assert.equal(call.state, "confirmed");
+  });
+});
+
+Deno.test("glare: re-INVITEs from both sides get 491 and are retried after the 14.1 back-off", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.run(callee.answered);
+    await bed.advance(1000);
+    const started = bed.clock.now();
+    const a = call.reinvite();
+    const b = callee.reinvite();
+    const [ra, rb] = await bed.run(Promise.all([a, b]), 10);
+    assert.deepEqual([ra, rb], [true, true]);
+    assert.equal(count(bed, "491 INVITE"), 2, "each side refused the other's first re-INVITE");
+    // Bob (not the Call-ID owner) waits 0-2 s, Alice 2.1-4 s: Bob's goes first.
+    const took = bed.clock.now() - started;
+    assert.ok(took >= 2100 && took <= 4500, `both done after ${took} ms`);
+    assert.ok(p.aliceMedia.log.includes("rollback"));
+    assert.ok(p.bobMedia.log.includes("rollback"));
+    assert.equal(call.state, "confirmed");
+  });
+});
+
+Deno.test("BYE crossing BYE: both answered 200, both sides end local_bye", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.run(callee.answered);
+    await bed.advance(1000);
+    await bed.run(Promise.all([call.bye(), callee.bye()]));
+    assert.equal((await call.finished).reason, "local_bye");
+    assert.equal((await callee.finished).reason, "local_bye");
+    assert.equal(count(bed, "200 BYE"), 2);
+    assert.equal(count(bed, "481 BYE"), 0);
+  });
+});
+
+Deno.test("3xx followed to the new Contact (pre-call mobility); a redirect loop ends at the limit", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const moved = await bed.ua("192.0.2.3", { aor: "old@example.test" });
+    moved.handle(
+      "INVITE",
+      (i) => i.respond(302, { headers: [["Contact", "<sip:bob@192.0.2.2>"]] }),
+    );
+    const call = await placeCall(p.alice, "sip:old@192.0.2.3", { media: p.aliceMedia });
+    const redirects: string[] = [];
+    call.addEventListener("redirected", (e) => redirects.push((e as CustomEvent).detail.to));
+    assert.equal(await bed.run(call.answered), true);
+    assert.deepEqual(redirects, ["sip:bob@192.0.2.2"]);
+    await bed.run(call.bye());
+
+    // Two servers that send each other's address: a loop, cut by the visited set and the limit.
+    const loop = await bed.ua("192.0.2.4");
+    loop.handle("INVITE", (i) =>
+      i.respond(302, {
+        headers: [["Contact", `<sip:x${i.request.cseq.seq}@192.0.2.4>`]],
+      }));
+    const looping = await placeCall(p.alice, "sip:x@192.0.2.4", {
+      media: p.aliceMedia,
+      maxRedirects: 3,
+    });
+    const end = await bed.run(looping.finished);
+    assert.equal(end.reason, "rejected");
+    assert.equal(end.status, 302);
+    assert.equal(count(bed, "INVITE", ALICE) - 2, 4, "the first INVITE and 3 redirects");
+  });
+});
+
+Deno.test("PRACK: 183 with Require: 100rel and the answer is PRACKed; the 2xx waits for the PRACK", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed, async (call, media) => {
+      await call.progress(183, { media, reliable: true });
+      await call.accept(media);
+    });
+    bed.dropNext(/^PRACK /); // the PRACK transaction retransmits it
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    const seen = events(call);
+    await bed.run(call.answered);
+    await bed.advance(1000);
+    assert.deepEqual(seen, ["ringing 183 early", "answered"]);
+    assert.deepEqual(p.aliceMedia.log, ["offer 1", "apply bob/1"], "the answer applied once");
+    assert.equal(count(bed, "PRACK", ALICE), 2);
+    assert.equal(count(bed, "200 PRACK", BOB), 1);
+    assert.equal(count(bed, "ACK", ALICE), 1);
+    const msgs = bed.net.packets.map(packetMessage);
+    const r183 = msgs.find((m) => m?.kind === "response" && m.status === 183) as SipResponse;
+    assert.equal(r183.headers.get("Require"), "100rel");
+    const ok = msgs.find((m) =>
+      m?.kind === "response" && m.status === 200 && m.cseq.method === "INVITE"
+    ) as SipResponse;
+    assert.equal(ok.body.length, 0, "offer/answer was complete: no SDP in the 2xx");
+    const prackIndex = bed.sent().findIndex((s) => s.startsWith("200 PRACK"));
+    const okIndex = bed.sent().findIndex((s) => s.startsWith("200 INVITE"));
+    assert.ok(prackIndex < okIndex, "the 2xx went after the PRACK's answer");
+  });
+});
+
+Deno.test("PRACK with an empty INVITE: the reliable 1xx has the offer, the PRACK the answer", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed, async (call, media) => {
+      await call.progress(183, { media, reliable: true });
+      await call.accept(media);
+    });
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", {
+      media: p.aliceMedia,
+      earlyOffer: false,
+    });
+    await bed.run(call.answered);
+    await bed.advance(1000);
+    assert.deepEqual(p.bobMedia.log, ["offer 1", "apply alice/1"]);
+    assert.deepEqual(p.aliceMedia.log, ["answer 1 to bob/1"]);
+  });
+});
+
+Deno.test("401 on a re-INVITE: the retry carries credentials, its ACK the new CSeq and the same credentials", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua(ALICE, {
+      aor: "alice@example.test",
+      password: () => Promise.resolve("pw"),
+    });
+    const bob = await bed.ua(BOB, { aor: "bob@example.test" });
+    const server = new DigestServer({ realm: "example.test", clock: bed.clock });
+    // Bob: a plain UA core that answers the INVITE and challenges re-INVITEs.
+    bob.handle("INVITE", (i) => {
+      const req = i.request;
+      const ok = createResponse(req, 200, {
+        toTag: "bob1",
+        headers: [["Contact", "<sip:bob@192.0.2.2>"]],
+        body: sdp("bob", 1),
+        contentType: "application/sdp",
+      });
+      i.transaction!.respond(ok);
+      bob.addDialog(
+        { callId: req.callId, localTag: "bob1", remoteTag: req.from.params.tag! },
+        (r) => {
+          if (r.request.method !== "INVITE") return;
+          const v = server.verifyRequest(r.request, () => ({ password: "pw" }));
+          if (!v.ok) return r.respond(401, { headers: server.challengeFields({ stale: v.stale }) });
+          return r.respond(200, {
+            contact: true,
+            body: sdp("bob", 2),
+            contentType: "application/sdp",
+          });
+        },
+      );
+    });
+    const media = new FakeMedia("alice");
+    const call = await placeCall(alice, "sip:bob@192.0.2.2", { media });
+    await bed.run(call.answered);
+    assert.equal(await bed.run(call.reinvite()), true);
+    await bed.net.settled();
+    const acks = bed.net.packets.map(packetMessage).filter((m) =>
+      m?.kind === "request" && m.method === "ACK"
+    ) as SipRequest[];
+    // 1: the call's 2xx; 2: the 401 (ACKed by its transaction); 3: the retried re-INVITE's 2xx.
+    assert.deepEqual(acks.map((a) => a.cseq.seq), [1, 2, 3]);
+    assert.match(acks[2].headers.get("Authorization") ?? "", /username="alice"/);
+    assert.notEqual(acks[2].topVia.params.branch, acks[1].topVia.params.branch);
+    assert.deepEqual(media.log, ["offer 1", "apply bob/1", "offer 2", "apply bob/2"]);
+  });
+});
+
+Deno.test("a re-INVITE the peer refuses (488) rolls back and keeps the session and the remote target", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.run(callee.answered);
+    p.bobMedia.refuseAsRtp = true;
+    const before = callee.dialog!.remoteTarget.host;
+    assert.equal(
+      await bed.run(call.updateLocalContact({
+        scheme: "sip",
+        user: "alice",
+        host: "192.0.2.9",
+        port: 5060,
+        params: {},
+        headers: {},
+      })),
+      false,
+    );
+    assert.equal(count(bed, "488 INVITE", BOB), 1);
+    assert.equal(callee.dialog!.remoteTarget.host, before, "a rejected refresh changes nothing");
+    assert.equal(call.dialog!.localContact!.uri.host, ALICE);
+    assert.equal(p.aliceMedia.log.at(-1), "rollback");
+    // Accepted this time: Bob's dialog now targets the new address.
+    p.bobMedia.refuseAsRtp = false;
+    const reinvites: string[] = [];
+    callee.addEventListener("reinvite", (e) => reinvites.push((e as CustomEvent).detail.method));
+    const moved = await bed.ua("192.0.2.9", { aor: "alice@example.test" });
+    void moved;
+    assert.equal(
+      await bed.run(call.updateLocalContact({
+        scheme: "sip",
+        user: "alice",
+        host: "192.0.2.9",
+        port: 5060,
+        params: {},
+        headers: {},
+      })),
+      true,
+    );
+    assert.equal(callee.dialog!.remoteTarget.host, "192.0.2.9");
+    assert.deepEqual(reinvites, ["INVITE"]);
+    assert.equal(call.state, "confirmed");
+  });
+});
+
+Deno.test("an offer the callee's media refuses gets 488 and the call ends rejected", async () => {
+  await withBed(async (bed) => {
+    let error: unknown;
+    const p = await pair(bed, async (call, media) => {
+      media.refuse = true;
+      await call.accept(media).catch((e) => (error = e));
+    });
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    const end = await bed.run(call.finished);
+    assert.deepEqual(end, { reason: "rejected", status: 488, phrase: "Not Acceptable Here" });
+    assert.ok(error instanceof OfferRejectedError);
+    assert.equal(p.incoming[0].session.end?.status, 488);
+  });
+});
+
+Deno.test("INFO with DTMF and OPTIONS in the dialog are answered; dtmf_info is reported", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    const seen = events(callee);
+    const res = await bed.run(
+      call.sendInfo("Signal=5\r\nDuration=160\r\n", "application/dtmf-relay"),
+    );
+    assert.equal(res.status, 200);
+    assert.deepEqual(seen, ["dtmf 5 160"]);
+    const dialog = call.dialog!;
+    const { response } = await bed.run(
+      p.alice.send(dialog.createRequest("OPTIONS"), { dialog }),
+    );
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("Allow") ?? "", /UPDATE/);
+  });
+});
+
+Deno.test("session timers: the caller asks for 90 s, refreshes with UPDATE every 45 s; without refresh the callee hangs up", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", {
+      media: p.aliceMedia,
+      sessionExpires: 90,
+    });
+    const seen = events(call);
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.run(callee.answered);
+    assert.equal(call.sessionExpires, 90);
+    assert.equal(callee.sessionExpires, 90);
+    const ok = bed.net.packets.map(packetMessage).find((m) =>
+      m?.kind === "response" && m.status === 200 && m.cseq.method === "INVITE"
+    ) as SipResponse;
+    assert.equal(ok.headers.get("Session-Expires"), "90;refresher=uac");
+    assert.equal(ok.headers.get("Require"), "timer");
+    await bed.advance(200_000, 1000);
+    assert.equal(count(bed, "UPDATE", ALICE), 4);
+    assert.deepEqual(seen.filter((s) => s.startsWith("refreshed")).length, 4);
+    assert.equal(callee.state, "confirmed");
+    // The refreshes stop reaching Bob: at 90 - 30 s after the last one he sends BYE.
+    bed.drops.push((_p, text) => text.startsWith("UPDATE "));
+    const end = await bed.run(callee.finished, 1000);
+    assert.equal(end.reason, "timeout");
+    assert.equal((await bed.run(call.finished)).reason, "remote_bye");
+  });
+});
+
+Deno.test("session timers: a peer that asks for refresher=uas gets refreshed by the callee's re-INVITE path", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", {
+      media: p.aliceMedia,
+      headers: [["Session-Expires", "120;refresher=uas"]],
+    });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    const seen = events(callee);
+    await bed.run(callee.answered);
+    await bed.advance(61_000, 1000);
+    assert.deepEqual(seen, ["refreshed UPDATE"]);
+    assert.equal(count(bed, "UPDATE", BOB), 1);
+    const ended: SessionEnd[] = [];
+    call.addEventListener("ended", (e) => ended.push((e as CustomEvent).detail));
+    await bed.advance(200_000, 1000);
+    assert.deepEqual(ended, []);
+  });
+});
