@@ -10,3 +10,5 @@ export * from "./tone.ts";
 export * from "./wav.ts";
 export * from "./audio.ts";
 export * from "./sdp.ts";
+export * from "./sdp_summary.ts";
+export * from "./adapt.ts";
