@@ -647,3 +647,156 @@ Deno.test("session timers: a peer that asks for refresher=uas gets refreshed by 
     assert.deepEqual(ended, []);
   });
 });
+
+Deno.test("401 on the INVITE: retried with credentials; the ACK of the 2xx carries the same credentials", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua(ALICE, {
+      aor: "alice@example.test",
+      password: () => Promise.resolve("pw"),
+    });
+    const bob = await bed.ua(BOB, { aor: "bob@example.test" });
+    const server = new DigestServer({ realm: "example.test", clock: bed.clock });
+    bob.handle("INVITE", (i) => {
+      const v = server.verifyRequest(i.request, () => ({ password: "pw" }));
+      if (!v.ok) return i.respond(401, { headers: server.challengeFields({ stale: v.stale }) });
+      return i.respond(200, { contact: true, body: sdp("bob", 1), contentType: "application/sdp" });
+    });
+    const media = new FakeMedia("alice");
+    const call = await placeCall(alice, "sip:bob@192.0.2.2", { media });
+    assert.equal(await bed.run(call.answered), true);
+    await bed.net.settled();
+    const sent = bed.net.packets.map(packetMessage).filter((m) => m?.kind === "request");
+    const invites = sent.filter((m) => (m as SipRequest).method === "INVITE") as SipRequest[];
+    assert.deepEqual(invites.map((r) => r.cseq.seq), [1, 2]);
+    const auth = invites[1].headers.get("Authorization");
+    assert.match(auth ?? "", /username="alice"/);
+    const acks = sent.filter((m) => (m as SipRequest).method === "ACK") as SipRequest[];
+    assert.deepEqual(acks.map((a) => a.cseq.seq), [1, 2], "the 401's ACK, then the 2xx's");
+    assert.equal(acks[1].headers.get("Authorization"), auth, "13.2.2.4: the INVITE's credentials");
+    assert.deepEqual(media.log, ["offer 1", "apply bob/1"]);
+  });
+});
+
+Deno.test("the ACK of a 2xx follows the route set from Record-Route to the remote target", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua(ALICE, { aor: "alice@example.test" });
+    const uas = bed.net.transport({ host: BOB });
+    const proxy = bed.net.transport({ host: "192.0.2.5" });
+    bed.raws.push(uas, proxy);
+    const atUas: SipRequest[] = [];
+    const atProxy: SipRequest[] = [];
+    uas.onMessage((m) => atUas.push(parseMessage(m.data) as SipRequest));
+    proxy.onMessage((m) => atProxy.push(parseMessage(m.data) as SipRequest));
+    const call = await placeCall(alice, "sip:bob@192.0.2.2", { media: new FakeMedia("alice") });
+    await bed.net.settled();
+    await uas.send(
+      formatMessage(
+        createResponse(atUas[0], 200, {
+          toTag: "b",
+          headers: [
+            ["Record-Route", "<sip:192.0.2.5;lr>"],
+            ["Contact", "<sip:bob@192.0.2.6>"],
+          ],
+          body: sdp("bob", 1),
+          contentType: "application/sdp",
+        }),
+      ),
+      { host: ALICE, port: 5060 },
+    );
+    await bed.run(call.answered);
+    await bed.net.settled();
+    const ack = atProxy.find((r) => r.method === "ACK")!;
+    assert.ok(ack, "the ACK went to the proxy of the route set");
+    assert.equal(ack.uri.host, "192.0.2.6");
+    assert.equal(ack.headers.get("Route"), "<sip:192.0.2.5;lr>");
+    assert.equal(ack.cseq.seq, 1);
+    const bye = call.bye();
+    await bed.net.settled();
+    assert.equal(atProxy.filter((r) => r.method === "BYE").length, 1);
+    void bye;
+  });
+});
+
+Deno.test("cancel() before any 1xx waits for one; the no_answer timer cancels an unanswered call", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed, () => {}); // ring silently (100 Trying from the transaction)
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.net.settled(); // the INVITE is there; the 100 comes after 200 ms
+    call.cancel();
+    await bed.net.settled();
+    assert.equal(count(bed, "CANCEL", ALICE), 0, "no CANCEL before a provisional response (9.1)");
+    assert.equal((await bed.run(call.finished)).reason, "cancelled");
+    assert.equal(count(bed, "CANCEL", ALICE), 1);
+    assert.ok(
+      bed.sent().indexOf("100 INVITE") < bed.sent().findIndex((s) => s.startsWith("CANCEL")),
+      "the CANCEL went after the 100",
+    );
+    const started = bed.clock.now();
+    const late = await placeCall(p.alice, "sip:bob@192.0.2.2", {
+      media: p.aliceMedia,
+      timers: { noAnswer: 30_000 },
+    });
+    const end = await bed.run(late.finished);
+    assert.equal(end.reason, "no_answer");
+    assert.equal(end.status, 487);
+    assert.ok(bed.clock.now() - started >= 30_000);
+  });
+});
+
+Deno.test("UPDATE with an offer from the callee during the call is answered; reinvite event says UPDATE", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.run(callee.answered);
+    const seen = events(call);
+    const dialog = callee.dialog!;
+    const { response } = await bed.run(
+      p.bob.send(
+        dialog.createRequest("UPDATE", { body: sdp("bob", 7), contentType: "application/sdp" }),
+        { dialog },
+      ),
+    );
+    assert.equal(response.status, 200);
+    assert.equal(origin(response.text), "alice/2");
+    assert.deepEqual(seen, ["reinvite"]);
+    assert.equal(origin(call.remoteSdp!), "bob/7");
+  });
+});
+
+Deno.test("a reliable 1xx is resent until the PRACK; none in 64*T1: the INVITE gets a 5xx", async () => {
+  await withBed(async (bed) => {
+    let progressError: unknown;
+    const p = await pair(bed, async (call, media) => {
+      await call.progress(183, { media, reliable: true }).catch((e) => (progressError = e));
+    });
+    bed.drops.push((_p, text) => text.startsWith("PRACK "));
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    const seen = events(call);
+    const end = await bed.run(call.finished);
+    assert.equal(end.reason, "rejected");
+    assert.equal(end.status, 504);
+    assert.ok(progressError instanceof Error);
+    assert.ok(count(bed, "183 INVITE", BOB) >= 6, "retransmitted with back-off");
+    assert.deepEqual(seen.filter((s) => s.startsWith("ringing")), ["ringing 183 early"]);
+  });
+});
+
+Deno.test("a caller that requires 100rel gets reliable provisional responses", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", {
+      media: p.aliceMedia,
+      headers: [["Require", "100rel"]],
+    });
+    await bed.run(call.answered);
+    assert.equal(count(bed, "420 INVITE"), 0);
+    assert.equal(count(bed, "PRACK", ALICE), 1);
+    const r180 = bed.net.packets.map(packetMessage).find((m) =>
+      m?.kind === "response" && m.status === 180
+    ) as SipResponse;
+    assert.equal(r180.headers.get("Require"), "100rel");
+    assert.ok(r180.headers.get("RSeq"));
+  });
+});

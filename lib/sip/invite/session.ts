@@ -216,6 +216,11 @@ export class InviteSession extends EventTarget {
     this.#timers = [];
     this.#sessionTimerId = undefined;
     if (!keepDialogHandlers) this.#unregisterAll();
+    // Whoever waits for a PRACK or for their turn to send a reliable 1xx learns it is over.
+    const pending = this.#reliable;
+    this.#reliable = undefined;
+    pending?.failed(new Error(`The call ended (${end.reason})`));
+    for (const next of this.#reliableQueue.splice(0)) next();
     this.dialog?.terminate();
     for (const d of this.#earlyDialogs.values()) d.terminate();
     if (this.#invite) {
