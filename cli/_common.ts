@@ -9,6 +9,7 @@ import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-
 import type { Uri } from "../lib/sip/message.ts";
 import { toSipUri, type UserAgent } from "../lib/sip/ua.ts";
 import { isUnspecified, routeLocalAddress } from "../lib/sip/_net.ts";
+import { DEFAULT_STREAM_LIMITS } from "../lib/sip/stream_limits.ts";
 import { applyConfig } from "./_config.ts";
 import { CommandError, EXIT, type ExitCode } from "./_exit.ts";
 import {
@@ -48,6 +49,12 @@ export interface CommonOptions {
   verbose?: boolean;
   /** Only errors on stderr. */
   quiet?: boolean;
+  /** Most TCP/TLS connections open at once (listening commands). */
+  tcpMaxConnections?: number;
+  /** Most bytes of incomplete TCP/TLS messages held, all connections together. */
+  tcpMaxBuffered?: number;
+  /** Seconds an incomplete TCP/TLS message may take to arrive (0: no limit). */
+  tcpMessageTimeout?: number;
 }
 
 /**
@@ -140,6 +147,23 @@ export function addCommonOptions<C extends Command<any, any, any>>(
     .option("-q, --quiet", "only errors on stderr");
   if (options.listens) {
     cmd.option("--register", "keep this process's contact registered while it runs");
+    cmd.option(
+      "--tcp-max-connections <n>",
+      `most TCP/TLS connections open at once; more are closed (default ${DEFAULT_STREAM_LIMITS.maxConnections})`,
+      intArg("--tcp-max-connections", 1, 1_000_000),
+    );
+    cmd.option(
+      "--tcp-max-buffered <bytes>",
+      "most bytes of incomplete TCP/TLS messages held, all connections together " +
+        `(default ${DEFAULT_STREAM_LIMITS.maxBuffered})`,
+      intArg("--tcp-max-buffered", 65_536),
+    );
+    cmd.option(
+      "--tcp-message-timeout <s>",
+      "close a TCP/TLS connection whose message is still incomplete after this many seconds; " +
+        `0 never (default ${DEFAULT_STREAM_LIMITS.messageTimeout / 1000})`,
+      intArg("--tcp-message-timeout", 0, 3600),
+    );
   }
   // Commander does not pass exitOverride() on to commands added with
   // addCommand(): without it a bad option would exit 1 instead of 2.

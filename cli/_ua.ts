@@ -51,6 +51,13 @@ export async function createUserAgent(
         return p;
       },
       tls: { insecure: common.insecure },
+      streamLimits: {
+        maxConnections: common.tcpMaxConnections,
+        maxBuffered: common.tcpMaxBuffered,
+        messageTimeout: common.tcpMessageTimeout === undefined
+          ? undefined
+          : common.tcpMessageTimeout * 1000,
+      },
       compactHeaders: options.compactHeaders,
       log: (level, message) => ctx.log.log(level, message),
       trace: common.trace

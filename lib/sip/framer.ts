@@ -36,6 +36,8 @@ export interface StreamFramerOptions {
 }
 
 const CR = 13;
+/** Size of a framer's buffer until a message needs more. */
+const INITIAL_BUFFER = 4096;
 const LF = 10;
 
 /**
@@ -57,7 +59,7 @@ const LF = 10;
 export class StreamFramer {
   #options: StreamFramerOptions;
   #max: number;
-  #buf = new Uint8Array(4096);
+  #buf = new Uint8Array(INITIAL_BUFFER);
   #start = 0;
   #end = 0;
   /** Where to resume looking for the end of the header block (relative to #start). */
@@ -140,7 +142,7 @@ export class StreamFramer {
           }
         }
         if (this.#end === this.#start) {
-          this.#start = this.#end = 0;
+          this.#empty();
           return;
         }
         if (this.#crlf === 1 && this.#scan === 0) {
@@ -178,7 +180,7 @@ export class StreamFramer {
       this.#start += this.#need;
       this.#need = -1;
       this.#scan = 0;
-      if (this.#start === this.#end) this.#start = this.#end = 0;
+      if (this.#start === this.#end) this.#empty();
       this.#options.onMessage(message);
     }
   }
@@ -250,6 +252,12 @@ export class StreamFramer {
       );
     }
     return value;
+  }
+
+  /** Nothing left: start over, giving back a buffer a large message grew. */
+  #empty(): void {
+    this.#start = this.#end = 0;
+    if (this.#buf.length > INITIAL_BUFFER) this.#buf = new Uint8Array(INITIAL_BUFFER);
   }
 
   #fail(error: Error): void {

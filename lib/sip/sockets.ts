@@ -9,7 +9,7 @@
 import { parseHostPort } from "./input.ts";
 import type { HostPort, Transport, TransportProtocol } from "./transport.ts";
 import type { LogLevel } from "./transport_layer.ts";
-import { TcpTransport, TlsTransport } from "./transport_tcp.ts";
+import { type StreamLimits, TcpTransport, TlsTransport } from "./transport_tcp.ts";
 import { UdpTransport } from "./transport_udp.ts";
 
 /** TLS settings. */
@@ -32,6 +32,8 @@ export interface OpenTransportsOptions {
   listen?: TransportProtocol[];
   /** TLS settings. */
   tls?: TlsOptions;
+  /** Limits of the TCP and TLS transports (connections, bytes held, incomplete-message timeout). */
+  streamLimits?: Partial<StreamLimits>;
   /** Diagnostics. */
   log?: (level: LogLevel, message: string) => void;
 }
@@ -79,7 +81,7 @@ async function openTransportsOnce(
       port = udp.local.port;
     }
     if (listen.includes("tcp")) {
-      const tcp = new TcpTransport({ host: bind.host, port, logger: log });
+      const tcp = new TcpTransport({ host: bind.host, port, logger: log, ...options.streamLimits });
       out.push(tcp);
       port = tcp.local.port;
     }
@@ -94,6 +96,7 @@ async function openTransportsOnce(
         cert: options.tls?.cert,
         key: options.tls?.key,
         logger: log,
+        ...options.streamLimits,
       }),
     );
   } catch (e) {

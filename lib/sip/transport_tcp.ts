@@ -20,6 +20,7 @@
 import * as nodeTls from "node:tls";
 import { type Clock, systemClock, type TimerId } from "./clock.ts";
 import { StreamFramer } from "./framer.ts";
+import { DEFAULT_STREAM_LIMITS, type StreamLimits } from "./stream_limits.ts";
 import { hostPortKey, isIPv4, isIPv6, isUnspecified, normalizeHost } from "./_net.ts";
 import type {
   HostPort,
@@ -28,6 +29,8 @@ import type {
   Transport,
   TransportProtocol,
 } from "./transport.ts";
+
+export { DEFAULT_STREAM_LIMITS, type StreamLimits } from "./stream_limits.ts";
 
 /** Options shared by {@linkcode TcpTransport} and {@linkcode TlsTransport}. */
 export interface TcpTransportOptions {
@@ -45,6 +48,24 @@ export interface TcpTransportOptions {
   clock?: Clock;
   /** Largest message accepted on a stream. Default 262144 bytes. */
   maxMessageSize?: number;
+  /**
+   * Most connections open at once (accepted and opened); an inbound
+   * connection over the limit is closed as soon as it is accepted. Default
+   * {@linkcode DEFAULT_STREAM_LIMITS}.maxConnections (1024).
+   */
+  maxConnections?: number;
+  /**
+   * Most bytes of incomplete messages held for all connections together; the
+   * connection whose data would go over it is closed. Default
+   * {@linkcode DEFAULT_STREAM_LIMITS}.maxBuffered (16 MiB).
+   */
+  maxBuffered?: number;
+  /**
+   * Milliseconds an incomplete message may take to arrive in full (from its
+   * first byte, or the end of the message before it) before its connection
+   * is closed; 0 never. Default {@linkcode DEFAULT_STREAM_LIMITS}.messageTimeout (10 s).
+   */
+  messageTimeout?: number;
   /** Receives connection events and errors (framing errors, resets). */
   logger?: (level: "debug" | "info" | "warn" | "error", msg: string) => void;
   /** Called when a single-CRLF pong arrives (the answer to {@linkcode StreamTransport.ping}, RFC 5626 4.4.1). */
@@ -92,9 +113,19 @@ interface Connection {
   framer: StreamFramer;
   writing: Promise<unknown>;
   timer?: TimerId;
+  /** Runs while an incomplete message is buffered (the incomplete-message timeout). */
+  messageTimer?: TimerId;
+  /** Bytes this connection's framer holds (counted in the transport's total). */
+  held: number;
+  /** Messages framed so far. */
+  messages: number;
   closed: boolean;
   reader?: Promise<void>;
 }
+
+/** Smallest and largest read buffer of a connection. */
+const READ_MIN = 4096;
+const READ_MAX = 16_384;
 
 const CRLF = new Uint8Array([13, 10]);
 const CRLFCRLF = new Uint8Array([13, 10, 13, 10]);
@@ -124,12 +155,21 @@ export abstract class StreamTransport implements Transport {
   #options: TcpTransportOptions;
   #clock: Clock;
   #idle: number;
+  #limits: StreamLimits;
+  /** Bytes of incomplete messages held by every connection together. */
+  #held = 0;
+  #refused = 0;
 
   /** Starts listening when `listener` is given. */
   constructor(options: TcpTransportOptions, listener: Deno.Listener | undefined) {
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
     this.#idle = options.idleTimeout ?? 300_000;
+    this.#limits = {
+      maxConnections: options.maxConnections ?? DEFAULT_STREAM_LIMITS.maxConnections,
+      maxBuffered: options.maxBuffered ?? DEFAULT_STREAM_LIMITS.maxBuffered,
+      messageTimeout: options.messageTimeout ?? DEFAULT_STREAM_LIMITS.messageTimeout,
+    };
     this.#listener = listener;
     if (listener) {
       this.local = netAddr(listener.addr);
@@ -147,6 +187,21 @@ export abstract class StreamTransport implements Transport {
   /** Number of open connections. */
   get connections(): number {
     return this.#conns.size;
+  }
+
+  /** The limits in force. */
+  get limits(): Readonly<StreamLimits> {
+    return this.#limits;
+  }
+
+  /** Bytes of incomplete messages held now, all connections together. */
+  get buffered(): number {
+    return this.#held;
+  }
+
+  /** Inbound connections closed at once because {@linkcode StreamLimits.maxConnections} were open. */
+  get refused(): number {
+    return this.#refused;
   }
 
   /** True when a connection to (or from) `remote` is open. */
@@ -285,6 +340,21 @@ export abstract class StreamTransport implements Transport {
         raw.close();
         return;
       }
+      if (this.#conns.size >= this.#limits.maxConnections) {
+        // Over the limit: closed before a byte is read.
+        this.#refused++;
+        if (this.#refused === 1 || this.#refused % 1000 === 0) {
+          this.#log(
+            "warn",
+            `${this.protocol}: ${this.#conns.size} connections open (the limit); ` +
+              `closing new ones (${this.#refused} so far)`,
+          );
+        }
+        try {
+          raw.close();
+        } catch { /* already closed */ }
+        continue;
+      }
       const conn = this.#adopt(raw, false, netAddr(raw.remoteAddr));
       this.#log("debug", `${this.protocol}: accepted ${key(conn.remote)}`);
     }
@@ -298,12 +368,15 @@ export abstract class StreamTransport implements Transport {
       local: netAddr(raw.localAddr),
       outbound,
       writing: Promise.resolve(),
+      held: 0,
+      messages: 0,
       closed: false,
       framer: undefined as unknown as StreamFramer,
     };
     conn.framer = new StreamFramer({
       maxMessageSize: this.#options.maxMessageSize,
       onMessage: (data) => {
+        conn.messages++;
         try {
           this.#handler?.({ data, remote: conn.remote, local: conn.local, transport: this });
         } catch (error) {
@@ -335,7 +408,9 @@ export abstract class StreamTransport implements Transport {
   }
 
   async #read(conn: Connection): Promise<void> {
-    const buffer = new Uint8Array(65_536);
+    // A small buffer unless reads keep filling it: most connections wait
+    // most of the time, and each waiting read holds its buffer.
+    let buffer = new Uint8Array(READ_MIN);
     let reason = "eof";
     try {
       for (;;) {
@@ -343,8 +418,16 @@ export abstract class StreamTransport implements Transport {
         if (n === null) break;
         if (conn.closed) return;
         this.#touch(conn);
+        const before = conn.messages;
         conn.framer.push(buffer.subarray(0, n));
         if (conn.closed) return;
+        this.#account(conn, conn.messages !== before);
+        if (conn.closed) return;
+        if (n === buffer.length) {
+          if (buffer.length < READ_MAX) buffer = new Uint8Array(buffer.length * 4);
+        } else if (buffer.length > READ_MIN) {
+          buffer = new Uint8Array(READ_MIN);
+        }
       }
     } catch (error) {
       if (conn.closed) return;
@@ -352,6 +435,42 @@ export abstract class StreamTransport implements Transport {
       this.#log("debug", `${this.protocol}: ${key(conn.remote)}: ${reason}`);
     }
     this.#drop(conn, reason);
+  }
+
+  /**
+   * After a read: counts the bytes the connection holds against
+   * `maxBuffered` (closing it when they go over) and runs the
+   * incomplete-message timer while a message is incomplete, from its first
+   * byte or from the end of the message before it.
+   */
+  #account(conn: Connection, framed: boolean): void {
+    const held = conn.framer.buffered;
+    this.#held += held - conn.held;
+    conn.held = held;
+    if (held > 0 && this.#held > this.#limits.maxBuffered) {
+      this.#log(
+        "warn",
+        `${this.protocol}: closing ${key(conn.remote)}: incomplete messages of all ` +
+          `connections would hold more than ${this.#limits.maxBuffered} bytes`,
+      );
+      this.#drop(conn, "buffer limit");
+      return;
+    }
+    if ((framed || held === 0) && conn.messageTimer !== undefined) {
+      this.#clock.clearTimeout(conn.messageTimer);
+      conn.messageTimer = undefined;
+    }
+    if (held > 0 && conn.messageTimer === undefined && this.#limits.messageTimeout > 0) {
+      conn.messageTimer = this.#clock.setTimeout(() => {
+        conn.messageTimer = undefined;
+        this.#log(
+          "info",
+          `${this.protocol}: closing ${key(conn.remote)}: a message still incomplete after ` +
+            `${this.#limits.messageTimeout} ms`,
+        );
+        this.#drop(conn, "incomplete message timeout");
+      }, this.#limits.messageTimeout);
+    }
   }
 
   #write(conn: Connection, data: Uint8Array): Promise<void> {
@@ -385,6 +504,10 @@ export abstract class StreamTransport implements Transport {
     conn.closed = true;
     if (conn.timer !== undefined) this.#clock.clearTimeout(conn.timer);
     conn.timer = undefined;
+    if (conn.messageTimer !== undefined) this.#clock.clearTimeout(conn.messageTimer);
+    conn.messageTimer = undefined;
+    this.#held -= conn.held;
+    conn.held = 0;
     if (this.#conns.get(conn.key) === conn) this.#conns.delete(conn.key);
     try {
       conn.conn.close();

@@ -27,6 +27,7 @@ import { toSipUri } from "./input.ts";
 import { OutboundSender, type RequestSendOptions, type SendResult } from "./outbound.ts";
 import type { ResolveOptions } from "./resolver.ts";
 import { openTransports, type TlsOptions } from "./sockets.ts";
+import type { StreamLimits } from "./transport_tcp.ts";
 import {
   type AnyServerTransaction,
   generateCallId,
@@ -74,6 +75,8 @@ export interface UserAgentOptions {
   password?: () => Promise<string | undefined>;
   /** TLS settings. */
   tls?: TlsOptions;
+  /** Limits of the TCP and TLS transports (see {@linkcode StreamLimits}). */
+  streamLimits?: Partial<StreamLimits>;
   /** Clock for every timer. */
   clock?: Clock;
   /** Transaction timer settings. */
