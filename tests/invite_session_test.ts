@@ -800,3 +800,21 @@ Deno.test("a caller that requires 100rel gets reliable provisional responses", a
     assert.ok(r180.headers.get("RSeq"));
   });
 });
+
+Deno.test("reinvite() while the peer's re-INVITE waits for its ACK waits, then goes (14.1)", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.run(callee.answered);
+    bed.dropNext(/^ACK /); // Bob's first ACK for his re-INVITE's 2xx is lost
+    let mine: Promise<boolean> | undefined;
+    call.addEventListener("reinvite", () => (mine = call.reinvite()));
+    assert.equal(await bed.run(callee.reinvite()), true);
+    assert.ok(mine);
+    assert.equal(await bed.run(mine!), true);
+    assert.equal(count(bed, "491 INVITE"), 0);
+    assert.equal(count(bed, "INVITE", ALICE), 2);
+  });
+});

@@ -431,8 +431,11 @@ export class InviteSession extends EventTarget {
     if (this.#state !== "confirmed" || !this.dialog || this.#end) {
       throw new TypeError("Cannot re-INVITE: the session is not established");
     }
-    if (this.#reinviting || this.#peerReinvite || this.#offerIn || this.#offerOut) {
-      throw new TypeError("Cannot re-INVITE: an offer/answer exchange is in progress");
+    // 14.1: "a UAC MUST NOT initiate a re-INVITE while another INVITE
+    // transaction is in progress in either direction": wait for it (its ACK).
+    await this.#whenIdle();
+    if (this.#state !== "confirmed" || this.#end) {
+      throw new TypeError("Cannot re-INVITE: the session ended");
     }
     this.#reinviting = true;
     try {
@@ -448,6 +451,22 @@ export class InviteSession extends EventTarget {
     }
   }
 
+  #busy(): boolean {
+    return this.#reinviting || !!this.#peerReinvite || this.#offerIn || this.#offerOut;
+  }
+
+  /** Resolves once no offer/answer exchange or INVITE transaction is in progress (at most 64*T1). */
+  async #whenIdle(): Promise<void> {
+    const limit = 64 * this.ua.transactions.timers.t1;
+    for (let waited = 0; this.#busy(); waited += 50) {
+      if (waited >= limit || this.#end) {
+        throw new TypeError("Cannot re-INVITE: an offer/answer exchange is in progress");
+      }
+      // Not #after: a session that ends meanwhile must still wake this up.
+      await new Promise<void>((resolve) => this.ua.clock.setTimeout(resolve, 50));
+    }
+  }
+
   /**
    * 14.1: "If the UAC is the owner of the Call-ID of the dialog ID ..., T
    * has a randomly chosen value between 2.1 and 4 seconds in units of 10 ms.
@@ -457,7 +476,7 @@ export class InviteSession extends EventTarget {
   #glareBackoff(): Promise<void> {
     const tens = crypto.getRandomValues(new Uint32Array(1))[0];
     const ms = this.role === "uac" ? 2100 + (tens % 191) * 10 : (tens % 201) * 10;
-    return new Promise((resolve) => this.#after(ms, resolve));
+    return new Promise((resolve) => this.ua.clock.setTimeout(resolve, ms));
   }
 
   async #reinviteOnce(extra: [string, string][]): Promise<"ok" | number> {

@@ -1,0 +1,140 @@
+/**
+ * lib/sip/invite against baresip on loopback (signalling; the audio path is
+ * cli/call.ts's and lib/rtp's business): sipkit calls baresip and baresip
+ * calls sipkit; re-INVITEs both ways (baresip's hold, sipkit's new offer);
+ * BYE from each side. Skipped outside CI when baresip is missing.
+ */
+
+import assert from "node:assert/strict";
+import { UserAgent } from "../lib/sip/ua.ts";
+import {
+  InviteAcceptor,
+  type InviteSession,
+  type OfferAnswerHandler,
+  placeCall,
+} from "../lib/sip/invite/mod.ts";
+import { startBaresip } from "./peers/baresip.ts";
+import { withLogsOnFailure } from "./peers/process.ts";
+import { freePort, requirePeer, waitFor } from "./peers/require.ts";
+
+const HAVE_BARESIP = requirePeer("baresip", "baresip");
+
+/** SDP on an unused port (no audio here); a hold offer gets recvonly; every offer a new version. */
+function media(port: number): OfferAnswerHandler & { log: string[] } {
+  let version = 0;
+  const log: string[] = [];
+  const sdp = (dir: string) =>
+    `v=0\r\no=sipkit 1 ${++version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n` +
+    `m=audio ${port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=${dir}\r\n`;
+  return {
+    log,
+    createOffer: () => (log.push("offer"), Promise.resolve(sdp("sendrecv"))),
+    createAnswer: (offer) => {
+      const dir = /a=sendonly/.test(offer)
+        ? "recvonly"
+        : /a=inactive/.test(offer)
+        ? "inactive"
+        : "sendrecv";
+      log.push(`answer ${dir}`);
+      return Promise.resolve(sdp(dir));
+    },
+    applyAnswer: () => (log.push("apply"), Promise.resolve()),
+    rollback: () => void log.push("rollback"),
+  };
+}
+
+async function sipkitUa(): Promise<UserAgent> {
+  return await UserAgent.create({ aor: "alice@127.0.0.1", bind: "127.0.0.1:0", listen: ["udp"] });
+}
+
+Deno.test({
+  name:
+    "sipkit calls baresip: answered, baresip's hold re-INVITE answered, sipkit's re-INVITE accepted, BYE from sipkit",
+  ignore: !HAVE_BARESIP,
+  fn: async () => {
+    const ua = await sipkitUa();
+    const b = await startBaresip({ user: "bob", autoAnswer: true, audioCodecs: ["PCMU", "PCMA"] });
+    try {
+      await withLogsOnFailure([b], async () => {
+        const m = media(freePort());
+        const call = await placeCall(ua, b.contact, { media: m });
+        assert.equal(await call.answered, true);
+        await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+        const reinvites: string[] = [];
+        call.addEventListener("reinvite", (e) => reinvites.push((e as CustomEvent).detail.offer));
+        await b.hold();
+        await waitFor(() => reinvites.length === 1, { message: "baresip's hold", timeout: 10_000 });
+        assert.match(reinvites[0], /a=sendonly/);
+        assert.equal(await call.reinvite(), true);
+        assert.deepEqual(m.log, ["offer", "apply", "answer recvonly", "offer", "apply"]);
+        await call.bye();
+        await b.waitEvent((e) => e.type === "CALL_CLOSED");
+        assert.equal(call.end?.reason, "local_bye");
+      });
+    } finally {
+      await b.stop();
+      await ua.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "baresip calls sipkit: 180, 200 with the answer, ACK; baresip hangs up (remote_bye)",
+  ignore: !HAVE_BARESIP,
+  fn: async () => {
+    const ua = await sipkitUa();
+    const b = await startBaresip({ user: "bob" });
+    try {
+      await withLogsOnFailure([b], async () => {
+        const sessions: InviteSession[] = [];
+        new InviteAcceptor(ua, {
+          onIncoming: async (call) => {
+            sessions.push(call.session);
+            await call.progress(180);
+            await call.accept(media(freePort()));
+          },
+        });
+        const port = ua.transports[0].local.port;
+        assert.equal((await b.dial(`sip:alice@127.0.0.1:${port}`)).ok, true);
+        await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+        await waitFor(() => sessions[0]?.state === "confirmed", { message: "confirmed" });
+        await b.hangup();
+        const end = await sessions[0].finished;
+        assert.equal(end.reason, "remote_bye");
+      });
+    } finally {
+      await b.stop();
+      await ua.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "baresip calls sipkit, sipkit hangs up: BYE reaches baresip",
+  ignore: !HAVE_BARESIP,
+  fn: async () => {
+    const ua = await sipkitUa();
+    const b = await startBaresip({ user: "bob" });
+    try {
+      await withLogsOnFailure([b], async () => {
+        const sessions: InviteSession[] = [];
+        new InviteAcceptor(ua, {
+          onIncoming: async (call) => {
+            sessions.push(call.session);
+            await call.accept(media(freePort()));
+          },
+        });
+        const port = ua.transports[0].local.port;
+        await b.dial(`sip:alice@127.0.0.1:${port}`);
+        await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+        await waitFor(() => sessions[0]?.state === "confirmed", { message: "confirmed" });
+        await sessions[0].bye();
+        await b.waitEvent((e) => e.type === "CALL_CLOSED");
+        assert.equal(sessions[0].end?.reason, "local_bye");
+      });
+    } finally {
+      await b.stop();
+      await ua.close();
+    }
+  },
+});
