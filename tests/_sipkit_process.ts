@@ -27,6 +27,8 @@ export interface SpawnSipkitOptions {
   env?: Record<string, string>;
   /** Keep stdin open for {@linkcode SipkitProcess.send} (default true). */
   stdin?: boolean;
+  /** Run inside this network namespace (`ip netns exec <netns>`; see tests/peers/netns.ts). */
+  netns?: string;
 }
 
 /** Options of {@linkcode SipkitProcess.waitEvent}. */
@@ -78,8 +80,11 @@ export interface SipkitProcess {
  */
 export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): SipkitProcess {
   const name = options.name ?? `sipkit ${args[0] ?? ""}`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", CONFIG, MAIN, ...args],
+  const argv = [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN, ...args];
+  // `ip netns exec` execs the command: the pid (and signals) stay the same.
+  if (options.netns) argv.unshift("ip", "netns", "exec", options.netns);
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     env: { NO_COLOR: "1", ...options.env },
     stdin: options.stdin === false ? "null" : "piped",
     stdout: "piped",

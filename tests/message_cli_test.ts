@@ -179,6 +179,25 @@ Deno.test("sipkit message exits 3 when nobody answers (--timeout)", async () => 
   });
 });
 
+for (const host of ["127.0.0.1"]) {
+  Deno.test(`sipkit message to a closed UDP port on ${host} exits 3 at once: send_failed names the ICMP port unreachable`, async () => {
+    await withDirs(async (dirs) => {
+      // Nobody listens there: the kernel answers ICMP port unreachable, a
+      // transport error (RFC 3261 18.4), not a timeout after 32 s.
+      const sink = Deno.listenDatagram({ transport: "udp", hostname: host, port: 0 });
+      const port = (sink.addr as Deno.NetAddr).port;
+      sink.close();
+      const uri = `sip:nobody@${host.includes(":") ? `[${host}]` : host}:${port}`;
+      const r = await runSend(dirs, [uri, "anyone?", "--transport", "udp"]);
+      assert.equal(r.code, 3, r.logs);
+      const failed = r.events.find((e) => e.type === "send_failed")!;
+      assert.equal(failed.error, "network", r.logs);
+      assert.equal(failed.status, 503);
+      assert.match(String(failed.reason), /ICMP port unreachable/);
+    });
+  });
+}
+
 Deno.test("sipkit message exits 2 on bad usage", async (t) => {
   await withDirs(async (dirs) => {
     const cases: [string, string[]][] = [

@@ -503,6 +503,34 @@ Deno.test({
   },
 });
 
+Deno.test("sipkit register --once to a closed UDP port exits 3 at once, naming the ICMP port unreachable", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // Nobody listens on this UDP port: the kernel answers ICMP port unreachable
+    // (RFC 3261 18.4). Without hearing it, this took timer F (32 s) and ended
+    // with 408; the run() guard kills a run that takes 30 s.
+    const sink = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    const port = (sink.addr as Deno.NetAddr).port;
+    sink.close();
+    const r = await run([
+      "register",
+      "-u",
+      "alice@example.test",
+      "--registrar",
+      `sip:127.0.0.1:${port}`,
+      "--transport",
+      "udp",
+      "--once",
+    ], { SIPKIT_CONFIG_DIR: dir, SIPKIT_PASSWORD: "x" });
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.events[0]?.type, "registration_failed", r.stderr);
+    assert.equal(r.events[0]?.status, 503);
+    assert.match(String(r.events[0]?.reason), /ICMP port unreachable/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test({
   name: "sipkit register --once stops at once on SIGINT while waiting for an answer",
   fn: async () => {

@@ -109,6 +109,25 @@ Deno.test("LoopNetwork loses unreliable packets to unbound addresses and closed 
   assert.throws(() => net.transport({ host: "192.0.2.1" }), /in use/);
 });
 
+Deno.test("LoopNetwork with icmp refuses the next unreliable send to an unbound address, once", async () => {
+  const net = new LoopNetwork({ icmp: true });
+  const a = net.transport({ host: "192.0.2.1" });
+  const b = net.transport({ host: "192.0.2.2" });
+  const nobody = { host: "192.0.2.9", port: 5060 };
+  await a.send(enc.encode("one"), nobody); // goes out; ICMP comes back
+  await a.send(enc.encode("other"), b.local); // other destinations are not affected
+  await assert.rejects(a.send(enc.encode("two"), nobody), Deno.errors.ConnectionRefused);
+  await a.send(enc.encode("three"), nobody); // reported once, like a connected socket
+  await b.send(enc.encode("four"), nobody); // the refusal is the sender's own
+  assert.deepEqual(net.packets.map((p) => p.fate), [
+    "unreachable",
+    "delivered",
+    "unreachable",
+    "unreachable",
+  ]);
+  await net.settled();
+});
+
 Deno.test("LoopNetwork with a delay delivers when the clock advances", async () => {
   const clock = new ManualClock();
   const net = new LoopNetwork({ clock, delay: 50 });

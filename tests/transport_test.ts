@@ -115,6 +115,65 @@ Deno.test("UdpTransport rejects sends after close and reports the bound port", a
   await again.close();
 });
 
+/** A UDP port on `host` where nobody listens (bound once, then closed). */
+function closedUdpPort(host: string): HostPort {
+  const s = Deno.listenDatagram({ transport: "udp", hostname: host, port: 0 });
+  const port = (s.addr as Deno.NetAddr).port;
+  s.close();
+  return { host, port };
+}
+
+/** Sends to `to` until a send rejects (the ICMP answer has been heard); returns that error. */
+async function sendUntilRefused(t: Transport, to: HostPort): Promise<unknown> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      await t.send(enc.encode("OPTIONS sip:x SIP/2.0\r\n\r\n"), to);
+    } catch (e) {
+      return e;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`no ICMP refusal from ${to.host}:${to.port} after 100 sends`);
+}
+
+for (const [bind, target] of [["127.0.0.1", "127.0.0.1"], ["::1", "::1"], ["::", "127.0.0.1"]]) {
+  Deno.test(`UdpTransport on ${bind} hears ICMP port unreachable from ${target} (RFC 3261 18.4)`, async () => {
+    const t = new UdpTransport({ host: bind });
+    const live = new UdpTransport({ host: target });
+    try {
+      assert.equal(t.hearsIcmp, true, "Linux with --allow-ffi");
+      const dead = closedUdpPort(target);
+      const error = await sendUntilRefused(t, dead);
+      assert.ok(error instanceof Deno.errors.ConnectionRefused, String(error));
+      assert.match((error as Error).message, /ICMP port unreachable/);
+      // Reported once, like a connected socket: the next send goes out again.
+      await t.send(enc.encode("again"), dead);
+      // A refusal pending on the socket does not fail a send to someone else,
+      // and is still reported to its own destination afterwards.
+      const box = inbox(live);
+      let refusedAfterOtherSend = false;
+      for (let i = 1; i <= 100 && !refusedAfterOtherSend; i++) {
+        await t.send(enc.encode(`hello ${i}`), live.local); // never rejects
+        await box.wait(i);
+        refusedAfterOtherSend = await t.send(enc.encode("x"), dead).then(() => false, (e) => {
+          assert.ok(e instanceof Deno.errors.ConnectionRefused, String(e));
+          return true;
+        });
+      }
+      assert.ok(refusedAfterOtherSend);
+      // Receiving goes on after a refusal.
+      const back = inbox(t);
+      await t.send(enc.encode("x"), dead);
+      await live.send(enc.encode("reply"), await t.localFor(live.local));
+      await back.wait(1);
+      assert.equal(back.texts()[0], "reply");
+    } finally {
+      await t.close();
+      await live.close();
+    }
+  });
+}
+
 Deno.test("UdpTransport bound to 0.0.0.0 reports a loopback sent-by for a loopback target", async () => {
   const a = new UdpTransport();
   try {

@@ -15,7 +15,11 @@ import {
 } from "../lib/sip/message.ts";
 import { type ResolveOptions, resolveSipUri, staticDnsLookup } from "../lib/sip/resolver.ts";
 import type { Target } from "../lib/sip/transaction/mod.ts";
-import { LoopNetwork, type LoopTransport } from "../lib/sip/transport_loop.ts";
+import {
+  LoopNetwork,
+  type LoopNetworkOptions,
+  type LoopTransport,
+} from "../lib/sip/transport_loop.ts";
 import { type IncomingRequest, parseHostPort, toSipUri, UserAgent } from "../lib/sip/ua.ts";
 
 const enc = new TextEncoder();
@@ -24,11 +28,15 @@ const dec = new TextDecoder();
 /** Loop-network test bed: UAs share a network and a manual clock. */
 class Bed {
   readonly clock = new ManualClock();
-  readonly net = new LoopNetwork();
+  readonly net: LoopNetwork;
   readonly uas: UserAgent[] = [];
   readonly raws: LoopTransport[] = [];
   /** Name -> targets, for URIs whose host is not an address. */
   readonly dns = new Map<string, Target[]>();
+
+  constructor(netOptions: LoopNetworkOptions = {}) {
+    this.net = new LoopNetwork(netOptions);
+  }
 
   async ua(
     host: string,
@@ -79,8 +87,11 @@ class Bed {
   }
 }
 
-async function withBed(fn: (bed: Bed) => Promise<void>): Promise<void> {
-  const bed = new Bed();
+async function withBed(
+  fn: (bed: Bed) => Promise<void>,
+  netOptions: LoopNetworkOptions = {},
+): Promise<void> {
+  const bed = new Bed(netOptions);
   try {
     await fn(bed);
   } finally {
@@ -498,6 +509,47 @@ Deno.test("UserAgent fails over to the next target after a timeout (RFC 3263 4.3
     // The request returned is the one that reached Bob, with its Contact.
     assert.equal(formatUri(request.contact[0].uri), "sip:alice@192.0.2.1:5060");
   });
+});
+
+Deno.test("UserAgent fails over at the first retransmission when a UDP target answers ICMP port unreachable", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua("192.0.2.1", { aor: "alice@example.test" });
+    await bed.ua("192.0.2.2", { aor: "bob@example.test" });
+    bed.dns.set("example.test", [
+      { protocol: "udp", host: "192.0.2.50", port: 5060 }, // nobody bound: ICMP answers
+      { protocol: "udp", host: "192.0.2.2", port: 5060 },
+    ]);
+    const sent: string[] = [];
+    const start = bed.clock.now();
+    const { response, target } = await bed.run(
+      alice.send(alice.createRequest("REGISTER", "sip:example.test"), {
+        onRequest: (_r, t) => sent.push(t.host),
+      }),
+      100,
+    );
+    assert.equal(response.status, 405); // Bob is no registrar, but he answered
+    assert.equal(target.host, "192.0.2.2");
+    assert.deepEqual(sent, ["192.0.2.50", "192.0.2.2"]);
+    // RFC 3261 18.4 / RFC 3263 4.3: the retransmission at T1 is the send that
+    // hears the refusal, so the failover comes after 500 ms, not timer F's 32 s.
+    assert.equal(bed.clock.now() - start, 500);
+  }, { icmp: true });
+});
+
+Deno.test("UserAgent reports an ICMP port unreachable as a local 503 naming it, not a 408 after 32 s", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua("192.0.2.1", { aor: "alice@example.test" });
+    const start = bed.clock.now();
+    const err = await bed.run(
+      alice.send(alice.createRequest("MESSAGE", "sip:bob@192.0.2.77", { body: "x" })),
+      100,
+    ).catch((e) => e);
+    assert.ok(err instanceof SipRequestError, String(err));
+    assert.equal(err.status, 503);
+    assert.equal(err.local, true);
+    assert.match(err.reason, /^Transport error: .*ICMP port unreachable/);
+    assert.equal(bed.clock.now() - start, 500);
+  }, { icmp: true });
 });
 
 Deno.test("UserAgent fails over at once on a transport error and on 503", async () => {

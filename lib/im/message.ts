@@ -257,7 +257,8 @@ export class MessageSender {
           const kind = e.status === 408 ? "timeout" : "network";
           throw fail(kind, e.status, e.reason, {
             cause: e,
-            message: `MESSAGE to ${target}: ${e.status} ${e.reason}${cause ? ` (${cause})` : ""}`,
+            message: `MESSAGE to ${target}: ${e.status} ${e.reason}` +
+              (cause && !e.reason.includes(cause) ? ` (${cause})` : ""),
           });
         }
         throw fail("rejected", e.status, e.reason, { cause: e });

@@ -41,6 +41,14 @@ export interface LoopNetworkOptions extends LoopFaults {
   clock?: Clock;
   /** Delivery delay in milliseconds on `clock`. Default: next microtask, no clock needed. */
   delay?: number;
+  /**
+   * An unreliable packet to an address where nothing is bound is answered
+   * with ICMP port unreachable: the sender's next send to that address
+   * rejects with `Deno.errors.ConnectionRefused`, once, as a real
+   * `UdpTransport` does on Linux (RFC 3261 18.4). Default false: such
+   * packets vanish silently.
+   */
+  icmp?: boolean;
 }
 
 /** What happened to a recorded packet. */
@@ -110,6 +118,7 @@ export class LoopNetwork {
   #random: () => number;
   #clock?: Clock;
   #delay: number;
+  #icmp: boolean;
   #transports = new Map<string, LoopTransport>();
   #unreliableCount = 0;
   #held?: () => void;
@@ -122,6 +131,7 @@ export class LoopNetwork {
     this.#random = mulberry32(options.seed ?? 1);
     this.#clock = options.clock;
     this.#delay = options.delay ?? 0;
+    this.#icmp = options.icmp ?? false;
     if (this.#delay > 0 && !this.#clock) {
       throw new TypeError("Cannot delay loop deliveries without a clock");
     }
@@ -206,6 +216,7 @@ export class LoopNetwork {
           `Cannot connect over ${from.protocol} to ${packet.to.host}:${to.port}: connection refused`,
         );
       }
+      if (this.#icmp) from._refuse(to);
       return;
     }
     let copies = 1;
@@ -284,6 +295,7 @@ export class LoopTransport implements Transport {
   readonly network: LoopNetwork;
   #handler?: InboundHandler;
   #closed = false;
+  #refused = new Set<string>();
 
   /** Attaches a transport to `network` at `options.host:port`. */
   constructor(network: LoopNetwork, options: LoopTransportOptions) {
@@ -299,11 +311,24 @@ export class LoopTransport implements Transport {
     this.#handler = handler;
   }
 
-  /** Queues delivery; rejects when closed, or (reliable) when nobody is bound at `to`. */
+  /**
+   * Queues delivery; rejects when closed, (reliable) when nobody is bound at
+   * `to`, and (unreliable, with the network's `icmp` option) when an earlier
+   * packet to `to` found nobody there.
+   */
   send(data: Uint8Array, to: HostPort): Promise<void> {
     if (this.#closed) {
       return Promise.reject(
         new Error(`Cannot send over loop ${this.protocol}: transport is closed`),
+      );
+    }
+    const key = hostPortKey(to);
+    if (this.#refused.delete(key)) {
+      return Promise.reject(
+        new Deno.errors.ConnectionRefused(
+          `Cannot send over loop ${this.protocol} to ${normalizeHost(to.host)}:${to.port}: ` +
+            `ICMP port unreachable`,
+        ),
       );
     }
     try {
@@ -319,6 +344,11 @@ export class LoopTransport implements Transport {
     this.#closed = true;
     this.network._detach(this);
     return Promise.resolve();
+  }
+
+  /** @internal Records an ICMP port unreachable from `to` (network option `icmp`). */
+  _refuse(to: HostPort): void {
+    this.#refused.add(hostPortKey(to));
   }
 
   /** @internal Hands a packet to the handler. */

@@ -2,10 +2,19 @@
  * SIP over UDP (RFC 3261 section 18): one datagram socket, IPv4 or IPv6,
  * one message per datagram.
  *
+ * ICMP errors (section 18.4): on Linux, with `--allow-ffi`, the socket hears
+ * the ICMP port unreachable that answers a datagram sent to a port where
+ * nobody listens (see `_icmp.ts` for how, and why Deno needs it). As on a
+ * connected socket, the next send to that destination then rejects with
+ * `Deno.errors.ConnectionRefused`: a client transaction fails with a
+ * transport error at its first retransmission (T1, 500 ms) instead of timer
+ * F (32 s), and RFC 3263 failover moves on to the next server at once.
+ *
  * @module
  */
 
-import { normalizeHost, routeLocalAddress } from "./_net.ts";
+import { type IcmpErrorQueue, watchIcmpErrors } from "./_icmp.ts";
+import { formatHostPort, hostPortKey, normalizeHost, routeLocalAddress } from "./_net.ts";
 import type { HostPort, Inbound, InboundHandler, Transport } from "./transport.ts";
 
 /** Options of {@linkcode UdpTransport}. */
@@ -20,6 +29,15 @@ export interface UdpTransportOptions {
 
 /** Largest UDP payload we read. */
 const MAX_DATAGRAM = 65_535;
+
+/**
+ * How long an ICMP refusal waits for the next send to its destination. It
+ * covers the longest gap between retransmissions of a transaction (T2, 4 s)
+ * twice; an older one no longer says anything about the server.
+ */
+const REFUSAL_TTL_MS = 8_000;
+/** At most this many remembered refusals (the oldest are forgotten first). */
+const MAX_REFUSALS = 1024;
 
 /**
  * A SIP transport on one UDP socket. The socket is bound in the constructor;
@@ -52,6 +70,9 @@ export class UdpTransport implements Transport {
   #closed = false;
   #loop: Promise<void>;
   #logger?: UdpTransportOptions["logger"];
+  #icmp?: IcmpErrorQueue;
+  /** Destinations that answered with ICMP port unreachable -> when (ms). */
+  #refused = new Map<string, number>();
 
   /** Binds the socket and starts receiving. Throws when the address cannot be bound. */
   constructor(options: UdpTransportOptions = {}) {
@@ -63,7 +84,20 @@ export class UdpTransport implements Transport {
     });
     const addr = this.#conn.addr as Deno.NetAddr;
     this.local = { host: normalizeHost(addr.hostname), port: addr.port };
+    this.#icmp = watchIcmpErrors(this.local);
+    if (!this.#icmp) {
+      this.#logger?.(
+        "debug",
+        `UDP port ${this.local.port}: ICMP errors not available (needs Linux and --allow-ffi); ` +
+          `an unreachable server is noticed by timeout only`,
+      );
+    }
     this.#loop = this.#receive();
+  }
+
+  /** True when ICMP errors are heard (Linux with --allow-ffi): see the module doc. */
+  get hearsIcmp(): boolean {
+    return this.#icmp !== undefined;
   }
 
   /** Sets the handler for inbound datagrams. */
@@ -71,14 +105,29 @@ export class UdpTransport implements Transport {
     this.#handler = handler;
   }
 
-  /** Sends one datagram. Rejects after close or on a socket error. */
+  /**
+   * Sends one datagram. Rejects after close, on a socket error, and with
+   * `Deno.errors.ConnectionRefused` when `to` answered an earlier datagram
+   * with ICMP port unreachable (reported once, like a connected socket).
+   */
   async send(data: Uint8Array, to: HostPort): Promise<void> {
     if (this.#closed) throw new Error("Cannot send over UDP: transport is closed");
-    await this.#conn.send(data, {
+    const addr: Deno.NetAddr = {
       transport: "udp",
       hostname: normalizeHost(to.host),
       port: to.port,
-    });
+    };
+    this.#takeRefusal(to);
+    try {
+      await this.#conn.send(data, addr);
+    } catch (error) {
+      if (!this.#icmp || !(error instanceof Deno.errors.ConnectionRefused)) throw error;
+      // The socket's pending ICMP error, which may concern another
+      // destination: read the queue, then send (nothing was sent yet).
+      this.#readIcmp();
+      this.#takeRefusal(to);
+      await this.#conn.send(data, addr);
+    }
   }
 
   /** The bound address, or for 0.0.0.0/:: the interface address that routes to `to`. */
@@ -99,6 +148,36 @@ export class UdpTransport implements Transport {
     await this.#loop;
   }
 
+  /** Throws when `to` refused a datagram lately, and forgets that refusal. */
+  #takeRefusal(to: HostPort): void {
+    if (this.#refused.size === 0) return;
+    const key = hostPortKey(to);
+    const at = this.#refused.get(key);
+    if (at === undefined) return;
+    this.#refused.delete(key);
+    if (Date.now() - at > REFUSAL_TTL_MS) return;
+    throw new Deno.errors.ConnectionRefused(
+      `Cannot send over UDP to ${formatHostPort(to)}: ICMP port unreachable`,
+    );
+  }
+
+  /** Moves the socket's queued ICMP errors into the refusals. */
+  #readIcmp(): void {
+    for (const e of this.#icmp?.drain() ?? []) {
+      if (!e.refused) {
+        this.#logger?.("debug", `ICMP error (errno ${e.errno}) for ${formatHostPort(e.to)}`);
+        continue;
+      }
+      this.#logger?.("debug", `ICMP port unreachable from ${formatHostPort(e.to)}`);
+      const key = hostPortKey(e.to);
+      this.#refused.delete(key);
+      this.#refused.set(key, Date.now());
+      if (this.#refused.size > MAX_REFUSALS) {
+        this.#refused.delete(this.#refused.keys().next().value!);
+      }
+    }
+  }
+
   async #receive(): Promise<void> {
     const buffer = new Uint8Array(MAX_DATAGRAM);
     let failures = 0;
@@ -109,8 +188,12 @@ export class UdpTransport implements Transport {
         [data, from] = await this.#conn.receive(buffer);
       } catch (error) {
         if (this.#closed) return;
-        // ICMP port unreachable and similar errors surface here on some
-        // systems: log and keep receiving.
+        if (this.#icmp && error instanceof Deno.errors.ConnectionRefused) {
+          // A pending ICMP error (see the module doc): remember it, go on.
+          this.#readIcmp();
+          continue;
+        }
+        // Other socket errors: log and keep receiving.
         this.#logger?.("warn", `UDP receive error on port ${this.local.port}: ${error}`);
         if (++failures >= 1000) {
           this.#logger?.("error", `UDP socket on port ${this.local.port} keeps failing; giving up`);

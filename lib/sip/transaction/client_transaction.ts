@@ -164,7 +164,11 @@ export abstract class ClientTransaction {
     if (!this.#settled) {
       this.#settled = true;
       this.#reject(
-        new SipRequestError(503, "Service Unavailable", { local: true, cause: error }),
+        // The reason names the failure (e.g. an ICMP port unreachable), on one line.
+        new SipRequestError(503, `Transport error: ${error.message.replace(/\s+/g, " ")}`, {
+          local: true,
+          cause: error,
+        }),
       );
     }
     callUser(this.ctx.log, "onTransportError", () => this.user.onTransportError?.(error));
