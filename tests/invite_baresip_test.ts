@@ -14,10 +14,12 @@ import {
   placeCall,
 } from "../lib/sip/invite/mod.ts";
 import { startBaresip } from "./peers/baresip.ts";
-import { withLogsOnFailure } from "./peers/process.ts";
+import { startKamailio } from "./peers/kamailio.ts";
+import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
 import { freePort, requirePeer, waitFor } from "./peers/require.ts";
 
 const HAVE_BARESIP = requirePeer("baresip", "baresip");
+const HAVE_KAMAILIO = requirePeer("kamailio", "kamailio");
 
 /** SDP on an unused port (no audio here); a hold offer gets recvonly; every offer a new version. */
 function media(port: number): OfferAnswerHandler & { log: string[] } {
@@ -135,6 +137,53 @@ Deno.test({
     } finally {
       await b.stop();
       await ua.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "sipkit calls baresip through Kamailio: route set from Record-Route; ACK, re-INVITE and BYE go through the proxy",
+  ignore: !HAVE_BARESIP || !HAVE_KAMAILIO,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const k = await startKamailio({ mode: "proxy" });
+    peers.push(k);
+    const ua = await UserAgent.create({
+      aor: "alice@example.test",
+      bind: "127.0.0.1:0",
+      listen: ["udp"],
+      outboundProxy: `sip:${k.address}`,
+    });
+    try {
+      await withLogsOnFailure(peers, async () => {
+        const b = await startBaresip({ user: "bob", proxy: k.address, autoAnswer: true });
+        peers.push(b);
+        try {
+          const call = await placeCall(ua, "sip:bob@example.test", { media: media(freePort()) });
+          assert.equal(await call.answered, true);
+          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+          assert.equal(call.dialog?.routeSet.length, 1);
+          assert.equal(call.dialog?.routeSet[0].uri.port, k.port);
+          assert.equal(await call.reinvite(), true);
+          await waitFor(
+            () => /in-dialog INVITE \S+ cseq \d+ relayed by loose_route/.test(k.logs()),
+            {
+              message: "the re-INVITE at Kamailio",
+            },
+          );
+          await b.hangup();
+          assert.equal((await call.finished).reason, "remote_bye");
+          await waitFor(() => /in-dialog BYE \S+ cseq \d+ relayed by loose_route/.test(k.logs()), {
+            message: "the BYE at Kamailio",
+          });
+        } finally {
+          await b.stop();
+        }
+      });
+    } finally {
+      await ua.close();
+      await k.stop();
     }
   },
 });

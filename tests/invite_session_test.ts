@@ -818,3 +818,22 @@ Deno.test("reinvite() while the peer's re-INVITE waits for its ACK waits, then g
     assert.equal(count(bed, "INVITE", ALICE), 2);
   });
 });
+
+Deno.test("422 Session Interval Too Small: the caller retries with the callee's Min-SE (RFC 4028)", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", {
+      media: p.aliceMedia,
+      sessionExpires: 30,
+    });
+    assert.equal(await bed.run(call.answered), true);
+    assert.equal(count(bed, "422 INVITE", BOB), 1);
+    const invites = bed.net.packets.map(packetMessage).filter((m) =>
+      m?.kind === "request" && m.method === "INVITE"
+    ) as SipRequest[];
+    assert.deepEqual(invites.map((r) => r.headers.get("Session-Expires")), ["30", "90"]);
+    assert.deepEqual(invites.map((r) => r.cseq.seq), [1, 2]);
+    assert.equal(call.sessionExpires, 90);
+    assert.deepEqual(p.aliceMedia.log, ["offer 1", "apply bob/1"]);
+  });
+});

@@ -22,6 +22,7 @@
 import { Dialog } from "../dialog.ts";
 import { SipRequestError } from "../errors.ts";
 import {
+  cloneMessage,
   createResponse,
   formatUri,
   type NameAddr,
@@ -953,6 +954,15 @@ export class InviteSession extends EventTarget {
       if (this.#invite) this.#on2xx(res, this.#invite).catch(() => {});
     });
     if (options.noAnswer > 0) this.#after(options.noAnswer, () => this.cancel("no_answer"));
+    this.#sendInvite(invite, options, 0);
+  }
+
+  #sendInvite(
+    invite: SipRequest,
+    options: { followRedirects: boolean; maxRedirects: number },
+    intervalRetries: number,
+  ): void {
+    this.#invite = invite;
     this.ua.send(invite, {
       followRedirects: options.followRedirects,
       maxRedirects: options.maxRedirects,
@@ -966,7 +976,22 @@ export class InviteSession extends EventTarget {
       },
       onRedirect: (from, to, res) =>
         this.#emit("redirected", { from: formatUri(from), to: formatUri(to), status: res.status }),
-    }).then(({ response }) => {
+    }).then(({ response, request }) => {
+      const minSe = Number(response.headers.get("Min-SE")?.split(";")[0].trim());
+      if (
+        response.status === 422 && Number.isInteger(minSe) && minSe > 0 && intervalRetries < 2 &&
+        !this.#cancelReason && !this.#end
+      ) {
+        // RFC 4028 7.4: "the UAC MUST ... retry the request with a
+        // Session-Expires value ... at least as large as the value in the Min-SE".
+        const retry = cloneMessage(request);
+        retry.headers.set("CSeq", `${request.cseq.seq + 1} INVITE`);
+        retry.headers.set("Session-Expires", String(minSe));
+        retry.headers.set("Min-SE", String(minSe));
+        retry.headers.delete("Via");
+        this.#sendInvite(retry, options, intervalRetries + 1);
+        return;
+      }
       if (response.status >= 300) this.#onFailure(response);
     }, (e) => {
       if (this.#end || this.#state === "confirmed") return;
