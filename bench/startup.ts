@@ -1,0 +1,138 @@
+/**
+ * Benchmark: start-up of one-shot `sipkit` commands against a Deno script
+ * that only imports commander (bench/_startup_hello.ts), in the same run.
+ *
+ * Each round runs, in turn: the hello script with `--version`,
+ * `sipkit --version`, `sipkit message <to> <body> --help`, and a one-shot
+ * `sipkit message` to a `sipkit message --listen` on 127.0.0.1 (started once,
+ * before the rounds). Every process is `deno run -A --config deno.json`, the
+ * way `deno task` and the README run sipkit. Wall time from spawn to exit;
+ * the median of `--runs` rounds (default 15, after one warm-up round that
+ * fills Deno's caches), and its ratio to the hello script's median.
+ * Target: each ratio at most 1.3. Exits 1 when a command failed or the
+ * listener did not print every message sent.
+ *
+ *     deno run -A --config bench/deno.json bench/startup.ts [--runs 15]
+ *
+ * @module
+ */
+
+import { spawnSipkit } from "../tests/_sipkit_process.ts";
+
+const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
+const HELLO = new URL("./_startup_hello.ts", import.meta.url).pathname;
+const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+/** The target ratio of issue 8 section 3. */
+export const STARTUP_TARGET = 1.3;
+
+function runsArg(): number {
+  const i = Deno.args.indexOf("--runs");
+  if (i < 0) return 15;
+  const n = Number(Deno.args[i + 1]);
+  if (!Number.isInteger(n) || n <= 0) {
+    console.error("startup: --runs must be a positive integer");
+    Deno.exit(2);
+  }
+  return n;
+}
+
+/** Runs `deno run -A --config deno.json <args>` once; wall milliseconds. */
+async function timeRun(name: string, args: string[]): Promise<number> {
+  const start = performance.now();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", CONFIG, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const ms = performance.now() - start;
+  if (out.code !== 0) {
+    throw new Error(
+      `${name} exited ${out.code}: ${new TextDecoder().decode(out.stderr).slice(0, 2000)}`,
+    );
+  }
+  return ms;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+async function main(): Promise<number> {
+  const runs = runsArg();
+  const listener = spawnSipkit(
+    [
+      "message",
+      "--listen",
+      "--bind",
+      "127.0.0.1:0",
+      "-u",
+      "bob@127.0.0.1",
+      "--quiet",
+    ],
+    { name: "listener", stdin: false },
+  );
+  try {
+    const listening = await listener.waitEvent((e) => e.type === "listening", {
+      timeout: 30_000,
+    });
+    const to = String(listening.contact);
+    const cases: [string, string[]][] = [
+      ["hello script (commander only) --version", [HELLO, "--version"]],
+      ["sipkit --version", [MAIN, "--version"]],
+      ["sipkit message <to> <body> --help", [
+        MAIN,
+        "message",
+        to,
+        "hi",
+        "--help",
+      ]],
+      [
+        "sipkit message <to> <body> (one-shot, 200 OK)",
+        [MAIN, "message", "-u", "alice@127.0.0.1", "--quiet", to, "hi"],
+      ],
+    ];
+    const times = cases.map(() => [] as number[]);
+    let sent = 0;
+    for (let round = 0; round <= runs; round++) {
+      for (const [i, [name, args]] of cases.entries()) {
+        const ms = await timeRun(name, args);
+        if (name.includes("one-shot")) sent++;
+        if (round > 0) times[i].push(ms); // round 0 warms the caches
+      }
+    }
+    await listener.waitEvent(
+      (e) =>
+        e.type === "message" &&
+        listener.events.filter((x) => x.type === "message").length === sent,
+      { timeout: 10_000, message: `${sent} message events` },
+    );
+    const hello = median(times[0]);
+    console.log(
+      `Start-up, wall time, median of ${runs} interleaved runs (deno run -A --config deno.json):`,
+    );
+    console.log("| command | median ms | min ms | ratio to hello | target |");
+    console.log("| --- | ---: | ---: | ---: | --- |");
+    for (const [i, [name]] of cases.entries()) {
+      const m = median(times[i]);
+      const ratio = m / hello;
+      const verdict = i === 0
+        ? ""
+        : ratio <= STARTUP_TARGET
+        ? `meets <= ${STARTUP_TARGET}`
+        : `MISSES <= ${STARTUP_TARGET}`;
+      console.log(
+        `| ${name} | ${m.toFixed(0)} | ${Math.min(...times[i]).toFixed(0)} | ${
+          ratio.toFixed(2)
+        } | ${verdict} |`,
+      );
+    }
+    return 0;
+  } finally {
+    await listener.stop();
+  }
+}
+
+if (import.meta.main) Deno.exit(await main());
