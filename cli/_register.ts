@@ -13,8 +13,8 @@ import {
   Registration,
   type RegistrationEvent,
   type RegistrationOptions,
-  type UserAgent,
-} from "../mod.ts";
+} from "../lib/sip/registration.ts";
+import type { UserAgent } from "../lib/sip/ua.ts";
 import type { CommandContext } from "./_common.ts";
 import { stateDir } from "./_config.ts";
 import type { InputEvent } from "./_io.ts";

@@ -4,7 +4,8 @@
  * @module
  */
 
-import { type TransportProtocol, UserAgent } from "../mod.ts";
+import type { TransportProtocol } from "../lib/sip/transport.ts";
+import { UserAgent } from "../lib/sip/ua.ts";
 import { type CommandContext, type CommonOptions, uriOption } from "./_common.ts";
 import { passwordProvider } from "./_config.ts";
 import { usageError } from "./_exit.ts";

@@ -1,37 +1,81 @@
 /**
  * The `sipkit` command: `sipkit <command> [options]`.
  *
+ * Start-up is kept short for one-shot use (cron jobs, probes): a command's
+ * module, and the library behind it, is loaded only when that command runs
+ * (or shows its help). The loaders below are `import()` calls with literal
+ * specifiers, which `deno compile` follows like static imports, so the
+ * binary still embeds every command (`tests/compile_safety_test.ts`).
+ *
  * @module
  */
 
 import { Command } from "@commander-js/extra-typings";
 import { EXIT } from "./_exit.ts";
 import { VERSION } from "../lib/version.ts";
-import { registerCommand } from "./register.ts";
-import { watchCommand } from "./watch.ts";
-import { notifyCommand } from "./notify.ts";
-import { messageCommand } from "./message.ts";
 
-/** Builds the program with every command. */
-export function buildProgram(): Command {
+/** A command of the program, loaded on demand. */
+export interface CommandEntry {
+  /** The one line `sipkit --help` shows; the detail is in the command's own help. */
+  summary: string;
+  /** Loads the command's module and builds the command. */
+  load: () => Promise<Command>;
+}
+
+/**
+ * Every command, one entry each: the name, its one-line summary, and a loader
+ * with a literal `import()` specifier (never a computed one: `deno compile`
+ * embeds only what it can see). The command's module must do nothing on import.
+ */
+export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
+  // deno-fmt-ignore
+  register: { summary: "Register an address of record and keep it registered", load: async () => (await import("./register.ts")).registerCommand() },
+  // deno-fmt-ignore
+  watch: { summary: "Watch buddies' presence (SUBSCRIBE) and print each change", load: async () => (await import("./watch.ts")).watchCommand() },
+  // deno-fmt-ignore
+  notify: { summary: "Be your own presence agent, or publish your status", load: async () => (await import("./notify.ts")).notifyCommand() },
+  // deno-fmt-ignore
+  message: { summary: "Send, receive or chat with instant messages (RFC 3428)", load: async () => (await import("./message.ts")).messageCommand() },
+};
+
+/**
+ * The command that `args` run, if any: the first argument that is not an
+ * option (the program's own options take no value), or the one named after
+ * `help`.
+ */
+function invokedCommand(args: readonly string[]): string | undefined {
+  const i = args.findIndex((a) => !a.startsWith("-"));
+  if (i < 0) return undefined;
+  if (args[i] === "help") return args.slice(i + 1).find((a) => !a.startsWith("-"));
+  return args[i];
+}
+
+/**
+ * Builds the program for `args`: the command they name is loaded in full;
+ * every other command is a stand-in that only carries its name and summary
+ * for the command list of `sipkit --help`.
+ */
+export async function buildProgram(args: readonly string[] = []): Promise<Command> {
   const program = new Command("sipkit")
     .description(
       "Small SIP commands for presence, instant messages, calls and mobility.\n" +
-        "Events go to stdout as NDJSON, logs to stderr; NDJSON on stdin drives commands.",
+        "Events go to stdout as NDJSON, logs to stderr; NDJSON on stdin drives commands.\n" +
+        "Run `sipkit <command> --help` for a command's options, events and exit codes.",
     )
     .version(VERSION, "-V, --version")
     .showHelpAfterError()
     .exitOverride();
-  program.addCommand(registerCommand());
-  program.addCommand(watchCommand());
-  program.addCommand(notifyCommand());
-  program.addCommand(messageCommand());
+  const invoked = invokedCommand(args);
+  for (const [name, entry] of Object.entries(COMMANDS)) {
+    const cmd = name === invoked ? await entry.load() : new Command(name);
+    program.addCommand(cmd.summary(entry.summary));
+  }
   return program;
 }
 
 /** Runs the program with arguments (without the program name). */
 export async function main(args: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = await buildProgram(args);
   try {
     await program.parseAsync(args, { from: "user" });
   } catch (e) {

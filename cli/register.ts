@@ -5,14 +5,10 @@
  */
 
 import { Command } from "@commander-js/extra-typings";
-import {
-  type Binding,
-  formatUri,
-  parseHostPort,
-  Registration,
-  RegistrationError,
-  type UserAgent,
-} from "../mod.ts";
+import { type Binding, Registration, RegistrationError } from "../lib/sip/registration.ts";
+import { parseHostPort } from "../lib/sip/input.ts";
+import { formatUri } from "../lib/sip/uri.ts";
+import type { UserAgent } from "../lib/sip/ua.ts";
 import {
   addCommonOptions,
   type CommandContext,

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { DigestAuthError } from "../sip/digest.ts";
+import { DigestAuthError } from "../sip/errors.ts";
 import { SipRequestError } from "../sip/errors.ts";
 import {
   formatUri,

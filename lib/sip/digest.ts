@@ -15,7 +15,7 @@
 
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { type Clock, systemClock } from "./clock.ts";
-import { SipSyntaxError } from "./errors.ts";
+import { DigestAuthError, SipSyntaxError } from "./errors.ts";
 import {
   formatUri,
   type HeaderField,
@@ -23,6 +23,9 @@ import {
   type SipRequest,
   type SipResponse,
 } from "./message.ts";
+
+// The error lives in errors.ts so that its users need not load the digest code.
+export { DigestAuthError, type DigestAuthFailure } from "./errors.ts";
 
 // ---------------------------------------------------------------------------
 // Algorithms and hashes
@@ -693,41 +696,6 @@ export interface DigestRequestInfo {
   uri: string;
   /** Body (for qop=auth-int). */
   body?: Uint8Array | string;
-}
-
-/** Why a {@linkcode DigestAuthError} was raised. */
-export type DigestAuthFailure =
-  /** A second non-stale challenge for a realm already answered: wrong credentials. */
-  | "rejected"
-  /** More 401/407 responses than `maxChallenges` for one request. */
-  | "too-many-challenges"
-  /** No challenge the client can answer (scheme, algorithm, qop or realm). */
-  | "unsupported";
-
-/**
- * Authentication failed: the UA reports it as "auth failed". The message
- * names the realm and user, never the password.
- */
-export class DigestAuthError extends Error {
-  /** Why. */
-  readonly reason: DigestAuthFailure;
-  /** The 401 or 407 status that ended the attempt. */
-  readonly status: number;
-  /** The realm concerned, when one. */
-  readonly realm?: string;
-
-  /** Creates the error. */
-  constructor(
-    reason: DigestAuthFailure,
-    message: string,
-    options: { status: number; realm?: string; cause?: unknown },
-  ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = "DigestAuthError";
-    this.reason = reason;
-    this.status = options.status;
-    this.realm = options.realm;
-  }
 }
 
 /** Options of {@linkcode DigestClient}. */

@@ -70,3 +70,38 @@ export class SipRequestError extends Error {
     this.local = options.local ?? false;
   }
 }
+
+/** Why a {@linkcode DigestAuthError} was raised. */
+export type DigestAuthFailure =
+  /** A second non-stale challenge for a realm already answered: wrong credentials. */
+  | "rejected"
+  /** More 401/407 responses than `maxChallenges` for one request. */
+  | "too-many-challenges"
+  /** No challenge the client can answer (scheme, algorithm, qop or realm). */
+  | "unsupported";
+
+/**
+ * Authentication failed: the UA reports it as "auth failed". The message
+ * names the realm and user, never the password.
+ */
+export class DigestAuthError extends Error {
+  /** Why. */
+  readonly reason: DigestAuthFailure;
+  /** The 401 or 407 status that ended the attempt. */
+  readonly status: number;
+  /** The realm concerned, when one. */
+  readonly realm?: string;
+
+  /** Creates the error. */
+  constructor(
+    reason: DigestAuthFailure,
+    message: string,
+    options: { status: number; realm?: string; cause?: unknown },
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "DigestAuthError";
+    this.reason = reason;
+    this.status = options.status;
+    this.realm = options.realm;
+  }
+}

@@ -9,14 +9,9 @@
  * @module
  */
 
-import {
-  DigestAuthError,
-  DigestClient,
-  parseDigestChallenges,
-  parseDigestCredentials,
-} from "./digest.ts";
+import type * as Digest from "./digest.ts";
 import type { Dialog } from "./dialog.ts";
-import { SipRequestError } from "./errors.ts";
+import { DigestAuthError, SipRequestError } from "./errors.ts";
 import {
   cloneMessage,
   formatUri,
@@ -120,10 +115,12 @@ const METHODS_NEEDING_CONTACT = new Set(["INVITE", "SUBSCRIBE", "REGISTER", "REF
  */
 export class OutboundSender {
   readonly #o: OutboundSenderOptions;
-  #digest?: DigestClient;
+  #digest?: Digest.DigestClient;
+  /** The digest module, loaded with the first client (most requests are never challenged). */
+  #digestApi?: typeof Digest;
   /** Next-hop host -> the realms ("www:r" / "proxy:r") that challenged requests sent there. */
   readonly #realmsByHop = new Map<string, Set<string>>();
-  #digestPending?: Promise<DigestClient | undefined>;
+  #digestPending?: Promise<Digest.DigestClient | undefined>;
 
   /** Creates the sender for one UA. */
   constructor(options: OutboundSenderOptions) {
@@ -323,14 +320,17 @@ export class OutboundSender {
     throw lastError ?? new SipRequestError(503, "No target", { local: true });
   }
 
-  async #digestClient(required: boolean): Promise<DigestClient | undefined> {
+  async #digestClient(required: boolean): Promise<Digest.DigestClient | undefined> {
     if (this.#digest) return this.#digest;
     if (!required) return undefined;
     this.#digestPending ??= (async () => {
       const password = await this.#o.password?.();
       if (password === undefined) return undefined;
       const username = this.#o.authUser ?? this.#o.aor.user ?? "anonymous";
-      this.#digest = new DigestClient({ username, password });
+      // Loaded here, not imported: a one-shot command that is never
+      // challenged starts without it (and without node:crypto).
+      this.#digestApi ??= await import("./digest.ts");
+      this.#digest = new this.#digestApi.DigestClient({ username, password });
       return this.#digest;
     })();
     const client = await this.#digestPending;
@@ -355,7 +355,7 @@ export class OutboundSender {
       const kind = name === "Authorization" ? "www" : "proxy";
       const keep = lines.filter((line) => {
         try {
-          const key = `${kind}:${parseDigestCredentials(line, name).realm}`;
+          const key = `${kind}:${this.#digestApi!.parseDigestCredentials(line, name).realm}`;
           return !known.has(key) || allowed.has(key);
         } catch {
           return true; // not ours
@@ -376,7 +376,7 @@ export class OutboundSender {
     if (!set) this.#realmsByHop.set(hop, set = new Set());
     for (const line of response.headers.getAll(header)) {
       try {
-        for (const c of parseDigestChallenges(line, header)) {
+        for (const c of this.#digestApi!.parseDigestChallenges(line, header)) {
           set.add(`${proxy ? "proxy" : "www"}:${c.realm}`);
         }
       } catch {

@@ -7,7 +7,7 @@
  */
 
 import type { TimerId } from "./clock.ts";
-import { DigestAuthError } from "./digest.ts";
+import { DigestAuthError } from "./errors.ts";
 import { SipRequestError } from "./errors.ts";
 import { formatUri, type NameAddr, type SipResponse, type Uri } from "./message.ts";
 import { generateCallId } from "./transaction/mod.ts";

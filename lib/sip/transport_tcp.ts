@@ -17,7 +17,7 @@
  * @module
  */
 
-import * as nodeTls from "node:tls";
+import type * as NodeTls from "node:tls";
 import { type Clock, systemClock, type TimerId } from "./clock.ts";
 import { StreamFramer } from "./framer.ts";
 import { DEFAULT_STREAM_LIMITS, type StreamLimits } from "./stream_limits.ts";
@@ -652,8 +652,15 @@ export class TlsTransport extends StreamTransport {
 }
 
 /** A node:tls socket without certificate verification, behind the StreamConn shape. */
-function connectInsecure(to: HostPort, serverName: string, signal: AbortSignal) {
-  return new Promise<StreamConn>((resolve, reject) => {
+async function connectInsecure(
+  to: HostPort,
+  serverName: string,
+  signal: AbortSignal,
+): Promise<StreamConn> {
+  // Loaded here, not imported: only --insecure needs node:tls, and loading
+  // it costs every command's start-up a few milliseconds.
+  const nodeTls = await import("node:tls");
+  return await new Promise<StreamConn>((resolve, reject) => {
     if (signal.aborted) return reject(new Error("aborted"));
     const socket = nodeTls.connect({
       host: to.host,
@@ -678,7 +685,7 @@ function connectInsecure(to: HostPort, serverName: string, signal: AbortSignal) 
 }
 
 class NodeSocketConn implements StreamConn {
-  #socket: nodeTls.TLSSocket;
+  #socket: NodeTls.TLSSocket;
   #queue: Uint8Array[] = [];
   #ended = false;
   #error?: Error;
@@ -686,7 +693,7 @@ class NodeSocketConn implements StreamConn {
   readonly localAddr: Deno.NetAddr;
   readonly remoteAddr: Deno.NetAddr;
 
-  constructor(socket: nodeTls.TLSSocket) {
+  constructor(socket: NodeTls.TLSSocket) {
     this.#socket = socket;
     this.localAddr = {
       transport: "tcp",

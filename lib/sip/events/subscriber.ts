@@ -11,7 +11,7 @@
 
 import type { TimerId } from "../clock.ts";
 import { Dialog, type DialogId } from "../dialog.ts";
-import { DigestAuthError } from "../digest.ts";
+import { DigestAuthError } from "../errors.ts";
 import { SipRequestError } from "../errors.ts";
 import type { SipRequest, SipResponse, Uri } from "../message.ts";
 import type { IncomingRequest, UserAgent } from "../ua.ts";
