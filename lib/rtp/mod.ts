@@ -1,6 +1,8 @@
 /**
  * Media for calls, with no SIP in it: SDP offer/answer, G.711 codecs, tones
- * and tone detection, WAV files, audio sources and sinks.
+ * and tone detection, WAV files, audio sources and sinks (sox and ALSA), RTP
+ * and RTCP, jitter buffer, DTMF, and {@linkcode MediaSession} which ties them
+ * together for one call.
  *
  * @module
  */
@@ -20,3 +22,4 @@ export * from "./dtmf.ts";
 export * from "./emodel.ts";
 export * from "./socket.ts";
 export * from "./media_session.ts";
+export * from "./audio_sox.ts";
