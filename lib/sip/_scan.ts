@@ -133,6 +133,45 @@ export function paramName(s: string, start: number, end: number): string {
   return sliceLower(s, start, end);
 }
 
+/**
+ * `params[name] = v`, with a named store for the common names: a keyed store
+ * with ever-changing names is megamorphic in V8 and costs several times as
+ * much, and a message holds about ten parameters.
+ */
+export function setParam(params: Params, name: string, v: string | null): void {
+  switch (name) {
+    case "tag":
+      params.tag = v;
+      return;
+    case "branch":
+      params.branch = v;
+      return;
+    case "rport":
+      params.rport = v;
+      return;
+    case "received":
+      params.received = v;
+      return;
+    case "lr":
+      params.lr = v;
+      return;
+    case "transport":
+      params.transport = v;
+      return;
+    case "expires":
+      params.expires = v;
+      return;
+    case "user":
+      params.user = v;
+      return;
+    case "ftag":
+      params.ftag = v;
+      return;
+    default:
+      params[name] = v;
+  }
+}
+
 /** `s[start..end)` without leading and trailing SP/HTAB (unlike trim(), keeps U+FEFF etc.). */
 export function sliceLws(s: string, start = 0, end = s.length): string {
   let c;
@@ -340,7 +379,7 @@ export function parseHeaderParams(
       if (i < n && s.charCodeAt(i) === 34) {
         const v = readQuoted(s, i, n);
         if (via) checkViaParam(name, v);
-        params[name] = v;
+        setParam(params, name, v);
         i = scan.end;
       } else {
         const vs = i;
@@ -348,12 +387,12 @@ export function parseHeaderParams(
         if (i === vs) throw fail(`empty value for parameter "${name}"`);
         const v = s.slice(vs, i);
         if (via) checkViaParam(name, v);
-        params[name] = v;
+        setParam(params, name, v);
       }
       while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
     } else {
       if (via) checkViaParam(name, null);
-      params[name] = null;
+      setParam(params, name, null);
     }
   }
 }

@@ -26,8 +26,6 @@
 
 import { SipSyntaxError } from "./errors.ts";
 import {
-  C_TOKEN,
-  CHARS,
   fail,
   parseDigits,
   refuseCrLf,
@@ -654,10 +652,6 @@ function startError(why: string): SipMessageError {
   return new SipMessageError(`Cannot parse start line: ${why}`, { line: 1 });
 }
 
-function isTokenChar(c: number): boolean {
-  return c < 128 && (CHARS[c] & C_TOKEN) !== 0;
-}
-
 /** Options of {@linkcode parseMessage}. */
 export interface ParseOptions {
   /**
@@ -784,9 +778,35 @@ function parseFramed(data: Uint8Array | string, stream: boolean): SipMessage {
 }
 
 /**
+ * Where the scan of the header block found the headers that every layer
+ * reads, by tracking code (H_VIA to H_CONTENT_LENGTH). Parsing is
+ * synchronous, so one instance serves every call.
+ */
+const found = {
+  /** Index in `fields` of the header's first line, -1 when absent. */
+  first: new Int32Array(8),
+  /** Where that line's value starts in the text; -1 once folded (read the field value). */
+  start: new Int32Array(8),
+  /** Where that line's value ends in the text. */
+  end: new Int32Array(8),
+  /** The first repeated From, To, Call-ID, CSeq or Max-Forwards line, or -1. */
+  dup: -1,
+  /** How many Content-Length lines there are. */
+  contentLengths: 0,
+  /** Where the value found by locate() starts. */
+  from: 0,
+  /** Where the value found by locate() ends. */
+  to: 0,
+};
+
+/** Names of the tracked headers, by code. */
+const TRACKED_NAMES = ["", "Via", "From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length"];
+
+/**
  * Parses the start line and header block `head[0..n)` (the whole decoded
  * message may follow: headers are read in place, since parsing a flat string
- * is faster than parsing slices of it).
+ * is faster than parsing slices of it). Returns undefined when the block holds
+ * an empty line (it ends earlier: the caller frames again on bare LF).
  */
 function parseRest(
   head: string,
@@ -795,190 +815,21 @@ function parseRest(
   bodyStart: number,
   stream: boolean,
 ): SipMessage | undefined {
-  // Start line.
   let nl = head.indexOf("\n");
-  if (nl >= n) nl = -1;
-  let lineEnd = nl === -1 ? n : nl;
-  if (lineEnd > 0 && head.charCodeAt(lineEnd - 1) === 13) lineEnd--;
-  if (lineEnd === 0) throw startError("empty message");
+  if (nl === -1 || nl > n) nl = n;
+  let lineOneEnd = nl;
+  if (lineOneEnd > 0 && head.charCodeAt(lineOneEnd - 1) === 13) lineOneEnd--;
+  if (lineOneEnd === 0) throw startError("empty message");
   let msg: SipMessage;
   let startFailure: SipSyntaxError | undefined;
   try {
-    msg = parseStartLine(head, lineEnd);
+    msg = parseStartLine(head, lineOneEnd);
   } catch (e) {
-    // A request whose Request-Line is malformed can still be answered with
-    // 400 (RFC 4475 3.1.2.7 to 3.1.2.10) when its header lines are readable:
-    // read them into a request with an empty placeholder Request-URI.
-    const me = readToken(head, 0);
-    if (
-      !(e instanceof SipSyntaxError) || me === 0 || head.charCodeAt(me) !== 32 ||
-      head.startsWith("SIP/")
-    ) throw e;
-    startFailure = e;
-    msg = new SipRequest(
-      head.slice(0, me),
-      { scheme: "", host: "", params: {}, headers: {} },
-      new SipHeaders(),
-    );
+    msg = placeholderRequest(head, e);
+    startFailure = e as SipSyntaxError;
   }
-  const lineOneEnd = lineEnd;
   const headers = msg.headers;
-  const fields = headers.fields;
-
-  // Header fields (section 7.3.1): name HCOLON value, continuation lines
-  // starting with SP or HTAB are folded into the previous value. The
-  // headers every layer reads are located on the way.
-  let line = 1;
-  let pos = nl === -1 ? n : nl + 1;
-  let cur: HeaderField | undefined;
-  // Where the values of the tracked headers are in `head` (-1: folded, use
-  // the unfolded field value instead).
-  let viaS = -1, viaE = -1, fromS = -1, fromE = -1, toS = -1, toE = -1;
-  let callIdS = -1, callIdE = -1, cseqS = -1, cseqE = -1;
-  let curCode = 0;
-  let iVia = -1, iFrom = -1, iTo = -1, iCallId = -1, iCSeq = -1, iMaxF = -1, iCl = -1;
-  let dup = -1;
-  let clCount = 0;
-  let cr = -1;
-  while (pos < n) {
-    nl = head.indexOf("\n", pos);
-    if (nl >= n) nl = -1;
-    const next = nl === -1 ? n : nl + 1;
-    lineEnd = nl === -1 ? n : nl;
-    if (lineEnd > pos && head.charCodeAt(lineEnd - 1) === 13) lineEnd--;
-    line++;
-    if (cr < pos) {
-      cr = head.indexOf("\r", pos);
-      if (cr === -1 || cr > n) cr = n;
-    }
-    if (cr < lineEnd) {
-      // CR and LF only end lines (section 7.3.1); a stray one would be
-      // copied into responses (and is the stuff of header injection).
-      throw new SipMessageError(`Cannot parse header line ${line}: CR inside the line`, { line });
-    }
-    if (lineEnd === pos) return undefined;
-    const c0 = head.charCodeAt(pos);
-    if (c0 === 32 || c0 === 9) {
-      // "a header field value can be extended over multiple lines by
-      // preceding each extra line with at least one SP or horizontal tab"
-      if (cur === undefined) {
-        throw new SipMessageError("Cannot parse message: continuation line before any header", {
-          line,
-        });
-      }
-      const more = sliceLws(head, pos, lineEnd);
-      if (more.length > 0) cur.value = cur.value.length > 0 ? cur.value + " " + more : more;
-      switch (curCode) {
-        case H_VIA:
-          viaS = -1;
-          break;
-        case H_FROM:
-          fromS = -1;
-          break;
-        case H_TO:
-          toS = -1;
-          break;
-        case H_CALL_ID:
-          callIdS = -1;
-          break;
-        case H_CSEQ:
-          cseqS = -1;
-          break;
-      }
-      pos = next;
-      continue;
-    }
-    let colon = head.indexOf(":", pos);
-    if (colon === -1 || colon > lineEnd) colon = lineEnd;
-    if (colon === lineEnd) {
-      const text = head.slice(pos, lineEnd);
-      throw new SipMessageError(
-        `Cannot parse header line ${line}: missing ":" in "${text.slice(0, 40)}"`,
-        { line },
-      );
-    }
-    let nameEnd = colon;
-    let ch;
-    while (nameEnd > pos && ((ch = head.charCodeAt(nameEnd - 1)) === 32 || ch === 9)) nameEnd--;
-    const entry = nameEnd > pos ? lookupName(head, pos, nameEnd) : undefined;
-    let name: string;
-    if (entry !== undefined) {
-      name = entry.name;
-    } else {
-      let ne = pos;
-      while (ne < nameEnd && isTokenChar(head.charCodeAt(ne))) ne++;
-      if (ne !== nameEnd || ne === pos) {
-        const text = head.slice(pos, lineEnd);
-        throw new SipMessageError(
-          `Cannot parse header line ${line}: invalid header name in "${text.slice(0, 40)}"`,
-          { line },
-        );
-      }
-      name = head.slice(pos, nameEnd);
-    }
-    let vs = colon + 1;
-    while (vs < lineEnd && ((ch = head.charCodeAt(vs)) === 32 || ch === 9)) vs++;
-    let ve = lineEnd;
-    while (ve > vs && ((ch = head.charCodeAt(ve - 1)) === 32 || ch === 9)) ve--;
-    cur = { name, value: head.slice(vs, ve) };
-    const index = fields.length;
-    fields.push(cur);
-    curCode = 0;
-    if (entry !== undefined && entry.code !== 0) {
-      switch (entry.code) {
-        case H_VIA:
-          if (iVia === -1) {
-            iVia = index;
-            viaS = vs;
-            viaE = ve;
-            curCode = H_VIA;
-          }
-          break;
-        case H_FROM:
-          if (iFrom === -1) {
-            iFrom = index;
-            fromS = vs;
-            fromE = ve;
-            curCode = H_FROM;
-          } else if (dup === -1) dup = index;
-          break;
-        case H_TO:
-          if (iTo === -1) {
-            iTo = index;
-            toS = vs;
-            toE = ve;
-            curCode = H_TO;
-          } else if (dup === -1) dup = index;
-          break;
-        case H_CALL_ID:
-          if (iCallId === -1) {
-            iCallId = index;
-            callIdS = vs;
-            callIdE = ve;
-            curCode = H_CALL_ID;
-          } else if (dup === -1) dup = index;
-          break;
-        case H_CSEQ:
-          if (iCSeq === -1) {
-            iCSeq = index;
-            cseqS = vs;
-            cseqE = ve;
-            curCode = H_CSEQ;
-          } else if (dup === -1) dup = index;
-          break;
-        case H_MAX_FORWARDS:
-          if (iMaxF === -1) iMaxF = index;
-          else if (dup === -1) dup = index;
-          break;
-        case H_CONTENT_LENGTH:
-          if (iCl === -1) iCl = index;
-          clCount++;
-          break;
-      }
-    }
-    pos = next;
-  }
-
+  if (!scanFields(head, nl + 1, n, headers.fields)) return undefined;
   headers._head = head;
   headers._headEnd = n;
   if (startFailure !== undefined) {
@@ -988,125 +839,10 @@ function parseRest(
       cause: startFailure.cause ?? startFailure,
     });
   }
-
-  // Content-Length framing (section 18.3 and 20.14).
-  let cl = -1;
-  if (iCl !== -1) {
-    const v = fields[iCl].value;
-    cl = parseDigits(v, 2 ** 32 - 1);
-    if (cl < 0) {
-      // RFC 4475 3.1.2.3: a negative (or otherwise bad) Content-Length is a
-      // framing error; over UDP the rest of the datagram is discarded.
-      throw new SipMessageError(
-        `Cannot parse Content-Length header: "${v}" is not a number from 0 to 2^32-1`,
-        { header: "Content-Length", line: lineAt(headers, iCl), partial: msg },
-      );
-    }
-    if (clCount > 1) {
-      for (let i = headers._index("Content-Length", iCl + 1); i !== -1;) {
-        // RFC 4475 3.3.8: conflicting Content-Length values are a framing error.
-        if (parseDigits(fields[i].value, 2 ** 32 - 1) !== cl) {
-          throw new SipMessageError(
-            "Cannot parse Content-Length header: several different values",
-            { header: "Content-Length", line: lineAt(headers, i), partial: msg },
-          );
-        }
-        i = headers._index("Content-Length", i + 1);
-      }
-    }
-  }
-  if (bodyBytes !== undefined) {
-    const avail = bodyBytes.length - bodyStart;
-    if (cl === -1) {
-      // Section 18.3: without Content-Length, a datagram's body runs to its end.
-      if (avail > 0) msg.body = bodyBytes.slice(bodyStart);
-    } else if (cl > avail) {
-      // RFC 4475 3.1.2.2: over UDP a body shorter than Content-Length gets 400.
-      throw new SipMessageError(
-        `Cannot parse message: Content-Length is ${cl} but the body has ${avail} bytes`,
-        { header: "Content-Length", line: lineAt(headers, iCl), partial: msg },
-      );
-    } else {
-      if (stream && cl < avail) {
-        throw new SipMessageError(
-          `Cannot parse message: ${avail - cl} bytes after the ${cl}-byte body of a framed message`,
-          { header: "Content-Length", line: lineAt(headers, iCl), partial: msg },
-        );
-      }
-      // Section 18.3: octets after Content-Length are discarded (RFC 4475 3.1.1.8).
-      if (cl > 0) msg.body = bodyBytes.slice(bodyStart, bodyStart + cl);
-    }
-  } else if (cl > 0) {
-    throw new SipMessageError(
-      `Cannot parse message: Content-Length is ${cl} but there is no body`,
-      { header: "Content-Length", line: lineAt(headers, iCl), partial: msg },
-    );
-  }
-
-  // Eager checks of what every layer reads. Section 8.1.1: To, From, CSeq,
-  // Call-ID and Via are mandatory; RFC 4475 3.3.1 (missing) and 3.3.8
-  // (repeated) want a 400.
-  let which = "Via";
-  let at = iVia;
-  try {
-    need(iVia, "Via");
-    let topVia: Via;
-    const comma = viaS === -1 ? -1 : head.indexOf(",", viaS);
-    if (viaS !== -1 && (comma === -1 || comma >= viaE)) {
-      scan.base = viaS;
-      topVia = _parseVia(head, viaS, viaE);
-    } else {
-      scan.base = 0;
-      topVia = parseTopVia(fields[iVia].value);
-    }
-    which = "From";
-    at = iFrom;
-    need(iFrom, "From");
-    scan.base = fromS === -1 ? 0 : fromS;
-    const from = fromS === -1
-      ? _parseNameAddr(fields[iFrom].value)
-      : _parseNameAddr(head, fromS, fromE);
-    which = "To";
-    at = iTo;
-    need(iTo, "To");
-    scan.base = toS === -1 ? 0 : toS;
-    const to = toS === -1 ? _parseNameAddr(fields[iTo].value) : _parseNameAddr(head, toS, toE);
-    which = "Call-ID";
-    at = iCallId;
-    const callId = fields[need(iCallId, "Call-ID")].value;
-    const bad = callIdS === -1 ? badCallIdAt(callId) : badCallIdAt(head, callIdS, callIdE);
-    if (bad !== -1) {
-      const i = callIdS === -1 ? bad : bad - callIdS;
-      throw fail(`invalid character "${callId[i]}" at column ${i + 1}`);
-    }
-    which = "CSeq";
-    at = iCSeq;
-    need(iCSeq, "CSeq");
-    scan.base = cseqS === -1 ? 0 : cseqS;
-    const cseq = cseqS === -1 ? _parseCSeq(fields[iCSeq].value) : _parseCSeq(head, cseqS, cseqE);
-    which = "Max-Forwards";
-    at = iMaxF;
-    let maxForwards: number | null = null;
-    if (iMaxF !== -1) {
-      maxForwards = parseDigits(fields[iMaxF].value, 255);
-      if (maxForwards < 0) throw fail(`"${fields[iMaxF].value}" is not a number from 0 to 255`);
-    }
-    msg._prime(topVia, from, to, callId, cseq, maxForwards, cl === -1 ? null : cl);
-  } catch (e) {
-    const err = e as SipSyntaxError;
-    throw new SipMessageError(
-      at === -1 ? err.message : `Cannot parse ${which} header: ${err.message}`,
-      { header: which, line: at === -1 ? undefined : lineAt(headers, at), cause: e, partial: msg },
-    );
-  }
-  if (dup !== -1) {
-    const name = fields[dup].name;
-    throw new SipMessageError(`Cannot parse ${name} header: more than one ${name} header`, {
-      header: name,
-      line: lineAt(headers, dup),
-      partial: msg,
-    });
-  }
+  const cl = readContentLength(msg);
+  cutBody(msg, cl, bodyBytes, bodyStart, stream);
+  primeTracked(msg, head, cl);
+  checkRepeated(msg);
   if (msg.version !== "SIP/2.0") {
     // Section 8.2.2 / RFC 4475 3.1.2.16: answer 505 Version Not Supported.
     throw new SipVersionError(
@@ -1115,39 +851,344 @@ function parseRest(
       { partial: msg, line: 1 },
     );
   }
-  if (msg.kind === "request") {
-    const cseqMethod = msg.cseq.method;
-    if (cseqMethod !== msg.method) {
-      // RFC 4475 3.1.2.17: a method mismatch gets 400; 3.1.2.18: with an
-      // unknown method, 501 Not Implemented is preferred.
-      const known = KNOWN_METHODS.has(msg.method);
-      throw new SipMessageError(
-        `Cannot parse CSeq header: method "${cseqMethod}" does not match the Request-Line method "${msg.method}"`,
-        {
-          header: "CSeq",
-          line: lineAt(headers, iCSeq),
-          partial: msg,
-          status: known ? 400 : 501,
-        },
-      );
-    }
-    if (msg.uri.opaque === undefined && head.lastIndexOf("?", lineOneEnd) !== -1) {
-      if (Object.keys(msg.uri.headers).length > 0) {
-        // Section 19.1.1 (table 1): headers are not allowed in a Request-URI
-        // (RFC 4475 3.1.2.11 accepts a 400 here).
-        throw new SipMessageError(
-          "Cannot parse start line: the Request-URI must not contain headers",
-          { line: 1, partial: msg },
-        );
-      }
-    }
-  }
+  if (msg.kind === "request") checkRequest(msg, head, lineOneEnd);
   return msg;
 }
 
-function need(index: number, name: string): number {
-  if (index === -1) throw fail(`Cannot parse message: missing ${name} header`);
-  return index;
+/**
+ * A request whose Request-Line is malformed can still be answered with 400
+ * (RFC 4475 3.1.2.7 to 3.1.2.10) when its header lines are readable: they are
+ * read into a request with an empty placeholder Request-URI. Other start-line
+ * errors are rethrown.
+ */
+function placeholderRequest(head: string, e: unknown): SipRequest {
+  const me = readToken(head, 0);
+  if (
+    !(e instanceof SipSyntaxError) || me === 0 || head.charCodeAt(me) !== 32 ||
+    head.startsWith("SIP/")
+  ) throw e;
+  return new SipRequest(
+    head.slice(0, me),
+    { scheme: "", host: "", params: {}, headers: {} },
+    new SipHeaders(),
+  );
+}
+
+/**
+ * Reads the header lines of `s[pos..n)` into `fields` (section 7.3.1) and
+ * notes in `found` where the tracked headers are. Returns false at an empty
+ * line. Throws on a line that is not a header field.
+ */
+function scanFields(s: string, pos: number, n: number, fields: HeaderField[]): boolean {
+  found.first.fill(-1);
+  found.dup = -1;
+  found.contentLengths = 0;
+  let line = 1;
+  // The tracked header whose first line is the last field read, else 0.
+  let code = 0;
+  let cr = -1;
+  while (pos < n) {
+    line++;
+    let nl = s.indexOf("\n", pos);
+    if (nl === -1 || nl > n) nl = n;
+    let end = nl;
+    if (end > pos && s.charCodeAt(end - 1) === 13) end--;
+    if (cr < pos) {
+      cr = s.indexOf("\r", pos);
+      if (cr === -1 || cr > n) cr = n;
+    }
+    if (cr < end) {
+      // CR and LF only end lines (section 7.3.1); a stray one would be
+      // copied into responses (and is the stuff of header injection).
+      throw new SipMessageError(`Cannot parse header line ${line}: CR inside the line`, { line });
+    }
+    if (end === pos) return false;
+    const c0 = s.charCodeAt(pos);
+    if (c0 === 32 || c0 === 9) foldLine(s, pos, end, fields, code, line);
+    else code = readField(s, pos, end, fields, line);
+    pos = nl + 1;
+  }
+  return true;
+}
+
+/**
+ * Appends a continuation line to the last field: "a header field value can
+ * be extended over multiple lines by preceding each extra line with at least
+ * one SP or horizontal tab" (section 7.3.1).
+ */
+function foldLine(
+  s: string,
+  pos: number,
+  end: number,
+  fields: HeaderField[],
+  code: number,
+  line: number,
+): void {
+  const cur = fields[fields.length - 1];
+  if (cur === undefined) {
+    throw new SipMessageError("Cannot parse message: continuation line before any header", {
+      line,
+    });
+  }
+  const more = sliceLws(s, pos, end);
+  if (more.length > 0) cur.value = cur.value.length > 0 ? cur.value + " " + more : more;
+  if (code !== 0) found.start[code] = -1;
+}
+
+/**
+ * Reads the header line `s[pos..end)` (name HCOLON value) into `fields`.
+ * Returns the tracking code when it is the first line of a tracked header.
+ */
+function readField(
+  s: string,
+  pos: number,
+  end: number,
+  fields: HeaderField[],
+  line: number,
+): number {
+  let colon = s.indexOf(":", pos);
+  if (colon === -1 || colon > end) colon = end;
+  let nameEnd = colon;
+  let c;
+  while (nameEnd > pos && ((c = s.charCodeAt(nameEnd - 1)) === 32 || c === 9)) nameEnd--;
+  let vs = colon + 1;
+  while (vs < end && ((c = s.charCodeAt(vs)) === 32 || c === 9)) vs++;
+  let ve = end;
+  while (ve > vs && ((c = s.charCodeAt(ve - 1)) === 32 || c === 9)) ve--;
+  const entry = colon === end ? undefined : lookupName(s, pos, nameEnd);
+  if (entry === undefined) {
+    if (colon === end || nameEnd === pos || readToken(s, pos, nameEnd) !== nameEnd) {
+      throw badFieldLine(s, pos, end, line);
+    }
+    fields.push({ name: s.slice(pos, nameEnd), value: s.slice(vs, ve) });
+    return 0;
+  }
+  fields.push({ name: entry.name, value: s.slice(vs, ve) });
+  return entry.code === 0 ? 0 : track(entry.code, fields.length - 1, vs, ve);
+}
+
+/** The error for a header line without a name and a colon. */
+function badFieldLine(s: string, pos: number, end: number, line: number): SipMessageError {
+  const text = s.slice(pos, end);
+  const why = text.indexOf(":") === -1 ? 'missing ":"' : "invalid header name";
+  return new SipMessageError(
+    `Cannot parse header line ${line}: ${why} in "${text.slice(0, 40)}"`,
+    { line },
+  );
+}
+
+/** Notes a line of a tracked header; returns `code` when it is the header's first line. */
+function track(code: number, index: number, vs: number, ve: number): number {
+  if (found.first[code] === -1) {
+    found.first[code] = index;
+    found.start[code] = vs;
+    found.end[code] = ve;
+    if (code === H_CONTENT_LENGTH) found.contentLengths = 1;
+    return code;
+  }
+  if (code === H_CONTENT_LENGTH) found.contentLengths++;
+  else if (code !== H_VIA && found.dup === -1) found.dup = index;
+  return 0;
+}
+
+/**
+ * The Content-Length (sections 18.3 and 20.14), -1 when absent. Throws on a
+ * value that is not a number, or several different values.
+ */
+function readContentLength(msg: SipMessage): number {
+  const at = found.first[H_CONTENT_LENGTH];
+  if (at === -1) return -1;
+  const headers = msg.headers;
+  const fields = headers.fields;
+  const v = fields[at].value;
+  const cl = parseDigits(v, 2 ** 32 - 1);
+  if (cl < 0) {
+    // RFC 4475 3.1.2.3: a negative (or otherwise bad) Content-Length is a
+    // framing error; over UDP the rest of the datagram is discarded.
+    throw new SipMessageError(
+      `Cannot parse Content-Length header: "${v}" is not a number from 0 to 2^32-1`,
+      { header: "Content-Length", line: lineAt(headers, at), partial: msg },
+    );
+  }
+  if (found.contentLengths > 1) {
+    for (let i = headers._index("Content-Length", at + 1); i !== -1;) {
+      // RFC 4475 3.3.8: conflicting Content-Length values are a framing error.
+      if (parseDigits(fields[i].value, 2 ** 32 - 1) !== cl) {
+        throw new SipMessageError(
+          "Cannot parse Content-Length header: several different values",
+          { header: "Content-Length", line: lineAt(headers, i), partial: msg },
+        );
+      }
+      i = headers._index("Content-Length", i + 1);
+    }
+  }
+  return cl;
+}
+
+/**
+ * Sets the body from `bodyBytes[bodyStart..]` (undefined: the input had no
+ * empty line) cut to Content-Length `cl` (-1 when absent).
+ */
+function cutBody(
+  msg: SipMessage,
+  cl: number,
+  bodyBytes: Uint8Array | undefined,
+  bodyStart: number,
+  stream: boolean,
+): void {
+  const fail = (message: string) =>
+    new SipMessageError(message, {
+      header: "Content-Length",
+      line: lineAt(msg.headers, found.first[H_CONTENT_LENGTH]),
+      partial: msg,
+    });
+  if (bodyBytes === undefined) {
+    if (cl > 0) throw fail(`Cannot parse message: Content-Length is ${cl} but there is no body`);
+    return;
+  }
+  const avail = bodyBytes.length - bodyStart;
+  if (cl === -1) {
+    // Section 18.3: without Content-Length, a datagram's body runs to its end.
+    if (avail > 0) msg.body = bodyBytes.slice(bodyStart);
+  } else if (cl > avail) {
+    // RFC 4475 3.1.2.2: over UDP a body shorter than Content-Length gets 400.
+    throw fail(`Cannot parse message: Content-Length is ${cl} but the body has ${avail} bytes`);
+  } else if (stream && cl < avail) {
+    throw fail(
+      `Cannot parse message: ${avail - cl} bytes after the ${cl}-byte body of a framed message`,
+    );
+  } else if (cl > 0) {
+    // Section 18.3: octets after Content-Length are discarded (RFC 4475 3.1.1.8).
+    msg.body = bodyBytes.slice(bodyStart, bodyStart + cl);
+  }
+}
+
+/**
+ * Parses what every layer reads (top Via, From, To, Call-ID, CSeq,
+ * Max-Forwards) and stores it in the message's cache. Section 8.1.1: To,
+ * From, CSeq, Call-ID and Via are mandatory; RFC 4475 3.3.1 wants a 400 when
+ * one is missing.
+ */
+function primeTracked(msg: SipMessage, head: string, cl: number): void {
+  const fields = msg.headers.fields;
+  let code = H_VIA;
+  try {
+    let s = locate(H_VIA, head, fields);
+    const topVia = topViaAt(s, found.from, found.to);
+    code = H_FROM;
+    s = locate(H_FROM, head, fields);
+    const from = _parseNameAddr(s, found.from, found.to);
+    code = H_TO;
+    s = locate(H_TO, head, fields);
+    const to = _parseNameAddr(s, found.from, found.to);
+    code = H_CALL_ID;
+    const callId = fields[need(H_CALL_ID)].value;
+    const bad = badCallIdAt(callId);
+    if (bad !== -1) throw fail(`invalid character "${callId[bad]}" at column ${bad + 1}`);
+    code = H_CSEQ;
+    s = locate(H_CSEQ, head, fields);
+    const cseq = _parseCSeq(s, found.from, found.to);
+    code = H_MAX_FORWARDS;
+    const maxForwards = readMaxForwards(fields);
+    msg._prime(topVia, from, to, callId, cseq, maxForwards, cl === -1 ? null : cl);
+  } catch (e) {
+    const which = TRACKED_NAMES[code];
+    const at = found.first[code];
+    const err = e as SipSyntaxError;
+    throw new SipMessageError(
+      at === -1 ? err.message : `Cannot parse ${which} header: ${err.message}`,
+      {
+        header: which,
+        line: at === -1 ? undefined : lineAt(msg.headers, at),
+        cause: e,
+        partial: msg,
+      },
+    );
+  }
+}
+
+/** Index of the first line of a tracked header; throws when it is missing. */
+function need(code: number): number {
+  const i = found.first[code];
+  if (i === -1) throw fail(`Cannot parse message: missing ${TRACKED_NAMES[code]} header`);
+  return i;
+}
+
+/**
+ * The text that holds the first value of a tracked header, which is then at
+ * `found.from` to `found.to`: the message text when the line is not folded,
+ * else the field value. Sets `scan.base` for column numbers in errors.
+ */
+function locate(code: number, head: string, fields: HeaderField[]): string {
+  const i = need(code);
+  const start = found.start[code];
+  if (start === -1) {
+    const v = fields[i].value;
+    found.from = scan.base = 0;
+    found.to = v.length;
+    return v;
+  }
+  found.from = scan.base = start;
+  found.to = found.end[code];
+  return head;
+}
+
+/** The first value of a Via line `s[start..end)`. */
+function topViaAt(s: string, start: number, end: number): Via {
+  const comma = s.indexOf(",", start);
+  if (comma === -1 || comma >= end) return _parseVia(s, start, end);
+  scan.base = 0;
+  return _parseVia(splitList(s.slice(start, end))[0]);
+}
+
+/** Max-Forwards (0 to 255), null when absent. */
+function readMaxForwards(fields: HeaderField[]): number | null {
+  const at = found.first[H_MAX_FORWARDS];
+  if (at === -1) return null;
+  const v = fields[at].value;
+  const maxForwards = parseDigits(v, 255);
+  if (maxForwards < 0) throw fail(`"${v}" is not a number from 0 to 255`);
+  return maxForwards;
+}
+
+/** RFC 4475 3.3.8: a repeated From, To, Call-ID, CSeq or Max-Forwards gets 400. */
+function checkRepeated(msg: SipMessage): void {
+  if (found.dup === -1) return;
+  const name = msg.headers.fields[found.dup].name;
+  throw new SipMessageError(`Cannot parse ${name} header: more than one ${name} header`, {
+    header: name,
+    line: lineAt(msg.headers, found.dup),
+    partial: msg,
+  });
+}
+
+/** What only requests must pass: the CSeq method, no headers in the Request-URI. */
+function checkRequest(msg: SipRequest, head: string, lineOneEnd: number): void {
+  const cseqMethod = msg.cseq.method;
+  if (cseqMethod !== msg.method) {
+    // RFC 4475 3.1.2.17: a method mismatch gets 400; 3.1.2.18: with an
+    // unknown method, 501 Not Implemented is preferred.
+    const known = KNOWN_METHODS.has(msg.method);
+    throw new SipMessageError(
+      `Cannot parse CSeq header: method "${cseqMethod}" does not match the Request-Line method "${msg.method}"`,
+      {
+        header: "CSeq",
+        line: lineAt(msg.headers, found.first[H_CSEQ]),
+        partial: msg,
+        status: known ? 400 : 501,
+      },
+    );
+  }
+  if (msg.uri.opaque === undefined && head.lastIndexOf("?", lineOneEnd) !== -1) {
+    if (Object.keys(msg.uri.headers).length > 0) {
+      // Section 19.1.1 (table 1): headers are not allowed in a Request-URI
+      // (RFC 4475 3.1.2.11 accepts a 400 here).
+      throw new SipMessageError(
+        "Cannot parse start line: the Request-URI must not contain headers",
+        { line: 1, partial: msg },
+      );
+    }
+  }
 }
 
 /** The methods of RFC 3261 and its extensions that sipkit knows. */

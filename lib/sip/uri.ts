@@ -20,6 +20,7 @@ import {
   fail,
   formatHeaderParams,
   paramName,
+  setParam,
   type Params,
   parseHeaderParams,
   quote,
@@ -151,7 +152,7 @@ function readUriParams(s: string, i: number, params: Params, n: number): number 
     const nameEnd = eq === -1 ? i : eq;
     if (nameEnd === ns) throw fail("empty URI parameter name");
     const name = pct ? unescape(s.slice(ns, nameEnd)).toLowerCase() : paramName(s, ns, nameEnd);
-    params[name] = eq === -1 ? null : unescape(s.slice(eq + 1, i));
+    setParam(params, name, eq === -1 ? null : unescape(s.slice(eq + 1, i)));
   }
   return i;
 }
