@@ -89,7 +89,7 @@ export function sliceLower(s: string, start: number, end: number): string {
 
 // Common parameter names, so that the parser uses these (internalized)
 // strings as property keys instead of fresh slices.
-const PARAM_NAMES: string[][] = [];
+const PARAM_NAMES: string[][] = Array.from({ length: 16 }, () => []);
 for (
   const name of [
     "tag",
@@ -117,11 +117,11 @@ for (
     "cause",
     "text",
   ]
-) (PARAM_NAMES[name.length] ??= []).push(name);
+) PARAM_NAMES[name.length].push(name);
 
 /** The lowercase parameter name `s[start..end)`, a shared string when it is a common one. */
 export function paramName(s: string, start: number, end: number): string {
-  const list = PARAM_NAMES[end - start];
+  const list = end - start < 16 ? PARAM_NAMES[end - start] : undefined;
   if (list !== undefined) {
     for (let k = 0; k < list.length; k++) {
       const p = list[k];
@@ -362,38 +362,34 @@ export function parseHeaderParams(
   via = false,
   n: number = s.length,
 ): void {
-  i = skipWs(s, i, n);
-  while (i < n) {
-    if (s.charCodeAt(i) !== 59) {
-      throw fail(`unexpected "${s[i]}" at column ${col(i)}, expected ";"`);
-    }
-    i = skipWs(s, i + 1, n);
+  let c = 0;
+  for (;;) {
+    while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
+    if (i >= n) return;
+    if (c !== 59) throw fail(`unexpected "${s[i]}" at column ${col(i)}, expected ";"`);
+    i++;
+    while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
     const ns = i;
-    let c = 0;
     while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
     if (i === ns) throw fail(`empty parameter name at column ${col(ns)}`);
     const name = paramName(s, ns, i);
     while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
-    if (i < n && s.charCodeAt(i) === 61) {
-      i = skipWs(s, i + 1, n);
-      if (i < n && s.charCodeAt(i) === 34) {
-        const v = readQuoted(s, i, n);
-        if (via) checkViaParam(name, v);
-        setParam(params, name, v);
+    let v: string | null = null;
+    if (i < n && c === 61) {
+      i++;
+      while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
+      if (i < n && c === 34) {
+        v = readQuoted(s, i, n);
         i = scan.end;
       } else {
         const vs = i;
         while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_GENVAL) !== 0) i++;
         if (i === vs) throw fail(`empty value for parameter "${name}"`);
-        const v = s.slice(vs, i);
-        if (via) checkViaParam(name, v);
-        setParam(params, name, v);
+        v = s.slice(vs, i);
       }
-      while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
-    } else {
-      if (via) checkViaParam(name, null);
-      setParam(params, name, null);
     }
+    if (via) checkViaParam(name, v);
+    setParam(params, name, v);
   }
 }
 

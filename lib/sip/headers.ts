@@ -5,7 +5,7 @@
  * @module
  */
 
-import { splitList } from "./_scan.ts";
+import { sliceLws, splitList } from "./_scan.ts";
 
 /** One header line as received or added: canonical name and raw value. */
 export interface HeaderField {
@@ -172,6 +172,24 @@ function addEntry(spelling: string, name: string): void {
 for (const name of KNOWN_NAMES) addEntry(name, name);
 for (const [short, long] of Object.entries(COMPACT_FORMS)) addEntry(short, long);
 
+// Lengths of the tracked names (bit n set: some tracked name or compact form
+// has n characters), so that most other names skip the lookup.
+let trackedLengths = 0;
+for (const list of TABLE) {
+  for (const e of list) if (e.code !== 0) trackedLengths |= 1 << e.spelling.length;
+}
+
+/**
+ * The tracking code of the header named by `s[start..end)` (H_VIA to
+ * H_CONTENT_LENGTH, case-insensitive, compact forms included), 0 for any
+ * other name. @internal
+ */
+export function trackedCode(s: string, start: number, end: number): number {
+  const len = end - start;
+  if (len > 30 || ((trackedLengths >> len) & 1) === 0) return 0;
+  return lookupName(s, start, end)?.code ?? 0;
+}
+
 /**
  * Finds the known header named by `s[start..end)` (case-insensitive, compact
  * forms included), or undefined. @internal
@@ -268,6 +286,48 @@ export function isListHeader(name: string): boolean {
   return !NO_SPLIT.has(canonicalName(name));
 }
 
+/** Shared empty list, only ever passed to the constructor of parsed headers. */
+const NO_FIELDS: HeaderField[] = [];
+
+/**
+ * Reads the header lines of `s[pos..n)`, a header block that the parser has
+ * already checked (every line is `name HCOLON value` or a continuation):
+ * names canonical, values trimmed, continuation lines folded in with one SP
+ * (section 7.3.1). @internal
+ */
+export function readFieldLines(s: string, pos: number, n: number): HeaderField[] {
+  const fields: HeaderField[] = [];
+  while (pos < n) {
+    let nl = s.indexOf("\n", pos);
+    if (nl === -1 || nl > n) nl = n;
+    let end = nl;
+    if (end > pos && s.charCodeAt(end - 1) === 13) end--;
+    const c0 = s.charCodeAt(pos);
+    if (c0 === 32 || c0 === 9) {
+      const cur = fields[fields.length - 1];
+      const more = sliceLws(s, pos, end);
+      if (more.length > 0) cur.value = cur.value.length > 0 ? cur.value + " " + more : more;
+    } else {
+      const colon = s.indexOf(":", pos);
+      const nameEnd = skipWsBack(s, pos, colon);
+      const entry = lookupName(s, pos, nameEnd);
+      fields.push({
+        name: entry === undefined ? s.slice(pos, nameEnd) : entry.name,
+        value: sliceLws(s, colon + 1, end),
+      });
+    }
+    pos = nl + 1;
+  }
+  return fields;
+}
+
+/** The index after the last character of `s[start..end)` that is not SP or HTAB. */
+function skipWsBack(s: string, start: number, end: number): number {
+  let c;
+  while (end > start && ((c = s.charCodeAt(end - 1)) === 32 || c === 9)) end--;
+  return end;
+}
+
 /** What {@linkcode SipHeaders} can be built from. */
 export type HeadersInit =
   | SipHeaders
@@ -289,8 +349,7 @@ export type HeadersInit =
  * ```
  */
 export class SipHeaders {
-  /** The fields in message order. Edit through the methods, or call `invalidate()` on the message. */
-  readonly fields: HeaderField[];
+  #fields: HeaderField[] | undefined;
   /** Incremented by every change made through the methods (typed caches check it). */
   version = 0;
   /** Line numbers of the fields in the parsed message (valid while `version` is 0). @internal */
@@ -299,6 +358,8 @@ export class SipHeaders {
   _head: string | undefined = undefined;
   /** Where the header block ends in `_head`. @internal */
   _headEnd = 0;
+  /** Where the first header line starts in `_head` (for fields read on first use). @internal */
+  _fieldsStart = 0;
 
   /** Creates a header list from fields; names are canonicalized. */
   constructor(fields: HeaderField[] = []) {
@@ -307,7 +368,26 @@ export class SipHeaders {
       const c = canonicalName(f.name);
       if (c !== f.name) fields[i] = { name: c, value: f.value };
     }
-    this.fields = fields;
+    this.#fields = fields;
+  }
+
+  /**
+   * Headers of a parsed message, read from the checked header block
+   * `head[start..end)` on first use of `fields` (a stack that reads only the
+   * headers the parser tracks never builds the others). @internal
+   */
+  static _parsed(head: string, start: number, end: number): SipHeaders {
+    const h = new SipHeaders(NO_FIELDS);
+    h.#fields = undefined;
+    h._head = head;
+    h._fieldsStart = start;
+    h._headEnd = end;
+    return h;
+  }
+
+  /** The fields in message order. Edit through the methods, or call `invalidate()` on the message. */
+  get fields(): HeaderField[] {
+    return this.#fields ??= readFieldLines(this._head ?? "", this._fieldsStart, this._headEnd);
   }
 
   /** Builds headers from fields, pairs, a record (arrays give repeated lines) or copies a SipHeaders. */

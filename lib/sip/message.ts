@@ -45,8 +45,8 @@ import {
   H_VIA,
   type HeaderField,
   type HeadersInit,
-  lookupName,
   SipHeaders,
+  trackedCode,
 } from "./headers.ts";
 import {
   _parseNameAddr,
@@ -497,7 +497,9 @@ export abstract class SipMessageBase {
   }
   /** Forget cached typed values after editing `headers.fields` directly (the methods of SipHeaders do it). */
   invalidate(): void {
-    // Line numbers no longer match the fields.
+    // Line numbers no longer match the fields (which are read from the
+    // header block first, if they have not been yet).
+    void this.headers.fields;
     this.headers._lines = undefined;
     this.headers._head = undefined;
     this.headers._headEnd = 0;
@@ -585,8 +587,7 @@ function readVersion(s: string, i: number, end: number): string {
   return "SIP" + s.slice(i + 3, end);
 }
 
-function parseStartLine(s: string, end: number): SipMessage {
-  const headers = new SipHeaders();
+function parseStartLine(s: string, end: number, headers: SipHeaders): SipMessage {
   if (
     s.startsWith("SIP/", 0) ||
     ((s.charCodeAt(0) | 32) === 115 && s.slice(0, 4).toUpperCase() === "SIP/")
@@ -778,17 +779,19 @@ function parseFramed(data: Uint8Array | string, stream: boolean): SipMessage {
 }
 
 /**
- * Where the scan of the header block found the headers that every layer
- * reads, by tracking code (H_VIA to H_CONTENT_LENGTH). Parsing is
+ * What the scan of the header block found out about the headers that every
+ * layer reads, by tracking code (H_VIA to H_CONTENT_LENGTH). Parsing is
  * synchronous, so one instance serves every call.
  */
 const found = {
   /** Index in `fields` of the header's first line, -1 when absent. */
   first: new Int32Array(8),
-  /** Where that line's value starts in the text; -1 once folded (read the field value). */
+  /** Where that line's value starts in the text; -1 once folded (see `value`). */
   start: new Int32Array(8),
   /** Where that line's value ends in the text. */
   end: new Int32Array(8),
+  /** The unfolded value of a first line that has continuation lines. */
+  value: new Array<string>(8).fill(""),
   /** The first repeated From, To, Call-ID, CSeq or Max-Forwards line, or -1. */
   dup: -1,
   /** How many Content-Length lines there are. */
@@ -820,18 +823,16 @@ function parseRest(
   let lineOneEnd = nl;
   if (lineOneEnd > 0 && head.charCodeAt(lineOneEnd - 1) === 13) lineOneEnd--;
   if (lineOneEnd === 0) throw startError("empty message");
+  const headers = SipHeaders._parsed(head, nl + 1, n);
   let msg: SipMessage;
   let startFailure: SipSyntaxError | undefined;
   try {
-    msg = parseStartLine(head, lineOneEnd);
+    msg = parseStartLine(head, lineOneEnd, headers);
   } catch (e) {
-    msg = placeholderRequest(head, e);
+    msg = placeholderRequest(head, e, headers);
     startFailure = e as SipSyntaxError;
   }
-  const headers = msg.headers;
-  if (!scanFields(head, nl + 1, n, headers.fields)) return undefined;
-  headers._head = head;
-  headers._headEnd = n;
+  if (!scanFields(head, nl + 1, n)) return undefined;
   if (startFailure !== undefined) {
     throw new SipMessageError(startFailure.message, {
       line: 1,
@@ -839,7 +840,7 @@ function parseRest(
       cause: startFailure.cause ?? startFailure,
     });
   }
-  const cl = readContentLength(msg);
+  const cl = readContentLength(msg, head);
   cutBody(msg, cl, bodyBytes, bodyStart, stream);
   primeTracked(msg, head, cl);
   checkRepeated(msg);
@@ -861,29 +862,27 @@ function parseRest(
  * read into a request with an empty placeholder Request-URI. Other start-line
  * errors are rethrown.
  */
-function placeholderRequest(head: string, e: unknown): SipRequest {
+function placeholderRequest(head: string, e: unknown, headers: SipHeaders): SipRequest {
   const me = readToken(head, 0);
   if (
     !(e instanceof SipSyntaxError) || me === 0 || head.charCodeAt(me) !== 32 ||
     head.startsWith("SIP/")
   ) throw e;
-  return new SipRequest(
-    head.slice(0, me),
-    { scheme: "", host: "", params: {}, headers: {} },
-    new SipHeaders(),
-  );
+  return new SipRequest(head.slice(0, me), { scheme: "", host: "", params: {}, headers: {} }, headers);
 }
 
 /**
- * Reads the header lines of `s[pos..n)` into `fields` (section 7.3.1) and
- * notes in `found` where the tracked headers are. Returns false at an empty
- * line. Throws on a line that is not a header field.
+ * Checks the header lines of `s[pos..n)` (section 7.3.1: name HCOLON value,
+ * or a continuation line) and notes in `found` where the tracked headers are;
+ * the fields themselves are read on first use (SipHeaders.fields). Returns
+ * false at an empty line. Throws on a line that is not a header field.
  */
-function scanFields(s: string, pos: number, n: number, fields: HeaderField[]): boolean {
+function scanFields(s: string, pos: number, n: number): boolean {
   found.first.fill(-1);
   found.dup = -1;
   found.contentLengths = 0;
   let line = 1;
+  let fields = 0;
   // The tracked header whose first line is the last field read, else 0.
   let code = 0;
   let cr = -1;
@@ -904,70 +903,43 @@ function scanFields(s: string, pos: number, n: number, fields: HeaderField[]): b
     }
     if (end === pos) return false;
     const c0 = s.charCodeAt(pos);
-    if (c0 === 32 || c0 === 9) foldLine(s, pos, end, fields, code, line);
-    else code = readField(s, pos, end, fields, line);
+    if (c0 !== 32 && c0 !== 9) {
+      code = checkField(s, pos, end, line, fields++);
+    } else if (fields === 0) {
+      throw new SipMessageError("Cannot parse message: continuation line before any header", {
+        line,
+      });
+    } else if (code !== 0) {
+      foldTracked(s, pos, end, code);
+    }
     pos = nl + 1;
   }
   return true;
 }
 
 /**
- * Appends a continuation line to the last field: "a header field value can
- * be extended over multiple lines by preceding each extra line with at least
- * one SP or horizontal tab" (section 7.3.1).
+ * Checks the header line `s[pos..end)` (name HCOLON value). Returns the
+ * tracking code when it is the first line of a tracked header, else 0.
  */
-function foldLine(
-  s: string,
-  pos: number,
-  end: number,
-  fields: HeaderField[],
-  code: number,
-  line: number,
-): void {
-  const cur = fields[fields.length - 1];
-  if (cur === undefined) {
-    throw new SipMessageError("Cannot parse message: continuation line before any header", {
-      line,
-    });
-  }
-  const more = sliceLws(s, pos, end);
-  if (more.length > 0) cur.value = cur.value.length > 0 ? cur.value + " " + more : more;
-  if (code !== 0) found.start[code] = -1;
-}
-
-/**
- * Reads the header line `s[pos..end)` (name HCOLON value) into `fields`.
- * Returns the tracking code when it is the first line of a tracked header.
- */
-function readField(
-  s: string,
-  pos: number,
-  end: number,
-  fields: HeaderField[],
-  line: number,
-): number {
-  let colon = s.indexOf(":", pos);
-  if (colon === -1 || colon > end) colon = end;
+function checkField(s: string, pos: number, end: number, line: number, index: number): number {
+  const colon = s.indexOf(":", pos);
+  if (colon === -1 || colon > end) throw badFieldLine(s, pos, end, line);
   let nameEnd = colon;
   let c;
   while (nameEnd > pos && ((c = s.charCodeAt(nameEnd - 1)) === 32 || c === 9)) nameEnd--;
+  if (nameEnd === pos || readToken(s, pos, nameEnd) !== nameEnd) {
+    throw badFieldLine(s, pos, end, line);
+  }
+  const code = trackedCode(s, pos, nameEnd);
+  if (code === 0) return 0;
   let vs = colon + 1;
   while (vs < end && ((c = s.charCodeAt(vs)) === 32 || c === 9)) vs++;
   let ve = end;
   while (ve > vs && ((c = s.charCodeAt(ve - 1)) === 32 || c === 9)) ve--;
-  const entry = colon === end ? undefined : lookupName(s, pos, nameEnd);
-  if (entry === undefined) {
-    if (colon === end || nameEnd === pos || readToken(s, pos, nameEnd) !== nameEnd) {
-      throw badFieldLine(s, pos, end, line);
-    }
-    fields.push({ name: s.slice(pos, nameEnd), value: s.slice(vs, ve) });
-    return 0;
-  }
-  fields.push({ name: entry.name, value: s.slice(vs, ve) });
-  return entry.code === 0 ? 0 : track(entry.code, fields.length - 1, vs, ve);
+  return track(code, index, vs, ve);
 }
 
-/** The error for a header line without a name and a colon. */
+/** The error for a header line without a valid name and a colon. */
 function badFieldLine(s: string, pos: number, end: number, line: number): SipMessageError {
   const text = s.slice(pos, end);
   const why = text.indexOf(":") === -1 ? 'missing ":"' : "invalid header name";
@@ -992,15 +964,36 @@ function track(code: number, index: number, vs: number, ve: number): number {
 }
 
 /**
+ * Folds the continuation line `s[pos..end)` into the first line of a tracked
+ * header, as SipHeaders.fields does: "a header field value can be extended
+ * over multiple lines by preceding each extra line with at least one SP or
+ * horizontal tab" (section 7.3.1).
+ */
+function foldTracked(s: string, pos: number, end: number, code: number): void {
+  let v = found.start[code] === -1
+    ? found.value[code]
+    : s.slice(found.start[code], found.end[code]);
+  const more = sliceLws(s, pos, end);
+  if (more.length > 0) v = v.length > 0 ? v + " " + more : more;
+  found.value[code] = v;
+  found.start[code] = -1;
+}
+
+/** The (unfolded) first value of a tracked header, which is present. */
+function trackedValue(code: number, head: string): string {
+  const start = found.start[code];
+  return start === -1 ? found.value[code] : head.slice(start, found.end[code]);
+}
+
+/**
  * The Content-Length (sections 18.3 and 20.14), -1 when absent. Throws on a
  * value that is not a number, or several different values.
  */
-function readContentLength(msg: SipMessage): number {
+function readContentLength(msg: SipMessage, head: string): number {
   const at = found.first[H_CONTENT_LENGTH];
   if (at === -1) return -1;
   const headers = msg.headers;
-  const fields = headers.fields;
-  const v = fields[at].value;
+  const v = trackedValue(H_CONTENT_LENGTH, head);
   const cl = parseDigits(v, 2 ** 32 - 1);
   if (cl < 0) {
     // RFC 4475 3.1.2.3: a negative (or otherwise bad) Content-Length is a
@@ -1011,6 +1004,7 @@ function readContentLength(msg: SipMessage): number {
     );
   }
   if (found.contentLengths > 1) {
+    const fields = headers.fields;
     for (let i = headers._index("Content-Length", at + 1); i !== -1;) {
       // RFC 4475 3.3.8: conflicting Content-Length values are a framing error.
       if (parseDigits(fields[i].value, 2 ** 32 - 1) !== cl) {
@@ -1070,26 +1064,26 @@ function cutBody(
  * one is missing.
  */
 function primeTracked(msg: SipMessage, head: string, cl: number): void {
-  const fields = msg.headers.fields;
   let code = H_VIA;
   try {
-    let s = locate(H_VIA, head, fields);
+    let s = locate(H_VIA, head);
     const topVia = topViaAt(s, found.from, found.to);
     code = H_FROM;
-    s = locate(H_FROM, head, fields);
+    s = locate(H_FROM, head);
     const from = _parseNameAddr(s, found.from, found.to);
     code = H_TO;
-    s = locate(H_TO, head, fields);
+    s = locate(H_TO, head);
     const to = _parseNameAddr(s, found.from, found.to);
     code = H_CALL_ID;
-    const callId = fields[need(H_CALL_ID)].value;
+    need(H_CALL_ID);
+    const callId = trackedValue(H_CALL_ID, head);
     const bad = badCallIdAt(callId);
     if (bad !== -1) throw fail(`invalid character "${callId[bad]}" at column ${bad + 1}`);
     code = H_CSEQ;
-    s = locate(H_CSEQ, head, fields);
+    s = locate(H_CSEQ, head);
     const cseq = _parseCSeq(s, found.from, found.to);
     code = H_MAX_FORWARDS;
-    const maxForwards = readMaxForwards(fields);
+    const maxForwards = readMaxForwards(head);
     msg._prime(topVia, from, to, callId, cseq, maxForwards, cl === -1 ? null : cl);
   } catch (e) {
     const which = TRACKED_NAMES[code];
@@ -1119,11 +1113,11 @@ function need(code: number): number {
  * `found.from` to `found.to`: the message text when the line is not folded,
  * else the field value. Sets `scan.base` for column numbers in errors.
  */
-function locate(code: number, head: string, fields: HeaderField[]): string {
-  const i = need(code);
+function locate(code: number, head: string): string {
+  need(code);
   const start = found.start[code];
   if (start === -1) {
-    const v = fields[i].value;
+    const v = found.value[code];
     found.from = scan.base = 0;
     found.to = v.length;
     return v;
@@ -1142,10 +1136,9 @@ function topViaAt(s: string, start: number, end: number): Via {
 }
 
 /** Max-Forwards (0 to 255), null when absent. */
-function readMaxForwards(fields: HeaderField[]): number | null {
-  const at = found.first[H_MAX_FORWARDS];
-  if (at === -1) return null;
-  const v = fields[at].value;
+function readMaxForwards(head: string): number | null {
+  if (found.first[H_MAX_FORWARDS] === -1) return null;
+  const v = trackedValue(H_MAX_FORWARDS, head);
   const maxForwards = parseDigits(v, 255);
   if (maxForwards < 0) throw fail(`"${v}" is not a number from 0 to 255`);
   return maxForwards;
