@@ -283,13 +283,13 @@ export function _parseTokenParams(s: string): TokenParams {
 /** Index of the first character not allowed in a Call-ID, or -1 (callid = word ["@" word]). @internal */
 export function badCallIdAt(v: string, start = 0, end: number = v.length): number {
   if (end === start) return start;
-  let at = v.indexOf("@", start);
-  if (at >= end) at = -1;
+  let at = -1;
   for (let i = start; i < end; i++) {
     const ch = v.charCodeAt(i);
-    if (!((ch < 128 && (CHARS[ch] & C_WORD) !== 0) || (i === at && i > start && i < end - 1))) {
-      return i;
-    }
+    if (ch < 128 && (CHARS[ch] & C_WORD) !== 0) continue;
+    // One "@" between two words.
+    if (ch !== 64 || at !== -1 || i === start || i === end - 1) return i;
+    at = i;
   }
   return -1;
 }

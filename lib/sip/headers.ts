@@ -172,11 +172,11 @@ function addEntry(spelling: string, name: string): void {
 for (const name of KNOWN_NAMES) addEntry(name, name);
 for (const [short, long] of Object.entries(COMPACT_FORMS)) addEntry(short, long);
 
-// Lengths of the tracked names (bit n set: some tracked name or compact form
-// has n characters), so that most other names skip the lookup.
-let trackedLengths = 0;
-for (const list of TABLE) {
-  for (const e of list) if (e.code !== 0) trackedLengths |= 1 << e.spelling.length;
+// The (length, lowercase first character) keys of TABLE that hold a tracked
+// name, so that most other names skip the lookup.
+const TRACKED_KEYS = new Uint8Array(MAX_KNOWN * 128);
+for (let key = 0; key < TABLE.length; key++) {
+  for (const e of TABLE[key]) if (e.code !== 0) TRACKED_KEYS[key] = 1;
 }
 
 /**
@@ -186,7 +186,8 @@ for (const list of TABLE) {
  */
 export function trackedCode(s: string, start: number, end: number): number {
   const len = end - start;
-  if (len > 30 || ((trackedLengths >> len) & 1) === 0) return 0;
+  const c0 = s.charCodeAt(start);
+  if (len >= MAX_KNOWN || c0 >= 128 || TRACKED_KEYS[len * 128 + (c0 | 32)] === 0) return 0;
   return lookupName(s, start, end)?.code ?? 0;
 }
 

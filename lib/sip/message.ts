@@ -26,6 +26,8 @@
 
 import { SipSyntaxError } from "./errors.ts";
 import {
+  C_TOKEN,
+  CHARS,
   fail,
   parseDigits,
   refuseCrLf,
@@ -572,6 +574,7 @@ function decodeHead(data: Uint8Array, start: number, end: number): string {
 /** Parses `SIP/x.y` at s[i..end); returns the version or "" when not one. */
 function readVersion(s: string, i: number, end: number): string {
   // SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
+  if (end - i === 7 && s.startsWith("SIP/2.0", i)) return "SIP/2.0";
   if (end - i < 7 || (s.charCodeAt(i) | 32) !== 115 || (s.charCodeAt(i + 1) | 32) !== 105) {
     return "";
   }
@@ -626,23 +629,23 @@ function parseStartLine(s: string, end: number, headers: SipHeaders): SipMessage
   if (sp2 <= me) throw startError("missing SIP-Version");
   const version = readVersion(s, sp2 + 1, end);
   if (version === "") throw startError(`invalid SIP-Version "${s.slice(sp2 + 1, end)}"`);
-  const uriText = s.slice(me + 1, sp2);
-  if (uriText.length === 0 || uriText.charCodeAt(0) === 32) {
+  if (sp2 === me + 1 || s.charCodeAt(me + 1) === 32) {
     throw startError("more than one space after the method");
   }
-  if (uriText.charCodeAt(uriText.length - 1) === 32) {
-    throw startError("more than one space before the SIP-Version");
+  if (s.charCodeAt(sp2 - 1) === 32) throw startError("more than one space before the SIP-Version");
+  for (let i = me + 1; i < sp2; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 32 || c === 9) {
+      throw startError(`whitespace inside the Request-URI "${s.slice(me + 1, sp2)}"`);
+    }
   }
-  if (uriText.indexOf(" ") !== -1 || uriText.indexOf("\t") !== -1) {
-    throw startError(`whitespace inside the Request-URI "${uriText}"`);
-  }
-  if (uriText.charCodeAt(0) === 60) throw startError("the Request-URI must not be enclosed in <>");
+  if (s.charCodeAt(me + 1) === 60) throw startError("the Request-URI must not be enclosed in <>");
   let uri: Uri;
   try {
     scan.base = me + 1;
     uri = _parseUri(s, me + 1, sp2);
   } catch (e) {
-    rethrow(e, `Request-URI "${uriText}"`, { line: 1 });
+    rethrow(e, `Request-URI "${s.slice(me + 1, sp2)}"`, { line: 1 });
   }
   const req = new SipRequest(s.slice(0, me), uri, headers);
   req.version = version;
@@ -803,7 +806,16 @@ const found = {
 };
 
 /** Names of the tracked headers, by code. */
-const TRACKED_NAMES = ["", "Via", "From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length"];
+const TRACKED_NAMES = [
+  "",
+  "Via",
+  "From",
+  "To",
+  "Call-ID",
+  "CSeq",
+  "Max-Forwards",
+  "Content-Length",
+];
 
 /**
  * Parses the start line and header block `head[0..n)` (the whole decoded
@@ -868,7 +880,11 @@ function placeholderRequest(head: string, e: unknown, headers: SipHeaders): SipR
     !(e instanceof SipSyntaxError) || me === 0 || head.charCodeAt(me) !== 32 ||
     head.startsWith("SIP/")
   ) throw e;
-  return new SipRequest(head.slice(0, me), { scheme: "", host: "", params: {}, headers: {} }, headers);
+  return new SipRequest(
+    head.slice(0, me),
+    { scheme: "", host: "", params: {}, headers: {} },
+    headers,
+  );
 }
 
 /**
@@ -922,17 +938,16 @@ function scanFields(s: string, pos: number, n: number): boolean {
  * tracking code when it is the first line of a tracked header, else 0.
  */
 function checkField(s: string, pos: number, end: number, line: number, index: number): number {
-  const colon = s.indexOf(":", pos);
-  if (colon === -1 || colon > end) throw badFieldLine(s, pos, end, line);
-  let nameEnd = colon;
-  let c;
-  while (nameEnd > pos && ((c = s.charCodeAt(nameEnd - 1)) === 32 || c === 9)) nameEnd--;
-  if (nameEnd === pos || readToken(s, pos, nameEnd) !== nameEnd) {
-    throw badFieldLine(s, pos, end, line);
-  }
+  // field-name = token, then HCOLON = *( SP / HTAB ) ":" SWS
+  let i = pos;
+  let c = 0;
+  while (i < end && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
+  const nameEnd = i;
+  while (i < end && (c === 32 || c === 9)) c = s.charCodeAt(++i);
+  if (i === end || c !== 58 || nameEnd === pos) throw badFieldLine(s, pos, end, line);
   const code = trackedCode(s, pos, nameEnd);
   if (code === 0) return 0;
-  let vs = colon + 1;
+  let vs = i + 1;
   while (vs < end && ((c = s.charCodeAt(vs)) === 32 || c === 9)) vs++;
   let ve = end;
   while (ve > vs && ((c = s.charCodeAt(ve - 1)) === 32 || c === 9)) ve--;

@@ -20,7 +20,6 @@ import {
   fail,
   formatHeaderParams,
   paramName,
-  setParam,
   type Params,
   parseHeaderParams,
   quote,
@@ -28,6 +27,7 @@ import {
   refuseCrLf,
   rethrow,
   scan,
+  setParam,
   skipWs,
   sliceLws,
   unescape,
@@ -179,7 +179,20 @@ function readUriHeaders(s: string, i: number, headers: Record<string, string>, n
 function parseSipUri(s: string, scheme: string, p: number, n: number): Uri {
   const uri: Uri = { scheme, host: "", params: {}, headers: {} };
   // userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"; no
-  // unescaped "@" may appear elsewhere in a SIP URI.
+  // unescaped "@" may appear elsewhere in a SIP URI. Fast path: user
+  // characters up to "@", or up to the end (no userinfo at all).
+  let i = p;
+  let c = 0;
+  let escaped = false;
+  while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_USER) !== 0) {
+    if (c === 37) escaped = true;
+    i++;
+  }
+  if (i < n && c === 64 && i > p) {
+    uri.user = escaped ? unescape(s.slice(p, i)) : s.slice(p, i);
+    return parseHostPart(s, uri, i + 1, n);
+  }
+  if (i === n) return parseHostPart(s, uri, p, n);
   const at = s.indexOf("@", p);
   if (at !== -1 && at < n) {
     const colon = s.indexOf(":", p);
@@ -193,6 +206,11 @@ function parseSipUri(s: string, scheme: string, p: number, n: number): Uri {
     }
     p = at + 1;
   }
+  return parseHostPart(s, uri, p, n);
+}
+
+/** Parses `hostport uri-parameters [ headers ]` at `s[p..n)` into `uri`. */
+function parseHostPart(s: string, uri: Uri, p: number, n: number): Uri {
   uri.host = readHost(s, p, n);
   p = scan.end;
   if (p < n && s.charCodeAt(p) === 58) {
