@@ -28,6 +28,7 @@ import { SipSyntaxError } from "./errors.ts";
 import {
   C_TOKEN,
   CHARS,
+  col,
   fail,
   parseDigits,
   refuseCrLf,
@@ -706,79 +707,90 @@ export function parseMessage(data: Uint8Array | string, options?: ParseOptions):
 }
 
 function parseFramed(data: Uint8Array | string, stream: boolean): SipMessage {
-  let head: string;
-  let bodyBytes: Uint8Array | undefined;
-  let bodyStart = -1;
-  let headEnd: number;
-  if (typeof data === "string") {
-    let s = 0;
-    while (s < data.length && (data.charCodeAt(s) === 13 || data.charCodeAt(s) === 10)) s++;
-    head = s === 0 ? data : data.slice(s);
-    let end = head.indexOf("\r\n\r\n");
-    let skip = 4;
-    const lf = head.indexOf("\n\n");
-    if (lf !== -1 && (end === -1 || lf < end)) {
-      end = lf;
-      skip = 2;
-    }
-    if (end === -1) {
-      headEnd = head.length;
-    } else {
-      headEnd = end;
-      bodyBytes = encoder.encode(head.slice(end + skip));
-      bodyStart = 0;
-    }
-  } else {
-    // RFC 3261 section 7.5: ignore CRLFs before the start line.
-    let s = 0;
-    while (s < data.length && (data[s] === 13 || data[s] === 10)) s++;
-    // Fast path: decode everything once and find the empty line in the text.
-    // ASCII bytes decode one to one, so when the bytes at the text offset are
-    // CRLFCRLF too, every byte before decoded to one character and the
-    // offsets agree (otherwise: the byte scan below).
-    const text = utf8.decode(s === 0 ? data : data.subarray(s));
-    const he = text.indexOf("\r\n\r\n");
-    const b = s + he;
-    if (
-      he !== -1 && data[b] === 13 && data[b + 1] === 10 && data[b + 2] === 13 &&
-      data[b + 3] === 10
-    ) {
-      const bad = text.indexOf("\uFFFD");
-      if (bad !== -1 && bad < he) decodeHead(data, s, b);
-      // undefined: an empty line inside, the header block ends earlier (bare LF).
-      const msg = parseRest(text, he, data, b + 4, stream);
-      if (msg !== undefined) return msg;
-    }
-    let end = -1;
-    let i = data.indexOf(10, s);
-    while (i !== -1) {
-      const n1 = data[i + 1];
-      if (n1 === 10) {
-        end = i + 2;
-        break;
-      }
-      if (n1 === 13 && data[i + 2] === 10) {
-        end = i + 3;
-        break;
-      }
-      i = data.indexOf(10, i + 1);
-    }
-    if (end === -1) {
-      head = decodeHead(data, s, data.length);
-    } else {
-      // header block without the empty line's CRLF and without the last line's CRLF
-      let he = i;
-      if (he > s && data[he - 1] === 13) he--;
-      head = decodeHead(data, s, he);
-      bodyBytes = data;
-      bodyStart = end;
-    }
-    headEnd = head.length;
-  }
-
-  const msg = parseRest(head, headEnd, bodyBytes, bodyStart, stream);
+  const msg = typeof data === "string" ? parseText(data, stream) : parseBytes(data, stream);
   if (msg === undefined) throw new SipMessageError("Cannot parse message: empty header line");
   return msg;
+}
+
+/** Parses a message given as text (the body is encoded as UTF-8). */
+function parseText(data: string, stream: boolean): SipMessage | undefined {
+  let s = 0;
+  while (s < data.length && (data.charCodeAt(s) === 13 || data.charCodeAt(s) === 10)) s++;
+  const head = s === 0 ? data : data.slice(s);
+  let end = head.indexOf("\r\n\r\n");
+  let skip = 4;
+  const lf = head.indexOf("\n\n");
+  if (lf !== -1 && (end === -1 || lf < end)) {
+    end = lf;
+    skip = 2;
+  }
+  if (end === -1) return parseRest(head, head.length, undefined, -1, stream, false);
+  const body = encoder.encode(head.slice(end + skip));
+  return parseRest(head, end, body, 0, stream, false);
+}
+
+/**
+ * Parses a message from bytes. Fast path: decode everything once and let the
+ * header scan find the empty line in the text. ASCII bytes decode one to one,
+ * so when the bytes at the text offset are CRLFCRLF too, every byte before
+ * decoded to one character and the offsets agree (otherwise, or when the
+ * text holds U+FFFD, a stand-in for bytes that are not UTF-8: the byte scan
+ * of parseBytesSlow).
+ */
+function parseBytes(data: Uint8Array, stream: boolean): SipMessage | undefined {
+  // RFC 3261 section 7.5: ignore CRLFs before the start line.
+  let s = 0;
+  while (s < data.length && (data[s] === 13 || data[s] === 10)) s++;
+  const text = utf8.decode(s === 0 ? data : data.subarray(s));
+  if (text.indexOf("\uFFFD") === -1) {
+    const msg = parseRest(text, text.length, data, s, stream, true);
+    if (msg !== undefined) return msg;
+  }
+  return parseBytesSlow(data, s, stream);
+}
+
+/** Frames on the bytes (CRLF or bare LF line ends), then decodes the header block strictly. */
+function parseBytesSlow(data: Uint8Array, s: number, stream: boolean): SipMessage | undefined {
+  let end = -1;
+  let i = data.indexOf(10, s);
+  while (i !== -1) {
+    const n1 = data[i + 1];
+    if (n1 === 10) {
+      end = i + 2;
+      break;
+    }
+    if (n1 === 13 && data[i + 2] === 10) {
+      end = i + 3;
+      break;
+    }
+    i = data.indexOf(10, i + 1);
+  }
+  if (end === -1) {
+    const head = decodeHead(data, s, data.length);
+    return parseRest(head, head.length, undefined, -1, stream, false);
+  }
+  // header block without the empty line's CRLF and without the last line's CRLF
+  let he = i;
+  if (he > s && data[he - 1] === 13) he--;
+  const head = decodeHead(data, s, he);
+  return parseRest(head, head.length, data, end, stream, false);
+}
+
+/**
+ * Where the body starts in `bytes` when the header block of `text` (decoded
+ * from `bytes` at `base`) ends at the empty line at `e` with CRLF CRLF at the
+ * same offsets in both; -1 otherwise.
+ */
+function bodyAfter(text: string, e: number, bytes: Uint8Array, base: number): number {
+  const b = base + e;
+  if (
+    e < 2 || text.charCodeAt(e - 2) !== 13 || text.charCodeAt(e - 1) !== 10 ||
+    text.charCodeAt(e) !== 13 || text.charCodeAt(e + 1) !== 10
+  ) return -1;
+  if (bytes[b - 2] !== 13 || bytes[b - 1] !== 10 || bytes[b] !== 13 || bytes[b + 1] !== 10) {
+    return -1;
+  }
+  return b + 2;
 }
 
 /**
@@ -818,17 +830,22 @@ const TRACKED_NAMES = [
 ];
 
 /**
- * Parses the start line and header block `head[0..n)` (the whole decoded
+ * Parses the start line and header block of `head[0..n)` (the whole decoded
  * message may follow: headers are read in place, since parsing a flat string
- * is faster than parsing slices of it). Returns undefined when the block holds
- * an empty line (it ends earlier: the caller frames again on bare LF).
+ * is faster than parsing slices of it). With `find` false, the caller framed
+ * the message: the body is `bytes[offset..]` (none when `bytes` is undefined)
+ * and an empty line inside the block returns undefined. With `find` true,
+ * `head` is `bytes` decoded from byte `offset`, the block ends at the first
+ * empty line and the body follows it (undefined when the offsets of text and
+ * bytes disagree there: the caller frames on the bytes).
  */
 function parseRest(
   head: string,
   n: number,
-  bodyBytes: Uint8Array | undefined,
-  bodyStart: number,
+  bytes: Uint8Array | undefined,
+  offset: number,
   stream: boolean,
+  find: boolean,
 ): SipMessage | undefined {
   let nl = head.indexOf("\n");
   if (nl === -1 || nl > n) nl = n;
@@ -844,7 +861,13 @@ function parseRest(
     msg = placeholderRequest(head, e, headers);
     startFailure = e as SipSyntaxError;
   }
-  if (!scanFields(head, nl + 1, n)) return undefined;
+  const end = scanFields(head, nl + 1, n);
+  let bodyStart = offset;
+  if (find) {
+    bodyStart = bodyAfter(head, end, bytes!, offset);
+    if (bodyStart === -1) return undefined;
+  } else if (end < n) return undefined;
+  headers._headEnd = end;
   if (startFailure !== undefined) {
     throw new SipMessageError(startFailure.message, {
       line: 1,
@@ -853,7 +876,7 @@ function parseRest(
     });
   }
   const cl = readContentLength(msg, head);
-  cutBody(msg, cl, bodyBytes, bodyStart, stream);
+  cutBody(msg, cl, bytes, bodyStart, stream);
   primeTracked(msg, head, cl);
   checkRepeated(msg);
   if (msg.version !== "SIP/2.0") {
@@ -891,9 +914,10 @@ function placeholderRequest(head: string, e: unknown, headers: SipHeaders): SipR
  * Checks the header lines of `s[pos..n)` (section 7.3.1: name HCOLON value,
  * or a continuation line) and notes in `found` where the tracked headers are;
  * the fields themselves are read on first use (SipHeaders.fields). Returns
- * false at an empty line. Throws on a line that is not a header field.
+ * where an empty line starts, else `n`. Throws on a line that is not a header
+ * field.
  */
-function scanFields(s: string, pos: number, n: number): boolean {
+function scanFields(s: string, pos: number, n: number): number {
   found.first.fill(-1);
   found.dup = -1;
   found.contentLengths = 0;
@@ -917,7 +941,7 @@ function scanFields(s: string, pos: number, n: number): boolean {
       // copied into responses (and is the stuff of header injection).
       throw new SipMessageError(`Cannot parse header line ${line}: CR inside the line`, { line });
     }
-    if (end === pos) return false;
+    if (end === pos) return pos;
     const c0 = s.charCodeAt(pos);
     if (c0 !== 32 && c0 !== 9) {
       code = checkField(s, pos, end, line, fields++);
@@ -930,7 +954,7 @@ function scanFields(s: string, pos: number, n: number): boolean {
     }
     pos = nl + 1;
   }
-  return true;
+  return n;
 }
 
 /**
@@ -1035,13 +1059,13 @@ function readContentLength(msg: SipMessage, head: string): number {
 }
 
 /**
- * Sets the body from `bodyBytes[bodyStart..]` (undefined: the input had no
+ * Sets the body from `bytes[bodyStart..]` (undefined: the input had no
  * empty line) cut to Content-Length `cl` (-1 when absent).
  */
 function cutBody(
   msg: SipMessage,
   cl: number,
-  bodyBytes: Uint8Array | undefined,
+  bytes: Uint8Array | undefined,
   bodyStart: number,
   stream: boolean,
 ): void {
@@ -1051,14 +1075,14 @@ function cutBody(
       line: lineAt(msg.headers, found.first[H_CONTENT_LENGTH]),
       partial: msg,
     });
-  if (bodyBytes === undefined) {
+  if (bytes === undefined) {
     if (cl > 0) throw fail(`Cannot parse message: Content-Length is ${cl} but there is no body`);
     return;
   }
-  const avail = bodyBytes.length - bodyStart;
+  const avail = bytes.length - bodyStart;
   if (cl === -1) {
     // Section 18.3: without Content-Length, a datagram's body runs to its end.
-    if (avail > 0) msg.body = bodyBytes.slice(bodyStart);
+    if (avail > 0) msg.body = bytes.slice(bodyStart);
   } else if (cl > avail) {
     // RFC 4475 3.1.2.2: over UDP a body shorter than Content-Length gets 400.
     throw fail(`Cannot parse message: Content-Length is ${cl} but the body has ${avail} bytes`);
@@ -1068,7 +1092,7 @@ function cutBody(
     );
   } else if (cl > 0) {
     // Section 18.3: octets after Content-Length are discarded (RFC 4475 3.1.1.8).
-    msg.body = bodyBytes.slice(bodyStart, bodyStart + cl);
+    msg.body = bytes.slice(bodyStart, bodyStart + cl);
   }
 }
 
@@ -1090,10 +1114,10 @@ function primeTracked(msg: SipMessage, head: string, cl: number): void {
     s = locate(H_TO, head);
     const to = _parseNameAddr(s, found.from, found.to);
     code = H_CALL_ID;
-    need(H_CALL_ID);
-    const callId = trackedValue(H_CALL_ID, head);
-    const bad = badCallIdAt(callId);
-    if (bad !== -1) throw fail(`invalid character "${callId[bad]}" at column ${bad + 1}`);
+    s = locate(H_CALL_ID, head);
+    const bad = badCallIdAt(s, found.from, found.to);
+    if (bad !== -1) throw fail(`invalid character "${s[bad]}" at column ${col(bad)}`);
+    const callId = found.from === 0 && found.to === s.length ? s : s.slice(found.from, found.to);
     code = H_CSEQ;
     s = locate(H_CSEQ, head);
     const cseq = _parseCSeq(s, found.from, found.to);
