@@ -703,3 +703,43 @@ Deno.test("formatMessage() with compact writes the short header names and parses
   assert.equal(back.contentType, "text/plain");
   assert.equal(back.text, "hi");
 });
+
+Deno.test("parseMessage() finds the body after non-ASCII headers, bare LF and a U+FFFD", async (t) => {
+  const cases: [string, string][] = [
+    ["non-ASCII display name", INVITE.replace('"Alice"', '"Алиса 😀"')],
+    ["bare LF line ends", INVITE.replaceAll("\r\n", "\n")],
+    ["bare LF empty line after CRLF lines", INVITE.replace("\r\n\r\n", "\r\n\n")],
+    ["a valid U+FFFD in a header", INVITE.replace('"Alice"', '"Al\uFFFDce"')],
+  ];
+  for (const [name, text] of cases) {
+    await t.step(name, () => {
+      const m = parseMessage(enc.encode(text));
+      assert.equal(m.callId, "a84b4c76e66710@pc33.atlanta.example.com");
+      assert.equal(m.text, "v=0\n");
+      assert.equal(m.headers.get("Max-Forwards"), "70");
+    });
+  }
+});
+
+Deno.test("parseMessage() reads the header fields on first use, the same as written", () => {
+  const m = parseMessage(enc.encode(
+    "OPTIONS sip:b@example.com SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\nX-Long:  a\r\n" +
+      "  b \r\n\tc\r\nf: <sip:a@example.com>\r\n ;tag=1\r\nt: <sip:b@example.com>\r\ni: x\r\n" +
+      "CSeq: 1 OPTIONS\r\nl: 0\r\n\r\n",
+  ));
+  assert.equal(m.fromTag, "1");
+  assert.deepEqual(m.headers.fields, [
+    { name: "Via", value: "SIP/2.0/UDP h;branch=z9hG4bK1" },
+    { name: "X-Long", value: "a b c" },
+    { name: "From", value: "<sip:a@example.com> ;tag=1" },
+    { name: "To", value: "<sip:b@example.com>" },
+    { name: "Call-ID", value: "x" },
+    { name: "CSeq", value: "1 OPTIONS" },
+    { name: "Content-Length", value: "0" },
+  ]);
+  // invalidate() before any use of the fields keeps them.
+  const n = parseMessage(formatMessage(m));
+  n.invalidate();
+  assert.equal(n.headers.get("X-Long"), "a b c");
+  assert.equal(n.toTag, undefined);
+});
