@@ -8,7 +8,7 @@
  *   waits, which adds delay exactly as much as the network needs;
  * - when samples are missing but newer ones are there, they are lost: the gap
  *   is concealed with silence and playout moves on;
- * - over each window (2 s by default), the least audio held ahead of the
+ * - over each window (1 s by default), the least audio held ahead of the
  *   playout point is measured; when even that minimum exceeds one frame plus
  *   a margin of twice the interarrival jitter, the surplus is dropped (at most
  *   one frame at a time), which takes the delay back down;
@@ -38,7 +38,7 @@ export interface JitterBufferOptions {
   sampleRate?: number;
   /** Most audio held ahead of playout, ms (default 300). */
   maxDelayMs?: number;
-  /** Adaptation window, in pops (default 100: 2 s of 20 ms frames). */
+  /** Adaptation window, in pops (default 50: 1 s of 20 ms frames). */
   window?: number;
 }
 
@@ -121,7 +121,7 @@ export class JitterBuffer {
   constructor(options: JitterBufferOptions = {}) {
     this.#rate = options.sampleRate ?? 8000;
     this.#maxDelay = Math.round((options.maxDelayMs ?? 300) * this.#rate / 1000);
-    this.#window = options.window ?? 100;
+    this.#window = options.window ?? 50;
   }
 
   /** The counters. */

@@ -181,6 +181,7 @@ export class MediaSession extends EventTarget {
   #oa = new OfferAnswer();
   #negotiated: NegotiatedMedia | undefined;
   #closed = false;
+  #lead: number;
 
   // sending
   readonly #ssrc = randomU32();
@@ -235,7 +236,11 @@ export class MediaSession extends EventTarget {
     this.#ptime = options.ptime ?? 20;
     this.#epoch = this.#clock.now();
     this.#jitter = new JitterBuffer(options.jitterBuffer);
-    this.#playout = new Pacer(this.#clock, PLAYOUT_MS, () => this.#playTick());
+    // On the real clock, run ticks up to 1 ms early rather than a timer late.
+    this.#lead = options.clock ? 0 : 1;
+    this.#playout = new Pacer(this.#clock, PLAYOUT_MS, () => this.#playTick(), {
+      leadMs: this.#lead,
+    });
     this.#dtmfReceiver = new DtmfReceiver((d) =>
       this.#emit("dtmf", { digit: d.digit, duration_ms: Math.round(d.durationMs) })
     );
@@ -495,7 +500,9 @@ export class MediaSession extends EventTarget {
       this.#sender?.stop();
       this.#senderPtime = n.ptime;
       this.#marker = true;
-      this.#sender = new Pacer(this.#clock, n.ptime, (i) => this.#sendTick(i));
+      this.#sender = new Pacer(this.#clock, n.ptime, (i) => this.#sendTick(i), {
+        leadMs: this.#lead,
+      });
       this.#sender.start();
     } else if (!sending && this.#sender) {
       this.#sender.stop();
