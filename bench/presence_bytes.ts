@@ -45,8 +45,10 @@ import { statusToPidf, type UserStatus } from "../lib/presence/status.ts";
 export const THESIS_EDGE_BYTES = 745_770;
 /** MSN's figure quoted by the thesis (bytes per hour). */
 export const MSN_BYTES = 30_950;
-/** The issue's target for edge mode. */
-export const EDGE_TARGET = 75_000;
+/** Issue 8's target for an edge-mode steady hour (issue 3's was 75,000). */
+export const EDGE_TARGET = 50_000;
+/** Issue 8's target for edge-mode hour 1 (start-up included). */
+export const EDGE_HOUR1_TARGET = 75_000;
 
 const BUDDIES = 10;
 const HOUR = 3600_000;
@@ -336,8 +338,9 @@ if (import.meta.main) {
   for (const [name, bytes, messages, ref] of rows) {
     const refValue = ref === "thesis" ? THESIS_EDGE_BYTES : MSN_BYTES;
     const refText = ref === "thesis" ? `thesis ${fmt(THESIS_EDGE_BYTES)}` : `MSN ${fmt(MSN_BYTES)}`;
+    const limit = name.includes("hour 1") ? EDGE_HOUR1_TARGET : EDGE_TARGET;
     const target = ref === "thesis"
-      ? `${bytes <= EDGE_TARGET ? "meets" : "MISSES"} <= ${fmt(EDGE_TARGET)}`
+      ? `${bytes <= limit ? "meets" : "MISSES"} <= ${fmt(limit)}`
       : "";
     console.log(
       `| ${name} | ${fmt(bytes)} | ${messages} | ${refText} | ${

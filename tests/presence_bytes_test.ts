@@ -1,18 +1,29 @@
 /**
- * The presence traffic budget of issue 3, checked on every test run with the
+ * The presence traffic budget (issues 3 and 8), checked on every test run with the
  * benchmark's own simulation (bench/presence_bytes.ts: real library objects on
  * the loop network and a simulated clock; a run takes well under a second).
  */
 
 import assert from "node:assert/strict";
-import { EDGE_TARGET, edgeMode, MSN_BYTES, serverMode } from "../bench/presence_bytes.ts";
+import { edgeMode, MSN_BYTES, serverMode } from "../bench/presence_bytes.ts";
 
-Deno.test("edge presence stays within 75,000 bytes per steady hour with the CLI defaults", async () => {
+/**
+ * What sipkit achieves today with its defaults, held so that it does not grow
+ * back: issue 8 asks for at most 50,000 bytes per steady hour and 75,000 in
+ * hour 1 (EDGE_TARGET, EDGE_HOUR1_TARGET), which sipkit does not reach yet
+ * (see README, Benchmarks). Before issue 8: 73,622 and 102,872.
+ */
+const EDGE_STEADY_BUDGET = 66_000;
+const EDGE_HOUR1_BUDGET = 95_000;
+
+Deno.test("edge presence stays within its byte budget per hour with the CLI defaults", async () => {
   const edge = await edgeMode({ compact: true });
-  assert.ok(edge.steady <= EDGE_TARGET, `edge steady hour: ${edge.steady} bytes`);
+  assert.ok(edge.steady <= EDGE_STEADY_BUDGET, `edge steady hour: ${edge.steady} bytes`);
+  assert.ok(edge.hour1 <= EDGE_HOUR1_BUDGET, `edge hour 1: ${edge.hour1} bytes`);
   // 6 changes to 10 watchers (NOTIFY + 200 each) and 20 refreshes of 3600 s
-  // subscriptions (SUBSCRIBE + 204, no NOTIFY when nothing changed), 4 hours averaged.
-  assert.ok(edge.steadyMessages <= 170, `${edge.steadyMessages} messages per steady hour`);
+  // subscriptions (SUBSCRIBE + 204, no NOTIFY when nothing changed, not even
+  // when the refresh crosses a NOTIFY), 4 hours averaged.
+  assert.ok(edge.steadyMessages <= 160, `${edge.steadyMessages} messages per steady hour`);
 });
 
 Deno.test("server mode (PUBLISH + one list subscription) stays under MSN's 30,950 bytes per hour", async () => {

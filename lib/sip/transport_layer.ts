@@ -23,6 +23,7 @@ import {
   SipResponse,
   type Via,
 } from "./message.ts";
+import { randomTag } from "./_random.ts";
 import { hostPortKey, isIPv4, isIPv6, isUnspecified, normalizeHost } from "./_net.ts";
 import type { HostPort, Inbound, Transport, TransportProtocol } from "./transport.ts";
 
@@ -558,7 +559,10 @@ export class TransportLayer {
         }
       } else if (f.name === "To") {
         // 8.2.6.2: the UAS MUST add a tag to the To header field.
-        headers.append("To", /;\s*tag\s*=/i.test(f.value) ? f.value : `${f.value};tag=${tag()}`);
+        headers.append(
+          "To",
+          /;\s*tag\s*=/i.test(f.value) ? f.value : `${f.value};tag=${randomTag()}`,
+        );
       } else if (f.name === "From" || f.name === "Call-ID" || f.name === "CSeq") {
         headers.append(f.name, f.value);
       }
@@ -570,10 +574,6 @@ export class TransportLayer {
       this.#log("warn", `could not answer an unparsable request from ${from}: ${e}`)
     );
   }
-}
-
-function tag(): string {
-  return crypto.randomUUID().replaceAll("-", "").slice(0, 10);
 }
 
 function describe(hp: HostPort): string {

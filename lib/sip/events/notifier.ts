@@ -540,10 +540,15 @@ export class ServerSubscription {
     this.notify();
   }
 
-  /** True when the entity-tag names the state last sent and nothing newer waits. */
+  /**
+   * True when the subscriber has, or is being sent, the current state: its
+   * entity-tag names the state last sent, or a NOTIFY with the current state
+   * is on its way (a refresh that crossed that NOTIFY would otherwise cost a
+   * second NOTIFY with the same content); and nothing newer waits.
+   */
   #canSuppress(tag: string | undefined): boolean {
     if (!this.#pkg.entityTags || tag === undefined || this.#lastEtag === undefined) return false;
-    return tag.trim() === this.#lastEtag && !this.#dirty && !this.#sending &&
+    return (tag.trim() === this.#lastEtag || this.#sending) && !this.#dirty &&
       this.#lastState === this.#state;
   }
 

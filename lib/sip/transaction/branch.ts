@@ -6,6 +6,7 @@
  */
 
 import { formatUri, formatVia, type SipRequest, type SipResponse } from "../message.ts";
+import { randomChars } from "../_random.ts";
 
 /** The magic cookie that starts every RFC 3261 branch (section 8.1.1.7). */
 export const MAGIC_COOKIE = "z9hG4bK";
@@ -19,7 +20,7 @@ export function randomToken(bytes = 8): string {
 }
 
 /**
- * A fresh branch: the magic cookie and 80 random bits.
+ * A fresh branch: the magic cookie and 72 random bits (12 characters).
  *
  * @example
  * ```ts
@@ -28,7 +29,7 @@ export function randomToken(bytes = 8): string {
  * ```
  */
 export function generateBranch(): string {
-  return MAGIC_COOKIE + randomToken(10);
+  return MAGIC_COOKIE + randomChars(12);
 }
 
 /** True when a branch was made by an RFC 3261 element (starts with the magic cookie). */

@@ -14,10 +14,11 @@ import {
   type Uri,
 } from "../message.ts";
 import type { TransportProtocol } from "../transport.ts";
-import { generateBranch, randomToken } from "./branch.ts";
+import { generateBranch } from "./branch.ts";
+import { randomChars, randomTag } from "../_random.ts";
 
 /**
- * A fresh From/To tag (section 19.3: at least 32 random bits; 64 here).
+ * A fresh From/To tag (section 19.3: at least 32 random bits; 48 here).
  *
  * @example
  * ```ts
@@ -26,7 +27,7 @@ import { generateBranch, randomToken } from "./branch.ts";
  * ```
  */
 export function generateTag(): string {
-  return randomToken(8);
+  return randomTag();
 }
 
 const localTags = new WeakMap<SipRequest, string>();
@@ -74,7 +75,7 @@ export function transactionTag(req: SipRequest, lastResponse?: SipResponse): str
 }
 
 /**
- * A fresh Call-ID (section 8.1.1.4): 128 random bits, `@host` when given.
+ * A fresh Call-ID (section 8.1.1.4): 96 random bits, `@host` when given.
  *
  * @example
  * ```ts
@@ -83,7 +84,7 @@ export function transactionTag(req: SipRequest, lastResponse?: SipResponse): str
  * ```
  */
 export function generateCallId(host?: string): string {
-  const id = randomToken(16);
+  const id = randomChars(16);
   return host ? `${id}@${host}` : id;
 }
 
