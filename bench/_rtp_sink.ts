@@ -38,9 +38,9 @@ export interface PacingReport {
   /** Mean interval in ms. */
   meanInterval: number;
   /**
-   * Wall-clock time minus media time over the analysed span, ms: positive
-   * when the sender falls behind its own 8 kHz clock (sends too slowly),
-   * negative when it runs ahead. Media time comes from the RTP timestamps.
+   * Wall-clock time minus media time over the analysed span, ms, from the
+   * least-squares slope of arrival times against RTP timestamps: positive
+   * when the sender sends slower than its 8 kHz clock, negative when faster.
    */
   drift: number;
   /** Seconds analysed. */
@@ -168,15 +168,27 @@ export function analysePacing(
     deviations.push(Math.abs(interval - ptime));
   }
   deviations.sort((a, b) => a - b);
+  // Drift: the slope of arrival time against media time (least squares over
+  // every packet, so single late packets at either end do not count), as the
+  // wall-clock time gained or lost over the analysed span.
   let drift = NaN;
   let seconds = 0;
   if (used.length >= 2) {
-    const first = used[0];
-    const last = used[used.length - 1];
-    const wall = last.at - first.at;
-    const media = ((last.timestamp - first.timestamp + 2 ** 32) % 2 ** 32) / clockRate * 1000;
-    drift = wall - media;
-    seconds = wall / 1000;
+    const t0 = used[0].timestamp;
+    const media = used.map((a) => ((a.timestamp - t0 + 2 ** 32) % 2 ** 32) / clockRate * 1000);
+    const wall = used.map((a) => a.at - used[0].at);
+    const n = used.length;
+    const mx = media.reduce((x, y) => x + y, 0) / n;
+    const my = wall.reduce((x, y) => x + y, 0) / n;
+    let sxy = 0;
+    let sxx = 0;
+    for (let i = 0; i < n; i++) {
+      sxy += (media[i] - mx) * (wall[i] - my);
+      sxx += (media[i] - mx) ** 2;
+    }
+    const span = media[n - 1];
+    drift = sxx > 0 ? (sxy / sxx - 1) * span : 0;
+    seconds = wall[n - 1] / 1000;
   }
   return {
     packets: used.length,
