@@ -36,6 +36,8 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   notify: { summary: "Be your own presence agent, or publish your status", load: async () => (await import("./notify.ts")).notifyCommand() },
   // deno-fmt-ignore
   message: { summary: "Send, receive or chat with instant messages (RFC 3428)", load: async () => (await import("./message.ts")).messageCommand() },
+  // deno-fmt-ignore
+  call: { summary: "Place or answer an audio call (INVITE, RTP PCMU/PCMA)", load: async () => (await import("./call.ts")).callCommand() },
 };
 
 /**

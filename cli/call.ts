@@ -1,0 +1,810 @@
+/**
+ * `sipkit call`: place a call or answer one, with audio from and to an ALSA
+ * device through sox, files, a tone or nothing; NDJSON events out, NDJSON
+ * commands in (DTMF, codec change, hold, resume, hang-up).
+ * Option parsing, audio set-up and event mapping only: the INVITE session is
+ * in lib/sip/invite, the media in lib/rtp.
+ *
+ * @module
+ */
+
+import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import type { Uri } from "../lib/sip/message.ts";
+import { formatUri } from "../lib/sip/uri.ts";
+import type { UserAgent } from "../lib/sip/ua.ts";
+import { isUnspecified, routeLocalAddress } from "../lib/sip/_net.ts";
+import {
+  type IncomingCall,
+  InviteAcceptor,
+  type InviteSession,
+  placeCall,
+  type SessionEnd,
+} from "../lib/sip/invite/mod.ts";
+import {
+  AdaptPolicy,
+  type AudioSink,
+  type AudioSource,
+  codecByName,
+  type CodecName,
+  MediaSession,
+  type MediaStats,
+  type NegotiatedMedia,
+  NullSink,
+  SilenceSource,
+  SoxSink,
+  SoxSource,
+  summarizeSdp,
+  ToneSource,
+  WavFileSink,
+} from "../lib/rtp/mod.ts";
+import {
+  addCommonOptions,
+  type CommandContext,
+  type CommonOptions,
+  emitListening,
+  intArg,
+  runCommand,
+  uriOption,
+} from "./_common.ts";
+import { EXIT, usageError } from "./_exit.ts";
+import type { InputEvent } from "./_io.ts";
+import { keepRegistered, type KeptRegistration } from "./_register.ts";
+import { createUserAgent } from "./_ua.ts";
+
+/** Builds the `call` command. */
+export function callCommand(): Command {
+  const cmd = new Command("call")
+    .summary("Place or answer an audio call (INVITE, RTP PCMU/PCMA) through sox/ALSA or files.")
+    .description(
+      "Place an audio call, or answer one, with RTP G.711 (PCMU/PCMA) to and from an ALSA\n" +
+        "device through sox, audio files, a tone, or nothing. Needs sox for --device and for\n" +
+        "--play of anything but 8 kHz mono 16-bit WAV (and so --allow-run).\n" +
+        "Call:    sipkit call [-u alice@example.test] bob@example.test\n" +
+        "Answer:  sipkit call --answer [--bind host:port] [--register] [--auto-answer [s]]",
+    )
+    .argument("[target]", "who to call, e.g. bob@example.test or sip:bob@127.0.0.1:5070")
+    .option("--answer", "wait for a call and answer it (from stdin, or with --auto-answer)")
+    .option(
+      "--auto-answer [s]",
+      "with --answer: answer by itself after this many seconds of ringing (default 0)",
+    )
+    .option(
+      "--device <alsa>",
+      "ALSA device for both directions, through sox (default: default, unless --play, --tone or --record is given)",
+    )
+    .option("--play <file>", "send this audio file (any format sox reads) instead of the device")
+    .option("--record <file.wav>", "write what is received to this WAV file instead of the device")
+    .option(
+      "--tone <Hz>",
+      "send a sine tone of this frequency instead of the device",
+      floatArg("--tone", 1, 3999),
+    )
+    .option("--no-audio", "send silence and drop what is received (no sox, no device)")
+    .option("--codec <list>", "codecs in preference order", "PCMU,PCMA")
+    .option("--duration <s>", "hang up this many seconds after the answer", intArg("--duration", 1))
+    .option(
+      "--stats-interval <s>",
+      "seconds between stats events",
+      intArg("--stats-interval", 1, 3600),
+      5,
+    )
+    .option(
+      "--adapt",
+      "watch the peer's RTCP reports; sustained loss or jitter changes the session by re-INVITE",
+    )
+    .option(
+      "--adapt-loss <fraction>",
+      "with --adapt: loss fraction that counts as bad (0-1)",
+      floatArg("--adapt-loss", 0, 1),
+      0.05,
+    )
+    .option(
+      "--adapt-jitter <ms>",
+      "with --adapt: jitter in ms that counts as bad",
+      floatArg("--adapt-jitter", 0, 10_000),
+      40,
+    )
+    .option("--registrar <uri>", "with --register: registrar URI (default: the AOR's domain)")
+    .option(
+      "--expires <s>",
+      "with --register: binding lifetime in seconds",
+      intArg("--expires", 60),
+      600,
+    )
+    .addHelpText(
+      "after",
+      `
+Events: listening, incoming (from, to, call_id, codecs), calling (to, from, call_id),
+ringing (status, early_media), answered (call_id), media (codec, payload_type, ptime,
+local_rtp, remote_rtp, direction), codec_changed (codec, previous, payload_type, by),
+held (by), resumed (by), dtmf (digit, duration_ms, via), stats (packets_sent,
+packets_received, lost, loss_fraction, jitter_ms, rtt_ms, mos, ...; final), adapted
+(reason, loss_fraction, jitter_ms, codec, accepted), address_changed (address),
+ended (reason, status, phrase, duration, call_id), error.
+Input (NDJSON on stdin): {"type":"answer"}, {"type":"reject","status":486},
+{"type":"dtmf","digits":"12#"}, {"type":"codec","codec":"PCMA"}, {"type":"hold"},
+{"type":"resume"}, {"type":"hangup"}, {"type":"address_changed","address":"192.0.2.7"}.
+Exit codes: 0 the call happened and ended normally, 1 rejected (486, 603...),
+2 bad usage, 3 no answer or network failure, 130 interrupted (after BYE or CANCEL).
+
+Examples:
+  sipkit call -u alice@example.test --proxy sip:pbx.example.test bob@example.test
+  sipkit call --answer --register -u bob@example.test --auto-answer 2 --no-audio
+  echo '{"type":"dtmf","digits":"1"}' | sipkit call ivr@example.test --play prompt.wav \\
+    --record reply.wav --duration 20`,
+    );
+  addCommonOptions(cmd, { listens: true });
+  cmd.action(async (target) => {
+    await runCommand<CallOptions & CommonOptions>(cmd, (opts, ctx) => runCall(opts, ctx, target));
+  });
+  return cmd as unknown as Command;
+}
+
+function floatArg(name: string, min: number, max: number): (value: string) => number {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n)) {
+      throw new InvalidArgumentError(`${name} must be a number, got "${value}"`);
+    }
+    if (n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be between ${min} and ${max}`);
+    }
+    return n;
+  };
+}
+
+type CallOptions = {
+  answer?: boolean;
+  autoAnswer?: boolean | string;
+  device?: string;
+  play?: string;
+  record?: string;
+  tone?: number;
+  audio: boolean;
+  codec: string;
+  duration?: number;
+  statsInterval: number;
+  adapt?: boolean;
+  adaptLoss: number;
+  adaptJitter: number;
+  registrar?: string;
+  expires: number;
+  register?: boolean;
+};
+
+type Opts = CallOptions & CommonOptions;
+
+/** What the audio options ask for, checked before anything starts. */
+interface AudioPlan {
+  source: { kind: "device"; device: string } | { kind: "file"; path: string } | {
+    kind: "tone";
+    hz: number;
+  } | { kind: "silence" };
+  sink: { kind: "device"; device: string } | { kind: "wav"; path: string } | { kind: "null" };
+}
+
+function audioPlan(opts: Opts): AudioPlan {
+  if (!opts.audio) {
+    if (opts.play || opts.record || opts.tone !== undefined || opts.device) {
+      throw usageError("--no-audio excludes --device, --play, --record and --tone");
+    }
+    return { source: { kind: "silence" }, sink: { kind: "null" } };
+  }
+  if (opts.play && opts.tone !== undefined) {
+    throw usageError("--play and --tone exclude each other");
+  }
+  const named = opts.play !== undefined || opts.tone !== undefined || opts.record !== undefined;
+  // Without --device, a direction not given by a file or tone is silent when another is.
+  const device = opts.device ?? (named ? undefined : "default");
+  const source: AudioPlan["source"] = opts.play !== undefined
+    ? { kind: "file", path: opts.play }
+    : opts.tone !== undefined
+    ? { kind: "tone", hz: opts.tone }
+    : device !== undefined
+    ? { kind: "device", device }
+    : { kind: "silence" };
+  const sink: AudioPlan["sink"] = opts.record !== undefined
+    ? { kind: "wav", path: opts.record }
+    : device !== undefined
+    ? { kind: "device", device }
+    : { kind: "null" };
+  return { source, sink };
+}
+
+function parseCodecs(list: string): CodecName[] {
+  const out: CodecName[] = [];
+  for (const name of list.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+    const codec = codecByName(name);
+    if (!codec) throw usageError(`--codec: unknown codec "${name}" (known: PCMU, PCMA)`);
+    if (!out.includes(codec.name as CodecName)) out.push(codec.name as CodecName);
+  }
+  if (out.length === 0) throw usageError("--codec: no codec given");
+  return out;
+}
+
+async function runCall(
+  opts: Opts,
+  ctx: CommandContext,
+  target: string | undefined,
+): Promise<number> {
+  if (opts.answer && target) throw usageError("--answer takes no target: it waits for a call");
+  if (!opts.answer && !target) throw usageError("missing target (or --answer to wait for a call)");
+  if (opts.autoAnswer !== undefined && !opts.answer) {
+    throw usageError("--auto-answer goes with --answer");
+  }
+  if (opts.register && !opts.answer) throw usageError("--register goes with --answer");
+  const autoAnswer = opts.autoAnswer === undefined
+    ? undefined
+    : opts.autoAnswer === true
+    ? 0
+    : floatOrUsage("--auto-answer", String(opts.autoAnswer), 0, 3600);
+  const codecs = parseCodecs(opts.codec);
+  const plan = audioPlan(opts);
+  let targetUri: Uri | undefined;
+  if (target) targetUri = uriOption("target", target);
+  if (plan.source.kind === "file") {
+    try {
+      await Deno.stat(plan.source.path);
+    } catch {
+      throw usageError(`--play: cannot read ${plan.source.path}`);
+    }
+  }
+  const ua = await createUserAgent(opts, ctx, { requireUser: false });
+  try {
+    const settings: CallSettings = {
+      codecs,
+      plan,
+      duration: opts.duration,
+      statsInterval: opts.statsInterval,
+      adapt: opts.adapt ? { loss: opts.adaptLoss, jitter: opts.adaptJitter } : undefined,
+      bind: opts.bind,
+    };
+    if (targetUri) return await placeAndRun(ctx, ua, targetUri, opts, settings);
+    return await answerAndRun(ctx, ua, opts, settings, autoAnswer);
+  } finally {
+    await ua.close();
+  }
+}
+
+function floatOrUsage(name: string, value: string, min: number, max: number): number {
+  try {
+    return floatArg(name, min, max)(value);
+  } catch (e) {
+    throw usageError((e as Error).message);
+  }
+}
+
+interface CallSettings {
+  codecs: CodecName[];
+  plan: AudioPlan;
+  duration?: number;
+  statsInterval: number;
+  adapt?: { loss: number; jitter: number };
+  bind?: string;
+}
+
+/**
+ * Opens the media session on the address the UA uses towards `peerHost`
+ * (the address written into SDP), with the audio of the plan.
+ */
+async function openMedia(
+  ua: UserAgent,
+  settings: CallSettings,
+  peerHost: string,
+  ctx: CommandContext,
+): Promise<MediaSession> {
+  const local = ua.transports[0]?.local.host ?? "0.0.0.0";
+  const advertised = ua.advertisedHost ?? routeLocalAddress(local, peerHost);
+  const media = await MediaSession.open({
+    hostname: isUnspecified(local) ? local : advertised,
+    advertisedHostname: advertised,
+    codecs: settings.codecs,
+  });
+  try {
+    const source = openSource(settings.plan);
+    media.setSource(source);
+    const sink = await openSink(settings.plan);
+    media.setSink(sink);
+    // sox failing (no such device, unreadable file) ends that direction: say why.
+    for (const [child, what] of [[source, "audio source"], [sink, "audio output"]] as const) {
+      if (child instanceof SoxSource || child instanceof SoxSink) {
+        child.exited.then((e) => {
+          if (e.code !== 0 && e.code !== null) {
+            ctx.log.log("warn", `sox (${what}) exited with ${e.code}: ${e.stderr}`);
+          }
+        });
+      }
+    }
+  } catch (e) {
+    await media.close();
+    throw e;
+  }
+  media.addEventListener(
+    "source_ended",
+    () => ctx.log.log("info", "audio source ended: sending silence"),
+  );
+  advertisedHosts.set(media, advertised);
+  return media;
+}
+
+/** The address each media session writes into SDP (its socket may be bound to 0.0.0.0). */
+const advertisedHosts = new WeakMap<MediaSession, string>();
+
+function openSource(plan: AudioPlan): AudioSource {
+  const s = plan.source;
+  try {
+    switch (s.kind) {
+      case "device":
+        return SoxSource.capture(s.device);
+      case "file":
+        return SoxSource.file(s.path);
+      case "tone":
+        return new ToneSource(s.hz);
+      case "silence":
+        return new SilenceSource();
+    }
+  } catch (e) {
+    throw usageError(`cannot open the audio source: ${(e as Error).message}`);
+  }
+}
+
+function openSink(plan: AudioPlan): Promise<AudioSink> | AudioSink {
+  const s = plan.sink;
+  try {
+    switch (s.kind) {
+      case "device":
+        return SoxSink.playback(s.device);
+      case "wav":
+        return WavFileSink.create(s.path);
+      case "null":
+        return new NullSink();
+    }
+  } catch (e) {
+    throw usageError(`cannot open the audio output: ${(e as Error).message}`);
+  }
+}
+
+/** The host the UA sends to for `uri`: the outbound proxy's, else the URI's. */
+function peerHostFor(ua: UserAgent, uri: Uri, proxy: string | undefined): string {
+  if (proxy) {
+    try {
+      return uriOption("--proxy", proxy).host;
+    } catch {
+      // checked at start
+    }
+  }
+  return ua.outboundProxy?.host ?? uri.host;
+}
+
+async function placeAndRun(
+  ctx: CommandContext,
+  ua: UserAgent,
+  target: Uri,
+  opts: Opts,
+  settings: CallSettings,
+): Promise<number> {
+  const media = await openMedia(ua, settings, peerHostFor(ua, target, opts.proxy), ctx);
+  let session: InviteSession;
+  try {
+    session = await placeCall(ua, target, { media });
+  } catch (e) {
+    await media.close();
+    throw e;
+  }
+  await ctx.out.emit("calling", {
+    to: formatUri(target),
+    from: formatUri(ua.aor),
+    call_id: session.callId,
+  });
+  const call = new LiveCall(ctx, session, media, settings);
+  ctx.readInput((event, line) => call.handleInput(event, line))
+    .catch((e) => ctx.log.log("warn", `stdin: ${(e as Error).message}`));
+  return await call.run();
+}
+
+async function answerAndRun(
+  ctx: CommandContext,
+  ua: UserAgent,
+  opts: Opts,
+  settings: CallSettings,
+  autoAnswer: number | undefined,
+): Promise<number> {
+  let current: { incoming: IncomingCall; answer: () => Promise<void> } | undefined;
+  let live: LiveCall | undefined;
+  let resolveCall!: (call: LiveCall) => void;
+  const gotCall = new Promise<LiveCall>((resolve) => resolveCall = resolve);
+  const acceptor = new InviteAcceptor(ua, {
+    onIncoming: async (incoming) => {
+      if (current) {
+        await incoming.reject(486, "Busy Here");
+        return;
+      }
+      const offer = incoming.remoteOffer ? summarizeSdp(incoming.remoteOffer) : undefined;
+      let answering: Promise<void> | undefined;
+      const answer = () =>
+        answering ??= (async () => {
+          const peer = incoming.request.contact[0]?.uri.host ?? incoming.request.from.uri.host;
+          const media = await openMedia(ua, settings, peer, ctx);
+          live = new LiveCall(ctx, incoming.session, media, settings);
+          resolveCall(live);
+          try {
+            await incoming.accept(media);
+          } catch (e) {
+            // A refused offer ends the session (488); the LiveCall reports it.
+            ctx.log.log("warn", `cannot answer: ${(e as Error).message}`);
+          }
+        })();
+      current = { incoming, answer };
+      await ctx.out.emit("incoming", {
+        from: formatUri(incoming.from.uri),
+        to: formatUri(incoming.to.uri),
+        call_id: incoming.callId,
+        codecs: offer?.codecs ?? [],
+      });
+      incoming.session.addEventListener("ended", () => {
+        // Ended before it was answered (the caller cancelled, or we rejected).
+        if (!live) resolveCall(new LiveCall(ctx, incoming.session, undefined, settings));
+      });
+      incoming.progress(180).catch((e) =>
+        ctx.log.log("debug", `progress: ${(e as Error).message}`)
+      );
+      if (autoAnswer !== undefined) {
+        setTimeoutUnlessEnded(incoming.session, autoAnswer * 1000, () => void answer());
+      }
+    },
+  });
+  await emitListening(ua, ctx);
+  const kept: KeptRegistration | undefined = opts.register
+    ? keepRegistered(ua, ctx, { registrar: opts.registrar, expires: opts.expires })
+    : undefined;
+  const input = ctx.readInput(async (event, line) => {
+    if (await kept?.handleInput(event, line)) {
+      await ctx.out.emit("address_changed", { address: event.address });
+      return;
+    }
+    if (live) return await live.handleInput(event, line);
+    if (event.type === "answer") {
+      if (!current) return await inputError(ctx, line, "no incoming call to answer");
+      await current.answer();
+      return;
+    }
+    if (event.type === "reject") {
+      if (!current) return await inputError(ctx, line, "no incoming call to reject");
+      const status = event.status ?? 486;
+      if (typeof status !== "number" || !Number.isInteger(status) || status < 300 || status > 699) {
+        return await inputError(ctx, line, "reject: status must be a number from 300 to 699");
+      }
+      await current.incoming.reject(status);
+      return;
+    }
+    if (event.type === "hangup" && current) {
+      await current.incoming.reject(603);
+      return;
+    }
+    await inputError(ctx, line, `"${event.type}" needs a call in progress`);
+  }).catch((e) => ctx.log.log("warn", `stdin: ${(e as Error).message}`));
+  void input;
+  const outcome = await Promise.race([gotCall, ctx.stopped.then(() => undefined)]);
+  let code: number;
+  if (!outcome) {
+    // Stopped while waiting: decline a ringing call.
+    if (current && !live) await current.incoming.reject(480).catch(() => {});
+    code = EXIT.INTERRUPTED;
+  } else {
+    code = await outcome.run();
+  }
+  acceptor.close();
+  await kept?.stop();
+  return code;
+}
+
+function setTimeoutUnlessEnded(session: InviteSession, ms: number, fn: () => void): void {
+  const timer = setTimeout(fn, ms);
+  session.finished.then(() => clearTimeout(timer));
+}
+
+async function inputError(ctx: CommandContext, line: number, message: string): Promise<void> {
+  ctx.log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
+  await ctx.out.emit("error", { source: "stdin", line, message });
+}
+
+function hostPort(a: { hostname: string; port: number } | undefined): string | undefined {
+  if (!a) return undefined;
+  return `${a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname}:${a.port}`;
+}
+
+/**
+ * One call from its first event to its end: maps session and media events to
+ * NDJSON, stdin lines to session and media calls, runs the stats and
+ * duration timers and --adapt, and returns the exit code.
+ */
+class LiveCall {
+  readonly #ctx: CommandContext;
+  readonly #session: InviteSession;
+  readonly #media?: MediaSession;
+  readonly #settings: CallSettings;
+  #answeredAt?: number;
+  #mediaReported = false;
+  #remoteHeld = false;
+  #pendingChange?: "local" | "adapt";
+  #statsTimer?: ReturnType<typeof setInterval>;
+  #durationTimer?: ReturnType<typeof setTimeout>;
+  #adapt?: AdaptPolicy;
+  #busy: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    ctx: CommandContext,
+    session: InviteSession,
+    media: MediaSession | undefined,
+    settings: CallSettings,
+  ) {
+    this.#ctx = ctx;
+    this.#session = session;
+    this.#media = media;
+    this.#settings = settings;
+    if (settings.adapt && media) {
+      this.#adapt = new AdaptPolicy(settings.codecs, {
+        lossThreshold: settings.adapt.loss,
+        jitterThresholdMs: settings.adapt.jitter,
+      });
+    }
+    session.addEventListener("ringing", (e) => {
+      const d = (e as CustomEvent).detail;
+      void ctx.out.emit("ringing", { status: d.status, early_media: d.early_media });
+    });
+    session.addEventListener("answered", () => this.#onAnswered());
+    session.addEventListener("dtmf_info", (e) => {
+      const d = (e as CustomEvent).detail;
+      void ctx.out.emit("dtmf", { digit: d.digit, duration_ms: d.duration_ms, via: "info" });
+    });
+    media?.addEventListener("negotiated", (e) => this.#onNegotiated((e as CustomEvent).detail));
+    media?.addEventListener("codec_changed", (e) => {
+      const d = (e as CustomEvent).detail;
+      void ctx.out.emit("codec_changed", {
+        codec: d.codec,
+        previous: d.previous,
+        payload_type: d.payload_type,
+        by: this.#pendingChange ?? "remote",
+      });
+    });
+    media?.addEventListener("dtmf", (e) => {
+      const d = (e as CustomEvent).detail;
+      void ctx.out.emit("dtmf", { digit: d.digit, duration_ms: d.duration_ms, via: "rtp" });
+    });
+    media?.addEventListener("remote_address_changed", (e) => {
+      const d = (e as CustomEvent).detail;
+      ctx.log.log("info", `the peer now sends RTP from ${hostPort(d)} (latched)`);
+    });
+    // Each RTCP packet from the peer may carry a new report about our stream.
+    media?.addEventListener("rtcp", () => this.#onReport(media.stats()));
+  }
+
+  /** Runs until the session ends (or the command is stopped); returns the exit code. */
+  async run(): Promise<number> {
+    const stop = this.#ctx.stopped.then(async (reason) => {
+      if (this.#session.state === "terminated") return;
+      this.#ctx.log.log("info", `${reason}: hanging up`);
+      await this.#session.hangup().catch((e) =>
+        this.#ctx.log.log("debug", `hangup: ${(e as Error).message}`)
+      );
+    });
+    void stop;
+    const end = await this.#session.finished;
+    // After a stop request, wait no longer than the BYE or CANCEL needs.
+    clearInterval(this.#statsTimer);
+    clearTimeout(this.#durationTimer);
+    if (this.#media) {
+      if (this.#answeredAt !== undefined) await this.#emitStats(true);
+      await this.#media.close();
+    }
+    await this.#ctx.out.emit("ended", {
+      reason: end.reason,
+      status: end.status,
+      phrase: end.phrase,
+      duration: this.#answeredAt === undefined
+        ? 0
+        : Math.round((performance.now() - this.#answeredAt) / 100) / 10,
+      call_id: this.#session.callId,
+    });
+    return exitCodeFor(end, this.#session.role);
+  }
+
+  #onAnswered(): void {
+    this.#answeredAt = performance.now();
+    void this.#ctx.out.emit("answered", { call_id: this.#session.callId });
+    this.#reportMedia();
+    this.#statsTimer = setInterval(
+      () => void this.#emitStats(false),
+      this.#settings.statsInterval * 1000,
+    );
+    if (this.#settings.duration !== undefined) {
+      this.#durationTimer = setTimeout(() => {
+        this.#ctx.log.log("info", `--duration ${this.#settings.duration} s reached: hanging up`);
+        void this.#session.hangup().catch(() => {});
+      }, this.#settings.duration * 1000);
+    }
+  }
+
+  #reportMedia(): void {
+    const n = this.#media?.negotiated;
+    if (!n || this.#mediaReported) return;
+    this.#mediaReported = true;
+    void this.#ctx.out.emit("media", {
+      codec: n.codec,
+      payload_type: n.payloadType,
+      ptime: n.ptime,
+      local_rtp: hostPort({
+        hostname: advertisedHosts.get(this.#media!) ?? this.#media!.localAddress.hostname,
+        port: this.#media!.localAddress.port,
+      }),
+      remote_rtp: hostPort(n.remote),
+      direction: n.direction,
+      telephone_event: n.telephoneEventPayloadType !== undefined,
+    });
+  }
+
+  #onNegotiated(n: NegotiatedMedia): void {
+    if (this.#answeredAt !== undefined) this.#reportMedia();
+    const held = this.#media?.held ?? false;
+    const remoteHolds = !held &&
+      (n.remoteDirection === "sendonly" || n.remoteDirection === "inactive");
+    if (remoteHolds !== this.#remoteHeld) {
+      this.#remoteHeld = remoteHolds;
+      void this.#ctx.out.emit(remoteHolds ? "held" : "resumed", { by: "remote" });
+    }
+  }
+
+  async #emitStats(final: boolean): Promise<void> {
+    if (!this.#media) return;
+    const s = this.#media.stats();
+    await this.#ctx.out.emit("stats", { ...s, final: final || undefined });
+  }
+
+  #onReport(stats: MediaStats): void {
+    if (!this.#adapt || !this.#media || this.#session.state !== "confirmed") return;
+    const n = this.#media.negotiated;
+    if (!n) return;
+    const decision = this.#adapt.observe(
+      { lossFraction: stats.remote_loss_fraction, jitterMs: stats.remote_jitter_ms },
+      { codec: n.codec },
+      performance.now(),
+    );
+    if (!decision) return;
+    this.#serial(async () => {
+      this.#pendingChange = "adapt";
+      this.#media!.preferCodec(decision.codec);
+      const ok = await this.#session.reinvite().catch(() => false);
+      this.#pendingChange = undefined;
+      await this.#ctx.out.emit("adapted", {
+        reason: decision.reason,
+        loss_fraction: stats.remote_loss_fraction,
+        jitter_ms: stats.remote_jitter_ms,
+        codec: this.#media!.negotiated?.codec,
+        requested: decision.codec,
+        accepted: ok && this.#media!.negotiated?.codec === decision.codec,
+      });
+    });
+  }
+
+  /** Runs session changes one after the other (a re-INVITE at a time). */
+  #serial(fn: () => Promise<void>): Promise<void> {
+    const next = this.#busy.then(fn, fn);
+    this.#busy = next.catch((e) => this.#ctx.log.log("warn", (e as Error).message));
+    return next;
+  }
+
+  /** Handles one stdin line during the call. */
+  async handleInput(event: InputEvent, line: number): Promise<void> {
+    const ctx = this.#ctx;
+    const media = this.#media;
+    const session = this.#session;
+    switch (event.type) {
+      case "hangup":
+        await session.hangup().catch((e) => ctx.log.log("warn", `hangup: ${(e as Error).message}`));
+        return;
+      case "answer":
+      case "reject":
+        return await inputError(ctx, line, `${event.type}: the call is already answered`);
+      case "address_changed":
+        // Mid-call mobility belongs to the mobility work: accepted and logged here.
+        if (typeof event.address !== "string") {
+          return await inputError(ctx, line, 'address_changed without a string "address"');
+        }
+        ctx.log.log(
+          "info",
+          `address changed to ${event.address}: noted (this call keeps its media address)`,
+        );
+        await ctx.out.emit("address_changed", { address: event.address });
+        return;
+    }
+    if (!media || session.state !== "confirmed") {
+      return await inputError(ctx, line, `${event.type}: the call is not established`);
+    }
+    switch (event.type) {
+      case "dtmf": {
+        const digits = event.digits;
+        if (typeof digits !== "string" || !/^[0-9A-D*#]+$/i.test(digits)) {
+          return await inputError(ctx, line, 'dtmf: "digits" must be a string of 0-9, *, #, A-D');
+        }
+        const duration = typeof event.duration_ms === "number" ? event.duration_ms : undefined;
+        if (media.negotiated?.telephoneEventPayloadType !== undefined) {
+          await media.sendDtmf(digits, { durationMs: duration }).catch((e) =>
+            inputError(ctx, line, `dtmf: ${(e as Error).message}`)
+          );
+        } else {
+          // The peer takes no telephone-event: SIP INFO (application/dtmf-relay).
+          for (const digit of digits.toUpperCase()) {
+            await session.sendInfo(
+              `Signal=${digit}\r\nDuration=${duration ?? 100}\r\n`,
+              "application/dtmf-relay",
+            ).catch((e) => inputError(ctx, line, `dtmf: ${(e as Error).message}`));
+          }
+        }
+        return;
+      }
+      case "codec": {
+        const codec = typeof event.codec === "string" ? codecByName(event.codec) : undefined;
+        if (!codec || !this.#settings.codecs.includes(codec.name as CodecName)) {
+          return await inputError(
+            ctx,
+            line,
+            `codec: "codec" must be one of ${this.#settings.codecs.join(", ")} (--codec)`,
+          );
+        }
+        await this.#serial(async () => {
+          this.#pendingChange = "local";
+          media.preferCodec(codec.name);
+          const ok = await session.reinvite();
+          this.#pendingChange = undefined;
+          if (!ok || media.negotiated?.codec !== codec.name) {
+            await inputError(
+              ctx,
+              line,
+              `codec: the peer kept ${media.negotiated?.codec ?? "its codec"}${
+                ok ? "" : " (re-INVITE refused)"
+              }`,
+            );
+          }
+        });
+        return;
+      }
+      case "hold":
+      case "resume": {
+        const hold = event.type === "hold";
+        if (media.held === hold) {
+          return await inputError(ctx, line, `${event.type}: already ${hold ? "held" : "resumed"}`);
+        }
+        await this.#serial(async () => {
+          if (hold) media.hold();
+          else media.resume();
+          const ok = await session.reinvite();
+          if (ok) {
+            await ctx.out.emit(hold ? "held" : "resumed", { by: "local" });
+          } else {
+            if (hold) media.resume();
+            else media.hold();
+            await inputError(ctx, line, `${event.type}: the peer refused the re-INVITE`);
+          }
+        });
+        return;
+      }
+    }
+    await inputError(ctx, line, `unknown input type "${event.type}"`);
+  }
+}
+
+/** Exit code of a call that ended so (SIGINT's 130 is set by the frame). */
+function exitCodeFor(end: SessionEnd, _role: "uac" | "uas"): number {
+  switch (end.reason) {
+    case "local_bye":
+    case "remote_bye":
+      return EXIT.OK;
+    case "rejected":
+      return EXIT.PEER_REJECTED;
+    case "failed":
+      return end.status !== undefined && end.status >= 300 ? EXIT.PEER_REJECTED : EXIT.NETWORK;
+    default:
+      // cancelled, no_answer, timeout, no_ack
+      return EXIT.NETWORK;
+  }
+}

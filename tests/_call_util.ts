@@ -1,0 +1,119 @@
+/**
+ * Helpers for `sipkit call` tests: start an answering sipkit, check a
+ * recording's tone by frequency (lib/rtp's Goertzel detector, and sox's own
+ * analysis as an independent second opinion), wait for events.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { type SipkitProcess, spawnSipkit, tempSipkitDirs } from "./_sipkit_process.ts";
+import { readWav, rms, soxStat } from "./_audio.ts";
+import { dominantFrequency } from "../lib/rtp/tone.ts";
+
+/** Private config/state directories plus a scratch directory for audio files. */
+export interface CallDirs {
+  /** Environment for the sipkit processes. */
+  env: Record<string, string>;
+  /** A scratch directory (removed by cleanup). */
+  dir: string;
+  /** Removes everything. */
+  cleanup(): Promise<void>;
+}
+
+/** Creates {@linkcode CallDirs}. */
+export async function callDirs(): Promise<CallDirs> {
+  const dirs = await tempSipkitDirs();
+  const dir = await Deno.makeTempDir({ prefix: "sipkit-call-test-" });
+  return {
+    env: dirs.env,
+    dir,
+    cleanup: async () => {
+      await dirs.cleanup();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Runs `fn` with fresh {@linkcode CallDirs}, removed afterwards. */
+export async function withCallDirs(fn: (dirs: CallDirs) => Promise<void>): Promise<void> {
+  const dirs = await callDirs();
+  try {
+    await fn(dirs);
+  } finally {
+    await dirs.cleanup();
+  }
+}
+
+/**
+ * Starts `sipkit call --answer --bind 127.0.0.1:0 <extra>` and waits for its
+ * `listening` event; returns the process and the contact to call.
+ */
+export async function startAnswerer(
+  dirs: CallDirs,
+  extra: string[],
+  name = "answerer",
+): Promise<{ proc: SipkitProcess; contact: string }> {
+  const proc = spawnSipkit(["call", "--answer", "--bind", "127.0.0.1:0", ...extra], {
+    name,
+    env: dirs.env,
+  });
+  try {
+    const e = await proc.waitEvent((e) => e.type === "listening", {
+      message: "listening",
+      timeout: 20_000,
+    });
+    return { proc, contact: String(e.contact) };
+  } catch (error) {
+    await proc.stop();
+    throw error;
+  }
+}
+
+/** Starts `sipkit call <args>` (the caller). */
+export function startCaller(dirs: CallDirs, args: string[], name = "caller"): SipkitProcess {
+  return spawnSipkit(["call", ...args], { name, env: dirs.env });
+}
+
+/**
+ * Asserts that the WAV file at `path` holds a tone of `hz` (within 2 %, by
+ * lib/rtp's dominantFrequency over its second half and by sox's rough
+ * estimate) at a real level, and returns its length in seconds.
+ */
+export async function assertTone(path: string, hz: number, label = path): Promise<number> {
+  const wav = await readWav(path);
+  const seconds = wav.samples.length / wav.sampleRate;
+  assert.ok(seconds > 0.5, `${label}: only ${seconds} s recorded`);
+  // The second half: after any start-up silence of the jitter buffer.
+  const half = wav.samples.subarray(Math.floor(wav.samples.length / 2));
+  const pcm = Int16Array.from(half, (s) => Math.round(s * 32767));
+  const found = dominantFrequency(pcm, { sampleRate: wav.sampleRate });
+  assert.ok(Math.abs(found - hz) <= hz * 0.02, `${label}: dominant ${found} Hz, expected ${hz}`);
+  assert.ok(rms(half) > 0.1, `${label}: level ${rms(half)} is too low`);
+  const stat = await soxStat(path);
+  assert.ok(
+    Math.abs(stat.roughFrequency - hz) <= hz * 0.05,
+    `${label}: sox says ${stat.roughFrequency} Hz, expected ${hz}`,
+  );
+  return seconds;
+}
+
+/** Sends SIGINT (Ctrl-C) to a sipkit process. */
+export function interrupt(proc: SipkitProcess): void {
+  Deno.kill(proc.pid, "SIGINT");
+}
+
+/** Dumps the logs of `procs` when `fn` fails. */
+export async function withProcLogs(
+  procs: () => SipkitProcess[],
+  fn: () => Promise<void>,
+): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    for (const p of procs()) console.error(`----- ${p.name} -----\n${p.logs().slice(-6000)}`);
+    throw e;
+  } finally {
+    await Promise.all(procs().map((p) => p.stop()));
+  }
+}

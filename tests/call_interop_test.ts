@@ -1,0 +1,261 @@
+/**
+ * `sipkit call` against real peers: baresip (aufile plays a tone, sndfile
+ * records) calling sipkit and called by it, directly and through Kamailio
+ * with Record-Route; the audio is checked by frequency at both ends, a
+ * mid-call codec change to PCMA must be followed by baresip (its encoder,
+ * so the RTP payload type it sends, and the audio after the change), and
+ * each side hangs up in turn.
+ */
+
+import assert from "node:assert/strict";
+import { requirePeer, waitFor } from "./peers/require.ts";
+import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
+import { type Baresip, startBaresip } from "./peers/baresip.ts";
+import { type Kamailio, startKamailio } from "./peers/kamailio.ts";
+import { makeToneWav } from "./_audio.ts";
+import type { SipkitProcess } from "./_sipkit_process.ts";
+import {
+  assertTone,
+  type CallDirs,
+  startAnswerer,
+  startCaller,
+  withCallDirs,
+} from "./_call_util.ts";
+
+const hasBaresip = requirePeer("baresip", "baresip");
+const hasKamailio = requirePeer("kamailio", "kamailio");
+const hasSox = requirePeer("sox", "sox");
+
+const of = (type: string) => (e: { type: string }) => e.type === type;
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A sipkit process as a peer for log dumps. */
+function asPeer(p: SipkitProcess): HasLogs {
+  return { name: p.name, logs: () => p.logs() };
+}
+
+/** baresip playing a 1000 Hz tone, recording, PCMU then PCMA. */
+async function toneBaresip(
+  dirs: CallDirs,
+  options: { proxy?: string; autoAnswer?: boolean },
+): Promise<Baresip> {
+  const wav = `${dirs.dir}/1000.wav`;
+  await makeToneWav(wav, 1000, { seconds: 60 });
+  return await startBaresip({
+    user: "bob",
+    audioSource: `aufile,${wav}`,
+    audioCodecs: ["PCMU", "PCMA"],
+    record: true,
+    autoAnswer: options.autoAnswer,
+    proxy: options.proxy,
+  });
+}
+
+/** Checks what baresip recorded (440 Hz from sipkit) once its call has closed. */
+async function assertBaresipHeard(b: Baresip, hz: number): Promise<void> {
+  const recordings = await b.recordings();
+  assert.equal(recordings.length, 1, JSON.stringify(recordings));
+  assert.ok(recordings[0].dec, "baresip wrote no dec recording");
+  await assertTone(recordings[0].dec, hz, "what baresip heard");
+}
+
+function inDialog(k: Kamailio, method: string): boolean {
+  return new RegExp(`in-dialog ${method} \\S+ cseq \\d+ relayed by loose_route`).test(k.logs());
+}
+
+Deno.test({
+  name:
+    "sipkit calls baresip: PCMU both ways, codec change to PCMA that baresip follows, baresip hangs up",
+  ignore: !hasBaresip || !hasSox,
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const peers: HasLogs[] = [];
+      await withLogsOnFailure(peers, async () => {
+        const b = await toneBaresip(dirs, { autoAnswer: true });
+        peers.push(b);
+        let a: SipkitProcess | undefined;
+        try {
+          a = startCaller(dirs, [
+            "-u",
+            "alice@example.test",
+            b.contact,
+            "--tone",
+            "440",
+            "--record",
+            `${dirs.dir}/at-sipkit.wav`,
+          ]);
+          peers.push(asPeer(a));
+          const media = await a.waitEvent(of("media"), { timeout: 20_000 });
+          assert.deepEqual([media.codec, media.payload_type], ["PCMU", 0]);
+          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+          await delay(1500);
+          assert.deepEqual(b.encoders(), ["PCMU"]);
+          await a.send({ type: "codec", codec: "PCMA" });
+          const changed = await a.waitEvent(of("codec_changed"));
+          assert.deepEqual([changed.codec, changed.payload_type, changed.by], ["PCMA", 8, "local"]);
+          // baresip now encodes PCMA: the payload type of what it sends is 8.
+          await waitFor(() => b.encoders().at(-1) === "PCMA", { message: "baresip to send PCMA" });
+          await delay(2500);
+          await b.hangup();
+          const end = await a.waitEvent(of("ended"));
+          assert.equal(end.reason, "remote_bye");
+          assert.equal(await a.exited, 0);
+          await b.waitEvent((e) => e.type === "CALL_CLOSED");
+          // The second half of each recording is after the change: PCMA both ways.
+          await assertTone(`${dirs.dir}/at-sipkit.wav`, 1000, "what sipkit heard");
+          await assertBaresipHeard(b, 440);
+        } finally {
+          await a?.stop();
+          await b.stop();
+        }
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: "baresip calls sipkit through Kamailio (Record-Route): PCMU both ways, sipkit hangs up",
+  ignore: !hasBaresip || !hasKamailio || !hasSox,
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const peers: HasLogs[] = [];
+      const k = await startKamailio({ mode: "proxy" });
+      peers.push(k);
+      await withLogsOnFailure(peers, async () => {
+        let a: SipkitProcess | undefined;
+        let b: Baresip | undefined;
+        try {
+          const answerer = await startAnswerer(dirs, [
+            "-u",
+            "alice@example.test",
+            "--proxy",
+            `sip:${k.address}`,
+            "--register",
+            "--registrar",
+            `sip:${k.address}`,
+            "--auto-answer",
+            "--tone",
+            "440",
+            "--record",
+            `${dirs.dir}/at-sipkit.wav`,
+          ]);
+          a = answerer.proc;
+          peers.push(asPeer(a));
+          await a.waitEvent(of("registered"));
+          b = await toneBaresip(dirs, { proxy: k.address });
+          peers.push(b);
+          await b.dial("sip:alice@example.test");
+          const incoming = await a.waitEvent(of("incoming"));
+          assert.match(String(incoming.from), /^sip:bob@example\.test/);
+          assert.deepEqual(incoming.codecs, ["PCMU", "PCMA"]);
+          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+          assert.equal((await a.waitEvent(of("media"))).codec, "PCMU");
+          await delay(2500);
+          await a.send({ type: "hangup" });
+          assert.equal((await a.waitEvent(of("ended"))).reason, "local_bye");
+          await b.waitEvent((e) => e.type === "CALL_CLOSED");
+          await waitFor(() => inDialog(k, "BYE"), { message: "the BYE through Kamailio" });
+          assert.equal(await a.exited, 0);
+          await assertTone(`${dirs.dir}/at-sipkit.wav`, 1000, "what sipkit heard");
+          await assertBaresipHeard(b, 440);
+        } finally {
+          await a?.stop();
+          await b?.stop();
+          await k.stop();
+        }
+      });
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "sipkit calls baresip through Kamailio: codec change by re-INVITE through the proxy, sipkit hangs up",
+  ignore: !hasBaresip || !hasKamailio || !hasSox,
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const peers: HasLogs[] = [];
+      const k = await startKamailio({ mode: "proxy" });
+      peers.push(k);
+      await withLogsOnFailure(peers, async () => {
+        let a: SipkitProcess | undefined;
+        const b = await toneBaresip(dirs, { proxy: k.address, autoAnswer: true });
+        peers.push(b);
+        try {
+          a = startCaller(dirs, [
+            "-u",
+            "alice@example.test",
+            "--proxy",
+            `sip:${k.address}`,
+            "sip:bob@example.test",
+            "--tone",
+            "440",
+            "--record",
+            `${dirs.dir}/at-sipkit.wav`,
+          ]);
+          peers.push(asPeer(a));
+          await a.waitEvent(of("answered"), { timeout: 20_000 });
+          await delay(1000);
+          await a.send({ type: "codec", codec: "PCMA" });
+          await a.waitEvent(of("codec_changed"));
+          await waitFor(() => inDialog(k, "INVITE"), { message: "the re-INVITE through Kamailio" });
+          await waitFor(() => b.encoders().at(-1) === "PCMA", { message: "baresip to send PCMA" });
+          await delay(2500);
+          await a.send({ type: "hangup" });
+          assert.equal((await a.waitEvent(of("ended"))).reason, "local_bye");
+          await b.waitEvent((e) => e.type === "CALL_CLOSED");
+          await waitFor(() => inDialog(k, "BYE"), { message: "the BYE through Kamailio" });
+          assert.equal(await a.exited, 0);
+          await assertTone(`${dirs.dir}/at-sipkit.wav`, 1000, "what sipkit heard");
+          await assertBaresipHeard(b, 440);
+        } finally {
+          await a?.stop();
+          await b.stop();
+          await k.stop();
+        }
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: "baresip calls sipkit directly: PCMU both ways, baresip hangs up",
+  ignore: !hasBaresip || !hasSox,
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const peers: HasLogs[] = [];
+      await withLogsOnFailure(peers, async () => {
+        let a: SipkitProcess | undefined;
+        let b: Baresip | undefined;
+        try {
+          const answerer = await startAnswerer(dirs, [
+            "-u",
+            "alice@example.test",
+            "--tone",
+            "440",
+            "--record",
+            `${dirs.dir}/at-sipkit.wav`,
+          ]);
+          a = answerer.proc;
+          peers.push(asPeer(a));
+          b = await toneBaresip(dirs, {});
+          peers.push(b);
+          await b.dial(answerer.contact);
+          await a.waitEvent(of("incoming"));
+          await a.send({ type: "answer" });
+          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+          await delay(2500);
+          await b.hangup();
+          assert.equal((await a.waitEvent(of("ended"))).reason, "remote_bye");
+          assert.equal(await a.exited, 0);
+          await b.waitEvent((e) => e.type === "CALL_CLOSED");
+          await assertTone(`${dirs.dir}/at-sipkit.wav`, 1000, "what sipkit heard");
+          await assertBaresipHeard(b, 440);
+        } finally {
+          await a?.stop();
+          await b?.stop();
+        }
+      });
+    });
+  },
+});

@@ -1,0 +1,248 @@
+/**
+ * `sipkit call` against sipp scenarios (tests/sipp/call_*.xml): 486 Busy,
+ * no answer then CANCEL, a 200 sent three times (every copy ACKed), a
+ * reliable 183 (PRACK with the right RAck), hold and resume by re-INVITE
+ * from the peer, BYE from the peer; and as the callee: a caller that
+ * CANCELs (487 with the 180's To tag), a caller that requires 100rel.
+ * sipp judges the SIP side (its scenario fails on anything unexpected or
+ * missing); the test judges sipkit's events and exit codes.
+ */
+
+import assert from "node:assert/strict";
+import { requirePeer } from "./peers/require.ts";
+import { runSipp, type SippResult, startSipp } from "./peers/sipp.ts";
+import type { SipkitProcess } from "./_sipkit_process.ts";
+import { startAnswerer, startCaller, withCallDirs, withProcLogs } from "./_call_util.ts";
+
+const hasSipp = requirePeer("sipp", "sip-tester");
+
+const of = (type: string) => (e: { type: string }) => e.type === type;
+
+/** The To tag of the first message in a sipp `-trace_msg` log whose start line matches. */
+function toTagOf(messages: string, startLine: RegExp): string | undefined {
+  for (const block of messages.split(/^-{20,}.*$/m)) {
+    const lines = block.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+    const start = lines.findIndex((l) => startLine.test(l));
+    if (start < 0) continue;
+    const to = lines.slice(start).find((l) => /^(To|t):/i.test(l));
+    return /;\s*tag=([^;\s>]+)/i.exec(to ?? "")?.[1];
+  }
+  return undefined;
+}
+
+function assertSippOk(r: SippResult, label: string): void {
+  assert.equal(r.successful, 1, `${label}: sipp failed\n${r.errors}\n${r.output.slice(-3000)}`);
+  assert.equal(r.failed, 0, `${label}: ${r.errors}`);
+}
+
+Deno.test({
+  name: "sipkit call against sipp UAS scenarios: 486, CANCEL, 200 x3, 100rel, re-INVITE hold, BYE",
+  ignore: !hasSipp,
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const procs: SipkitProcess[] = [];
+      // sipkit calls one sipp UAS; `act` drives the call and checks its events.
+      const uasCase = async (
+        scenario: string,
+        args: string[],
+        act: (p: SipkitProcess) => Promise<void>,
+        sippArgs: string[] = [],
+      ) => {
+        const uas = await startSipp({ scenario, calls: 1, timeout: 30, extraArgs: sippArgs });
+        try {
+          const p = startCaller(dirs, [`sip:bob@${uas.address}`, "--no-audio", ...args], scenario);
+          procs.push(p);
+          await act(p);
+          assertSippOk(await uas.done, scenario);
+        } finally {
+          await uas.stop();
+        }
+      };
+      await withProcLogs(() => procs, async () => {
+        await Promise.all([
+          uasCase("call_uas_busy.xml", [], async (p) => {
+            const end = await p.waitEvent(of("ended"), { timeout: 20_000 });
+            assert.deepEqual([end.reason, end.status], ["rejected", 486]);
+            assert.equal(await p.exited, 1);
+          }),
+          uasCase("call_uas_noanswer.xml", [], async (p) => {
+            assert.equal((await p.waitEvent(of("ringing"), { timeout: 20_000 })).status, 180);
+            await p.send({ type: "hangup" }); // CANCEL
+            assert.equal((await p.waitEvent(of("ended"))).reason, "cancelled");
+            assert.equal(await p.exited, 3);
+          }),
+          uasCase("call_uas_200_retrans.xml", ["--duration", "2"], async (p) => {
+            await p.waitEvent(of("answered"), { timeout: 20_000 });
+            assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
+            assert.equal(await p.exited, 0);
+          }, ["-nr"]),
+          uasCase("call_uas_100rel.xml", ["--duration", "1"], async (p) => {
+            const ringing = await p.waitEvent(of("ringing"), { timeout: 20_000 });
+            assert.deepEqual([ringing.status, ringing.early_media], [183, true]);
+            await p.waitEvent(of("answered"));
+            assert.equal((await p.waitEvent(of("media"))).codec, "PCMU");
+            assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
+            assert.equal(await p.exited, 0);
+          }),
+          uasCase("call_uas_reinvite.xml", [], async (p) => {
+            await p.waitEvent(of("answered"), { timeout: 20_000 });
+            assert.equal((await p.waitEvent(of("held"))).by, "remote");
+            assert.equal((await p.waitEvent(of("resumed"))).by, "remote");
+            assert.equal((await p.waitEvent(of("ended"))).reason, "remote_bye");
+            assert.equal(await p.exited, 0);
+          }),
+          uasCase("call_uas_bye.xml", [], async (p) => {
+            await p.waitEvent(of("answered"), { timeout: 20_000 });
+            assert.equal((await p.waitEvent(of("ended"))).reason, "remote_bye");
+            assert.equal(await p.exited, 0);
+          }, ["-d", "1000"]),
+        ]);
+      });
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "sipkit call --answer against sipp UAC scenarios: CANCEL (487 with the 180's tag), Require 100rel",
+  ignore: !hasSipp,
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const procs: SipkitProcess[] = [];
+      await withProcLogs(() => procs, async () => {
+        await Promise.all([
+          (async () => {
+            const b = await startAnswerer(dirs, ["--no-audio"], "cancelled answerer");
+            procs.push(b.proc);
+            const r = await runSipp({
+              scenario: "call_uac_cancel.xml",
+              remote: b.contact.replace(/^sip:[^@]*@/, ""),
+              service: "bob",
+              calls: 1,
+              keys: { user: "alice" },
+              timeout: 20,
+              traceMessages: true,
+              extraArgs: ["-d", "500"],
+            });
+            assertSippOk(r, "call_uac_cancel.xml");
+            const ringing = toTagOf(r.messages, /^SIP\/2\.0 180/);
+            assert.ok(ringing, "no To tag in the 180");
+            assert.equal(toTagOf(r.messages, /^SIP\/2\.0 487/), ringing);
+            await b.proc.waitEvent(of("incoming"));
+            assert.equal((await b.proc.waitEvent(of("ended"))).reason, "cancelled");
+            assert.equal(await b.proc.exited, 3);
+          })(),
+          (async () => {
+            const b = await startAnswerer(
+              dirs,
+              ["--no-audio", "--auto-answer", "0.5"],
+              "100rel answerer",
+            );
+            procs.push(b.proc);
+            const r = await runSipp({
+              scenario: "call_uac_100rel.xml",
+              remote: b.contact.replace(/^sip:[^@]*@/, ""),
+              service: "bob",
+              calls: 1,
+              keys: { user: "alice" },
+              timeout: 20,
+              extraArgs: ["-d", "1000"],
+            });
+            assertSippOk(r, "call_uac_100rel.xml");
+            await b.proc.waitEvent(of("answered"));
+            assert.equal((await b.proc.waitEvent(of("ended"))).reason, "remote_bye");
+            assert.equal(await b.proc.exited, 0);
+          })(),
+        ]);
+      });
+    });
+  },
+});
+
+/** An RTCP RR (RFC 3550 6.4.2) about `ssrc` saying `fraction` (0-255/256) was lost, plus SDES CNAME. */
+function lossReport(ssrc: number, fraction: number, highestSeq: number): Uint8Array {
+  const cname = new TextEncoder().encode("test@127.0.0.1");
+  const sdesLen = Math.ceil((4 + 2 + cname.length + 1) / 4) * 4; // chunk padded to 32 bits
+  const out = new Uint8Array(32 + 4 + sdesLen);
+  const v = new DataView(out.buffer);
+  v.setUint8(0, 0x81); // V=2, RC=1
+  v.setUint8(1, 201); // RR
+  v.setUint16(2, 7);
+  v.setUint32(4, 0x5eed1234); // our SSRC
+  v.setUint32(8, ssrc);
+  v.setUint32(12, (fraction << 24) | Math.round(highestSeq * fraction / 256));
+  v.setUint32(16, highestSeq);
+  // jitter, LSR, DLSR: 0
+  v.setUint8(32, 0x81); // V=2, SC=1
+  v.setUint8(33, 202); // SDES
+  v.setUint16(34, sdesLen / 4);
+  v.setUint32(36, 0x5eed1234);
+  out[40] = 1; // CNAME
+  out[41] = cname.length;
+  out.set(cname, 42);
+  return out;
+}
+
+Deno.test({
+  name: "sipkit call --adapt: RTCP reports of heavy loss make it re-INVITE with the next codec",
+  ignore: !hasSipp,
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const procs: SipkitProcess[] = [];
+      const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+      const rtpPort = (socket.addr as Deno.NetAddr).port;
+      const uas = await startSipp({
+        scenario: "call_uas_adapt.xml",
+        calls: 1,
+        timeout: 30,
+        keys: { rtp_host: "127.0.0.1", rtp_port: rtpPort },
+      });
+      let reporting: ReturnType<typeof setInterval> | undefined;
+      try {
+        await withProcLogs(() => procs, async () => {
+          const p = startCaller(dirs, [
+            `sip:bob@${uas.address}`,
+            "--tone",
+            "440",
+            "--adapt",
+            "--duration",
+            "4",
+          ]);
+          procs.push(p);
+          const media = await p.waitEvent(of("media"), { timeout: 20_000 });
+          const rtcpPort = Number(/:(\d+)$/.exec(String(media.local_rtp))![1]) + 1;
+          // sipkit's SSRC and sequence numbers, from the RTP it sends us.
+          const [packet] = await socket.receive();
+          const ssrc = new DataView(packet.buffer, packet.byteOffset).getUint32(8);
+          const seq = new DataView(packet.buffer, packet.byteOffset).getUint16(2);
+          let n = 0;
+          reporting = setInterval(() => {
+            n++;
+            socket.send(lossReport(ssrc, 128, seq + 25 * n), {
+              transport: "udp",
+              hostname: "127.0.0.1",
+              port: rtcpPort,
+            }).catch(() => {});
+          }, 500);
+          const adapted = await p.waitEvent(of("adapted"), { timeout: 10_000 });
+          assert.equal(adapted.reason, "loss");
+          assert.equal(adapted.loss_fraction, 0.5);
+          assert.deepEqual([adapted.requested, adapted.codec, adapted.accepted], [
+            "PCMA",
+            "PCMA",
+            true,
+          ]);
+          const changed = await p.waitEvent(of("codec_changed"));
+          assert.deepEqual([changed.codec, changed.by], ["PCMA", "adapt"]);
+          assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
+          assert.equal(await p.exited, 0);
+          assertSippOk(await uas.done, "call_uas_adapt.xml");
+        });
+      } finally {
+        clearInterval(reporting);
+        socket.close();
+        await uas.stop();
+      }
+    });
+  },
+});
