@@ -56,11 +56,10 @@ export function callCommand(): Command {
   const cmd = new Command("call")
     .summary("Place or answer an audio call (INVITE, RTP PCMU/PCMA) through sox/ALSA or files.")
     .description(
-      "Place an audio call, or answer one, with RTP G.711 (PCMU/PCMA) to and from an ALSA\n" +
-        "device through sox, audio files, a tone, or nothing. Needs sox for --device and for\n" +
-        "--play of anything but 8 kHz mono 16-bit WAV (and so --allow-run).\n" +
+      "Place an audio call, or answer one: RTP G.711 (PCMU/PCMA) to and from\n" +
+        "an ALSA device through sox, audio files, a tone, or nothing.\n" +
         "Call:    sipkit call [-u alice@example.test] bob@example.test\n" +
-        "Answer:  sipkit call --answer [--bind host:port] [--register] [--auto-answer [s]]",
+        "Answer:  sipkit call --answer [--register] [--auto-answer [s]]",
     )
     .argument("[target]", "who to call, e.g. bob@example.test or sip:bob@127.0.0.1:5070")
     .option("--answer", "wait for a call and answer it (from stdin, or with --auto-answer)")

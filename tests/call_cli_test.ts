@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import type { SipkitProcess } from "./_sipkit_process.ts";
 import { requirePeer } from "./peers/require.ts";
-import { privateAlsa } from "./_audio.ts";
+import { makeToneWav, privateAlsa } from "./_audio.ts";
 import {
   assertTone,
   interrupt,
@@ -296,5 +296,51 @@ Deno.test({
     } finally {
       await alsa.cleanup();
     }
+  },
+});
+
+Deno.test({
+  name:
+    "sipkit call as an IVR probe: --play (any format, through sox), --record, DTMF from stdin, --codec order, --duration",
+  ignore: !hasSox,
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const procs: SipkitProcess[] = [];
+      await withProcLogs(() => procs, async () => {
+        // The prompt is 16 kHz stereo and the reply FLAC: sox converts both to 8 kHz mono.
+        await makeToneWav(`${dirs.dir}/prompt.wav`, 600, { seconds: 10, rate: 16000, channels: 2 });
+        await makeToneWav(`${dirs.dir}/reply.flac`, 900, { seconds: 10 });
+        const ivr = await startAnswerer(dirs, [
+          "--auto-answer",
+          "--play",
+          `${dirs.dir}/prompt.wav`,
+          "--record",
+          `${dirs.dir}/ivr-heard.wav`,
+        ], "ivr");
+        procs.push(ivr.proc);
+        const probe = startCaller(dirs, [
+          ivr.contact,
+          "--play",
+          `${dirs.dir}/reply.flac`,
+          "--record",
+          `${dirs.dir}/probe-heard.wav`,
+          "--codec",
+          "PCMA,PCMU",
+          "--duration",
+          "3",
+        ], "probe");
+        procs.push(probe);
+        const media = await probe.waitEvent(of("media"), { timeout: 20_000 });
+        assert.deepEqual([media.codec, media.payload_type], ["PCMA", 8]);
+        await probe.send({ type: "dtmf", digits: "1" });
+        assert.equal((await ivr.proc.waitEvent(of("dtmf"))).digit, "1");
+        assert.equal((await probe.waitEvent(of("ended"))).reason, "local_bye");
+        assert.equal(await probe.exited, 0);
+        assert.equal(await ivr.proc.exited, 0);
+        const seconds = await assertTone(`${dirs.dir}/probe-heard.wav`, 600, "the prompt");
+        assert.ok(seconds >= 2.5 && seconds < 4, `${seconds} s recorded`);
+        await assertTone(`${dirs.dir}/ivr-heard.wav`, 900, "the reply");
+      });
+    });
   },
 });
