@@ -627,7 +627,7 @@ Deno.test("session timers: the caller asks for 90 s, refreshes with UPDATE every
   });
 });
 
-Deno.test("session timers: a peer that asks for refresher=uas gets refreshed by the callee's re-INVITE path", async () => {
+Deno.test("session timers: a caller that asks for refresher=uas is refreshed by the callee's UPDATEs, and refreshes nothing itself", async () => {
   await withBed(async (bed) => {
     const p = await pair(bed);
     const call = await placeCall(p.alice, "sip:bob@192.0.2.2", {
@@ -645,6 +645,8 @@ Deno.test("session timers: a peer that asks for refresher=uas gets refreshed by 
     call.addEventListener("ended", (e) => ended.push((e as CustomEvent).detail));
     await bed.advance(200_000, 1000);
     assert.deepEqual(ended, []);
+    assert.equal(count(bed, "UPDATE", ALICE), 0, "only the refresher refreshes");
+    assert.ok(count(bed, "UPDATE", BOB) >= 4);
   });
 });
 
@@ -835,5 +837,53 @@ Deno.test("422 Session Interval Too Small: the caller retries with the callee's 
     assert.deepEqual(invites.map((r) => r.cseq.seq), [1, 2]);
     assert.equal(call.sessionExpires, 90);
     assert.deepEqual(p.aliceMedia.log, ["offer 1", "apply bob/1"]);
+  });
+});
+
+Deno.test("an incoming call nobody answers gets 480 after the acceptor's noAnswer time", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua(ALICE, { aor: "alice@example.test" });
+    const bob = await bed.ua(BOB, { aor: "bob@example.test" });
+    const sessions: InviteSession[] = [];
+    new InviteAcceptor(bob, {
+      noAnswer: 20_000,
+      onIncoming: (call) => {
+        sessions.push(call.session);
+        return call.progress(180);
+      },
+    });
+    const call = await placeCall(alice, "sip:bob@192.0.2.2", { media: new FakeMedia("alice") });
+    const end = await bed.run(call.finished);
+    assert.deepEqual(end, { reason: "no_answer", status: 480, phrase: "Temporarily Unavailable" });
+    assert.equal(sessions[0].end?.reason, "no_answer");
+  });
+});
+
+Deno.test("a re-INVITE without offer: our offer goes in the 2xx, the peer's answer comes in the ACK", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.run(callee.answered);
+    // Bob's UA sends an offerless re-INVITE in the call's dialog by hand.
+    const dialog = callee.dialog!;
+    const { response, request } = await bed.run(
+      p.bob.send(dialog.createRequest("INVITE"), { dialog }),
+    );
+    assert.equal(response.status, 200);
+    assert.equal(origin(response.text), "alice/2");
+    const ack = dialog.createRequest("ACK", {
+      cseq: request.cseq.seq,
+      body: sdp("bob", 9),
+      contentType: "application/sdp",
+    });
+    const [target] = await p.bob.targetsFor(ack);
+    await p.bob.transactions.sendAck(ack, target);
+    await bed.advance(1000);
+    assert.deepEqual(p.aliceMedia.log.slice(-2), ["offer 2", "apply bob/9"]);
+    assert.equal(origin(call.remoteSdp!), "bob/9");
+    assert.equal(count(bed, "200 INVITE", ALICE), 1, "the ACK stopped the 2xx retransmissions");
+    assert.equal(await bed.run(call.reinvite()), true, "the exchange is complete");
   });
 });

@@ -806,8 +806,9 @@ export class InviteSession extends EventTarget {
   #timerHeaders(): [string, string][] {
     const t = this.#sessionTimer;
     if (!t) return [];
-    const weRefresh = t.refresher === "local";
-    const refresher = weRefresh === (this.role === "uac") ? "uac" : "uas";
+    // RFC 4028 7.4 / 9: the parameter names a side of this request's
+    // transaction, whose UAC we are: "uac" when we keep refreshing.
+    const refresher = t.refresher === "local" ? "uac" : "uas";
     return [["Session-Expires", `${t.interval};refresher=${refresher}`]];
   }
 
@@ -916,6 +917,14 @@ export class InviteSession extends EventTarget {
         this._finish({ reason: "failed", status: response.status, phrase: response.reason });
         return;
       }
+      if (response.status === 491) {
+        // Glare with the peer's own UPDATE or re-INVITE: again after the 14.1 back-off.
+        await this.#glareBackoff();
+        if (!this.#end && this.#sessionTimer && this.#sessionTimerId === undefined) {
+          await this.#refresh();
+        }
+        return;
+      }
       if (!this.#sessionTimer) return;
     }
     const ok = await this.reinvite();
@@ -971,7 +980,12 @@ export class InviteSession extends EventTarget {
       onProvisional: (res) => this.#on1xx(res).catch((e) => this.#failed(e)),
       onFinal: (res, req) => {
         if (res.status >= 200 && res.status < 300) {
-          this.#on2xx(res, req).catch((e) => this.#failed(e));
+          this.#on2xx(res, req).catch((e) => {
+            this.#failed(e);
+            // A 2xx we cannot process (a broken Contact...): do not leave the call hanging.
+            if (this.#state === "confirmed") this.bye("failed").catch(() => {});
+            else this._finish({ reason: "failed", status: res.status, phrase: String(e) });
+          });
         }
       },
       onRedirect: (from, to, res) =>
@@ -1179,7 +1193,15 @@ export class InviteSession extends EventTarget {
   // ------------------------------------------------------------------
 
   /** @internal Takes the initial INVITE (the acceptor does this). */
-  _startUas(incoming: IncomingRequest): void {
+  _startUas(incoming: IncomingRequest, noAnswer = 0): void {
+    if (noAnswer > 0) {
+      this.#after(noAnswer, () => {
+        if (this.#end || this.#finalSent) return;
+        this.#sendFinal(480);
+        this.#media?.rollback();
+        this._finish({ reason: "no_answer", status: 480, phrase: "Temporarily Unavailable" });
+      });
+    }
     this.#request = incoming.request;
     this.#transaction = incoming.transaction;
     this.#uasInfo = incoming.info;

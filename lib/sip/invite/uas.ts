@@ -13,6 +13,12 @@ import type { OfferAnswerHandler } from "./types.ts";
 export interface InviteAcceptorOptions {
   /** Called with each new incoming call; answer, reject or let it ring. */
   onIncoming(incoming: IncomingCall): void | Promise<void>;
+  /**
+   * A call neither answered nor rejected after this many milliseconds gets
+   * 480 Temporarily Unavailable and ends with reason "no_answer". Default
+   * 170000 (before the transaction's own 3-minute limit).
+   */
+  noAnswer?: number;
 }
 
 /**
@@ -150,7 +156,7 @@ export class InviteAcceptor {
       return;
     }
     const session = new InviteSession(this.#ua, "uas", req.callId);
-    session._startUas(incoming);
+    session._startUas(incoming, this.#options.noAnswer ?? 170_000);
     const call = new IncomingCall(req, session);
     try {
       await this.#options.onIncoming(call);
