@@ -887,3 +887,24 @@ Deno.test("a re-INVITE without offer: our offer goes in the 2xx, the peer's answ
     assert.equal(await bed.run(call.reinvite()), true, "the exchange is complete");
   });
 });
+
+Deno.test("a callee that hangs up before the ACK sends its BYE only once the ACK came (15)", async () => {
+  await withBed(async (bed) => {
+    let hungUp: Promise<void> | undefined;
+    const p = await pair(bed, async (call, media) => {
+      await call.accept(media);
+      hungUp = call.session.bye();
+    });
+    bed.dropNext(/^ACK /);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.net.settled();
+    assert.ok(hungUp);
+    assert.equal(count(bed, "BYE", BOB), 0, "no BYE before the ACK");
+    await bed.run(hungUp!);
+    const sent = bed.sent();
+    const acks = sent.flatMap((s, i) => (s === "ACK 1" ? [i] : []));
+    assert.equal(acks.length, 2, "the first ACK was lost, the second came with the 2xx resent");
+    assert.ok(sent.findIndex((s) => s.startsWith("BYE")) > acks[1], sent.join(", "));
+    assert.equal((await bed.run(call.finished)).reason, "remote_bye");
+  });
+});

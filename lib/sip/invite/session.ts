@@ -403,6 +403,10 @@ export class InviteSession extends EventTarget {
     // the dialog until the BYE completes.
     this._finish({ reason }, true);
     try {
+      // 15: "the callee's UA MUST NOT send a BYE on a confirmed dialog until
+      // it has received an ACK for its 2xx response or until the server
+      // transaction times out."
+      if (this.#awaitingAck) await new Promise<void>((resolve) => this.#ackWaiters.push(resolve));
       await this.ua.send(request, { dialog });
     } catch (e) {
       this.ua.log("debug", `BYE failed: ${(e as Error).message}`);
@@ -641,13 +645,19 @@ export class InviteSession extends EventTarget {
       return;
     }
     if (this.role === "uas" && this.#awaitingAck && ack.cseq.seq === this.#request?.cseq.seq) {
-      this.#awaitingAck = false;
-      if (this.#offerOut) await this.#answerInAck(body);
+      this.#acked();
+      if (this.#offerOut && !this.#end) await this.#answerInAck(body);
     }
     void dialog;
   }
 
   #awaitingAck = false;
+  #ackWaiters: (() => void)[] = [];
+
+  #acked(): void {
+    this.#awaitingAck = false;
+    for (const wake of this.#ackWaiters.splice(0)) wake();
+  }
 
   /** The answer to the offer we put in a 2xx comes in the ACK (13.3.1.4 with RFC 3264). */
   async #answerInAck(body: string | undefined): Promise<void> {
@@ -1442,9 +1452,9 @@ export class InviteSession extends EventTarget {
       // after 64*T1: "the dialog is confirmed, but the session SHOULD be
       // terminated. This is accomplished with a BYE".
       tx.user.onAckTimeout = () => {
-        if (this.#awaitingAck && !this.#end) {
-          this.#awaitingAck = false;
-          this.bye("no_ack").catch(() => {});
+        if (this.#awaitingAck) {
+          this.#acked(); // a BYE waiting for the ACK goes now
+          if (!this.#end) this.bye("no_ack").catch(() => {});
         }
       };
       tx.retransmit2xxUntilAck();
