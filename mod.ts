@@ -27,6 +27,7 @@ export * from "./lib/sip/sockets.ts";
 export * from "./lib/sip/outbound.ts";
 export * from "./lib/sip/ua.ts";
 export * from "./lib/sip/registration.ts";
+export * from "./lib/sip/move.ts";
 export * from "./lib/im/mod.ts";
 export * from "./lib/presence/mod.ts";
 export * from "./lib/mobility/mod.ts";

@@ -21,7 +21,7 @@ import type { TimerId } from "../lib/sip/clock.ts";
 import { type CommandContext, type CommonOptions, emitListening, runCommand } from "./_common.ts";
 import { EXIT, usageError } from "./_exit.ts";
 import type { InputEvent } from "./_io.ts";
-import type { KeptRegistration } from "./_register.ts";
+import type { Follower, RoamOptions } from "./_roam.ts";
 import { createUserAgent } from "./_ua.ts";
 
 type MessageOptions = {
@@ -39,7 +39,7 @@ type MessageOptions = {
   register?: boolean;
 };
 
-type Opts = MessageOptions & CommonOptions;
+type Opts = MessageOptions & CommonOptions & RoamOptions;
 
 /** Runs `sipkit message` with the parsed command line, in the command frame; exits. */
 export function runMessageCommand(
@@ -197,7 +197,7 @@ function startBatch(
   opts: Opts,
   defaultTo?: string,
   onResult?: (r: BatchResult) => Promise<void>,
-  kept?: KeptRegistration,
+  follower?: Follower,
 ): { done: Promise<void>; worst: () => number } {
   let worst: number = EXIT.OK;
   const note = (code: number) => {
@@ -213,8 +213,8 @@ function startBatch(
     },
   });
   const done = ctx.readInput(async (event, line) => {
-    // With --register, address_changed lines (from `sipkit roam`) move the binding.
-    if (kept && await kept.handleInput(event, line)) return;
+    // address_changed lines (from `sipkit roam`) move the process (and the binding).
+    if (follower && await follower.handleInput(event, line)) return;
     if (event.type !== "send") return;
     const ref: LineRef = { line, id: event.id };
     const item = itemFromLine(event, { to: defaultTo, type: opts.type, cpim: opts.cpim });
@@ -371,6 +371,11 @@ async function listenAndChat(
       expires: opts.expires,
     })
     : undefined;
+  // Mobility: --roam, or address_changed lines on stdin, move the process (and the binding).
+  // Loaded here only: a one-shot send starts without it.
+  const roaming = await import("./_roam.ts");
+  const follower = kept?.follower ?? new roaming.Follower(ua, ctx, () => []);
+  if (opts.roam) await follower.roam(opts, roaming.defaultToward(ua, opts.registrar));
   let input: Promise<void>;
   let worst = () => EXIT.OK as number;
   if (chatUri && Deno.stdin.isTerminal()) {
@@ -389,7 +394,7 @@ async function listenAndChat(
       opts,
       chatUri,
       screen ? (r) => Promise.resolve(screen.result(r)) : undefined,
-      kept,
+      follower,
     );
     input = batch.done;
     worst = batch.worst;
@@ -409,6 +414,7 @@ async function listenAndChat(
     new Promise<void>((resolve) => timer = ua.clock.setTimeout(resolve, 2000)),
   ]);
   if (timer !== undefined) ua.clock.clearTimeout(timer);
+  await follower.stop();
   await kept?.stop();
   return opts.chat ? worst() : EXIT.OK;
 }

@@ -10,14 +10,17 @@
  */
 
 import {
+  type Mover,
   Registration,
   type RegistrationEvent,
+  registrationMover,
   type RegistrationOptions,
 } from "../lib/sip/registration.ts";
 import type { UserAgent } from "../lib/sip/ua.ts";
 import type { CommandContext } from "./_common.ts";
 import { stateDir } from "./_config.ts";
 import type { InputEvent } from "./_io.ts";
+import { Follower } from "./_roam.ts";
 
 /** Options of {@linkcode keepRegistered}. */
 export interface KeepRegisteredOptions {
@@ -29,6 +32,8 @@ export interface KeepRegisteredOptions {
   contact?: string;
   /** Longest wait for the removal REGISTER on stop, in ms. Default 5000. */
   removeTimeoutMs?: number;
+  /** What else follows the host besides the registration (subscriptions, calls). */
+  movers?: () => Mover[];
   /** Back-off settings, passed to {@linkcode Registration}. */
   backoff?: Pick<RegistrationOptions, "backoffBase" | "backoffMax">;
 }
@@ -38,10 +43,16 @@ export interface KeptRegistration {
   /** The registration itself. */
   readonly registration: Registration;
   /**
+   * Follows the host (`--roam`, and `address_changed` input): moves the UA,
+   * re-registers the new contact removing the old one, and runs the other
+   * movers.
+   */
+  readonly follower: Follower;
+  /**
    * Handles an `address_changed` input event (`{"type":"address_changed",
-   * "address":"192.0.2.7"}`): re-registers with a contact on the new address
-   * and removes the old binding. Returns false for other event types, so a
-   * command can pass every stdin event through it first.
+   * "new":"192.0.2.7"}`) through {@linkcode KeptRegistration.follower}.
+   * Returns false for other event types, so a command can pass every stdin
+   * event through it first.
    */
   handleInput(event: InputEvent, line: number): Promise<boolean>;
   /**
@@ -81,39 +92,18 @@ export function keepRegistered(
     onEvent: (e) => void emitRegistrationEvent(ctx, e),
   });
   registration.keepAlive();
+  const follower = new Follower(ua, ctx, () => [
+    registrationMover(registration),
+    ...(options.movers?.() ?? []),
+  ]);
   let stopping: Promise<void> | undefined;
   return {
     registration,
-    async handleInput(event, line) {
-      if (event.type !== "address_changed") return false;
-      const address = event.address;
-      if (typeof address !== "string" || !isAddress(address)) {
-        const message = typeof address === "string"
-          ? `address_changed: "${address}" is not an IP address`
-          : 'address_changed without a string "address"';
-        ctx.log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
-        await ctx.out.emit("error", { source: "stdin", line, message });
-        return true;
-      }
-      if (stopping) return true;
-      ctx.log.log("info", `address changed to ${address}: re-registering`);
-      // A socket bound to one address does not receive on another.
-      const fixed = ua.transports.find((t) =>
-        t.local.port !== 0 && !isUnspecified(t.local.host) && t.local.host !== address
-      );
-      if (fixed && !options.contact) {
-        ctx.log.log(
-          "warn",
-          `bound to ${fixed.local.host}: requests to ${address} will not reach this process ` +
-            "(bind to all interfaces, the default, to follow address changes)",
-        );
-      }
-      // A failure is reported as registration_failed and retried with back-off.
-      await registration.changeAddress(address).catch(() => {});
-      return true;
-    },
+    follower,
+    handleInput: (event, line) => follower.handleInput(event, line),
     stop() {
       stopping ??= (async () => {
+        await follower.stop();
         registration.stop();
         if (!registration.registered) return;
         const limit = options.removeTimeoutMs ?? 5000;
@@ -170,18 +160,6 @@ export function emitRegistrationEvent(ctx: CommandContext, e: RegistrationEvent)
         retry_in: e.retryIn,
       });
   }
-}
-
-function isUnspecified(host: string): boolean {
-  return host === "0.0.0.0" || host === "::" || host === "[::]";
-}
-
-/** An IPv4 or IPv6 address (what `roam` reports), not a name. */
-function isAddress(text: string): boolean {
-  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) {
-    return text.split(".").every((n) => Number(n) <= 255);
-  }
-  return text.includes(":") && /^[0-9a-fA-F:.]+$/.test(text);
 }
 
 /** Where `--once` remembers the contacts it left registered, for a later `--remove`. */

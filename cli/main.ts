@@ -38,6 +38,8 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   message: { summary: "Send, receive or chat with instant messages (RFC 3428)", load: async () => (await import("./message.ts")).messageCommand() },
   // deno-fmt-ignore
   call: { summary: "Place or answer an audio call (INVITE, RTP PCMU/PCMA)", load: async () => (await import("./call.ts")).callCommand() },
+  // deno-fmt-ignore
+  roam: { summary: "Watch the host's addresses and print their changes (for --roam pipelines)", load: async () => (await import("./roam.ts")).roamCommand() },
 };
 
 /**

@@ -9,6 +9,7 @@
 
 import { Command } from "@commander-js/extra-typings";
 import { addCommonOptions, intArg } from "./_options.ts";
+import { addRoamOptions } from "./_roam_options.ts";
 
 /** Builds the `message` command. */
 export function messageCommand(): Command {
@@ -64,6 +65,7 @@ Examples:
   sipkit message -u bob@example.test --proxy sip:127.0.0.1:5060 --listen --register`,
     );
   addCommonOptions(cmd, { listens: true });
+  addRoamOptions(cmd, true);
   cmd.action(async (to, body) => {
     await (await import("./_message.ts")).runMessageCommand(cmd, to, body);
   });

@@ -9,6 +9,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { SipRequestError } from "../lib/sip/errors.ts";
 import type { UserAgent } from "../lib/sip/ua.ts";
+import { subscriptionsMover } from "../lib/sip/move.ts";
 import { PresenceAgent } from "../lib/presence/agent.ts";
 import { Publication } from "../lib/presence/publish.ts";
 import {
@@ -29,7 +30,9 @@ import {
 import { stateDir } from "./_config.ts";
 import { EXIT, usageError } from "./_exit.ts";
 import type { InputEvent } from "./_io.ts";
-import { keepRegistered, type KeptRegistration } from "./_register.ts";
+import { keepRegistered } from "./_register.ts";
+import { defaultToward, Follower } from "./_roam.ts";
+import { addRoamOptions, type RoamOptions } from "./_roam_options.ts";
 import { createUserAgent } from "./_ua.ts";
 import { defaultBuddyFile, readBuddyFile } from "./watch.ts";
 
@@ -37,7 +40,7 @@ import { defaultBuddyFile, readBuddyFile } from "./watch.ts";
 export type UnknownPolicy = "accept" | "pending" | "reject";
 
 /** Options of `sipkit notify` (and of {@linkcode runNotify}). */
-export interface NotifyOptions extends CommonOptions {
+export interface NotifyOptions extends CommonOptions, RoamOptions {
   /** The status to start with. Default "online". */
   status?: string;
   /** A note shown to watchers. */
@@ -119,6 +122,7 @@ Examples:
   sipkit notify -u alice@example.test | sipkit watch -u alice@example.test --buddies`,
     );
   addCommonOptions(cmd, { listens: true });
+  addRoamOptions(cmd, true);
   cmd.action(async () => {
     await runCommand<NotifyOptions>(cmd, runNotify);
   });
@@ -148,11 +152,22 @@ export async function runNotify(opts: NotifyOptions, ctx: CommandContext): Promi
   });
   // --register: the shared helper keeps the binding (bounded removal on exit,
   // address_changed lines from stdin move it).
-  const kept = opts.register ? keepRegistered(ua, ctx, { expires: 600 }) : undefined;
+  // Mobility (--roam, address_changed lines): the watchers we serve get a
+  // NOTIFY with the new Contact, and with --register the binding moves too.
+  const served: { agent?: PresenceAgent } = {};
+  const subscriptions = subscriptionsMover(ua, () => ({
+    served: served.agent?.notifier.subscriptions() ?? [],
+  }));
+  const kept = opts.register
+    ? keepRegistered(ua, ctx, { expires: 600, movers: () => [subscriptions] })
+    : undefined;
+  const follower = kept?.follower ?? new Follower(ua, ctx, () => [subscriptions]);
   try {
-    if (opts.publish) return await runPublish(ua, status, opts, ctx, kept);
-    return await runEdge(ua, status, opts, ctx, kept);
+    if (opts.roam) await follower.roam(opts, defaultToward(ua));
+    if (opts.publish) return await runPublish(ua, status, opts, ctx, follower);
+    return await runEdge(ua, status, opts, ctx, follower, served);
   } finally {
+    await follower.stop();
     await kept?.stop();
     await ua.close();
   }
@@ -245,7 +260,7 @@ async function runPublish(
   initial: UserStatus,
   opts: NotifyOptions,
   ctx: CommandContext,
-  kept?: KeptRegistration,
+  follower: Follower,
 ): Promise<number> {
   const aor = `sip:${ua.aor.user ? ua.aor.user + "@" : ""}${ua.aor.host}`;
   const saved = opts.once ? await loadPublication(aor) : undefined;
@@ -339,7 +354,7 @@ async function runPublish(
     return await failed(e);
   }
   const input = ctx.readInput(async (event, line) => {
-    if (kept && await kept.handleInput(event, line)) return;
+    if (await follower.handleInput(event, line)) return;
     if (event.type !== "status") return;
     const next = await readStatusLine(ctx, event, line);
     if (!next) return;
@@ -384,7 +399,8 @@ async function runEdge(
   status: UserStatus,
   opts: NotifyOptions,
   ctx: CommandContext,
-  kept?: KeptRegistration,
+  follower: Follower,
+  served: { agent?: PresenceAgent },
 ): Promise<number> {
   const agent = new PresenceAgent(ua, {
     status,
@@ -403,9 +419,10 @@ async function runEdge(
         reason: e.reason,
       }),
   });
+  served.agent = agent;
   await emitListening(ua, ctx);
   const input = ctx.readInput(async (event, line) => {
-    if (kept && await kept.handleInput(event, line)) return;
+    if (await follower.handleInput(event, line)) return;
     if (event.type === "status") {
       const next = await readStatusLine(ctx, event, line);
       // A status line sets the whole state: no note clears the note.

@@ -26,6 +26,8 @@ import {
   updateRecordedBindings,
 } from "./_register.ts";
 import { createUserAgent } from "./_ua.ts";
+import { defaultToward } from "./_roam.ts";
+import { addRoamOptions, type RoamOptions } from "./_roam_options.ts";
 
 /** Builds the `register` command. */
 export function registerCommand(): Command {
@@ -56,7 +58,9 @@ Examples:
   sipkit register -u alice@example.test --registrar sip:127.0.0.1:5060 --once --password-file ~/.sip-pw
   sipkit register -u alice@example.test --query
   sipkit register -u alice@example.test --remove          # what --once left
-  echo '{"type":"address_changed","address":"192.0.2.7"}' | sipkit register -u alice@example.test
+  echo '{"type":"address_changed","new":"192.0.2.7"}' | sipkit register -u alice@example.test
+  sipkit roam | sipkit register -u alice@example.test
+  sipkit register -u alice@example.test --roam
 
 Events (NDJSON on stdout, each with "type" and "time"):
   registered          aor, contact, expires, registrar[, replaced]
@@ -65,15 +69,18 @@ Events (NDJSON on stdout, each with "type" and "time"):
   registration_failed status, reason[, retry_in]
   binding             aor, contact, expires[, q], registrar   (--query)
   error               source, line, message                   (bad stdin line)
+  moved               old, new, redone, duration_ms[, failed] (after an address change)
+  address_changed, address_added, address_lost                (--roam: as sipkit roam)
 
-Input (NDJSON on stdin): {"type":"address_changed","address":"192.0.2.7"}
+Input (NDJSON on stdin): {"type":"address_changed","new":"192.0.2.7"} ("address" also read)
 
 Exit codes: 0 done, 1 the registrar said no, 2 bad usage, 3 network or timeout,
 130 interrupted (after removing the binding).`,
     );
   addCommonOptions(cmd);
+  addRoamOptions(cmd, true);
   cmd.action(async () => {
-    await runCommand<RegisterOptions & CommonOptions>(cmd, runRegister);
+    await runCommand<RegisterOptions & CommonOptions & RoamOptions>(cmd, runRegister);
   });
   return cmd as unknown as Command;
 }
@@ -90,7 +97,7 @@ type RegisterOptions = {
 };
 
 async function runRegister(
-  opts: RegisterOptions & CommonOptions,
+  opts: RegisterOptions & CommonOptions & RoamOptions,
   ctx: CommandContext,
 ): Promise<number> {
   const modes = [opts.once, opts.remove, opts.query].filter(Boolean).length;
@@ -207,13 +214,14 @@ async function oneShot(
 async function longRunning(
   ctx: CommandContext,
   ua: UserAgent,
-  opts: RegisterOptions,
+  opts: RegisterOptions & RoamOptions,
 ): Promise<number> {
   const kept = keepRegistered(ua, ctx, {
     registrar: opts.registrar,
     contact: opts.contact,
     expires: opts.expires,
   });
+  if (opts.roam) await kept.follower.roam(opts, defaultToward(ua, opts.registrar));
   // Input ends (EOF) without ending the command: it runs until a signal or a closed stdout.
   ctx.readInput(async (event, line) => {
     await kept.handleInput(event, line);

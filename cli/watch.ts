@@ -32,6 +32,9 @@ import {
 import { configDir } from "./_config.ts";
 import { EXIT, usageError } from "./_exit.ts";
 import { createUserAgent } from "./_ua.ts";
+import { defaultToward, Follower } from "./_roam.ts";
+import { addRoamOptions, type RoamOptions } from "./_roam_options.ts";
+import { subscriptionsMover } from "../lib/sip/move.ts";
 
 /** The default buddy list file: `<configDir>/buddies.xml` (an RFC 4826 document). */
 export function defaultBuddyFile(): string {
@@ -143,7 +146,7 @@ function buddySubcommands(): Command[] {
 }
 
 /** Options of `sipkit watch` (and of {@linkcode runWatch}). */
-export interface WatchOptions extends CommonOptions {
+export interface WatchOptions extends CommonOptions, RoamOptions {
   /** Also watch the buddy list: true for the default file, or a file. */
   buddies?: string | boolean;
   /** One RFC 4662 list subscription to this URI at a presence server. */
@@ -188,6 +191,7 @@ Examples:
   sipkit notify -u alice@example.test | sipkit watch -u alice@example.test --buddies`,
     );
   addCommonOptions(cmd);
+  addRoamOptions(cmd, true);
   for (const sub of buddySubcommands()) cmd.addCommand(sub);
   // The root program does not use positional options, so `watch list --buddies f`
   // reaches `watch` with --buddies already parsed as its own option: hand the
@@ -303,8 +307,18 @@ export async function runWatch(
       expires: opts.expires,
       onEvent: (e) => void emitWatcherEvent(ctx, e, raw),
     });
+    // Mobility (--roam, address_changed lines): each subscription is
+    // refreshed with the new Contact, so NOTIFYs reach the new address.
+    const follower = new Follower(ua, ctx, () => [
+      subscriptionsMover(ua, () => ({ held: watcher.subscriptions })),
+    ]);
+    if (opts.roam) {
+      const toward = opts.proxy ?? (ua.aor.user ? undefined : buddies[0]);
+      await follower.roam(opts, toward ?? defaultToward(ua));
+    }
     const started = watcher.start();
     const input = ctx.readInput(async (event, line) => {
+      if (await follower.handleInput(event, line)) return;
       if (!["buddy_added", "buddy_removed", "watcher"].includes(event.type)) return;
       let uri: string;
       try {
@@ -325,6 +339,7 @@ export async function runWatch(
       }
     }).catch((e) => ctx.log.log("warn", `stdin: ${(e as Error).message}`));
     await waitForAbort(ctx.signal);
+    await follower.stop();
     await started;
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([

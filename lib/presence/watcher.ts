@@ -212,6 +212,11 @@ export class PresenceWatcher {
     return [...this.#subs.keys()];
   }
 
+  /** Every subscription: one per buddy, plus the list's. */
+  get subscriptions(): Subscription[] {
+    return [...this.#subs.values(), ...(this.#list ? [this.#list.sub] : [])];
+  }
+
   /** The last presence reported for a buddy. */
   presence(uri: string): PresenceEvent | undefined {
     for (const [k, v] of this.#last) if (sameBuddy(k, uri)) return v;

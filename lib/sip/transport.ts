@@ -61,6 +61,20 @@ export interface Transport {
    * `local` is used.
    */
   localFor?(to: HostPort, options?: SendOptions): Promise<HostPort>;
+  /**
+   * Mobility: a transport bound to `host` (the same port when it is free)
+   * that replaces this one after the host's address changed. It may return
+   * itself (moved) or a new transport; the caller closes this one when a new
+   * one comes back. Optional: without it, a transport bound to one address
+   * cannot follow the host.
+   */
+  rebind?(host: string): Promise<Transport>;
+  /**
+   * Mobility: closes the stream connections whose local address is `host`
+   * (an address the host lost). Returns how many were closed. Optional:
+   * datagram transports have none.
+   */
+  closeConnectionsFrom?(host: string): number;
   /** Closes the socket(s); pending sends reject. */
   close(): Promise<void>;
 }

@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { Clock, TimerId } from "./clock.ts";
 import {
   canonicalName,
   formatMessage,
@@ -24,7 +25,7 @@ import {
   type Via,
 } from "./message.ts";
 import { randomTag } from "./_random.ts";
-import { hostPortKey, isIPv4, isIPv6, isUnspecified, normalizeHost } from "./_net.ts";
+import { hostPortKey, isIPv4, isIPv6, isLoopback, isUnspecified, normalizeHost } from "./_net.ts";
 import type { HostPort, Inbound, Transport, TransportProtocol } from "./transport.ts";
 
 /** Where a request goes (an address; resolving names is RFC 3263's job, done before). */
@@ -213,6 +214,13 @@ export class TransportLayer {
   #onResponse?: (res: SipResponse, info: InboundInfo) => void;
   /** sent-by values put into requests (18.1.2 check of responses). */
   #sentBy = new Set<string>();
+  /** Requests already stamped: a retransmission keeps its Via (17.1.1.2, 17.2.3). */
+  #stamped = new WeakSet<SipRequest>();
+  /** Mobility: the host's current address per family, for sockets bound to all addresses. */
+  #localHosts = new Map<"v4" | "v6", string>();
+  /** Transports replaced after a move, still receiving until closed. */
+  #retired = new Set<Transport>();
+  #retireTimers = new Map<TimerId, Clock>();
 
   /** Takes ownership of the transports and starts receiving on them. */
   constructor(options: TransportLayerOptions) {
@@ -235,6 +243,56 @@ export class TransportLayer {
   /** Sets the handler for inbound responses that passed the sent-by check. */
   onResponse(handler: (res: SipResponse, info: InboundInfo) => void): void {
     this.#onResponse = handler;
+  }
+
+  /**
+   * Mobility: puts `next` in the place of `old` (after the host's address
+   * changed). `next` receives from now on and sends every later request and
+   * retransmission; the sent-by values of `old` stay accepted, so answers to
+   * requests sent before still match. The caller closes `old` (when it is
+   * not `next` itself).
+   */
+  replaceTransport(old: Transport, next: Transport): void {
+    const index = this.#transports.indexOf(old);
+    if (index < 0) throw new TypeError("Cannot replace a transport the layer does not own");
+    this.#transports[index] = next;
+    this.#sentBy.add(hostPortKey(next.local));
+    if (next !== old) next.onMessage((inbound) => this.#receive(inbound));
+  }
+
+  /**
+   * Mobility: transports replaced by {@linkcode replaceTransport} that keep
+   * receiving (answers to requests sent before the move) until they are
+   * closed; {@linkcode close} closes them too.
+   */
+  retire(transports: Transport[], clock: Clock, afterMs: number): void {
+    for (const t of transports) this.#retired.add(t);
+    const timer = clock.setTimeout(() => {
+      this.#retireTimers.delete(timer);
+      for (const t of transports) {
+        this.#retired.delete(t);
+        t.close().catch(() => {});
+      }
+    }, afterMs);
+    this.#retireTimers.set(timer, clock);
+  }
+
+  /**
+   * Mobility: the host's address that matters now (from an address
+   * monitor). Datagram transports bound to all addresses (0.0.0.0, ::) use
+   * it as Via sent-by and Contact host toward destinations of its family
+   * (loopback destinations excepted), instead of guessing from the
+   * interface list. Undefined forgets it for that family.
+   */
+  setLocalHost(host: string, family?: "IPv4" | "IPv6"): void {
+    const h = normalizeHost(host);
+    const key = family ? (family === "IPv6" ? "v6" : "v4") : isIPv6(h) ? "v6" : "v4";
+    this.#localHosts.set(key, h);
+  }
+
+  /** The address set by {@linkcode setLocalHost} for a family, if any. */
+  localHost(family: "IPv4" | "IPv6"): string | undefined {
+    return this.#localHosts.get(family === "IPv6" ? "v6" : "v4");
   }
 
   /** The first transport of a protocol, or undefined. */
@@ -264,6 +322,15 @@ export class TransportLayer {
    */
   async sendRequest(req: SipRequest, target: Target): Promise<Target> {
     const transport = this.#require(target.protocol, target.host);
+    if (this.#keepsVia(req)) {
+      // 17.1.1.2 / 17.1.2.2: a retransmission is the same request; 9.1: "the
+      // CANCEL [...] MUST have a single Via header field value matching the
+      // top Via value in the request being cancelled", which 17.2.3 matches
+      // on: after the host moved, they still carry the Via first sent.
+      const same = formatMessage(req, { compact: this.#compact });
+      await this.#send(transport, same, target);
+      return target;
+    }
     let bytes = await this.#stamp(req, transport, target);
     if (target.protocol === "udp" && bytes.length > this.#mtu) {
       // 18.1.1: "If a request is within 200 bytes of the path MTU, or if it
@@ -404,7 +471,9 @@ export class TransportLayer {
 
   /** Closes every transport. */
   async close(): Promise<void> {
-    await Promise.allSettled(this.#transports.map((t) => t.close()));
+    for (const [timer, clock] of this.#retireTimers) clock.clearTimeout(timer);
+    this.#retireTimers.clear();
+    await Promise.allSettled([...this.#transports, ...this.#retired].map((t) => t.close()));
   }
 
   /**
@@ -436,11 +505,32 @@ export class TransportLayer {
   }
 
   async #localFor(transport: Transport, target: Target): Promise<HostPort> {
+    if (!transport.reliable && isUnspecified(transport.local.host) && !isLoopback(target.host)) {
+      const pinned = this.#localHosts.get(isIPv6(target.host) ? "v6" : "v4");
+      if (pinned) return { host: pinned, port: transport.local.port };
+    }
     if (!transport.localFor) return transport.local;
     return await transport.localFor(
       { host: target.host, port: target.port },
       { serverName: target.serverName },
     );
+  }
+
+  /**
+   * True when the request's Via must not be rewritten: a request sent
+   * before (a retransmission), or a CANCEL or non-2xx ACK copying the Via of
+   * a request we sent (its sent-by is one of ours).
+   */
+  #keepsVia(req: SipRequest): boolean {
+    if (this.#stamped.has(req)) return true;
+    if (req.method !== "CANCEL" && req.method !== "ACK") return false;
+    try {
+      const via = req.topVia;
+      if (isUnspecified(via.host)) return false;
+      return this.#sentBy.has(hostPortKey({ host: via.host, port: via.port ?? 0 }));
+    } catch {
+      return false;
+    }
   }
 
   /** Fills the top Via for `transport` and formats the request. */
@@ -459,6 +549,7 @@ export class TransportLayer {
       params,
     });
     this.#sentBy.add(hostPortKey(sentBy));
+    this.#stamped.add(req);
     return formatMessage(req, { compact: this.#compact });
   }
 

@@ -143,6 +143,24 @@ export class LoopNetwork {
     if (faults.seed !== undefined) this.#random = mulberry32(faults.seed);
   }
 
+  /**
+   * Moves a transport to a new address (mobility tests): from now on it
+   * sends from `host:port` and receives what is sent there; packets sent to
+   * its old address are unreachable. Throws when the new address is taken.
+   */
+  move(transport: LoopTransport, host: string, port = transport.local.port): void {
+    this._detach(transport);
+    const old = transport.local;
+    transport._setLocal({ host: normalizeHost(host), port });
+    try {
+      this._attach(transport);
+    } catch (e) {
+      transport._setLocal(old);
+      this._attach(transport);
+      throw e;
+    }
+  }
+
   /** Creates a transport bound to `host:port` on this network. Throws when the address is taken. */
   transport(options: LoopTransportOptions): LoopTransport {
     return new LoopTransport(this, options);
@@ -289,10 +307,9 @@ export class LoopTransport implements Transport {
   readonly protocol: TransportProtocol;
   /** Whether it poses as a reliable (stream) transport. */
   readonly reliable: boolean;
-  /** Its made-up address. */
-  readonly local: HostPort;
   /** The network it is attached to. */
   readonly network: LoopNetwork;
+  #local: HostPort;
   #handler?: InboundHandler;
   #closed = false;
   #refused = new Set<string>();
@@ -302,8 +319,28 @@ export class LoopTransport implements Transport {
     this.network = network;
     this.protocol = options.protocol ?? "udp";
     this.reliable = options.reliable ?? this.protocol !== "udp";
-    this.local = { host: normalizeHost(options.host), port: options.port ?? 5060 };
+    this.#local = { host: normalizeHost(options.host), port: options.port ?? 5060 };
     network._attach(this);
+  }
+
+  /** Its made-up address (changed by {@linkcode LoopNetwork.move}). */
+  get local(): HostPort {
+    return this.#local;
+  }
+
+  /** @internal Sets the address (for {@linkcode LoopNetwork.move}). */
+  _setLocal(local: HostPort): void {
+    this.#local = local;
+  }
+
+  /** Moves this transport to `host` on its network, same port; returns itself. */
+  rebind(host: string): Promise<Transport> {
+    try {
+      this.network.move(this, host);
+      return Promise.resolve(this);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Sets the handler for inbound messages. */

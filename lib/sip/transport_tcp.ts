@@ -257,6 +257,18 @@ export abstract class StreamTransport implements Transport {
     return conn.local;
   }
 
+  /** Closes the connections whose local address is `host` (a lost address). */
+  closeConnectionsFrom(host: string): number {
+    const lost = normalizeHost(host);
+    let n = 0;
+    for (const conn of [...this.#conns.values()]) {
+      if (conn.local.host !== lost) continue;
+      this.#drop(conn, `local address ${lost} lost`);
+      n++;
+    }
+    return n;
+  }
+
   /** Closes the listener and every connection, and waits for their loops to end. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -556,9 +568,26 @@ export class TcpTransport extends StreamTransport {
   /** Always "tcp". */
   readonly protocol = "tcp" as const;
 
+  #tcpOptions: TcpTransportOptions;
+
   /** Listens (unless `listen: false`) on `host:port`. Throws when the address cannot be bound. */
   constructor(options: TcpTransportOptions = {}) {
     super(options, options.listen === false ? undefined : listenTcp(options));
+    this.#tcpOptions = options;
+  }
+
+  /**
+   * A new TCP transport listening on `host`, on this port when it is free
+   * (else an ephemeral one); this one keeps its connections until closed.
+   */
+  rebind(host: string): Promise<Transport> {
+    const options = { ...this.#tcpOptions, host };
+    try {
+      return Promise.resolve(new TcpTransport({ ...options, port: this.local.port }));
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse)) throw e;
+      return Promise.resolve(new TcpTransport({ ...options, port: 0 }));
+    }
   }
 
   /** Opens a TCP connection. */

@@ -138,6 +138,22 @@ export class UdpTransport implements Transport {
     });
   }
 
+  /**
+   * A new socket on `host`, on this port when it is free (else an ephemeral
+   * one), with the same handler; this one stays open until closed.
+   */
+  rebind(host: string): Promise<Transport> {
+    let next: UdpTransport;
+    try {
+      next = new UdpTransport({ host, port: this.local.port, logger: this.#logger });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse)) throw e;
+      next = new UdpTransport({ host, port: 0, logger: this.#logger });
+    }
+    if (this.#handler) next.onMessage(this.#handler);
+    return Promise.resolve(next);
+  }
+
   /** Closes the socket and waits for the receive loop to end. */
   async close(): Promise<void> {
     if (this.#closed) return await this.#loop;

@@ -171,12 +171,14 @@ export class UserAgent {
   readonly transport: TransportLayer;
   /** The transaction layer. */
   readonly transactions: TransactionLayer;
-  /** The transports. */
-  readonly transports: Transport[];
   /** Diagnostics. */
   readonly log: LogFn;
   /** Display name for From. */
   displayName?: string;
+  /** The transports (they change when the host moves: see `moveUserAgent`). */
+  get transports(): readonly Transport[] {
+    return this.transport.transports;
+  }
   /** Host advertised in Contact (after an address change); undefined = the local address. */
   advertisedHost?: string;
   /** Option tags supported (see {@linkcode UserAgentOptions.supported}). */
@@ -193,7 +195,6 @@ export class UserAgent {
 
   private constructor(
     options: UserAgentOptions,
-    transports: Transport[],
     transport: TransportLayer,
   ) {
     this.#options = options;
@@ -201,7 +202,6 @@ export class UserAgent {
     this.displayName = options.displayName;
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? (() => {});
-    this.transports = transports;
     this.transport = transport;
     this.advertisedHost = options.advertisedHost;
     this.supported = options.supported ?? ["eventlist"];
@@ -251,7 +251,7 @@ export class UserAgent {
       trace: options.trace,
       compact: options.compactHeaders,
     });
-    return new UserAgent(options, transports, layer);
+    return new UserAgent(options, layer);
   }
 
   /** The outbound proxy, when one is configured. */

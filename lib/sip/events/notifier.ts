@@ -13,7 +13,7 @@
 import type { TimerId } from "../clock.ts";
 import { Dialog } from "../dialog.ts";
 import { SipRequestError } from "../errors.ts";
-import { createResponse, formatUri, type NameAddr, type SipRequest } from "../message.ts";
+import { createResponse, formatUri, type NameAddr, type SipRequest, type Uri } from "../message.ts";
 import { generateTag } from "../transaction/mod.ts";
 import type { IncomingRequest, UserAgent } from "../ua.ts";
 import {
@@ -431,6 +431,21 @@ export class ServerSubscription {
     if (this.#state === "terminated") return;
     this.#dirty = true;
     this.#pump();
+  }
+
+  /**
+   * Mobility: our Contact moved (the host's address changed). The dialog
+   * takes `uri` as local target and a NOTIFY goes at once (NOTIFY is a
+   * target refresh request, RFC 6665 section 4.1), so the subscriber's
+   * refreshes reach the new address. Resolves when it was answered.
+   */
+  updateLocalContact(uri: Uri): Promise<void> {
+    if (this.#state === "terminated") return Promise.resolve();
+    const old = this.dialog.localContact;
+    this.dialog.localContact = { ...(old ?? { params: {} }), uri: structuredClone(uri) };
+    this.#urgent = true;
+    this.notify();
+    return this.settled();
   }
 
   /**

@@ -247,6 +247,21 @@ export class Subscription {
     return true;
   }
 
+  /**
+   * Mobility: our Contact moved (the host's address changed). Every fork's
+   * dialog takes `uri` as local target and is refreshed at once: SUBSCRIBE
+   * is a target refresh request (RFC 6665 section 4.1.2.1, RFC 3261
+   * 12.2.1.1), so the notifier sends later NOTIFYs to the new address.
+   * Later initial SUBSCRIBEs take the UA's current address anyway.
+   */
+  async updateLocalContact(uri: Uri): Promise<void> {
+    for (const f of this.#forks.values()) {
+      const old = f.dialog.localContact;
+      f.dialog.localContact = { ...(old ?? { params: {} }), uri: structuredClone(uri) };
+    }
+    await this.refresh();
+  }
+
   /** Refreshes every fork now (section 4.1.2.2). */
   async refresh(): Promise<void> {
     await Promise.all([...this.#forks.values()].map((f) => this.#refreshFork(f, this.#expires)));
