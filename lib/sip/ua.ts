@@ -229,7 +229,8 @@ export class UserAgent {
     };
     this.#outbound = new OutboundSender({
       transactions: this.transactions,
-      transports,
+      // A snapshot: their protocols (what RFC 3263 resolution needs) do not change on a move.
+      transports: [...transport.transports],
       aor: this.aor,
       contactFor: (target) => this.contactFor(target),
       log: this.log,
