@@ -10,12 +10,11 @@
  */
 
 import {
-  type Mover,
   Registration,
   type RegistrationEvent,
-  registrationMover,
   type RegistrationOptions,
 } from "../lib/sip/registration.ts";
+import { type Mover, registrationMover } from "../lib/sip/move.ts";
 import type { UserAgent } from "../lib/sip/ua.ts";
 import type { CommandContext } from "./_common.ts";
 import { stateDir } from "./_config.ts";
