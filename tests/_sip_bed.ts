@@ -43,15 +43,19 @@ export class Bed {
     });
   }
 
-  /** A user agent at `host` (udp, port 5060) with the bed's clock. */
-  async ua(host: string, options: UserAgentOptions = {}): Promise<UserAgent> {
+  /** A user agent at `host` (port 5060, udp unless `protocol`) with the bed's clock. */
+  async ua(
+    host: string,
+    options: UserAgentOptions = {},
+    protocol: "udp" | "tcp" = "udp",
+  ): Promise<UserAgent> {
     const ua = await UserAgent.create({
       aor: `user@${host}`,
-      transports: [this.net.transport({ host })],
+      transports: [this.net.transport({ host, protocol })],
       clock: this.clock,
       resolve: (uri: Uri) =>
         Promise.resolve<Target[]>([{
-          protocol: "udp",
+          protocol,
           host: uri.host,
           port: uri.port ?? 5060,
         }]),

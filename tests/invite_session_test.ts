@@ -908,3 +908,33 @@ Deno.test("a callee that hangs up before the ACK sends its BYE only once the ACK
     assert.equal((await bed.run(call.finished)).reason, "remote_bye");
   });
 });
+
+Deno.test("a call over TCP: nothing retransmitted (reliable 183 included), ACK and BYE", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua(ALICE, { aor: "alice@example.test" }, "tcp");
+    const bob = await bed.ua(BOB, { aor: "bob@example.test" }, "tcp");
+    const bobMedia = new FakeMedia("bob");
+    const sessions: InviteSession[] = [];
+    new InviteAcceptor(bob, {
+      onIncoming: async (call) => {
+        sessions.push(call.session);
+        await call.progress(183, { media: bobMedia, reliable: true });
+        await call.accept(bobMedia);
+      },
+    });
+    const call = await placeCall(alice, "sip:bob@192.0.2.2;transport=tcp", {
+      media: new FakeMedia("alice"),
+    });
+    assert.equal(await bed.run(call.answered), true);
+    await bed.advance(10_000);
+    assert.equal(count(bed, "183 INVITE", BOB), 1);
+    assert.equal(count(bed, "200 INVITE", BOB), 1);
+    assert.equal(count(bed, "ACK", ALICE), 1);
+    await bed.run(call.bye());
+    assert.equal((await bed.run(sessions[0].finished)).reason, "remote_bye");
+    // Timers L and M (RFC 6026) run 64*T1 on every transport; K, J are zero here.
+    await bed.advance(40_000);
+    assert.equal(alice.transactions.clientCount + alice.transactions.serverCount, 0);
+    assert.equal(bob.transactions.clientCount + bob.transactions.serverCount, 0);
+  });
+});
