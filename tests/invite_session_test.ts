@@ -13,7 +13,9 @@ import {
   type SipResponse,
 } from "../lib/sip/message.ts";
 import type { UserAgent } from "../lib/sip/ua.ts";
+import { moveUserAgent } from "../lib/sip/move.ts";
 import {
+  callsMover,
   type IncomingCall,
   InviteAcceptor,
   type InviteSession,
@@ -936,5 +938,34 @@ Deno.test("a call over TCP: nothing retransmitted (reliable 183 included), ACK a
     await bed.advance(40_000);
     assert.equal(alice.transactions.clientCount + alice.transactions.serverCount, 0);
     assert.equal(bob.transactions.clientCount + bob.transactions.serverCount, 0);
+  });
+});
+
+Deno.test("mid-call mobility: the calls mover re-INVITEs with the Contact on the new address; the peer's BYE reaches it", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.run(callee.answered);
+    const rebound: string[] = [];
+    const result = await bed.run(
+      moveUserAgent(p.alice, "192.0.2.9", [
+        callsMover(p.alice, () => [call], {
+          rebindMedia: (_session, host) => (rebound.push(host), Promise.resolve()),
+        }),
+      ]),
+    );
+    assert.deepEqual(result.redone, ["calls"]);
+    assert.deepEqual(rebound, ["192.0.2.9"]);
+    assert.equal(callee.dialog!.remoteTarget.host, "192.0.2.9");
+    assert.equal(call.dialog!.localContact!.uri.host, "192.0.2.9");
+    assert.deepEqual(p.aliceMedia.log.slice(-2), ["offer 2", "apply bob/2"]);
+    await bed.run(callee.bye());
+    assert.equal((await bed.run(call.finished)).reason, "remote_bye");
+    const bye = bed.net.packets.map(packetMessage).find((m) =>
+      m?.kind === "request" && m.method === "BYE"
+    ) as SipRequest;
+    assert.equal(bye.uri.host, "192.0.2.9");
   });
 });

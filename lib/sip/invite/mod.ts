@@ -10,3 +10,4 @@ export * from "./types.ts";
 export * from "./session.ts";
 export * from "./uac.ts";
 export * from "./uas.ts";
+export * from "./move.ts";
