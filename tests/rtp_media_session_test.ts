@@ -282,3 +282,45 @@ Deno.test("MediaSession: rebind() moves media to a new address; the next offer c
   await p.a.close();
   await p.b.close();
 });
+
+Deno.test("MediaSession: junk on the RTP/RTCP ports is ignored; close() ends source and sink", async () => {
+  const p = await pair();
+  const ended = p.events(p.a, "source_ended");
+  await connect(p);
+  let sourceClosed = false;
+  let sinkClosed = false;
+  let left = 3;
+  p.a.setSource({
+    read: (n) => left-- > 0 ? new Int16Array(n).fill(1000) : null,
+    close: () => {
+      sourceClosed = true;
+      return Promise.resolve();
+    },
+  });
+  const heard = new BufferSink();
+  p.b.setSink({
+    write: (s) => heard.write(s),
+    close: () => {
+      sinkClosed = true;
+      return Promise.resolve();
+    },
+  });
+  // Junk: short datagrams, wrong version, RTCP garbage, an unknown payload type.
+  const junk = p.network.bind("10.9.9.9", 5000);
+  const rtp = p.b.localAddress;
+  const rtcp = { ...rtp, port: rtp.port + 1 };
+  for (let i = 0; i < 200; i++) {
+    const bytes = crypto.getRandomValues(new Uint8Array(i % 40));
+    junk.send(bytes, i % 2 ? rtp : rtcp);
+  }
+  junk.send(new Uint8Array([0x80, 99, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 1, 2]), rtp);
+  await p.run(300);
+  assert.equal(ended.length, 1, "source_ended once");
+  assert.ok(heard.length > 0);
+  assert.deepEqual(p.b.remoteAddress, p.a.localAddress, "junk did not move the latch");
+  await p.a.close();
+  await p.b.close();
+  assert.ok(sourceClosed && sinkClosed);
+  await assert.rejects(() => p.a.createOffer(), /closed/);
+  junk.close();
+});

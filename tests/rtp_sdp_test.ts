@@ -238,3 +238,14 @@ Deno.test("an answer's o= version changes only when its content changes", () => 
   const v4 = version(b.createOffer(bob));
   assert.equal(v4, v3 + 1);
 });
+
+Deno.test("applyAnswer() takes the same answer twice (183 then 200), not a different one", () => {
+  const a = new OfferAnswer();
+  const b = new OfferAnswer();
+  const answer = b.createAnswer(a.createOffer(alice), bob).sdp;
+  const first = a.applyAnswer(answer);
+  assert.equal(a.applyAnswer(answer), first);
+  const other = new OfferAnswer().createAnswer(a.createOffer(alice), bob).sdp;
+  a.rollback();
+  assert.throws(() => a.applyAnswer(other), /no offer is pending/);
+});

@@ -291,8 +291,12 @@ export class MediaSession extends EventTarget {
 
   /** A new local offer (initial INVITE, re-INVITE, UPDATE); o= version +1. */
   createOffer(): Promise<string> {
-    this.#assertOpen();
-    return Promise.resolve(this.#oa.createOffer(this.#localMedia()));
+    try {
+      this.#assertOpen();
+      return Promise.resolve(this.#oa.createOffer(this.#localMedia()));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Answers a remote offer and starts media as agreed. Throws `SdpNegotiationError` (488). */
@@ -346,7 +350,7 @@ export class MediaSession extends EventTarget {
    * telephone-event or the digits are not DTMF.
    */
   sendDtmf(digits: string, options: SendDtmfOptions = {}): Promise<void> {
-    this.#assertOpen();
+    if (this.#closed) return Promise.reject(new Error("The media session is closed"));
     if (!isDtmfDigits(digits)) {
       return Promise.reject(
         new RangeError(`Cannot send DTMF: ${JSON.stringify(digits)} has a non-DTMF character`),

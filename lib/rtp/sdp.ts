@@ -273,6 +273,7 @@ export class OfferAnswer {
   #lastBody: string | undefined;
   #pending: { session: SdpSession; described: Described; version: number } | undefined;
   #negotiated: NegotiatedMedia | undefined;
+  #lastAnswerOrigin: string | undefined;
 
   /** Creates the state with a fresh o= session id. */
   constructor(options: OfferAnswerOptions = {}) {
@@ -383,14 +384,21 @@ export class OfferAnswer {
 
   /**
    * Applies the remote `answer` to our pending offer and makes the result the
-   * agreed media. Throws {@linkcode SdpNegotiationError} when there is no
+   * agreed media. The answer already applied, given again (same o= line), is
+   * accepted and changes nothing. Throws {@linkcode SdpNegotiationError} when there is no
    * pending offer, the answer refuses the audio stream, or names no codec we
    * offered; the pending offer is then dropped (the caller may
    * {@linkcode OfferAnswer.rollback}).
    */
   applyAnswer(answer: string): NegotiatedMedia {
     const pending = this.#pending;
-    if (!pending) throw new SdpNegotiationError("Cannot apply an answer: no offer is pending");
+    if (!pending) {
+      // The same answer again (a 183 then its 200 carry the same SDP): nothing changes.
+      const again = this.#lastAnswerOrigin !== undefined && this.#negotiated !== undefined &&
+        originOf(parse(answer)) === this.#lastAnswerOrigin;
+      if (again) return this.#negotiated!;
+      throw new SdpNegotiationError("Cannot apply an answer: no offer is pending");
+    }
     this.#pending = undefined;
     const remote = parse(answer);
     if (remote.media.length !== pending.session.media.length) {
@@ -433,6 +441,7 @@ export class OfferAnswer {
       receivePayloadTypes,
     };
     this.#negotiated = negotiated;
+    this.#lastAnswerOrigin = originOf(remote);
     return negotiated;
   }
 
@@ -512,6 +521,11 @@ export class OfferAnswer {
     this.#lastBody = body;
     return text;
   }
+}
+
+function originOf(session: SdpSession): string {
+  const o = session.origin;
+  return o ? `${o.username} ${o.sessionId} ${o.sessionVersion} ${o.address}` : "";
 }
 
 function bodyWithoutOrigin(text: string): string {
