@@ -969,3 +969,35 @@ Deno.test("mid-call mobility: the calls mover re-INVITEs with the Contact on the
     assert.equal(bye.uri.host, "192.0.2.9");
   });
 });
+
+Deno.test("odd in-dialog requests are answered, never crash the session", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.run(callee.answered);
+    const dialog = callee.dialog!;
+    const send = async (method: string, headers: [string, string][], body?: string) =>
+      (await bed.run(
+        p.bob.send(
+          dialog.createRequest(method, {
+            headers,
+            body,
+            contentType: body === undefined ? undefined : "application/sdp",
+          }),
+          { dialog },
+        ),
+      )).response;
+    assert.equal((await send("PRACK", [])).status, 481, "PRACK without RAck");
+    assert.equal((await send("PRACK", [["RAck", "x y z"]])).status, 481);
+    assert.equal((await send("UPDATE", [["Session-Expires", "abc;refresher=?"]])).status, 200);
+    const small = await send("UPDATE", [["Session-Expires", "10"]]);
+    assert.equal(small.status, 422);
+    assert.equal(small.headers.get("Min-SE"), "90");
+    assert.equal((await send("INFO", [], "\u0000\u00ff garbage")).status, 200);
+    assert.equal((await send("MESSAGE", [])).status, 405);
+    assert.equal(call.state, "confirmed");
+    assert.equal(callee.state, "confirmed");
+  });
+});
