@@ -101,6 +101,22 @@ export interface KamailioOptions {
   debug?: number;
   /** Milliseconds to wait for the server to answer OPTIONS (default 10000). */
   startTimeout?: number;
+  /**
+   * Listen on this address instead of 127.0.0.1 (with `netns`: an address of
+   * that namespace).
+   */
+  host?: string;
+  /**
+   * Run inside this network namespace (created by the test, `ip netns exec`);
+   * start-up is then checked with sipsak from inside it.
+   */
+  netns?: string;
+  /**
+   * Redirect server: an INVITE for a registered user is answered
+   * `302 Moved Temporarily` with its current bindings as Contact, instead of
+   * being relayed (the pre-call mobility scenario C.1).
+   */
+  redirect?: boolean;
 }
 
 /** A running Kamailio. */
@@ -109,7 +125,7 @@ export interface Kamailio {
   readonly mode: KamailioMode;
   /** Its domain. */
   readonly domain: string;
-  /** Always `127.0.0.1`. */
+  /** Its address: 127.0.0.1 unless `host` was given. */
   readonly host: string;
   /** UDP and TCP port. */
   readonly port: number;
@@ -221,7 +237,8 @@ async function startKamailioOnce(options: KamailioOptions): Promise<Kamailio> {
   assertPeer("kamailio", "kamailio");
   const mode = options.mode ?? "registrar";
   const domain = options.domain ?? "example.test";
-  const port = options.port ?? freePort();
+  // A namespace of the test's own has every port free.
+  const port = options.port ?? (options.netns ? 5060 : freePort());
   const auth = options.auth ?? mode !== "proxy";
   if (mode === "presence") {
     const module = kamailioPresenceModule();
@@ -273,11 +290,26 @@ async function startKamailioOnce(options: KamailioOptions): Promise<Kamailio> {
     config = [lines[0], ...defines.map((d) => `#!define ${d}`), ...lines.slice(1)].join("\n");
     const moduleDir = kamailioModuleDir();
     if (moduleDir) config = config.replace(/^(loadmodule )/m, `mpath="${moduleDir}/"\n$1`);
+    const host = options.host ?? "127.0.0.1";
+    if (host !== "127.0.0.1") config = config.replaceAll(`127.0.0.1:${port}`, `${host}:${port}`);
+    if (options.redirect) {
+      // A redirect server (RFC 3261 8.3): the destination set found by
+      // lookup() goes back as the Contacts of a 302.
+      config = config.replace(
+        "route[LOCATION] {\n",
+        'route[LOCATION] {\n\tif (is_method("INVITE") && lookup("location")) {\n' +
+          '\t\tsl_send_reply("302", "Moved Temporarily");\n\t\texit;\n\t}\n',
+      );
+    }
     const cfgPath = `${dir}/kamailio.cfg`;
     await Deno.writeTextFile(cfgPath, config);
 
-    const name = `kamailio ${mode} ${domain} 127.0.0.1:${port}`;
-    process = spawnPeer("kamailio", [
+    const name = `kamailio ${mode} ${domain} ${host}:${port}${
+      options.netns ? ` in ${options.netns}` : ""
+    }`;
+    const inNetns = options.netns ? ["netns", "exec", options.netns, "kamailio"] : [];
+    process = spawnPeer(options.netns ? "ip" : "kamailio", [
+      ...inNetns,
       "-DD",
       "-E",
       "-f",
@@ -294,6 +326,15 @@ async function startKamailioOnce(options: KamailioOptions): Promise<Kamailio> {
     const proc = process;
     await waitFor(async () => {
       if (proc.hasExited) throw new Error("kamailio exited during start-up");
+      if (options.netns) {
+        // The host's /proc and sockets do not see into the namespace: ask from inside.
+        const probe = await new Deno.Command("ip", {
+          args: ["netns", "exec", options.netns, "sipsak", "-H", host, "-s", `sip:${host}:${port}`],
+          stdout: "null",
+          stderr: "null",
+        }).output();
+        return probe.success;
+      }
       // The main process holds the UDP socket; the TCP listener belongs to
       // its "tcp main" child, so TCP is only checked as bound.
       if (!isPortBoundBy(proc.pid, "udp", port) || !isPortBound("tcp", port)) return false;
@@ -303,10 +344,10 @@ async function startKamailioOnce(options: KamailioOptions): Promise<Kamailio> {
     return {
       mode,
       domain,
-      host: "127.0.0.1",
+      host,
       port,
-      address: `127.0.0.1:${port}`,
-      uri: `sip:127.0.0.1:${port}`,
+      address: `${host}:${port}`,
+      uri: `sip:${host}:${port}`,
       name,
       dir,
       logs: () => proc.logs(),

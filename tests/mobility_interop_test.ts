@@ -1,0 +1,237 @@
+/**
+ * Mobility against real peers, in network namespaces the tests create: a
+ * mobile host namespace (sipkit) joined by two veth pairs to a server
+ * namespace (Kamailio, and other sipkit processes). The host moves by
+ * adding its new address and removing the old one (promote_secondaries),
+ * or by losing a link (the route moves to the other interface).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { type SipkitEvent, type SipkitProcess, spawnSipkit } from "./_sipkit_process.ts";
+import { type Kamailio, startKamailio } from "./peers/kamailio.ts";
+import {
+  createMobilityNet,
+  ignoreWithoutNetns,
+  type MobilityNet,
+  SERVER_ADDRESS,
+} from "./peers/mobility_net.ts";
+import { requirePeer } from "./peers/require.ts";
+
+const skip = ignoreWithoutNetns() || !requirePeer("kamailio", "kamailio") ||
+  !requirePeer("sipsak", "sipsak");
+
+/** Runs a sipkit command to its end inside a namespace and returns its events. */
+async function runIn(
+  netns: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<SipkitEvent[]> {
+  const p = spawnSipkit(args, { netns, env, stdin: false });
+  const code = await p.exited;
+  assert.equal(code, 0, p.logs());
+  return p.events;
+}
+
+interface Bed {
+  net: MobilityNet;
+  k: Kamailio;
+  env: Record<string, string>;
+  dir: string;
+  procs: SipkitProcess[];
+}
+
+async function withBed(fn: (bed: Bed) => Promise<void>, options: { presence?: boolean } = {}) {
+  const net = await createMobilityNet();
+  const dir = await Deno.makeTempDir({ prefix: "sipkit-mobility-" });
+  const procs: SipkitProcess[] = [];
+  let k: Kamailio | undefined;
+  try {
+    k = await startKamailio({
+      netns: net.server,
+      host: SERVER_ADDRESS,
+      mode: options.presence ? "presence" : "registrar",
+    });
+    const env = { SIPKIT_CONFIG_DIR: `${dir}/config`, SIPKIT_STATE_DIR: `${dir}/state` };
+    await fn({ net, k, env, dir, procs });
+  } catch (e) {
+    for (const p of procs) console.error(`----- ${p.name} -----\n${p.logs().slice(-8000)}`);
+    if (k) console.error(`----- ${k.name} -----\n${k.logs().slice(-6000)}`);
+    throw e;
+  } finally {
+    for (const p of procs) await p.stop();
+    await k?.stop();
+    await net.destroy();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** The contacts Kamailio holds for alice, asked from the server namespace. */
+async function bindings(bed: Bed): Promise<string[]> {
+  const events = await runIn(
+    bed.net.server,
+    ["register", "-u", "alice@example.test", "--registrar", bed.k.uri, "--query"],
+    { ...bed.env, SIPKIT_PASSWORD: "alice-secret" },
+  );
+  return events.filter((e) => e.type === "binding").map((e) => String(e.contact)).sort();
+}
+
+const hostOf = (contact: unknown) => /@([^:;>]+)/.exec(String(contact))?.[1];
+
+Deno.test({
+  name: "register --roam across moves: the registrar holds only the new binding " +
+    "(new address then old removed; then a link down moves to the other interface)",
+  ignore: skip,
+  sanitizeResources: false,
+  fn: () =>
+    withBed(async (bed) => {
+      const { net, k, env, procs } = bed;
+      const reg = spawnSipkit([
+        "register",
+        "-u",
+        "alice@example.test",
+        "--registrar",
+        k.uri,
+        "--expires",
+        "600",
+        "--roam",
+      ], { netns: net.mobile, env: { ...env, SIPKIT_PASSWORD: "alice-secret" }, stdin: false });
+      procs.push(reg);
+      const first = await reg.waitEvent((e) => e.type === "registered");
+      assert.equal(hostOf(first.contact), "10.77.1.2");
+      assert.deepEqual((await bindings(bed)).map(hostOf), ["10.77.1.2"]);
+
+      // Move 1: a new address on the same link (another subnet), then the old one goes.
+      await net.inMobile(["addr", "add", "10.77.3.2/24", "dev", "ma"]);
+      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      const moved = await reg.waitEvent((e) => e.type === "moved");
+      assert.deepEqual([moved.old, moved.new, moved.redone], [
+        "10.77.1.2",
+        "10.77.3.2",
+        ["registration"],
+      ]);
+      const again = await reg.waitEvent((e) =>
+        e.type === "registered" && hostOf(e.contact) === "10.77.3.2"
+      );
+      assert.deepEqual((again.replaced as string[]).map(hostOf), ["10.77.1.2"]);
+      assert.deepEqual((await bindings(bed)).map(hostOf), ["10.77.3.2"], "the old binding is gone");
+
+      // Move 2: the wired link goes down; the route to the registrar leaves by mb.
+      await net.inMobile(["link", "set", "dev", "ma", "down"]);
+      const second = await reg.waitEvent((e) => e.type === "moved" && e.new === "10.77.2.2");
+      assert.equal(second.old, "10.77.3.2");
+      await reg.waitEvent((e) => e.type === "registered" && hostOf(e.contact) === "10.77.2.2");
+      assert.deepEqual((await bindings(bed)).map(hostOf), ["10.77.2.2"]);
+
+      // On exit the binding is removed.
+      assert.equal(await reg.stop(), 0);
+      assert.deepEqual(await bindings(bed), []);
+    }),
+});
+
+Deno.test({
+  name: "sipkit roam | sipkit register across a move: the pipeline form moves the binding too",
+  ignore: skip,
+  sanitizeResources: false,
+  fn: () =>
+    withBed(async (bed) => {
+      const { net, k, env, procs } = bed;
+      const roam = spawnSipkit(["roam", "--toward", SERVER_ADDRESS], {
+        netns: net.mobile,
+        env,
+        stdin: false,
+      });
+      procs.push(roam);
+      const reg = spawnSipkit(
+        ["register", "-u", "alice@example.test", "--registrar", k.uri, "--expires", "600"],
+        { netns: net.mobile, env: { ...env, SIPKIT_PASSWORD: "alice-secret" } },
+      );
+      procs.push(reg);
+      await roam.waitEvent((e) => e.type === "roaming");
+      await reg.waitEvent((e) => e.type === "registered");
+      roam.onEvent((e) => void reg.send(e));
+      await net.inMobile(["addr", "add", "10.77.1.9/24", "dev", "ma"]);
+      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      await reg.waitEvent((e) => e.type === "moved" && e.new === "10.77.1.9");
+      await reg.waitEvent((e) => e.type === "registered" && hostOf(e.contact) === "10.77.1.9");
+      assert.deepEqual((await bindings(bed)).map(hostOf), ["10.77.1.9"]);
+    }),
+});
+
+Deno.test({
+  name: "watch --roam across a move: status changes after the move still reach the watcher; " +
+    "notify --roam across a move: the watcher keeps seeing us",
+  ignore: skip,
+  sanitizeResources: false,
+  fn: () =>
+    withBed(async (bed) => {
+      const { net, env, procs } = bed;
+      // bob's presence agent in the server namespace, alice watching from the mobile host.
+      const bob = spawnSipkit([
+        "notify",
+        "-u",
+        "bob@example.test",
+        "--bind",
+        `${SERVER_ADDRESS}:5090`,
+        "--status",
+        "online",
+        "--unknown",
+        "accept",
+      ], { netns: net.server, env, name: "notify bob" });
+      procs.push(bob);
+      await bob.waitEvent((e) => e.type === "listening");
+      const alice = spawnSipkit([
+        "watch",
+        "-u",
+        "alice@example.test",
+        `sip:bob@${SERVER_ADDRESS}:5090`,
+        "--roam",
+        "--toward",
+        SERVER_ADDRESS,
+      ], { netns: net.mobile, env, name: "watch alice" });
+      procs.push(alice);
+      await alice.waitEvent((e) => e.type === "presence" && e.status === "online");
+
+      await net.inMobile(["addr", "add", "10.77.3.2/24", "dev", "ma"]);
+      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      const moved = await alice.waitEvent((e) => e.type === "moved");
+      assert.deepEqual([moved.new, moved.redone], ["10.77.3.2", ["subscriptions"]]);
+      await bob.send({ type: "status", status: "busy" });
+      await alice.waitEvent((e) => e.type === "presence" && e.status === "busy", {
+        message: "a status change after the move, at the new address",
+      });
+
+      // Now the presence agent moves (it runs in the mobile namespace this time).
+      const carol = spawnSipkit([
+        "notify",
+        "-u",
+        "carol@example.test",
+        "--bind",
+        "0.0.0.0:5092",
+        "--status",
+        "online",
+        "--unknown",
+        "accept",
+        "--roam",
+        "--toward",
+        SERVER_ADDRESS,
+      ], { netns: net.mobile, env, name: "notify carol" });
+      procs.push(carol);
+      await carol.waitEvent((e) => e.type === "listening");
+      const dave = spawnSipkit(
+        ["watch", "-u", "dave@example.test", "sip:carol@10.77.3.2:5092"],
+        { netns: net.server, env, name: "watch dave" },
+      );
+      procs.push(dave);
+      await dave.waitEvent((e) => e.type === "presence" && e.status === "online");
+      await net.inMobile(["addr", "add", "10.77.3.7/24", "dev", "ma"]);
+      await net.inMobile(["addr", "del", "10.77.3.2/24", "dev", "ma"]);
+      const carolMoved = await carol.waitEvent((e) => e.type === "moved" && e.new === "10.77.3.7");
+      assert.deepEqual(carolMoved.redone, ["subscriptions"]);
+      await carol.send({ type: "status", status: "away" });
+      await dave.waitEvent((e) => e.type === "presence" && e.status === "away", {
+        message: "the watcher keeps seeing the moved agent",
+      });
+    }),
+});
