@@ -354,6 +354,8 @@ function isGenValueChar(c: number): boolean {
  * Parses header parameters `*( SEMI generic-param )` from `s` at `i` to the
  * end (section 25.1: generic-param = token [ EQUAL gen-value ], gen-value =
  * token / host / quoted-string). Names are lowercased; quoted values unquoted.
+ * With `list`, stops at a comma (the next value of a list). Returns where it
+ * stopped.
  */
 export function parseHeaderParams(
   s: string,
@@ -361,11 +363,12 @@ export function parseHeaderParams(
   params: Params,
   via = false,
   n: number = s.length,
-): void {
+  list = false,
+): number {
   let c = 0;
   for (;;) {
     while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
-    if (i >= n) return;
+    if (i >= n || (c === 44 && list)) return i;
     if (c !== 59) throw fail(`unexpected "${s[i]}" at column ${col(i)}, expected ";"`);
     i++;
     while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;

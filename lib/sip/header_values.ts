@@ -54,8 +54,12 @@ export function readToken(s: string, i: number, end: number = s.length): number 
   return i;
 }
 
-/** Internal: parses the Via value `s[start..end)` in place, without the error prefix. */
-export function _parseVia(s: string, start = 0, end: number = s.length): Via {
+/**
+ * Internal: parses the Via value `s[start..end)` in place, without the error
+ * prefix. With `list`, `s[start..end)` may hold more values: parses the first
+ * one (up to a comma).
+ */
+export function _parseVia(s: string, start = 0, end: number = s.length, list = false): Via {
   const n = end;
   // via-parm = sent-protocol LWS sent-by *( SEMI via-params )
   // sent-protocol = protocol-name SLASH protocol-version SLASH transport
@@ -109,7 +113,7 @@ export function _parseVia(s: string, start = 0, end: number = s.length): Via {
   }
   const params: Params = {};
   // Checks ttl, maddr, received, branch and rport (RFC 3581) on the way.
-  parseHeaderParams(s, i, params, true, n);
+  parseHeaderParams(s, i, params, true, n, list);
   return port === undefined
     ? { protocol, transport, host, params }
     : { protocol, transport, host, port, params };

@@ -255,7 +255,7 @@ function parseOptional<T>(h: SipHeaders, name: string, parse: (s: string) => T):
 }
 
 function parseTopVia(line: string): Via {
-  return _parseVia(line.indexOf(",") === -1 ? line : splitList(line)[0]);
+  return _parseVia(line, 0, line.length, true);
 }
 
 function parseList(h: SipHeaders, name: string): NameAddr[] {
@@ -595,27 +595,31 @@ function parseStartLine(s: string, end: number, headers: SipHeaders): SipMessage
   if (
     s.startsWith("SIP/", 0) ||
     ((s.charCodeAt(0) | 32) === 115 && s.slice(0, 4).toUpperCase() === "SIP/")
-  ) {
-    // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
-    const sp = s.indexOf(" ");
-    if (sp === -1 || sp > end) throw startError("missing status code");
-    const version = readVersion(s, 0, sp);
-    if (version === "") throw startError(`invalid SIP-Version "${s.slice(0, sp)}"`);
-    const sp2 = s.indexOf(" ", sp + 1);
-    const codeEnd = sp2 === -1 || sp2 > end ? end : sp2;
-    const code = s.slice(sp + 1, codeEnd);
-    if (code.length !== 3 || parseDigits(code, 699) < 100) {
-      throw startError(`invalid status code "${code}"`);
-    }
-    const reason = codeEnd === end ? "" : s.slice(codeEnd + 1, end);
-    for (let i = 0; i < reason.length; i++) {
-      const c = reason.charCodeAt(i);
-      if ((c < 32 && c !== 9) || c === 127) throw startError("control character in reason phrase");
-    }
-    const res = new SipResponse(parseDigits(code, 699), reason, headers);
-    res.version = version;
-    return res;
+  ) return parseStatusLine(s, end, headers);
+  return parseRequestLine(s, end, headers);
+}
+
+/** Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF, at `s[0..end)`. */
+function parseStatusLine(s: string, end: number, headers: SipHeaders): SipResponse {
+  const sp = s.indexOf(" ");
+  if (sp === -1 || sp > end) throw startError("missing status code");
+  const version = readVersion(s, 0, sp);
+  if (version === "") throw startError(`invalid SIP-Version "${s.slice(0, sp)}"`);
+  let codeEnd = s.indexOf(" ", sp + 1);
+  if (codeEnd === -1 || codeEnd > end) codeEnd = end;
+  const status = codeEnd - sp === 4 ? parseDigits(s.slice(sp + 1, codeEnd), 699) : -1;
+  if (status < 100) throw startError(`invalid status code "${s.slice(sp + 1, codeEnd)}"`);
+  for (let i = codeEnd + 1; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if ((c < 32 && c !== 9) || c === 127) throw startError("control character in reason phrase");
   }
+  const res = new SipResponse(status, codeEnd === end ? "" : s.slice(codeEnd + 1, end), headers);
+  res.version = version;
+  return res;
+}
+
+/** Request-Line = Method SP Request-URI SP SIP-Version CRLF, at `s[0..end)`. */
+function parseRequestLine(s: string, end: number, headers: SipHeaders): SipRequest {
   // Request-Line = Method SP Request-URI SP SIP-Version CRLF (exactly one SP
   // between elements; RFC 4475 sections 3.1.2.8 to 3.1.2.10).
   const me = readToken(s, 0);
@@ -1069,14 +1073,8 @@ function cutBody(
   bodyStart: number,
   stream: boolean,
 ): void {
-  const fail = (message: string) =>
-    new SipMessageError(message, {
-      header: "Content-Length",
-      line: lineAt(msg.headers, found.first[H_CONTENT_LENGTH]),
-      partial: msg,
-    });
   if (bytes === undefined) {
-    if (cl > 0) throw fail(`Cannot parse message: Content-Length is ${cl} but there is no body`);
+    if (cl > 0) throw framingError(msg, `Content-Length is ${cl} but there is no body`);
     return;
   }
   const avail = bytes.length - bodyStart;
@@ -1085,15 +1083,22 @@ function cutBody(
     if (avail > 0) msg.body = bytes.slice(bodyStart);
   } else if (cl > avail) {
     // RFC 4475 3.1.2.2: over UDP a body shorter than Content-Length gets 400.
-    throw fail(`Cannot parse message: Content-Length is ${cl} but the body has ${avail} bytes`);
+    throw framingError(msg, `Content-Length is ${cl} but the body has ${avail} bytes`);
   } else if (stream && cl < avail) {
-    throw fail(
-      `Cannot parse message: ${avail - cl} bytes after the ${cl}-byte body of a framed message`,
-    );
+    throw framingError(msg, `${avail - cl} bytes after the ${cl}-byte body of a framed message`);
   } else if (cl > 0) {
     // Section 18.3: octets after Content-Length are discarded (RFC 4475 3.1.1.8).
     msg.body = bytes.slice(bodyStart, bodyStart + cl);
   }
+}
+
+/** A body that does not match Content-Length. */
+function framingError(msg: SipMessage, why: string): SipMessageError {
+  return new SipMessageError(`Cannot parse message: ${why}`, {
+    header: "Content-Length",
+    line: lineAt(msg.headers, found.first[H_CONTENT_LENGTH]),
+    partial: msg,
+  });
 }
 
 /**
@@ -1106,7 +1111,7 @@ function primeTracked(msg: SipMessage, head: string, cl: number): void {
   let code = H_VIA;
   try {
     let s = locate(H_VIA, head);
-    const topVia = topViaAt(s, found.from, found.to);
+    const topVia = _parseVia(s, found.from, found.to, true);
     code = H_FROM;
     s = locate(H_FROM, head);
     const from = _parseNameAddr(s, found.from, found.to);
@@ -1164,14 +1169,6 @@ function locate(code: number, head: string): string {
   found.from = scan.base = start;
   found.to = found.end[code];
   return head;
-}
-
-/** The first value of a Via line `s[start..end)`. */
-function topViaAt(s: string, start: number, end: number): Via {
-  const comma = s.indexOf(",", start);
-  if (comma === -1 || comma >= end) return _parseVia(s, start, end);
-  scan.base = 0;
-  return _parseVia(splitList(s.slice(start, end))[0]);
 }
 
 /** Max-Forwards (0 to 255), null when absent. */
