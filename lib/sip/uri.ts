@@ -177,7 +177,6 @@ function readUriHeaders(s: string, i: number, headers: Record<string, string>, n
 }
 
 function parseSipUri(s: string, scheme: string, p: number, n: number): Uri {
-  const uri: Uri = { scheme, host: "", params: {}, headers: {} };
   // userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"; no
   // unescaped "@" may appear elsewhere in a SIP URI. Fast path: user
   // characters up to "@", or up to the end (no userinfo at all).
@@ -189,38 +188,55 @@ function parseSipUri(s: string, scheme: string, p: number, n: number): Uri {
     i++;
   }
   if (i < n && c === 64 && i > p) {
-    uri.user = escaped ? unescape(s.slice(p, i)) : s.slice(p, i);
-    return parseHostPart(s, uri, i + 1, n);
+    return parseHostPart(s, scheme, escaped ? unescape(s.slice(p, i)) : s.slice(p, i), i + 1, n);
   }
-  if (i === n) return parseHostPart(s, uri, p, n);
+  if (i === n) return parseHostPart(s, scheme, undefined, p, n);
   const at = s.indexOf("@", p);
-  if (at !== -1 && at < n) {
-    const colon = s.indexOf(":", p);
-    if (colon !== -1 && colon < at) {
-      if (colon === p) throw fail("empty user part");
-      uri.user = checkChars(s.slice(p, colon), C_USER, "user part");
-      uri.password = checkChars(s.slice(colon + 1, at), C_PASS, "password");
-    } else {
-      if (at === p) throw fail("empty user part");
-      uri.user = checkChars(s.slice(p, at), C_USER, "user part");
-    }
-    p = at + 1;
+  if (at === -1 || at >= n) return parseHostPart(s, scheme, undefined, p, n);
+  const colon = s.indexOf(":", p);
+  if (colon === -1 || colon > at) {
+    if (at === p) throw fail("empty user part");
+    return parseHostPart(s, scheme, checkChars(s.slice(p, at), C_USER, "user part"), at + 1, n);
   }
-  return parseHostPart(s, uri, p, n);
+  if (colon === p) throw fail("empty user part");
+  const user = checkChars(s.slice(p, colon), C_USER, "user part");
+  const password = checkChars(s.slice(colon + 1, at), C_PASS, "password");
+  const uri = parseHostPart(s, scheme, user, at + 1, n);
+  // After the other parts, as before: `password` is rare.
+  uri.password = password;
+  return uri;
 }
 
-/** Parses `hostport uri-parameters [ headers ]` at `s[p..n)` into `uri`. */
-function parseHostPart(s: string, uri: Uri, p: number, n: number): Uri {
-  uri.host = readHost(s, p, n);
+/**
+ * Parses `hostport uri-parameters [ headers ]` at `s[p..n)` and builds the
+ * URI in one go (one object shape per combination of user and port, no
+ * properties added afterwards).
+ */
+function parseHostPart(
+  s: string,
+  scheme: string,
+  user: string | undefined,
+  p: number,
+  n: number,
+): Uri {
+  const host = readHost(s, p, n);
   p = scan.end;
+  let port = -1;
   if (p < n && s.charCodeAt(p) === 58) {
-    uri.port = readPort(s, p + 1, n);
+    port = readPort(s, p + 1, n);
     p = scan.end;
   }
-  p = readUriParams(s, p, uri.params, n);
-  if (p < n && s.charCodeAt(p) === 63) p = readUriHeaders(s, p + 1, uri.headers, n);
+  const params: Params = {};
+  const headers: Record<string, string> = {};
+  p = readUriParams(s, p, params, n);
+  if (p < n && s.charCodeAt(p) === 63) p = readUriHeaders(s, p + 1, headers, n);
   if (p < n) throw fail(`unexpected "${s[p]}" at column ${col(p)}`);
-  return uri;
+  if (user === undefined) {
+    return port === -1 ? { scheme, host, params, headers } : { scheme, host, port, params, headers };
+  }
+  return port === -1
+    ? { scheme, user, host, params, headers }
+    : { scheme, user, host, port, params, headers };
 }
 
 function parseTelUri(s: string, p: number, n: number): Uri {
