@@ -743,3 +743,26 @@ Deno.test("parseMessage() reads the header fields on first use, the same as writ
   assert.equal(n.headers.get("X-Long"), "a b c");
   assert.equal(n.toTag, undefined);
 });
+
+Deno.test("parseMessage() rejects a stray CR in any header line with 400", async (t) => {
+  const lines = INVITE.split("\r\n");
+  for (let i = 1; lines[i] !== ""; i++) {
+    const name = lines[i].slice(0, lines[i].indexOf(":"));
+    await t.step(name, () => {
+      const bad = [...lines];
+      bad[i] = bad[i].slice(0, -2) + "\r" + bad[i].slice(-2);
+      let error: unknown;
+      try {
+        parseMessage(enc.encode(bad.join("\r\n")));
+      } catch (e) {
+        error = e;
+      }
+      assert.ok(error instanceof SipMessageError, `${name}: ${error}`);
+      assert.equal(error.status, 400);
+    });
+  }
+  await t.step("second value of the top Via line", () => {
+    const bad = INVITE.replace(";rport", ";rport, SIP/2.0/UDP p\r1.example.com");
+    assert.throws(() => parseMessage(enc.encode(bad)), SipMessageError);
+  });
+});

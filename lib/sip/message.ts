@@ -936,15 +936,6 @@ function scanFields(s: string, pos: number, n: number): number {
     if (nl === -1 || nl > n) nl = n;
     let end = nl;
     if (end > pos && s.charCodeAt(end - 1) === 13) end--;
-    if (cr < pos) {
-      cr = s.indexOf("\r", pos);
-      if (cr === -1 || cr > n) cr = n;
-    }
-    if (cr < end) {
-      // CR and LF only end lines (section 7.3.1); a stray one would be
-      // copied into responses (and is the stuff of header injection).
-      throw new SipMessageError(`Cannot parse header line ${line}: CR inside the line`, { line });
-    }
     if (end === pos) return pos;
     const c0 = s.charCodeAt(pos);
     if (c0 !== 32 && c0 !== 9) {
@@ -955,6 +946,21 @@ function scanFields(s: string, pos: number, n: number): number {
       });
     } else if (code !== 0) {
       foldTracked(s, pos, end, code);
+    }
+    // CR and LF only end lines (section 7.3.1); a stray one would be copied
+    // into responses (and is the stuff of header injection). The first
+    // From, To, Call-ID, CSeq, Max-Forwards and Content-Length lines need
+    // no search: their parsers read the whole value and refuse a CR.
+    if (code <= H_VIA) {
+      if (cr < pos) {
+        cr = s.indexOf("\r", pos);
+        if (cr === -1 || cr > n) cr = n;
+      }
+      if (cr < end) {
+        throw new SipMessageError(`Cannot parse header line ${line}: CR inside the line`, {
+          line,
+        });
+      }
     }
     pos = nl + 1;
   }
