@@ -232,7 +232,9 @@ function parseHostPart(
   if (p < n && s.charCodeAt(p) === 63) p = readUriHeaders(s, p + 1, headers, n);
   if (p < n) throw fail(`unexpected "${s[p]}" at column ${col(p)}`);
   if (user === undefined) {
-    return port === -1 ? { scheme, host, params, headers } : { scheme, host, port, params, headers };
+    return port === -1
+      ? { scheme, host, params, headers }
+      : { scheme, host, port, params, headers };
   }
   return port === -1
     ? { scheme, user, host, params, headers }
