@@ -331,22 +331,23 @@ Deno.test("forks: one dialog per To tag, every 2xx ACKed, the first kept, the ot
         ),
         to,
       );
-    await reply(180, "fork1");
+    await reply(183, "fork1", sdp("fork1", 1)); // early media from the fork that loses
     await reply(180, "fork2");
     await bed.net.settled();
-    assert.deepEqual(seen, ["ringing 180", "ringing 180"]);
+    assert.deepEqual(seen, ["ringing 183 early", "ringing 180"]);
     await reply(200, "fork2", sdp("fork2", 1));
     await bed.net.settled();
     await reply(200, "fork1", sdp("fork1", 1));
     await reply(200, "fork1", sdp("fork1", 1)); // retransmitted
     await bed.net.settled();
     assert.equal(call.dialog?.id.remoteTag, "fork2");
-    assert.deepEqual(media.log, ["offer 1", "apply fork2/1"]);
+    assert.deepEqual(media.log, ["offer 1", "apply fork1/1", "apply fork2/1"]);
+    assert.equal(origin(call.remoteSdp!), "fork2/1");
     const acks = got.filter((r) => r.method === "ACK").map((r) => r.uri.user);
     assert.deepEqual(acks, ["fork2", "fork1", "fork1"]);
     const byes = got.filter((r) => r.method === "BYE").map((r) => r.uri.user);
     assert.deepEqual(byes, ["fork1"]);
-    assert.deepEqual(seen, ["ringing 180", "ringing 180", "answered"]);
+    assert.deepEqual(seen, ["ringing 183 early", "ringing 180", "answered"]);
     assert.equal(call.state, "confirmed");
   });
 });

@@ -136,6 +136,8 @@ export class InviteSession extends EventTarget {
   #earlyDialogs = new Map<string, Dialog>();
   #rseqSeen = new Map<string, number>();
   #earlyAnswerApplied = false;
+  /** The fork (To tag) whose 1xx answer the media layer took. */
+  #earlyAnswerTag?: string;
 
   // --- UAS state ---
   #request?: SipRequest;
@@ -361,11 +363,10 @@ export class InviteSession extends EventTarget {
     const seen = this.#acks.has(key);
     await this.#ack(dialog, invite, res);
     if (seen) return; // a retransmission: the BYE went already
-    try {
-      await this.ua.send(dialog.createRequest("BYE"), { dialog });
-    } catch (e) {
-      this.ua.log("debug", `BYE to an extra fork failed: ${(e as Error).message}`);
-    }
+    // Not awaited: responses to the INVITE that come meanwhile are handled at once.
+    this.ua.send(dialog.createRequest("BYE"), { dialog }).catch((e) =>
+      this.ua.log("debug", `BYE to an extra fork failed: ${(e as Error).message}`)
+    );
   }
 
   // ------------------------------------------------------------------
@@ -970,7 +971,8 @@ export class InviteSession extends EventTarget {
     const fromTag = invite.from.params.tag ?? "";
     // 2xx after timer M (retransmissions, late forks) still get their ACK.
     this.ua.addResponseLeg(this.callId, fromTag, (res) => {
-      if (this.#invite) this.#on2xx(res, this.#invite).catch(() => {});
+      const invite = this.#invite;
+      if (invite) this.#inOrder(() => this.#on2xx(res, invite)).catch(() => {});
     });
     if (options.noAnswer > 0) this.#after(options.noAnswer, () => this.cancel("no_answer"));
     this.#sendInvite(invite, options, 0);
@@ -987,10 +989,10 @@ export class InviteSession extends EventTarget {
       maxRedirects: options.maxRedirects,
       signal: this.#abort.signal,
       onRequest: (req) => (this.#invite = req),
-      onProvisional: (res) => this.#on1xx(res).catch((e) => this.#failed(e)),
+      onProvisional: (res) => this.#inOrder(() => this.#on1xx(res)).catch((e) => this.#failed(e)),
       onFinal: (res, req) => {
         if (res.status >= 200 && res.status < 300) {
-          this.#on2xx(res, req).catch((e) => {
+          this.#inOrder(() => this.#on2xx(res, req)).catch((e) => {
             this.#failed(e);
             // A 2xx we cannot process (a broken Contact...): do not leave the call hanging.
             if (this.#state === "confirmed") this.bye("failed").catch(() => {});
@@ -1027,6 +1029,15 @@ export class InviteSession extends EventTarget {
       else this._finish({ reason: "failed", status, phrase });
     });
   }
+
+  /** Responses to the INVITE are handled one after the other, in the order they came. */
+  #inOrder(fn: () => Promise<void>): Promise<void> {
+    const run = this.#responseChain.then(fn);
+    this.#responseChain = run.catch(() => {});
+    return run;
+  }
+
+  #responseChain: Promise<void> = Promise.resolve();
 
   #failed(e: unknown): void {
     this.ua.log("error", `call ${this.callId}: ${(e as Error).stack ?? e}`);
@@ -1068,7 +1079,7 @@ export class InviteSession extends EventTarget {
       let prackBody: string | undefined;
       if (body !== undefined) {
         if (this.#offerOut) {
-          await this.#applyEarlyAnswer(body);
+          await this.#applyEarlyAnswer(body, tag ?? undefined);
         } else if (!this.#earlyAnswerApplied) {
           // Empty INVITE: the reliable 1xx has the offer, the PRACK our answer.
           try {
@@ -1094,7 +1105,7 @@ export class InviteSession extends EventTarget {
       }).catch((e) => this.ua.log("warn", `PRACK failed: ${(e as Error).message}`));
       return;
     }
-    if (body !== undefined && this.#offerOut) await this.#applyEarlyAnswer(body);
+    if (body !== undefined && this.#offerOut) await this.#applyEarlyAnswer(body, tag ?? undefined);
     this.#emit<RingingDetail>("ringing", {
       status: res.status,
       reason: res.reason,
@@ -1103,11 +1114,12 @@ export class InviteSession extends EventTarget {
   }
 
   /** An answer in a 1xx (reliable, or the preview RFC 6337 allows in an unreliable one). */
-  async #applyEarlyAnswer(body: string): Promise<void> {
+  async #applyEarlyAnswer(body: string, tag: string | undefined): Promise<void> {
     if (this.#earlyAnswerApplied) return;
     try {
       await this.#media!.applyAnswer(body);
       this.#earlyAnswerApplied = true;
+      this.#earlyAnswerTag = tag;
       this.#offerOut = false;
       this.remoteSdp = body;
     } catch (e) {
@@ -1166,6 +1178,19 @@ export class InviteSession extends EventTarget {
           failure = (e as Error).message;
         }
       }
+    } else if (
+      body !== undefined && this.#earlyAnswerApplied && this.#earlyAnswerTag !== undefined &&
+      this.#earlyAnswerTag !== tag && this.#invite?.body.length
+    ) {
+      // Early media came from another fork than the one that answered: its
+      // answer is the one that counts now (best effort: a media layer may
+      // refuse a second answer; the call goes on with what it has).
+      try {
+        await this.#media!.applyAnswer(body);
+        this.remoteSdp = body;
+      } catch (e) {
+        this.ua.log("warn", `answer of the answering fork not applied: ${(e as Error).message}`);
+      }
     } else if (body !== undefined && !this.#earlyAnswerApplied) {
       // An empty INVITE: the 2xx has the offer, the ACK carries our answer.
       try {
@@ -1182,7 +1207,7 @@ export class InviteSession extends EventTarget {
       this.ua.log("warn", `call ${this.callId}: ${failure}; hanging up`);
       this.#media?.rollback();
       this.#resolveAnswered(false);
-      await this.bye("failed");
+      this.bye("failed").catch(() => {}); // not awaited: later 2xx copies still get their ACK
       return;
     }
     this.#applySessionTimer(res, "uac");
