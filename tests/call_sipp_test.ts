@@ -36,7 +36,8 @@ function assertSippOk(r: SippResult, label: string): void {
 }
 
 Deno.test({
-  name: "sipkit call against sipp UAS scenarios: 486, CANCEL, 200 x3, 100rel, re-INVITE hold, BYE",
+  name:
+    "sipkit call against sipp UAS scenarios: 486, CANCEL, 200 x3, 100rel, re-INVITE hold, INFO DTMF, BYE",
   ignore: !hasSipp,
   fn: async () => {
     await withCallDirs(async (dirs) => {
@@ -89,6 +90,16 @@ Deno.test({
             assert.equal((await p.waitEvent(of("held"))).by, "remote");
             assert.equal((await p.waitEvent(of("resumed"))).by, "remote");
             assert.equal((await p.waitEvent(of("ended"))).reason, "remote_bye");
+            assert.equal(await p.exited, 0);
+          }),
+          uasCase("call_uas_info.xml", [], async (p) => {
+            const media = await p.waitEvent(of("media"), { timeout: 20_000 });
+            assert.equal(media.telephone_event, false);
+            await p.send({ type: "dtmf", digits: "5" }); // no telephone-event: SIP INFO
+            const got = await p.waitEvent(of("dtmf"));
+            assert.deepEqual([got.digit, got.duration_ms, got.via], ["7", 160, "info"]);
+            await p.send({ type: "hangup" });
+            assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
             assert.equal(await p.exited, 0);
           }),
           uasCase("call_uas_bye.xml", [], async (p) => {
