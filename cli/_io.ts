@@ -60,6 +60,8 @@ export class NdjsonWriter implements EventSink {
   #current?: Promise<void>;
   #closed = false;
   #enc = new TextEncoder();
+  #timeMs = NaN;
+  #time = "";
 
   /** Creates a writer over `out` (default: stdout). */
   constructor(out: ByteWriter = Deno.stdout, options: NdjsonWriterOptions = {}) {
@@ -82,7 +84,14 @@ export class NdjsonWriter implements EventSink {
   /** Writes one event. Resolves after the line is written (or dropped because stdout closed). */
   emit(type: string, fields: EventFields = {}): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    const time = this.#now().toISOString();
+    const now = this.#now();
+    const ms = now.getTime();
+    // Many events share a millisecond under load: format its time once.
+    if (ms !== this.#timeMs) {
+      this.#timeMs = ms;
+      this.#time = now.toISOString();
+    }
+    const time = this.#time;
     const event = { type, time, ...fields };
     // `type` and `time` belong to the frame: a field of the same name cannot replace them.
     event.type = type;

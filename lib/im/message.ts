@@ -373,6 +373,10 @@ export class MessageListener {
   readonly stats: MessageListenerStats = { received: 0, duplicates: 0, refused: 0 };
   readonly #options: MessageListenerOptions;
   readonly #seen = new Map<string, Promise<number>>();
+  /** The keys of #seen in arrival order, a ring of `remember` slots, with their outcomes. */
+  readonly #ringKeys: string[] = [];
+  readonly #ringOutcomes: Promise<number>[] = [];
+  #ringNext = 0;
   readonly #inflight = new Set<Promise<number>>();
   readonly #remember: number;
   readonly #accept?: string[];
@@ -380,7 +384,7 @@ export class MessageListener {
   /** Registers the MESSAGE handler on `ua`. */
   constructor(ua: UserAgent, options: MessageListenerOptions) {
     this.#options = options;
-    this.#remember = options.remember ?? 10_000;
+    this.#remember = Math.max(1, options.remember ?? 10_000);
     // Parameters (";charset=...") do not matter for the choice.
     this.#accept = options.accept?.map((t) => t.split(";")[0].trim().toLowerCase())
       .filter((t) => t !== "");
@@ -421,10 +425,16 @@ export class MessageListener {
     const done = () => void this.#inflight.delete(outcome);
     outcome.then(done, done);
     this.#seen.set(key, outcome);
-    if (this.#seen.size > this.#remember) {
-      const oldest = this.#seen.keys().next().value;
-      if (oldest !== undefined) this.#seen.delete(oldest);
+    // Forget the oldest (a ring, not the Map's own order: finding the first
+    // key of a Map walks over the slots of every key deleted before it).
+    const slot = this.#ringNext;
+    if (this.#ringKeys.length === this.#remember) {
+      const oldest = this.#ringKeys[slot];
+      if (this.#seen.get(oldest) === this.#ringOutcomes[slot]) this.#seen.delete(oldest);
     }
+    this.#ringKeys[slot] = key;
+    this.#ringOutcomes[slot] = outcome;
+    this.#ringNext = (slot + 1) % this.#remember;
     const status = await outcome;
     // A message that could not be taken is forgotten, so that a retry is new.
     if (status >= 500) this.#seen.delete(key);

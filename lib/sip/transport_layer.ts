@@ -58,12 +58,34 @@ export interface InboundInfo {
  * 17.2.2, timer J) instead of the parsed messages.
  */
 export interface PreparedResponse {
-  /** The bytes on the wire. */
-  readonly data: Uint8Array;
+  /**
+   * The bytes on the wire, one character per byte: a JavaScript string of
+   * this kind costs its length plus a few words, where a `Uint8Array` adds
+   * an ArrayBuffer and a backing store to each of thousands of responses.
+   */
+  readonly wire: string;
   /** The transport it leaves on. */
   readonly transport: Transport;
-  /** Where it goes (18.2.2, RFC 3581). */
-  readonly to: HostPort;
+  /** Destination host (18.2.2, RFC 3581). */
+  readonly host: string;
+  /** Destination port. */
+  readonly port: number;
+}
+
+/** Bytes as a string of one character per byte. */
+function toWire(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
+  }
+  return s;
+}
+
+/** The bytes of a {@linkcode toWire} string. */
+function fromWire(wire: string): Uint8Array {
+  const bytes = new Uint8Array(wire.length);
+  for (let i = 0; i < wire.length; i++) bytes[i] = wire.charCodeAt(i);
+  return bytes;
 }
 
 /** Log levels of {@linkcode TransportLayerOptions.logger}. */
@@ -212,6 +234,8 @@ export class TransportLayer {
   #compact: boolean;
   #onRequest?: (req: SipRequest, info: InboundInfo) => void;
   #onResponse?: (res: SipResponse, info: InboundInfo) => void;
+  /** The response last prepared, with its bytes, until it is first sent. */
+  #prepared?: { packet: PreparedResponse; bytes: Uint8Array };
   /** sent-by values put into requests (18.1.2 check of responses). */
   #sentBy = new Set<string>();
   /** Requests already stamped: a retransmission keeps its Via (17.1.1.2, 17.2.3). */
@@ -410,10 +434,11 @@ export class TransportLayer {
       await this.#send(transport, bytes, { protocol: transport.protocol, host, port });
       return;
     }
-    const packet = this.#prepareUnreliable(via, port, bytes, inbound);
-    await this.#send(packet.transport, packet.data, {
-      protocol: packet.transport.protocol,
-      ...packet.to,
+    const to = this.#unreliableDestination(via, port, inbound);
+    await this.#send(to.transport, bytes, {
+      protocol: to.transport.protocol,
+      host: to.host,
+      port: to.port,
     });
   }
 
@@ -426,29 +451,31 @@ export class TransportLayer {
     const inbound = info.transport ?? this.#require(info.protocol, info.remote.host);
     if (inbound.reliable) return undefined;
     const via = res.topVia;
-    const port = via.port ?? defaultPort(via.transport);
-    return this.#prepareUnreliable(
-      via,
-      port,
-      formatMessage(res, { compact: this.#compact }),
-      inbound,
-    );
+    const to = this.#unreliableDestination(via, via.port ?? defaultPort(via.transport), inbound);
+    const bytes = formatMessage(res, { compact: this.#compact });
+    const packet = { wire: toWire(bytes), ...to };
+    // The first send, which usually follows at once, needs no conversion back.
+    this.#prepared = { packet, bytes };
+    return packet;
   }
 
   /** Sends a response made by {@linkcode prepareResponse} (again). */
   async sendPrepared(packet: PreparedResponse): Promise<void> {
-    await this.#send(packet.transport, packet.data, {
+    const fresh = this.#prepared?.packet === packet ? this.#prepared.bytes : undefined;
+    this.#prepared = undefined;
+    await this.#send(packet.transport, fresh ?? fromWire(packet.wire), {
       protocol: packet.transport.protocol,
-      ...packet.to,
+      host: packet.host,
+      port: packet.port,
     });
   }
 
-  #prepareUnreliable(
+  /** Where a response over UDP goes: 18.2.2 and RFC 3581 section 4. */
+  #unreliableDestination(
     via: Via,
     port: number,
-    data: Uint8Array,
     inbound: Transport | undefined,
-  ): PreparedResponse {
+  ): { transport: Transport; host: string; port: number } {
     let to: HostPort;
     if (via.params.maddr) {
       // 18.2.2: "if the Via header field value contains a "maddr" parameter,
@@ -466,7 +493,7 @@ export class TransportLayer {
     }
     const transport = inbound ??
       this.#require(via.transport.toLowerCase() as TransportProtocol, to.host);
-    return { data, transport, to };
+    return { transport, host: to.host, port: to.port };
   }
 
   /** Closes every transport. */
