@@ -3,20 +3,26 @@
  * (Debian `sip-tester`) on 127.0.0.1, side by side with sipp's own UAS
  * (tests/sipp/message_uas.xml) in the same run.
  *
- * For each target: sipp sends `--count` MESSAGEs (tests/sipp/message_uac.xml,
- * UDP, at most `--limit` unanswered at once, at up to `--rate` per second);
- * the rate is sipp's cumulative call rate (MESSAGEs started per second; with
- * a bound on those in flight it follows the answer rate). For sipkit
- * "no loss" is checked end to end: every MESSAGE sipp counted as answered
- * must appear exactly once as a `message` event on the listener's stdout.
- * A second, open-loop flood sends `--steady` MESSAGEs per second for
- * `--steady-seconds` to each target: at the target rate, nothing may be lost
- * (sipp's retransmission count shows any UDP datagram that was dropped).
- * Prints a table and the ratio sipp/sipkit; exits 1 when sipkit lost or
- * duplicated a message.
+ * Closed loop, `--rounds` times (sipkit and sipp's UAS in turn): sipp sends
+ * `--count` MESSAGEs (tests/sipp/message_uac.xml, UDP, at most `--limit`
+ * unanswered at once); the rate is sipp's cumulative call rate (MESSAGEs
+ * started per second; with a bound on those in flight it follows the answer
+ * rate). The ratio sipp/sipkit is taken per round, and the median reported.
  *
- *     deno run -A bench/message_flood.ts [--count 20000] [--limit 64] [--rate 50000]
- *       [--steady 5000] [--steady-seconds 3]
+ * Open loop, a ladder: sipp offers each rate of `--ladder` (MESSAGEs per
+ * second, `-r`) for `--step-seconds`, to each target in turn; a step is
+ * clean when every MESSAGE got its 200 with no retransmission (sipp's
+ * retransmission count shows any datagram dropped or answered later than
+ * T1). A target's result is its highest clean step below its first two
+ * unclean ones in a row.
+ *
+ * For sipkit "no loss" is checked end to end throughout: every MESSAGE sipp
+ * counted as answered must appear exactly once as a `message` event on the
+ * listener's stdout (the 200 goes out only after the line is written).
+ * Exits 1 when sipkit lost or duplicated a message.
+ *
+ *     deno run -A --config bench/deno.json bench/message_flood.ts [--count 20000] [--limit 64]
+ *       [--rounds 3] [--ladder 2000,4000,6000,8000,10000,12000,14000] [--step-seconds 3]
  *
  * @module
  */
@@ -38,11 +44,33 @@ function arg(name: string, fallback: number): number {
   return n;
 }
 
+function listArg(name: string, fallback: number[]): number[] {
+  const i = Deno.args.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const list = String(Deno.args[i + 1]).split(",").map(Number);
+  if (list.some((n) => !Number.isInteger(n) || n <= 0)) {
+    console.error(
+      `message_flood: --${name} must be positive integers separated by commas`,
+    );
+    Deno.exit(2);
+  }
+  return list;
+}
+
 const COUNT = arg("count", 20_000);
 const LIMIT = arg("limit", 64);
 const RATE = arg("rate", 50_000);
-const STEADY = arg("steady", 5000);
-const STEADY_S = arg("steady-seconds", 3);
+const ROUNDS = arg("rounds", 3);
+const LADDER = listArg("ladder", [
+  2000,
+  4000,
+  6000,
+  8000,
+  10_000,
+  12_000,
+  14_000,
+]);
+const STEP_S = arg("step-seconds", 3);
 const TIMEOUT_S = Math.max(30, Math.ceil(COUNT / 1000) + 20);
 
 interface Row {
@@ -55,6 +83,26 @@ interface Row {
   rate: number;
   received?: number;
   distinct?: number;
+  offered?: number;
+  lost?: boolean;
+  /** CPU time of the answering process per MESSAGE sent, in microseconds. */
+  cpu?: number;
+}
+
+/** User + system CPU time of a process, in microseconds (Linux /proc). */
+function cpuTime(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14 and 15 (utime, stime) in clock ticks, 100 per second on Linux.
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+/** Runs `fn` and charges the CPU time `pid` spent meanwhile to the row, per MESSAGE. */
+async function measured(pid: number, fn: () => Promise<Row>): Promise<Row> {
+  const t0 = cpuTime(pid);
+  const r = await fn();
+  r.cpu = r.sent > 0 ? (cpuTime(pid) - t0) / r.sent : undefined;
+  return r;
 }
 
 function row(target: string, r: SippResult, wall: number): Row {
@@ -73,31 +121,98 @@ function row(target: string, r: SippResult, wall: number): Row {
   };
 }
 
-/** A flood: closed loop (at most LIMIT unanswered, as fast as answers come) or steady (open loop at STEADY/s). */
-async function flood(target: string, remote: string, steady = false): Promise<Row> {
+/** Closed loop: at most LIMIT unanswered, as fast as answers come. */
+async function closedLoop(target: string, remote: string): Promise<Row> {
   const start = performance.now();
   const result = await runSipp({
     scenario: "message_uac.xml",
     remote,
     service: "bob",
-    rate: steady ? STEADY : RATE,
-    calls: steady ? STEADY * STEADY_S : COUNT,
-    limit: steady ? STEADY : LIMIT,
+    rate: RATE,
+    calls: COUNT,
+    limit: LIMIT,
     timeout: TIMEOUT_S,
     statsPeriod: 1,
   });
-  return row(
-    steady ? `${target}, steady ${fmt(STEADY)}/s` : target,
+  return row(target, result, (performance.now() - start) / 1000);
+}
+
+/** One open-loop step: `rate` MESSAGEs per second for STEP_S seconds. */
+async function openLoop(
+  target: string,
+  remote: string,
+  rate: number,
+): Promise<Row> {
+  const start = performance.now();
+  const result = await runSipp({
+    scenario: "message_uac.xml",
+    remote,
+    service: "bob",
+    rate,
+    calls: rate * STEP_S,
+    limit: rate * STEP_S,
+    // Long enough for the last retransmissions (timer E to T2, then F at 32 s) to settle.
+    timeout: STEP_S + 40,
+    statsPeriod: 1,
+  });
+  const r = row(
+    `${target} @ ${fmt(rate)}/s`,
     result,
     (performance.now() - start) / 1000,
   );
+  r.offered = rate;
+  return r;
 }
 
-/** Waits until the listener printed what sipp saw answered, then checks: each once, none missing. */
+function clean(r: Row): boolean {
+  return r.failed === 0 && r.retrans === 0 && r.ok === r.sent && r.sent > 0;
+}
+
+/** Verifies a step against what the listener printed (taken before the step, checked after). */
+interface StepCheck {
+  before(): Snapshot;
+  verify(r: Row, before: Snapshot): Promise<boolean>;
+}
+
+/** The ladder against one target; `check` verifies each step (sipkit's events). */
+async function ladder(
+  target: string,
+  remote: string,
+  pid: number,
+  check?: StepCheck,
+): Promise<{ rows: Row[]; best: number }> {
+  const rows: Row[] = [];
+  let best = 0;
+  let unclean = 0;
+  for (const rate of LADDER) {
+    const before = check?.before();
+    const r = await measured(pid, () => openLoop(target, remote, rate));
+    if (check && !await check.verify(r, before!)) r.lost = true;
+    rows.push(r);
+    if (clean(r) && unclean === 0) best = rate;
+    unclean = clean(r) ? 0 : unclean + 1;
+    if (unclean >= 2) break;
+    // Let what is left of an overloaded step drain before the next one.
+    await new Promise((resolve) => setTimeout(resolve, clean(r) ? 500 : 3000));
+  }
+  return { rows, best };
+}
+
+/** Counts of the listener's events at some moment. */
+interface Snapshot {
+  events: number;
+  distinct: number;
+}
+
+/**
+ * Waits until the listener printed what sipp saw answered, then checks: each
+ * once, none missing; with `strict`, also every MESSAGE answered.
+ */
 async function checkEvents(
   sipkit: Awaited<ReturnType<typeof startSipkit>>,
   r: Row,
-  before: { events: number; distinct: number },
+  before: Snapshot,
+  strict = true,
 ): Promise<boolean> {
   // The 200 goes out only after the event line is written: answered means printed.
   const deadline = Date.now() + 5000;
@@ -106,7 +221,8 @@ async function checkEvents(
   }
   r.received = sipkit.events() - before.events;
   r.distinct = sipkit.callIds.size - before.distinct;
-  return r.failed === 0 && r.ok === r.sent && r.received === r.distinct && r.distinct >= r.ok;
+  const exact = r.received === r.distinct && r.distinct >= r.ok;
+  return strict ? exact && r.failed === 0 && r.ok === r.sent : exact;
 }
 
 /** Starts the sipkit listener and counts its `message` events. */
@@ -127,7 +243,11 @@ async function startSipkit(port: number) {
       "-u",
       "bob@example.test",
     ],
-    env: { SIPKIT_CONFIG_DIR: `${dir}/c`, SIPKIT_STATE_DIR: `${dir}/s`, NO_COLOR: "1" },
+    env: {
+      SIPKIT_CONFIG_DIR: `${dir}/c`,
+      SIPKIT_STATE_DIR: `${dir}/s`,
+      NO_COLOR: "1",
+    },
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
@@ -158,6 +278,7 @@ async function startSipkit(port: number) {
   })();
   await listening;
   return {
+    pid: child.pid,
     events: () => events,
     callIds,
     async stop() {
@@ -176,59 +297,130 @@ function fmt(n: number, digits = 0): string {
   });
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function printRows(rows: Row[]): void {
+  console.log(
+    "| target | sent | answered | failed | retransmissions | events (distinct) | wall s (sipp run) | MESSAGE/s (sipp CallRate) | CPU µs/MESSAGE |",
+  );
+  console.log(
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  );
+  for (const r of rows) {
+    const events = r.received === undefined
+      ? "-"
+      : `${fmt(r.received)} (${fmt(r.distinct!)})${r.lost ? " LOSS" : ""}`;
+    console.log(
+      `| ${r.target} | ${fmt(r.sent)} | ${fmt(r.ok)} | ${fmt(r.failed)} | ${fmt(r.retrans)} | ` +
+        `${events} | ${fmt(r.elapsed, 2)} | ${fmt(r.rate)} | ${
+          r.cpu === undefined ? "-" : fmt(r.cpu)
+        } |`,
+    );
+  }
+}
+
 async function main(): Promise<number> {
   if (!findBinary("sipp")) {
-    console.error("message_flood: skipped: install Debian package sip-tester (sipp not found)");
+    console.error(
+      "message_flood: skipped: install Debian package sip-tester (sipp not found)",
+    );
     return 0;
   }
   console.log(
-    `MESSAGE flood: ${fmt(COUNT)} MESSAGEs over UDP on 127.0.0.1, at most ${LIMIT} in flight, ` +
-      `rate cap ${fmt(RATE)}/s`,
+    `MESSAGE flood over UDP on 127.0.0.1. Closed loop: ${fmt(COUNT)} MESSAGEs, at most ${LIMIT} ` +
+      `in flight, ${ROUNDS} rounds. Open loop: ${LADDER.map((r) => fmt(r)).join(", ")}/s, ` +
+      `${STEP_S} s a step.`,
   );
-  const rows: Row[] = [];
-
-  // sipkit first.
+  const SIPKIT = "sipkit message --listen";
+  const SIPP = "sipp UAS (message_uas.xml)";
   const port = freePort();
   const sipkit = await startSipkit(port);
+  const uas = await startSipp({ scenario: "message_uas.xml", timeout: 3600 });
+  const remote = `127.0.0.1:${port}`;
   let lossFree = true;
-  try {
-    for (const steady of [false, true]) {
-      const before = { events: sipkit.events(), distinct: sipkit.callIds.size };
-      const r = await flood("sipkit message --listen", `127.0.0.1:${port}`, steady);
-      if (!await checkEvents(sipkit, r, before)) lossFree = false;
-      rows.push(r);
+  const checked = async (r: Row, before: Snapshot) => {
+    if (!await checkEvents(sipkit, r, before)) {
+      r.lost = true;
+      lossFree = false;
     }
+    return !r.lost;
+  };
+  const closed: Row[] = [];
+  const ratios: number[] = [];
+  let ladders: {
+    sipkit: Awaited<ReturnType<typeof ladder>>;
+    sipp: Awaited<ReturnType<typeof ladder>>;
+  };
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      // Alternate who goes first, so that neither always meets the quieter machine.
+      const order = round % 2 === 0 ? ["sipkit", "sipp"] : ["sipp", "sipkit"];
+      const got: Record<string, Row> = {};
+      for (const who of order) {
+        if (who === "sipkit") {
+          const before = {
+            events: sipkit.events(),
+            distinct: sipkit.callIds.size,
+          };
+          got.sipkit = await measured(
+            sipkit.pid,
+            () => closedLoop(`${SIPKIT} (round ${round + 1})`, remote),
+          );
+          await checked(got.sipkit, before);
+        } else {
+          got.sipp = await measured(
+            uas.pid,
+            () => closedLoop(`${SIPP} (round ${round + 1})`, uas.address),
+          );
+        }
+      }
+      closed.push(got.sipkit, got.sipp);
+      ratios.push(
+        got.sipkit.rate > 0 ? got.sipp.rate / got.sipkit.rate : Infinity,
+      );
+    }
+    // An overloaded step may fail MESSAGEs (sipp gives up on them), but
+    // what was answered must have been printed, once.
+    const sipkitLadder = await ladder(SIPKIT, remote, sipkit.pid, {
+      before: () => ({
+        events: sipkit.events(),
+        distinct: sipkit.callIds.size,
+      }),
+      verify: async (r, before) => {
+        const ok = await checkEvents(sipkit, r, before, false);
+        if (!ok) lossFree = false;
+        return ok;
+      },
+    });
+    ladders = {
+      sipkit: sipkitLadder,
+      sipp: await ladder(SIPP, uas.address, uas.pid),
+    };
   } finally {
     await sipkit.stop();
-  }
-
-  // sipp's own UAS, same flood.
-  const uas = await startSipp({ scenario: "message_uas.xml", timeout: TIMEOUT_S + 10 });
-  try {
-    rows.push(await flood("sipp UAS (message_uas.xml)", uas.address));
-    rows.push(await flood("sipp UAS (message_uas.xml)", uas.address, true));
-  } finally {
     await uas.stop();
   }
 
-  console.log(
-    "| target | sent | answered | failed | retransmissions | events (distinct) | wall s (sipp run) | MESSAGE/s (sipp CallRate) |",
+  printRows(closed);
+  console.log("");
+  printRows([...ladders.sipkit.rows, ...ladders.sipp.rows]);
+  const ours = median(closed.filter((_, i) => i % 2 === 0).map((r) => r.rate));
+  const theirs = median(
+    closed.filter((_, i) => i % 2 === 1).map((r) => r.rate),
   );
-  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-  for (const r of rows) {
-    const events = r.received === undefined ? "-" : `${fmt(r.received)} (${fmt(r.distinct!)})`;
-    console.log(
-      `| ${r.target} | ${fmt(r.sent)} | ${fmt(r.ok)} | ${fmt(r.failed)} | ${fmt(r.retrans)} | ` +
-        `${events} | ${fmt(r.elapsed, 2)} | ${fmt(r.rate)} |`,
-    );
-  }
-  const [ours, oursSteady, theirs] = rows;
-  const ratio = ours.rate > 0 ? theirs.rate / ours.rate : Infinity;
+  const share = ladders.sipp.best > 0 ? ladders.sipkit.best / ladders.sipp.best : 0;
   console.log(
-    `\nsipkit: ${fmt(ours.rate)} MESSAGE/s, ${lossFree ? "nothing lost or duplicated" : "LOSS"}; ` +
-      `sipp UAS: ${fmt(theirs.rate)} MESSAGE/s; ratio sipp/sipkit ${fmt(ratio, 2)}x ` +
-      `(target: >= 5,000/s and <= 3x); steady ${fmt(STEADY)}/s: ${fmt(oursSteady.ok)} of ` +
-      `${fmt(oursSteady.sent)} answered, ${fmt(oursSteady.retrans)} retransmissions`,
+    `\nclosed loop: sipkit median ${fmt(ours)} MESSAGE/s, sipp UAS median ${fmt(theirs)}; ` +
+      `ratio sipp/sipkit per round ${ratios.map((r) => fmt(r, 2)).join(", ")}, median ` +
+      `${fmt(median(ratios), 2)}x (target <= 1.25x)\nopen loop: highest clean step sipkit ` +
+      `${fmt(ladders.sipkit.best)}/s, sipp UAS ${fmt(ladders.sipp.best)}/s (${
+        fmt(share * 100)
+      } %, ` +
+      `target >= 80 %)\nsipkit: ${lossFree ? "nothing lost or duplicated" : "LOSS"}`,
   );
   return lossFree ? 0 : 1;
 }

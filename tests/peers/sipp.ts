@@ -88,6 +88,8 @@ export interface SippResult {
 export interface SippProcess {
   /** The local port it listens on. */
   readonly port: number;
+  /** Its process id (e.g. to read its CPU time from /proc). */
+  readonly pid: number;
   /** `127.0.0.1:<port>`. */
   readonly address: string;
   /** Label for log dumps. */
@@ -138,6 +140,7 @@ async function startSippOnce(options: SippOptions): Promise<SippProcess> {
   let stopping: Promise<SippResult> | undefined;
   return {
     port,
+    pid: proc.pid,
     address: `127.0.0.1:${port}`,
     name,
     logs: () => proc.logs(),

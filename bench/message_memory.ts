@@ -1,0 +1,155 @@
+/**
+ * Benchmark: resident memory of `sipkit message --listen` under a sustained
+ * MESSAGE flood over UDP on 127.0.0.1: sipp (`sip-tester`,
+ * tests/sipp/message_uac.xml) offers `--rate` MESSAGEs per second (default
+ * 5,000) for `--seconds` (default 60), open loop. Every answered MESSAGE
+ * stays in the listener for timer J (32 s) to absorb retransmissions, so at
+ * 5,000/s some 160,000 are held at once. The listener's VmRSS is sampled
+ * every second; the table shows it over time with what sipp saw (answered,
+ * failed, retransmissions), and the peak (VmHWM). Loopback only; stops by
+ * itself.
+ *
+ *     deno run -A --config bench/deno.json bench/message_memory.ts [--rate 5000] [--seconds 60]
+ *
+ * @module
+ */
+
+import { runSipp } from "../tests/peers/sipp.ts";
+import { findBinary, freePort } from "../tests/peers/require.ts";
+
+const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
+const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+
+function arg(name: string, fallback: number): number {
+  const i = Deno.args.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const n = Number(Deno.args[i + 1]);
+  if (!Number.isInteger(n) || n <= 0) {
+    console.error(`message_memory: --${name} must be a positive integer`);
+    Deno.exit(2);
+  }
+  return n;
+}
+
+const RATE = arg("rate", 5000);
+const SECONDS = arg("seconds", 60);
+const MIB = 1024 * 1024;
+
+function memory(pid: number): { rss: number; hwm: number } {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kb = (key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
+  return { rss: kb("VmRSS") * 1024, hwm: kb("VmHWM") * 1024 };
+}
+
+async function main(): Promise<number> {
+  if (!findBinary("sipp")) {
+    console.error(
+      "message_memory: skipped: install Debian package sip-tester (sipp not found)",
+    );
+    return 0;
+  }
+  const port = freePort();
+  const dir = await Deno.makeTempDir({ prefix: "sipkit-memory-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--config",
+      CONFIG,
+      MAIN,
+      "message",
+      "--listen",
+      "--quiet",
+      "--bind",
+      `127.0.0.1:${port}`,
+      "-u",
+      "bob@example.test",
+    ],
+    env: {
+      SIPKIT_CONFIG_DIR: `${dir}/c`,
+      SIPKIT_STATE_DIR: `${dir}/s`,
+      NO_COLOR: "1",
+    },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let events = 0;
+  let ready!: () => void;
+  const listening = new Promise<void>((resolve) => ready = resolve);
+  const reading = (async () => {
+    const dec = new TextDecoder();
+    let tail = "";
+    for await (const chunk of child.stdout) {
+      const text = tail + dec.decode(chunk, { stream: true });
+      const lines = text.split("\n");
+      tail = lines.pop()!;
+      for (const line of lines) {
+        if (line.startsWith('{"type":"message"')) events++;
+        else if (line.startsWith('{"type":"listening"')) ready();
+      }
+    }
+  })();
+  await listening;
+  const samples: { t: number; rss: number; events: number }[] = [];
+  const start = performance.now();
+  const sampler = setInterval(() => {
+    samples.push({
+      t: (performance.now() - start) / 1000,
+      rss: memory(child.pid).rss,
+      events,
+    });
+  }, 1000);
+  const before = memory(child.pid).rss;
+  let peak = 0;
+  try {
+    const result = await runSipp({
+      scenario: "message_uac.xml",
+      remote: `127.0.0.1:${port}`,
+      service: "bob",
+      rate: RATE,
+      calls: RATE * SECONDS,
+      limit: RATE * SECONDS,
+      timeout: SECONDS + 45,
+      statsPeriod: 1,
+    });
+    peak = memory(child.pid).hwm;
+    clearInterval(sampler);
+    console.log(
+      `MESSAGE flood: ${
+        RATE.toLocaleString("en-US")
+      }/s for ${SECONDS} s (open loop) on ` +
+        `127.0.0.1 against sipkit message --listen`,
+    );
+    console.log("| second | RSS MiB | message events |");
+    console.log("| ---: | ---: | ---: |");
+    for (
+      const s of samples.filter((_, i) =>
+        i % 5 === 4 || i === samples.length - 1
+      )
+    ) {
+      console.log(
+        `| ${s.t.toFixed(0)} | ${(s.rss / MIB).toFixed(0)} | ${s.events} |`,
+      );
+    }
+    const retrans = Number(result.stats["Retransmissions(C)"] ?? "0");
+    console.log(
+      `\nRSS before ${(before / MIB).toFixed(0)} MiB, peak ${
+        (peak / MIB).toFixed(0)
+      } MiB ` +
+        `(target < 200); sipp: ${result.created} sent, ${result.successful} answered, ` +
+        `${result.failed} failed, ${retrans} retransmissions, ` +
+        `${Number(result.stats["CallRate(C)"] ?? 0).toFixed(0)}/s`,
+    );
+  } finally {
+    clearInterval(sampler);
+    child.kill("SIGTERM");
+    await child.status;
+    await reading;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  return peak < 200 * MIB ? 0 : 1;
+}
+
+if (import.meta.main) Deno.exit(await main());
