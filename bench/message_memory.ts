@@ -37,8 +37,7 @@ const MIB = 1024 * 1024;
 
 function memory(pid: number): { rss: number; hwm: number } {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const kb = (key: string) =>
-    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
   return { rss: kb("VmRSS") * 1024, hwm: kb("VmHWM") * 1024 };
 }
 
@@ -117,17 +116,13 @@ async function main(): Promise<number> {
     peak = memory(child.pid).hwm;
     clearInterval(sampler);
     console.log(
-      `MESSAGE flood: ${
-        RATE.toLocaleString("en-US")
-      }/s for ${SECONDS} s (open loop) on ` +
+      `MESSAGE flood: ${RATE.toLocaleString("en-US")}/s for ${SECONDS} s (open loop) on ` +
         `127.0.0.1 against sipkit message --listen`,
     );
     console.log("| second | RSS MiB | message events |");
     console.log("| ---: | ---: | ---: |");
     for (
-      const s of samples.filter((_, i) =>
-        i % 5 === 4 || i === samples.length - 1
-      )
+      const s of samples.filter((_, i) => i % 5 === 4 || i === samples.length - 1)
     ) {
       console.log(
         `| ${s.t.toFixed(0)} | ${(s.rss / MIB).toFixed(0)} | ${s.events} |`,
@@ -135,9 +130,7 @@ async function main(): Promise<number> {
     }
     const retrans = Number(result.stats["Retransmissions(C)"] ?? "0");
     console.log(
-      `\nRSS before ${(before / MIB).toFixed(0)} MiB, peak ${
-        (peak / MIB).toFixed(0)
-      } MiB ` +
+      `\nRSS before ${(before / MIB).toFixed(0)} MiB, peak ${(peak / MIB).toFixed(0)} MiB ` +
         `(target < 200); sipp: ${result.created} sent, ${result.successful} answered, ` +
         `${result.failed} failed, ${retrans} retransmissions, ` +
         `${Number(result.stats["CallRate(C)"] ?? 0).toFixed(0)}/s`,

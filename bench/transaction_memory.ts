@@ -81,13 +81,9 @@ await new Promise((r) => setTimeout(r, 50));
 const after = used();
 const kept = bob.transactions.serverCount - baseServers;
 console.log(
-  `${COUNT.toLocaleString("en-US")} MESSAGEs answered, ${
-    events.toLocaleString("en-US")
-  } events, ` +
+  `${COUNT.toLocaleString("en-US")} MESSAGEs answered, ${events.toLocaleString("en-US")} events, ` +
     `${kept.toLocaleString("en-US")} transactions in timer J: ` +
-    `${
-      Math.round((after - base) / COUNT)
-    } bytes each (V8 heap + external, after GC)`,
+    `${Math.round((after - base) / COUNT)} bytes each (V8 heap + external, after GC)`,
 );
 await bob.close();
 await sender.close();
