@@ -344,3 +344,22 @@ Deno.test({
     });
   },
 });
+
+Deno.test("sipkit call: bad usage exits 2 before any call", async () => {
+  await withCallDirs(async (dirs) => {
+    const cases: [string[], RegExp][] = [
+      [[], /missing target/],
+      [["--answer", "bob@example.test"], /--answer takes no target/],
+      [["bob@127.0.0.1:9", "--codec", "G729"], /unknown codec "G729"/],
+      [["bob@127.0.0.1:9", "--play", `${dirs.dir}/missing.wav`], /--play: cannot read/],
+      [["bob@127.0.0.1:9", "--tone", "5000"], /--tone must be between/],
+    ];
+    await Promise.all(cases.map(async ([args, message]) => {
+      const p = startCaller(dirs, args, `call ${args.join(" ")}`);
+      await p.closeStdin();
+      assert.equal(await p.exited, 2, p.logs());
+      assert.match(p.logs(), message);
+      assert.deepEqual(p.events.filter((e) => e.type === "calling"), []);
+    }));
+  });
+});
