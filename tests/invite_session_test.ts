@@ -349,6 +349,14 @@ Deno.test("forks: one dialog per To tag, every 2xx ACKed, the first kept, the ot
     assert.deepEqual(byes, ["fork1"]);
     assert.deepEqual(seen, ["ringing 183 early", "ringing 180", "answered"]);
     assert.equal(call.state, "confirmed");
+    // After timer M no transaction is left; a late fork's 2xx is still ACKed, then hung up.
+    await bed.advance(40_000);
+    assert.equal(alice.transactions.clientCount, 0);
+    await reply(200, "fork3", sdp("fork3", 1));
+    await bed.net.settled();
+    assert.equal(got.filter((r) => r.method === "ACK" && r.uri.user === "fork3").length, 1);
+    assert.equal(got.filter((r) => r.method === "BYE" && r.uri.user === "fork3").length, 1);
+    assert.equal(call.dialog?.id.remoteTag, "fork2");
   });
 });
 
