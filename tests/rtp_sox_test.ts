@@ -163,3 +163,45 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "SoxSource capture from a device paced in real time: the backlog is dropped, delay stays bounded",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    // A stand-in for sox on a sound card: 100 ms of a 500 Hz square wave every 100 ms.
+    const dir = await Deno.makeTempDir({ prefix: `sipkit-paced-${Deno.pid}-` });
+    const fake = `${dir}/fake-sox`;
+    const frame = new Uint8Array(1600);
+    const view = new DataView(frame.buffer);
+    for (let i = 0; i < 800; i++) view.setInt16(i * 2, (i % 16) < 8 ? 8000 : -8000, true);
+    await Deno.writeFile(`${dir}/frame.raw`, frame);
+    await Deno.writeTextFile(
+      fake,
+      `#!/bin/sh\nwhile :; do cat '${dir}/frame.raw'; sleep 0.1; done\n`,
+    );
+    await Deno.chmod(fake, 0o755);
+    const mic = SoxSource.capture("whatever", { sox: fake, maxLatencyMs: 100 });
+    try {
+      // Nobody reads for 1.5 s (the call is not answered yet): a backlog builds up.
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.ok(mic.buffered >= 4000, `backlog ${mic.buffered}`);
+      // Then the session reads 20 ms every 20 ms: within about a second the backlog is gone.
+      for (let i = 0; i < 75; i++) {
+        mic.read(160);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.ok(
+        mic.droppedSamples > 2000,
+        `dropped ${mic.droppedSamples}, buffered ${mic.buffered}`,
+      );
+      assert.ok(mic.buffered <= 1600, `still buffered ${mic.buffered}`);
+      await waitFor(() => mic.buffered >= 800, { message: "more audio" });
+      const f = dominantFrequency(mic.read(800)!);
+      assert.ok(Math.abs(f - 500) <= 2, `what is left is the device's audio: ${f} Hz`);
+    } finally {
+      await mic.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
