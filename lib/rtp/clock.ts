@@ -21,7 +21,8 @@ export interface MediaClock {
 /** The real clock: `performance.now()` and `setTimeout`. */
 export const monotonicClock: MediaClock = {
   now: () => performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, Math.max(0, ms)) as unknown as number,
+  // Whole milliseconds, rounded up: a fractional delay would fire a little early.
+  setTimeout: (fn, ms) => setTimeout(fn, Math.max(0, Math.ceil(ms))) as unknown as number,
   clearTimeout: (id) => clearTimeout(id),
 };
 

@@ -512,7 +512,6 @@ export class MediaSession extends EventTarget {
       this.#sender.stop();
       this.#sender = undefined;
     }
-    if (!this.#playout.running) this.#playout.start();
     if (this.#rtcpTimer === undefined) this.#scheduleRtcp(true);
     this.#emit("negotiated", n);
   }
@@ -652,6 +651,8 @@ export class MediaSession extends EventTarget {
       return;
     }
     if (!receives(n.direction)) return;
+    // Playout ticks only once there is something to play.
+    if (!this.#playout.running) this.#playout.start();
     this.#jitter.push({
       timestamp: packet.timestamp,
       sequenceNumber: packet.sequenceNumber,
