@@ -82,6 +82,12 @@ export function callCommand(): Command {
     .option("--codec <list>", "codecs in preference order", "PCMU,PCMA")
     .option("--duration <s>", "hang up this many seconds after the answer", intArg("--duration", 1))
     .option(
+      "--ring-timeout <s>",
+      "give up (CANCEL) when the call is not answered within this many seconds",
+      intArg("--ring-timeout", 1, 3600),
+      180,
+    )
+    .option(
       "--stats-interval <s>",
       "seconds between stats events",
       intArg("--stats-interval", 1, 3600),
@@ -162,6 +168,7 @@ type CallOptions = {
   audio: boolean;
   codec: string;
   duration?: number;
+  ringTimeout: number;
   statsInterval: number;
   adapt?: boolean;
   adaptLoss: number;
@@ -385,7 +392,10 @@ async function placeAndRun(
   const media = await openMedia(ua, settings, peerHostFor(ua, target, opts.proxy), ctx);
   let session: InviteSession;
   try {
-    session = await placeCall(ua, target, { media });
+    session = await placeCall(ua, target, {
+      media,
+      timers: { noAnswer: opts.ringTimeout * 1000 },
+    });
   } catch (e) {
     await media.close();
     throw e;

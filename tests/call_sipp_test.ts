@@ -37,7 +37,7 @@ function assertSippOk(r: SippResult, label: string): void {
 
 Deno.test({
   name:
-    "sipkit call against sipp UAS scenarios: 486, CANCEL, 200 x3, 100rel, re-INVITE hold, INFO DTMF, BYE",
+    "sipkit call against sipp UAS scenarios: 486, CANCEL, ring timeout, 200 x3, 100rel, re-INVITE hold, INFO DTMF, BYE",
   ignore: !hasSipp,
   fn: async () => {
     await withCallDirs(async (dirs) => {
@@ -70,6 +70,11 @@ Deno.test({
             assert.equal((await p.waitEvent(of("ringing"), { timeout: 20_000 })).status, 180);
             await p.send({ type: "hangup" }); // CANCEL
             assert.equal((await p.waitEvent(of("ended"))).reason, "cancelled");
+            assert.equal(await p.exited, 3);
+          }),
+          uasCase("call_uas_noanswer.xml", ["--ring-timeout", "1"], async (p) => {
+            await p.waitEvent(of("ringing"), { timeout: 20_000 });
+            assert.equal((await p.waitEvent(of("ended"))).reason, "no_answer"); // CANCEL sent
             assert.equal(await p.exited, 3);
           }),
           uasCase("call_uas_200_retrans.xml", ["--duration", "2"], async (p) => {
