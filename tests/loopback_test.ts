@@ -211,3 +211,45 @@ Deno.test("UserAgent.create on an ephemeral port picks another when TCP finds UD
     taken.close();
   }
 });
+
+Deno.test({
+  name:
+    "loopback: with the default bind one stack reaches IPv4 and IPv6 peers over UDP and TCP, Via and Contact in each peer's family",
+  ignore: !hasIpv6Loopback(),
+  fn: async () => {
+    // No bind given: a dual-stack socket on [::] (this host allows it).
+    const alice = await UserAgent.create({ aor: "alice@example.test" });
+    const peers: UserAgent[] = [];
+    try {
+      assert.equal(alice.transports[0].local.host, "::");
+      for (
+        const [host, transport] of [
+          ["127.0.0.1", "udp"],
+          ["::1", "udp"],
+          ["127.0.0.1", "tcp"],
+          ["::1", "tcp"],
+        ] as const
+      ) {
+        const ref = host.includes(":") ? `[${host}]` : host;
+        const bob = await UserAgent.create({ aor: "bob@example.test", bind: `${ref}:0` });
+        peers.push(bob);
+        const got = sink(bob, "SUBSCRIBE");
+        const port = bob.transports[0].local.port;
+        const uri = `sip:bob@${ref}:${port};transport=${transport}`;
+        const req = alice.createRequest("SUBSCRIBE", uri, { headers: [["Event", "presence"]] });
+        const { response } = await alice.send(req);
+        assert.equal(response.status, 200, `${transport} to ${host}`);
+        const seen = got[0].req;
+        // Via sent-by and Contact name an address of the peer's family, the bound port.
+        assert.equal(seen.topVia.host, host, `${transport} Via to ${host}`);
+        assert.equal(seen.contact[0].uri.host, host, `${transport} Contact to ${host}`);
+        assert.equal(seen.contact[0].uri.port, alice.transports[0].local.port);
+        // The peer saw the request come from that family (an IPv4 source is unmapped).
+        assert.equal(got[0].info.remote.host, host);
+      }
+    } finally {
+      await alice.close();
+      for (const p of peers) await p.close();
+    }
+  },
+});

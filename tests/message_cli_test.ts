@@ -179,7 +179,31 @@ Deno.test("sipkit message exits 3 when nobody answers (--timeout)", async () => 
   });
 });
 
-for (const host of ["127.0.0.1"]) {
+Deno.test("sipkit message with the default bind reaches listeners on 127.0.0.1 and ::1 over UDP", async () => {
+  await withDirs(async (dirs) => {
+    for (const host of ["127.0.0.1", "[::1]"]) {
+      const proc = spawnSipkit(
+        ["message", "--listen", "--bind", `${host}:0`, "-u", "bob@example.test"],
+        { name: `listener ${host}`, env: dirs.env, stdin: false },
+      );
+      try {
+        const e = await proc.waitEvent((e) => e.type === "listening", { message: "listening" });
+        // No --bind: one dual-stack socket, so IPv6 works over UDP too (was exit 3).
+        const r = await runSend(dirs, [`sip:bob@${e.address}`, `hi ${host}`, "--transport", "udp"]);
+        assert.equal(r.code, 0, r.logs);
+        const got = await proc.waitEvent((e) => e.type === "message");
+        assert.equal(got.body, `hi ${host}`);
+        assert.equal(got.transport, "udp");
+        // The sender's Contact/Via were of the listener's family: the source shows it.
+        assert.ok(String(got.source).startsWith(`${host}:`), String(got.source));
+      } finally {
+        await proc.stop();
+      }
+    }
+  });
+});
+
+for (const host of ["127.0.0.1", "::1"]) {
   Deno.test(`sipkit message to a closed UDP port on ${host} exits 3 at once: send_failed names the ICMP port unreachable`, async () => {
     await withDirs(async (dirs) => {
       // Nobody listens there: the kernel answers ICMP port unreachable, a

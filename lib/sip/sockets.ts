@@ -26,7 +26,11 @@ export interface TlsOptions {
 
 /** Options of {@linkcode openTransports}. */
 export interface OpenTransportsOptions {
-  /** Local address `host:port`; default all interfaces, an ephemeral port. */
+  /**
+   * Local address `host:port`. Default all interfaces of both address
+   * families (see {@linkcode defaultBindHost}) and an ephemeral port; `:port`
+   * is all interfaces on that port. An explicit `0.0.0.0` is IPv4 only.
+   */
   bind?: string;
   /** Transports to open, all on the same port. Default `["udp", "tcp"]` (the TLS client is always there). */
   listen?: TransportProtocol[];
@@ -51,7 +55,10 @@ export interface OpenTransportsOptions {
  * ```
  */
 export async function openTransports(options: OpenTransportsOptions = {}): Promise<Transport[]> {
-  const bind = parseHostPort(options.bind ?? "0.0.0.0:0");
+  const text = options.bind?.trim() ?? "";
+  const bind = parseHostPort(text === "" ? ":0" : text);
+  // No host given: every interface, IPv4 and IPv6 alike.
+  if (text === "" || /^:\d*$/.test(text)) bind.host = defaultBindHost();
   // With an ephemeral port the UDP socket picks it and TCP must follow; the
   // TCP port may be taken by someone else, so pick again a few times.
   const attempts = bind.port === 0 ? 8 : 1;
@@ -62,6 +69,46 @@ export async function openTransports(options: OpenTransportsOptions = {}): Promi
       if (!(e instanceof Deno.errors.AddrInUse) || attempt >= attempts) throw e;
       options.log?.("debug", `ephemeral port taken for TCP; picking another (${attempt})`);
     }
+  }
+}
+
+let dualStack: boolean | undefined;
+
+/**
+ * The address a user agent binds when none is given: `::` where one IPv6
+ * socket also takes IPv4 (a dual-stack socket: Linux with the default
+ * `net.ipv6.bindv6only=0`, macOS, the BSDs), so that IPv4 and IPv6 peers are
+ * both reachable over UDP; `0.0.0.0` (IPv4 only) where IPv6 is missing or
+ * IPv6 sockets are IPv6-only. Found once per process: a UDP socket bound to
+ * `::` is dual-stack exactly when `0.0.0.0` on the same port is then taken.
+ *
+ * @example
+ * ```ts
+ * import { defaultBindHost } from "./sockets.ts";
+ * import assert from "node:assert/strict";
+ * assert.ok(["::", "0.0.0.0"].includes(defaultBindHost()));
+ * ```
+ */
+export function defaultBindHost(): string {
+  dualStack ??= probeDualStack();
+  return dualStack ? "::" : "0.0.0.0";
+}
+
+function probeDualStack(): boolean {
+  let v6: Deno.DatagramConn;
+  try {
+    v6 = Deno.listenDatagram({ transport: "udp", hostname: "::", port: 0 });
+  } catch {
+    return false; // no IPv6 here
+  }
+  try {
+    const port = (v6.addr as Deno.NetAddr).port;
+    Deno.listenDatagram({ transport: "udp", hostname: "0.0.0.0", port }).close();
+    return false; // both bound: the IPv6 socket leaves IPv4 alone
+  } catch (e) {
+    return e instanceof Deno.errors.AddrInUse;
+  } finally {
+    v6.close();
   }
 }
 
