@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { BufferSink, ToneSource } from "../lib/rtp/audio.ts";
 import { MediaSession } from "../lib/rtp/media_session.ts";
 import { dominantFrequency } from "../lib/rtp/tone.ts";
+import { udpNetwork } from "../lib/rtp/socket.ts";
 import { waitFor } from "./peers/require.ts";
 
 for (const hostname of ["127.0.0.1", "::1"]) {
@@ -43,3 +44,18 @@ for (const hostname of ["127.0.0.1", "::1"]) {
     }
   });
 }
+
+Deno.test("udpNetwork on :: (dual-stack) names an IPv4 sender as in SDP, not ::ffff:a.b.c.d", async () => {
+  const dual = await udpNetwork.bind("::", 0);
+  const v4 = await udpNetwork.bind("127.0.0.1", 0);
+  try {
+    const from = new Promise<string>((resolve) =>
+      dual.onMessage((_data, addr) => resolve(`${addr.hostname}:${addr.port}`))
+    );
+    v4.send(new Uint8Array([1]), { hostname: "127.0.0.1", port: dual.localAddress.port });
+    assert.equal(await from, `127.0.0.1:${v4.localAddress.port}`);
+  } finally {
+    dual.close();
+    v4.close();
+  }
+});

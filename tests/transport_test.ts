@@ -543,6 +543,14 @@ Deno.test("address helpers normalize hosts and match subnets", async (t) => {
     assert.equal(routeLocalAddress("0.0.0.0", "127.0.0.1"), "127.0.0.1");
     assert.equal(routeLocalAddress("::", "::1"), "::1");
     assert.equal(routeLocalAddress("::", "127.0.0.1"), "127.0.0.1");
+    // A name on the dual-stack default socket: IPv4 first (as with 0.0.0.0), not IPv6.
+    const v4 = Deno.networkInterfaces().find((i) =>
+      i.family === "IPv4" && !i.address.startsWith("127.")
+    );
+    if (v4) {
+      assert.equal(routeLocalAddress("::", "sip.example.test"), v4.address);
+      assert.equal(routeLocalAddress("::", "sip.example.test"), routeLocalAddress("0.0.0.0", "x"));
+    }
   });
 });
 

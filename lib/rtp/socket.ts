@@ -53,7 +53,10 @@ class UdpSocket implements DatagramSocket {
       const [data, addr] = received;
       const from = addr as Deno.NetAddr;
       try {
-        this.#handler?.(data, { hostname: from.hostname, port: from.port });
+        // On a dual-stack socket (bound to ::) an IPv4 peer shows as
+        // ::ffff:a.b.c.d; name it as its SDP does, a.b.c.d.
+        const hostname = from.hostname.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, "$1");
+        this.#handler?.(data, { hostname, port: from.port });
       } catch (error) {
         console.error(`sipkit: media packet handler failed: ${(error as Error).message}`);
       }

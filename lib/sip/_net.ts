@@ -89,29 +89,36 @@ export function inSubnet(address: string, cidr: string): boolean {
  * target gets a loopback address; otherwise the address of an interface whose
  * subnet holds the target, else the first non-internal, non-link-local address
  * of the target's family (a heuristic: Deno offers no UDP connect() to ask the
- * kernel's routing table). Needs --allow-sys for the interface list; without
- * it the bound address is returned.
+ * kernel's routing table). A name rather than an address gets an IPv4 address
+ * (on a dual-stack `::` socket an IPv6 one when the host has no IPv4 address
+ * to offer). Needs --allow-sys for the interface list; without it the bound
+ * address is returned.
  */
 export function routeLocalAddress(bound: string, target: string): string {
   if (!isUnspecified(bound)) return normalizeHost(bound);
   const t = normalizeHost(target);
-  const v6 = isIPv6(t) || normalizeHost(bound) === "::" && !isIPv4(t);
-  if (isLoopback(t)) return v6 && t !== "localhost" ? "::1" : "127.0.0.1";
+  if (isLoopback(t)) return isIPv6(t) ? "::1" : "127.0.0.1";
+  const families = isIPv6(t)
+    ? ["IPv6"]
+    : isIPv4(t) || normalizeHost(bound) !== "::"
+    ? ["IPv4"]
+    : ["IPv4", "IPv6"];
   let interfaces: Deno.NetworkInterfaceInfo[];
   try {
     interfaces = Deno.networkInterfaces();
   } catch {
     return normalizeHost(bound);
   }
-  const family = v6 ? "IPv6" : "IPv4";
-  const candidates = interfaces.filter((i) => i.family === family);
-  if (isIPv4(t) || isIPv6(t)) {
-    const direct = candidates.find((i) => inSubnet(t, i.cidr) && !isLoopback(i.address));
-    if (direct) return normalizeHost(direct.address);
+  for (const family of families) {
+    const candidates = interfaces.filter((i) => i.family === family);
+    if (isIPv4(t) || isIPv6(t)) {
+      const direct = candidates.find((i) => inSubnet(t, i.cidr) && !isLoopback(i.address));
+      if (direct) return normalizeHost(direct.address);
+    }
+    const usable = candidates.find((i) =>
+      !isLoopback(i.address) && !normalizeHost(i.address).startsWith("fe80:")
+    );
+    if (usable) return normalizeHost(usable.address);
   }
-  const usable = candidates.find((i) =>
-    !isLoopback(i.address) && !normalizeHost(i.address).startsWith("fe80:")
-  );
-  if (usable) return normalizeHost(usable.address);
-  return v6 ? "::1" : "127.0.0.1";
+  return families[0] === "IPv6" ? "::1" : "127.0.0.1";
 }
