@@ -128,11 +128,15 @@ export interface SoxStat {
   roughFrequency: number;
 }
 
-/** Runs `sox <path> -n stat` and parses its report (written on stderr). */
-export async function soxStat(path: string): Promise<SoxStat> {
+/**
+ * Runs `sox <path> -n [trim <fromSeconds>] stat` and parses its report
+ * (written on stderr).
+ */
+export async function soxStat(path: string, fromSeconds = 0): Promise<SoxStat> {
   const sox = assertPeer("sox", "sox");
+  const trim = fromSeconds > 0 ? ["trim", fromSeconds.toFixed(3)] : [];
   const out = await new Deno.Command(sox, {
-    args: [path, "-n", "stat"],
+    args: [path, "-n", ...trim, "stat"],
     stdout: "null",
     stderr: "piped",
   }).output();
