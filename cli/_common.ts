@@ -10,7 +10,7 @@ import type { Command } from "@commander-js/extra-typings";
 import type { Uri } from "../lib/sip/message.ts";
 import { toSipUri } from "../lib/sip/input.ts";
 import type { UserAgent } from "../lib/sip/ua.ts";
-import { isUnspecified, routeLocalAddress } from "../lib/sip/_net.ts";
+import { formatHostPort, isUnspecified, routeLocalAddress } from "../lib/sip/_net.ts";
 import { applyConfig } from "./_config.ts";
 import type { CommonOptions } from "./_options.ts";
 import { CommandError, EXIT, type ExitCode } from "./_exit.ts";
@@ -206,15 +206,13 @@ export async function emitListening(ua: UserAgent, ctx: CommandContext): Promise
   const first = listening.find((t) => t.protocol === "udp") ?? listening[0];
   if (!first) return;
   const host = ua.advertisedHost ?? first.local.host;
-  const hostPart = host.includes(":") ? `[${host}]` : host;
   // Sockets on all interfaces (0.0.0.0, ::): the contact names one of them
   // (an interface address, as in the Contact of our requests), never 0.0.0.0.
   const reachable = isUnspecified(host) ? routeLocalAddress(host, "192.0.2.1") : host;
-  const contactHost = reachable.includes(":") ? `[${reachable}]` : reachable;
   const user = ua.aor.user ? `${ua.aor.user}@` : "";
   await ctx.out.emit("listening", {
-    address: `${hostPart}:${first.local.port}`,
-    contact: `sip:${user}${contactHost}:${first.local.port}`,
+    address: formatHostPort({ host, port: first.local.port }),
+    contact: `sip:${user}${formatHostPort({ host: reachable, port: first.local.port })}`,
     transports: listening.map((t) => t.protocol),
     aor: ua.aor.user ? `sip:${ua.aor.user}@${ua.aor.host}` : undefined,
   });

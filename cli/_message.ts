@@ -19,6 +19,7 @@ import { toSipUri } from "../lib/sip/input.ts";
 import type { UserAgent } from "../lib/sip/ua.ts";
 import type { TimerId } from "../lib/sip/clock.ts";
 import { type CommandContext, type CommonOptions, emitListening, runCommand } from "./_common.ts";
+import { formatHostPort } from "../lib/sip/_net.ts";
 import { EXIT, usageError } from "./_exit.ts";
 import type { InputEvent } from "./_io.ts";
 import type { Follower, RoamOptions } from "./_roam.ts";
@@ -307,9 +308,7 @@ export function messageEventFields(m: ReceivedMessage): Record<string, unknown> 
   }
   fields.call_id = m.callId;
   fields.transport = m.source.protocol;
-  fields.source = `${
-    m.source.remote.host.includes(":") ? `[${m.source.remote.host}]` : m.source.remote.host
-  }:${m.source.remote.port}`;
+  fields.source = formatHostPort(m.source.remote);
   return fields;
 }
 
@@ -357,7 +356,7 @@ async function listenAndChat(
     throw usageError(`--accept: ${(e as Error).message}`);
   }
   const local = ua.transports[0].local;
-  const address = `${local.host.includes(":") ? `[${local.host}]` : local.host}:${local.port}`;
+  const address = formatHostPort(local);
   const aor = ua.aor.user ? `sip:${ua.aor.user}@${ua.aor.host}` : undefined;
   if (screen) {
     screen.info(`chatting with ${chatUri} as ${aor} on ${address} (Ctrl-D ends)`);

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { formatHostPort } from "../lib/sip/_net.ts";
 import type { TransportProtocol } from "../lib/sip/transport.ts";
 import { UserAgent } from "../lib/sip/ua.ts";
 import { type CommandContext, type CommonOptions, uriOption } from "./_common.ts";
@@ -63,9 +64,7 @@ export async function createUserAgent(
       log: (level, message) => ctx.log.log(level, message),
       trace: common.trace
         ? (dir, data, peer) => {
-          const where = `${peer.protocol} ${
-            peer.host.includes(":") ? `[${peer.host}]` : peer.host
-          }:${peer.port}`;
+          const where = `${peer.protocol} ${formatHostPort(peer)}`;
           const head = dir === "send" ? `>>> sent to ${where}` : `<<< received from ${where}`;
           ctx.log.raw(`${head} (${data.length} bytes)\n${decoder.decode(data)}`);
         }

@@ -3,6 +3,7 @@ import { UdpTransport } from "../lib/sip/transport_udp.ts";
 import { TcpTransport, TlsTransport } from "../lib/sip/transport_tcp.ts";
 import type { HostPort, Inbound, Transport } from "../lib/sip/transport.ts";
 import { ManualClock } from "../lib/sip/clock.ts";
+import { ConnectError } from "../lib/sip/errors.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -298,7 +299,7 @@ Deno.test("TcpTransport closes idle connections after the configured time", asyn
   }
 });
 
-Deno.test("TcpTransport rejects a send to a closed port with a clear error", async () => {
+Deno.test("TcpTransport rejects a send to a closed port with a ConnectError of kind refused", async () => {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (probe.addr as Deno.NetAddr).port;
   probe.close();
@@ -306,7 +307,12 @@ Deno.test("TcpTransport rejects a send to a closed port with a clear error", asy
   try {
     await assert.rejects(
       client.send(enc.encode(options()), { host: "127.0.0.1", port }),
-      new RegExp(`Cannot connect over tcp to 127\\.0\\.0\\.1:${port}`),
+      (e: unknown) => {
+        assert.ok(e instanceof ConnectError, String(e));
+        assert.equal(e.kind, "refused");
+        assert.match(e.message, new RegExp(`Cannot connect over tcp to 127\\.0\\.0\\.1:${port}`));
+        return true;
+      },
     );
   } finally {
     await client.close();
@@ -505,7 +511,14 @@ Deno.test("TlsTransport gives up on a server that never completes the handshake"
     clock.advance(5000);
     await assert.rejects(
       sending,
-      /Cannot connect over tls to 127\.0\.0\.1:\d+: timed out after 5000 ms/,
+      (e: unknown) => {
+        assert.ok(e instanceof ConnectError && e.kind === "timeout", String(e));
+        assert.match(
+          e.message,
+          /Cannot connect over tls to 127\.0\.0\.1:\d+: timed out after 5000 ms/,
+        );
+        return true;
+      },
     );
     assert.equal(client.connections, 0);
     conn.close();

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { cloneUri } from "./uri.ts";
 import {
   formatNameAddr,
   type HeadersInit,
@@ -131,10 +132,6 @@ export interface DialogRequestOptions {
    * target refresh requests within a dialog"); `null` sends none.
    */
   contact?: NameAddr | null;
-}
-
-function cloneUri(uri: Uri): Uri {
-  return { ...uri, params: { ...uri.params }, headers: { ...uri.headers } };
 }
 
 function cloneNameAddr(na: NameAddr): NameAddr {

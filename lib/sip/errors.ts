@@ -105,3 +105,57 @@ export class DigestAuthError extends Error {
     this.realm = options.realm;
   }
 }
+
+/** Why a TCP or TLS connection could not be opened ({@linkcode ConnectError}). */
+export type ConnectFailure =
+  /** The peer refused (a TCP reset): nothing listens there. */
+  | "refused"
+  /** No answer within the connect timeout (the TLS handshake included). */
+  | "timeout"
+  /** No route to the network or host. */
+  | "unreachable"
+  /** Anything else (a failed TLS handshake, a bad certificate, ...). */
+  | "other";
+
+/**
+ * A stream (TCP or TLS) connection could not be opened. `kind` says why, so
+ * that callers decide by kind rather than by message text (RFC 3261 section
+ * 18.1.1 retries a request over UDP when the TCP attempt is reset).
+ *
+ * @example
+ * ```ts
+ * import { ConnectError } from "./errors.ts";
+ * const e = new ConnectError("refused", "Cannot connect over tcp to 192.0.2.1:5060: refused");
+ * e.kind; // "refused"
+ * ```
+ */
+export class ConnectError extends Error {
+  /** Why. */
+  readonly kind: ConnectFailure;
+
+  /** Creates the error. */
+  constructor(kind: ConnectFailure, message: string, options: { cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "ConnectError";
+    this.kind = kind;
+  }
+}
+
+/**
+ * The {@linkcode ConnectFailure} an error of `Deno.connect`, `Deno.connectTls`
+ * or node:tls stands for: by its class or its errno code, never its text.
+ */
+export function connectFailure(error: unknown): ConnectFailure {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (
+    error instanceof Deno.errors.ConnectionRefused ||
+    error instanceof Deno.errors.ConnectionReset ||
+    code === "ECONNREFUSED" || code === "ECONNRESET"
+  ) return "refused";
+  if (error instanceof Deno.errors.TimedOut || code === "ETIMEDOUT") return "timeout";
+  if (
+    error instanceof Deno.errors.NetworkUnreachable || code === "ENETUNREACH" ||
+    code === "EHOSTUNREACH"
+  ) return "unreachable";
+  return "other";
+}

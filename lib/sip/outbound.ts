@@ -22,6 +22,7 @@ import {
 } from "./message.ts";
 import { type ResolveOptions, resolveSipUri } from "./resolver.ts";
 import type { AnyClientTransaction, Target, TransactionLayer } from "./transaction/mod.ts";
+import { formatHostPort } from "./_net.ts";
 import type { Transport, TransportProtocol } from "./transport.ts";
 import type { LogLevel } from "./transport_layer.ts";
 
@@ -407,7 +408,7 @@ function qValue(c: NameAddr): number {
 }
 
 function formatTarget(t: Target): string {
-  return `${t.protocol}:${t.host.includes(":") ? `[${t.host}]` : t.host}:${t.port}`;
+  return `${t.protocol}:${formatHostPort(t)}`;
 }
 
 /** A copy of a request for a retry: CSeq + 1 (from the dialog's count when in one), no Via (8.1.3.5, 22.2). */

@@ -40,6 +40,8 @@ export interface OpenTransportsOptions {
   streamLimits?: Partial<StreamLimits>;
   /** Diagnostics. */
   log?: (level: LogLevel, message: string) => void;
+  /** Called when the UDP socket is given up after 1,000 receive errors in a row (then closed). */
+  onUdpFailure?: (error: Error) => void;
 }
 
 /**
@@ -123,7 +125,12 @@ async function openTransportsOnce(
     let port = bind.port;
     // All transports share one port so that one Contact reaches them all.
     if (listen.includes("udp")) {
-      const udp = new UdpTransport({ host: bind.host, port, logger: log });
+      const udp = new UdpTransport({
+        host: bind.host,
+        port,
+        logger: log,
+        onFailure: options.onUdpFailure,
+      });
       out.push(udp);
       port = udp.local.port;
     }

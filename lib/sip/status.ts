@@ -343,3 +343,27 @@ export function reasonPhrase(status: number): string {
   };
   return classDefault[base] ?? "Unknown";
 }
+
+/** Longest reason phrase {@linkcode sanitizeReason} makes, in characters. */
+const REASON_MAX = 120;
+
+/**
+ * A reason phrase for a response from an error text (a 400 that says what
+ * could not be parsed): control characters (CR and LF among them, which
+ * would split the status line) become spaces, runs of white space one space,
+ * at most 120 characters; UTF-8 text stays (RFC 3261 section 25.1 allows it
+ * in Reason-Phrase). An empty result gives "Bad Request".
+ *
+ * @example
+ * ```ts
+ * import { sanitizeReason } from "./status.ts";
+ * sanitizeReason("Cannot parse Via header:\r\n missing branch"); // "Cannot parse Via header: missing branch"
+ * sanitizeReason("\x00"); // "Bad Request"
+ * ```
+ */
+export function sanitizeReason(text: string): string {
+  // deno-lint-ignore no-control-regex
+  const clean = text.replace(/[\x00-\x1f\x7f]+/g, " ").replace(/\s+/g, " ").trim();
+  if (clean === "") return "Bad Request";
+  return clean.length > REASON_MAX ? clean.slice(0, REASON_MAX - 3) + "..." : clean;
+}

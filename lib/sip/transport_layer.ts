@@ -24,8 +24,18 @@ import {
   SipResponse,
   type Via,
 } from "./message.ts";
+import { ConnectError } from "./errors.ts";
+import { sanitizeReason } from "./status.ts";
 import { randomTag } from "./_random.ts";
-import { hostPortKey, isIPv4, isIPv6, isLoopback, isUnspecified, normalizeHost } from "./_net.ts";
+import {
+  formatHostPort,
+  hostPortKey,
+  isIPv4,
+  isIPv6,
+  isLoopback,
+  isUnspecified,
+  normalizeHost,
+} from "./_net.ts";
 import type { HostPort, Inbound, Transport, TransportProtocol } from "./transport.ts";
 
 /** Where a request goes (an address; resolving names is RFC 3263's job, done before). */
@@ -112,17 +122,6 @@ export interface TransportLayerOptions {
 /** Default port per protocol (RFC 3261 sections 18.2.2 and 19.1.2). */
 function defaultPort(protocol: string): number {
   return protocol.toLowerCase() === "tls" ? 5061 : 5060;
-}
-
-const REASON_MAX = 120;
-
-/** A reason phrase from an error text: printable characters only, bounded length. */
-function sanitizeReason(text: string): string {
-  // deno-lint-ignore no-control-regex
-  const clean = text.replace(/[\x00-\x1f\x7f]+/g, " ").replace(/\s+/g, " ").trim();
-  return clean.length > REASON_MAX
-    ? clean.slice(0, REASON_MAX - 3) + "..."
-    : clean || "Bad Request";
 }
 
 /**
@@ -378,7 +377,7 @@ export class TransportLayer {
         // 18.1.1: "if the attempt to establish the connection generates
         // either an ICMP Protocol Not Supported, or results in a TCP reset,
         // the element SHOULD retry the request, using UDP."
-        if (!/Cannot connect/.test(String(error))) throw error;
+        if (!(error instanceof ConnectError)) throw error;
         if (req.method === "MESSAGE") {
           // RFC 3428 section 8: a MESSAGE over the size limit goes over a
           // congestion-controlled transport only, never back to UDP.
@@ -387,7 +386,10 @@ export class TransportLayer {
               `(RFC 3261 18.1.1) and TCP failed: ${(error as Error).message}`,
           );
         }
-        this.#log("info", `${req.method} to ${describe(target)}: TCP refused, retrying over UDP`);
+        this.#log(
+          "info",
+          `${req.method} to ${formatHostPort(target)}: TCP ${error.kind}, retrying over UDP`,
+        );
         await this.#stamp(req, transport, target);
         await this.#send(transport, udpBytes, target);
         return target;
@@ -427,7 +429,10 @@ export class TransportLayer {
           await this.#send(transport, bytes, { ...info.remote, protocol: info.protocol });
           return;
         } catch (error) {
-          this.#log("debug", `response to ${describe(info.remote)} failed (${error}), using Via`);
+          this.#log(
+            "debug",
+            `response to ${formatHostPort(info.remote)} failed (${error}), using Via`,
+          );
         }
       }
       const host = via.params.received ?? via.host;
@@ -629,21 +634,24 @@ export class TransportLayer {
         if (!this.#sentBy.has(key)) {
           this.#log(
             "debug",
-            `dropped ${msg.status} response from ${describe(inbound.remote)}: ` +
-              `Via sent-by ${describe({ host: via.host, port: via.port ?? 0 })} is not ours`,
+            `dropped ${msg.status} response from ${formatHostPort(inbound.remote)}: ` +
+              `Via sent-by ${formatHostPort({ host: via.host, port: via.port ?? 0 })} is not ours`,
           );
           return;
         }
         this.#onResponse?.(msg, info);
       }
     } catch (error) {
-      this.#log("error", `error handling a message from ${describe(inbound.remote)}: ${error}`);
+      this.#log(
+        "error",
+        `error handling a message from ${formatHostPort(inbound.remote)}: ${error}`,
+      );
     }
   }
 
   /** Answers an unparsable request with 400 (or the status the parser asks for), or drops it. */
   #malformed(data: Uint8Array, error: SyntaxError, info: InboundInfo): void {
-    const from = describe(info.remote);
+    const from = formatHostPort(info.remote);
     const raw = readRawRequest(data);
     const need = ["Via", "From", "To", "Call-ID", "CSeq"];
     if (!raw || raw.method === "ACK" || need.some((n) => !raw.fields.some((f) => f.name === n))) {
@@ -692,9 +700,4 @@ export class TransportLayer {
       this.#log("warn", `could not answer an unparsable request from ${from}: ${e}`)
     );
   }
-}
-
-function describe(hp: HostPort): string {
-  const h = normalizeHost(hp.host);
-  return `${h.includes(":") ? `[${h}]` : h}:${hp.port}`;
 }

@@ -11,6 +11,7 @@
  */
 
 import type { Clock } from "./clock.ts";
+import { ConnectError } from "./errors.ts";
 import { hostPortKey, normalizeHost } from "./_net.ts";
 import type { HostPort, InboundHandler, Transport, TransportProtocol } from "./transport.ts";
 
@@ -230,7 +231,8 @@ export class LoopNetwork {
     if (!target) {
       packet.fate = "unreachable";
       if (from.reliable) {
-        throw new Error(
+        throw new ConnectError(
+          "refused",
           `Cannot connect over ${from.protocol} to ${packet.to.host}:${to.port}: connection refused`,
         );
       }

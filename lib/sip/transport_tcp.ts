@@ -19,9 +19,17 @@
 
 import type * as NodeTls from "node:tls";
 import { type Clock, systemClock, type TimerId } from "./clock.ts";
+import { ConnectError, connectFailure } from "./errors.ts";
 import { StreamFramer } from "./framer.ts";
 import { DEFAULT_STREAM_LIMITS, type StreamLimits } from "./stream_limits.ts";
-import { hostPortKey, isIPv4, isIPv6, isUnspecified, normalizeHost } from "./_net.ts";
+import {
+  formatHostPort,
+  hostPortKey,
+  isIPv4,
+  isIPv6,
+  isUnspecified,
+  normalizeHost,
+} from "./_net.ts";
 import type {
   HostPort,
   InboundHandler,
@@ -95,12 +103,21 @@ export interface TlsTransportOptions extends TcpTransportOptions {
   unsafelyDisableHostnameVerification?: boolean;
 }
 
-/** The part of a connection this file uses; Deno.Conn and the node:tls adapter provide it. */
-interface StreamConn {
+/**
+ * The part of a connection a {@linkcode StreamTransport} uses, what its
+ * `openConnection` returns: `Deno.Conn` and `Deno.TlsConn` provide it, and so
+ * does the node:tls adapter behind `--insecure`.
+ */
+export interface StreamConn {
+  /** Reads into `p`; the number of bytes, or null at end of stream. */
   read(p: Uint8Array): Promise<number | null>;
+  /** Writes from `p`; the number of bytes written. */
   write(p: Uint8Array): Promise<number>;
+  /** Closes the connection. */
   close(): void;
+  /** The local address. */
   readonly localAddr: Deno.Addr;
+  /** The peer's address. */
   readonly remoteAddr: Deno.Addr;
 }
 
@@ -228,7 +245,10 @@ export abstract class StreamTransport implements Transport {
         return;
       } catch (error) {
         if (!existing.outbound) throw error;
-        this.#log("debug", `${this.protocol}: reconnecting to ${key(to)} after ${error}`);
+        this.#log(
+          "debug",
+          `${this.protocol}: reconnecting to ${formatHostPort(to)} after ${error}`,
+        );
       }
     }
     const conn = await this.#connection(to, options);
@@ -238,7 +258,9 @@ export abstract class StreamTransport implements Transport {
   /** Sends an RFC 5626 double-CRLF keep-alive ping over the open connection to `to`. */
   async ping(to: HostPort): Promise<void> {
     const conn = this.#conns.get(hostPortKey(to));
-    if (!conn) throw new Error(`Cannot ping ${key(to)}: no open ${this.protocol} connection`);
+    if (!conn) {
+      throw new Error(`Cannot ping ${formatHostPort(to)}: no open ${this.protocol} connection`);
+    }
     await this.#write(conn, CRLFCRLF);
   }
 
@@ -321,10 +343,13 @@ export abstract class StreamTransport implements Transport {
         abort.signal,
       );
     } catch (error) {
+      const kind = abort.signal.aborted ? "timeout" : connectFailure(error);
       const why = abort.signal.aborted ? `timed out after ${timeout} ms` : String(error);
-      throw new Error(`Cannot connect over ${this.protocol} to ${key(to)}: ${why}`, {
-        cause: error,
-      });
+      throw new ConnectError(
+        kind,
+        `Cannot connect over ${this.protocol} to ${formatHostPort(to)}: ${why}`,
+        { cause: error },
+      );
     } finally {
       this.#clock.clearTimeout(timer);
     }
@@ -332,7 +357,7 @@ export abstract class StreamTransport implements Transport {
       raw.close();
       throw new Error(`Cannot send over ${this.protocol}: transport is closed`);
     }
-    this.#log("debug", `${this.protocol}: connected to ${key(to)}`);
+    this.#log("debug", `${this.protocol}: connected to ${formatHostPort(to)}`);
     // Key by the address asked for, so later sends to it find the connection.
     return this.#adopt(raw, true, { host: normalizeHost(to.host), port: to.port });
   }
@@ -368,7 +393,7 @@ export abstract class StreamTransport implements Transport {
         continue;
       }
       const conn = this.#adopt(raw, false, netAddr(raw.remoteAddr));
-      this.#log("debug", `${this.protocol}: accepted ${key(conn.remote)}`);
+      this.#log("debug", `${this.protocol}: accepted ${formatHostPort(conn.remote)}`);
     }
   }
 
@@ -407,7 +432,10 @@ export abstract class StreamTransport implements Transport {
         }
       },
       onError: (error) => {
-        this.#log("warn", `${this.protocol}: closing ${key(conn.remote)}: ${error.message}`);
+        this.#log(
+          "warn",
+          `${this.protocol}: closing ${formatHostPort(conn.remote)}: ${error.message}`,
+        );
         this.#drop(conn, `framing error: ${error.message}`);
       },
     });
@@ -444,7 +472,7 @@ export abstract class StreamTransport implements Transport {
     } catch (error) {
       if (conn.closed) return;
       reason = `read error: ${error instanceof Error ? error.message : error}`;
-      this.#log("debug", `${this.protocol}: ${key(conn.remote)}: ${reason}`);
+      this.#log("debug", `${this.protocol}: ${formatHostPort(conn.remote)}: ${reason}`);
     }
     this.#drop(conn, reason);
   }
@@ -462,7 +490,7 @@ export abstract class StreamTransport implements Transport {
     if (held > 0 && this.#held > this.#limits.maxBuffered) {
       this.#log(
         "warn",
-        `${this.protocol}: closing ${key(conn.remote)}: incomplete messages of all ` +
+        `${this.protocol}: closing ${formatHostPort(conn.remote)}: incomplete messages of all ` +
           `connections would hold more than ${this.#limits.maxBuffered} bytes`,
       );
       this.#drop(conn, "buffer limit");
@@ -477,7 +505,9 @@ export abstract class StreamTransport implements Transport {
         conn.messageTimer = undefined;
         this.#log(
           "info",
-          `${this.protocol}: closing ${key(conn.remote)}: a message still incomplete after ` +
+          `${this.protocol}: closing ${
+            formatHostPort(conn.remote)
+          }: a message still incomplete after ` +
             `${this.#limits.messageTimeout} ms`,
         );
         this.#drop(conn, "incomplete message timeout");
@@ -487,7 +517,9 @@ export abstract class StreamTransport implements Transport {
 
   #write(conn: Connection, data: Uint8Array): Promise<void> {
     const run = async () => {
-      if (conn.closed) throw new Error(`Cannot send to ${key(conn.remote)}: connection closed`);
+      if (conn.closed) {
+        throw new Error(`Cannot send to ${formatHostPort(conn.remote)}: connection closed`);
+      }
       let offset = 0;
       while (offset < data.length) {
         offset += await conn.conn.write(data.subarray(offset));
@@ -506,7 +538,10 @@ export abstract class StreamTransport implements Transport {
     if (conn.timer !== undefined) this.#clock.clearTimeout(conn.timer);
     conn.timer = this.#clock.setTimeout(() => {
       conn.timer = undefined;
-      this.#log("debug", `${this.protocol}: closing idle connection ${key(conn.remote)}`);
+      this.#log(
+        "debug",
+        `${this.protocol}: closing idle connection ${formatHostPort(conn.remote)}`,
+      );
       this.#drop(conn, "idle");
     }, this.#idle);
   }
@@ -530,11 +565,6 @@ export abstract class StreamTransport implements Transport {
       this.#log("error", `${this.protocol}: onConnectionClosed threw: ${error}`);
     }
   }
-}
-
-function key(hp: HostPort): string {
-  const h = normalizeHost(hp.host);
-  return `${h.includes(":") ? `[${h}]` : h}:${hp.port}`;
 }
 
 function listenTcp(options: TcpTransportOptions): Deno.Listener {

@@ -25,6 +25,12 @@ export interface UdpTransportOptions {
   port?: number;
   /** Receives problems of the receive loop (a handler that threw, a socket error). */
   logger?: (level: "debug" | "info" | "warn" | "error", msg: string) => void;
+  /**
+   * Called once when the socket is given up after 1,000 receive errors in a
+   * row: the transport is then closed (sends reject), so its owner can stop
+   * or report instead of listening on a dead socket.
+   */
+  onFailure?: (error: Error) => void;
 }
 
 /** Largest UDP payload we read. */
@@ -70,6 +76,8 @@ export class UdpTransport implements Transport {
   #closed = false;
   #loop: Promise<void>;
   #logger?: UdpTransportOptions["logger"];
+  #onFailure?: UdpTransportOptions["onFailure"];
+  #failure?: Error;
   #icmp?: IcmpErrorQueue;
   /** Destinations that answered with ICMP port unreachable -> when (ms). */
   #refused = new Map<string, number>();
@@ -77,6 +85,7 @@ export class UdpTransport implements Transport {
   /** Binds the socket and starts receiving. Throws when the address cannot be bound. */
   constructor(options: UdpTransportOptions = {}) {
     this.#logger = options.logger;
+    this.#onFailure = options.onFailure;
     this.#conn = Deno.listenDatagram({
       transport: "udp",
       hostname: normalizeHost(options.host ?? "0.0.0.0"),
@@ -100,6 +109,11 @@ export class UdpTransport implements Transport {
     return this.#icmp !== undefined;
   }
 
+  /** Why the socket was given up (1,000 receive errors in a row), once it was; see `onFailure`. */
+  get failure(): Error | undefined {
+    return this.#failure;
+  }
+
   /** Sets the handler for inbound datagrams. */
   onMessage(handler: InboundHandler): void {
     this.#handler = handler;
@@ -111,7 +125,9 @@ export class UdpTransport implements Transport {
    * with ICMP port unreachable (reported once, like a connected socket).
    */
   async send(data: Uint8Array, to: HostPort): Promise<void> {
-    if (this.#closed) throw new Error("Cannot send over UDP: transport is closed");
+    if (this.#closed) {
+      throw new Error("Cannot send over UDP: transport is closed", { cause: this.#failure });
+    }
     const addr: Deno.NetAddr = {
       transport: "udp",
       hostname: normalizeHost(to.host),
@@ -212,7 +228,23 @@ export class UdpTransport implements Transport {
         // Other socket errors: log and keep receiving.
         this.#logger?.("warn", `UDP receive error on port ${this.local.port}: ${error}`);
         if (++failures >= 1000) {
-          this.#logger?.("error", `UDP socket on port ${this.local.port} keeps failing; giving up`);
+          // Giving up silently would leave a process listening on a dead
+          // socket: close, log, and tell the owner.
+          this.#failure = new Error(
+            `UDP socket on port ${this.local.port} failed 1000 receives in a row (last: ${error}); ` +
+              "closed",
+            { cause: error },
+          );
+          this.#closed = true;
+          try {
+            this.#conn.close();
+          } catch { /* already closed */ }
+          this.#logger?.("error", this.#failure.message);
+          try {
+            this.#onFailure?.(this.#failure);
+          } catch (e) {
+            this.#logger?.("error", `UDP onFailure handler threw: ${e}`);
+          }
           return;
         }
         continue;

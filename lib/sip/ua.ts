@@ -40,6 +40,7 @@ import {
   transactionTag,
   useLocalTag,
 } from "./transaction/mod.ts";
+import { sanitizeReason } from "./status.ts";
 import type { Transport, TransportProtocol } from "./transport.ts";
 import { type LogLevel, TransportLayer } from "./transport_layer.ts";
 import { VERSION } from "../version.ts";
@@ -607,11 +608,4 @@ function malformation(req: SipRequest): string | undefined {
     if (e instanceof SyntaxError) return e.message;
     return String(e);
   }
-}
-
-/** A reason phrase from an error text: printable ASCII only, at most 100 characters. */
-function sanitizeReason(text: string): string {
-  const clean = text.replace(/[^\x20-\x7e]+/g, " ").replace(/\s+/g, " ").trim();
-  if (clean === "") return "Bad Request";
-  return clean.length > 100 ? clean.slice(0, 97) + "..." : clean;
 }

@@ -339,6 +339,24 @@ export function formatHost(host: string, what = "host"): string {
 }
 
 /**
+ * A copy of a URI that shares nothing mutable with it (its parameters and
+ * headers are copied too), for a dialog or request that must not change
+ * when the message it came from does.
+ *
+ * @example
+ * ```ts
+ * import { cloneUri, parseUri } from "./uri.ts";
+ * const a = parseUri("sip:bob@example.com;transport=tcp");
+ * const b = cloneUri(a);
+ * b.params.transport = "udp";
+ * a.params.transport; // "tcp"
+ * ```
+ */
+export function cloneUri(uri: Uri): Uri {
+  return { ...uri, params: { ...uri.params }, headers: { ...uri.headers } };
+}
+
+/**
  * Formats a URI, escaping what must be escaped. Throws TypeError on CR/LF in
  * any part or an invalid host.
  *

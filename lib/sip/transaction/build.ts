@@ -6,13 +6,8 @@
  * @module
  */
 
-import {
-  type HeaderField,
-  SipHeaders,
-  SipRequest,
-  type SipResponse,
-  type Uri,
-} from "../message.ts";
+import { cloneUri } from "../uri.ts";
+import { type HeaderField, SipHeaders, SipRequest, type SipResponse } from "../message.ts";
 import type { TransportProtocol } from "../transport.ts";
 import { generateBranch } from "./branch.ts";
 import { randomChars, randomTag } from "../_random.ts";
@@ -132,10 +127,6 @@ function copyFields(req: SipRequest, names: string[]): HeaderField[] {
     for (const value of req.headers.getAll(name)) out.push({ name, value });
   }
   return out;
-}
-
-function cloneUri(uri: Uri): Uri {
-  return { ...uri, params: { ...uri.params }, headers: { ...uri.headers } };
 }
 
 /**

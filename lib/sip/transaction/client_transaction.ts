@@ -30,9 +30,15 @@ export abstract class ClientTransaction {
    */
   readonly response: Promise<SipResponse>;
 
-  /** The layer's services. */
+  /**
+   * The layer's services, for the state machines built on this class.
+   * @ignore
+   */
   protected readonly ctx: TransactionContext;
-  /** This transaction's timers. */
+  /**
+   * This transaction's timers.
+   * @ignore
+   */
   protected readonly timers: TimerSet;
   #state: TransactionState;
   #reliable: boolean;

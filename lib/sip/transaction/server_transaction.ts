@@ -21,7 +21,10 @@ export abstract class ServerTransaction {
   /** The transaction user's callbacks; set them when taking the request. */
   user: ServerTransactionUser = {};
 
-  /** The layer's services. */
+  /**
+   * The layer's services, for the state machines built on this class.
+   * @ignore
+   */
   protected readonly ctx: TransactionContext;
   #timers?: TimerSet;
   #state: TransactionState;
@@ -44,7 +47,10 @@ export abstract class ServerTransaction {
     this.#state = initial;
   }
 
-  /** This transaction's timers (made on first use: most transactions never need one). */
+  /**
+   * This transaction's timers (made on first use: most transactions never need one).
+   * @ignore
+   */
   protected get timers(): TimerSet {
     return this.#timers ??= new TimerSet(this.ctx.clock);
   }
