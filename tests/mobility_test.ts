@@ -123,6 +123,7 @@ class Bed {
   ) {
     this.monitor = new AddressMonitor({
       clock: this.clock,
+      debounceMs: 50,
       toward: options.toward ?? ["10.0.0.1"],
       interface: options.interface,
       source: {

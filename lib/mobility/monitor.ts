@@ -102,7 +102,7 @@ export interface AddressMonitorOptions {
   toward?: string[];
   /** Watch only this interface (events and the address that matters). */
   interface?: string;
-  /** Quiet time after the last change before looking up the address that matters. Default 50 ms. */
+  /** Quiet time after the last change before looking up the address that matters. Default 20 ms. */
   debounceMs?: number;
   /** Longest delay of that look-up while changes keep coming. Default 500 ms. */
   maxWaitMs?: number;
@@ -184,7 +184,7 @@ export class AddressMonitor {
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
     this.#toward = options.toward && options.toward.length > 0 ? options.toward : DEFAULT_TOWARD;
-    this.#debounceMs = options.debounceMs ?? 50;
+    this.#debounceMs = options.debounceMs ?? 20;
     this.#maxWaitMs = options.maxWaitMs ?? 500;
     if (options.onEvent) this.#listeners.push(options.onEvent);
   }

@@ -259,7 +259,11 @@ export class Subscription {
       const old = f.dialog.localContact;
       f.dialog.localContact = { ...(old ?? { params: {} }), uri: structuredClone(uri) };
     }
-    await this.refresh();
+    // Unconditional (no Suppress-If-Match): the NOTIFY that answers it
+    // confirms that the notifier reaches the new address.
+    await Promise.all(
+      [...this.#forks.values()].map((f) => this.#refreshFork(f, this.#expires, false)),
+    );
   }
 
   /** Refreshes every fork now (section 4.1.2.2). */
@@ -466,7 +470,7 @@ export class Subscription {
     }, expires * 1000);
   }
 
-  async #refreshFork(fork: Fork, expires: number): Promise<void> {
+  async #refreshFork(fork: Fork, expires: number, conditional = true): Promise<void> {
     if (fork.dialog.state === "terminated") return;
     const req = fork.dialog.createRequest("SUBSCRIBE", {
       headers: [
@@ -478,7 +482,7 @@ export class Subscription {
         ...(this.#options.headers ?? []),
         // RFC 5839 section 4: a refresh conditional on the state we have;
         // the notifier may answer 204 and send no NOTIFY.
-        ...(fork.etag !== undefined && expires > 0
+        ...(fork.etag !== undefined && expires > 0 && conditional
           ? [["Suppress-If-Match", fork.etag] as [string, string]]
           : []),
       ],
