@@ -49,6 +49,9 @@ import {
 import { EXIT, usageError } from "./_exit.ts";
 import type { InputEvent } from "./_io.ts";
 import { keepRegistered, type KeptRegistration } from "./_register.ts";
+import { defaultToward, Follower } from "./_roam.ts";
+import { addRoamOptions, type RoamOptions } from "./_roam_options.ts";
+import { movedContact, type Mover } from "../lib/sip/move.ts";
 import { createUserAgent } from "./_ua.ts";
 
 /** Builds the `call` command. */
@@ -124,11 +127,13 @@ ringing (status, early_media), answered (call_id), media (codec, payload_type, p
 local_rtp, remote_rtp, direction), codec_changed (codec, previous, payload_type, by),
 held (by), resumed (by), dtmf (digit, duration_ms, via), stats (packets_sent,
 packets_received, lost, loss_fraction, jitter_ms, rtt_ms, mos, ...; final), adapted
-(reason, loss_fraction, jitter_ms, codec, accepted), address_changed (address),
-ended (reason, status, phrase, duration, call_id), error.
+(reason, loss_fraction, jitter_ms, codec, accepted), moved (old, new, redone),
+ended (reason, status, phrase, duration, call_id), error; with --roam also
+address_changed, address_added, address_lost.
 Input (NDJSON on stdin): {"type":"answer"}, {"type":"reject","status":486},
 {"type":"dtmf","digits":"12#"}, {"type":"codec","codec":"PCMA"}, {"type":"hold"},
-{"type":"resume"}, {"type":"hangup"}, {"type":"address_changed","address":"192.0.2.7"}.
+{"type":"resume"}, {"type":"hangup"}, {"type":"address_changed","new":"192.0.2.7"}
+(the call moves: new RTP socket, re-INVITE with the new Contact and c= line).
 Exit codes: 0 the call happened and ended normally, 1 rejected (486, 603...),
 2 bad usage, 3 no answer or network failure, 130 interrupted (after BYE or CANCEL).
 
@@ -139,6 +144,7 @@ Examples:
     --record reply.wav --duration 20`,
     );
   addCommonOptions(cmd, { listens: true });
+  addRoamOptions(cmd, true);
   cmd.action(async (target) => {
     await runCommand<CallOptions & CommonOptions>(cmd, (opts, ctx) => runCall(opts, ctx, target));
   });
@@ -178,7 +184,7 @@ type CallOptions = {
   register?: boolean;
 };
 
-type Opts = CallOptions & CommonOptions;
+type Opts = CallOptions & CommonOptions & RoamOptions;
 
 /** What the audio options ask for, checked before anything starts. */
 interface AudioPlan {
@@ -406,9 +412,18 @@ async function placeAndRun(
     call_id: session.callId,
   });
   const call = new LiveCall(ctx, session, media, settings);
-  ctx.readInput((event, line) => call.handleInput(event, line))
-    .catch((e) => ctx.log.log("warn", `stdin: ${(e as Error).message}`));
-  return await call.run();
+  // Mobility (--roam, address_changed lines): the call follows the host.
+  const follower = new Follower(ua, ctx, () => [call.mover(ua)]);
+  if (opts.roam) await follower.roam(opts, peerHostFor(ua, target, opts.proxy));
+  ctx.readInput(async (event, line) => {
+    if (await follower.handleInput(event, line)) return;
+    await call.handleInput(event, line);
+  }).catch((e) => ctx.log.log("warn", `stdin: ${(e as Error).message}`));
+  try {
+    return await call.run();
+  } finally {
+    await follower.stop();
+  }
 }
 
 async function answerAndRun(
@@ -463,14 +478,15 @@ async function answerAndRun(
     },
   });
   await emitListening(ua, ctx);
+  // Mobility (--roam, address_changed lines): the registration and the call follow the host.
+  const calls = () => live ? [live.mover(ua)] : [];
   const kept: KeptRegistration | undefined = opts.register
-    ? keepRegistered(ua, ctx, { registrar: opts.registrar, expires: opts.expires })
+    ? keepRegistered(ua, ctx, { registrar: opts.registrar, expires: opts.expires, movers: calls })
     : undefined;
+  const follower = kept?.follower ?? new Follower(ua, ctx, calls);
+  if (opts.roam) await follower.roam(opts, defaultToward(ua, opts.registrar));
   const input = ctx.readInput(async (event, line) => {
-    if (await kept?.handleInput(event, line)) {
-      await ctx.out.emit("address_changed", { address: event.address });
-      return;
-    }
+    if (await follower.handleInput(event, line)) return;
     if (live) return await live.handleInput(event, line);
     if (event.type === "answer") {
       if (!current) return await inputError(ctx, line, "no incoming call to answer");
@@ -503,6 +519,7 @@ async function answerAndRun(
     code = await outcome.run();
   }
   acceptor.close();
+  await follower.stop();
   await kept?.stop();
   return code;
 }
@@ -695,6 +712,42 @@ class LiveCall {
     });
   }
 
+  /**
+   * Mid-call mobility (the "calls" mover): after the host moved, the RTP
+   * socket is re-bound on the new address and a re-INVITE carries the new
+   * Contact and a new SDP (c= the new address, o= version + 1), so the peer
+   * sends its media and requests there. If the peer does not accept it, the
+   * call is ended with a BYE (an `ended` event follows) and the move reports
+   * the failure.
+   */
+  mover(ua: UserAgent): Mover {
+    return {
+      name: "calls",
+      move: (change) =>
+        this.#serial(async () => {
+          const session = this.#session;
+          const contact = session.dialog?.localContact?.uri;
+          if (session.state !== "confirmed" || !contact) return;
+          const bound = ua.transports[0]?.local.host ?? "0.0.0.0";
+          await this.#media?.rebind(isUnspecified(bound) ? bound : change.new, {
+            advertisedHostname: change.new,
+          });
+          let ok = false;
+          try {
+            ok = await session.updateLocalContact(movedContact(ua, contact, change.new));
+          } catch (e) {
+            this.#ctx.log.log("warn", `re-INVITE after the move: ${(e as Error).message}`);
+          }
+          if (!ok) {
+            await session.hangup().catch(() => {});
+            throw new Error(
+              "the peer did not accept the re-INVITE with the new address: call ended",
+            );
+          }
+        }),
+    };
+  }
+
   /** Runs session changes one after the other (a re-INVITE at a time). */
   #serial(fn: () => Promise<void>): Promise<void> {
     const next = this.#busy.then(fn, fn);
@@ -714,17 +767,6 @@ class LiveCall {
       case "answer":
       case "reject":
         return await inputError(ctx, line, `${event.type}: the call is already answered`);
-      case "address_changed":
-        // Mid-call mobility belongs to the mobility work: accepted and logged here.
-        if (typeof event.address !== "string") {
-          return await inputError(ctx, line, 'address_changed without a string "address"');
-        }
-        ctx.log.log(
-          "info",
-          `address changed to ${event.address}: noted (this call keeps its media address)`,
-        );
-        await ctx.out.emit("address_changed", { address: event.address });
-        return;
     }
     if (!media || session.state !== "confirmed") {
       return await inputError(ctx, line, `${event.type}: the call is not established`);

@@ -231,8 +231,10 @@ Deno.test({
         await d.proc.send({ type: "dtmf", digits: "x" });
         const bad = await d.proc.waitEvent(of("error"));
         assert.equal(bad.source, "stdin");
-        await d.proc.send({ type: "address_changed", address: "192.0.2.7" });
-        await d.proc.waitEvent(of("address_changed"));
+        // The host moves (to another loopback address): the call follows with a re-INVITE.
+        await d.proc.send({ type: "address_changed", new: "127.0.0.2" });
+        const moved = await d.proc.waitEvent(of("moved"));
+        assert.deepEqual([moved.new, moved.redone], ["127.0.0.2", ["calls"]]);
         assert.equal((await c.waitEvent(of("ended"))).reason, "local_bye");
         assert.equal(await c.exited, 0);
         assert.equal(await d.proc.exited, 0);
