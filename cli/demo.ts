@@ -12,7 +12,7 @@
 
 import type { CommandContext, StopReason } from "./_common.ts";
 import { createLogger, type InputEvent, NdjsonWriter } from "./_io.ts";
-import { messageDemo } from "../lib/im/_demo.ts";
+import { messageDemo } from "./_demo_im.ts";
 import { runNotify } from "./notify.ts";
 import { runWatch } from "./watch.ts";
 

@@ -15,7 +15,7 @@ import {
   MessageSendError,
   type ReceivedMessage,
 } from "../lib/im/message.ts";
-import { DEFAULT_CONVERSATION, messageDemo } from "../lib/im/_demo.ts";
+import { DEFAULT_CONVERSATION, messageDemo } from "../cli/_demo_im.ts";
 
 const ALICE = "192.0.2.1";
 const BOB = "192.0.2.2";

@@ -84,6 +84,45 @@ export function inSubnet(address: string, cidr: string): boolean {
 }
 
 /**
+ * How long {@linkcode routeLocalAddress} reuses the interface list, in ms.
+ * It is asked on every send from a socket bound to all interfaces; reading
+ * the list each time cost a system call per message. An address change is
+ * seen within this time even when nobody calls
+ * {@linkcode invalidateLocalAddresses}.
+ */
+const INTERFACES_TTL_MS = 2_000;
+let cachedInterfaces: { at: number; list: Deno.NetworkInterfaceInfo[] } | undefined;
+let readInterfaces: () => Deno.NetworkInterfaceInfo[] = () => Deno.networkInterfaces();
+
+/**
+ * Forgets the cached interface list, so that the next
+ * {@linkcode routeLocalAddress} reads it again. Call it when the host's
+ * addresses change (`moveUserAgent` does, so `address_changed` input and
+ * `sipkit roam` are covered).
+ */
+export function invalidateLocalAddresses(): void {
+  cachedInterfaces = undefined;
+}
+
+/**
+ * Replaces how the interface list is read (tests count the reads; undefined
+ * restores `Deno.networkInterfaces`), and forgets the cached list.
+ */
+export function _setInterfaceReader(read?: () => Deno.NetworkInterfaceInfo[]): void {
+  readInterfaces = read ?? (() => Deno.networkInterfaces());
+  cachedInterfaces = undefined;
+}
+
+/** The host's interfaces, read at most once per {@linkcode INTERFACES_TTL_MS}. Throws without --allow-sys. */
+function localInterfaces(): Deno.NetworkInterfaceInfo[] {
+  const now = performance.now();
+  if (cachedInterfaces === undefined || now - cachedInterfaces.at >= INTERFACES_TTL_MS) {
+    cachedInterfaces = { at: now, list: readInterfaces() };
+  }
+  return cachedInterfaces.list;
+}
+
+/**
  * The local address that routes to `target` for a socket bound to `bound`.
  * A specific bound address is returned as is. For 0.0.0.0 or ::, a loopback
  * target gets a loopback address; otherwise the address of an interface whose
@@ -105,7 +144,7 @@ export function routeLocalAddress(bound: string, target: string): string {
     : ["IPv4", "IPv6"];
   let interfaces: Deno.NetworkInterfaceInfo[];
   try {
-    interfaces = Deno.networkInterfaces();
+    interfaces = localInterfaces();
   } catch {
     return normalizeHost(bound);
   }

@@ -29,7 +29,7 @@ import type { Uri } from "./message.ts";
 import type { Registration } from "./registration.ts";
 import type { Transport } from "./transport.ts";
 import type { LogFn, UserAgent } from "./ua.ts";
-import { isIPv6, isUnspecified, normalizeHost } from "./_net.ts";
+import { invalidateLocalAddresses, isIPv6, isUnspecified, normalizeHost } from "./_net.ts";
 
 /** The address change a {@linkcode Mover} acts on. */
 export interface MoveChange {
@@ -98,6 +98,8 @@ export async function moveUserAgent(
   options: MoveOptions = {},
 ): Promise<MoveResult> {
   const started = performance.now();
+  // The host's addresses changed: routeLocalAddress() must not answer from its cache.
+  invalidateLocalAddresses();
   const log = options.log ?? ua.log;
   const next = normalizeHost(host);
   const family = isIPv6(next) ? "IPv6" : "IPv4";

@@ -17,6 +17,10 @@ import { type IcmpErrorQueue, watchIcmpErrors } from "./_icmp.ts";
 import { formatHostPort, hostPortKey, normalizeHost, routeLocalAddress } from "./_net.ts";
 import type { HostPort, Inbound, InboundHandler, Transport } from "./transport.ts";
 
+// The hook that drops the cached interface list behind `localFor` (for a
+// host whose addresses changed, when `moveUserAgent` is not used).
+export { invalidateLocalAddresses } from "./_net.ts";
+
 /** Options of {@linkcode UdpTransport}. */
 export interface UdpTransportOptions {
   /** Address to bind: an IPv4 or IPv6 literal. Default "0.0.0.0". */

@@ -2,14 +2,16 @@
  * The instant-message part of `deno task demo`: alice and bob, two user
  * agents on loopback, exchange a short conversation (plain text, a CPIM
  * message with a subject, and a body too large for UDP that goes over TCP).
- * Internal: for cli/demo.ts, not exported from mod.ts.
+ * CLI demo code (it prints and paces a scripted conversation), so it lives in
+ * cli/ beside cli/demo.ts, not in the library.
  *
  * @module
  */
 
-import { formatUri } from "../sip/message.ts";
-import { UserAgent } from "../sip/ua.ts";
-import { MessageListener, MessageSender, type OutgoingMessage } from "./message.ts";
+import { formatUri } from "../lib/sip/message.ts";
+import { UserAgent } from "../lib/sip/ua.ts";
+import { formatHostPort } from "../lib/sip/_net.ts";
+import { MessageListener, MessageSender, type OutgoingMessage } from "../lib/im/message.ts";
 
 /** One line of the demo conversation. */
 export interface DemoLine {
@@ -69,10 +71,7 @@ export async function messageDemo(options: MessageDemoOptions = {}): Promise<Mes
   try {
     bob = await UserAgent.create({ aor: "bob@example.test", bind: `${host}:0` });
     const agents = { alice, bob };
-    const addr = (ua: UserAgent) => {
-      const l = ua.transports[0].local;
-      return `${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}`;
-    };
+    const addr = (ua: UserAgent) => formatHostPort(ua.transports[0].local);
     const addresses = { alice: addr(alice), bob: addr(bob) };
     let received = 0;
     for (const [name, ua] of Object.entries(agents)) {
