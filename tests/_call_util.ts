@@ -46,6 +46,34 @@ export async function withCallDirs(fn: (dirs: CallDirs) => Promise<void>): Promi
 }
 
 /**
+ * How long call tests wait for an event by default: generous, because a
+ * loaded CI machine can take seconds to start a Deno process.
+ */
+export const EVENT_TIMEOUT_MS = 30_000;
+
+/** `proc` with {@linkcode EVENT_TIMEOUT_MS} as its default wait. */
+function patient(proc: SipkitProcess): SipkitProcess {
+  const wait = proc.waitEvent.bind(proc);
+  proc.waitEvent = (predicate, options = {}) =>
+    wait(predicate, { timeout: EVENT_TIMEOUT_MS, ...options });
+  return proc;
+}
+
+/** Runs `tasks` with at most `limit` at once (processes started together load the machine). */
+export async function runLimited(tasks: (() => Promise<void>)[], limit: number): Promise<void> {
+  const queue = [...tasks];
+  const errors: unknown[] = [];
+  await Promise.all(
+    Array.from({ length: Math.min(limit, queue.length) }, async () => {
+      for (let task = queue.shift(); task; task = queue.shift()) {
+        await task().catch((e) => errors.push(e));
+      }
+    }),
+  );
+  if (errors.length) throw errors[0];
+}
+
+/**
  * Starts `sipkit call --answer --bind 127.0.0.1:0 <extra>` and waits for its
  * `listening` event; returns the process and the contact to call.
  */
@@ -54,15 +82,12 @@ export async function startAnswerer(
   extra: string[],
   name = "answerer",
 ): Promise<{ proc: SipkitProcess; contact: string }> {
-  const proc = spawnSipkit(["call", "--answer", "--bind", "127.0.0.1:0", ...extra], {
+  const proc = patient(spawnSipkit(["call", "--answer", "--bind", "127.0.0.1:0", ...extra], {
     name,
     env: dirs.env,
-  });
+  }));
   try {
-    const e = await proc.waitEvent((e) => e.type === "listening", {
-      message: "listening",
-      timeout: 20_000,
-    });
+    const e = await proc.waitEvent((e) => e.type === "listening", { message: "listening" });
     return { proc, contact: String(e.contact) };
   } catch (error) {
     await proc.stop();
@@ -72,7 +97,7 @@ export async function startAnswerer(
 
 /** Starts `sipkit call <args>` (the caller). */
 export function startCaller(dirs: CallDirs, args: string[], name = "caller"): SipkitProcess {
-  return spawnSipkit(["call", ...args], { name, env: dirs.env });
+  return patient(spawnSipkit(["call", ...args], { name, env: dirs.env }));
 }
 
 /**

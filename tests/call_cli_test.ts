@@ -269,7 +269,7 @@ Deno.test({
             `${dirs.dir}/at-a.wav`,
           ]);
           procs.push(a);
-          await a.waitEvent(of("answered"), { timeout: 20_000 });
+          await a.waitEvent(of("answered"));
           // The null PCM: sox plays to and captures from it during the same run.
           const n = await startAnswerer({ ...dirs, env }, [
             "--auto-answer",
@@ -332,7 +332,7 @@ Deno.test({
           "3",
         ], "probe");
         procs.push(probe);
-        const media = await probe.waitEvent(of("media"), { timeout: 20_000 });
+        const media = await probe.waitEvent(of("media"));
         assert.deepEqual([media.codec, media.payload_type], ["PCMA", 8]);
         await probe.send({ type: "dtmf", digits: "1" });
         assert.equal((await ivr.proc.waitEvent(of("dtmf"))).digit, "1");

@@ -85,7 +85,7 @@ Deno.test({
             `${dirs.dir}/at-sipkit.wav`,
           ]);
           peers.push(asPeer(a));
-          const media = await a.waitEvent(of("media"), { timeout: 20_000 });
+          const media = await a.waitEvent(of("media"));
           assert.deepEqual([media.codec, media.payload_type], ["PCMU", 0]);
           await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
           await delay(1500);
@@ -194,7 +194,7 @@ Deno.test({
             `${dirs.dir}/at-sipkit.wav`,
           ]);
           peers.push(asPeer(a));
-          await a.waitEvent(of("answered"), { timeout: 20_000 });
+          await a.waitEvent(of("answered"));
           await delay(1000);
           await a.send({ type: "codec", codec: "PCMA" });
           await a.waitEvent(of("codec_changed"));

@@ -12,7 +12,13 @@ import assert from "node:assert/strict";
 import { requirePeer } from "./peers/require.ts";
 import { runSipp, type SippResult, startSipp } from "./peers/sipp.ts";
 import type { SipkitProcess } from "./_sipkit_process.ts";
-import { startAnswerer, startCaller, withCallDirs, withProcLogs } from "./_call_util.ts";
+import {
+  runLimited,
+  startAnswerer,
+  startCaller,
+  withCallDirs,
+  withProcLogs,
+} from "./_call_util.ts";
 
 const hasSipp = requirePeer("sipp", "sip-tester");
 
@@ -60,59 +66,67 @@ Deno.test({
         }
       };
       await withProcLogs(() => procs, async () => {
-        await Promise.all([
-          uasCase("call_uas_busy.xml", [], async (p) => {
-            const end = await p.waitEvent(of("ended"), { timeout: 20_000 });
-            assert.deepEqual([end.reason, end.status], ["rejected", 486]);
-            assert.equal(await p.exited, 1);
-          }),
-          uasCase("call_uas_noanswer.xml", [], async (p) => {
-            assert.equal((await p.waitEvent(of("ringing"), { timeout: 20_000 })).status, 180);
-            await p.send({ type: "hangup" }); // CANCEL
-            assert.equal((await p.waitEvent(of("ended"))).reason, "cancelled");
-            assert.equal(await p.exited, 3);
-          }),
-          uasCase("call_uas_noanswer.xml", ["--ring-timeout", "1"], async (p) => {
-            await p.waitEvent(of("ringing"), { timeout: 20_000 });
-            assert.equal((await p.waitEvent(of("ended"))).reason, "no_answer"); // CANCEL sent
-            assert.equal(await p.exited, 3);
-          }),
-          uasCase("call_uas_200_retrans.xml", ["--duration", "2"], async (p) => {
-            await p.waitEvent(of("answered"), { timeout: 20_000 });
-            assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
-            assert.equal(await p.exited, 0);
-          }, ["-nr"]),
-          uasCase("call_uas_100rel.xml", ["--duration", "1"], async (p) => {
-            const ringing = await p.waitEvent(of("ringing"), { timeout: 20_000 });
-            assert.deepEqual([ringing.status, ringing.early_media], [183, true]);
-            await p.waitEvent(of("answered"));
-            assert.equal((await p.waitEvent(of("media"))).codec, "PCMU");
-            assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
-            assert.equal(await p.exited, 0);
-          }),
-          uasCase("call_uas_reinvite.xml", [], async (p) => {
-            await p.waitEvent(of("answered"), { timeout: 20_000 });
-            assert.equal((await p.waitEvent(of("held"))).by, "remote");
-            assert.equal((await p.waitEvent(of("resumed"))).by, "remote");
-            assert.equal((await p.waitEvent(of("ended"))).reason, "remote_bye");
-            assert.equal(await p.exited, 0);
-          }),
-          uasCase("call_uas_info.xml", [], async (p) => {
-            const media = await p.waitEvent(of("media"), { timeout: 20_000 });
-            assert.equal(media.telephone_event, false);
-            await p.send({ type: "dtmf", digits: "5" }); // no telephone-event: SIP INFO
-            const got = await p.waitEvent(of("dtmf"));
-            assert.deepEqual([got.digit, got.duration_ms, got.via], ["7", 160, "info"]);
-            await p.send({ type: "hangup" });
-            assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
-            assert.equal(await p.exited, 0);
-          }),
-          uasCase("call_uas_bye.xml", [], async (p) => {
-            await p.waitEvent(of("answered"), { timeout: 20_000 });
-            assert.equal((await p.waitEvent(of("ended"))).reason, "remote_bye");
-            assert.equal(await p.exited, 0);
-          }, ["-d", "1000"]),
-        ]);
+        await runLimited([
+          () =>
+            uasCase("call_uas_busy.xml", [], async (p) => {
+              const end = await p.waitEvent(of("ended"));
+              assert.deepEqual([end.reason, end.status], ["rejected", 486]);
+              assert.equal(await p.exited, 1);
+            }),
+          () =>
+            uasCase("call_uas_noanswer.xml", [], async (p) => {
+              assert.equal((await p.waitEvent(of("ringing"))).status, 180);
+              await p.send({ type: "hangup" }); // CANCEL
+              assert.equal((await p.waitEvent(of("ended"))).reason, "cancelled");
+              assert.equal(await p.exited, 3);
+            }),
+          () =>
+            uasCase("call_uas_noanswer.xml", ["--ring-timeout", "1"], async (p) => {
+              await p.waitEvent(of("ringing"));
+              assert.equal((await p.waitEvent(of("ended"))).reason, "no_answer"); // CANCEL sent
+              assert.equal(await p.exited, 3);
+            }),
+          () =>
+            uasCase("call_uas_200_retrans.xml", ["--duration", "2"], async (p) => {
+              await p.waitEvent(of("answered"));
+              assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
+              assert.equal(await p.exited, 0);
+            }, ["-nr"]),
+          () =>
+            uasCase("call_uas_100rel.xml", ["--duration", "1"], async (p) => {
+              const ringing = await p.waitEvent(of("ringing"));
+              assert.deepEqual([ringing.status, ringing.early_media], [183, true]);
+              await p.waitEvent(of("answered"));
+              assert.equal((await p.waitEvent(of("media"))).codec, "PCMU");
+              assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
+              assert.equal(await p.exited, 0);
+            }),
+          () =>
+            uasCase("call_uas_reinvite.xml", [], async (p) => {
+              await p.waitEvent(of("answered"));
+              assert.equal((await p.waitEvent(of("held"))).by, "remote");
+              assert.equal((await p.waitEvent(of("resumed"))).by, "remote");
+              assert.equal((await p.waitEvent(of("ended"))).reason, "remote_bye");
+              assert.equal(await p.exited, 0);
+            }),
+          () =>
+            uasCase("call_uas_info.xml", [], async (p) => {
+              const media = await p.waitEvent(of("media"));
+              assert.equal(media.telephone_event, false);
+              await p.send({ type: "dtmf", digits: "5" }); // no telephone-event: SIP INFO
+              const got = await p.waitEvent(of("dtmf"));
+              assert.deepEqual([got.digit, got.duration_ms, got.via], ["7", 160, "info"]);
+              await p.send({ type: "hangup" });
+              assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
+              assert.equal(await p.exited, 0);
+            }),
+          () =>
+            uasCase("call_uas_bye.xml", [], async (p) => {
+              await p.waitEvent(of("answered"));
+              assert.equal((await p.waitEvent(of("ended"))).reason, "remote_bye");
+              assert.equal(await p.exited, 0);
+            }, ["-d", "1000"]),
+        ], 3);
       });
     });
   },
@@ -225,7 +239,7 @@ Deno.test({
             "4",
           ]);
           procs.push(p);
-          const media = await p.waitEvent(of("media"), { timeout: 20_000 });
+          const media = await p.waitEvent(of("media"));
           const rtcpPort = Number(/:(\d+)$/.exec(String(media.local_rtp))![1]) + 1;
           // sipkit's SSRC and sequence numbers, from the RTP it sends us.
           const [packet] = await socket.receive();
@@ -240,7 +254,7 @@ Deno.test({
               port: rtcpPort,
             }).catch(() => {});
           }, 500);
-          const adapted = await p.waitEvent(of("adapted"), { timeout: 10_000 });
+          const adapted = await p.waitEvent(of("adapted"));
           assert.equal(adapted.reason, "loss");
           assert.equal(adapted.loss_fraction, 0.5);
           assert.deepEqual([adapted.requested, adapted.codec, adapted.accepted], [
