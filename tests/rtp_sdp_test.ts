@@ -249,3 +249,21 @@ Deno.test("applyAnswer() takes the same answer twice (183 then 200), not a diffe
   a.rollback();
   assert.throws(() => a.applyAnswer(other), /no offer is pending/);
 });
+
+Deno.test("an answer numbering telephone-event differently: send with its number, receive with ours", () => {
+  const a = new OfferAnswer();
+  const offer = a.createOffer(alice);
+  const answer = offerFrom([
+    "v=0",
+    "o=- 5 5 IN IP4 192.0.2.5",
+    "s=-",
+    "c=IN IP4 192.0.2.5",
+    "t=0 0",
+    "m=audio 6000 RTP/AVP 0 96",
+    "a=rtpmap:96 telephone-event/8000",
+  ]);
+  assert.match(offer, /a=rtpmap:101 telephone-event/);
+  const agreed = a.applyAnswer(answer);
+  assert.equal(agreed.telephoneEventPayloadType, 96);
+  assert.equal(agreed.receiveTelephoneEventPayloadType, 101);
+});

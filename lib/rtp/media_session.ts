@@ -622,7 +622,7 @@ export class MediaSession extends EventTarget {
       return; // not RTP: ignored
     }
     const pt = packet.payloadType;
-    const isDtmf = pt === n.telephoneEventPayloadType;
+    const isDtmf = pt === n.receiveTelephoneEventPayloadType || pt === n.telephoneEventPayloadType;
     const codec = isDtmf ? undefined : this.#codecForPayloadType(n, pt);
     if (!isDtmf && !codec) return; // a payload type we never agreed to
     if (this.#remoteSsrc !== packet.ssrc) {

@@ -67,8 +67,13 @@ export interface NegotiatedMedia {
   direction: Direction;
   /** The peer's direction as written in its SDP (c=0.0.0.0 counts as not receiving). */
   remoteDirection: Direction;
-  /** The telephone-event payload type, when both sides take it. */
+  /** The telephone-event payload type we send with, when both sides take it. */
   telephoneEventPayloadType?: number;
+  /**
+   * The telephone-event payload type the peer sends with: the one in our own
+   * SDP (an answerer may number it differently from the offer).
+   */
+  receiveTelephoneEventPayloadType?: number;
   /** Every payload type we accept from the peer, by codec name. */
   receivePayloadTypes: Record<number, CodecName>;
 }
@@ -375,6 +380,7 @@ export class OfferAnswer {
       ...remoteSide,
       direction: ourDirection,
       telephoneEventPayloadType: useTe ? offeredTe : undefined,
+      receiveTelephoneEventPayloadType: useTe ? offeredTe : undefined,
       receivePayloadTypes: { [chosen.pt]: chosen.codec },
     };
     this.#pending = undefined;
@@ -438,6 +444,7 @@ export class OfferAnswer {
         mediaDirection(remote, m),
       ),
       telephoneEventPayloadType: useTe ? answeredTe : undefined,
+      receiveTelephoneEventPayloadType: useTe ? pending.described.telephoneEventPt : undefined,
       receivePayloadTypes,
     };
     this.#negotiated = negotiated;
