@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Registration } from "../lib/sip/registration.ts";
 import { UserAgent } from "../lib/sip/ua.ts";
 import {
   InviteAcceptor,
@@ -178,6 +179,58 @@ Deno.test({
             message: "the BYE at Kamailio",
           });
         } finally {
+          await b.stop();
+        }
+      });
+    } finally {
+      await ua.close();
+      await k.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "baresip calls a registered sipkit through Kamailio: the callee's route set from Record-Route; its BYE goes through the proxy",
+  ignore: !HAVE_BARESIP || !HAVE_KAMAILIO,
+  fn: async () => {
+    const peers: HasLogs[] = [];
+    const k = await startKamailio({ mode: "proxy" });
+    peers.push(k);
+    const ua = await UserAgent.create({
+      aor: "alice@example.test",
+      bind: "127.0.0.1:0",
+      listen: ["udp"],
+      outboundProxy: `sip:${k.address}`,
+    });
+    try {
+      await withLogsOnFailure(peers, async () => {
+        const registration = new Registration(ua, { registrar: `sip:${k.address}`, expires: 600 });
+        assert.equal(await registration.register(), 600, "registered for 600 s");
+        const sessions: InviteSession[] = [];
+        new InviteAcceptor(ua, {
+          onIncoming: async (call) => {
+            sessions.push(call.session);
+            await call.progress(180);
+            await call.accept(media(freePort()));
+          },
+        });
+        const b = await startBaresip({ user: "bob", proxy: k.address });
+        peers.push(b);
+        try {
+          assert.equal((await b.dial("sip:alice@example.test")).ok, true);
+          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+          await waitFor(() => sessions[0]?.state === "confirmed", { message: "confirmed" });
+          const dialog = sessions[0].dialog!;
+          assert.equal(dialog.routeSet.length, 1);
+          assert.equal(dialog.routeSet[0].uri.port, k.port);
+          await sessions[0].bye();
+          await b.waitEvent((e) => e.type === "CALL_CLOSED");
+          await waitFor(() => /in-dialog BYE \S+ cseq \d+ relayed by loose_route/.test(k.logs()), {
+            message: "sipkit's BYE at Kamailio",
+          });
+        } finally {
+          registration.stop();
           await b.stop();
         }
       });
