@@ -36,8 +36,14 @@ for (const hostname of ["127.0.0.1", "::1"]) {
       });
       const s = a.stats();
       assert.ok(s.packets_sent > 40 && s.packets_received > 40);
-      assert.ok(s.rtt_ms! < 100, `rtt ${s.rtt_ms}`);
-      assert.ok(s.playout_delay_ms < 200, `playout ${s.playout_delay_ms}`);
+      assert.ok(
+        s.rtt_ms! >= 0 && s.rtt_ms! < 1000,
+        `rtt ${s.rtt_ms} (loopback; the exact value is checked on the manual clock)`,
+      );
+      assert.ok(
+        s.playout_delay_ms <= 320,
+        `playout ${s.playout_delay_ms} (the buffer holds at most 300 ms)`,
+      );
     } finally {
       await a.close();
       await b.close();
