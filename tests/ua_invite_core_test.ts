@@ -137,9 +137,14 @@ Deno.test("send() passes every 2xx up for ACK (retransmissions, forks) and a res
     });
     const finals: string[] = [];
     const req = alice.createRequest("INVITE", "sip:bob@192.0.2.2");
-    const sent = alice.send(req, { onFinal: (res) => finals.push(res.to.params.tag ?? "") });
+    const txs: string[] = [];
+    const sent = alice.send(req, {
+      onFinal: (res) => finals.push(res.to.params.tag ?? ""),
+      onTransaction: (tx, request) => txs.push(`${tx.state} ${request.method}`),
+    });
     await bed.net.settled();
     assert.ok(invite);
+    assert.deepEqual(txs, ["calling INVITE"], "the client transaction is exposed");
     const ok = (tag: string) =>
       formatMessage(
         createResponse(invite!, 200, {
