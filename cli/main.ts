@@ -39,7 +39,7 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   // deno-fmt-ignore
   call: { summary: "Place or answer an audio call (INVITE, RTP PCMU/PCMA)", load: async () => (await import("./call.ts")).callCommand() },
   // deno-fmt-ignore
-  roam: { summary: "Watch the host's addresses and print their changes (for --roam pipelines)", load: async () => (await import("./roam.ts")).roamCommand() },
+  roam: { summary: "Watch the host's addresses and print each change", load: async () => (await import("./roam.ts")).roamCommand() },
 };
 
 /**

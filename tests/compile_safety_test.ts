@@ -122,3 +122,21 @@ Deno.test("importing any module of lib/ and cli/ does no work that needs a permi
     await Deno.remove(entry);
   }
 });
+
+Deno.test("sipkit --help lists every command on one line", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", `${root}deno.json`, `${root}cli/main.ts`, "--help"],
+    env: { COLUMNS: "80" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const text = new TextDecoder().decode(out.stdout);
+  const list = text.slice(text.indexOf("Commands:")).split("\n").slice(1).filter((l) => l.trim());
+  const { COMMANDS } = await import("../cli/main.ts");
+  // Every line starts with a command name: a wrapped summary would start with spaces only.
+  for (const line of list) assert.match(line, /^ {2}\S/, `a wrapped line: "${line}"`);
+  for (const name of Object.keys(COMMANDS)) {
+    assert.ok(list.some((l) => l.trimStart().startsWith(`${name} `)), `${name} is not listed`);
+  }
+});
