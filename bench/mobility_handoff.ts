@@ -203,6 +203,150 @@ async function runMode(
   return result;
 }
 
+/** tshark in a namespace: every UDP datagram to `host` (time, source, destination port). */
+function captureUdp(
+  netns: string,
+  host: string,
+): { packets: { at: number; src: string; port: number }[]; stop: () => Promise<void> } {
+  const child = new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      netns,
+      "tshark",
+      "-l",
+      "-n",
+      "-i",
+      "any",
+      "-f",
+      `udp and dst host ${host}`,
+      "-T",
+      "fields",
+      "-E",
+      "separator=|",
+      "-e",
+      "frame.time_epoch",
+      "-e",
+      "ip.src",
+      "-e",
+      "udp.dstport",
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const packets: { at: number; src: string; port: number }[] = [];
+  const reading = (async () => {
+    let buf = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      const lines = buf.split("\n");
+      buf = lines.pop() ?? "";
+      for (const line of lines) {
+        const [t, src, port] = line.split("|");
+        if (t) packets.push({ at: Number(t) * 1000, src, port: Number(port) });
+      }
+    }
+  })();
+  return {
+    packets,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      await child.status;
+      await reading.catch(() => {});
+    },
+  };
+}
+
+interface CallResult {
+  firstRtp: number[];
+  gap: number[];
+  missed: number;
+}
+
+/**
+ * A call between alice (mobile host, `call --answer --roam`) and bob (server
+ * namespace) with tones both ways; alice moves `MOVES` times. At bob: the
+ * first RTP packet from alice's new address after each change, and the
+ * longest interval between RTP packets around it (the media gap).
+ */
+async function runCall(
+  net: MobilityNet,
+  env: Record<string, string>,
+  extra: string[],
+): Promise<CallResult> {
+  const procs: SipkitProcess[] = [];
+  const result: CallResult = { firstRtp: [], gap: [], missed: 0 };
+  let tap: ReturnType<typeof captureUdp> | undefined;
+  try {
+    const alice = spawnSipkit(
+      [
+        "call",
+        "--answer",
+        "-u",
+        "alice@example.test",
+        "--bind",
+        "0.0.0.0:5080",
+        "--roam",
+        "--toward",
+        SERVER_ADDRESS,
+        "--auto-answer",
+        "--tone",
+        "1000",
+        "--no-audio",
+        ...extra,
+      ].filter((a) => a !== "--no-audio"),
+      { netns: net.mobile, env, stdin: false },
+    );
+    procs.push(alice);
+    await alice.waitEvent((e) => e.type === "listening");
+    let current = (await net.addresses()).ma[0];
+    const bob = spawnSipkit([
+      "call",
+      "-u",
+      "bob@example.test",
+      "--bind",
+      `${SERVER_ADDRESS}:5094`,
+      `sip:alice@${current}:5080`,
+      "--tone",
+      "440",
+    ], { netns: net.server, env, stdin: false });
+    procs.push(bob);
+    const media = await bob.waitEvent((e) => e.type === "media", { timeout: 15000 });
+    const rtpPort = Number(String(media.local_rtp).split(":").pop());
+    tap = captureUdp(net.server, SERVER_ADDRESS);
+    await new Promise((r) => setTimeout(r, 1500));
+    for (let i = 0; i < MOVES; i++) {
+      const next = current === "10.77.1.2" ? "10.77.1.3" : "10.77.1.2";
+      await net.inMobile(["addr", "add", `${next}/24`, "dev", "ma"]);
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = Date.now();
+      await net.inMobile(["addr", "del", `${current}/24`, "dev", "ma"]);
+      const first = await waitFor(
+        () => tap!.packets.find((p) => p.at >= t0 && p.src === next && p.port === rtpPort),
+        5000,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      const rtp = tap.packets.filter((p) =>
+        p.port === rtpPort && p.at >= t0 - 200 && p.at <= t0 + 1500
+      );
+      let gap = 0;
+      for (let j = 1; j < rtp.length; j++) gap = Math.max(gap, rtp[j].at - rtp[j - 1].at);
+      if (first) {
+        result.firstRtp.push(first.at - t0);
+        result.gap.push(gap);
+      } else result.missed++;
+      current = next;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  } finally {
+    for (const p of procs) await p.stop();
+    await tap?.stop();
+  }
+  return result;
+}
+
 function summary(values: number[]): { median: number; p95: number } {
   const sorted = [...values].sort((a, b) => a - b);
   return { median: quantile(sorted, 0.5), p95: quantile(sorted, 0.95) };
@@ -252,6 +396,24 @@ try {
       } | first NOTIFY at the new address median ${n.median.toFixed(1)} p95 ${n.p95.toFixed(1)}${
         r.missed ? ` | ${r.missed} moves missed` : ""
       }`,
+    );
+  }
+  const callNetlink = await runCall(net, env, []);
+  const callPoll = await runCall(net, env, ["--poll", "10"]);
+  for (
+    const [name, r] of [["netlink (sipkit default)", callNetlink], [
+      "poll every 10 ms (thesis)",
+      callPoll,
+    ]] as const
+  ) {
+    const f = summary(r.firstRtp);
+    const g = summary(r.gap);
+    console.log(
+      `  call, ${name.padEnd(26)} first RTP from the new address median ${
+        f.median.toFixed(1)
+      } p95 ${f.p95.toFixed(1)} | media gap at the peer median ${g.median.toFixed(1)} p95 ${
+        g.p95.toFixed(1)
+      }${r.missed ? ` | ${r.missed} moves missed` : ""}`,
     );
   }
   const rb = summary(netlink.binding).median / summary(poll.binding).median;
