@@ -554,11 +554,12 @@ export class TransportLayer {
    * a request we sent (its sent-by is one of ours).
    */
   #keepsVia(req: SipRequest): boolean {
-    if (this.#stamped.has(req)) return true;
-    if (req.method !== "CANCEL" && req.method !== "ACK") return false;
     try {
       const via = req.topVia;
+      // A new placeholder Via (a caller that replaced it) is always filled in.
       if (isUnspecified(via.host)) return false;
+      if (this.#stamped.has(req)) return true;
+      if (req.method !== "CANCEL" && req.method !== "ACK") return false;
       return this.#sentBy.has(hostPortKey({ host: via.host, port: via.port ?? 0 }));
     } catch {
       return false;
