@@ -54,7 +54,9 @@ export interface MobilityNet {
 
 /** Creates the two namespaces, the veth pairs, addresses and routes. */
 export async function createMobilityNet(): Promise<MobilityNet> {
-  const id = `${Deno.pid}-${++counter}`;
+  // The pid alone is not enough: `deno test --parallel` runs test files in
+  // workers of one process, each with its own module state.
+  const id = `${Deno.pid}-${++counter}-${crypto.randomUUID().slice(0, 8)}`;
   const mobile = `sk-mob-${id}`;
   const server = `sk-srv-${id}`;
   const inMobile = (args: string[]) => ip(["netns", "exec", mobile, "ip", ...args]);
@@ -66,10 +68,12 @@ export async function createMobilityNet(): Promise<MobilityNet> {
       stderr: "null",
     }).output();
   let destroyed = false;
+  const created: string[] = [];
   const destroy = async () => {
     if (destroyed) return;
     destroyed = true;
-    for (const ns of [mobile, server]) {
+    // Only the namespaces this call created.
+    for (const ns of created) {
       // Processes still inside would keep it alive as a mount: end them first.
       const pids = await ip(["netns", "pids", ns]).catch(() => "");
       for (const pid of pids.split(/\s+/).filter(Boolean)) {
@@ -82,7 +86,9 @@ export async function createMobilityNet(): Promise<MobilityNet> {
   };
   try {
     await ip(["netns", "add", mobile]);
+    created.push(mobile);
     await ip(["netns", "add", server]);
+    created.push(server);
     await ip([
       "link",
       "add",
