@@ -445,7 +445,9 @@ Deno.test("notify sends at most one NOTIFY per --min-interval and the last state
     assert.ok(after.length <= 2, `rate limited: ${after.map((e) => e.status).join(", ")}`);
     assert.equal(after.at(-1), last);
     const gap = Date.parse(last.time) - Date.parse(first.time);
-    assert.ok(gap >= 900, `the interval was kept (${gap} ms)`);
+    // Measured at the watcher: a first event written late under load shortens the gap (898 and
+    // 857 ms seen in full parallel runs); without the limit it would be a few ms.
+    assert.ok(gap >= 750, `the interval was kept (${gap} ms)`);
     assert.deepEqual(await stopAll([bobW, aliceN]), [0, 0]);
   } catch (e) {
     dumpOnFailure(procs);
