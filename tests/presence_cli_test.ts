@@ -445,9 +445,10 @@ Deno.test("notify sends at most one NOTIFY per --min-interval and the last state
     assert.ok(after.length <= 2, `rate limited: ${after.map((e) => e.status).join(", ")}`);
     assert.equal(after.at(-1), last);
     const gap = Date.parse(last.time) - Date.parse(first.time);
-    // Measured at the watcher: a first event written late under load shortens the gap (898 and
-    // 857 ms seen in full parallel runs); without the limit it would be a few ms.
-    assert.ok(gap >= 750, `the interval was kept (${gap} ms)`);
+    // Measured at the watcher, so a first event written late under load shortens the gap (898,
+    // 857, 811 and 717 ms seen in full parallel runs on a loaded machine); without the limit it
+    // would be a few ms, so half the interval still tells the two apart.
+    assert.ok(gap >= 500, `the interval was kept (${gap} ms)`);
     assert.deepEqual(await stopAll([bobW, aliceN]), [0, 0]);
   } catch (e) {
     dumpOnFailure(procs);
