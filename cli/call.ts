@@ -14,6 +14,7 @@ import { formatUri } from "../lib/sip/uri.ts";
 import type { UserAgent } from "../lib/sip/ua.ts";
 import { isUnspecified, routeLocalAddress } from "../lib/sip/_net.ts";
 import {
+  callsMover,
   type IncomingCall,
   InviteAcceptor,
   type InviteSession,
@@ -51,7 +52,7 @@ import type { InputEvent } from "./_io.ts";
 import { keepRegistered, type KeptRegistration } from "./_register.ts";
 import { defaultToward, Follower } from "./_roam.ts";
 import { addRoamOptions, type RoamOptions } from "./_roam_options.ts";
-import { movedContact, type Mover } from "../lib/sip/move.ts";
+import type { Mover } from "../lib/sip/move.ts";
 import { createUserAgent } from "./_ua.ts";
 
 /** Builds the `call` command. */
@@ -721,31 +722,16 @@ class LiveCall {
    * the failure.
    */
   mover(ua: UserAgent): Mover {
-    return {
-      name: "calls",
-      move: (change) =>
-        this.#serial(async () => {
-          const session = this.#session;
-          const contact = session.dialog?.localContact?.uri;
-          if (session.state !== "confirmed" || !contact) return;
-          const bound = ua.transports[0]?.local.host ?? "0.0.0.0";
-          await this.#media?.rebind(isUnspecified(bound) ? bound : change.new, {
-            advertisedHostname: change.new,
-          });
-          let ok = false;
-          try {
-            ok = await session.updateLocalContact(movedContact(ua, contact, change.new));
-          } catch (e) {
-            this.#ctx.log.log("warn", `re-INVITE after the move: ${(e as Error).message}`);
-          }
-          if (!ok) {
-            await session.hangup().catch(() => {});
-            throw new Error(
-              "the peer did not accept the re-INVITE with the new address: call ended",
-            );
-          }
-        }),
-    };
+    const calls = callsMover(ua, () => [this.#session], {
+      rebindMedia: async (_session, host) => {
+        const bound = ua.transports[0]?.local.host ?? "0.0.0.0";
+        await this.#media?.rebind(isUnspecified(bound) ? bound : host, {
+          advertisedHostname: host,
+        });
+      },
+      endRefused: true,
+    });
+    return { name: calls.name, move: (change) => this.#serial(() => calls.move(change)) };
   }
 
   /** Runs session changes one after the other (a re-INVITE at a time). */

@@ -979,6 +979,32 @@ Deno.test("mid-call mobility: the calls mover re-INVITEs with the Contact on the
   });
 });
 
+Deno.test("mid-call mobility: a re-INVITE the peer refuses fails the calls mover; with endRefused the call is hung up", async () => {
+  for (const endRefused of [false, true]) {
+    await withBed(async (bed) => {
+      const p = await pair(bed);
+      const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+      await bed.run(call.answered);
+      const callee = p.incoming[0].session;
+      await bed.run(callee.answered);
+      p.bobMedia.refuseAsRtp = true;
+      const result = await bed.run(
+        moveUserAgent(p.alice, "192.0.2.9", [callsMover(p.alice, () => [call], { endRefused })]),
+      );
+      assert.deepEqual(result.redone, []);
+      assert.equal(result.failed[0]?.name, "calls");
+      assert.match(result.failed[0]?.reason ?? "", /did not accept/);
+      assert.equal(count(bed, "488 INVITE", BOB), 1);
+      if (endRefused) {
+        assert.equal((await bed.run(call.finished)).reason, "local_bye");
+        assert.equal((await bed.run(callee.finished)).reason, "remote_bye");
+      } else {
+        assert.equal(call.state, "confirmed", "the call goes on with the old Contact");
+      }
+    });
+  }
+});
+
 Deno.test("odd in-dialog requests are answered, never crash the session", async () => {
   await withBed(async (bed) => {
     const p = await pair(bed);

@@ -16,14 +16,21 @@ export interface CallsMoverOptions {
    * `MediaSession.rebind(host)`): the new offer must name the new address.
    */
   rebindMedia?: (session: InviteSession, host: string) => Promise<void>;
+  /**
+   * Hang up a call whose peer refused (or never answered) the re-INVITE,
+   * rather than let it go on with a Contact that may no longer reach us.
+   * Default false.
+   */
+  endRefused?: boolean;
 }
 
 /**
  * The calls mover (name "calls"): every established session gets a target
  * refresh re-INVITE with our Contact on the new address and a new offer from
  * its media layer ({@linkcode InviteSession.updateLocalContact}), after
- * `rebindMedia`. Rejects when a peer refused the refresh (the call goes on
- * with the old Contact, which may no longer reach us).
+ * `rebindMedia`. Rejects when a peer refused the refresh or it failed; the
+ * call then goes on with the old Contact, which may no longer reach us, or
+ * is hung up with `endRefused`.
  *
  * @example
  * ```ts ignore
@@ -46,12 +53,18 @@ export function callsMover(
           const contact = session.dialog?.localContact?.uri;
           if (session.state !== "confirmed" || !contact) return;
           await options.rebindMedia?.(session, change.new);
-          const ok = await session.updateLocalContact(movedContact(ua, contact, change.new));
-          if (!ok) refused.push(session.callId);
+          const ok = await session.updateLocalContact(movedContact(ua, contact, change.new))
+            .catch(() => false);
+          if (ok) return;
+          refused.push(session.callId);
+          if (options.endRefused) await session.hangup().catch(() => {});
         }),
       );
       if (refused.length > 0) {
-        throw new Error(`Cannot move call ${refused.join(", ")}: the peer refused the re-INVITE`);
+        const ended = options.endRefused ? ": call ended" : "";
+        throw new Error(
+          `Cannot move call ${refused.join(", ")}: the peer did not accept the re-INVITE${ended}`,
+        );
       }
     },
   };
