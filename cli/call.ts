@@ -460,15 +460,17 @@ async function answerAndRun(
           }
         })();
       current = { incoming, answer };
+      // Ended before it was answered (the caller cancelled, or we rejected). Watched through
+      // the promise and before the incoming event is out: a reject read from stdin right after
+      // that event may end the session before this handler resumes.
+      incoming.session.finished.then(() => {
+        if (!live) resolveCall(new LiveCall(ctx, incoming.session, undefined, settings));
+      });
       await ctx.out.emit("incoming", {
         from: formatUri(incoming.from.uri),
         to: formatUri(incoming.to.uri),
         call_id: incoming.callId,
         codecs: offer?.codecs ?? [],
-      });
-      incoming.session.addEventListener("ended", () => {
-        // Ended before it was answered (the caller cancelled, or we rejected).
-        if (!live) resolveCall(new LiveCall(ctx, incoming.session, undefined, settings));
       });
       incoming.progress(180).catch((e) =>
         ctx.log.log("debug", `progress: ${(e as Error).message}`)
