@@ -230,6 +230,39 @@ Deno.test("a lost ACK: the 2xx is resent, the caller ACKs each copy, the call st
   });
 });
 
+Deno.test("a callee's re-INVITE waits for the ACK of its 2xx (14.1), also when that ACK is late", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    bed.dropNext(/^ACK /, 1);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    // The caller's first ACK was lost: Bob's INVITE transaction is still in progress.
+    const moved = callee.updateLocalContact({
+      scheme: "sip",
+      user: "bob",
+      host: "192.0.2.2",
+      port: 5060,
+      params: {},
+      headers: {},
+    });
+    assert.equal(count(bed, "INVITE", BOB), 0, "no re-INVITE before the ACK");
+    assert.equal(await bed.run(moved), true);
+    assert.equal(count(bed, "INVITE", BOB), 1);
+    // The first ACK (lost) and the one that answered the 2xx's retransmission both come before.
+    const packets = bed.net.packets.map(packetMessage);
+    const reinvite = packets.findIndex((m) =>
+      m?.kind === "request" && m.method === "INVITE" && m.from.uri.user === "bob"
+    );
+    const acksBefore = packets.slice(0, reinvite).filter((m) =>
+      m?.kind === "request" && m.method === "ACK" && m.cseq.seq === 1
+    ).length;
+    assert.equal(acksBefore, 2, "the re-INVITE went out only after the 2xx was ACKed");
+    assert.equal(callee.state, "confirmed");
+    assert.equal(call.state, "confirmed");
+  });
+});
+
 Deno.test("a lost 2xx: the callee resends it and the call is answered once", async () => {
   await withBed(async (bed) => {
     const p = await pair(bed);

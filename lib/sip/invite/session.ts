@@ -458,7 +458,11 @@ export class InviteSession extends EventTarget {
   }
 
   #busy(): boolean {
-    return this.#reinviting || !!this.#peerReinvite || this.#offerIn || this.#offerOut;
+    // 14.1: no new INVITE while one is in progress in either direction, and a callee's INVITE
+    // is in progress until the ACK of its 2xx (RFC 6026 Accepted): a re-INVITE sent before it
+    // would take that ACK for the answer to the re-INVITE's offer.
+    return this.#reinviting || !!this.#peerReinvite || this.#offerIn || this.#offerOut ||
+      this.#awaitingAck;
   }
 
   /** Resolves once no offer/answer exchange or INVITE transaction is in progress (at most 64*T1). */
