@@ -1,3 +1,4 @@
+import { parseUri } from "../lib/sip/uri.ts";
 // INVITE sessions on the loop network with the manual clock: basic calls,
 // lost ACK and 2xx, CANCEL (and CANCEL crossing the 200), forks, glare, BYE
 // crossing BYE, 3xx, PRACK, 401 on re-INVITE, no ACK, session timers.
@@ -238,14 +239,7 @@ Deno.test("a callee's re-INVITE waits for the ACK of its 2xx (14.1), also when t
     await bed.run(call.answered);
     const callee = p.incoming[0].session;
     // The caller's first ACK was lost: Bob's INVITE transaction is still in progress.
-    const moved = callee.updateLocalContact({
-      scheme: "sip",
-      user: "bob",
-      host: "192.0.2.2",
-      port: 5060,
-      params: {},
-      headers: {},
-    });
+    const moved = callee.updateLocalContact(parseUri("sip:bob@192.0.2.2:5060"));
     assert.equal(count(bed, "INVITE", BOB), 0, "no re-INVITE before the ACK");
     assert.equal(await bed.run(moved), true);
     assert.equal(count(bed, "INVITE", BOB), 1);
@@ -568,14 +562,7 @@ Deno.test("a re-INVITE the peer refuses (488) rolls back and keeps the session a
     p.bobMedia.refuseAsRtp = true;
     const before = callee.dialog!.remoteTarget.host;
     assert.equal(
-      await bed.run(call.updateLocalContact({
-        scheme: "sip",
-        user: "alice",
-        host: "192.0.2.9",
-        port: 5060,
-        params: {},
-        headers: {},
-      })),
+      await bed.run(call.updateLocalContact(parseUri("sip:alice@192.0.2.9:5060"))),
       false,
     );
     assert.equal(count(bed, "488 INVITE", BOB), 1);
@@ -589,14 +576,7 @@ Deno.test("a re-INVITE the peer refuses (488) rolls back and keeps the session a
     const moved = await bed.ua("192.0.2.9", { aor: "alice@example.test" });
     void moved;
     assert.equal(
-      await bed.run(call.updateLocalContact({
-        scheme: "sip",
-        user: "alice",
-        host: "192.0.2.9",
-        port: 5060,
-        params: {},
-        headers: {},
-      })),
+      await bed.run(call.updateLocalContact(parseUri("sip:alice@192.0.2.9:5060"))),
       true,
     );
     assert.equal(callee.dialog!.remoteTarget.host, "192.0.2.9");
