@@ -1,8 +1,8 @@
-import { parseUri } from "../lib/sip/uri.ts";
 // INVITE sessions on the loop network with the manual clock: basic calls,
 // lost ACK and 2xx, CANCEL (and CANCEL crossing the 200), forks, glare, BYE
 // crossing BYE, 3xx, PRACK, 401 on re-INVITE, no ACK, session timers.
 
+import { parseUri } from "../lib/sip/uri.ts";
 import assert from "node:assert/strict";
 import { DigestServer } from "../lib/sip/digest.ts";
 import { Dialog } from "../lib/sip/dialog.ts";
