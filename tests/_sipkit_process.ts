@@ -19,6 +19,12 @@ export interface SipkitEvent {
   [field: string]: unknown;
 }
 
+/**
+ * How long {@linkcode SipkitProcess.waitExit} waits by default: generous
+ * (a loaded CI machine can be slow), yet finite.
+ */
+export const EXIT_TIMEOUT_MS = 60_000;
+
 /** Options of {@linkcode spawnSipkit}. */
 export interface SpawnSipkitOptions {
   /** Label for log dumps (default: the command name). */
@@ -47,8 +53,19 @@ export interface SipkitProcess {
   readonly pid: number;
   /** Every event received so far, in order. */
   readonly events: SipkitEvent[];
-  /** Resolves with the exit code once the process exited and its output is drained. */
+  /**
+   * Resolves with the exit code once the process exited and its output is
+   * drained. Tests should await {@linkcode SipkitProcess.waitExit} instead,
+   * which cannot hang.
+   */
   readonly exited: Promise<number>;
+  /**
+   * Resolves with the exit code like `exited`, but when the process is still
+   * running after `timeoutMs` (default {@linkcode EXIT_TIMEOUT_MS}), kills it
+   * (SIGKILL) and rejects with the tail of its stderr and events: a hanging
+   * process fails the test instead of stalling the run.
+   */
+  waitExit(timeoutMs?: number): Promise<number>;
   /** Lines on stdout that were not JSON objects (must stay empty: stdout is NDJSON only). */
   readonly badLines: string[];
   /** stderr so far, then the events, for failure dumps. */
@@ -75,7 +92,7 @@ export interface SipkitProcess {
  * ```ts ignore
  * const p = spawnSipkit(["watch", "--once", "sip:bob@127.0.0.1:5070"]);
  * const e = await p.waitEvent((e) => e.type === "presence");
- * assert.equal(await p.exited, 0);
+ * assert.equal(await p.waitExit(), 0);
  * ```
  */
 export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): SipkitProcess {
@@ -149,6 +166,29 @@ export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): S
     done = true;
     return status.code;
   })();
+  const tail = () =>
+    `${stderr}\n-- events --\n${events.map((e) => JSON.stringify(e)).join("\n")}`.slice(-8000);
+  const waitExit = async (timeoutMs = EXIT_TIMEOUT_MS): Promise<number> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), timeoutMs);
+    });
+    try {
+      const first = await Promise.race([exited, late]);
+      if (first !== "late") return first;
+    } finally {
+      clearTimeout(timer);
+    }
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // exited meanwhile
+    }
+    await exited;
+    throw new Error(
+      `${name}: still running after ${timeoutMs} ms; killed\n----- ${name} -----\n${tail()}`,
+    );
+  };
   const enc = new TextEncoder();
   let stopping: Promise<number> | undefined;
   return {
@@ -157,6 +197,7 @@ export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): S
     events,
     badLines,
     exited,
+    waitExit,
     logs: () =>
       `${stderr}\n-- events --\n${events.map((e) => JSON.stringify(e)).join("\n")}` +
       (badLines.length ? `\n-- non-JSON stdout --\n${badLines.join("\n")}` : ""),

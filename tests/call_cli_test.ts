@@ -92,8 +92,8 @@ Deno.test({
         assert.ok(Number(endA.duration) >= 1, JSON.stringify(endA));
         const finalA = a.events.find((e) => e.type === "stats" && e.final === true);
         assert.ok(finalA && Number(finalA.packets_received) > 50, JSON.stringify(finalA));
-        assert.equal(await a.exited, 0);
-        assert.equal(await b.proc.exited, 0);
+        assert.equal(await a.waitExit(), 0);
+        assert.equal(await b.proc.waitExit(), 0);
         assert.deepEqual(a.badLines, []);
         assert.deepEqual(b.proc.badLines, []);
         await assertTone(`${dirs.dir}/at-alice.wav`, 1000, "what alice heard");
@@ -153,8 +153,8 @@ Deno.test({
         await b.proc.send({ type: "hangup" });
         assert.equal((await b.proc.waitEvent(of("ended"))).reason, "local_bye");
         assert.equal((await a.waitEvent(of("ended"))).reason, "remote_bye");
-        assert.equal(await a.exited, 0);
-        assert.equal(await b.proc.exited, 0);
+        assert.equal(await a.waitExit(), 0);
+        assert.equal(await b.proc.waitExit(), 0);
         if (hasSox) {
           await assertTone(`${dirs.dir}/at-alice.wav`, 700, "what alice heard");
           await assertTone(`${dirs.dir}/at-bob.wav`, 1200, "what bob heard");
@@ -178,10 +178,10 @@ Deno.test({
         await ringing.proc.waitEvent(of("incoming"));
         assert.equal((await a.waitEvent(of("ringing"))).status, 180);
         interrupt(a);
-        assert.equal(await a.exited, 130);
+        assert.equal(await a.waitExit(), 130);
         assert.equal((await a.waitEvent(of("ended"))).reason, "cancelled");
         assert.equal((await ringing.proc.waitEvent(of("ended"))).reason, "cancelled");
-        assert.equal(await ringing.proc.exited, 3);
+        assert.equal(await ringing.proc.waitExit(), 3);
 
         // Answered: Ctrl-C hangs up with BYE.
         const b = await startAnswerer(dirs, ["--no-audio", "--auto-answer"], "answerer");
@@ -190,10 +190,10 @@ Deno.test({
         procs.push(c);
         await c.waitEvent(of("answered"));
         interrupt(c);
-        assert.equal(await c.exited, 130);
+        assert.equal(await c.waitExit(), 130);
         assert.equal((await c.waitEvent(of("ended"))).reason, "local_bye");
         assert.equal((await b.proc.waitEvent(of("ended"))).reason, "remote_bye");
-        assert.equal(await b.proc.exited, 0);
+        assert.equal(await b.proc.waitExit(), 0);
       });
     });
   },
@@ -213,8 +213,8 @@ Deno.test({
         await b.proc.send({ type: "reject", status: 486 });
         const end = await a.waitEvent(of("ended"));
         assert.deepEqual([end.reason, end.status], ["rejected", 486]);
-        assert.equal(await a.exited, 1);
-        await b.proc.exited;
+        assert.equal(await a.waitExit(), 1);
+        await b.proc.waitExit();
 
         const d = await startAnswerer(dirs, ["--no-audio"], "answering answerer");
         procs.push(d.proc);
@@ -236,8 +236,8 @@ Deno.test({
         const moved = await d.proc.waitEvent(of("moved"));
         assert.deepEqual([moved.new, moved.redone], ["127.0.0.2", ["calls"]]);
         assert.equal((await c.waitEvent(of("ended"))).reason, "local_bye");
-        assert.equal(await c.exited, 0);
-        assert.equal(await d.proc.exited, 0);
+        assert.equal(await c.waitExit(), 0);
+        assert.equal(await d.proc.waitExit(), 0);
       });
     });
   },
@@ -285,10 +285,10 @@ Deno.test({
           procs.push(c);
           await new Promise((resolve) => setTimeout(resolve, 2500));
           await a.send({ type: "hangup" });
-          assert.equal(await a.exited, 0);
-          assert.equal(await b.proc.exited, 0);
-          assert.equal(await c.exited, 0);
-          assert.equal(await n.proc.exited, 0);
+          assert.equal(await a.waitExit(), 0);
+          assert.equal(await b.proc.waitExit(), 0);
+          assert.equal(await c.waitExit(), 0);
+          assert.equal(await n.proc.waitExit(), 0);
           const nullStats = n.proc.events.find((e) => e.type === "stats" && e.final === true);
           assert.ok(Number(nullStats?.packets_received) > 50, JSON.stringify(nullStats));
           await assertTone(`${dirs.dir}/at-a.wav`, 700, "what the caller heard from ALSA capture");
@@ -337,8 +337,8 @@ Deno.test({
         await probe.send({ type: "dtmf", digits: "1" });
         assert.equal((await ivr.proc.waitEvent(of("dtmf"))).digit, "1");
         assert.equal((await probe.waitEvent(of("ended"))).reason, "local_bye");
-        assert.equal(await probe.exited, 0);
-        assert.equal(await ivr.proc.exited, 0);
+        assert.equal(await probe.waitExit(), 0);
+        assert.equal(await ivr.proc.waitExit(), 0);
         const seconds = await assertTone(`${dirs.dir}/probe-heard.wav`, 600, "the prompt");
         assert.ok(seconds >= 2.5 && seconds < 4, `${seconds} s recorded`);
         await assertTone(`${dirs.dir}/ivr-heard.wav`, 900, "the reply");
@@ -359,9 +359,25 @@ Deno.test("sipkit call: bad usage exits 2 before any call", async () => {
     await Promise.all(cases.map(async ([args, message]) => {
       const p = startCaller(dirs, args, `call ${args.join(" ")}`);
       await p.closeStdin();
-      assert.equal(await p.exited, 2, p.logs());
+      assert.equal(await p.waitExit(), 2, p.logs());
       assert.match(p.logs(), message);
       assert.deepEqual(p.events.filter((e) => e.type === "calling"), []);
     }));
+  });
+});
+
+Deno.test("waitExit: a process that does not exit by the deadline is killed and the test fails with its log", async () => {
+  await withCallDirs(async (dirs) => {
+    // An answerer with nobody calling waits forever: the guard must end it.
+    const { proc } = await startAnswerer(dirs, ["--no-audio"], "hanging answerer");
+    try {
+      const error = await proc.waitExit(1500).then(() => undefined, (e: Error) => e);
+      assert.ok(error, "waitExit must reject for a process still running");
+      assert.match(error.message, /hanging answerer: still running after 1500 ms; killed/);
+      assert.match(error.message, /"type":"listening"/, "the log tail is in the message");
+      assert.notEqual(await proc.exited, 0, "the process is gone (killed)");
+    } finally {
+      await proc.stop();
+    }
   });
 });

@@ -99,7 +99,7 @@ Deno.test({
           await b.hangup();
           const end = await a.waitEvent(of("ended"));
           assert.equal(end.reason, "remote_bye");
-          assert.equal(await a.exited, 0);
+          assert.equal(await a.waitExit(), 0);
           await b.waitEvent((e) => e.type === "CALL_CLOSED");
           // The second half of each recording is after the change: PCMA both ways.
           await assertTone(`${dirs.dir}/at-sipkit.wav`, 1000, "what sipkit heard");
@@ -155,7 +155,7 @@ Deno.test({
           assert.equal((await a.waitEvent(of("ended"))).reason, "local_bye");
           await b.waitEvent((e) => e.type === "CALL_CLOSED");
           await waitFor(() => inDialog(k, "BYE"), { message: "the BYE through Kamailio" });
-          assert.equal(await a.exited, 0);
+          assert.equal(await a.waitExit(), 0);
           await assertTone(`${dirs.dir}/at-sipkit.wav`, 1000, "what sipkit heard");
           await assertBaresipHeard(b, 440);
         } finally {
@@ -205,7 +205,7 @@ Deno.test({
           assert.equal((await a.waitEvent(of("ended"))).reason, "local_bye");
           await b.waitEvent((e) => e.type === "CALL_CLOSED");
           await waitFor(() => inDialog(k, "BYE"), { message: "the BYE through Kamailio" });
-          assert.equal(await a.exited, 0);
+          assert.equal(await a.waitExit(), 0);
           await assertTone(`${dirs.dir}/at-sipkit.wav`, 1000, "what sipkit heard");
           await assertBaresipHeard(b, 440);
         } finally {
@@ -247,7 +247,7 @@ Deno.test({
           await delay(2500);
           await b.hangup();
           assert.equal((await a.waitEvent(of("ended"))).reason, "remote_bye");
-          assert.equal(await a.exited, 0);
+          assert.equal(await a.waitExit(), 0);
           await b.waitEvent((e) => e.type === "CALL_CLOSED");
           await assertTone(`${dirs.dir}/at-sipkit.wav`, 1000, "what sipkit heard");
           await assertBaresipHeard(b, 440);

@@ -71,26 +71,26 @@ Deno.test({
             uasCase("call_uas_busy.xml", [], async (p) => {
               const end = await p.waitEvent(of("ended"));
               assert.deepEqual([end.reason, end.status], ["rejected", 486]);
-              assert.equal(await p.exited, 1);
+              assert.equal(await p.waitExit(), 1);
             }),
           () =>
             uasCase("call_uas_noanswer.xml", [], async (p) => {
               assert.equal((await p.waitEvent(of("ringing"))).status, 180);
               await p.send({ type: "hangup" }); // CANCEL
               assert.equal((await p.waitEvent(of("ended"))).reason, "cancelled");
-              assert.equal(await p.exited, 3);
+              assert.equal(await p.waitExit(), 3);
             }),
           () =>
             uasCase("call_uas_noanswer.xml", ["--ring-timeout", "1"], async (p) => {
               await p.waitEvent(of("ringing"));
               assert.equal((await p.waitEvent(of("ended"))).reason, "no_answer"); // CANCEL sent
-              assert.equal(await p.exited, 3);
+              assert.equal(await p.waitExit(), 3);
             }),
           () =>
             uasCase("call_uas_200_retrans.xml", ["--duration", "2"], async (p) => {
               await p.waitEvent(of("answered"));
               assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
-              assert.equal(await p.exited, 0);
+              assert.equal(await p.waitExit(), 0);
             }, ["-nr"]),
           () =>
             uasCase("call_uas_100rel.xml", ["--duration", "1"], async (p) => {
@@ -99,7 +99,7 @@ Deno.test({
               await p.waitEvent(of("answered"));
               assert.equal((await p.waitEvent(of("media"))).codec, "PCMU");
               assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
-              assert.equal(await p.exited, 0);
+              assert.equal(await p.waitExit(), 0);
             }),
           () =>
             uasCase("call_uas_reinvite.xml", [], async (p) => {
@@ -107,7 +107,7 @@ Deno.test({
               assert.equal((await p.waitEvent(of("held"))).by, "remote");
               assert.equal((await p.waitEvent(of("resumed"))).by, "remote");
               assert.equal((await p.waitEvent(of("ended"))).reason, "remote_bye");
-              assert.equal(await p.exited, 0);
+              assert.equal(await p.waitExit(), 0);
             }),
           () =>
             uasCase("call_uas_info.xml", [], async (p) => {
@@ -118,13 +118,13 @@ Deno.test({
               assert.deepEqual([got.digit, got.duration_ms, got.via], ["7", 160, "info"]);
               await p.send({ type: "hangup" });
               assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
-              assert.equal(await p.exited, 0);
+              assert.equal(await p.waitExit(), 0);
             }),
           () =>
             uasCase("call_uas_bye.xml", [], async (p) => {
               await p.waitEvent(of("answered"));
               assert.equal((await p.waitEvent(of("ended"))).reason, "remote_bye");
-              assert.equal(await p.exited, 0);
+              assert.equal(await p.waitExit(), 0);
             }, ["-d", "1000"]),
         ], 3);
       });
@@ -160,7 +160,7 @@ Deno.test({
             assert.equal(toTagOf(r.messages, /^SIP\/2\.0 487/), ringing);
             await b.proc.waitEvent(of("incoming"));
             assert.equal((await b.proc.waitEvent(of("ended"))).reason, "cancelled");
-            assert.equal(await b.proc.exited, 3);
+            assert.equal(await b.proc.waitExit(), 3);
           })(),
           (async () => {
             const b = await startAnswerer(
@@ -181,7 +181,7 @@ Deno.test({
             assertSippOk(r, "call_uac_100rel.xml");
             await b.proc.waitEvent(of("answered"));
             assert.equal((await b.proc.waitEvent(of("ended"))).reason, "remote_bye");
-            assert.equal(await b.proc.exited, 0);
+            assert.equal(await b.proc.waitExit(), 0);
           })(),
         ]);
       });
@@ -265,7 +265,7 @@ Deno.test({
           const changed = await p.waitEvent(of("codec_changed"));
           assert.deepEqual([changed.codec, changed.by], ["PCMA", "adapt"]);
           assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
-          assert.equal(await p.exited, 0);
+          assert.equal(await p.waitExit(), 0);
           assertSippOk(await uas.done, "call_uas_adapt.xml");
         });
       } finally {

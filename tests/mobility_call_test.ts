@@ -109,7 +109,7 @@ Deno.test({
       await alice.waitEvent(of("incoming"));
       await bob.waitEvent(of("answered"));
       assert.equal((await bob.waitEvent(of("ended"))).reason, "local_bye");
-      assert.equal(await bob.exited, 0);
+      assert.equal(await bob.waitExit(), 0);
     }),
 });
 
@@ -134,7 +134,7 @@ Deno.test({
       bed.procs.push(bob);
       await alice.waitEvent(of("incoming"));
       await bob.waitEvent(of("answered"));
-      assert.equal(await bob.exited, 0);
+      assert.equal(await bob.waitExit(), 0);
       const trace = bob.logs();
       assert.match(trace, /SIP\/2\.0 302 Moved Temporarily/, "the redirect server answered 302");
       assert.match(trace, /INVITE sip:alice@10\.77\.3\.2:\d+/, "and the caller followed it");
@@ -195,8 +195,8 @@ Deno.test({
       await bob.send({ type: "hangup" });
       assert.equal((await bob.waitEvent(of("ended"))).reason, "local_bye");
       assert.equal((await alice.waitEvent(of("ended"))).reason, "remote_bye");
-      assert.equal(await bob.exited, 0);
-      assert.equal(await alice.exited, 0);
+      assert.equal(await bob.waitExit(), 0);
+      assert.equal(await alice.waitExit(), 0);
       // The last second of each recording was sent after the move.
       for (
         const [file, hz, who] of [["at-bob.wav", 1000, "bob"], [

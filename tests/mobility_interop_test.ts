@@ -29,7 +29,7 @@ async function runIn(
   env: Record<string, string>,
 ): Promise<SipkitEvent[]> {
   const p = spawnSipkit(args, { netns, env, stdin: false });
-  const code = await p.exited;
+  const code = await p.waitExit();
   assert.equal(code, 0, p.logs());
   return p.events;
 }
