@@ -123,7 +123,8 @@ export function callCommand(): Command {
     .addHelpText(
       "after",
       `
-Events: listening, incoming (from, to, call_id, codecs), calling (to, from, call_id),
+Events: listening, incoming (from, to, call_id, codecs), busy (a second call turned away
+with 486: from, to, call_id, codecs, status, current_call_id), calling (to, from, call_id),
 ringing (status, early_media), answered (call_id), media (codec, payload_type, ptime,
 local_rtp, remote_rtp, direction), codec_changed (codec, previous, payload_type, by),
 held (by), resumed (by), dtmf (digit, duration_ms, via), stats (packets_sent,
@@ -440,11 +441,21 @@ async function answerAndRun(
   const gotCall = new Promise<LiveCall>((resolve) => resolveCall = resolve);
   const acceptor = new InviteAcceptor(ua, {
     onIncoming: async (incoming) => {
+      const offer = incoming.remoteOffer ? summarizeSdp(incoming.remoteOffer) : undefined;
       if (current) {
+        // One call at a time: a second one, while the first rings or runs, is turned away
+        // and the first goes on; the user learns of it from a `busy` event.
         await incoming.reject(486, "Busy Here");
+        await ctx.out.emit("busy", {
+          from: formatUri(incoming.from.uri),
+          to: formatUri(incoming.to.uri),
+          call_id: incoming.callId,
+          codecs: offer?.codecs ?? [],
+          status: 486,
+          current_call_id: current.incoming.callId,
+        });
         return;
       }
-      const offer = incoming.remoteOffer ? summarizeSdp(incoming.remoteOffer) : undefined;
       let answering: Promise<void> | undefined;
       const answer = () =>
         answering ??= (async () => {

@@ -381,3 +381,64 @@ Deno.test("waitExit: a process that does not exit by the deadline is killed and 
     }
   });
 });
+
+Deno.test({
+  name:
+    "sipkit call --answer: a second call while the first rings, and one while it is up, get 486 and a busy event; the first call goes on",
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const procs: SipkitProcess[] = [];
+      await withProcLogs(() => procs, async () => {
+        const b = await startAnswerer(dirs, ["--no-audio", "--stats-interval", "1"], "busy bob");
+        procs.push(b.proc);
+        const a = startCaller(dirs, [b.contact, "--no-audio"], "first caller");
+        procs.push(a);
+        const first = await b.proc.waitEvent(of("incoming"));
+        assert.equal((await a.waitEvent(of("ringing"))).status, 180);
+
+        // While the first call rings.
+        const c = startCaller(dirs, [b.contact, "--no-audio"], "second caller (ringing)");
+        procs.push(c);
+        const cCalling = await c.waitEvent(of("calling"));
+        const cEnd = await c.waitEvent(of("ended"));
+        assert.deepEqual([cEnd.reason, cEnd.status], ["rejected", 486]);
+        assert.equal(await c.waitExit(), 1);
+        const busy1 = await b.proc.waitEvent(of("busy"));
+        assert.equal(busy1.call_id, cCalling.call_id);
+        assert.equal(busy1.current_call_id, first.call_id);
+        assert.equal(busy1.status, 486);
+        assert.deepEqual(busy1.codecs, ["PCMU", "PCMA"]);
+        assert.equal(b.proc.events.filter(of("incoming")).length, 1, "no second incoming");
+
+        // The first call still rings and can be answered.
+        await b.proc.send({ type: "answer" });
+        await a.waitEvent(of("answered"));
+        await b.proc.waitEvent(of("answered"));
+
+        // While it is up.
+        const d = startCaller(dirs, [b.contact, "--no-audio"], "second caller (in call)");
+        procs.push(d);
+        const dCalling = await d.waitEvent(of("calling"));
+        const dEnd = await d.waitEvent(of("ended"));
+        assert.deepEqual([dEnd.reason, dEnd.status], ["rejected", 486]);
+        assert.equal(await d.waitExit(), 1);
+        const busy2 = await b.proc.waitEvent((e) => e.type === "busy" && e !== busy1);
+        assert.equal(busy2.call_id, dCalling.call_id);
+        assert.equal(busy2.current_call_id, first.call_id);
+
+        // The first call is not disturbed: media keeps flowing, and it ends normally.
+        const after = b.proc.events.length;
+        const stats = await b.proc.waitEvent((e) =>
+          e.type === "stats" && b.proc.events.indexOf(e) >= after &&
+          Number(e.packets_received) > 0
+        );
+        assert.ok(Number(stats.packets_sent) > 0);
+        assert.equal(b.proc.events.filter(of("ended")).length, 0);
+        await a.send({ type: "hangup" });
+        assert.equal((await b.proc.waitEvent(of("ended"))).reason, "remote_bye");
+        assert.equal(await a.waitExit(), 0);
+        assert.equal(await b.proc.waitExit(), 0);
+      });
+    });
+  },
+});
