@@ -445,9 +445,15 @@ export class InviteSession extends EventTarget {
     }
     this.#reinviting = true;
     try {
-      for (let attempt = 1;; attempt++) {
+      for (let attempt = 1, raised = 0;; attempt++) {
         const status = await this.#reinviteOnce(options.headers ?? []);
         if (status === "ok") return true;
+        if (status === "raised") {
+          // 422 with a larger Min-SE (RFC 4028): at once again with the larger interval.
+          if (++raised > 2 || this.#end || this.#state !== "confirmed") return false;
+          attempt--;
+          continue;
+        }
         if (status !== 491 || attempt >= 3 || this.#end) return false;
         await this.#glareBackoff();
         if (this.#end || this.#state !== "confirmed") return false;
@@ -489,7 +495,7 @@ export class InviteSession extends EventTarget {
     return new Promise((resolve) => this.ua.clock.setTimeout(resolve, ms));
   }
 
-  async #reinviteOnce(extra: [string, string][]): Promise<"ok" | number> {
+  async #reinviteOnce(extra: [string, string][]): Promise<"ok" | "raised" | number> {
     this.#reinviteTx = true;
     try {
       return await this.#reinviteTransaction(extra);
@@ -498,7 +504,7 @@ export class InviteSession extends EventTarget {
     }
   }
 
-  async #reinviteTransaction(extra: [string, string][]): Promise<"ok" | number> {
+  async #reinviteTransaction(extra: [string, string][]): Promise<"ok" | "raised" | number> {
     const dialog = this.dialog!;
     const media = this.#media;
     const offer = media ? await media.createOffer() : undefined;
@@ -561,6 +567,7 @@ export class InviteSession extends EventTarget {
     }
     this.#offerOut = false;
     media?.rollback();
+    if (this.#raiseMinSe(response)) return "raised";
     if (response.status === 481 || response.status === 408) {
       // 12.2.1.2 and 14.1: "If the response ... is a 481 ... or a 408 ..., the UAC SHOULD terminate the dialog".
       this._finish({ reason: "failed", status: response.status, phrase: response.reason });
@@ -824,7 +831,33 @@ export class InviteSession extends EventTarget {
     // RFC 4028 7.4 / 9: the parameter names a side of this request's
     // transaction, whose UAC we are: "uac" when we keep refreshing.
     const refresher = t.refresher === "local" ? "uac" : "uas";
-    return [["Session-Expires", `${t.interval};refresher=${refresher}`]];
+    const headers: [string, string][] = [[
+      "Session-Expires",
+      `${t.interval};refresher=${refresher}`,
+    ]];
+    if (this.#minSe !== undefined) headers.push(["Min-SE", String(this.#minSe)]);
+    return headers;
+  }
+
+  /** The largest Min-SE a 422 told us for this session (RFC 4028 7.4: refreshes repeat it). */
+  #minSe?: number;
+
+  /**
+   * A 422 to a refresh or re-INVITE of ours (RFC 4028 7.4 and 7.1): "the UAC
+   * ... MAY retry the request ... the Session-Expires ... MUST be ... at
+   * least as large as the Min-SE" of the 422, and the retry's Min-SE is the
+   * largest seen. Raises the interval in force and returns true when a retry
+   * makes sense (a Min-SE above the interval we asked for).
+   */
+  #raiseMinSe(res: SipResponse): boolean {
+    if (res.status !== 422) return false;
+    const minSe = Number(res.headers.get("Min-SE")?.split(";")[0].trim());
+    const t = this.#sessionTimer;
+    if (!t || !Number.isInteger(minSe) || minSe <= t.interval) return false;
+    this.#minSe = Math.max(this.#minSe ?? 0, minSe);
+    t.interval = minSe;
+    this.ua.log("info", `422: session interval raised to the peer's Min-SE ${minSe} s`);
+    return true;
   }
 
   /** 422 when a request asks for a session interval below our minimum (RFC 4028 8.1). */
@@ -920,9 +953,15 @@ export class InviteSession extends EventTarget {
       return;
     }
     if (this.#peerAllows.has("UPDATE")) {
-      const { response } = await this.#send("UPDATE", {
-        headers: [...this.#capabilities(), ...this.#timerHeaders()],
-      });
+      let response: SipResponse;
+      for (let raised = 0;; raised++) {
+        response = (await this.#send("UPDATE", {
+          headers: [...this.#capabilities(), ...this.#timerHeaders()],
+        })).response;
+        // 422: again at once with the peer's larger Min-SE (at most twice).
+        if (raised >= 2 || this.#end || !this.#raiseMinSe(response)) break;
+      }
+      if (this.#end) return;
       if (response.status >= 200 && response.status < 300) {
         this.#applySessionTimer(response, "uac");
         this.#emit("refreshed", { method: "UPDATE" });
@@ -1014,6 +1053,7 @@ export class InviteSession extends EventTarget {
       ) {
         // RFC 4028 7.4: "the UAC MUST ... retry the request with a
         // Session-Expires value ... at least as large as the value in the Min-SE".
+        this.#minSe = Math.max(this.#minSe ?? 0, minSe);
         const retry = cloneMessage(request);
         retry.headers.set("CSeq", `${request.cseq.seq + 1} INVITE`);
         retry.headers.set("Session-Expires", String(minSe));
