@@ -1049,3 +1049,138 @@ Deno.test("odd in-dialog requests are answered, never crash the session", async 
     assert.equal(callee.state, "confirmed");
   });
 });
+
+/**
+ * A callee in a raw transport that insists on session intervals of at
+ * least `minSe` seconds (422 with Min-SE below that, RFC 4028 8.1) and
+ * answers every other request 200; `allowUpdate` says whether its Allow
+ * lists UPDATE (else refreshes come as re-INVITEs).
+ */
+function strictTimerPeer(bed: Bed, allowUpdate: boolean) {
+  const raw = bed.net.transport({ host: BOB });
+  bed.raws.push(raw);
+  const peer = {
+    minSe: 90,
+    /** The Min-SE its 422s name (a broken peer names less than it wants); default minSe. */
+    announced: undefined as number | undefined,
+    got: [] as SipRequest[],
+    version: 0,
+  };
+  const allow = `INVITE, ACK, BYE, CANCEL${allowUpdate ? ", UPDATE" : ""}`;
+  raw.onMessage((m) => {
+    const req = parseMessage(m.data) as SipRequest;
+    peer.got.push(req);
+    if (req.method === "ACK") return;
+    const se = /^(\d+)/.exec(req.headers.get("Session-Expires") ?? "");
+    const headers: [string, string][] = [["Contact", "<sip:bob@192.0.2.2>"], ["Allow", allow]];
+    let status = 200;
+    let body: string | undefined;
+    if (se && Number(se[1]) < peer.minSe) {
+      status = 422;
+      headers.push(["Min-SE", String(peer.announced ?? peer.minSe)]);
+    } else {
+      if (se) headers.push(["Session-Expires", `${se[1]};refresher=uac`], ["Require", "timer"]);
+      if (req.method === "INVITE") body = sdp("bob", ++peer.version);
+    }
+    raw.send(
+      formatMessage(createResponse(req, status, {
+        toTag: "bobtag",
+        headers,
+        body,
+        contentType: body ? "application/sdp" : undefined,
+      })),
+      { host: ALICE, port: 5060 },
+    );
+  });
+  return peer;
+}
+
+/** The Session-Expires and Min-SE of `method` requests the peer got after the first `skip`. */
+function timerHeadersOf(got: SipRequest[], method: string, skip = 0): string[] {
+  return got.filter((r) => r.method === method).slice(skip).map((r) =>
+    `${r.cseq.seq} ${r.headers.get("Session-Expires")} min-se=${r.headers.get("Min-SE") ?? "none"}`
+  );
+}
+
+Deno.test("422 on a session refresh by re-INVITE and on a re-INVITE: retried at once with the peer's Min-SE (RFC 4028 7.4)", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua(ALICE, { aor: "alice@example.test" });
+    const media = new FakeMedia("alice");
+    const peer = strictTimerPeer(bed, false);
+    const call = await placeCall(alice, "sip:bob@192.0.2.2", { media, sessionExpires: 90 });
+    const seen = events(call);
+    assert.equal(await bed.run(call.answered), true);
+    assert.equal(call.sessionExpires, 90);
+    // The peer now wants 300 s: the refresh at 45 s gets 422 and goes again with 300.
+    peer.minSe = 300;
+    await bed.advance(46_000, 500);
+    assert.deepEqual(timerHeadersOf(peer.got, "INVITE", 1), [
+      "2 90;refresher=uac min-se=none",
+      "3 300;refresher=uac min-se=300",
+    ]);
+    assert.equal(call.sessionExpires, 300);
+    assert.equal(call.state, "confirmed");
+    assert.deepEqual(seen, ["answered", "refreshed INVITE"]);
+    assert.deepEqual(media.log, [
+      "offer 1",
+      "apply bob/1",
+      "offer 2",
+      "rollback",
+      "offer 3",
+      "apply bob/2",
+    ]);
+    // The next refresh is half of 300 s later, with the Min-SE learned.
+    await bed.advance(100_000, 1000);
+    assert.equal(peer.got.filter((r) => r.method === "INVITE").length, 3);
+    await bed.advance(51_000, 1000);
+    assert.deepEqual(timerHeadersOf(peer.got, "INVITE", 3), ["4 300;refresher=uac min-se=300"]);
+    // A re-INVITE of ours (a codec change, a hold) that meets a larger minimum.
+    peer.minSe = 600;
+    assert.equal(await bed.run(call.reinvite()), true);
+    assert.deepEqual(timerHeadersOf(peer.got, "INVITE", 4), [
+      "5 300;refresher=uac min-se=300",
+      "6 600;refresher=uac min-se=600",
+    ]);
+    assert.equal(call.sessionExpires, 600);
+    // Every 2xx was ACKed with its CSeq (the 422s by the transaction layer).
+    assert.deepEqual(peer.got.filter((r) => r.method === "ACK").map((r) => r.cseq.seq), [
+      1,
+      2,
+      3,
+      4,
+      5,
+      6,
+    ]);
+    assert.equal(call.state, "confirmed");
+  });
+});
+
+Deno.test("422 on a session refresh by UPDATE: the UPDATE goes again with the peer's Min-SE", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua(ALICE, { aor: "alice@example.test" });
+    const media = new FakeMedia("alice");
+    const peer = strictTimerPeer(bed, true);
+    const call = await placeCall(alice, "sip:bob@192.0.2.2", { media, sessionExpires: 90 });
+    const seen = events(call);
+    assert.equal(await bed.run(call.answered), true);
+    peer.minSe = 120;
+    await bed.advance(46_000, 500);
+    assert.deepEqual(timerHeadersOf(peer.got, "UPDATE"), [
+      "2 90;refresher=uac min-se=none",
+      "3 120;refresher=uac min-se=120",
+    ]);
+    assert.equal(call.sessionExpires, 120);
+    assert.deepEqual(seen, ["answered", "refreshed UPDATE"]);
+    assert.equal(peer.got.filter((r) => r.method === "INVITE").length, 1, "no re-INVITE needed");
+    // A 422 whose Min-SE is no larger than what we asked for is no reason to retry: the
+    // refresh fails, the re-INVITE fallback fails too, and the refresher ends the session
+    // (RFC 4028 10).
+    peer.minSe = 100_000;
+    peer.announced = 120;
+    await bed.run(call.finished, 1000);
+    assert.deepEqual(timerHeadersOf(peer.got, "UPDATE", 2), ["4 120;refresher=uac min-se=120"]);
+    assert.deepEqual(timerHeadersOf(peer.got, "INVITE", 1), ["5 120;refresher=uac min-se=120"]);
+    assert.equal(call.end?.reason, "timeout");
+    assert.ok(peer.got.some((r) => r.method === "BYE"));
+  });
+});
