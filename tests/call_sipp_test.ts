@@ -2,7 +2,8 @@
  * `sipkit call` against sipp scenarios (tests/sipp/call_*.xml): 486 Busy,
  * no answer then CANCEL, a 200 sent three times (every copy ACKed), a
  * reliable 183 (PRACK with the right RAck), hold and resume by re-INVITE
- * from the peer, BYE from the peer; and as the callee: a caller that
+ * from the peer, BYE from the peer, 422 with a larger Min-SE to our re-INVITE
+ * (retried with it); and as the callee: a caller that
  * CANCELs (487 with the 180's To tag), a caller that requires 100rel.
  * sipp judges the SIP side (its scenario fails on anything unexpected or
  * missing); the test judges sipkit's events and exit codes.
@@ -43,7 +44,7 @@ function assertSippOk(r: SippResult, label: string): void {
 
 Deno.test({
   name:
-    "sipkit call against sipp UAS scenarios: 486, CANCEL, ring timeout, 200 x3, 100rel, re-INVITE hold, INFO DTMF, BYE",
+    "sipkit call against sipp UAS scenarios: 486, CANCEL, ring timeout, 200 x3, 100rel, re-INVITE hold, INFO DTMF, 422 on re-INVITE, BYE",
   ignore: !hasSipp,
   fn: async () => {
     await withCallDirs(async (dirs) => {
@@ -118,6 +119,16 @@ Deno.test({
               assert.deepEqual([got.digit, got.duration_ms, got.via], ["7", 160, "info"]);
               await p.send({ type: "hangup" });
               assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
+              assert.equal(await p.waitExit(), 0);
+            }),
+          () =>
+            uasCase("call_uas_422.xml", [], async (p) => {
+              // The peer's 200 asks for session timers; our hold re-INVITE meets its 422.
+              await p.waitEvent(of("answered"));
+              await p.send({ type: "hold" });
+              assert.equal((await p.waitEvent(of("held"))).by, "local");
+              assert.equal((await p.waitEvent(of("ended"))).reason, "remote_bye");
+              assert.equal(p.events.filter(of("error")).length, 0);
               assert.equal(await p.waitExit(), 0);
             }),
           () =>
