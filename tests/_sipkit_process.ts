@@ -35,6 +35,8 @@ export interface SpawnSipkitOptions {
   stdin?: boolean;
   /** Run inside this network namespace (`ip netns exec <netns>`; see tests/peers/netns.ts). */
   netns?: string;
+  /** Run this script (a test helper printing NDJSON events) instead of `cli/main.ts`. */
+  script?: string;
 }
 
 /** Options of {@linkcode SipkitProcess.waitEvent}. */
@@ -97,7 +99,7 @@ export interface SipkitProcess {
  */
 export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): SipkitProcess {
   const name = options.name ?? `sipkit ${args[0] ?? ""}`;
-  const argv = [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN, ...args];
+  const argv = [Deno.execPath(), "run", "-A", "--config", CONFIG, options.script ?? MAIN, ...args];
   // `ip netns exec` execs the command: the pid (and signals) stay the same.
   if (options.netns) argv.unshift("ip", "netns", "exec", options.netns);
   const child = new Deno.Command(argv[0], {

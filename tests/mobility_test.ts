@@ -4,12 +4,15 @@ import {
   type AddressChangeHandler,
   type AddressEvent,
   AddressMonitor,
+  type EndingAddressSource,
   type InterfaceAddress,
+  IpMonitorSource,
   parseIpAddressLine,
   parseRouteGet,
   PollingSource,
   type RouteInfo,
 } from "../lib/mobility/mod.ts";
+import { assertPeer, requirePeer } from "./peers/require.ts";
 
 Deno.test("parseIpAddressLine() reads ip -o monitor address lines", async (t) => {
   const cases: [string, string, ReturnType<typeof parseIpAddressLine>][] = [
@@ -368,4 +371,269 @@ Deno.test("AddressMonitor on a PollingSource notices a move between polls", asyn
   assert.deepEqual(events.map((e) => e.type), ["address_lost", "address_added", "address_changed"]);
   await monitor.close();
   assert.equal(clock.pending, 0, "no timer left after close");
+});
+
+/** An event-driven source the test ends at will, as `ip monitor` when its child dies. */
+class FakeEventSource implements EndingAddressSource {
+  readonly kind = "netlink" as const;
+  push: AddressChangeHandler = () => {};
+  closed = false;
+  #ended = Promise.withResolvers<void>();
+  #initial: () => InterfaceAddress[];
+
+  constructor(initial: () => InterfaceAddress[]) {
+    this.#initial = initial;
+  }
+
+  get ended(): Promise<void> {
+    return this.#ended.promise;
+  }
+
+  start(on: AddressChangeHandler): Promise<InterfaceAddress[]> {
+    this.push = on;
+    return Promise.resolve(this.#initial());
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+
+  /** The child died. */
+  die(): void {
+    this.#ended.resolve();
+  }
+}
+
+/**
+ * A monitor whose event-driven source is a {@linkcode FakeEventSource} (one
+ * per start), whose fallback polls a scripted interface list, on a manual clock.
+ */
+class FallbackBed {
+  readonly clock = new ManualClock();
+  readonly events: AddressEvent[] = [];
+  readonly logs: [string, string][] = [];
+  readonly sources: FakeEventSource[] = [];
+  /** The interface list polling reads; also what a new event source starts with. */
+  now: InterfaceAddress[];
+  /** The route's source address toward the registrar. */
+  src: string;
+  reads = 0;
+  /** Makes the next starts of the event source fail (as a missing `ip`). */
+  failStarts = false;
+  starts: number[] = [];
+  monitor: AddressMonitor;
+
+  constructor(first: string, options: { pollMs: number; restartMs?: number }) {
+    this.now = [addr(first)];
+    this.src = first;
+    this.monitor = new AddressMonitor({
+      clock: this.clock,
+      debounceMs: 20,
+      toward: ["10.0.0.1"],
+      pollMs: options.pollMs,
+      restartMs: options.restartMs,
+      pollRead: () => (this.reads++, this.now),
+      eventSource: () => {
+        this.starts.push(this.clock.now());
+        if (this.failStarts) throw new Error("ip: not found");
+        const s = new FakeEventSource(() => this.now);
+        this.sources.push(s);
+        return s;
+      },
+      route: () => Promise.resolve({ source: this.src, interface: "eth0" }),
+      onEvent: (e) => this.events.push(e),
+      log: (level, message) => this.logs.push([level, message]),
+    });
+  }
+
+  /** Moves the host: the new address in the list and in the route. */
+  move(to: string): void {
+    this.now = [addr(to)];
+    this.src = to;
+  }
+
+  async advance(ms: number): Promise<void> {
+    this.clock.advance(ms);
+    await settle();
+    await this.monitor.idle();
+  }
+
+  changed(): string[] {
+    return this.events.filter((e) => e.type === "address_changed").map((e) =>
+      `${(e as { old: string }).old}->${(e as { new: string }).new}`
+    );
+  }
+
+  warnings(): string[] {
+    return this.logs.filter(([l]) => l === "warn").map(([, m]) => m);
+  }
+}
+
+/** Lets pending promise callbacks run (the monitor's switch of source is asynchronous). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+Deno.test("AddressMonitor: when ip monitor ends it polls at once, says so once, and keeps reporting moves", async () => {
+  const bed = new FallbackBed("10.0.0.2", { pollMs: 200, restartMs: 0 });
+  await bed.monitor.start();
+  assert.equal(bed.monitor.method, "netlink");
+  assert.equal(bed.reads, 0, "no polling while ip monitor runs");
+  bed.sources[0].die();
+  await settle();
+  assert.equal(bed.monitor.method, "poll");
+  assert.ok(bed.sources[0].closed, "the dead source is closed");
+  assert.equal(bed.warnings().length, 1, JSON.stringify(bed.logs));
+  assert.match(bed.warnings()[0], /ip monitor ended; polling the interface list every 200 ms/);
+
+  bed.move("10.0.0.3");
+  await bed.advance(200); // the next poll sees it
+  await bed.advance(20); // the debounce
+  assert.deepEqual(bed.changed(), ["10.0.0.2->10.0.0.3"]);
+  bed.move("10.0.0.4");
+  await bed.advance(220);
+  assert.deepEqual(bed.changed(), ["10.0.0.2->10.0.0.3", "10.0.0.3->10.0.0.4"]);
+
+  // No busy loop: one poll per interval, one timer pending, nothing more said.
+  const reads = bed.reads;
+  await bed.advance(10_000);
+  assert.equal(bed.reads - reads, 50, "one read per 200 ms");
+  assert.equal(bed.clock.pending, 1, "only the poll timer");
+  assert.equal(bed.warnings().length, 1, "said once");
+  assert.equal(bed.starts.length, 1, "restartMs 0: never started again");
+  await bed.monitor.close();
+  assert.equal(bed.clock.pending, 0, "no timer left after close");
+});
+
+Deno.test("AddressMonitor: ip monitor is started again after restartMs; what changed meanwhile is reported", async () => {
+  const bed = new FallbackBed("10.0.0.2", { pollMs: 5000, restartMs: 1000 });
+  await bed.monitor.start();
+  bed.sources[0].die();
+  await settle();
+  assert.equal(bed.monitor.method, "poll");
+  assert.match(bed.warnings()[0], /trying it again in 1 s/);
+  await bed.advance(20); // the look after the switch: nothing changed
+  assert.equal(bed.events.length, 0);
+  // A move the (slow) poll has not seen yet when ip monitor comes back.
+  bed.move("10.0.0.9");
+  await bed.advance(979);
+  assert.equal(bed.sources.length, 1);
+  await bed.advance(1);
+  assert.equal(bed.sources.length, 2, "started again");
+  assert.equal(bed.monitor.method, "netlink");
+  await bed.advance(20);
+  assert.deepEqual(bed.events.map((e) => e.type), [
+    "address_lost",
+    "address_added",
+    "address_changed",
+  ]);
+  assert.deepEqual(bed.changed(), ["10.0.0.2->10.0.0.9"]);
+  assert.ok(bed.logs.some(([l, m]) => l === "info" && /ip monitor running again/.test(m)));
+  assert.equal(bed.clock.pending, 0, "polling stopped, no restart pending");
+  const reads = bed.reads;
+  await bed.advance(20_000);
+  assert.equal(bed.reads, reads, "no polling once ip monitor runs again");
+
+  // The new source reports moves as the first did.
+  bed.src = "10.0.0.10";
+  bed.sources[1].push([{ kind: "added", address: addr("10.0.0.10"), usable: true }]);
+  await bed.advance(20);
+  assert.deepEqual(bed.changed(), ["10.0.0.2->10.0.0.9", "10.0.0.9->10.0.0.10"]);
+  await bed.monitor.close();
+  assert.ok(bed.sources[1].closed);
+});
+
+Deno.test("AddressMonitor: tries to start ip monitor again back off while it cannot start", async () => {
+  const bed = new FallbackBed("10.0.0.2", { pollMs: 1000, restartMs: 1000 });
+  await bed.monitor.start();
+  bed.failStarts = true;
+  const diedAt = bed.clock.now();
+  bed.sources[0].die();
+  await settle();
+  await bed.advance(70_000);
+  assert.deepEqual(
+    bed.starts.slice(1).map((t) => t - diedAt),
+    [1000, 3000, 7000, 15000, 31000, 63000],
+    "1, 2, 4, 8, 16, 32 s apart",
+  );
+  assert.equal(bed.monitor.method, "poll");
+  assert.equal(bed.warnings().length, 1, "the failed tries are not warnings");
+  // Polling goes on meanwhile.
+  bed.move("10.0.0.5");
+  await bed.advance(1020);
+  assert.deepEqual(bed.changed(), ["10.0.0.2->10.0.0.5"]);
+  bed.failStarts = false;
+  await bed.advance(64_000);
+  assert.equal(bed.monitor.method, "netlink", "running again once it can");
+  await bed.advance(20);
+  assert.equal(bed.clock.pending, 0);
+  await bed.monitor.close();
+});
+
+Deno.test("AddressMonitor: a source that ends again soon after its restart backs off; close stops everything", async () => {
+  const bed = new FallbackBed("10.0.0.2", { pollMs: 1000, restartMs: 500 });
+  await bed.monitor.start();
+  bed.sources[0].die();
+  await settle();
+  await bed.advance(500);
+  assert.equal(bed.monitor.method, "netlink");
+  bed.sources[1].die(); // ends again at once: the next wait is doubled
+  await settle();
+  assert.equal(bed.monitor.method, "poll");
+  assert.match(bed.warnings()[1], /trying it again in 1 s/);
+  await bed.advance(999);
+  assert.equal(bed.sources.length, 2);
+  await bed.advance(1);
+  assert.equal(bed.sources.length, 3);
+  assert.equal(bed.monitor.method, "netlink");
+  bed.sources[2].die();
+  await settle();
+  await bed.monitor.close();
+  assert.equal(bed.clock.pending, 0, "neither the poll timer nor a restart left");
+  await bed.advance(10_000);
+  assert.equal(bed.sources.length, 3, "nothing started after close");
+});
+
+Deno.test("AddressMonitor: without ip at all it polls from the start and never tries again", async () => {
+  const bed = new FallbackBed("10.0.0.2", { pollMs: 300, restartMs: 1000 });
+  bed.failStarts = true;
+  await bed.monitor.start();
+  assert.equal(bed.monitor.method, "poll");
+  assert.equal(bed.monitor.current?.address, "10.0.0.2");
+  bed.move("10.0.0.3");
+  await bed.advance(320);
+  assert.deepEqual(bed.changed(), ["10.0.0.2->10.0.0.3"]);
+  await bed.advance(120_000);
+  assert.equal(bed.starts.length, 1);
+  assert.deepEqual(bed.logs.filter(([l]) => l !== "debug").map(([l]) => l), ["info"]);
+  await bed.monitor.close();
+});
+
+Deno.test({
+  name: "IpMonitorSource: its ended promise resolves when the ip monitor child is killed",
+  ignore: !requirePeer("ip", "iproute2"),
+  fn: async () => {
+    assertPeer("ip", "iproute2");
+    // Only watches the host's addresses (netlink), sends nothing.
+    const source = new IpMonitorSource();
+    const first = await source.start(() => {});
+    assert.ok(Array.isArray(first));
+    assert.ok(source.pid !== undefined);
+    let ended = false;
+    source.ended.then(() => ended = true);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(ended, false);
+    Deno.kill(source.pid, "SIGKILL");
+    await source.ended;
+    await source.close();
+    // A source closed on purpose does not report an end.
+    const other = new IpMonitorSource();
+    await other.start(() => {});
+    let otherEnded = false;
+    other.ended.then(() => otherEnded = true);
+    await other.close();
+    await settle();
+    assert.equal(otherEnded, false);
+  },
 });

@@ -63,3 +63,136 @@ for (const mode of ["netlink", "poll"] as const) {
     },
   });
 }
+
+/** The pids of the `ip -o monitor ...` children of process `pid`. */
+function ipMonitorChildren(pid: number): number[] {
+  const out: number[] = [];
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    let children = "";
+    try {
+      children = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/children`);
+    } catch { /* the thread ended */ }
+    for (const child of children.split(/\s+/).filter(Boolean)) {
+      try {
+        const argv = Deno.readTextFileSync(`/proc/${child}/cmdline`).split("\0");
+        if (argv[0].endsWith("ip") && argv.includes("monitor")) out.push(Number(child));
+      } catch { /* gone */ }
+    }
+  }
+  return out;
+}
+
+/** Waits until `pid` has an `ip monitor` child other than `not`; returns its pid. */
+async function waitIpMonitor(pid: number, not?: number, timeoutMs = 10_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = ipMonitorChildren(pid).find((p) => p !== not);
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`no ip monitor child of ${pid}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** CPU time (user + system) of a process so far, in ms. */
+function cpuMs(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 of the line (11 and 12 after the name), in clock ticks.
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+Deno.test({
+  name: "sipkit roam in a namespace: its ip monitor child is killed, it polls, reports the next " +
+    "move, starts ip monitor again and reports the move after that",
+  ignore: skip,
+  sanitizeResources: false,
+  fn: async () => {
+    const net = await createMobilityNet();
+    const roam = spawnSipkit(["roam", "--toward", SERVER_ADDRESS], {
+      netns: net.mobile,
+      stdin: false,
+    });
+    try {
+      const start = await roam.waitEvent((e) => e.type === "roaming");
+      assert.equal(start.method, "netlink");
+      const first = await waitIpMonitor(roam.pid);
+      Deno.kill(first, "SIGKILL");
+      // Said once on stderr, then moves are still reported.
+      const deadline = Date.now() + 10_000;
+      while (!/ip monitor ended; polling/.test(roam.logs())) {
+        if (Date.now() > deadline) throw new Error("no fallback message");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await net.inMobile(["addr", "add", "10.77.1.3/24", "dev", "ma"]);
+      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      const moved = await roam.waitEvent((e) => e.type === "address_changed");
+      assert.deepEqual([moved.old, moved.new, moved.interface], ["10.77.1.2", "10.77.1.3", "ma"]);
+
+      // ip monitor comes back (after 1 s) and reports the next move.
+      const second = await waitIpMonitor(roam.pid, first);
+      await new Promise((resolve) => setTimeout(resolve, 300)); // its snapshot taken
+      await net.inMobile(["link", "set", "dev", "ma", "down"]);
+      const again = await roam.waitEvent((e) =>
+        e.type === "address_changed" && e.new === "10.77.2.2"
+      );
+      assert.deepEqual([again.old, again.interface], ["10.77.1.3", "mb"]);
+      assert.deepEqual(ipMonitorChildren(roam.pid), [second]);
+      assert.equal(roam.logs().match(/ip monitor ended/g)?.length, 1, roam.logs());
+      assert.equal(changed(roam.events).length, 2, roam.logs());
+      assert.deepEqual(roam.badLines, []);
+      assert.equal(await roam.stop(), 0);
+    } catch (e) {
+      console.error(roam.logs());
+      throw e;
+    } finally {
+      await roam.stop();
+      await net.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "AddressMonitor (library) in a namespace: after its ip monitor child is killed it polls " +
+    "without busy CPU and still reports a move",
+  ignore: skip,
+  sanitizeResources: false,
+  fn: async () => {
+    const net = await createMobilityNet();
+    const probe = spawnSipkit(
+      ["--toward", SERVER_ADDRESS, "--poll", "200", "--restart", "600000"],
+      {
+        name: "monitor probe",
+        script: new URL("./_monitor_probe.ts", import.meta.url).pathname,
+        netns: net.mobile,
+        stdin: false,
+      },
+    );
+    try {
+      const ready = await probe.waitEvent((e) => e.type === "ready", { timeout: 20_000 });
+      assert.deepEqual([ready.address, ready.method], ["10.77.1.2", "netlink"]);
+      Deno.kill(await waitIpMonitor(probe.pid), "SIGKILL");
+      await probe.waitEvent((e) => e.type === "method" && e.method === "poll");
+      // Polling every 200 ms sleeps in between: far below one CPU.
+      const cpu0 = cpuMs(probe.pid);
+      const t0 = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      const share = (cpuMs(probe.pid) - cpu0) / (performance.now() - t0);
+      assert.ok(share < 0.5, `the polling monitor used ${Math.round(share * 100)} % of a CPU`);
+      assert.deepEqual(ipMonitorChildren(probe.pid), [], "not started again (--restart 600000)");
+
+      await net.inMobile(["addr", "add", "10.77.1.3/24", "dev", "ma"]);
+      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      const moved = await probe.waitEvent((e) => e.type === "address_changed");
+      assert.deepEqual([moved.old, moved.new, moved.interface], ["10.77.1.2", "10.77.1.3", "ma"]);
+      await probe.waitEvent((e) => e.type === "address_lost" && e.address === "10.77.1.2");
+      await probe.waitEvent((e) => e.type === "address_added" && e.address === "10.77.1.3");
+      assert.equal(probe.logs().match(/ip monitor ended/g)?.length, 1, probe.logs());
+    } catch (e) {
+      console.error(probe.logs());
+      throw e;
+    } finally {
+      await probe.stop();
+      await net.destroy();
+    }
+  },
+});

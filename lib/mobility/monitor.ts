@@ -36,7 +36,13 @@ import {
   isLocalOnly,
   type RouteInfo,
 } from "./addresses.ts";
-import { type AddressSource, IpMonitorSource, ipRouteGet, PollingSource } from "./sources.ts";
+import {
+  type AddressSource,
+  type EndingAddressSource,
+  IpMonitorSource,
+  ipRouteGet,
+  PollingSource,
+} from "./sources.ts";
 
 /** An address appeared on an interface. */
 export interface AddressAddedEvent {
@@ -106,10 +112,29 @@ export interface AddressMonitorOptions {
   debounceMs?: number;
   /** Longest delay of that look-up while changes keep coming. Default 500 ms. */
   maxWaitMs?: number;
-  /** Where changes come from. Default ip monitor on Linux, else polling every `pollMs`. */
+  /**
+   * A fixed source of changes (e.g. a {@linkcode PollingSource} for
+   * `--poll`): used as it is, with no fallback. Default: `eventSource`, with
+   * polling as the fallback.
+   */
   source?: AddressSource;
+  /**
+   * Creates the event-driven source: started first, and started again after
+   * it ended (see `restartMs`). Default `ip -o monitor address route` on
+   * Linux ({@linkcode IpMonitorSource}); elsewhere none (polling only).
+   */
+  eventSource?: () => EndingAddressSource;
   /** Poll interval of the fallback source, in ms. Default 1000. */
   pollMs?: number;
+  /** What the fallback source reads at each poll. Default `Deno.networkInterfaces()`. */
+  pollRead?: () => InterfaceAddress[];
+  /**
+   * After the event-driven source ended by itself, the monitor polls and
+   * tries to start it again after this many ms, doubling the wait after each
+   * failed try (and after each source that lived less than a minute) up to
+   * 64 s. Default 1000; 0 never starts it again.
+   */
+  restartMs?: number;
   /** Route lookup. Default `ip -o route get`; when it fails, a choice among the known addresses. */
   route?: RouteLookup;
   /** Clock for the debounce timer. Default the system clock. */
@@ -121,6 +146,10 @@ export interface AddressMonitorOptions {
 }
 
 const DEFAULT_TOWARD = ["192.0.2.1", "2001:db8::1"];
+/** Longest wait between two tries to start the event-driven source again. */
+const MAX_RESTART_MS = 64_000;
+/** An event-driven source that lived this long resets the restart wait. */
+const STABLE_MS = 60_000;
 
 function familyOf(address: string): AddressFamily {
   return address.includes(":") ? "IPv6" : "IPv4";
@@ -177,6 +206,10 @@ export class AddressMonitor {
   #again = false;
   #closed = false;
   #ipRoute = true;
+  #restartMs: number;
+  #restartWait: number;
+  #restartTimer?: TimerId;
+  #startedAt = 0;
   #listeners: ((event: AddressEvent) => void)[] = [];
 
   /** Creates a monitor; it watches from {@linkcode AddressMonitor.start}. */
@@ -186,6 +219,8 @@ export class AddressMonitor {
     this.#toward = options.toward && options.toward.length > 0 ? options.toward : DEFAULT_TOWARD;
     this.#debounceMs = options.debounceMs ?? 20;
     this.#maxWaitMs = options.maxWaitMs ?? 500;
+    this.#restartMs = options.restartMs ?? 1000;
+    this.#restartWait = this.#restartMs;
     if (options.onEvent) this.#listeners.push(options.onEvent);
   }
 
@@ -212,24 +247,24 @@ export class AddressMonitor {
   /** Starts the source, reads the current addresses and the address that matters. */
   async start(): Promise<void> {
     let first: InterfaceAddress[] | undefined;
-    const onChange = (events: IpAddressEvent[]) => this.#changed(events);
     if (this.#options.source) {
       this.#source = this.#options.source;
-      first = await this.#source.start(onChange);
-    } else if (Deno.build.os === "linux") {
-      const ip = new IpMonitorSource({ log: this.#options.log });
+      first = await this.#source.start(this.#onChange);
+    } else if (this.#eventSource) {
       try {
-        first = await ip.start(onChange);
-        this.#source = ip;
-        ip.ended.then(() => this.#fallBackToPolling());
+        const source = this.#eventSource();
+        first = await source.start(this.#onChange);
+        this.#adopt(source);
       } catch (e) {
-        this.#ipRoute = false;
+        // Not there at all (no `ip`): polling for good, no restarts.
+        this.#ipRoute = this.#options.eventSource !== undefined;
+        this.#restartMs = 0;
         this.#log("info", `ip monitor unavailable (${(e as Error).message}); polling`);
       }
     }
     if (!this.#source) {
-      this.#source = new PollingSource({ intervalMs: this.#options.pollMs, clock: this.#clock });
-      first = await this.#source.start(onChange);
+      this.#source = this.#polling();
+      first = await this.#source.start(this.#onChange);
     }
     for (const a of first ?? []) this.#addresses.set(addressKey(a), a);
     this.#current = await this.#lookup();
@@ -239,12 +274,90 @@ export class AddressMonitor {
     );
   }
 
-  async #fallBackToPolling(): Promise<void> {
-    if (this.#closed) return;
-    this.#log("warn", "ip monitor ended; polling the interface list instead");
-    const poll = new PollingSource({ intervalMs: this.#options.pollMs, clock: this.#clock });
+  #onChange = (events: IpAddressEvent[]) => this.#changed(events);
+
+  /** The factory of the event-driven source, when there is one. */
+  get #eventSource(): (() => EndingAddressSource) | undefined {
+    if (this.#options.eventSource) return this.#options.eventSource;
+    if (Deno.build.os !== "linux") return undefined;
+    return () => new IpMonitorSource({ log: this.#options.log });
+  }
+
+  #polling(): PollingSource {
+    return new PollingSource({
+      intervalMs: this.#options.pollMs,
+      clock: this.#clock,
+      read: this.#options.pollRead,
+    });
+  }
+
+  /** Makes `source` the current one and watches for its end. */
+  #adopt(source: EndingAddressSource): void {
+    this.#source = source;
+    this.#startedAt = this.#clock.now();
+    source.ended.then(() => this.#ended(source));
+  }
+
+  /** The event-driven source ended by itself: poll at once, and try it again later. */
+  async #ended(source: EndingAddressSource): Promise<void> {
+    if (this.#closed || this.#source !== source) return;
+    const poll = this.#polling();
     this.#source = poll;
-    const now = await poll.start((events) => this.#changed(events));
+    const again = this.#restartMs > 0
+      ? `; trying it again in ${Math.round(this.#restartWaitAfter() / 100) / 10} s`
+      : "";
+    this.#log(
+      "warn",
+      `ip monitor ended; polling the interface list every ${this.#options.pollMs ?? 1000} ms` +
+        again,
+    );
+    await source.close().catch(() => {});
+    const now = await poll.start(this.#onChange);
+    if (this.#closed) return void await poll.close();
+    this.#resync(now);
+    if (this.#restartMs > 0) this.#scheduleRestart();
+  }
+
+  /** The wait before the next restart try, after a source ended now. */
+  #restartWaitAfter(): number {
+    // A source that died soon after starting backs off; a long-lived one starts over.
+    if (this.#clock.now() - this.#startedAt >= STABLE_MS) this.#restartWait = this.#restartMs;
+    return this.#restartWait;
+  }
+
+  #scheduleRestart(): void {
+    const wait = this.#restartWait;
+    this.#restartWait = Math.min(this.#restartWait * 2, MAX_RESTART_MS);
+    this.#restartTimer = this.#clock.setTimeout(() => {
+      this.#restartTimer = undefined;
+      void this.#restart();
+    }, wait);
+  }
+
+  /** Tries to start the event-driven source again; on success it replaces polling. */
+  async #restart(): Promise<void> {
+    if (this.#closed) return;
+    const factory = this.#eventSource!;
+    let source: EndingAddressSource;
+    let now: InterfaceAddress[];
+    try {
+      source = factory();
+      now = await source.start(this.#onChange);
+    } catch (e) {
+      this.#log("debug", `ip monitor still unavailable: ${(e as Error).message}`);
+      if (!this.#closed) this.#scheduleRestart();
+      return;
+    }
+    if (this.#closed) return void await source.close();
+    const poll = this.#source;
+    this.#adopt(source);
+    await poll?.close();
+    this.#resync(now);
+    this.#log("info", "ip monitor running again; polling stopped");
+  }
+
+  /** Reports the difference between what is known and `now` (after a change of source). */
+  #resync(now: InterfaceAddress[]): void {
     const next = new Map(now.map((a) => [addressKey(a), a]));
     const diff: IpAddressEvent[] = [];
     for (const [k, a] of this.#addresses) {
@@ -253,6 +366,7 @@ export class AddressMonitor {
     for (const [k, a] of next) {
       if (!this.#addresses.has(k)) diff.push({ kind: "added", address: a, usable: true });
     }
+    // Always look again: a route may have changed while nobody listened.
     this.#changed(diff);
   }
 
@@ -395,6 +509,7 @@ export class AddressMonitor {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    if (this.#restartTimer !== undefined) this.#clock.clearTimeout(this.#restartTimer);
     await this.#source?.close();
     await this.idle();
   }

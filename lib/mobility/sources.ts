@@ -37,6 +37,16 @@ export interface AddressSource {
   close(): Promise<void>;
 }
 
+/**
+ * An event-driven source that may end by itself (its child process died or
+ * was killed): {@linkcode EndingAddressSource.ended} then resolves, and the
+ * monitor falls back to polling.
+ */
+export interface EndingAddressSource extends AddressSource {
+  /** Resolves when the source stopped without `close()` being called. */
+  readonly ended: Promise<void>;
+}
+
 /** Runs `ip` with arguments and returns its stdout, or undefined when it fails. */
 async function runIp(args: string[]): Promise<string | undefined> {
   try {
@@ -86,7 +96,7 @@ export interface IpMonitorSourceOptions {
  * again". When the child ends unexpectedly, {@linkcode IpMonitorSource.ended}
  * resolves (the monitor then falls back to polling).
  */
-export class IpMonitorSource implements AddressSource {
+export class IpMonitorSource implements EndingAddressSource {
   /** Always "netlink". */
   readonly kind = "netlink" as const;
   #child?: Deno.ChildProcess;
@@ -98,6 +108,11 @@ export class IpMonitorSource implements AddressSource {
   /** Creates the source; nothing runs before {@linkcode IpMonitorSource.start}. */
   constructor(options: IpMonitorSourceOptions = {}) {
     this.#log = options.log;
+  }
+
+  /** The process id of the `ip monitor` child, once started. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
   }
 
   /** Resolves when the child process has ended without {@linkcode IpMonitorSource.close}. */
@@ -142,12 +157,10 @@ export class IpMonitorSource implements AddressSource {
         if (events.length > 0 || other) onChange(events);
       }
     } catch (e) {
-      if (!this.#closed) this.#log?.("warn", `ip monitor: ${e}`);
+      if (!this.#closed) this.#log?.("debug", `ip monitor: ${e}`);
     }
-    if (!this.#closed) {
-      this.#log?.("warn", "ip monitor ended");
-      this.#ended.resolve();
-    }
+    // The monitor says it once, with what it does instead.
+    if (!this.#closed) this.#ended.resolve();
   }
 
   /** Ends the child process. */
