@@ -250,6 +250,32 @@ Deno.test("applyAnswer() takes the same answer twice (183 then 200), not a diffe
   assert.throws(() => a.applyAnswer(other), /no offer is pending/);
 });
 
+Deno.test("applyAnswer() takes another fork's answer to the same offer: media follows it", () => {
+  const a = new OfferAnswer();
+  const offer = a.createOffer(alice);
+  // Two forks of the INVITE answer the one offer, each with its own o= line and address.
+  const fork1 = new OfferAnswer({ sessionId: 11 }).createAnswer(offer, bob).sdp;
+  const fork2 = new OfferAnswer({ sessionId: 22 }).createAnswer(offer, {
+    hostname: "127.0.0.3",
+    port: 6000,
+    codecs: ["PCMA"],
+  }).sdp;
+  assert.deepEqual(a.applyAnswer(fork1).remote, { hostname: "127.0.0.2", port: 5000 });
+  const second = a.applyAnswer(fork2);
+  assert.deepEqual(second.remote, { hostname: "127.0.0.3", port: 6000 });
+  assert.equal(second.codec, "PCMA");
+  // Back to the first fork (its 2xx came first after all), and its answer again changes nothing.
+  assert.deepEqual(a.applyAnswer(fork1).remote, { hostname: "127.0.0.2", port: 5000 });
+  assert.equal(a.applyAnswer(fork1), a.negotiated);
+  // An answer that refuses the stream changes nothing either.
+  assert.throws(() => a.applyAnswer(fork2.replace("m=audio 6000", "m=audio 0")), /refused/);
+  assert.equal(a.negotiated?.remote.port, 5000);
+  // Once we offered (or answered) anew, an old offer's answers are no longer taken.
+  a.createOffer(alice);
+  a.rollback();
+  assert.throws(() => a.applyAnswer(fork2), /no offer is pending/);
+});
+
 Deno.test("an answer numbering telephone-event differently: send with its number, receive with ours", () => {
   const a = new OfferAnswer();
   const offer = a.createOffer(alice);

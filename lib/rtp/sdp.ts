@@ -279,6 +279,8 @@ export class OfferAnswer {
   #pending: { session: SdpSession; described: Described; version: number } | undefined;
   #negotiated: NegotiatedMedia | undefined;
   #lastAnswerOrigin: string | undefined;
+  /** The offer the last applied answer answered, until we offer or answer anew (forks). */
+  #answered: { session: SdpSession; described: Described; version: number } | undefined;
 
   /** Creates the state with a fresh o= session id. */
   constructor(options: OfferAnswerOptions = {}) {
@@ -317,6 +319,7 @@ export class OfferAnswer {
     const text = writeSdp(session);
     this.#lastBody = bodyWithoutOrigin(text);
     this.#pending = { session, described, version: this.#version };
+    this.#answered = undefined;
     return text;
   }
 
@@ -384,6 +387,7 @@ export class OfferAnswer {
       receivePayloadTypes: { [chosen.pt]: chosen.codec },
     };
     this.#pending = undefined;
+    this.#answered = undefined;
     this.#negotiated = negotiated;
     return { sdp: text, negotiated };
   }
@@ -391,22 +395,28 @@ export class OfferAnswer {
   /**
    * Applies the remote `answer` to our pending offer and makes the result the
    * agreed media. The answer already applied, given again (same o= line), is
-   * accepted and changes nothing. Throws {@linkcode SdpNegotiationError} when there is no
-   * pending offer, the answer refuses the audio stream, or names no codec we
-   * offered; the pending offer is then dropped (the caller may
+   * accepted and changes nothing. Another answer to the offer already
+   * answered (another o= line, and no offer or answer of ours since) is an
+   * answer from another fork of the same INVITE (RFC 3261 13.2.2.4: each
+   * early dialog answers the offer on its own) and replaces the agreed media,
+   * so that media follows the fork that answers. Throws
+   * {@linkcode SdpNegotiationError} when there is no offer to answer, the
+   * answer refuses the audio stream, or names no codec we offered; the
+   * pending offer is then dropped (the caller may
    * {@linkcode OfferAnswer.rollback}).
    */
   applyAnswer(answer: string): NegotiatedMedia {
-    const pending = this.#pending;
+    let pending = this.#pending;
+    const remote = parse(answer);
     if (!pending) {
       // The same answer again (a 183 then its 200 carry the same SDP): nothing changes.
       const again = this.#lastAnswerOrigin !== undefined && this.#negotiated !== undefined &&
-        originOf(parse(answer)) === this.#lastAnswerOrigin;
+        originOf(remote) === this.#lastAnswerOrigin;
       if (again) return this.#negotiated!;
-      throw new SdpNegotiationError("Cannot apply an answer: no offer is pending");
+      pending = this.#answered;
+      if (!pending) throw new SdpNegotiationError("Cannot apply an answer: no offer is pending");
     }
     this.#pending = undefined;
-    const remote = parse(answer);
     if (remote.media.length !== pending.session.media.length) {
       throw new SdpNegotiationError(
         `Cannot apply the answer: ${remote.media.length} m= lines for ${pending.session.media.length} offered`,
@@ -449,6 +459,7 @@ export class OfferAnswer {
     };
     this.#negotiated = negotiated;
     this.#lastAnswerOrigin = originOf(remote);
+    this.#answered = pending;
     return negotiated;
   }
 
