@@ -136,8 +136,14 @@ export class InviteSession extends EventTarget {
   #earlyDialogs = new Map<string, Dialog>();
   #rseqSeen = new Map<string, number>();
   #earlyAnswerApplied = false;
-  /** The fork (To tag) whose 1xx answer the media layer took. */
+  /** The fork (To tag) whose SDP the media layer follows before the answer. */
   #earlyAnswerTag?: string;
+  /**
+   * Each fork's early SDP, by To tag: its answer to the offer of our INVITE
+   * (a 1xx with SDP), or, for an INVITE without SDP, its offer in a reliable
+   * 1xx (answered in our PRACK). When a fork answers, media follows it.
+   */
+  #forkSdp = new Map<string, string>();
 
   // --- UAS state ---
   #request?: SipRequest;
@@ -1122,15 +1128,20 @@ export class InviteSession extends EventTarget {
       this.#rseqSeen.set(tag, rseq);
       let prackBody: string | undefined;
       if (body !== undefined) {
-        if (this.#offerOut) {
-          await this.#applyEarlyAnswer(body, tag ?? undefined);
-        } else if (!this.#earlyAnswerApplied) {
-          // Empty INVITE: the reliable 1xx has the offer, the PRACK our answer.
+        if (invite.body.length > 0) {
+          // This fork's answer to our offer; media plays from the first fork that answered.
+          if (!this.#forkSdp.has(tag)) this.#forkSdp.set(tag, body);
+          if (this.#offerOut) await this.#applyEarlyAnswer(body, tag);
+        } else if (!this.#forkSdp.has(tag)) {
+          // Empty INVITE: this fork's reliable 1xx has its offer, our PRACK the answer (RFC
+          // 3262 5); each fork's offer is answered, and early media follows the latest one.
           try {
             prackBody = await this.#media!.createAnswer(body);
             this.remoteSdp = body;
             this.localSdp = prackBody;
+            this.#forkSdp.set(tag, body);
             this.#earlyAnswerApplied = true;
+            this.#earlyAnswerTag = tag;
           } catch (e) {
             this.ua.log("warn", `offer in reliable 1xx refused: ${(e as Error).message}`);
             this.cancel("cancelled");
@@ -1148,6 +1159,9 @@ export class InviteSession extends EventTarget {
         headers: [["RAck", `${rseq} ${res.cseq.seq} ${res.cseq.method}`]],
       }).catch((e) => this.ua.log("warn", `PRACK failed: ${(e as Error).message}`));
       return;
+    }
+    if (body !== undefined && tag && invite.body.length > 0 && !this.#forkSdp.has(tag)) {
+      this.#forkSdp.set(tag, body); // a preview of this fork's answer (RFC 6337)
     }
     if (body !== undefined && this.#offerOut) await this.#applyEarlyAnswer(body, tag ?? undefined);
     this.#emit<RingingDetail>("ringing", {
@@ -1222,20 +1236,37 @@ export class InviteSession extends EventTarget {
           failure = (e as Error).message;
         }
       }
-    } else if (
-      body !== undefined && this.#earlyAnswerApplied && this.#earlyAnswerTag !== undefined &&
-      this.#earlyAnswerTag !== tag && this.#invite?.body.length
-    ) {
-      // Early media came from another fork than the one that answered: its
-      // answer is the one that counts now (best effort: a media layer may
-      // refuse a second answer; the call goes on with what it has).
-      try {
-        await this.#media!.applyAnswer(body);
-        this.remoteSdp = body;
-      } catch (e) {
-        this.ua.log("warn", `answer of the answering fork not applied: ${(e as Error).message}`);
+    } else if (invite.body.length > 0) {
+      // Our offer was answered in a 1xx. When early media came from another
+      // fork than the one that answers, this fork's answer (in its 2xx, or
+      // in its own 1xx: a 2xx after a reliable 1xx need not repeat it) is the
+      // one that counts now, and media follows it.
+      const answer = body ?? this.#forkSdp.get(tag);
+      if (
+        answer !== undefined && this.#earlyAnswerTag !== undefined && this.#earlyAnswerTag !== tag
+      ) {
+        try {
+          await this.#media!.applyAnswer(answer);
+          this.remoteSdp = answer;
+          this.#earlyAnswerTag = tag;
+        } catch (e) {
+          failure = `the answer of the fork that answered is unusable: ${(e as Error).message}`;
+        }
       }
-    } else if (body !== undefined && !this.#earlyAnswerApplied) {
+    } else if (this.#forkSdp.has(tag)) {
+      // Empty INVITE, and this fork's offer came in its reliable 1xx (answered
+      // in our PRACK): when media follows another fork's offer, back to this one.
+      if (this.#earlyAnswerTag !== tag) {
+        const offer = this.#forkSdp.get(tag)!;
+        try {
+          this.localSdp = await this.#media!.createAnswer(offer);
+          this.remoteSdp = offer;
+          this.#earlyAnswerTag = tag;
+        } catch (e) {
+          failure = (e as Error).message;
+        }
+      }
+    } else if (body !== undefined) {
       // An empty INVITE: the 2xx has the offer, the ACK carries our answer.
       try {
         ackBody = await this.#media!.createAnswer(body);
