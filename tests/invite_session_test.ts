@@ -1184,3 +1184,58 @@ Deno.test("422 on a session refresh by UPDATE: the UPDATE goes again with the pe
     assert.ok(peer.got.some((r) => r.method === "BYE"));
   });
 });
+
+Deno.test("forks with an empty INVITE: each fork's offer in its reliable 183 is answered in its own PRACK; the answering fork's offer is the one in force", async () => {
+  await withBed(async (bed) => {
+    const alice = await bed.ua(ALICE, { aor: "alice@example.test" });
+    const media = new FakeMedia("alice");
+    const proxy = bed.net.transport({ host: BOB });
+    bed.raws.push(proxy);
+    const got: SipRequest[] = [];
+    const to = { host: ALICE, port: 5060 };
+    proxy.onMessage((m) => {
+      const req = parseMessage(m.data) as SipRequest;
+      got.push(req);
+      if (req.method === "PRACK" || req.method === "BYE") {
+        proxy.send(formatMessage(createResponse(req, 200)), to);
+      }
+    });
+    const call = await placeCall(alice, "sip:bob@192.0.2.2", { media, earlyOffer: false });
+    await bed.net.settled();
+    const invite = got[0];
+    assert.equal(invite.body.length, 0);
+    const reply = (status: number, tag: string, headers: [string, string][], body?: string) =>
+      proxy.send(
+        formatMessage(
+          createResponse(invite, status, {
+            toTag: tag,
+            headers: [["Contact", `<sip:${tag}@192.0.2.2>`], ...headers],
+            body,
+            contentType: body ? "application/sdp" : undefined,
+          }),
+        ),
+        to,
+      );
+    await reply(183, "fork1", [["Require", "100rel"], ["RSeq", "10"]], sdp("fork1", 1));
+    await bed.net.settled();
+    await reply(183, "fork2", [["Require", "100rel"], ["RSeq", "20"]], sdp("fork2", 1));
+    await bed.net.settled();
+    const pracks = got.filter((r) => r.method === "PRACK");
+    assert.deepEqual(
+      pracks.map((r) => `${r.to.params.tag} ${r.headers.get("RAck")} ${origin(r.text)}`),
+      ["fork1 10 1 INVITE alice/1", "fork2 20 1 INVITE alice/2"],
+    );
+    // Fork 1 answers: its offer (answered in the first PRACK) is in force again.
+    await reply(200, "fork1", []);
+    assert.equal(await bed.run(call.answered), true);
+    assert.deepEqual(media.log, [
+      "answer 1 to fork1/1",
+      "answer 2 to fork2/1",
+      "answer 3 to fork1/1",
+    ]);
+    assert.equal(origin(call.remoteSdp!), "fork1/1");
+    const ack = got.find((r) => r.method === "ACK")!;
+    assert.equal(ack.to.params.tag, "fork1");
+    assert.equal(ack.body.length, 0, "the offer/answer was done in the PRACK");
+  });
+});
