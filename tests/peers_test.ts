@@ -32,6 +32,7 @@ import {
   startBaresip,
 } from "./peers/baresip.ts";
 import { sipOptionsPing } from "./peers/sip_probe.ts";
+import { longestGap, parsePcap } from "./peers/capture.ts";
 
 const hasKamailio = requirePeer("kamailio", "kamailio");
 const hasPresence = requirePeer("kamailio", "kamailio-presence-modules", {
@@ -143,6 +144,57 @@ Deno.test("parseSipTrace() splits baresip's -s trace into messages", () => {
   assert.equal(response.status, 200);
   assert.equal(response.callId, "c1");
   assert.equal(response.cseqMethod, "MESSAGE");
+});
+
+Deno.test("parsePcap() reads UDP datagrams of cooked (v1, v2) captures; longestGap()", () => {
+  /** A pcap file (microsecond stamps) of `frames` with link type `link`. */
+  const pcap = (link: number, frames: { at: number; bytes: number[] }[]) => {
+    const out: number[] = [];
+    const u32 = (v: number) => out.push(v & 255, (v >> 8) & 255, (v >> 16) & 255, v >>> 24);
+    u32(0xa1b2c3d4);
+    out.push(2, 0, 4, 0);
+    u32(0);
+    u32(0);
+    u32(262144);
+    u32(link);
+    for (const f of frames) {
+      u32(Math.floor(f.at / 1000));
+      u32(Math.round((f.at % 1000) * 1000));
+      u32(f.bytes.length);
+      u32(f.bytes.length);
+      out.push(...f.bytes);
+    }
+    return new Uint8Array(out);
+  };
+  const ipv4Udp = (protocol = 17) => [
+    ...[0x45, 0, 0, 32, 0, 0, 0, 0, 64, protocol, 0, 0],
+    ...[10, 77, 1, 2, 10, 77, 0, 1],
+    ...[0x13, 0xc4, 0x80, 0x1e, 0, 12, 0, 0], // 5060 -> 32798, length 12
+    ...[1, 2, 3, 4],
+  ];
+  const sll = [0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00];
+  const sll2 = [0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0];
+  const v1 = parsePcap(pcap(113, [
+    { at: 1_700_000_000_000.5, bytes: [...sll, ...ipv4Udp()] },
+    { at: 1_700_000_000_020, bytes: [...sll, ...ipv4Udp(6)] }, // TCP: skipped
+    { at: 1_700_000_000_090.25, bytes: [...sll, ...ipv4Udp()] },
+  ]));
+  assert.equal(v1.length, 2);
+  const { payload, ...head } = v1[0];
+  assert.deepEqual(head, {
+    at: 1_700_000_000_000.5,
+    src: "10.77.1.2",
+    srcPort: 5060,
+    dst: "10.77.0.1",
+    dstPort: 32798,
+  });
+  assert.deepEqual([...payload], [1, 2, 3, 4]);
+  const v2 = parsePcap(pcap(276, [{ at: 5, bytes: [...sll2, ...ipv4Udp()] }]));
+  assert.deepEqual([v2[0].src, v2[0].dstPort], ["10.77.1.2", 32798]);
+  assert.throws(() => parsePcap(new Uint8Array(24)), /magic/);
+  assert.equal(longestGap(v1.map((d) => d.at)), 89.75);
+  assert.equal(longestGap([30, 10, 20, 55]), 25);
+  assert.equal(longestGap([1]), 0);
 });
 
 Deno.test("escapeDbText() and rlsServicesDocument() build db_text xcap rows", () => {

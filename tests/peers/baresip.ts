@@ -91,10 +91,22 @@ export interface BaresipOptions {
   regint?: number;
   /** Publish presence to the proxy (PUBLISH) every this many seconds (default 0: no). */
   pubint?: number;
-  /** SIP port on 127.0.0.1 (TLS binds port + 1). Default: a free pair. */
+  /** SIP port on `host` (TLS binds port + 1). Default: a free pair. */
   sipPort?: number;
   /** ctrl_tcp port on 127.0.0.1 (default: a free port). */
   ctrlPort?: number;
+  /**
+   * The address for SIP and RTP (default 127.0.0.1; with `netns`, an address
+   * of that namespace).
+   */
+  host?: string;
+  /**
+   * Run inside this network namespace (created by the test; `ip netns
+   * exec`). ctrl_tcp then listens on the namespace's own 127.0.0.1 and the
+   * harness reaches it through a relay process started in the namespace
+   * (`tcp_relay.ts`), so nothing links the namespace to the host's network.
+   */
+  netns?: string;
   /** Contacts written to the contacts file. */
   contacts?: BaresipContact[];
   /** Answer incoming calls automatically (default false: `manual`). */
@@ -158,11 +170,11 @@ export type BaresipFrame = Record<string, unknown>;
 export interface Baresip {
   /** `sip:<user>@<domain>`. */
   readonly aor: string;
-  /** SIP port (UDP and TCP) on 127.0.0.1. */
+  /** SIP port (UDP and TCP) on its host address. */
   readonly sipPort: number;
-  /** `127.0.0.1:<sipPort>`. */
+  /** `<host>:<sipPort>` (127.0.0.1 unless `host` was given). */
   readonly address: string;
-  /** Its contact URI, `sip:<user>@127.0.0.1:<sipPort>`. */
+  /** Its contact URI, `sip:<user>@<host>:<sipPort>`. */
   readonly contact: string;
   /** Label for log dumps. */
   readonly name: string;
@@ -362,9 +374,27 @@ export class NetstringDecoder {
   }
 }
 
+/**
+ * The byte stream to ctrl_tcp: a TCP connection, or the stdio of a relay
+ * process running inside baresip's network namespace.
+ */
+export interface BaresipCtrlLink {
+  /** Bytes from ctrl_tcp. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to ctrl_tcp. */
+  readonly writable: WritableStream<Uint8Array>;
+  /** Ends the link (the readable then ends). */
+  close(): Promise<void>;
+  /** What went wrong on the link, for error messages (e.g. the relay's stderr). */
+  diagnostics?(): string;
+}
+
+const RELAY = new URL("./tcp_relay.ts", import.meta.url).pathname;
+
 /** Client of baresip's ctrl_tcp module. */
 export class BaresipCtrl {
-  #conn: Deno.TcpConn;
+  #link: BaresipCtrlLink;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
   #decoder = new NetstringDecoder();
   #frames: BaresipFrame[] = [];
   #waiters = new Set<() => void>();
@@ -372,15 +402,72 @@ export class BaresipCtrl {
   #reader: Promise<void>;
   #closed = false;
 
-  private constructor(conn: Deno.TcpConn) {
-    this.#conn = conn;
+  private constructor(link: BaresipCtrlLink) {
+    this.#link = link;
+    this.#writer = link.writable.getWriter();
     this.#reader = this.#read();
   }
 
   /** Connects to ctrl_tcp at 127.0.0.1:`port`. */
   static async connect(port: number): Promise<BaresipCtrl> {
     const conn = await Deno.connect({ transport: "tcp", hostname: "127.0.0.1", port });
-    return new BaresipCtrl(conn);
+    return new BaresipCtrl({
+      readable: conn.readable,
+      writable: conn.writable,
+      close() {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+        return Promise.resolve();
+      },
+    });
+  }
+
+  /**
+   * Connects to ctrl_tcp at 127.0.0.1:`port` inside network namespace
+   * `netns`, through a relay process started there (`tcp_relay.ts`): the
+   * host's network stays out of it.
+   */
+  static connectInNetns(netns: string, port: number): BaresipCtrl {
+    const relay = new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        netns,
+        Deno.execPath(),
+        "run",
+        "--quiet",
+        "--no-config",
+        "--allow-net=127.0.0.1",
+        RELAY,
+        String(port),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let stderr = "";
+    const drainingStderr = (async () => {
+      for await (const chunk of relay.stderr.pipeThrough(new TextDecoderStream())) {
+        stderr = (stderr + chunk).slice(-4000);
+      }
+    })().catch(() => {});
+    return new BaresipCtrl({
+      readable: relay.stdout,
+      writable: relay.stdin,
+      async close() {
+        try {
+          relay.kill("SIGTERM");
+        } catch {
+          // gone already
+        }
+        await relay.status;
+        await drainingStderr;
+      },
+      diagnostics: () => stderr ? `; the ctrl_tcp relay said: ${stderr.trim()}` : "",
+    });
   }
 
   /** Every frame received so far (events, responses, others), in order. */
@@ -394,12 +481,12 @@ export class BaresipCtrl {
   }
 
   async #read(): Promise<void> {
-    const buffer = new Uint8Array(65536);
+    const reader = this.#link.readable.getReader();
     try {
       while (true) {
-        const n = await this.#conn.read(buffer);
-        if (n === null) break;
-        for (const payload of this.#decoder.push(buffer.subarray(0, n))) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        for (const payload of this.#decoder.push(value)) {
           let frame: BaresipFrame;
           try {
             frame = JSON.parse(payload);
@@ -413,6 +500,7 @@ export class BaresipCtrl {
     } catch {
       // connection closed or reset
     } finally {
+      reader.releaseLock();
       this.#closed = true;
       this.#wake();
     }
@@ -446,7 +534,11 @@ export class BaresipCtrl {
         if (this.#closed) {
           done();
           reject(
-            new Error(`baresip ctrl_tcp closed while waiting for ${options.message ?? "a frame"}`),
+            new Error(
+              `baresip ctrl_tcp closed while waiting for ${options.message ?? "a frame"}${
+                this.#link.diagnostics?.() ?? ""
+              }`,
+            ),
           );
         }
       };
@@ -494,7 +586,7 @@ export class BaresipCtrl {
     const token = `t${this.#nextToken++}`;
     const from = this.mark();
     const payload = JSON.stringify({ command: name, params, token });
-    await this.#conn.write(encodeNetstring(payload));
+    await this.#writer.write(encodeNetstring(payload));
     const frame = await this.waitFrame((f) => f.response === true && f.token === token, {
       from,
       timeout,
@@ -505,11 +597,8 @@ export class BaresipCtrl {
 
   /** Closes the connection and waits for the reader to end. */
   async close(): Promise<void> {
-    try {
-      this.#conn.close();
-    } catch {
-      // already closed
-    }
+    await this.#writer.close().catch(() => {});
+    await this.#link.close();
     await this.#reader;
   }
 }
@@ -536,8 +625,10 @@ async function startBaresipOnce(options: BaresipOptions): Promise<Baresip> {
   const user = options.user ?? "bob";
   const domain = options.domain ?? "example.test";
   const password = options.password ?? `${user}-secret`;
-  const sipPort = options.sipPort ?? freePortRange(2);
-  let ctrlPort = options.ctrlPort ?? freePort();
+  const host = options.host ?? "127.0.0.1";
+  // A namespace the test created has every port free.
+  const sipPort = options.sipPort ?? (options.netns ? 5060 : freePortRange(2));
+  let ctrlPort = options.ctrlPort ?? (options.netns ? 4444 : freePort());
   while (ctrlPort === sipPort || ctrlPort === sipPort + 1) ctrlPort = freePort();
   const register = options.proxy !== undefined && options.register !== false;
   const moduleDir = baresipModuleDir() ?? MODULE_DIRS[0];
@@ -549,6 +640,7 @@ async function startBaresipOnce(options: BaresipOptions): Promise<Baresip> {
   try {
     const template = await Deno.readTextFile(TEMPLATE);
     const values: Record<string, string> = {
+      HOST: host,
       SIP_PORT: String(sipPort),
       CTRL_PORT: String(ctrlPort),
       MODULE_DIR: moduleDir,
@@ -586,16 +678,21 @@ async function startBaresipOnce(options: BaresipOptions): Promise<Baresip> {
     }).join("");
     await Deno.writeTextFile(`${dir}/contacts`, contacts);
 
-    const name = `baresip ${user}@${domain} 127.0.0.1:${sipPort}`;
+    const name = `baresip ${user}@${domain} ${host}:${sipPort}${
+      options.netns ? ` in ${options.netns}` : ""
+    }`;
     // -s: SIP trace on stdout (how sendMessage learns the final response).
     const args = ["-f", dir, "-s"];
     if (options.verbose) args.push("-v");
     // Line-buffered stdout through stdbuf (coreutils): baresip prints with
     // stdio, which fully buffers a pipe, and the harness reads that output.
     const stdbuf = findBinary("stdbuf");
-    proc = spawnPeer(stdbuf ?? "baresip", stdbuf ? ["-oL", "-eL", baresipPath, ...args] : args, {
+    const command = stdbuf ? [stdbuf, "-oL", "-eL", baresipPath, ...args] : [baresipPath, ...args];
+    // `ip netns exec` execs baresip (through stdbuf, which execs too): the pid is baresip's.
+    if (options.netns) command.unshift("ip", "netns", "exec", options.netns);
+    proc = spawnPeer(command[0], command.slice(1), {
       name,
-      debianPackage: "baresip",
+      debianPackage: options.netns && command[0] === "ip" ? "iproute2" : "baresip",
       cwd: dir,
       stdin: "piped",
     });
@@ -605,7 +702,9 @@ async function startBaresipOnce(options: BaresipOptions): Promise<Baresip> {
       if (p.hasExited) throw new Error("baresip exited during start-up");
       return isPortBoundBy(p.pid, "tcp", ctrlPort) && isPortBoundBy(p.pid, "udp", sipPort);
     }, { timeout: startTimeout, message: `${name} to listen` });
-    ctrl = await BaresipCtrl.connect(ctrlPort);
+    ctrl = options.netns
+      ? BaresipCtrl.connectInNetns(options.netns, ctrlPort)
+      : await BaresipCtrl.connect(ctrlPort);
     const c = ctrl;
     if (register) {
       // The first REGISTER goes out before ctrl_tcp has a client, so its
@@ -637,8 +736,8 @@ async function startBaresipOnce(options: BaresipOptions): Promise<Baresip> {
     return {
       aor: `sip:${user}@${domain}`,
       sipPort,
-      address: `127.0.0.1:${sipPort}`,
-      contact: `sip:${user}@127.0.0.1:${sipPort}`,
+      address: `${host}:${sipPort}`,
+      contact: `sip:${user}@${host}:${sipPort}`,
       name,
       pid: p.pid,
       ctrl: c,

@@ -177,13 +177,16 @@ export function isPortBound(protocol: "udp" | "tcp", port: number): boolean {
 
 /**
  * True when process `pid` holds a socket bound to `port` for `protocol`
- * (matched through the socket inodes in /proc/net and /proc/<pid>/fd), so a
- * start-up check cannot be fooled by another process holding the port.
+ * (matched through the socket inodes in /proc/<pid>/net, the tables of its
+ * own network namespace, and /proc/<pid>/fd), so a start-up check cannot be
+ * fooled by another process holding the port, and works for a process in
+ * another namespace.
  */
 export function isPortBoundBy(pid: number, protocol: "udp" | "tcp", port: number): boolean {
   const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
   const inodes = new Set<string>();
-  for (const file of [`/proc/net/${protocol}`, `/proc/net/${protocol}6`]) {
+  // The process's own network namespace's tables (the same as ours unless it runs in another).
+  for (const file of [`/proc/${pid}/net/${protocol}`, `/proc/${pid}/net/${protocol}6`]) {
     let text: string;
     try {
       text = Deno.readTextFileSync(file);
