@@ -10,7 +10,7 @@
  * The media gap around each move is measured from the kernel's time stamps
  * of the RTP packets (dumpcap in both namespaces), asserted against a bound
  * that a torn-down and rebuilt call could not meet (one RTP stream, one
- * SSRC, one Call-ID, gaps far under a second), and printed. The hand-off
+ * SSRC, one Call-ID, gaps under 1.5 s), and printed. The hand-off
  * target itself (< 100 ms) is a benchmark figure (`bench/mobility_handoff.ts`).
  *
  * @module
@@ -47,7 +47,7 @@ const BARESIP_PORT = 5070;
  * measured on a quiet machine) so that a loaded CI machine does not fail it,
  * and far under the seconds a new session would take.
  */
-const GAP_BOUND_MS = 1000;
+const GAP_BOUND_MS = 1500;
 
 interface Bed {
   net: MobilityNet;
@@ -308,23 +308,17 @@ Deno.test({
       const bobRtp = Number(String(media.remote_rtp).split(":").pop());
       await delay(1000);
 
-      // Move 1, on the same link: a new address in another subnet, the old
-      // one deleted, and the route to the servers through the new subnet's
-      // gateway.
+      // Move 1, on the same link: a new address in another subnet, then in
+      // one step (one `ip -batch`, as a DHCP client would) the old one
+      // deleted and the route to the servers through the new subnet's gateway.
       await net.inMobile(["addr", "add", "10.77.3.2/24", "dev", "ma"]);
+      await Deno.writeTextFile(
+        `${dir}/move1.batch`,
+        `address del 10.77.1.2/24 dev ma\n` +
+          `route replace ${SERVER_ADDRESS}/32 via 10.77.3.1 dev ma metric 10\n`,
+      );
       const move1 = Date.now();
-      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
-      await net.inMobile([
-        "route",
-        "replace",
-        `${SERVER_ADDRESS}/32`,
-        "via",
-        "10.77.3.1",
-        "dev",
-        "ma",
-        "metric",
-        "10",
-      ]);
+      await net.inMobile(["-batch", `${dir}/move1.batch`]);
       const moved1 = await alice.waitEvent(of("moved"));
       assert.deepEqual([moved1.old, moved1.new, moved1.redone], ["10.77.1.2", "10.77.3.2", [
         "calls",
@@ -376,9 +370,9 @@ Deno.test({
       assert.equal(new Set(toBob.map(ssrcOf)).size, 1, "sipkit kept one RTP stream (one SSRC)");
       assert.equal(new Set(toAlice.map(ssrcOf)).size, 1, "baresip kept one RTP stream");
       const phases = [
-        { from: 0, to: move1, alice: "10.77.1.2" },
-        { from: move1, to: move2, alice: "10.77.3.2" },
-        { from: move2, to: end, alice: "10.77.2.2" },
+        { from: 0, to: move1, alice: "10.77.1.2", moved: undefined },
+        { from: move1, to: move2, alice: "10.77.3.2", moved: moved1 },
+        { from: move2, to: end, alice: "10.77.2.2", moved: moved2 },
       ];
       const gaps: string[] = [];
       for (const [i, phase] of phases.entries()) {
@@ -405,7 +399,8 @@ Deno.test({
         gaps.push(
           `move ${i}: media gap at baresip ${atBob.toFixed(1)} ms, at sipkit ${
             atAlice.toFixed(1)
-          } ms`,
+          } ms (moved ${Date.parse(String(phase.moved?.time)) - phase.from} ms after the ` +
+            `change, re-INVITE answered ${phase.moved?.duration_ms} ms later)`,
         );
         assert.ok(atBob < GAP_BOUND_MS, `move ${i}: media gap at baresip ${atBob} ms`);
         assert.ok(atAlice < GAP_BOUND_MS, `move ${i}: media gap at sipkit ${atAlice} ms`);
