@@ -92,25 +92,19 @@ async function run(
 
 function count(net: LoopNetwork, host: string, start: number, times: number[]): HourCounts {
   const out = { hour1: 0, steady: 0, messages1: 0, steadyMessages: 0 };
-  if (Deno.env.get("PRESENCE_BYTES_DUMP")) {
+  if (Deno.env.get("PRESENCE_BYTES_TRACE")) {
     const dec = new TextDecoder();
-    const byKind = new Map<string, { n: number; bytes: number; sample: string }>();
     net.packets.forEach((p, i) => {
       if (p.from.host !== host && p.to.host !== host) return;
-      if (times[i] - start < HOUR || times[i] - start >= 2 * HOUR) return;
       const text = dec.decode(p.data);
       const first = text.slice(0, text.indexOf("\r\n"));
-      const cseq = /\r\nCSeq: *\d+ (\w+)/i.exec(text)?.[1] ?? "?";
-      const kind = first.startsWith("SIP/2.0") ? `${first.split(" ")[1]} ${cseq}` : cseq;
-      const k = byKind.get(kind) ?? { n: 0, bytes: 0, sample: text };
-      k.n++;
-      k.bytes += p.data.length;
-      byKind.set(kind, k);
+      const cseq = /\r\nCSeq: *(\d+ \w+)/i.exec(text)?.[1] ?? "?";
+      const s = Math.round((times[i] - start) / 1000);
+      console.error(`${s}\t${p.from.host} -> ${p.to.host}\t${first.slice(0, 40)}\t${cseq}`);
     });
-    for (const [k, v] of byKind) {
-      console.error(`== ${k}: ${v.n} messages, ${v.bytes} bytes\n${v.sample}`);
-    }
   }
+  const dump = Deno.env.get("PRESENCE_BYTES_DUMP");
+  if (dump) dumpHour(net, host, start + (Number(dump) - 1) * HOUR, times);
   net.packets.forEach((p, i) => {
     if (p.from.host !== host && p.to.host !== host) return;
     const t = times[i] - start;
@@ -125,6 +119,42 @@ function count(net: LoopNetwork, host: string, start: number, times: number[]): 
   out.steady = Math.round(out.steady / (HOURS - 1));
   out.steadyMessages = Math.round(out.steadyMessages / (HOURS - 1));
   return out;
+}
+
+/**
+ * Prints (stderr) one hour's bytes per message kind with a sample of each,
+ * and per header name (start line, each header line with its CRLF, the
+ * empty line, the body): `PRESENCE_BYTES_DUMP=<hour>` (1 is start-up).
+ */
+function dumpHour(net: LoopNetwork, host: string, from: number, times: number[]): void {
+  const dec = new TextDecoder();
+  const byKind = new Map<string, { n: number; bytes: number; sample: string }>();
+  const byHeader = new Map<string, number>();
+  const add = (k: string, n: number) => byHeader.set(k, (byHeader.get(k) ?? 0) + n);
+  net.packets.forEach((p, i) => {
+    if (p.from.host !== host && p.to.host !== host) return;
+    if (times[i] < from || times[i] >= from + HOUR) return;
+    const text = dec.decode(p.data);
+    const headEnd = text.indexOf("\r\n\r\n");
+    const lines = text.slice(0, headEnd).split("\r\n");
+    const first = lines[0];
+    const cseq = /\r\nCSeq: *\d+ (\w+)/i.exec(text)?.[1] ?? "?";
+    const kind = first.startsWith("SIP/2.0") ? `${first.split(" ")[1]} ${cseq}` : cseq;
+    const k = byKind.get(kind) ?? { n: 0, bytes: 0, sample: text.slice(0, headEnd + 4) };
+    k.n++;
+    k.bytes += p.data.length;
+    byKind.set(kind, k);
+    add(`${kind.includes(" ") ? "status" : "request"} line`, first.length + 2);
+    for (const line of lines.slice(1)) add(line.slice(0, line.indexOf(":")), line.length + 2);
+    add("(empty line)", 2);
+    add("(body)", p.data.length - new TextEncoder().encode(text.slice(0, headEnd + 4)).length);
+  });
+  for (const [k, v] of byKind) {
+    console.error(`== ${k}: ${v.n} messages, ${v.bytes} bytes (${Math.round(v.bytes / v.n)} each)`);
+    console.error(v.sample);
+  }
+  console.error("== per header (all messages of the hour):");
+  for (const [k, v] of [...byHeader].sort((a, b) => b[1] - a[1])) console.error(`${k}\t${v}`);
 }
 
 /** Records the clock time of each packet as it is sent. */

@@ -52,6 +52,7 @@ Deno.test({
           "bob@example.test",
           "--min-interval",
           "0",
+          "--trace",
         ], { env: dirs.env, name: "sipkit notify (alice)" });
         logs.push(alice);
         const listening = await alice.waitEvent((e) => e.type === "listening");
@@ -76,6 +77,17 @@ Deno.test({
         await bob.waitContactStatus(aliceUri, "Online");
         assert.equal(await alice.stop(), 0);
         assert.deepEqual(alice.badLines, []);
+        // baresip did not ask for deflate: every NOTIFY it got carried a
+        // plain, full PIDF document (issue 8: non-participating peers).
+        const notifies = alice.logs().split(">>> sent to ").filter((b) =>
+          /^[^\n]*\nNOTIFY /.test(b)
+        );
+        assert.ok(notifies.length >= 4, `${notifies.length} NOTIFYs traced`);
+        for (const n of notifies) {
+          assert.match(n, /\n(c|Content-Type): application\/pidf\+xml\r?\n/);
+          assert.doesNotMatch(n, /\n(e|Content-Encoding):/i);
+          assert.match(n, /<presence [^>]*xmlns="urn:ietf:params:xml:ns:pidf"[^]*<\/presence>/);
+        }
       });
     } finally {
       await stopAll([alice, bob]);

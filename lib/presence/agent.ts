@@ -58,6 +58,12 @@ export interface PresenceAgentOptions {
    * Default true (it only acts when the watcher asks with Suppress-If-Match).
    */
   entityTags?: boolean;
+  /**
+   * Compress documents with deflate (RFC 3261 section 20.12) for watchers
+   * whose SUBSCRIBE says `Accept-Encoding: deflate`; others (baresip,
+   * Kamailio, linphone) always get plain PIDF. Default true.
+   */
+  compress?: boolean;
   /** Start documents with the XML declaration. Default false (39 bytes less per NOTIFY). */
   xmlDeclaration?: boolean;
   /**
@@ -145,6 +151,7 @@ export class PresenceAgent {
       maxExpires: options.maxExpires ?? 86400,
       minInterval: options.minInterval ?? 1000,
       entityTags: options.entityTags ?? true,
+      encodings: options.compress === false ? [] : ["deflate"],
       authorize: (sub) => this.#authorize(sub),
       content: (sub) => this.#content(sub),
     };

@@ -82,6 +82,12 @@ export interface PresenceWatcherOptions {
   list?: string;
   /** Subscription duration in seconds. Default 3600. */
   expires?: number;
+  /**
+   * Ask buddies for deflate-compressed documents (`Accept-Encoding:
+   * deflate`, RFC 3261 section 20.2; a notifier that does not compress
+   * ignores it). Default true.
+   */
+  compress?: boolean;
   /** First back-off delay in seconds. Default 30. */
   backoffBase?: number;
   /** Largest back-off delay in seconds. Default 1800. */
@@ -251,6 +257,11 @@ export class PresenceWatcher {
     const sub = new Subscription(this.#ua, u, {
       event: "presence",
       accept: PRESENCE_ACCEPT,
+      // RFC 3856 section 6.5: without Accept the notifier assumes
+      // application/pidf+xml, all that PRESENCE_ACCEPT says; the initial
+      // SUBSCRIBE keeps it, refreshes leave it out.
+      refreshAccept: false,
+      acceptEncoding: this.#options.compress === false ? undefined : ["deflate"],
       expires: this.#options.expires ?? 3600,
       backoffBase: this.#options.backoffBase,
       backoffMax: this.#options.backoffMax,

@@ -1,7 +1,8 @@
 /**
  * The SIP event framework (RFC 6665): the Event and Subscription-State
  * headers, the subscriber ({@linkcode Subscription}) and the notifier
- * ({@linkcode Notifier}) into which event packages such as presence plug.
+ * ({@linkcode Notifier}) into which event packages such as presence plug,
+ * and the content codings of their bodies (deflate, gzip).
  *
  * @module
  */
@@ -9,3 +10,4 @@
 export * from "./headers.ts";
 export * from "./subscriber.ts";
 export * from "./notifier.ts";
+export * from "./encoding.ts";

@@ -16,6 +16,7 @@ import { SipRequestError } from "../errors.ts";
 import { createResponse, formatUri, type NameAddr, type SipRequest, type Uri } from "../message.ts";
 import { generateTag } from "../transaction/mod.ts";
 import type { IncomingRequest, UserAgent } from "../ua.ts";
+import { chooseCoding, type ContentCoding, encodeBody } from "./encoding.ts";
 import {
   type EventHeader,
   formatEvent,
@@ -69,6 +70,14 @@ export interface EventPackage {
    * Default false.
    */
   entityTags?: boolean;
+  /**
+   * Content codings (RFC 3261 section 20.12) the package may apply to NOTIFY
+   * bodies, preferred first, e.g. `["deflate"]`. A body is compressed only
+   * for a subscriber whose last SUBSCRIBE listed the coding in
+   * Accept-Encoding (others get it as it is), and only when that makes the
+   * message smaller. Default none.
+   */
+  encodings?: readonly ContentCoding[];
   /** Status of the answer to a SUBSCRIBE held pending: 202 (RFC 3265) or 200 (RFC 6665). Default 202. */
   pendingStatus?: 200 | 202;
   /** Decides on a new subscription. Default: "active". */
@@ -536,8 +545,9 @@ export class ServerSubscription {
     if (expires > 0 && this.#canSuppress(req.headers.get("Suppress-If-Match"))) {
       // RFC 5839 section 5: the subscriber has the current state already;
       // 204 (No Notification) refreshes the subscription without a NOTIFY.
-      await incoming.respond(204, { headers: [["Expires", String(expires)]] });
+      // Armed first: a NOTIFY being built meanwhile says the new expiry.
       this.#arm(expires);
+      await incoming.respond(204, { headers: [["Expires", String(expires)]] });
       this.#notifier._emit({ type: "refreshed", subscription: this });
       return;
     }
@@ -621,6 +631,15 @@ export class ServerSubscription {
     const ua = this.#notifier.ua;
     const final = this.#final;
     if (final) this.#finalSent = true;
+    const content = this.#pkg.content(this);
+    const extra: [string, string][] = [];
+    if (this.#pkg.entityTags && !final) {
+      this.#lastEtag = entityTag(this.#state, content);
+      this.#lastState = this.#state;
+      extra.push(["SIP-ETag", this.#lastEtag]);
+    }
+    const body = content ? await this.#encode(content.body, extra) : undefined;
+    // After the encoding: a refresh answered meanwhile moved the expiry.
     const stateValue = final
       ? formatSubscriptionState({
         state: "terminated",
@@ -628,21 +647,16 @@ export class ServerSubscription {
         retryAfter: final.retryAfter,
       })
       : formatSubscriptionState({ state: this.#state, expires: this.expires });
-    const content = this.#pkg.content(this);
     const headers: [string, string][] = [
       ["Event", formatEvent(this.event)],
       ["Subscription-State", stateValue],
+      ...extra,
     ];
-    if (this.#pkg.entityTags && !final) {
-      this.#lastEtag = entityTag(this.#state, content);
-      this.#lastState = this.#state;
-      headers.push(["SIP-ETag", this.#lastEtag]);
-    }
     let req: SipRequest;
     try {
       req = this.dialog.createRequest("NOTIFY", {
         headers,
-        body: content?.body,
+        body,
         contentType: content?.contentType,
       });
     } catch {
@@ -672,6 +686,25 @@ export class ServerSubscription {
       this.#dirty = false;
       this.#remove(String(status));
     }
+  }
+
+  /**
+   * The body as sent: compressed with the first of the package's codings
+   * that the subscriber's last SUBSCRIBE accepts (RFC 3261 section 20.2),
+   * when that saves more than the Content-Encoding line costs; then the
+   * header is added to `headers`.
+   */
+  async #encode(body: string | Uint8Array, headers: [string, string][]) {
+    const raw = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    const codings = this.#pkg.encodings;
+    if (!codings?.length || raw.length === 0) return raw;
+    const coding = chooseCoding(this.request.headers.values("Accept-Encoding"), codings);
+    if (!coding) return raw;
+    const packed = await encodeBody(raw, coding);
+    // "e: deflate" and its CRLF (more with full header names).
+    if (packed.length + coding.length + 5 >= raw.length) return raw;
+    headers.push(["Content-Encoding", coding]);
+    return packed;
   }
 
   #remove(reason: string): void {

@@ -27,6 +27,7 @@ import {
   sameEvent,
   type SubscriptionState,
 } from "./headers.ts";
+import { CONTENT_CODINGS, decodeBody, isKnownCoding } from "./encoding.ts";
 
 /** Options of {@linkcode Subscription}. */
 export interface SubscriptionOptions {
@@ -36,6 +37,19 @@ export interface SubscriptionOptions {
   eventId?: string;
   /** Accept header values, e.g. `["application/pidf+xml"]`. Default: none sent. */
   accept?: string[];
+  /**
+   * Send Accept on refreshes too. Default true. A package whose `accept` is
+   * its default body type can leave it out of refreshes (the notifier then
+   * assumes that default, RFC 6665 section 4.1.2), saving the bytes.
+   */
+  refreshAccept?: boolean;
+  /**
+   * Content codings to accept on NOTIFY bodies (Accept-Encoding, RFC 3261
+   * section 20.2), on every SUBSCRIBE, e.g. `["deflate"]`. NOTIFYs with a
+   * Content-Encoding are decoded whether or not this is set (deflate, gzip;
+   * others get 415). Default none sent.
+   */
+  acceptEncoding?: string[];
   /** Requested duration in seconds. Default 3600. */
   expires?: number;
   /** More header fields for every SUBSCRIBE (e.g. `["Supported", "eventlist"]`). */
@@ -69,7 +83,7 @@ export interface SubscriptionNotify {
   request: SipRequest;
   /** Its Subscription-State. */
   state: SubscriptionState;
-  /** The body (empty when none). */
+  /** The body (empty when none), its Content-Encoding undone. */
   body: Uint8Array;
   /** The Content-Type header value with its parameters, when there is a body. */
   contentType?: string;
@@ -359,6 +373,9 @@ export class Subscription {
       ["Expires", String(this.#expires)],
     ];
     if (this.#options.accept?.length) headers.push(["Accept", this.#options.accept.join(", ")]);
+    if (this.#options.acceptEncoding?.length) {
+      headers.push(["Accept-Encoding", this.#options.acceptEncoding.join(", ")]);
+    }
     headers.push(...(this.#options.headers ?? []));
     return this.#ua.createRequest("SUBSCRIBE", this.target, {
       headers,
@@ -476,8 +493,12 @@ export class Subscription {
       headers: [
         ["Event", formatEvent(this.event)],
         ["Expires", String(expires)],
-        ...(this.#options.accept?.length
+        ...(this.#options.accept?.length && this.#options.refreshAccept !== false
           ? [["Accept", this.#options.accept.join(", ")] as [string, string]]
+          : []),
+        // RFC 3261 20.2: without it the notifier assumes identity from now on.
+        ...(this.#options.acceptEncoding?.length
+          ? [["Accept-Encoding", this.#options.acceptEncoding.join(", ")] as [string, string]]
           : []),
         ...(this.#options.headers ?? []),
         // RFC 5839 section 4: a refresh conditional on the state we have;
@@ -595,21 +616,45 @@ export class Subscription {
       await incoming.respond(500, { reason: "Out of order" });
       return;
     }
+    let body = req.body;
+    const coding = req.headers.get("Content-Encoding");
+    if (coding !== undefined && body.length > 0) {
+      try {
+        body = await decodeBody(body, coding);
+      } catch (e) {
+        // RFC 3261 8.2.3: a coding we do not understand gets 415 with the
+        // ones we do in Accept-Encoding.
+        const unknown = coding.split(",").some((c) => c.trim() !== "" && !isKnownCoding(c));
+        await incoming.respond(
+          unknown ? 415 : 400,
+          unknown
+            ? { headers: [["Accept-Encoding", CONTENT_CODINGS.join(", ")]] }
+            : { reason: (e as Error).message },
+        );
+        return;
+      }
+    }
     await incoming.respond(200);
-    this.#handleNotify(req, state, remoteTag, fork);
+    this.#handleNotify(req, state, remoteTag, fork, body);
   };
 
-  #handleNotify(req: SipRequest, state: SubscriptionState, remoteTag: string, fork?: Fork): void {
+  #handleNotify(
+    req: SipRequest,
+    state: SubscriptionState,
+    remoteTag: string,
+    fork: Fork | undefined,
+    body: Uint8Array,
+  ): void {
     const notify: SubscriptionNotify = {
       request: req,
       state,
-      body: req.body,
+      body,
       dialog: fork?.dialog.id ??
         { callId: req.callId, localTag: req.to.params.tag ?? "", remoteTag },
     };
     // The full value: parameters matter (multipart boundary, RLMI start).
     const contentType = req.headers.get("Content-Type");
-    if (req.body.length > 0 && contentType !== undefined) notify.contentType = contentType;
+    if (body.length > 0 && contentType !== undefined) notify.contentType = contentType;
     if (fork?.notifyTimer !== undefined) {
       this.#ua.clock.clearTimeout(fork.notifyTimer);
       fork.notifyTimer = undefined;

@@ -1,0 +1,141 @@
+/**
+ * Leaner presence on the wire (issue 8 section 4), between sipkit peers that
+ * negotiate it, and the fallback for peers that do not: deflate bodies
+ * (Accept-Encoding / Content-Encoding, RFC 3261 sections 20.2 and 20.12).
+ */
+
+import assert from "node:assert/strict";
+import { ManualClock } from "../lib/sip/clock.ts";
+import { LoopNetwork } from "../lib/sip/transport_loop.ts";
+import { Subscription, type SubscriptionNotify } from "../lib/sip/events/subscriber.ts";
+import {
+  acceptedCodings,
+  chooseCoding,
+  decodeBody,
+  encodeBody,
+} from "../lib/sip/events/encoding.ts";
+import { Notifier } from "../lib/sip/events/notifier.ts";
+import { PresenceAgent } from "../lib/presence/agent.ts";
+import { PresenceWatcher, type PresenceWatcherEvent } from "../lib/presence/watcher.ts";
+import { presenceToStatus } from "../lib/presence/status.ts";
+import { advance, loopUa, requestsOf, responsesTo, until } from "./_presence_util.ts";
+
+const BOB = "sip:bob@192.0.2.2";
+
+Deno.test("Accept-Encoding: codings by q-value, '*', q=0 refused", () => {
+  assert.deepEqual(acceptedCodings(["gzip;q=0.5, deflate", "br;q=0"]), ["deflate", "gzip"]);
+  assert.equal(chooseCoding(["gzip"], ["deflate", "gzip"]), "gzip");
+  assert.equal(chooseCoding(["*"], ["deflate"]), "deflate");
+  assert.equal(chooseCoding(["identity", "br"], ["deflate"]), undefined);
+  assert.equal(chooseCoding([], ["deflate"]), undefined);
+});
+
+Deno.test("deflate and gzip bodies round-trip; an unknown coding or a broken body throws", async () => {
+  const text = new TextEncoder().encode("<presence>" + "x".repeat(200) + "</presence>");
+  for (const coding of ["deflate", "gzip"] as const) {
+    const packed = await encodeBody(text, coding);
+    assert.ok(packed.length < text.length);
+    assert.deepEqual(await decodeBody(packed, coding), text);
+  }
+  assert.deepEqual(await decodeBody(text, "identity"), text);
+  await assert.rejects(() => decodeBody(text, "br"), TypeError);
+  await assert.rejects(() => decodeBody(text, "deflate"), TypeError);
+});
+
+async function pair() {
+  const clock = new ManualClock();
+  const net = new LoopNetwork();
+  const alice = await loopUa(net, "alice", "192.0.2.1", { clock });
+  const bob = await loopUa(net, "bob", "192.0.2.2", { clock });
+  const agent = new PresenceAgent(bob, { unknown: "accept", status: "busy", minInterval: 0 });
+  return { clock, net, alice, bob, agent, close: () => Promise.all([alice.close(), bob.close()]) };
+}
+
+Deno.test("sipkit watcher and agent: PIDF goes deflated, and the watcher reads it", async () => {
+  const { clock, net, alice, agent, close } = await pair();
+  const seen: PresenceWatcherEvent[] = [];
+  const watcher = new PresenceWatcher(alice, { buddies: [BOB], onEvent: (e) => seen.push(e) });
+  await watcher.start();
+  const statuses = () => seen.flatMap((e) => e.type === "presence" ? [e.status] : []);
+  await until(net, () => statuses().length === 1);
+  agent.setStatus("away");
+  await until(net, () => statuses().length === 2);
+  assert.deepEqual(statuses(), ["busy", "away"]);
+  const subscribe = requestsOf(net, "SUBSCRIBE")[0];
+  assert.equal(subscribe.headers.get("Accept-Encoding"), "deflate");
+  assert.equal(subscribe.headers.get("Accept"), "application/pidf+xml");
+  const notifies = requestsOf(net, "NOTIFY");
+  assert.equal(notifies.length, 2);
+  for (const n of notifies) {
+    assert.equal(n.headers.get("Content-Encoding"), "deflate");
+    assert.equal(n.headers.get("Content-Type"), "application/pidf+xml");
+    const plain = await decodeBody(n.body, "deflate");
+    assert.ok(n.body.length < plain.length, `${n.body.length} < ${plain.length}`);
+  }
+  // A refresh keeps Accept-Encoding (RFC 3261 20.2: without it, identity) and
+  // leaves Accept out (RFC 3856 6.5: application/pidf+xml is the default).
+  await advance(clock, net, 3600_000, 10_000);
+  const refresh = requestsOf(net, "SUBSCRIBE")[1];
+  assert.ok(refresh, "refreshed");
+  assert.equal(refresh.headers.get("Accept-Encoding"), "deflate");
+  assert.equal(refresh.headers.get("Accept"), undefined);
+  assert.equal(responsesTo(net, "SUBSCRIBE").at(-1)?.status, 204);
+  await watcher.close({ unsubscribe: false });
+  await agent.close({ notify: false });
+  await close();
+});
+
+Deno.test("a subscriber that does not ask for deflate (baresip, Kamailio) gets plain PIDF", async () => {
+  const { net, alice, agent, close } = await pair();
+  const notes: SubscriptionNotify[] = [];
+  const sub = new Subscription(alice, BOB, {
+    event: "presence",
+    accept: ["application/pidf+xml"],
+    onNotify: (n) => notes.push(n),
+  });
+  await sub.start();
+  await until(net, () => notes.length === 1);
+  agent.setStatus("lunch");
+  await until(net, () => notes.length === 2);
+  for (const n of requestsOf(net, "NOTIFY")) {
+    assert.equal(n.headers.get("Content-Encoding"), undefined);
+    assert.equal(presenceToStatus(n.body).entity, BOB);
+  }
+  assert.equal(presenceToStatus(notes[1].body).status, "lunch");
+  sub.close();
+  await agent.close({ notify: false });
+  await close();
+});
+
+Deno.test("a NOTIFY body in a coding the subscriber does not know gets 415 with Accept-Encoding", async () => {
+  const clock = new ManualClock();
+  const net = new LoopNetwork();
+  const alice = await loopUa(net, "alice", "192.0.2.1", { clock });
+  const bob = await loopUa(net, "bob", "192.0.2.2", { clock });
+  const notifier = new Notifier(bob);
+  notifier.addPackage({
+    event: "presence",
+    content: () => ({ body: "<presence/>", contentType: "application/pidf+xml" }),
+  });
+  const notes: SubscriptionNotify[] = [];
+  const sub = new Subscription(alice, BOB, { event: "presence", onNotify: (n) => notes.push(n) });
+  await sub.start();
+  await until(net, () => notes.length === 1);
+  const s = notifier.subscriptions()[0];
+  // A notifier that compresses with a coding nobody asked for.
+  const req = s.dialog.createRequest("NOTIFY", {
+    headers: [["Event", "presence"], ["Subscription-State", "active;expires=600"], [
+      "Content-Encoding",
+      "br",
+    ]],
+    body: "xyz",
+    contentType: "application/pidf+xml",
+  });
+  const { response } = await bob.send(req, { dialog: s.dialog });
+  assert.equal(response.status, 415);
+  assert.equal(response.headers.get("Accept-Encoding"), "deflate, gzip");
+  assert.equal(notes.length, 1);
+  sub.close();
+  await notifier.close({ notify: false });
+  await Promise.all([alice.close(), bob.close()]);
+});
