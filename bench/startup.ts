@@ -13,7 +13,11 @@
  * Target: each ratio at most 1.3. Exits 1 when a command failed or the
  * listener did not print every message sent.
  *
- *     deno run -A --config bench/deno.json bench/startup.ts [--runs 15]
+ * `--before <dir>` adds the same three sipkit commands run from another
+ * checkout (e.g. `git archive <commit> | tar -x -C <dir>`, with its own
+ * deno.json), interleaved in the same rounds: before and after from one run.
+ *
+ *     deno run -A --config bench/deno.json bench/startup.ts [--runs 15] [--before <dir>]
  *
  * @module
  */
@@ -37,6 +41,21 @@ function runsArg(): number {
   return n;
 }
 
+/** `--before <dir>`: a checkout whose cli/main.ts and deno.json are compared too. */
+function beforeArg(): string | undefined {
+  const i = Deno.args.indexOf("--before");
+  if (i < 0) return undefined;
+  const dir = Deno.args[i + 1]?.replace(/\/+$/, "");
+  try {
+    Deno.statSync(`${dir}/cli/main.ts`);
+    Deno.statSync(`${dir}/deno.json`);
+  } catch {
+    console.error("startup: --before needs a checkout with cli/main.ts and deno.json");
+    Deno.exit(2);
+  }
+  return dir;
+}
+
 /** Wall and CPU (user + system) milliseconds of one process. */
 interface Timing {
   wall: number;
@@ -44,11 +63,11 @@ interface Timing {
 }
 
 /**
- * Runs `deno run -A --config deno.json <args>` once under bash's `time`
+ * Runs `deno run -A --config <config> <args>` once under bash's `time`
  * (wall time, and the CPU time the process used: steadier than wall time on
  * a busy machine).
  */
-async function timeRun(name: string, args: string[]): Promise<Timing> {
+async function timeRun(name: string, config: string, args: string[]): Promise<Timing> {
   const errFile = await Deno.makeTempFile({ prefix: `sipkit_startup_${Deno.pid}_` });
   try {
     const out = await new Deno.Command("bash", {
@@ -60,7 +79,7 @@ async function timeRun(name: string, args: string[]): Promise<Timing> {
         "run",
         "-A",
         "--config",
-        CONFIG,
+        config,
         ...args,
       ],
       env: { ERR: errFile },
@@ -106,26 +125,27 @@ async function main(): Promise<number> {
       timeout: 30_000,
     });
     const to = String(listening.contact);
-    const cases: [string, string[]][] = [
-      ["hello script (commander only) --version", [HELLO, "--version"]],
-      ["sipkit --version", [MAIN, "--version"]],
-      ["sipkit message <to> <body> --help", [
-        MAIN,
-        "message",
-        to,
-        "hi",
-        "--help",
-      ]],
+    const sipkit = (label: string, main: string, config: string): [string, string, string[]][] => [
+      [`${label} --version`, config, [main, "--version"]],
+      [`${label} message <to> <body> --help`, config, [main, "message", to, "hi", "--help"]],
       [
-        "sipkit message <to> <body> (one-shot, 200 OK)",
-        [MAIN, "message", "-u", "alice@127.0.0.1", "--quiet", to, "hi"],
+        `${label} message <to> <body> (one-shot, 200 OK)`,
+        config,
+        [main, "message", "-u", "alice@127.0.0.1", "--quiet", to, "hi"],
       ],
     ];
+    const before = beforeArg();
+    const cases: [string, string, string[]][] = [
+      ["hello script (commander only) --version", CONFIG, [HELLO, "--version"]],
+      ...sipkit("sipkit", MAIN, CONFIG),
+      ...(before ? sipkit("before:", `${before}/cli/main.ts`, `${before}/deno.json`) : []),
+    ];
+    const loadBefore = Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
     const times = cases.map(() => [] as Timing[]);
     let sent = 0;
     for (let round = 0; round <= runs; round++) {
-      for (const [i, [name, args]] of cases.entries()) {
-        const t = await timeRun(name, args);
+      for (const [i, [name, config, args]] of cases.entries()) {
+        const t = await timeRun(name, config, args);
         if (name.includes("one-shot")) sent++;
         if (round > 0) times[i].push(t); // round 0 warms the caches
       }
@@ -140,7 +160,8 @@ async function main(): Promise<number> {
     const cpu = times.map((ts) => median(ts.map((t) => t.cpu)));
     console.log(
       `Start-up, median of ${runs} interleaved runs (deno run -A --config deno.json), ` +
-        "wall time and CPU time (user + system) in ms:",
+        "wall time and CPU time (user + system) in ms; load average before and after: " +
+        `${loadBefore} / ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`,
     );
     console.log("| command | wall | ratio | CPU | ratio | target (wall ratio) |");
     console.log("| --- | ---: | ---: | ---: | ---: | --- |");

@@ -4,8 +4,12 @@
  * Start-up is kept short for one-shot use (cron jobs, probes): a command's
  * module, and the library behind it, is loaded only when that command runs
  * (or shows its help). The loaders below are `import()` calls with literal
- * specifiers, which `deno compile` follows like static imports, so the
- * binary still embeds every command (`tests/compile_safety_test.ts`).
+ * specifiers. deno.json turns on `lazy-dynamic-imports`, so `deno run` reads
+ * and loads only the modules that run (by default Deno walks the whole graph
+ * behind every literal `import()` before the first line runs). With that
+ * flag `deno compile` embeds what only `import()` reaches through deno.json's
+ * `compile.include` (cli/ and lib/): `tests/compile_safety_test.ts` checks
+ * the file list of a real compile.
  *
  * @module
  */

@@ -1,10 +1,12 @@
 /**
  * `deno compile` builds `sipkit` into one binary, which can only embed what
- * it can find from cli/main.ts: static imports, and `import()` calls whose
- * specifier is a string literal. This guards the rules that keep the library
- * and the commands compile-safe and quick to start: no computed `import()`,
- * no files read relative to the source (`import.meta.url`/`dirname`) at run
- * time, commands loaded only when they run, and no top-level work on import.
+ * it can find from cli/main.ts: static imports, `import()` calls whose
+ * specifier is a string literal, and deno.json's `compile.include` (needed
+ * since deno.json asks for lazy dynamic imports). This guards the rules that
+ * keep the library and the commands compile-safe and quick to start: no
+ * computed `import()`, no files read relative to the source
+ * (`import.meta.url`/`dirname`) at run time, commands loaded only when they
+ * run, no top-level work on import, and a real compile embeds every module.
  */
 import assert from "node:assert/strict";
 
@@ -138,5 +140,69 @@ Deno.test("sipkit --help lists every command on one line", async () => {
   for (const line of list) assert.match(line, /^ {2}\S/, `a wrapped line: "${line}"`);
   for (const name of Object.keys(COMMANDS)) {
     assert.ok(list.some((l) => l.trimStart().startsWith(`${name} `)), `${name} is not listed`);
+  }
+});
+
+/**
+ * The paths `deno compile` lists under "Embedded Files" (a tree; a `dir/*`
+ * entry stands for a whole directory), relative to the binary's root.
+ */
+function embeddedPaths(listing: string): string[] {
+  // deno-lint-ignore no-control-regex
+  const lines = listing.replace(/\x1b\[[0-9;]*m/g, "").split("\n");
+  const start = lines.findIndex((l) => l.trim() === "Embedded Files");
+  const paths: string[] = [];
+  const stack: string[] = [];
+  for (const line of lines.slice(start + 3)) {
+    const m = /^((?:[│ ] )*)[├└]─[─┬] (.+?)(?: \([^()]*\))?$/.exec(line);
+    if (!m) break;
+    const depth = m[1].length / 2;
+    stack.length = depth;
+    stack.push(m[2]);
+    paths.push(stack.join("/"));
+  }
+  return paths;
+}
+
+Deno.test("deno compile embeds every module of the graph, also those behind import()", async () => {
+  // deno.json asks for lazy dynamic imports (quicker start: `deno run` walks only
+  // the graph that runs). `deno compile` then leaves out what only import()
+  // reaches, unless its "compile.include" names it: check the real binary's
+  // file list. DENORT_BIN makes compile use this Deno as the runtime, with no
+  // download; the binary is not run, only its embedded files are listed.
+  const dir = await Deno.makeTempDir({ prefix: `sipkit_compile_${Deno.pid}_` });
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "compile",
+        "--no-check",
+        "--allow-all",
+        "--config",
+        `${root}deno.json`,
+        "--output",
+        `${dir}/sipkit`,
+        `${root}cli/main.ts`,
+      ],
+      cwd: root,
+      env: { DENORT_BIN: Deno.execPath(), NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, text);
+    const embedded = embeddedPaths(text);
+    assert.ok(embedded.length > 0, text);
+    const covered = (file: string) =>
+      embedded.some((p) => p === file || (p.endsWith("/*") && file.startsWith(p.slice(0, -1))));
+    const graph = await info("cli/main.ts");
+    const local = graph.modules.map((m) => m.specifier).filter((s) => s.startsWith("file:"))
+      .map((s) => s.slice(7 + root.length));
+    for (const file of ["cli/_message.ts", "cli/call.ts", "lib/sip/digest.ts"]) {
+      assert.ok(local.includes(file), `${file} is not in the graph`);
+    }
+    const missing = local.filter((f) => !covered(f));
+    assert.deepEqual(missing, [], `not embedded:\n${text}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
