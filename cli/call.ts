@@ -22,6 +22,7 @@ import {
   type SessionEnd,
 } from "../lib/sip/invite/mod.ts";
 import {
+  type AdaptDecision,
   AdaptPolicy,
   type AudioSink,
   type AudioSource,
@@ -54,6 +55,9 @@ import { defaultToward, Follower } from "./_roam.ts";
 import { addRoamOptions, type RoamOptions } from "./_roam_options.ts";
 import type { Mover } from "../lib/sip/move.ts";
 import { createUserAgent } from "./_ua.ts";
+
+/** The ptime rungs of --adapt, ms: a call starts on the first. */
+const ADAPT_PTIMES = [20, 40, 60];
 
 /** Builds the `call` command. */
 export function callCommand(): Command {
@@ -99,7 +103,7 @@ export function callCommand(): Command {
     )
     .option(
       "--adapt",
-      "watch the peer's RTCP reports; sustained loss or jitter changes the session by re-INVITE",
+      "watch RTCP: sustained loss or jitter changes codec and ptime by re-INVITE, and the jitter buffer",
     )
     .option(
       "--adapt-loss <fraction>",
@@ -112,6 +116,12 @@ export function callCommand(): Command {
       "with --adapt: jitter in ms that counts as bad",
       floatArg("--adapt-jitter", 0, 10_000),
       40,
+    )
+    .option(
+      "--adapt-interval <s>",
+      "with --adapt: least seconds between two changes (of the session, of the jitter buffer)",
+      floatArg("--adapt-interval", 0, 3600),
+      15,
     )
     .option("--registrar <uri>", "with --register: registrar URI (default: the AOR's domain)")
     .option(
@@ -127,13 +137,15 @@ Events: listening, incoming (from, to, call_id, codecs), busy (a second call tur
 with 486: from, to, call_id, codecs, status, current_call_id), calling (to, from, call_id),
 ringing (status, early_media), answered (call_id), media (codec, payload_type, ptime,
 local_rtp, remote_rtp, direction), codec_changed (codec, previous, payload_type, by),
+ptime_changed (ptime, previous, by),
 held (by), resumed (by), dtmf (digit, duration_ms, via), stats (packets_sent,
 packets_received, lost, loss_fraction, jitter_ms, rtt_ms, mos, ...; final), adapted
-(reason, loss_fraction, jitter_ms, codec, accepted), moved (old, new, redone),
+(reason, loss_fraction, jitter_ms, local_jitter_ms, codec, previous_codec, ptime,
+previous_ptime, jitter_buffer_ms, previous_jitter_buffer_ms, accepted, ...), moved (old, new, redone),
 ended (reason, status, phrase, duration, call_id), error; with --roam also
 address_changed, address_added, address_lost.
 Input (NDJSON on stdin): {"type":"answer"}, {"type":"reject","status":486},
-{"type":"dtmf","digits":"12#"}, {"type":"codec","codec":"PCMA"}, {"type":"hold"},
+{"type":"dtmf","digits":"12#"}, {"type":"codec","codec":"PCMA","ptime":40}, {"type":"hold"},
 {"type":"resume"}, {"type":"hangup"}, {"type":"address_changed","new":"192.0.2.7"}
 (the call moves: new RTP socket, re-INVITE with the new Contact and c= line).
 Exit codes: 0 the call happened and ended normally, 1 rejected (486, 603...),
@@ -181,6 +193,7 @@ type CallOptions = {
   adapt?: boolean;
   adaptLoss: number;
   adaptJitter: number;
+  adaptInterval: number;
   registrar?: string;
   expires: number;
   register?: boolean;
@@ -270,7 +283,9 @@ async function runCall(
       plan,
       duration: opts.duration,
       statsInterval: opts.statsInterval,
-      adapt: opts.adapt ? { loss: opts.adaptLoss, jitter: opts.adaptJitter } : undefined,
+      adapt: opts.adapt
+        ? { loss: opts.adaptLoss, jitter: opts.adaptJitter, interval: opts.adaptInterval }
+        : undefined,
       bind: opts.bind,
     };
     if (targetUri) return await placeAndRun(ctx, ua, targetUri, opts, settings);
@@ -293,7 +308,7 @@ interface CallSettings {
   plan: AudioPlan;
   duration?: number;
   statsInterval: number;
-  adapt?: { loss: number; jitter: number };
+  adapt?: { loss: number; jitter: number; interval: number };
   bind?: string;
 }
 
@@ -313,6 +328,8 @@ async function openMedia(
     hostname: isUnspecified(local) ? local : advertised,
     advertisedHostname: advertised,
     codecs: settings.codecs,
+    // With --adapt the ptime may go up to the policy's last rung: say what we take.
+    maxPtime: settings.adapt ? ADAPT_PTIMES[ADAPT_PTIMES.length - 1] : undefined,
   });
   try {
     const source = openSource(settings.plan);
@@ -570,6 +587,8 @@ class LiveCall {
   #statsTimer?: ReturnType<typeof setInterval>;
   #durationTimer?: ReturnType<typeof setTimeout>;
   #adapt?: AdaptPolicy;
+  /** An --adapt change is being applied: reports meanwhile are not observed. */
+  #adapting = false;
   #busy: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -586,6 +605,8 @@ class LiveCall {
       this.#adapt = new AdaptPolicy(settings.codecs, {
         lossThreshold: settings.adapt.loss,
         jitterThresholdMs: settings.adapt.jitter,
+        cooldownMs: settings.adapt.interval * 1000,
+        ptimes: ADAPT_PTIMES,
       });
     }
     session.addEventListener("ringing", (e) => {
@@ -604,6 +625,14 @@ class LiveCall {
         codec: d.codec,
         previous: d.previous,
         payload_type: d.payload_type,
+        by: this.#pendingChange ?? "remote",
+      });
+    });
+    media?.addEventListener("ptime_changed", (e) => {
+      const d = (e as CustomEvent).detail;
+      void ctx.out.emit("ptime_changed", {
+        ptime: d.ptime,
+        previous: d.previous,
         by: this.#pendingChange ?? "remote",
       });
     });
@@ -701,28 +730,80 @@ class LiveCall {
   }
 
   #onReport(stats: MediaStats): void {
-    if (!this.#adapt || !this.#media || this.#session.state !== "confirmed") return;
-    const n = this.#media.negotiated;
+    const media = this.#media;
+    if (!this.#adapt || !media || this.#session.state !== "confirmed" || this.#adapting) return;
+    const n = media.negotiated;
     if (!n) return;
+    const before = {
+      codec: n.codec,
+      ptime: n.ptime,
+      offeredPtime: media.ptime,
+      jitterBufferMs: media.jitterBuffer.targetDelayMs,
+    };
     const decision = this.#adapt.observe(
-      { lossFraction: stats.remote_loss_fraction, jitterMs: stats.remote_jitter_ms },
-      { codec: n.codec },
+      {
+        remote: { lossFraction: stats.remote_loss_fraction, jitterMs: stats.remote_jitter_ms },
+        local: { lossFraction: stats.loss_fraction, jitterMs: stats.jitter_ms },
+      },
+      {
+        codec: n.codec,
+        ptime: media.ptime,
+        jitterBufferMs: before.jitterBufferMs,
+        maxPtime: n.remoteMaxptime,
+      },
       performance.now(),
     );
     if (!decision) return;
+    this.#adapting = true;
     this.#serial(async () => {
+      try {
+        await this.#applyAdaptation(decision, before, stats);
+      } finally {
+        this.#adapting = false;
+      }
+    });
+  }
+
+  /** Applies one decision of the --adapt policy and reports it as `adapted`. */
+  async #applyAdaptation(
+    decision: AdaptDecision,
+    before: { codec: string; ptime: number; offeredPtime: number; jitterBufferMs: number },
+    stats: MediaStats,
+  ): Promise<void> {
+    const media = this.#media!;
+    if (decision.jitterBufferMs !== undefined) {
+      media.jitterBuffer.setTargetDelay(decision.jitterBufferMs);
+    }
+    const renegotiate = decision.codec !== undefined || decision.ptime !== undefined;
+    let ok = true;
+    if (renegotiate && this.#session.state === "confirmed") {
       this.#pendingChange = "adapt";
-      this.#media!.preferCodec(decision.codec);
-      const ok = await this.#session.reinvite().catch(() => false);
+      if (decision.codec) media.preferCodec(decision.codec);
+      if (decision.ptime !== undefined) media.setPtime(decision.ptime);
+      ok = await this.#session.reinvite().catch(() => false);
       this.#pendingChange = undefined;
-      await this.#ctx.out.emit("adapted", {
-        reason: decision.reason,
-        loss_fraction: stats.remote_loss_fraction,
-        jitter_ms: stats.remote_jitter_ms,
-        codec: this.#media!.negotiated?.codec,
-        requested: decision.codec,
-        accepted: ok && this.#media!.negotiated?.codec === decision.codec,
-      });
+      // Refused: our offers go back to the ptime in force (the policy may ask again later).
+      if (!ok && decision.ptime !== undefined) media.setPtime(before.offeredPtime);
+    }
+    const after = media.negotiated;
+    const accepted = ok &&
+      (decision.codec === undefined || after?.codec === decision.codec) &&
+      (decision.ptime === undefined || after?.ptime === decision.ptime);
+    await this.#ctx.out.emit("adapted", {
+      reason: decision.reason,
+      loss_fraction: stats.remote_loss_fraction,
+      jitter_ms: stats.remote_jitter_ms,
+      local_jitter_ms: stats.jitter_ms,
+      codec: after?.codec ?? null,
+      previous_codec: before.codec,
+      requested: decision.codec ?? null,
+      ptime: after?.ptime ?? null,
+      previous_ptime: before.ptime,
+      requested_ptime: decision.ptime ?? null,
+      jitter_buffer_ms: media.jitterBuffer.targetDelayMs,
+      previous_jitter_buffer_ms: before.jitterBufferMs,
+      renegotiated: renegotiate,
+      accepted,
     });
   }
 
@@ -793,26 +874,43 @@ class LiveCall {
         return;
       }
       case "codec": {
+        // {"type":"codec","codec":"PCMA"}, {"type":"codec","ptime":40}, or both.
         const codec = typeof event.codec === "string" ? codecByName(event.codec) : undefined;
-        if (!codec || !this.#settings.codecs.includes(codec.name as CodecName)) {
+        const ptime = event.ptime;
+        if (
+          event.codec !== undefined &&
+          (!codec || !this.#settings.codecs.includes(codec.name as CodecName))
+        ) {
           return await inputError(
             ctx,
             line,
             `codec: "codec" must be one of ${this.#settings.codecs.join(", ")} (--codec)`,
           );
         }
+        if (
+          ptime !== undefined &&
+          (typeof ptime !== "number" || !Number.isInteger(ptime) || ptime < 10 || ptime > 100 ||
+            ptime % 10 !== 0)
+        ) {
+          return await inputError(ctx, line, 'codec: "ptime" must be 10, 20, ... 100 (ms)');
+        }
+        if (!codec && ptime === undefined) {
+          return await inputError(ctx, line, 'codec: give "codec", "ptime" or both');
+        }
         await this.#serial(async () => {
+          const previousPtime = media.ptime;
           this.#pendingChange = "local";
-          media.preferCodec(codec.name);
+          if (codec) media.preferCodec(codec.name);
+          if (typeof ptime === "number") media.setPtime(ptime);
           const ok = await session.reinvite();
           this.#pendingChange = undefined;
-          if (!ok || media.negotiated?.codec !== codec.name) {
+          if (!ok) media.setPtime(previousPtime);
+          const n = media.negotiated;
+          if (!ok || (codec && n?.codec !== codec.name)) {
             await inputError(
               ctx,
               line,
-              `codec: the peer kept ${media.negotiated?.codec ?? "its codec"}${
-                ok ? "" : " (re-INVITE refused)"
-              }`,
+              `codec: the peer kept ${n?.codec ?? "its codec"}${ok ? "" : " (re-INVITE refused)"}`,
             );
           }
         });

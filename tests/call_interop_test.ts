@@ -259,3 +259,65 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "sipkit calls baresip: a re-INVITE with a=ptime:40 makes baresip send 40 ms packets, and its answer asks 40 of us",
+  ignore: !hasBaresip || !hasSox,
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const peers: HasLogs[] = [];
+      await withLogsOnFailure(peers, async () => {
+        const b = await toneBaresip(dirs, { autoAnswer: true });
+        peers.push(b);
+        let a: SipkitProcess | undefined;
+        try {
+          a = startCaller(dirs, [
+            "-u",
+            "alice@example.test",
+            b.contact,
+            "--tone",
+            "440",
+            "--record",
+            `${dirs.dir}/at-sipkit.wav`,
+            "--stats-interval",
+            "1",
+          ]);
+          peers.push(asPeer(a));
+          const media = await a.waitEvent(of("media"));
+          assert.equal(media.ptime, 20);
+          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+          const before = await a.waitEvent((e) =>
+            e.type === "stats" && typeof e.received_ptime === "number"
+          );
+          assert.equal(before.received_ptime, 20, "baresip sends 20 ms packets at first");
+          await a.send({ type: "codec", ptime: 40 });
+          // baresip honours our a=ptime:40 for what it sends, and answers a=ptime:40.
+          const after = await a.waitEvent(
+            (e) => e.type === "stats" && e.received_ptime === 40,
+            { timeout: 8000, message: "40 ms packets from baresip" },
+          );
+          assert.equal(after.ptime, 40, "we send with baresip's answered a=ptime:40");
+          const changed = await a.waitEvent(of("ptime_changed"));
+          assert.deepEqual([changed.ptime, changed.previous, changed.by], [40, 20, "local"]);
+          const answers = b.trace().filter((m) =>
+            m.status === 200 && m.cseqMethod === "INVITE" && /a=ptime:40/.test(m.body)
+          );
+          assert.ok(answers.length > 0, "baresip's 200 carries a=ptime:40");
+          assert.ok(!a.events.some((e) => e.type === "error"), "no error: the re-INVITE was taken");
+          await delay(2000);
+          await a.send({ type: "hangup" });
+          assert.equal((await a.waitEvent(of("ended"))).reason, "local_bye");
+          assert.equal(await a.exited, 0);
+          await b.waitEvent((e) => e.type === "CALL_CLOSED");
+          // The audio survives the change both ways.
+          await assertTone(`${dirs.dir}/at-sipkit.wav`, 1000, "what sipkit heard");
+          await assertBaresipHeard(b, 440);
+        } finally {
+          await a?.stop();
+          await b.stop();
+        }
+      });
+    });
+  },
+});

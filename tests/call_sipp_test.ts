@@ -224,8 +224,36 @@ function lossReport(ssrc: number, fraction: number, highestSeq: number): Uint8Ar
   return out;
 }
 
+/** One RTP packet as the test's socket got it. */
+interface Got {
+  at: number;
+  pt: number;
+  seq: number;
+  ts: number;
+  ssrc: number;
+}
+
+/**
+ * Checks a run of packets of one payload type: consecutive sequence numbers,
+ * a timestamp step of `ptime` * 8, and a mean arrival gap of `ptime` ms
+ * (within 15 %: the timing is seen by a test process on a shared machine;
+ * the pacing itself is checked exactly on the manual clock in
+ * rtp_media_session_test.ts). Returns the mean gap.
+ */
+function assertPacing(run: Got[], ptime: number, label: string): number {
+  assert.ok(run.length >= 15, `${label}: only ${run.length} packets`);
+  for (let i = 1; i < run.length; i++) {
+    assert.equal(run[i].seq, (run[i - 1].seq + 1) & 0xffff, `${label}: sequence at ${i}`);
+    assert.equal((run[i].ts - run[i - 1].ts) >>> 0, ptime * 8, `${label}: timestamp step at ${i}`);
+  }
+  const mean = (run[run.length - 1].at - run[0].at) / (run.length - 1);
+  assert.ok(Math.abs(mean - ptime) <= ptime * 0.15, `${label}: mean gap ${mean} ms`);
+  return mean;
+}
+
 Deno.test({
-  name: "sipkit call --adapt: RTCP reports of heavy loss make it re-INVITE with the next codec",
+  name:
+    "sipkit call --adapt: RTCP reports of heavy loss re-INVITE with the next codec and ptime 40 (RTP 40 ms apart), calm ones back to 20",
   ignore: !hasSipp,
   fn: async () => {
     await withCallDirs(async (dirs) => {
@@ -239,6 +267,26 @@ Deno.test({
         keys: { rtp_host: "127.0.0.1", rtp_port: rtpPort },
       });
       let reporting: ReturnType<typeof setInterval> | undefined;
+      // Every RTP packet sipkit sends us, with when it came.
+      const got: Got[] = [];
+      const receiving = (async () => {
+        try {
+          for (;;) {
+            const [p] = await socket.receive();
+            const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+            if (p.length < 12 || (p[1] & 0x7f) >= 72 && (p[1] & 0x7f) <= 76) continue; // RTCP
+            got.push({
+              at: performance.now(),
+              pt: p[1] & 0x7f,
+              seq: v.getUint16(2),
+              ts: v.getUint32(4),
+              ssrc: v.getUint32(8),
+            });
+          }
+        } catch {
+          // closed
+        }
+      })();
       try {
         await withProcLogs(() => procs, async () => {
           const p = startCaller(dirs, [
@@ -246,42 +294,78 @@ Deno.test({
             "--tone",
             "440",
             "--adapt",
+            "--adapt-interval",
+            "2",
             "--duration",
-            "4",
+            "8",
           ]);
           procs.push(p);
           const media = await p.waitEvent(of("media"));
+          assert.equal(media.ptime, 20);
           const rtcpPort = Number(/:(\d+)$/.exec(String(media.local_rtp))![1]) + 1;
           // sipkit's SSRC and sequence numbers, from the RTP it sends us.
-          const [packet] = await socket.receive();
-          const ssrc = new DataView(packet.buffer, packet.byteOffset).getUint32(8);
-          const seq = new DataView(packet.buffer, packet.byteOffset).getUint16(2);
+          while (got.length === 0) await new Promise((r) => setTimeout(r, 20));
+          const ssrc = got[0].ssrc;
+          let fraction = 128; // 50 % lost
           let n = 0;
           reporting = setInterval(() => {
             n++;
-            socket.send(lossReport(ssrc, 128, seq + 25 * n), {
+            socket.send(lossReport(ssrc, fraction, got[0].seq + 25 * n), {
               transport: "udp",
               hostname: "127.0.0.1",
               port: rtcpPort,
             }).catch(() => {});
           }, 500);
           const adapted = await p.waitEvent(of("adapted"));
+          fraction = 0; // the link calms down
           assert.equal(adapted.reason, "loss");
           assert.equal(adapted.loss_fraction, 0.5);
-          assert.deepEqual([adapted.requested, adapted.codec, adapted.accepted], [
-            "PCMA",
-            "PCMA",
-            true,
-          ]);
+          assert.deepEqual(
+            [adapted.requested, adapted.codec, adapted.previous_codec, adapted.accepted],
+            ["PCMA", "PCMA", "PCMU", true],
+          );
+          assert.deepEqual(
+            [adapted.requested_ptime, adapted.ptime, adapted.previous_ptime, adapted.renegotiated],
+            [40, 40, 20, true],
+          );
           const changed = await p.waitEvent(of("codec_changed"));
           assert.deepEqual([changed.codec, changed.by], ["PCMA", "adapt"]);
+          const recovered = await p.waitEvent((e) =>
+            e.type === "adapted" && e.reason === "recovered"
+          );
+          assert.equal(recovered.reason, "recovered");
+          assert.equal(recovered.loss_fraction, 0);
+          assert.deepEqual([recovered.requested_ptime, recovered.ptime, recovered.previous_ptime], [
+            20,
+            20,
+            40,
+          ]);
+          assert.equal(recovered.requested, null, "the codec stays");
           assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
           assert.equal(await p.waitExit(), 0);
           assertSippOk(await uas.done, "call_uas_adapt.xml");
+          // What came at the receiver: PCMU at 20 ms, PCMA at 40 ms, PCMA at 20 ms again.
+          const pcmu = got.filter((g) => g.pt === 0);
+          const pcma = got.filter((g) => g.pt === 8);
+          // The PCMA run at 40 ms: while the steps stay 320; the packet after the last
+          // 320 step is the first 20 ms one (the step counts the samples of the packet before).
+          let i = 1;
+          while (i < pcma.length && ((pcma[i].ts - pcma[i - 1].ts) >>> 0) === 320) i++;
+          const at40 = pcma.slice(0, i - 1);
+          const at20 = pcma.slice(i - 1);
+          assertPacing(pcmu.slice(5), 20, "PCMU before");
+          assertPacing(at40, 40, "PCMA at 40 ms");
+          assertPacing(at20, 20, "PCMA at 20 ms again");
+          // The switches themselves: the timestamp goes on by the last packet's samples.
+          const lastPcmu = pcmu[pcmu.length - 1];
+          assert.equal(at40[0].seq, (lastPcmu.seq + 1) & 0xffff);
+          assert.equal((at40[0].ts - lastPcmu.ts) >>> 0, 160, "20 ms, then 40 ms packets");
+          assert.equal((at20[0].ts - at40[at40.length - 1].ts) >>> 0, 320, "40 ms, then 20 ms");
         });
       } finally {
         clearInterval(reporting);
         socket.close();
+        await receiving;
         await uas.stop();
       }
     });

@@ -324,3 +324,77 @@ Deno.test("MediaSession: junk on the RTP/RTCP ports is ignored; close() ends sou
   await assert.rejects(() => p.a.createOffer(), /closed/);
   junk.close();
 });
+
+Deno.test("MediaSession: a ptime change by re-offer: a=ptime/maxptime, 40 ms packets, timestamps locked to the clock", async () => {
+  const p = await pair({ maxPtime: 60 });
+  const changedA = p.events(p.a, "ptime_changed");
+  const changedB = p.events(p.b, "ptime_changed");
+  // When each of a's RTP packets left, on the manual clock.
+  const sentAt: { at: number; ts: number; seq: number; marker: boolean }[] = [];
+  p.network.filter = (data, from) => {
+    if (same(from, p.a.localAddress) && !looksLikeRtcp(data)) {
+      const r = decodeRtp(data);
+      sentAt.push({ at: p.clock.now(), ts: r.timestamp, seq: r.sequenceNumber, marker: r.marker });
+    }
+    return true;
+  };
+  await connect(p);
+  p.a.setSource(new ToneSource(1000));
+  const atB = new BufferSink();
+  p.b.setSink(atB);
+  await p.run(200);
+  const switchedAt = sentAt.length;
+  assert.equal(p.a.setPtime(40), 40);
+  assert.equal(p.a.ptime, 40);
+  const offer = await p.a.createOffer();
+  assert.match(offer, /a=ptime:40\r\n/);
+  assert.match(offer, /a=maxptime:60\r\n/);
+  const answer = await p.b.createAnswer(offer);
+  // b took the coarser ptime as its own receive preference too.
+  assert.match(answer, /a=ptime:40\r\n/);
+  assert.equal(p.b.negotiated?.ptime, 40, "b sends with the ptime a asked for");
+  await p.a.applyAnswer(answer);
+  assert.equal(p.a.negotiated?.ptime, 40, "a sends with the ptime b asked for");
+  assert.deepEqual(changedA, [{ ptime: 40, previous: 20 }]);
+  assert.deepEqual(changedB, [{ ptime: 40, previous: 20 }]);
+  await p.run(1000);
+  const before = sentAt.slice(0, switchedAt);
+  const after = sentAt.slice(switchedAt);
+  assert.ok(before.length >= 10 && after.length >= 24, `${before.length} / ${after.length}`);
+  for (let i = 1; i < before.length; i++) {
+    assert.equal(before[i].at - before[i - 1].at, 20);
+    assert.equal((before[i].ts - before[i - 1].ts) >>> 0, 160);
+  }
+  // The first 40 ms packet starts where the last 20 ms one ends: one 160 step, then 320.
+  const last = before[before.length - 1];
+  assert.equal(after[0].at - last.at, 20);
+  assert.equal((after[0].ts - last.ts) >>> 0, 160);
+  assert.equal(after[0].seq, (last.seq + 1) & 0xffff);
+  assert.equal(after[0].marker, false, "no new talkspurt: the stream goes on");
+  for (let i = 1; i < after.length; i++) {
+    assert.equal(after[i].at - after[i - 1].at, 40, `packet ${i}`);
+    assert.equal((after[i].ts - after[i - 1].ts) >>> 0, 320);
+    assert.equal(after[i].seq, (after[i - 1].seq + 1) & 0xffff);
+  }
+  // No drift: packet k of the new interval is at exactly its slot on the clock, and the
+  // timestamp is the clock's time at 8 kHz.
+  const k = after.length - 1;
+  assert.equal(after[k].at, after[0].at + 40 * k);
+  assert.equal((after[k].ts - before[0].ts) >>> 0, (after[k].at - before[0].at) * 8);
+  assert.equal(dominantFrequency(atB.samples(4000)), 1000, "the tone survives the switch");
+  assert.equal(p.b.stats().ptime, 40);
+  assert.equal(p.b.stats().received_ptime, 40);
+  // Back to 20 ms.
+  p.a.setPtime(20);
+  await p.a.applyAnswer(await p.b.createAnswer(await p.a.createOffer()));
+  // b keeps its own 20 ms preference, a asks for 20 again: both back to 20.
+  assert.equal(p.a.negotiated?.ptime, 20);
+  assert.equal(p.b.negotiated?.ptime, 20);
+  const back = sentAt.length;
+  await p.run(200);
+  assert.ok(sentAt.slice(back + 1).every((s, i) => s.at - sentAt[back + i].at === 20));
+  assert.throws(() => p.a.setPtime(5), RangeError);
+  assert.equal(p.a.setPtime(100), 60, "capped by maxPtime");
+  await p.a.close();
+  await p.b.close();
+});

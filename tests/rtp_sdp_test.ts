@@ -293,3 +293,52 @@ Deno.test("an answer numbering telephone-event differently: send with its number
   assert.equal(agreed.telephoneEventPayloadType, 96);
   assert.equal(agreed.receiveTelephoneEventPayloadType, 101);
 });
+
+Deno.test("ptime and maxptime are receive preferences: we send with the peer's, never above its maxptime", () => {
+  const peer = (extra: string[]) =>
+    offerFrom([
+      "v=0",
+      "o=peer 1 1 IN IP4 192.0.2.1",
+      "s=-",
+      "c=IN IP4 192.0.2.1",
+      "t=0 0",
+      "m=audio 7000 RTP/AVP 0",
+      ...extra,
+    ]);
+  // An offer asking for 40 ms: we send 40 and, ours being finer, ask for 40 back.
+  let r = new OfferAnswer().createAnswer(peer(["a=ptime:40"]), bob);
+  assert.equal(r.negotiated.ptime, 40);
+  assert.ok(lines(r.sdp).includes("a=ptime:40"));
+  assert.ok(!lines(r.sdp).some((l) => l.startsWith("a=maxptime")), "none unless configured");
+  // Our own coarser preference stays ours; the offer's ptime is still what we send.
+  r = new OfferAnswer().createAnswer(peer(["a=ptime:20"]), { ...bob, ptime: 60, maxptime: 60 });
+  assert.equal(r.negotiated.ptime, 20);
+  assert.ok(lines(r.sdp).includes("a=ptime:60"));
+  assert.ok(lines(r.sdp).includes("a=maxptime:60"));
+  // The offer's ptime above our maxptime: we ask for no more than our maxptime.
+  r = new OfferAnswer().createAnswer(peer(["a=ptime:80"]), { ...bob, maxptime: 40 });
+  assert.ok(lines(r.sdp).includes("a=ptime:40"));
+  // Only a maxptime: we send ours, capped by it.
+  r = new OfferAnswer().createAnswer(peer(["a=maxptime:30"]), { ...bob, ptime: 60 });
+  assert.equal(r.negotiated.ptime, 30);
+  assert.equal(r.negotiated.remoteMaxptime, 30);
+  // An answer's ptime and maxptime rule what the offerer sends.
+  const a = new OfferAnswer();
+  const offer = a.createOffer({ ...alice, ptime: 40, maxptime: 60 });
+  assert.ok(lines(offer).includes("a=ptime:40") && lines(offer).includes("a=maxptime:60"));
+  const answer = (extra: string[]) =>
+    offerFrom([
+      "v=0",
+      "o=peer 1 2 IN IP4 192.0.2.1",
+      "s=-",
+      "c=IN IP4 192.0.2.1",
+      "t=0 0",
+      "m=audio 7000 RTP/AVP 0",
+      ...extra,
+    ]);
+  assert.equal(a.applyAnswer(answer([])).ptime, 40, "no ptime in the answer: ours");
+  a.createOffer({ ...alice, ptime: 40 });
+  assert.equal(a.applyAnswer(answer(["a=ptime:20"])).ptime, 20, "the answerer's ptime wins");
+  a.createOffer({ ...alice, ptime: 60 });
+  assert.equal(a.applyAnswer(answer(["a=maxptime:40"])).ptime, 40, "capped by its maxptime");
+});

@@ -238,3 +238,53 @@ Deno.test("E-model: G.711 without impairments scores 4.41; loss and delay lower 
     (93.2 - 95 * 2 / 6.3).toFixed(1),
   );
 });
+
+Deno.test("JitterBuffer target delay: raised, playout holds back to it; lowered, the surplus drains; 40 ms frames", () => {
+  const clock = new ManualClock();
+  const jb = new JitterBuffer({ window: 25 });
+  // A steady stream of 40 ms packets (320 samples), played in 20 ms pops.
+  const big = (n: number) => ({
+    timestamp: n * 320,
+    sequenceNumber: n,
+    samples: new Int16Array(320).fill(n + 1),
+  });
+  const levels: number[] = [];
+  const played: number[] = [];
+  const step = (from: number, to: number) => {
+    for (let t = from; t < to; t++) {
+      if (t % 40 === 0) jb.push(big(t / 40), clock.now());
+      if (t % 20 === 5) {
+        levels.push(jb.bufferedMs);
+        const pop = jb.pop(160, clock.now());
+        if (pop.status === "audio") played.push(pop.samples[0]);
+      }
+      clock.advance(1);
+    }
+  };
+  step(0, 2000);
+  const avg = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+  const base = avg(levels.slice(-25));
+  assert.ok(base <= 45, `base level ${base}`);
+  assert.equal(jb.targetDelayMs, 0);
+  assert.equal(jb.setTargetDelay(120), 120);
+  const stretchedBefore = jb.stats.stretchedSamples;
+  step(2000, 5000);
+  // Levels are taken before each pop: with 40 ms packets they swing by 20 ms around the target.
+  const raised = avg(levels.slice(-25));
+  assert.ok(raised >= 100 && raised <= 170, `raised level ${raised} (was ${base})`);
+  const stretched = jb.stats.stretchedSamples - stretchedBefore;
+  // About the difference in silence was played to build the level up (no samples dropped).
+  assert.ok(stretched >= 80 * 8 && stretched <= 140 * 8, `stretched ${stretched}`);
+  assert.ok(jb.lastLatencyMs >= 80, `latency ${jb.lastLatencyMs}`);
+  jb.setTargetDelay(0);
+  const droppedBefore = jb.stats.droppedSamples;
+  step(5000, 12_000);
+  const lowered = avg(levels.slice(-25));
+  assert.ok(lowered <= 60, `lowered level ${lowered}`);
+  assert.ok(jb.stats.droppedSamples > droppedBefore, "the surplus was dropped");
+  // Every frame played in order, each 40 ms packet as two 20 ms halves, none repeated.
+  for (let i = 1; i < played.length; i++) assert.ok(played[i] >= played[i - 1]);
+  assert.equal(jb.stats.late, 0);
+  // The target is capped below the maximum delay.
+  assert.equal(new JitterBuffer({ maxDelayMs: 300 }).setTargetDelay(1000), 280);
+});

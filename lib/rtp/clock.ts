@@ -88,11 +88,15 @@ export class Pacer {
     this.#lead = options.leadMs ?? 0;
   }
 
-  /** Starts ticking now (tick 0 runs at once). */
-  start(): void {
+  /**
+   * Starts ticking: tick 0 at `atMs` on the clock (default now: it runs at
+   * once). A later `atMs` continues a schedule without a gap or an overlap,
+   * e.g. a new interval that begins where the last tick of the old one ends.
+   */
+  start(atMs?: number): void {
     if (this.#running) return;
     this.#running = true;
-    this.#start = this.#clock.now();
+    this.#start = atMs ?? this.#clock.now();
     this.#index = 0;
     this.#run();
   }
@@ -119,6 +123,11 @@ export class Pacer {
     return this.#skipped;
   }
 
+  /** The interval between ticks, ms. */
+  get intervalMs(): number {
+    return this.#interval;
+  }
+
   /** The clock time tick `n` belongs to. */
   timeOf(n: number): number {
     return this.#start + n * this.#interval;
@@ -128,7 +137,7 @@ export class Pacer {
     this.#timer = undefined;
     if (!this.#running) return;
     const now = this.#clock.now();
-    const due = Math.floor((now + this.#lead - this.#start) / this.#interval) + 1;
+    const due = Math.max(0, Math.floor((now + this.#lead - this.#start) / this.#interval) + 1);
     if (due - this.#index > this.#maxBurst) {
       this.#skipped += due - this.#maxBurst - this.#index;
       this.#index = due - this.#maxBurst;

@@ -40,6 +40,8 @@ export interface JitterBufferOptions {
   maxDelayMs?: number;
   /** Adaptation window, in pops (default 50: 1 s of 20 ms frames). */
   window?: number;
+  /** Least audio held ahead of playout once playing, ms (default 0: as little as the network allows). */
+  targetDelayMs?: number;
 }
 
 /** Counters of a {@linkcode JitterBuffer}. */
@@ -56,6 +58,8 @@ export interface JitterBufferStats {
   underruns: number;
   /** Samples dropped to reduce delay or on overflow. */
   droppedSamples: number;
+  /** Silence samples played to build the level up to the target delay. */
+  stretchedSamples: number;
   /** Times playout jumped to resynchronize. */
   resyncs: number;
 }
@@ -114,14 +118,38 @@ export class JitterBuffer {
     concealedSamples: 0,
     underruns: 0,
     droppedSamples: 0,
+    stretchedSamples: 0,
     resyncs: 0,
   };
+  #target: number;
+  /** Playout waits (silence) until the level reaches the target. */
+  #filling = true;
 
   /** An empty buffer. */
   constructor(options: JitterBufferOptions = {}) {
     this.#rate = options.sampleRate ?? 8000;
     this.#maxDelay = Math.round((options.maxDelayMs ?? 300) * this.#rate / 1000);
     this.#window = options.window ?? 50;
+    this.#target = 0;
+    this.setTargetDelay(options.targetDelayMs ?? 0);
+  }
+
+  /** The target (least) delay, ms. */
+  get targetDelayMs(): number {
+    return this.#target * 1000 / this.#rate;
+  }
+
+  /**
+   * Sets the target delay (0 up to the maximum delay less one 20 ms frame).
+   * Raised, playout holds back until that much audio is buffered; lowered,
+   * the surplus is dropped a frame per window. Returns the target in force.
+   */
+  setTargetDelay(ms: number): number {
+    const most = Math.max(0, this.#maxDelay - Math.round(this.#rate / 50));
+    const target = Math.min(most, Math.max(0, Math.round((ms || 0) * this.#rate / 1000)));
+    if (target > this.#target && this.#playTs !== undefined) this.#filling = true;
+    this.#target = target;
+    return this.targetDelayMs;
   }
 
   /** The counters. */
@@ -158,6 +186,7 @@ export class JitterBuffer {
     this.#windowCount = 0;
     this.#windowMin = Infinity;
     this.#consecutiveLate = 0;
+    this.#filling = true;
   }
 
   /** Takes a packet that arrived at `arrivalMs`. */
@@ -213,8 +242,17 @@ export class JitterBuffer {
     if (level <= 0) {
       this.#stats.underruns++;
       this.#windowMin = 0;
+      this.#filling = this.#target > 0;
       this.#countWindow(count);
       return { samples: out, status: "idle" };
+    }
+    if (this.#filling) {
+      if (level < this.#target) {
+        // Building up to the target: silence, and the playout point waits.
+        this.#stats.stretchedSamples += count;
+        return { samples: out, status: "idle" };
+      }
+      this.#filling = false;
     }
     this.#windowMin = Math.min(this.#windowMin, level);
     this.#countWindow(count);
@@ -258,7 +296,7 @@ export class JitterBuffer {
   #countWindow(count: number): void {
     if (++this.#windowCount < this.#window) return;
     const margin = Math.round(2 * this.#jitter);
-    const surplus = this.#windowMin - count - margin;
+    const surplus = this.#windowMin - Math.max(count + margin, this.#target);
     if (this.#windowMin !== Infinity && surplus > count / 2) {
       this.#advance(Math.min(count, surplus));
     }

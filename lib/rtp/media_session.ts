@@ -10,6 +10,13 @@
  * timestamps are locked to that clock at 8 kHz. Playout ticks every 20 ms on
  * the same clock and pulls from the {@linkcode JitterBuffer}.
  *
+ * ptime: we offer our preference ({@linkcode MediaSession.setPtime} changes it
+ * for the next offer) and send with the one the peer asks for in its SDP
+ * (a=ptime, at most its a=maxptime). When a new offer/answer changes it, the
+ * sender goes on at the new interval from where the last packet ends: the
+ * RTP timestamp advances by the old packet's samples once, then by the new
+ * packet's, with no gap, overlap or drift.
+ *
  * Symmetric RTP (RFC 4961): RTP is sent from the socket it is received on,
  * and the destination follows the address the peer's packets really come
  * from (a NAT), which is reported as `remote_address_changed`.
@@ -17,6 +24,7 @@
  * Events (`addEventListener`, `CustomEvent.detail`):
  * - `negotiated`: {@linkcode NegotiatedMedia} after each offer/answer;
  * - `codec_changed`: `{ codec, payload_type, previous }`;
+ * - `ptime_changed`: `{ ptime, previous }` when the sending interval changes;
  * - `remote_address_changed`: `{ hostname, port, previous }`;
  * - `dtmf`: `{ digit, duration_ms }` once per RFC 4733 event;
  * - `rtcp`: `{ packets }` for each compound RTCP packet received;
@@ -67,6 +75,8 @@ export interface MediaSessionOptions {
   codecs?: CodecName[];
   /** Packet duration we offer and send with when the peer says nothing, ms (default 20). */
   ptime?: number;
+  /** The longest packet we take, ms: offered and answered as a=maxptime (not written when absent). */
+  maxPtime?: number;
   /** Offer and accept RFC 4733 telephone-event (default true). */
   telephoneEvent?: boolean;
   /** Clock for pacing, playout and RTCP (default: the monotonic clock). */
@@ -121,6 +131,12 @@ export interface MediaStats {
   remote_jitter_ms: number | null;
   /** Estimated MOS of what we hear (ITU-T G.107 E-model). */
   mos: number;
+  /** The ptime we send with now, ms (null before negotiation). */
+  ptime: number | null;
+  /** Audio per packet in the peer's last audio packet, ms (null before one came). */
+  received_ptime: number | null;
+  /** The jitter buffer's target delay, ms (0: as little as the network allows). */
+  jitter_buffer_ms: number;
 }
 
 interface QueuedDigit {
@@ -214,6 +230,7 @@ export class MediaSession extends EventTarget {
   #rtt: number | undefined;
   #remoteReport: ReportBlock | undefined;
   #rtcpTimer: number | undefined;
+  #receivedPtime: number | undefined;
 
   private constructor(
     options: MediaSessionOptions,
@@ -382,6 +399,25 @@ export class MediaSession extends EventTarget {
     this.#held = false;
   }
 
+  /** The ptime of our next offer (what we would like to receive), ms. */
+  get ptime(): number {
+    return this.#ptime;
+  }
+
+  /**
+   * Sets the ptime of our next offers, ms (10 to 100 in steps of 10; above
+   * the `maxPtime` option it is capped). It takes effect with the next
+   * offer/answer: the peer's answer says what we send with.
+   */
+  setPtime(ms: number): number {
+    if (!Number.isFinite(ms) || ms < 10 || ms > 100) {
+      throw new RangeError(`ptime must be 10 to 100 ms, not ${ms}`);
+    }
+    const max = this.#options.maxPtime ?? 100;
+    this.#ptime = Math.min(max, Math.round(ms / 10) * 10);
+    return this.#ptime;
+  }
+
   /** Puts `codec` first in the next offer (a session modification asks for it). */
   preferCodec(codec: string): void {
     const c = codecByName(codec);
@@ -436,6 +472,9 @@ export class MediaSession extends EventTarget {
       remote_loss_fraction: rr ? round(rr.fractionLost / 256, 4) : null,
       remote_jitter_ms: rr ? round(rr.jitter / 8, 2) : null,
       mos: round(mos, 2),
+      ptime: this.#negotiated?.ptime ?? null,
+      received_ptime: this.#receivedPtime ?? null,
+      jitter_buffer_ms: round(this.#jitter.targetDelayMs, 1),
     };
   }
 
@@ -478,6 +517,7 @@ export class MediaSession extends EventTarget {
       port: this.#rtp.localAddress.port,
       codecs: this.#codecs,
       ptime: this.#ptime,
+      maxptime: this.#options.maxPtime,
       telephoneEvent: this.#options.telephoneEvent ?? true,
       direction,
     };
@@ -501,13 +541,22 @@ export class MediaSession extends EventTarget {
     }
     const sending = sends(n.direction) && usableAddress(n.remote);
     if (sending && (!this.#sender || this.#senderPtime !== n.ptime)) {
-      this.#sender?.stop();
+      const old = this.#sender;
+      const previousPtime = this.#senderPtime;
+      old?.stop();
       this.#senderPtime = n.ptime;
-      this.#marker = true;
       this.#sender = new Pacer(this.#clock, n.ptime, (i) => this.#sendTick(i), {
         leadMs: this.#lead,
       });
-      this.#sender.start();
+      if (old) {
+        // A new interval: the next packet starts where the last one ends, so
+        // timestamps and the schedule go on without a gap or an overlap.
+        this.#sender.start(old.timeOf(old.index));
+        this.#emit("ptime_changed", { ptime: n.ptime, previous: previousPtime });
+      } else {
+        this.#marker = true;
+        this.#sender.start();
+      }
     } else if (!sending && this.#sender) {
       this.#sender.stop();
       this.#sender = undefined;
@@ -653,10 +702,12 @@ export class MediaSession extends EventTarget {
     if (!receives(n.direction)) return;
     // Playout ticks only once there is something to play.
     if (!this.#playout.running) this.#playout.start();
+    const samples = codec!.decode(packet.payload);
+    this.#receivedPtime = samples.length / 8;
     this.#jitter.push({
       timestamp: packet.timestamp,
       sequenceNumber: packet.sequenceNumber,
-      samples: codec!.decode(packet.payload),
+      samples,
     }, now);
   }
 

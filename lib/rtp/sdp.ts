@@ -4,7 +4,11 @@
  * signalling hands it SDP text and gets SDP text back.
  *
  * What it negotiates: PCMU (0) and PCMA (8) in preference order,
- * telephone-event (RFC 4733) on a dynamic payload type, `a=ptime`, the
+ * telephone-event (RFC 4733) on a dynamic payload type, `a=ptime` and
+ * `a=maxptime` (each a receive preference of the side that writes it, RFC
+ * 3264 5.1 and RFC 4566 6: we send with the peer's ptime, never above its
+ * maxptime, and an answer asks for the offer's ptime when that is coarser
+ * than ours, so that both directions packetize alike), the
  * direction attributes (hold is `sendonly`/`inactive`, RFC 6337), `c=` at
  * session and media level, IPv4 and IPv6 (`IP6`). Streams it cannot use are
  * refused in the answer with port 0 (RFC 3264 section 6); an offer with no
@@ -43,8 +47,10 @@ export interface LocalMedia {
   port: number;
   /** Codecs in preference order. */
   codecs: CodecName[];
-  /** Packet duration in ms (default 20). */
+  /** Packet duration in ms we would like to receive and send with (default 20). */
   ptime?: number;
+  /** The longest packet we take, ms, written as `a=maxptime` (not written when absent). */
+  maxptime?: number;
   /** Offer or accept telephone-event (default true). */
   telephoneEvent?: boolean;
   /** Our direction (default sendrecv). */
@@ -57,8 +63,13 @@ export interface NegotiatedMedia {
   codec: CodecName;
   /** Its payload type. */
   payloadType: number;
-  /** Milliseconds of audio per packet we send (the peer's a=ptime, else ours). */
+  /**
+   * Milliseconds of audio per packet we send: the peer's a=ptime, else ours,
+   * at most the peer's a=maxptime.
+   */
   ptime: number;
+  /** The peer's a=maxptime, when it wrote one. */
+  remoteMaxptime?: number;
   /** Where the peer wants RTP. */
   remote: MediaAddress;
   /** Where the peer wants RTCP (a=rtcp, else RTP port + 1). */
@@ -108,6 +119,7 @@ interface SdpMedia {
   connection?: { version: number; ip: string };
   rtcp?: { port: number; netType?: string; ipVer?: number; address?: string };
   ptime?: number;
+  maxptime?: number;
   direction?: Direction;
   [key: string]: unknown;
 }
@@ -363,8 +375,14 @@ export class OfferAnswer {
     const useTe = (local.telephoneEvent ?? true) && offeredTe !== undefined;
     const ourDirection = intersect(local.direction ?? "sendrecv", mediaDirection(remote, offered));
     const ptime = local.ptime ?? 20;
+    // Our receive preference: the offer's ptime when coarser than ours (a
+    // peer that packetizes coarsely wants the same back), within our maxptime.
+    const answerPtime = clampPtime(Math.min(
+      Math.max(ptime, offered.ptime ?? 0),
+      local.maxptime ?? Infinity,
+    ));
     const described: Described = {
-      media: { ...local, direction: ourDirection, ptime },
+      media: { ...local, direction: ourDirection, ptime: answerPtime },
       payloadTypes: [{ codec: chosen.codec, pt: chosen.pt }],
       telephoneEventPt: useTe ? offeredTe : undefined,
     };
@@ -379,7 +397,8 @@ export class OfferAnswer {
     const negotiated: NegotiatedMedia = {
       codec: chosen.codec,
       payloadType: chosen.pt,
-      ptime: clampPtime(offered.ptime ?? ptime),
+      ptime: sendPtime(offered, ptime),
+      ...maxptimeOf(offered),
       ...remoteSide,
       direction: ourDirection,
       telephoneEventPayloadType: useTe ? offeredTe : undefined,
@@ -447,7 +466,8 @@ export class OfferAnswer {
     const negotiated: NegotiatedMedia = {
       codec: first.codec,
       payloadType: first.pt,
-      ptime: clampPtime(m.ptime ?? pending.described.media.ptime ?? 20),
+      ptime: sendPtime(m, pending.described.media.ptime ?? 20),
+      ...maxptimeOf(m),
       ...remoteOf(remote, m),
       direction: intersect(
         pending.described.media.direction ?? "sendrecv",
@@ -503,6 +523,7 @@ export class OfferAnswer {
       rtp,
       fmtp,
       ptime: d.media.ptime,
+      ...(d.media.maxptime ? { maxptime: clampPtime(d.media.maxptime) } : {}),
       direction: d.media.direction,
     };
   }
@@ -564,6 +585,24 @@ function refusedLine(m: SdpMedia): SdpMedia {
 
 function describePayloads(m: SdpMedia): string {
   return payloadList(m).map((pt) => codecOf(m, pt) ?? String(pt)).join(", ") || "nothing";
+}
+
+/** The ptime we send with: the peer's a=ptime, else `ours`, never above its a=maxptime. */
+function sendPtime(m: SdpMedia, ours: number): number {
+  const max = positive(m.maxptime);
+  const wanted = positive(m.ptime) ?? ours;
+  const ptime = clampPtime(wanted);
+  return max !== undefined && ptime > max ? Math.max(10, Math.floor(max / 10) * 10) : ptime;
+}
+
+function maxptimeOf(m: SdpMedia): { remoteMaxptime?: number } {
+  const max = positive(m.maxptime);
+  return max === undefined ? {} : { remoteMaxptime: max };
+}
+
+function positive(value: unknown): number | undefined {
+  const n = Number(value);
+  return Number.isFinite(n) && n > 0 ? n : undefined;
 }
 
 function clampPtime(ms: number): number {
