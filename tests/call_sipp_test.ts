@@ -3,7 +3,9 @@
  * no answer then CANCEL, a 200 sent three times (every copy ACKed), a
  * reliable 183 (PRACK with the right RAck), hold and resume by re-INVITE
  * from the peer, BYE from the peer, 422 with a larger Min-SE to our re-INVITE
- * (retried with it); and as the callee: a caller that
+ * (retried with it); a call forked by Kamailio to two sipp forks that each
+ * send a reliable 183 with early media (PRACK per dialog, media follows the
+ * fork that answers, the other CANCELled by the proxy); and as the callee: a caller that
  * CANCELs (487 with the 180's To tag), a caller that requires 100rel.
  * sipp judges the SIP side (its scenario fails on anything unexpected or
  * missing); the test judges sipkit's events and exit codes.
@@ -12,6 +14,7 @@
 import assert from "node:assert/strict";
 import { requirePeer } from "./peers/require.ts";
 import { runSipp, type SippResult, startSipp } from "./peers/sipp.ts";
+import { startKamailio } from "./peers/kamailio.ts";
 import type { SipkitProcess } from "./_sipkit_process.ts";
 import {
   runLimited,
@@ -22,6 +25,7 @@ import {
 } from "./_call_util.ts";
 
 const hasSipp = requirePeer("sipp", "sip-tester");
+const hasKamailio = requirePeer("kamailio", "kamailio");
 
 const of = (type: string) => (e: { type: string }) => e.type === type;
 
@@ -367,6 +371,163 @@ Deno.test({
         socket.close();
         await receiving;
         await uas.stop();
+      }
+    });
+  },
+});
+
+/** RTP packets arriving at a UDP socket on 127.0.0.1, with their arrival times. */
+function rtpCounter() {
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const arrivals: number[] = [];
+  const reading = (async () => {
+    try {
+      for await (const [data] of socket) {
+        if (data.length >= 12 && data[0] >> 6 === 2) arrivals.push(performance.now());
+      }
+    } catch {
+      // closed
+    }
+  })();
+  return {
+    port: (socket.addr as Deno.NetAddr).port,
+    arrivals,
+    /** Packets that arrived between `from` and `to` (performance.now() times). */
+    count: (from: number, to = Infinity) => arrivals.filter((t) => t >= from && t < to).length,
+    async close() {
+      socket.close();
+      await reading;
+    },
+  };
+}
+
+/** REGISTERs `contacts` for `aor` at a Kamailio without authentication (proxy mode), from a raw socket. */
+async function registerContacts(proxyPort: number, aor: string, contacts: string[]): Promise<void> {
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  try {
+    const port = (socket.addr as Deno.NetAddr).port;
+    const id = crypto.randomUUID();
+    const text = [
+      `REGISTER sip:${aor.split("@")[1]} SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bK${id.slice(0, 8)};rport`,
+      "Max-Forwards: 70",
+      `From: <sip:${aor}>;tag=${id.slice(9, 13)}`,
+      `To: <sip:${aor}>`,
+      `Call-ID: ${id}`,
+      "CSeq: 1 REGISTER",
+      ...contacts.map((c) => `Contact: <${c}>`),
+      "Expires: 300",
+      "Content-Length: 0",
+      "",
+      "",
+    ].join("\r\n");
+    await socket.send(new TextEncoder().encode(text), {
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port: proxyPort,
+    });
+    const timer = setTimeout(() => socket.close(), 10_000);
+    try {
+      for (;;) {
+        const [data] = await socket.receive();
+        const reply = new TextDecoder().decode(data);
+        if (/^SIP\/2\.0 1\d\d/.test(reply)) continue;
+        assert.match(reply, /^SIP\/2\.0 200 /, reply);
+        for (const c of contacts) assert.ok(reply.includes(c), `${c} not bound:\n${reply}`);
+        return;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  } finally {
+    try {
+      socket.close();
+    } catch {
+      // closed by the timer
+    }
+  }
+}
+
+Deno.test({
+  name:
+    "forked early media through Kamailio: two forks send reliable 183 with SDP, each PRACKed in its dialog; media follows the fork that answers, the other is CANCELled",
+  ignore: !hasSipp || !hasKamailio,
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const procs: SipkitProcess[] = [];
+      const k = await startKamailio({ mode: "proxy" });
+      const rtpA = rtpCounter();
+      const rtpB = rtpCounter();
+      const forkA = await startSipp({
+        scenario: "call_uas_fork_lose.xml",
+        calls: 1,
+        timeout: 40,
+        keys: { rtp_port: rtpA.port },
+      });
+      const forkB = await startSipp({
+        scenario: "call_uas_fork_win.xml",
+        calls: 1,
+        timeout: 40,
+        keys: { rtp_port: rtpB.port },
+        traceMessages: true,
+      });
+      try {
+        await withProcLogs(() => procs, async () => {
+          // bob is registered at two contacts (same q): Kamailio forks in parallel.
+          await registerContacts(k.port, `bob@${k.domain}`, [
+            `sip:bob@${forkA.address}`,
+            `sip:bob@${forkB.address}`,
+          ]);
+          const p = startCaller(dirs, [
+            "-u",
+            `alice@${k.domain}`,
+            "--proxy",
+            k.uri,
+            `bob@${k.domain}`,
+            "--tone",
+            "440",
+            "--duration",
+            "2",
+          ], "forked caller");
+          procs.push(p);
+          const first = await p.waitEvent(of("ringing"));
+          assert.deepEqual([first.status, first.early_media], [183, true]);
+          const answered = await p.waitEvent(of("answered"));
+          const answeredAt = performance.now();
+          const ringing = p.events.filter(of("ringing"));
+          assert.deepEqual(
+            ringing.map((e) => `${e.status} ${e.early_media}`),
+            ["183 true", "183 true"],
+            "one reliable 183 from each fork",
+          );
+          assert.ok(p.events.indexOf(ringing[1]) < p.events.indexOf(answered));
+          const media = await p.waitEvent(of("media"));
+          assert.equal(media.remote_rtp, `127.0.0.1:${rtpB.port}`, "media follows fork B");
+          assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
+          assert.equal(await p.waitExit(), 0);
+          // sipp judges the SIP side: each PRACK with its fork's RAck, the CANCEL, ACK, BYE.
+          assertSippOk(await forkA.done, "call_uas_fork_lose.xml");
+          assertSippOk(await forkB.done, "call_uas_fork_win.xml");
+          // Early media went to fork A (the first 183), the call's media to fork B only.
+          assert.ok(rtpA.count(0, answeredAt) > 10, `fork A got ${rtpA.count(0)} RTP packets`);
+          assert.equal(rtpA.count(answeredAt + 500), 0, "no RTP to fork A after the answer");
+          assert.ok(rtpB.count(answeredAt) > 40, `fork B got ${rtpB.count(answeredAt)} after`);
+          assert.equal(rtpB.count(0, answeredAt - 500), 0, "no RTP to fork B before the answer");
+          // The in-dialog requests went through the proxy (Record-Route).
+          for (const method of ["PRACK", "ACK", "BYE"]) {
+            assert.match(k.logs(), new RegExp(`in-dialog ${method} `), `${method} via Kamailio`);
+          }
+        });
+      } catch (e) {
+        console.error(`----- kamailio -----\n${k.logs().slice(-4000)}`);
+        console.error(`----- fork B -----\n${(await forkB.stop()).messages.slice(-6000)}`);
+        throw e;
+      } finally {
+        await forkA.stop();
+        await forkB.stop();
+        await rtpA.close();
+        await rtpB.close();
+        await k.stop();
       }
     });
   },
