@@ -69,9 +69,10 @@ export function skipWs(s: string, i: number, end: number = s.length): number {
  * Scanner state shared by the readers: `end` is where the last reader stopped
  * (readHost, readQuoted, readPort), to avoid returning tuples; `base` is where
  * the value being parsed starts in its string (parsers read header values in
- * place, inside the whole message text), for column numbers in errors.
+ * place, inside the whole message text), for column numbers in errors;
+ * `known` is what the last {@linkcode NameTrie} read recognized.
  */
-export const scan = { end: 0, base: 0 };
+export const scan = { end: 0, base: 0, known: -1 };
 
 /** 1-based column of index `i` in the value being parsed. */
 export function col(i: number): number {
@@ -87,50 +88,124 @@ export function sliceLower(s: string, start: number, end: number): string {
   return s.slice(start, end);
 }
 
+/**
+ * Known names (lowercase tokens) recognized while a token is read, so that
+ * reading a token and telling which of the names it spells take one pass over
+ * its characters. It is a trie whose transitions are a table indexed by
+ * `state * 128 + character`: state 0 stands for "not a token character" (the
+ * token ends before it), state 1 for a token that is none of the names, and
+ * state 2 is the root. An uppercase letter moves as its lowercase letter
+ * does, so names match in any case (RFC 3261 section 7.3.1 and 19.1.4: header
+ * and parameter names are case-insensitive). @internal
+ */
+export class NameTrie {
+  /** The names, by index. */
+  readonly names: readonly string[];
+  #next: Uint8Array;
+  /** Per state: 1 + the index of the name that ends there, 0 for none. */
+  #accept: Uint8Array;
+
+  /** Builds the trie of `names` (lowercase tokens; at most 253 trie nodes). */
+  constructor(names: readonly string[]) {
+    this.names = names;
+    const rows: Uint8Array[] = [new Uint8Array(128), tokenRow(), tokenRow()];
+    const accept = [0, 0, 0];
+    names.forEach((name, index) => {
+      let state = 2;
+      for (let k = 0; k < name.length; k++) {
+        const c = name.charCodeAt(k);
+        if (c >= 128 || (CHARS[c] & C_TOKEN) === 0 || (c >= 65 && c <= 90)) {
+          throw new TypeError(`NameTrie: "${name}" is not a lowercase token`);
+        }
+        let next = rows[state][c];
+        if (next <= 1) {
+          next = rows.length;
+          rows.push(tokenRow());
+          accept.push(0);
+          rows[state][c] = next;
+          if (c >= 97 && c <= 122) rows[state][c - 32] = next;
+        }
+        state = next;
+      }
+      accept[state] = index + 1;
+    });
+    if (rows.length > 256) throw new TypeError("NameTrie: too many names");
+    this.#next = new Uint8Array(rows.length * 128);
+    rows.forEach((row, state) => this.#next.set(row, state * 128));
+    this.#accept = Uint8Array.from(accept);
+  }
+
+  /**
+   * Reads the token at `s[i..end)` and returns the index after it (`i` when
+   * there is none); `scan.known` is then the index of the name it spells,
+   * -1 when none.
+   */
+  readToken(s: string, i: number, end: number): number {
+    const next = this.#next;
+    let state = 2;
+    let c;
+    while (i < end && (c = s.charCodeAt(i)) < 128) {
+      const to = next[(state << 7) | c];
+      if (to === 0) break;
+      state = to;
+      i++;
+    }
+    scan.known = this.#accept[state] - 1;
+    return i;
+  }
+
+  /** The index of the name that `s[start..end)` spells (in any case), -1 when none. */
+  find(s: string, start: number, end: number): number {
+    const next = this.#next;
+    let state = 2;
+    for (let i = start; i < end && state > 1; i++) {
+      const c = s.charCodeAt(i);
+      state = c < 128 ? next[(state << 7) | c] : 0;
+    }
+    return this.#accept[state] - 1;
+  }
+}
+
+/** A trie row in which every token character leads to state 1 (no name). */
+function tokenRow(): Uint8Array {
+  const row = new Uint8Array(128);
+  for (let c = 0; c < 128; c++) if ((CHARS[c] & C_TOKEN) !== 0) row[c] = 1;
+  return row;
+}
+
 // Common parameter names, so that the parser uses these (internalized)
 // strings as property keys instead of fresh slices.
-const PARAM_NAMES: string[][] = Array.from({ length: 16 }, () => []);
-for (
-  const name of [
-    "tag",
-    "branch",
-    "rport",
-    "received",
-    "lr",
-    "transport",
-    "expires",
-    "q",
-    "maddr",
-    "ttl",
-    "user",
-    "method",
-    "ftag",
-    "duration",
-    "reason",
-    "retry-after",
-    "boundary",
-    "charset",
-    "+sip.instance",
-    "reg-id",
-    "ob",
-    "id",
-    "cause",
-    "text",
-  ]
-) PARAM_NAMES[name.length].push(name);
+const PARAM_NAMES = new NameTrie([
+  "tag",
+  "branch",
+  "rport",
+  "received",
+  "lr",
+  "transport",
+  "expires",
+  "q",
+  "maddr",
+  "ttl",
+  "user",
+  "method",
+  "ftag",
+  "duration",
+  "reason",
+  "retry-after",
+  "boundary",
+  "charset",
+  "+sip.instance",
+  "reg-id",
+  "ob",
+  "id",
+  "cause",
+  "text",
+]);
 
 /** The lowercase parameter name `s[start..end)`, a shared string when it is a common one. */
 export function paramName(s: string, start: number, end: number): string {
-  const list = end - start < 16 ? PARAM_NAMES[end - start] : undefined;
-  if (list !== undefined) {
-    for (let k = 0; k < list.length; k++) {
-      const p = list[k];
-      let j = 0;
-      while (j < p.length && s.charCodeAt(start + j) === p.charCodeAt(j)) j++;
-      if (j === p.length) return p;
-    }
-  }
-  return sliceLower(s, start, end);
+  const known = PARAM_NAMES.find(s, start, end);
+  return known === -1 ? sliceLower(s, start, end) : PARAM_NAMES.names[known];
 }
 
 /**
@@ -373,9 +448,10 @@ export function parseHeaderParams(
     i++;
     while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
     const ns = i;
-    while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
+    // The name is a token; a common one is a shared string.
+    i = PARAM_NAMES.readToken(s, i, n);
     if (i === ns) throw fail(`empty parameter name at column ${col(ns)}`);
-    const name = paramName(s, ns, i);
+    const name = scan.known === -1 ? sliceLower(s, ns, i) : PARAM_NAMES.names[scan.known];
     while (i < n && ((c = s.charCodeAt(i)) === 32 || c === 9)) i++;
     let v: string | null = null;
     if (i < n && c === 61) {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { sliceLws, splitList } from "./_scan.ts";
+import { NameTrie, scan, sliceLws, splitList } from "./_scan.ts";
 
 /** One header line as received or added: canonical name and raw value. */
 export interface HeaderField {
@@ -146,19 +146,16 @@ const CODES: Record<string, number> = {
   "Content-Length": H_CONTENT_LENGTH,
 };
 
-/** A known spelling: how it is written, its canonical name and tracking code. @internal */
+/** A known spelling: how it is written and its canonical name. @internal */
 export interface NameEntry {
   /** Canonical spelling ("Via") or compact form ("v"). */
   spelling: string;
   /** Canonical name. */
   name: string;
-  /** Tracking code, 0 for most headers. */
-  code: number;
 }
 
-// Known names by (length, lowercase first character), so that the parser
-// finds a name with one array access and a startsWith, without slicing and
-// hashing it.
+// Known names by (length, lowercase first character), so that the header
+// fields are read without slicing and hashing each name.
 // The array is filled densely up front: a sparse one would fall back to
 // dictionary elements and cost a hash lookup per header.
 const MAX_KNOWN = 32;
@@ -167,28 +164,39 @@ const TABLE: NameEntry[][] = new Array(MAX_KNOWN * 128).fill(NO_ENTRIES);
 function addEntry(spelling: string, name: string): void {
   const key = spelling.length * 128 + (spelling.charCodeAt(0) | 32);
   if (TABLE[key] === NO_ENTRIES) TABLE[key] = [];
-  TABLE[key].push({ spelling, name, code: CODES[name] ?? 0 });
+  TABLE[key].push({ spelling, name });
 }
 for (const name of KNOWN_NAMES) addEntry(name, name);
 for (const [short, long] of Object.entries(COMPACT_FORMS)) addEntry(short, long);
 
-// The (length, lowercase first character) keys of TABLE that hold a tracked
-// name, so that most other names skip the lookup.
-const TRACKED_KEYS = new Uint8Array(MAX_KNOWN * 128);
-for (let key = 0; key < TABLE.length; key++) {
-  for (const e of TABLE[key]) if (e.code !== 0) TRACKED_KEYS[key] = 1;
-}
+// The tracked names (lowercase, compact forms included) and their codes, so
+// that reading a field name (a token) also tells whether it is tracked.
+const TRACKED_NAMES = new NameTrie([
+  "via",
+  "v",
+  "from",
+  "f",
+  "to",
+  "t",
+  "call-id",
+  "i",
+  "cseq",
+  "max-forwards",
+  "content-length",
+  "l",
+]);
+const TRACKED_CODES = TRACKED_NAMES.names.map((n) => CODES[canonicalName(n)]);
 
 /**
- * The tracking code of the header named by `s[start..end)` (H_VIA to
- * H_CONTENT_LENGTH, case-insensitive, compact forms included), 0 for any
- * other name. @internal
+ * Reads the field name (a token) at `s[i..end)` and returns the index after
+ * it (`i` when there is none); `scan.known` is then the tracking code of the
+ * header it names (H_VIA to H_CONTENT_LENGTH, in any case, compact forms
+ * included), 0 for any other header. @internal
  */
-export function trackedCode(s: string, start: number, end: number): number {
-  const len = end - start;
-  const c0 = s.charCodeAt(start);
-  if (len >= MAX_KNOWN || c0 >= 128 || TRACKED_KEYS[len * 128 + (c0 | 32)] === 0) return 0;
-  return lookupName(s, start, end)?.code ?? 0;
+export function readFieldName(s: string, i: number, end: number): number {
+  const e = TRACKED_NAMES.readToken(s, i, end);
+  scan.known = scan.known === -1 ? 0 : TRACKED_CODES[scan.known];
+  return e;
 }
 
 /**

@@ -25,18 +25,7 @@
  */
 
 import { SipSyntaxError } from "./errors.ts";
-import {
-  C_TOKEN,
-  CHARS,
-  col,
-  fail,
-  parseDigits,
-  refuseCrLf,
-  rethrow,
-  scan,
-  sliceLws,
-  splitList,
-} from "./_scan.ts";
+import { col, fail, parseDigits, refuseCrLf, rethrow, scan, sliceLws, splitList } from "./_scan.ts";
 import {
   canonicalName,
   H_CALL_ID,
@@ -48,8 +37,8 @@ import {
   H_VIA,
   type HeaderField,
   type HeadersInit,
+  readFieldName,
   SipHeaders,
-  trackedCode,
 } from "./headers.ts";
 import {
   _parseNameAddr,
@@ -638,23 +627,32 @@ function parseRequestLine(s: string, end: number, headers: SipHeaders): SipReque
     throw startError("more than one space after the method");
   }
   if (s.charCodeAt(sp2 - 1) === 32) throw startError("more than one space before the SIP-Version");
-  for (let i = me + 1; i < sp2; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 32 || c === 9) {
-      throw startError(`whitespace inside the Request-URI "${s.slice(me + 1, sp2)}"`);
-    }
-  }
-  if (s.charCodeAt(me + 1) === 60) throw startError("the Request-URI must not be enclosed in <>");
   let uri: Uri;
   try {
     scan.base = me + 1;
     uri = _parseUri(s, me + 1, sp2);
   } catch (e) {
-    rethrow(e, `Request-URI "${s.slice(me + 1, sp2)}"`, { line: 1 });
+    refuseRequestUri(s, me + 1, sp2, e);
   }
   const req = new SipRequest(s.slice(0, me), uri, headers);
   req.version = version;
   return req;
+}
+
+/**
+ * Throws the error for the Request-URI `s[start..end)` that did not parse:
+ * whitespace inside it (RFC 4475 3.1.2.7, 3.1.2.10) or angle brackets around
+ * it (3.1.2.8) are named as such.
+ */
+function refuseRequestUri(s: string, start: number, end: number, e: unknown): never {
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 32 || c === 9) {
+      throw startError(`whitespace inside the Request-URI "${s.slice(start, end)}"`);
+    }
+  }
+  if (s.charCodeAt(start) === 60) throw startError("the Request-URI must not be enclosed in <>");
+  rethrow(e, `Request-URI "${s.slice(start, end)}"`, { line: 1 });
 }
 
 function startError(why: string): SipMessageError {
@@ -891,7 +889,7 @@ function parseRest(
       { partial: msg, line: 1 },
     );
   }
-  if (msg.kind === "request") checkRequest(msg, head, lineOneEnd);
+  if (msg.kind === "request") checkRequest(msg);
   return msg;
 }
 
@@ -922,7 +920,7 @@ function placeholderRequest(head: string, e: unknown, headers: SipHeaders): SipR
  * field.
  */
 function scanFields(s: string, pos: number, n: number): number {
-  found.first.fill(-1);
+  for (let code = 0; code < found.first.length; code++) found.first[code] = -1;
   found.dup = -1;
   found.contentLengths = 0;
   let line = 1;
@@ -973,13 +971,12 @@ function scanFields(s: string, pos: number, n: number): number {
  */
 function checkField(s: string, pos: number, end: number, line: number, index: number): number {
   // field-name = token, then HCOLON = *( SP / HTAB ) ":" SWS
-  let i = pos;
-  let c = 0;
-  while (i < end && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_TOKEN) !== 0) i++;
-  const nameEnd = i;
+  const nameEnd = readFieldName(s, pos, end);
+  const code = scan.known;
+  let i = nameEnd;
+  let c = s.charCodeAt(i);
   while (i < end && (c === 32 || c === 9)) c = s.charCodeAt(++i);
   if (i === end || c !== 58 || nameEnd === pos) throw badFieldLine(s, pos, end, line);
-  const code = trackedCode(s, pos, nameEnd);
   if (code === 0) return 0;
   let vs = i + 1;
   while (vs < end && ((c = s.charCodeAt(vs)) === 32 || c === 9)) vs++;
@@ -1198,7 +1195,7 @@ function checkRepeated(msg: SipMessage): void {
 }
 
 /** What only requests must pass: the CSeq method, no headers in the Request-URI. */
-function checkRequest(msg: SipRequest, head: string, lineOneEnd: number): void {
+function checkRequest(msg: SipRequest): void {
   const cseqMethod = msg.cseq.method;
   if (cseqMethod !== msg.method) {
     // RFC 4475 3.1.2.17: a method mismatch gets 400; 3.1.2.18: with an
@@ -1214,16 +1211,20 @@ function checkRequest(msg: SipRequest, head: string, lineOneEnd: number): void {
       },
     );
   }
-  if (msg.uri.opaque === undefined && head.lastIndexOf("?", lineOneEnd) !== -1) {
-    if (Object.keys(msg.uri.headers).length > 0) {
-      // Section 19.1.1 (table 1): headers are not allowed in a Request-URI
-      // (RFC 4475 3.1.2.11 accepts a 400 here).
-      throw new SipMessageError(
-        "Cannot parse start line: the Request-URI must not contain headers",
-        { line: 1, partial: msg },
-      );
-    }
+  if (hasKeys(msg.uri.headers)) {
+    // Section 19.1.1 (table 1): headers are not allowed in a Request-URI
+    // (RFC 4475 3.1.2.11 accepts a 400 here).
+    throw new SipMessageError(
+      "Cannot parse start line: the Request-URI must not contain headers",
+      { line: 1, partial: msg },
+    );
   }
+}
+
+/** True when the object has an own enumerable property. */
+function hasKeys(o: object): boolean {
+  for (const _ in o) return true;
+  return false;
 }
 
 /** The methods of RFC 3261 and its extensions that sipkit knows. */
