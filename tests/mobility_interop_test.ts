@@ -1,7 +1,7 @@
 /**
  * Mobility against real peers, in network namespaces the tests create: a
  * mobile host namespace (sipkit) joined by two veth pairs to a server
- * namespace (Kamailio, and other sipkit processes). The host moves by
+ * namespace (Kamailio, baresip, and other sipkit processes). The host moves by
  * adding its new address and removing the old one (promote_secondaries),
  * or by losing a link (the route moves to the other interface).
  *
@@ -18,6 +18,7 @@ import {
   SERVER_ADDRESS,
 } from "./peers/mobility_net.ts";
 import { requirePeer } from "./peers/require.ts";
+import { type Baresip, startBaresip } from "./peers/baresip.ts";
 
 const skip = ignoreWithoutNetns() || !requirePeer("kamailio", "kamailio") ||
   !requirePeer("sipsak", "sipsak");
@@ -233,5 +234,99 @@ Deno.test({
       await dave.waitEvent((e) => e.type === "presence" && e.status === "away", {
         message: "the watcher keeps seeing the moved agent",
       });
+    }),
+});
+
+Deno.test({
+  name: "watch --roam and notify --roam across a move with baresip in the server namespace: " +
+    "baresip's NOTIFYs follow the watcher's refreshed target, and baresip keeps seeing the " +
+    "moved presence agent",
+  ignore: skip || !requirePeer("baresip", "baresip"),
+  sanitizeResources: false,
+  fn: () =>
+    withBed(async (bed) => {
+      const { net, env, procs } = bed;
+      let bob: Baresip | undefined;
+      try {
+        // carol's presence agent on the mobile host, started before baresip
+        // subscribes to it (baresip retries a failed subscription only after 30 s).
+        const carol = spawnSipkit([
+          "notify",
+          "-u",
+          "carol@example.test",
+          "--bind",
+          "0.0.0.0:5092",
+          "--status",
+          "online",
+          "--unknown",
+          "accept",
+          "--roam",
+          "--toward",
+          SERVER_ADDRESS,
+        ], { netns: net.mobile, env, name: "notify carol" });
+        procs.push(carol);
+        await carol.waitEvent((e) => e.type === "listening");
+        const carolUri = "sip:carol@10.77.1.2:5092";
+        bob = await startBaresip({
+          netns: net.server,
+          host: SERVER_ADDRESS,
+          sipPort: 5070,
+          user: "bob",
+          password: "",
+          contacts: [{ uri: carolUri, name: "Carol" }],
+        });
+        await bob.setPresence("online");
+        await bob.waitContactStatus(carolUri, "Online");
+        // alice watches bob (baresip's own presence) from the mobile host.
+        const alice = spawnSipkit([
+          "watch",
+          "-u",
+          "alice@example.test",
+          bob.contact,
+          "--roam",
+          "--toward",
+          SERVER_ADDRESS,
+        ], { netns: net.mobile, env, name: "watch alice" });
+        procs.push(alice);
+        await alice.waitEvent((e) => e.type === "presence" && e.status === "online");
+
+        // Both move with the host.
+        await net.inMobile(["addr", "add", "10.77.3.2/24", "dev", "ma"]);
+        await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+        const aliceMoved = await alice.waitEvent((e) => e.type === "moved");
+        assert.deepEqual([aliceMoved.new, aliceMoved.redone], ["10.77.3.2", ["subscriptions"]]);
+        const carolMoved = await carol.waitEvent((e) => e.type === "moved");
+        assert.deepEqual([carolMoved.new, carolMoved.redone], ["10.77.3.2", ["subscriptions"]]);
+
+        // alice's refresh carried her new Contact: baresip's next NOTIFY goes there.
+        const refresh = bob.trace().find((m) =>
+          m.method === "SUBSCRIBE" && m.source.startsWith("10.77.3.2:")
+        );
+        assert.ok(refresh, "alice's SUBSCRIBE refresh from the new address reached baresip");
+        assert.match(
+          refresh.headers.find((h) => /^(Contact|m)\s*:/i.test(h)) ?? "",
+          /@10\.77\.3\.2:/,
+          "with the new Contact",
+        );
+        await bob.setPresence("offline");
+        await alice.waitEvent((e) => e.type === "presence" && e.status === "offline", {
+          message: "baresip's NOTIFY at alice's new address",
+        });
+        // carol's NOTIFY from the new address (with the new Contact) is taken by baresip.
+        await carol.send({ type: "status", status: "busy" });
+        await bob.waitContactStatus(carolUri, "Busy");
+        assert.ok(
+          bob.trace().some((m) =>
+            m.method === "NOTIFY" && m.source.startsWith("10.77.3.2:") &&
+            m.headers.some((h) => /^(Contact|m)\s*:.*@10\.77\.3\.2:/i.test(h))
+          ),
+          "carol's NOTIFY came from the new address with the new Contact",
+        );
+      } catch (e) {
+        if (bob) console.error(`----- ${bob.name} -----\n${bob.logs().slice(-10000)}`);
+        throw e;
+      } finally {
+        await bob?.stop();
+      }
     }),
 });
