@@ -266,14 +266,23 @@ async function tailTone(path: string, seconds: number): Promise<{ hz: number; le
 }
 
 Deno.test({
-  name: "C.2 mid-call mobility: sipkit in a call with baresip moves (new address and route, " +
-    "then to another interface); re-INVITEs carry the new Contact and c=, the same RTP " +
+  name: "C.2 mid-call mobility: sipkit in a call with baresip moves (new address and default " +
+    "route, then to another interface); re-INVITEs carry the new Contact and c=, the same RTP " +
     "stream goes on, tones are found at both ends after each move and the media gap is bounded",
   ignore: skip || !requirePeer("sox", "sox") || !requirePeer("dumpcap", "tshark"),
   sanitizeResources: false,
   fn: () =>
     withBed(false, async (bed) => {
       const { net, env, dir } = bed;
+      // Here the mobile host reaches the servers by default routes (wired first).
+      await Deno.writeTextFile(
+        `${dir}/routes.batch`,
+        `route del ${SERVER_ADDRESS}/32 via 10.77.1.1 dev ma\n` +
+          `route del ${SERVER_ADDRESS}/32 via 10.77.2.1 dev mb\n` +
+          `route add default via 10.77.1.1 dev ma metric 10\n` +
+          `route add default via 10.77.2.1 dev mb metric 20\n`,
+      );
+      await net.inMobile(["-batch", `${dir}/routes.batch`]);
       const alice = spawnSipkit([
         "call",
         "--answer",
@@ -310,12 +319,12 @@ Deno.test({
 
       // Move 1, on the same link: a new address in another subnet, then in
       // one step (one `ip -batch`, as a DHCP client would) the old one
-      // deleted and the route to the servers through the new subnet's gateway.
+      // deleted and a new default route through the new subnet's gateway.
       await net.inMobile(["addr", "add", "10.77.3.2/24", "dev", "ma"]);
       await Deno.writeTextFile(
         `${dir}/move1.batch`,
         `address del 10.77.1.2/24 dev ma\n` +
-          `route replace ${SERVER_ADDRESS}/32 via 10.77.3.1 dev ma metric 10\n`,
+          `route replace default via 10.77.3.1 dev ma metric 10\n`,
       );
       const move1 = Date.now();
       await net.inMobile(["-batch", `${dir}/move1.batch`]);
@@ -325,8 +334,8 @@ Deno.test({
       ]]);
       await delay(1500);
 
-      // Move 2, to the other interface: the wired link goes down, the route
-      // to the servers leaves by mb.
+      // Move 2, to the other interface: the wired link goes down, the
+      // default route left leaves by mb.
       const move2 = Date.now();
       await net.inMobile(["link", "set", "dev", "ma", "down"]);
       const moved2 = await alice.waitEvent((e) => e.type === "moved" && e.new === "10.77.2.2");
