@@ -85,6 +85,65 @@ Deno.test("NdjsonWriter batches lines emitted during a write, and resolves each 
   await w.flush();
 });
 
+Deno.test("NdjsonWriter writes a turn's lines in one writeSync, and asynchronously once it would block", async () => {
+  const syncWrites: string[] = [];
+  const asyncWrites: string[] = [];
+  let blocking = false;
+  const w = new NdjsonWriter({
+    writeSync: (p) => {
+      if (blocking) {
+        // Half of it goes out, then the output says it would block.
+        if (p.length > 1 && !syncWrites.some((s) => s.startsWith("half:"))) {
+          const n = p.length >> 1;
+          syncWrites.push("half:" + dec.decode(p.subarray(0, n)));
+          return n;
+        }
+        throw new Deno.errors.WouldBlock("Resource temporarily unavailable");
+      }
+      syncWrites.push(dec.decode(p));
+      return p.length;
+    },
+    write: (p) => {
+      asyncWrites.push(dec.decode(p));
+      return Promise.resolve(p.length);
+    },
+  }, { now: () => NOW });
+  await Promise.all([w.emit("a"), w.emit("b"), w.emit("c")]);
+  assert.equal(syncWrites.length, 1, "one write for the three lines of one turn");
+  assert.deepEqual(syncWrites[0].split("\n").map((l) => l && JSON.parse(l).type), [
+    "a",
+    "b",
+    "c",
+    "",
+  ]);
+  assert.equal(asyncWrites.length, 0);
+  blocking = true;
+  await w.emit("d", { pad: "x".repeat(40) });
+  const half = syncWrites[1].slice("half:".length);
+  assert.equal(
+    JSON.parse(half + asyncWrites[0]).type,
+    "d",
+    "the rest of the line follows asynchronously",
+  );
+  await w.emit("e");
+  assert.equal(syncWrites.length, 2, "no writeSync after WouldBlock");
+  assert.equal(JSON.parse(asyncWrites[1]).type, "e");
+});
+
+Deno.test("NdjsonWriter stops quietly when writeSync hits a broken pipe", async () => {
+  let closed = 0;
+  const w = new NdjsonWriter({
+    writeSync: () => {
+      throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+    },
+    write: () => Promise.reject(new Error("not used")),
+  }, { onClosed: (e) => (assert.equal(e, undefined), closed++) });
+  await w.emit("one");
+  await w.emit("two");
+  assert.equal(closed, 1);
+  assert.equal(w.closed, true);
+});
+
 Deno.test("NdjsonWriter --pretty prints readable lines", async () => {
   const out = sink();
   const w = new NdjsonWriter(out, { now: () => NOW, pretty: true });

@@ -105,6 +105,39 @@ Deno.test("UdpTransport ignores keep-alives and survives a throwing handler", as
   }
 });
 
+Deno.test("UdpTransport takes a burst in arrival order, with a receive buffer of 1 MiB granted", async () => {
+  const a = new UdpTransport({ host: "127.0.0.1" });
+  const b = new UdpTransport({ host: "127.0.0.1" });
+  const small = new UdpTransport({ host: "127.0.0.1", receiveBuffer: 0 });
+  try {
+    // With --allow-ffi on Linux the kernel reports twice what it granted:
+    // 1 MiB, or net.core.rmem_max when the process may not exceed it.
+    const rmemMax = Number(Deno.readTextFileSync("/proc/sys/net/core/rmem_max"));
+    const root = Deno.uid() === 0;
+    assert.ok(
+      b.receiveBufferSize! >= 2 * (root ? 1 << 20 : Math.min(1 << 20, rmemMax)),
+      `receive buffer ${b.receiveBufferSize}`,
+    );
+    assert.equal(small.receiveBufferSize, undefined, "receiveBuffer 0 leaves the default");
+    const n = 2000;
+    const seen: number[] = [];
+    let done: () => void;
+    const all = new Promise<void>((r) => done = r);
+    b.onMessage((m) => {
+      seen.push(Number(dec.decode(m.data)));
+      assert.equal(m.transport, b);
+      if (seen.length === n) done();
+    });
+    // Sent without waiting for the receiver: several receives complete in
+    // one turn, and must still come out in the order sent.
+    for (let i = 0; i < n; i++) await a.send(enc.encode(String(i)), b.local);
+    await all;
+    assert.deepEqual(seen, Array.from({ length: n }, (_, i) => i));
+  } finally {
+    await Promise.all([a.close(), b.close(), small.close()]);
+  }
+});
+
 Deno.test("UdpTransport rejects sends after close and reports the bound port", async () => {
   const a = new UdpTransport({ host: "127.0.0.1", port: 0 });
   const port = a.local.port;

@@ -20,6 +20,12 @@
 //
 // Needs --allow-ffi and read access to /proc/self; without them, or on
 // another system, `watchIcmpErrors` returns undefined and UDP works as before.
+//
+// The same way, `enlargeReceiveBuffer` sizes the socket's receive buffer
+// (SO_RCVBUF, which Deno does not offer either): a listener that pauses
+// (garbage collection, a burst of work) then finds the datagrams that came
+// meanwhile queued, instead of dropped by the kernel and retransmitted by
+// their senders 500 ms later.
 
 import { normalizeHost } from "./_net.ts";
 import type { HostPort } from "./transport.ts";
@@ -40,6 +46,9 @@ export interface IcmpErrorQueue {
   drain(): IcmpError[];
 }
 
+const SOL_SOCKET = 1;
+const SO_RCVBUF = 8;
+const SO_RCVBUFFORCE = 33;
 const SOL_IP = 0;
 const SOL_IPV6 = 41;
 const IP_RECVERR = 11;
@@ -53,6 +62,7 @@ const AF_INET6 = 10;
 
 const SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
 } as const;
 
@@ -231,6 +241,39 @@ export function watchIcmpErrors(local: HostPort): IcmpErrorQueue | undefined {
     if (lib.symbols.setsockopt(fd, SOL_IP, IP_RECVERR, on, 4) !== 0 && !v6) return undefined;
     if (v6 && lib.symbols.setsockopt(fd, SOL_IPV6, IPV6_RECVERR, on, 4) !== 0) return undefined;
     return new ErrorQueue(lib, fd);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Asks for a receive buffer of `bytes` on the UDP socket bound to `local` in
+ * this process: SO_RCVBUFFORCE where the process may (CAP_NET_ADMIN, e.g.
+ * root), else SO_RCVBUF, which the kernel caps at net.core.rmem_max. Returns
+ * the size the kernel reports afterwards (it counts its own overhead, so
+ * about twice what was granted), or undefined when that cannot be done (not
+ * Linux, no --allow-ffi, socket not found).
+ */
+export function enlargeReceiveBuffer(local: HostPort, bytes: number): number | undefined {
+  const lib = openLibc();
+  if (!lib) return undefined;
+  try {
+    const fd = findSocketFd(local.port, normalizeHost(local.host).includes(":"));
+    if (fd === undefined) return undefined;
+    const size = new Uint8Array(new Int32Array([bytes]).buffer);
+    if (lib.symbols.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, size, 4) !== 0) {
+      lib.symbols.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, size, 4);
+    }
+    const got = new Int32Array([0]);
+    const length = new Uint32Array([4]);
+    const ok = lib.symbols.getsockopt(
+      fd,
+      SOL_SOCKET,
+      SO_RCVBUF,
+      new Uint8Array(got.buffer),
+      new Uint8Array(length.buffer),
+    );
+    return ok === 0 ? got[0] : undefined;
   } catch {
     return undefined;
   }
