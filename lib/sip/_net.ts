@@ -2,8 +2,20 @@
 
 import type { HostPort } from "./transport.ts";
 
+/** The last host normalized, and the result: most traffic comes from few peers. */
+let lastHost = "";
+let lastNormal = "";
+
 /** Strips IPv6 brackets, lowercases, and unmaps IPv4-mapped IPv6 addresses. */
 export function normalizeHost(host: string): string {
+  if (host === lastHost) return lastNormal;
+  const h = normalize(host);
+  lastHost = host;
+  lastNormal = h;
+  return h;
+}
+
+function normalize(host: string): string {
   let h = host.trim().toLowerCase();
   if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);

@@ -82,8 +82,14 @@ export interface PreparedResponse {
   readonly port: number;
 }
 
+const ascii = new TextDecoder();
+
 /** Bytes as a string of one character per byte. */
 function toWire(bytes: Uint8Array): string {
+  // Almost every response is ASCII: then its UTF-8 decoding, done natively,
+  // is that string (one character per byte, none of them a replacement).
+  const text = ascii.decode(bytes);
+  if (text.length === bytes.length && text.indexOf("\uFFFD") < 0) return text;
   let s = "";
   for (let i = 0; i < bytes.length; i += 8192) {
     s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
@@ -132,8 +138,15 @@ function replaceTopVia(msg: SipMessage, via: Via): void {
   const fields = msg.headers.fields;
   const index = fields.findIndex((f) => f.name === "Via");
   if (index < 0) throw new TypeError("Cannot send request: missing Via header");
-  const rest = new SipHeaders([{ name: "Via", value: fields[index].value }]).values("Via").slice(1);
-  fields[index] = { name: "Via", value: [formatVia(via), ...rest].join(", ") };
+  const line = fields[index].value;
+  // A line without a comma holds one value (the usual case): nothing to keep.
+  const rest = line.indexOf(",") < 0
+    ? []
+    : new SipHeaders([{ name: "Via", value: line }]).values("Via").slice(1);
+  fields[index] = {
+    name: "Via",
+    value: rest.length === 0 ? formatVia(via) : [formatVia(via), ...rest].join(", "),
+  };
   msg.invalidate();
 }
 
