@@ -185,10 +185,26 @@ Deno.test("forked early media with 100rel: each fork's 183 PRACKed in its dialog
       assert.equal(Math.round(dominantFrequency(heard2.samples(4000)) / 10) * 10, 800);
       const acks = got.filter((r) => r.method === "ACK").map((r) => r.to.params.tag);
       assert.deepEqual(acks, ["fork2"]);
+      const rtpAt1 = phone1.stats().packets_received;
       // The losing fork's early dialog is gone: the proxy CANCELs it, nothing is sent to it.
       assert.equal(got.filter((r) => r.to.params.tag === "fork1").length, 1, "only its PRACK");
+      // Had it answered too (its 200 crossing the proxy's CANCEL), it gets ACK and BYE, and
+      // media stays with the fork that answered first.
+      send(createResponse(invite, 200, {
+        toTag: "fork1",
+        headers: [["Contact", "<sip:fork1@192.0.2.2>"]],
+      }));
+      await play(bed, network, 100);
+      assert.deepEqual(
+        got.filter((r) => r.to.params.tag === "fork1").map((r) => r.method),
+        ["PRACK", "ACK", "BYE"],
+      );
+      assert.equal(aliceMedia.negotiated?.remote.hostname, "10.0.0.3");
+      assert.equal(call.dialog?.id.remoteTag, "fork2");
+      assert.equal(phone1.stats().packets_received, rtpAt1, "still no RTP to phone 1");
       await bed.run(call.bye(), 20);
       assert.deepEqual(got.filter((r) => r.method === "BYE").map((r) => r.to.params.tag), [
+        "fork1",
         "fork2",
       ]);
     } finally {
