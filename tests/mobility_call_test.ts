@@ -19,15 +19,15 @@
 import assert from "node:assert/strict";
 import { type SipkitProcess, spawnSipkit } from "./_sipkit_process.ts";
 import { makeToneWav, readWav } from "./_audio.ts";
-import { type Baresip, type BaresipOptions, startBaresip } from "./peers/baresip.ts";
-import { type Capture, type CapturedDatagram, longestGap, startCapture } from "./peers/capture.ts";
-import { type Kamailio, startKamailio } from "./peers/kamailio.ts";
+import type { Baresip } from "./peers/baresip.ts";
+import { type CapturedDatagram, longestGap, startCapture } from "./peers/capture.ts";
+import { ignoreWithoutNetns, SERVER_ADDRESS } from "./peers/mobility_net.ts";
 import {
-  createMobilityNet,
-  ignoreWithoutNetns,
-  type MobilityNet,
-  SERVER_ADDRESS,
-} from "./peers/mobility_net.ts";
+  BARESIP_PORT,
+  baresipInServer,
+  type MobilityBed,
+  withMobilityBed,
+} from "./_mobility_bed.ts";
 import { requirePeer, waitFor } from "./peers/require.ts";
 import { dominantFrequency, rmsLevel } from "../lib/rtp/tone.ts";
 import { ulawToLinear } from "../lib/rtp/codec.ts";
@@ -38,8 +38,6 @@ const of = (type: string) => (e: { type: string }) => e.type === type;
 const hostOf = (contact: unknown) => /@([^:;>]+)/.exec(String(contact))?.[1];
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** baresip's SIP port in the server namespace (Kamailio has 5060 there). */
-const BARESIP_PORT = 5070;
 /**
  * The longest media gap a move may cause in these tests. A call torn down and
  * set up again (new INVITE, new ports, new SSRC) would also fail the other
@@ -49,72 +47,13 @@ const BARESIP_PORT = 5070;
  */
 const GAP_BOUND_MS = 1500;
 
-interface Bed {
-  net: MobilityNet;
-  k?: Kamailio;
-  env: Record<string, string>;
-  dir: string;
-  procs: SipkitProcess[];
-  baresips: Baresip[];
-  captures: Capture[];
-}
-
-async function withBed(
-  kamailio: { redirect?: boolean } | false,
-  fn: (bed: Bed) => Promise<void>,
-): Promise<void> {
-  const net = await createMobilityNet();
-  const dir = await Deno.makeTempDir({ prefix: "sipkit-mobility-call-" });
-  const bed: Bed = {
-    net,
-    env: { SIPKIT_CONFIG_DIR: `${dir}/config`, SIPKIT_STATE_DIR: `${dir}/state` },
-    dir,
-    procs: [],
-    baresips: [],
-    captures: [],
-  };
-  try {
-    if (kamailio) {
-      bed.k = await startKamailio({ netns: net.server, host: SERVER_ADDRESS, ...kamailio });
-    }
-    await fn(bed);
-  } catch (e) {
-    for (const p of bed.procs) console.error(`----- ${p.name} -----\n${p.logs().slice(-8000)}`);
-    for (const b of bed.baresips) console.error(`----- ${b.name} -----\n${b.logs().slice(-12000)}`);
-    if (bed.k) console.error(`----- ${bed.k.name} -----\n${bed.k.logs().slice(-6000)}`);
-    throw e;
-  } finally {
-    for (const p of bed.procs) await p.stop();
-    for (const b of bed.baresips) await b.stop();
-    for (const c of bed.captures) await c.stop().catch(() => {});
-    await bed.k?.stop();
-    await net.destroy();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
-}
-
-/** bob, a baresip in the server namespace. */
-async function baresipBob(bed: Bed, options: BaresipOptions = {}): Promise<Baresip> {
-  const b = await startBaresip({
-    netns: bed.net.server,
-    host: SERVER_ADDRESS,
-    sipPort: BARESIP_PORT,
-    user: "bob",
-    password: "",
-    audioCodecs: ["PCMU"],
-    ...options,
-  });
-  bed.baresips.push(b);
-  return b;
-}
-
 /**
  * alice answers a call on the mobile host, registered, following the host;
  * before the call she moves from `from` to `to` on link ma (the new address
  * first, then the old one goes).
  */
 async function aliceMovedAndAnswering(
-  bed: Bed,
+  bed: MobilityBed,
   from = "10.77.1.2",
   to = "10.77.3.2",
 ): Promise<SipkitProcess> {
@@ -160,9 +99,9 @@ Deno.test({
   ignore: skip,
   sanitizeResources: false,
   fn: () =>
-    withBed({}, async (bed) => {
+    withMobilityBed({}, async (bed) => {
       const alice = await aliceMovedAndAnswering(bed);
-      const b = await baresipBob(bed, { proxy: bed.k!.address, register: false });
+      const b = await baresipInServer(bed, { proxy: bed.k!.address, register: false });
       await b.dial("sip:alice@example.test");
       await alice.waitEvent(of("incoming"));
       await b.waitEvent((e) => e.type === "CALL_ESTABLISHED", { timeout: 10_000 });
@@ -178,11 +117,11 @@ Deno.test({
   ignore: skip,
   sanitizeResources: false,
   fn: () =>
-    withBed({ redirect: true }, async (bed) => {
+    withMobilityBed({ redirect: true }, async (bed) => {
       const alice = await aliceMovedAndAnswering(bed);
       const redirector = `sip:alice@${SERVER_ADDRESS}:${bed.k!.port}`;
       // baresip, no outbound proxy: the INVITE goes to the redirect server.
-      const b = await baresipBob(bed);
+      const b = await baresipInServer(bed);
       await b.dial(redirector);
       await alice.waitEvent(of("incoming"));
       await b.waitEvent((e) => e.type === "CALL_ESTABLISHED", { timeout: 10_000 });
@@ -272,7 +211,7 @@ Deno.test({
   ignore: skip || !requirePeer("sox", "sox") || !requirePeer("dumpcap", "tshark"),
   sanitizeResources: false,
   fn: () =>
-    withBed(false, async (bed) => {
+    withMobilityBed(false, async (bed) => {
       const { net, env, dir } = bed;
       // Here the mobile host reaches the servers by default routes (wired first).
       await Deno.writeTextFile(
@@ -303,7 +242,7 @@ Deno.test({
       await alice.waitEvent(of("listening"));
       const wav = `${dir}/440.wav`;
       await makeToneWav(wav, 440, { seconds: 60 });
-      const b = await baresipBob(bed, { audioSource: `aufile,${wav}`, record: true });
+      const b = await baresipInServer(bed, { audioSource: `aufile,${wav}`, record: true });
       // RTP only: everything but the two SIP ports.
       const filter = `udp and not port 5080 and not port ${BARESIP_PORT}`;
       const atServer = await startCapture(net.server, dir, { filter });

@@ -9,16 +9,10 @@
  */
 
 import assert from "node:assert/strict";
-import { type SipkitEvent, type SipkitProcess, spawnSipkit } from "./_sipkit_process.ts";
-import { type Kamailio, startKamailio } from "./peers/kamailio.ts";
-import {
-  createMobilityNet,
-  ignoreWithoutNetns,
-  type MobilityNet,
-  SERVER_ADDRESS,
-} from "./peers/mobility_net.ts";
+import { type SipkitEvent, spawnSipkit } from "./_sipkit_process.ts";
+import { ignoreWithoutNetns, SERVER_ADDRESS } from "./peers/mobility_net.ts";
 import { requirePeer } from "./peers/require.ts";
-import { type Baresip, startBaresip } from "./peers/baresip.ts";
+import { baresipInServer, type MobilityBed, withMobilityBed } from "./_mobility_bed.ts";
 
 const skip = ignoreWithoutNetns() || !requirePeer("kamailio", "kamailio") ||
   !requirePeer("sipsak", "sipsak");
@@ -35,44 +29,11 @@ async function runIn(
   return p.events;
 }
 
-interface Bed {
-  net: MobilityNet;
-  k: Kamailio;
-  env: Record<string, string>;
-  dir: string;
-  procs: SipkitProcess[];
-}
-
-async function withBed(fn: (bed: Bed) => Promise<void>, options: { presence?: boolean } = {}) {
-  const net = await createMobilityNet();
-  const dir = await Deno.makeTempDir({ prefix: "sipkit-mobility-" });
-  const procs: SipkitProcess[] = [];
-  let k: Kamailio | undefined;
-  try {
-    k = await startKamailio({
-      netns: net.server,
-      host: SERVER_ADDRESS,
-      mode: options.presence ? "presence" : "registrar",
-    });
-    const env = { SIPKIT_CONFIG_DIR: `${dir}/config`, SIPKIT_STATE_DIR: `${dir}/state` };
-    await fn({ net, k, env, dir, procs });
-  } catch (e) {
-    for (const p of procs) console.error(`----- ${p.name} -----\n${p.logs().slice(-8000)}`);
-    if (k) console.error(`----- ${k.name} -----\n${k.logs().slice(-6000)}`);
-    throw e;
-  } finally {
-    for (const p of procs) await p.stop();
-    await k?.stop();
-    await net.destroy();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
-}
-
 /** The contacts Kamailio holds for alice, asked from the server namespace. */
-async function bindings(bed: Bed): Promise<string[]> {
+async function bindings(bed: MobilityBed): Promise<string[]> {
   const events = await runIn(
     bed.net.server,
-    ["register", "-u", "alice@example.test", "--registrar", bed.k.uri, "--query"],
+    ["register", "-u", "alice@example.test", "--registrar", bed.k!.uri, "--query"],
     { ...bed.env, SIPKIT_PASSWORD: "alice-secret" },
   );
   return events.filter((e) => e.type === "binding").map((e) => String(e.contact)).sort();
@@ -86,8 +47,9 @@ Deno.test({
   ignore: skip,
   sanitizeResources: false,
   fn: () =>
-    withBed(async (bed) => {
-      const { net, k, env, procs } = bed;
+    withMobilityBed({}, async (bed) => {
+      const { net, env, procs } = bed;
+      const k = bed.k!;
       const reg = spawnSipkit([
         "register",
         "-u",
@@ -136,8 +98,9 @@ Deno.test({
   ignore: skip,
   sanitizeResources: false,
   fn: () =>
-    withBed(async (bed) => {
-      const { net, k, env, procs } = bed;
+    withMobilityBed({}, async (bed) => {
+      const { net, env, procs } = bed;
+      const k = bed.k!;
       const roam = spawnSipkit(["roam", "--toward", SERVER_ADDRESS], {
         netns: net.mobile,
         env,
@@ -166,7 +129,7 @@ Deno.test({
   ignore: skip,
   sanitizeResources: false,
   fn: () =>
-    withBed(async (bed) => {
+    withMobilityBed(false, async (bed) => {
       const { net, env, procs } = bed;
       // bob's presence agent in the server namespace, alice watching from the mobile host.
       const bob = spawnSipkit([
@@ -244,89 +207,75 @@ Deno.test({
   ignore: skip || !requirePeer("baresip", "baresip"),
   sanitizeResources: false,
   fn: () =>
-    withBed(async (bed) => {
+    withMobilityBed(false, async (bed) => {
       const { net, env, procs } = bed;
-      let bob: Baresip | undefined;
-      try {
-        // carol's presence agent on the mobile host, started before baresip
-        // subscribes to it (baresip retries a failed subscription only after 30 s).
-        const carol = spawnSipkit([
-          "notify",
-          "-u",
-          "carol@example.test",
-          "--bind",
-          "0.0.0.0:5092",
-          "--status",
-          "online",
-          "--unknown",
-          "accept",
-          "--roam",
-          "--toward",
-          SERVER_ADDRESS,
-        ], { netns: net.mobile, env, name: "notify carol" });
-        procs.push(carol);
-        await carol.waitEvent((e) => e.type === "listening");
-        const carolUri = "sip:carol@10.77.1.2:5092";
-        bob = await startBaresip({
-          netns: net.server,
-          host: SERVER_ADDRESS,
-          sipPort: 5070,
-          user: "bob",
-          password: "",
-          contacts: [{ uri: carolUri, name: "Carol" }],
-        });
-        await bob.setPresence("online");
-        await bob.waitContactStatus(carolUri, "Online");
-        // alice watches bob (baresip's own presence) from the mobile host.
-        const alice = spawnSipkit([
-          "watch",
-          "-u",
-          "alice@example.test",
-          bob.contact,
-          "--roam",
-          "--toward",
-          SERVER_ADDRESS,
-        ], { netns: net.mobile, env, name: "watch alice" });
-        procs.push(alice);
-        await alice.waitEvent((e) => e.type === "presence" && e.status === "online");
 
-        // Both move with the host.
-        await net.inMobile(["addr", "add", "10.77.3.2/24", "dev", "ma"]);
-        await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
-        const aliceMoved = await alice.waitEvent((e) => e.type === "moved");
-        assert.deepEqual([aliceMoved.new, aliceMoved.redone], ["10.77.3.2", ["subscriptions"]]);
-        const carolMoved = await carol.waitEvent((e) => e.type === "moved");
-        assert.deepEqual([carolMoved.new, carolMoved.redone], ["10.77.3.2", ["subscriptions"]]);
+      // carol's presence agent on the mobile host, started before baresip
+      // subscribes to it (baresip retries a failed subscription only after 30 s).
+      const carol = spawnSipkit([
+        "notify",
+        "-u",
+        "carol@example.test",
+        "--bind",
+        "0.0.0.0:5092",
+        "--status",
+        "online",
+        "--unknown",
+        "accept",
+        "--roam",
+        "--toward",
+        SERVER_ADDRESS,
+      ], { netns: net.mobile, env, name: "notify carol" });
+      procs.push(carol);
+      await carol.waitEvent((e) => e.type === "listening");
+      const carolUri = "sip:carol@10.77.1.2:5092";
+      const bob = await baresipInServer(bed, { contacts: [{ uri: carolUri, name: "Carol" }] });
+      await bob.setPresence("online");
+      await bob.waitContactStatus(carolUri, "Online");
+      // alice watches bob (baresip's own presence) from the mobile host.
+      const alice = spawnSipkit([
+        "watch",
+        "-u",
+        "alice@example.test",
+        bob.contact,
+        "--roam",
+        "--toward",
+        SERVER_ADDRESS,
+      ], { netns: net.mobile, env, name: "watch alice" });
+      procs.push(alice);
+      await alice.waitEvent((e) => e.type === "presence" && e.status === "online");
 
-        // alice's refresh carried her new Contact: baresip's next NOTIFY goes there.
-        const refresh = bob.trace().find((m) =>
-          m.method === "SUBSCRIBE" && m.source.startsWith("10.77.3.2:")
-        );
-        assert.ok(refresh, "alice's SUBSCRIBE refresh from the new address reached baresip");
-        assert.match(
-          refresh.headers.find((h) => /^(Contact|m)\s*:/i.test(h)) ?? "",
-          /@10\.77\.3\.2:/,
-          "with the new Contact",
-        );
-        await bob.setPresence("offline");
-        await alice.waitEvent((e) => e.type === "presence" && e.status === "offline", {
-          message: "baresip's NOTIFY at alice's new address",
-        });
-        // carol's NOTIFY from the new address (with the new Contact) is taken by baresip.
-        await carol.send({ type: "status", status: "busy" });
-        await bob.waitContactStatus(carolUri, "Busy");
-        assert.ok(
-          bob.trace().some((m) =>
-            m.method === "NOTIFY" && m.source.startsWith("10.77.3.2:") &&
-            m.headers.some((h) => /^(Contact|m)\s*:.*@10\.77\.3\.2:/i.test(h))
-          ),
-          "carol's NOTIFY came from the new address with the new Contact",
-        );
-      } catch (e) {
-        if (bob) console.error(`----- ${bob.name} -----\n${bob.logs().slice(-10000)}`);
-        throw e;
-      } finally {
-        await bob?.stop();
-      }
+      // Both move with the host.
+      await net.inMobile(["addr", "add", "10.77.3.2/24", "dev", "ma"]);
+      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      const aliceMoved = await alice.waitEvent((e) => e.type === "moved");
+      assert.deepEqual([aliceMoved.new, aliceMoved.redone], ["10.77.3.2", ["subscriptions"]]);
+      const carolMoved = await carol.waitEvent((e) => e.type === "moved");
+      assert.deepEqual([carolMoved.new, carolMoved.redone], ["10.77.3.2", ["subscriptions"]]);
+
+      // alice's refresh carried her new Contact: baresip's next NOTIFY goes there.
+      const refresh = bob.trace().find((m) =>
+        m.method === "SUBSCRIBE" && m.source.startsWith("10.77.3.2:")
+      );
+      assert.ok(refresh, "alice's SUBSCRIBE refresh from the new address reached baresip");
+      assert.match(
+        refresh.headers.find((h) => /^(Contact|m)\s*:/i.test(h)) ?? "",
+        /@10\.77\.3\.2:/,
+        "with the new Contact",
+      );
+      await bob.setPresence("offline");
+      await alice.waitEvent((e) => e.type === "presence" && e.status === "offline", {
+        message: "baresip's NOTIFY at alice's new address",
+      });
+      // carol's NOTIFY from the new address (with the new Contact) is taken by baresip.
+      await carol.send({ type: "status", status: "busy" });
+      await bob.waitContactStatus(carolUri, "Busy");
+      assert.ok(
+        bob.trace().some((m) =>
+          m.method === "NOTIFY" && m.source.startsWith("10.77.3.2:") &&
+          m.headers.some((h) => /^(Contact|m)\s*:.*@10\.77\.3\.2:/i.test(h))
+        ),
+        "carol's NOTIFY came from the new address with the new Contact",
+      );
     }),
 });
