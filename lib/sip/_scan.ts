@@ -94,9 +94,10 @@ export function sliceLower(s: string, start: number, end: number): string {
  * its characters. It is a trie whose transitions are a table indexed by
  * `state * 128 + character`: state 0 stands for "not a token character" (the
  * token ends before it), state 1 for a token that is none of the names, and
- * state 2 is the root. An uppercase letter moves as its lowercase letter
- * does, so names match in any case (RFC 3261 section 7.3.1 and 19.1.4: header
- * and parameter names are case-insensitive). @internal
+ * state 2 is the root. Unless the trie is case-sensitive, an uppercase letter
+ * moves as its lowercase letter does, so names match in any case (RFC 3261
+ * section 7.3.1 and 19.1.4: header and parameter names are case-insensitive).
+ * @internal
  */
 export class NameTrie {
   /** The names, by index. */
@@ -105,8 +106,13 @@ export class NameTrie {
   /** Per state: 1 + the index of the name that ends there, 0 for none. */
   #accept: Uint8Array;
 
-  /** Builds the trie of `names` (lowercase tokens; at most 253 trie nodes). */
-  constructor(names: readonly string[]) {
+  /**
+   * Builds the trie of `names` (at most 253 trie nodes): lowercase tokens
+   * matched in any case, or with `caseSensitive` any tokens, matched as
+   * written (methods, section 7.1).
+   */
+  constructor(names: readonly string[], options: { caseSensitive?: boolean } = {}) {
+    const anyCase = options.caseSensitive !== true;
     this.names = names;
     const rows: Uint8Array[] = [new Uint8Array(128), tokenRow(), tokenRow()];
     const accept = [0, 0, 0];
@@ -114,8 +120,8 @@ export class NameTrie {
       let state = 2;
       for (let k = 0; k < name.length; k++) {
         const c = name.charCodeAt(k);
-        if (c >= 128 || (CHARS[c] & C_TOKEN) === 0 || (c >= 65 && c <= 90)) {
-          throw new TypeError(`NameTrie: "${name}" is not a lowercase token`);
+        if (c >= 128 || (CHARS[c] & C_TOKEN) === 0 || (anyCase && c >= 65 && c <= 90)) {
+          throw new TypeError(`NameTrie: "${name}" is not a ${anyCase ? "lowercase " : ""}token`);
         }
         let next = rows[state][c];
         if (next <= 1) {
@@ -123,7 +129,7 @@ export class NameTrie {
           rows.push(tokenRow());
           accept.push(0);
           rows[state][c] = next;
-          if (c >= 97 && c <= 122) rows[state][c - 32] = next;
+          if (anyCase && c >= 97 && c <= 122) rows[state][c - 32] = next;
         }
         state = next;
       }

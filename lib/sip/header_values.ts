@@ -15,6 +15,7 @@ import {
   col,
   fail,
   formatHeaderParams,
+  NameTrie,
   type Params,
   parseDigits,
   parseHeaderParams,
@@ -45,6 +46,36 @@ export interface CSeq {
   seq: number;
   /** Method, case-sensitive. */
   method: string;
+}
+
+/** The methods of RFC 3261 and its extensions that sipkit knows. @internal */
+export const METHODS: readonly string[] = [
+  "ACK",
+  "BYE",
+  "CANCEL",
+  "INFO",
+  "INVITE",
+  "MESSAGE",
+  "NOTIFY",
+  "OPTIONS",
+  "PRACK",
+  "PUBLISH",
+  "REFER",
+  "REGISTER",
+  "SUBSCRIBE",
+  "UPDATE",
+];
+const METHOD_NAMES = new NameTrie(METHODS, { caseSensitive: true });
+
+/**
+ * Reads a Method (section 25.1: a token, case-sensitive) at `s[i..end)`:
+ * returns it, a shared string when it is a known method ("" when there is
+ * no token); `scan.end` is the index after it. @internal
+ */
+export function readMethod(s: string, i: number, end: number): string {
+  const e = METHOD_NAMES.readToken(s, i, end);
+  scan.end = e;
+  return scan.known === -1 ? s.slice(i, e) : METHODS[scan.known];
 }
 
 /** Index after the token starting at `i` (== i when none). @internal */
@@ -177,9 +208,11 @@ export function _parseCSeq(s: string, start = 0, end: number = s.length): CSeq {
   const ws = i;
   i = skipWs(s, i, n);
   if (i === ws) throw fail("expected whitespace after the sequence number");
-  const me = readToken(s, i, n);
-  if (me === i || skipWs(s, me, n) !== n) throw fail(`invalid method "${s.slice(i, n)}"`);
-  return { seq, method: s.slice(i, me) };
+  const method = readMethod(s, i, n);
+  if (method === "" || skipWs(s, scan.end, n) !== n) {
+    throw fail(`invalid method "${s.slice(i, n)}"`);
+  }
+  return { seq, method };
 }
 
 /** Parses a CSeq value ("4711 INVITE"). */

@@ -63,10 +63,12 @@ import {
   type CSeq,
   formatVia,
   type MediaType,
+  METHODS,
   parseCSeq,
   parseMediaType,
   parseSipDate,
   parseVia,
+  readMethod,
   readToken,
   type TokenParams,
   type Via,
@@ -581,9 +583,10 @@ function readVersion(s: string, i: number, end: number): string {
 }
 
 function parseStartLine(s: string, end: number, headers: SipHeaders): SipMessage {
+  // Status-Line = SIP-Version SP ..., and "SIP" matches in any case.
   if (
-    s.startsWith("SIP/", 0) ||
-    ((s.charCodeAt(0) | 32) === 115 && s.slice(0, 4).toUpperCase() === "SIP/")
+    (s.charCodeAt(0) | 32) === 115 && (s.charCodeAt(1) | 32) === 105 &&
+    (s.charCodeAt(2) | 32) === 112 && s.charCodeAt(3) === 47
   ) return parseStatusLine(s, end, headers);
   return parseRequestLine(s, end, headers);
 }
@@ -611,7 +614,8 @@ function parseStatusLine(s: string, end: number, headers: SipHeaders): SipRespon
 function parseRequestLine(s: string, end: number, headers: SipHeaders): SipRequest {
   // Request-Line = Method SP Request-URI SP SIP-Version CRLF (exactly one SP
   // between elements; RFC 4475 sections 3.1.2.8 to 3.1.2.10).
-  const me = readToken(s, 0);
+  const method = readMethod(s, 0, end);
+  const me = scan.end;
   if (me === 0) throw startError(`invalid method "${s.slice(0, Math.min(end, 20))}"`);
   if (s.charCodeAt(me) !== 32) {
     throw startError(`invalid character "${s[me]}" in method at column ${me + 1}`);
@@ -634,7 +638,7 @@ function parseRequestLine(s: string, end: number, headers: SipHeaders): SipReque
   } catch (e) {
     refuseRequestUri(s, me + 1, sp2, e);
   }
-  const req = new SipRequest(s.slice(0, me), uri, headers);
+  const req = new SipRequest(method, uri, headers);
   req.version = version;
   return req;
 }
@@ -1228,22 +1232,7 @@ function hasKeys(o: object): boolean {
 }
 
 /** The methods of RFC 3261 and its extensions that sipkit knows. */
-export const KNOWN_METHODS: ReadonlySet<string> = new Set([
-  "ACK",
-  "BYE",
-  "CANCEL",
-  "INFO",
-  "INVITE",
-  "MESSAGE",
-  "NOTIFY",
-  "OPTIONS",
-  "PRACK",
-  "PUBLISH",
-  "REFER",
-  "REGISTER",
-  "SUBSCRIBE",
-  "UPDATE",
-]);
+export const KNOWN_METHODS: ReadonlySet<string> = new Set(METHODS);
 
 // ---------------------------------------------------------------- formatting
 
