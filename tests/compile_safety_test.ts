@@ -101,6 +101,13 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
   const sendClosure = staticClosure(send);
   assert.ok(!sendClosure.has("lib/sip/digest.ts"));
   assert.ok(!sendClosure.has("lib/sip/registration.ts"));
+  // Nor the dialog code, multipart bodies, presence, calls or mobility.
+  for (const unused of ["lib/sip/dialog.ts", "lib/sip/multipart.ts"]) {
+    assert.ok(!sendClosure.has(unused), `a one-shot send loads ${unused}`);
+  }
+  for (const dir of ["lib/presence/", "lib/rtp/", "lib/mobility/", "lib/sip/invite/"]) {
+    assert.ok(![...sendClosure].some((f) => f.startsWith(dir)), `a one-shot send loads ${dir}`);
+  }
 });
 
 Deno.test("importing any module of lib/ and cli/ does no work that needs a permission", async () => {

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { parseMediaType } from "../sip/multipart.ts";
+import { parseMediaType } from "../sip/message.ts";
 
 /** The media type of CPIM messages. */
 export const CPIM_CONTENT_TYPE = "message/cpim";

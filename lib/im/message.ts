@@ -14,11 +14,11 @@ import { SipRequestError } from "../sip/errors.ts";
 import {
   formatUri,
   type NameAddr,
+  parseMediaType,
   type SipRequest,
   type SipResponse,
   type Uri,
 } from "../sip/message.ts";
-import { parseMediaType } from "../sip/multipart.ts";
 import type { InboundInfo } from "../sip/transport_layer.ts";
 import { type IncomingRequest, toSipUri, type UserAgent } from "../sip/ua.ts";
 import { CPIM_CONTENT_TYPE, type CpimMessage, formatCpim, parseCpim } from "./cpim.ts";

@@ -18,19 +18,12 @@ import {
   type SipResponse,
   type Uri,
 } from "./message.ts";
+import { type DialogId, dialogKey } from "./dialog_id.ts";
+
+export { type DialogId, dialogKey } from "./dialog_id.ts";
 
 /** Dialog states (12.1): a dialog made by a 1xx is early, by a 2xx (or NOTIFY) confirmed. */
 export type DialogState = "early" | "confirmed" | "terminated";
-
-/** What identifies a dialog at one end (12): Call-ID, local tag, remote tag. */
-export interface DialogId {
-  /** Call-ID. */
-  callId: string;
-  /** This side's tag. */
-  localTag: string;
-  /** The peer's tag ("" when an RFC 2543 peer sent none). */
-  remoteTag: string;
-}
 
 /**
  * Requests that refresh the remote target (12.2; RFC 3311 for UPDATE; RFC
@@ -42,19 +35,6 @@ export const TARGET_REFRESH_METHODS: ReadonlySet<string> = new Set([
   "SUBSCRIBE",
   "NOTIFY",
 ]);
-
-/**
- * A string key for a dialog id, for maps.
- *
- * @example
- * ```ts
- * import { dialogKey } from "./dialog.ts";
- * dialogKey({ callId: "c", localTag: "l", remoteTag: "r" }); // "c\nl\nr"
- * ```
- */
-export function dialogKey(id: DialogId): string {
-  return `${id.callId}\n${id.localTag}\n${id.remoteTag}`;
-}
 
 /**
  * The id of the dialog an inbound request belongs to, seen from this UA as

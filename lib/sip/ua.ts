@@ -22,7 +22,7 @@ import {
   type SipResponse,
   type Uri,
 } from "./message.ts";
-import { type DialogId, dialogKey } from "./dialog.ts";
+import { type DialogId, dialogKey } from "./dialog_id.ts";
 import { toSipUri } from "./input.ts";
 import { OutboundSender, type RequestSendOptions, type SendResult } from "./outbound.ts";
 import type { ResolveOptions } from "./resolver.ts";
