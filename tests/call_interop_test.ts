@@ -308,7 +308,7 @@ Deno.test({
           await delay(2000);
           await a.send({ type: "hangup" });
           assert.equal((await a.waitEvent(of("ended"))).reason, "local_bye");
-          assert.equal(await a.exited, 0);
+          assert.equal(await a.waitExit(), 0);
           await b.waitEvent((e) => e.type === "CALL_CLOSED");
           // The audio survives the change both ways.
           await assertTone(`${dirs.dir}/at-sipkit.wav`, 1000, "what sipkit heard");

@@ -100,7 +100,7 @@ Deno.test({
       await withLogsOnFailure(peers, async () => {
         // Timer F would take 32 s; this guard fails the test long before.
         const guard = setTimeout(() => p.stop(0), 20_000);
-        const code = await p.exited;
+        const code = await p.waitExit();
         clearTimeout(guard);
         const logs = p.logs();
         assert.equal(code, 0, logs);

@@ -59,7 +59,7 @@ async function runSend(
     env: dirs.env,
     stdin: false,
   });
-  const code = await p.exited;
+  const code = await p.waitExit();
   assert.deepEqual(p.badLines, []);
   return { code, events: p.events, logs: p.logs() };
 }
@@ -362,7 +362,7 @@ Deno.test("sipkit message batch from a pipe: one result per line with its id, ba
         if (i === 20) await sender.send({ type: "presence", note: "ignored" });
       }
       await sender.closeStdin();
-      const code = await sender.exited;
+      const code = await sender.waitExit();
       // A bad line makes the exit code 2; every good line was still sent.
       assert.equal(code, 2, sender.logs());
       const sent = sender.events.filter((e) => e.type === "sent");
@@ -584,7 +584,8 @@ Deno.test("a batch of 1,000 lines over UDP through a lossy relay: each delivered
         });
       }
       await sender.closeStdin();
-      const code = await sender.exited;
+      // 1,000 messages with losses and retransmissions: a longer deadline than the default.
+      const code = await sender.waitExit(180_000);
       assert.equal(code, 0, sender.logs().slice(-4000));
       const sent = sender.events.filter((e) => e.type === "sent");
       assert.equal(sent.length, n);

@@ -56,7 +56,7 @@ async function sendOnce(
   args: string[],
 ): Promise<{ code: number; proc: SipkitProcess }> {
   const proc = spawnSipkit(["message", ...args], { name: "sender", env: dirs.env, stdin: false });
-  return { code: await proc.exited, proc };
+  return { code: await proc.waitExit(), proc };
 }
 
 Deno.test({

@@ -17,7 +17,7 @@ import {
 
 async function run(args: string[], env: Record<string, string>) {
   const p = spawnSipkit(args, { env, stdin: false });
-  const code = await p.exited;
+  const code = await p.waitExit();
   return { code, events: p.events, logs: p.logs(), badLines: p.badLines };
 }
 
@@ -362,7 +362,7 @@ Deno.test("notify answers unknown watchers pending until an allow line; watch --
       { env: dirs.env, stdin: false, name: "sipkit watch --once" },
     );
     procs.push(once);
-    assert.equal(await once.exited, 0, once.logs());
+    assert.equal(await once.waitExit(), 0, once.logs());
     const fetched = once.events.filter((e) => e.type === "presence");
     assert.equal(fetched.length, 1);
     // carol is unknown too: she gets the neutral document.

@@ -170,7 +170,7 @@ Deno.test({
             { env: dirs.env, stdin: false, name: "sipkit notify --publish --once" },
           );
           logs.push(p);
-          assert.equal(await p.exited, 0, p.logs());
+          assert.equal(await p.waitExit(), 0, p.logs());
           return p.events.find((e) => e.type === "published")!;
         };
         const first = await once("lunch");
@@ -268,7 +268,7 @@ Deno.test({
             { env: dirs.env, stdin: false, name: `sipkit notify --publish --once (${status})` },
           );
           logs.push(p);
-          assert.equal(await p.exited, 0, p.logs());
+          assert.equal(await p.waitExit(), 0, p.logs());
           return { p, published: p.events.find((e) => e.type === "published")! };
         };
         const savedEtag = async () =>
