@@ -6,7 +6,8 @@
  * on stderr. Runs until SIGTERM.
  *
  * Arguments: `--toward <ip>`, `--poll <ms>` (the fallback's interval),
- * `--restart <ms>` (see `AddressMonitorOptions.restartMs`).
+ * `--restart <ms>` (see `AddressMonitorOptions.restartMs`), `--no-ffi` (gives up
+ * the FFI permission first, so routes are asked through `ip -batch`).
  *
  * @module
  */
@@ -22,6 +23,7 @@ const encoder = new TextEncoder();
 const print = (o: Record<string, unknown>) =>
   Deno.stdout.writeSync(encoder.encode(JSON.stringify(o) + "\n"));
 
+if (Deno.args.includes("--no-ffi")) await Deno.permissions.revoke({ name: "ffi" });
 const towardAt = Deno.args.indexOf("--toward");
 const monitor = new AddressMonitor({
   toward: towardAt >= 0 ? [Deno.args[towardAt + 1]] : undefined,
@@ -31,7 +33,12 @@ const monitor = new AddressMonitor({
   log: (level, message) => console.error(`${level}: ${message}`),
 });
 await monitor.start();
-print({ type: "ready", address: monitor.current?.address ?? null, method: monitor.method });
+print({
+  type: "ready",
+  address: monitor.current?.address ?? null,
+  method: monitor.method,
+  route_method: monitor.routeMethod,
+});
 let method = monitor.method;
 const timer = setInterval(() => {
   if (monitor.method === method) return;

@@ -6,12 +6,16 @@ import {
   AddressMonitor,
   type EndingAddressSource,
   type InterfaceAddress,
+  IpBatchRoutes,
   IpMonitorSource,
+  ipRouteGet,
   parseIpAddressLine,
   parseRouteGet,
   PollingSource,
   type RouteInfo,
+  socketRouteLookup,
 } from "../lib/mobility/mod.ts";
+import { createNetns, ignoreWithoutNetns } from "./peers/netns.ts";
 import { assertPeer, requirePeer } from "./peers/require.ts";
 
 Deno.test("parseIpAddressLine() reads ip -o monitor address lines", async (t) => {
@@ -635,5 +639,74 @@ Deno.test({
     await other.close();
     await settle();
     assert.equal(otherEnded, false);
+  },
+});
+
+Deno.test({
+  name:
+    "socketRouteLookup(): the kernel's source address, as ip route get gives it (nothing is sent)",
+  ignore: !requirePeer("ip", "iproute2"),
+  fn: async () => {
+    assertPeer("ip", "iproute2");
+    const lookup = socketRouteLookup();
+    assert.ok(lookup, "Linux with --allow-ffi: the socket lookup is available");
+    // Route lookups only: connecting a UDP socket sends no packet.
+    for (const destination of ["127.0.0.1", "127.9.8.7", "::1", "192.0.2.1", "2001:db8::1"]) {
+      const want = await ipRouteGet(destination);
+      const got = await lookup(destination);
+      assert.equal(got?.source, want?.source, destination);
+    }
+    assert.equal(await lookup("not-an-address"), undefined);
+    assert.equal(await lookup("300.1.2.3"), undefined);
+  },
+});
+
+Deno.test({
+  name: "IpBatchRoutes in a namespace: answers, no route, IPv6, only addresses reach ip, " +
+    "and a killed child is replaced",
+  ignore: ignoreWithoutNetns(),
+  sanitizeResources: false,
+  fn: async () => {
+    const ns = await createNetns("rtb");
+    const routes = new IpBatchRoutes({ netns: ns.name });
+    try {
+      const inNs = (args: string[]) =>
+        new Deno.Command("ip", { args: ["-n", ns.name, ...args] }).output();
+      await inNs(["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+      await inNs(["addr", "add", "10.99.0.2/24", "dev", "v0"]);
+      await inNs(["addr", "add", "fd99::2/64", "dev", "v0", "nodad"]);
+      await inNs(["link", "set", "v0", "up"]);
+      await inNs(["link", "set", "v1", "up"]);
+
+      assert.deepEqual(await routes.lookup("10.99.0.7"), { source: "10.99.0.2", interface: "v0" });
+      const pid = routes.pid;
+      assert.ok(pid !== undefined, "one child");
+      // No route: ip prints only an error (on stderr); the next answer is still right.
+      assert.equal(await routes.lookup("10.98.0.1"), undefined);
+      assert.deepEqual(await routes.lookup("fd99::7"), { source: "fd99::2", interface: "v0" });
+      assert.deepEqual(await routes.lookup("127.0.0.1"), { source: "127.0.0.1", interface: "lo" });
+      // Side by side, as the monitor asks for several destinations.
+      const both = await Promise.all([routes.lookup("10.99.0.9"), routes.lookup("10.98.0.1")]);
+      assert.deepEqual(both, [{ source: "10.99.0.2", interface: "v0" }, undefined]);
+      // Only an address reaches the child's stdin.
+      assert.equal(await routes.lookup("10.99.0.7\nlink del v0"), undefined);
+      assert.equal(routes.pid, pid, "the same child answered every question");
+      assert.match(
+        await new Deno.Command("ip", { args: ["-n", ns.name, "link"] }).output()
+          .then((o) => new TextDecoder().decode(o.stdout)),
+        /v0@v1/,
+      );
+
+      Deno.kill(pid, "SIGKILL");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.deepEqual(await routes.lookup("10.99.0.7"), { source: "10.99.0.2", interface: "v0" });
+      assert.ok(routes.pid !== undefined && routes.pid !== pid, "a new child");
+      await routes.close();
+      assert.equal(await routes.lookup("10.99.0.7"), undefined, "closed");
+      assert.equal(routes.pid, undefined);
+    } finally {
+      await routes.close();
+      await ns.remove();
+    }
   },
 });

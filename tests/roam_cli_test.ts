@@ -66,6 +66,11 @@ for (const mode of ["netlink", "poll"] as const) {
 
 /** The pids of the `ip -o monitor ...` children of process `pid`. */
 function ipMonitorChildren(pid: number): number[] {
+  return ipChildren(pid, "monitor");
+}
+
+/** The pids of the `ip` children of process `pid` with `word` in their arguments. */
+function ipChildren(pid: number, word: string): number[] {
   const out: number[] = [];
   for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
     let children = "";
@@ -75,7 +80,7 @@ function ipMonitorChildren(pid: number): number[] {
     for (const child of children.split(/\s+/).filter(Boolean)) {
       try {
         const argv = Deno.readTextFileSync(`/proc/${child}/cmdline`).split("\0");
-        if (argv[0].endsWith("ip") && argv.includes("monitor")) out.push(Number(child));
+        if (argv[0].endsWith("ip") && argv.includes(word)) out.push(Number(child));
       } catch { /* gone */ }
     }
   }
@@ -169,7 +174,11 @@ Deno.test({
     );
     try {
       const ready = await probe.waitEvent((e) => e.type === "ready", { timeout: 20_000 });
-      assert.deepEqual([ready.address, ready.method], ["10.77.1.2", "netlink"]);
+      assert.deepEqual([ready.address, ready.method, ready.route_method], [
+        "10.77.1.2",
+        "netlink",
+        "socket",
+      ]);
       Deno.kill(await waitIpMonitor(probe.pid), "SIGKILL");
       await probe.waitEvent((e) => e.type === "method" && e.method === "poll");
       // Polling every 200 ms sleeps in between: far below one CPU.
@@ -187,6 +196,53 @@ Deno.test({
       await probe.waitEvent((e) => e.type === "address_lost" && e.address === "10.77.1.2");
       await probe.waitEvent((e) => e.type === "address_added" && e.address === "10.77.1.3");
       assert.equal(probe.logs().match(/ip monitor ended/g)?.length, 1, probe.logs());
+    } catch (e) {
+      console.error(probe.logs());
+      throw e;
+    } finally {
+      await probe.stop();
+      await net.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "AddressMonitor (library) without FFI in a namespace: routes asked through one ip -batch " +
+    "child; moves reported, also after that child is killed",
+  ignore: skip,
+  sanitizeResources: false,
+  fn: async () => {
+    const net = await createMobilityNet();
+    const probe = spawnSipkit(["--toward", SERVER_ADDRESS, "--no-ffi"], {
+      name: "monitor probe",
+      script: new URL("./_monitor_probe.ts", import.meta.url).pathname,
+      netns: net.mobile,
+      stdin: false,
+    });
+    try {
+      const ready = await probe.waitEvent((e) => e.type === "ready", { timeout: 20_000 });
+      assert.deepEqual([ready.address, ready.method, ready.route_method], [
+        "10.77.1.2",
+        "netlink",
+        "ip-batch",
+      ]);
+      const batch = ipChildren(probe.pid, "-batch");
+      assert.equal(batch.length, 1, "one ip -batch child");
+      await net.inMobile(["addr", "add", "10.77.1.3/24", "dev", "ma"]);
+      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      const moved = await probe.waitEvent((e) => e.type === "address_changed");
+      assert.deepEqual([moved.old, moved.new, moved.interface], ["10.77.1.2", "10.77.1.3", "ma"]);
+      assert.deepEqual(ipChildren(probe.pid, "-batch"), batch, "the same child answered");
+
+      Deno.kill(batch[0], "SIGKILL");
+      await net.inMobile(["link", "set", "dev", "ma", "down"]);
+      const again = await probe.waitEvent((e) =>
+        e.type === "address_changed" && e.new === "10.77.2.2"
+      );
+      assert.deepEqual([again.old, again.interface], ["10.77.1.3", "mb"]);
+      const next = ipChildren(probe.pid, "-batch");
+      assert.equal(next.length, 1);
+      assert.notEqual(next[0], batch[0], "a new child");
     } catch (e) {
       console.error(probe.logs());
       throw e;

@@ -11,3 +11,4 @@
 export * from "./addresses.ts";
 export * from "./sources.ts";
 export * from "./monitor.ts";
+export * from "./routes.ts";

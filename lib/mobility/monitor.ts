@@ -36,11 +36,11 @@ import {
   isLocalOnly,
   type RouteInfo,
 } from "./addresses.ts";
+import { type KernelRoutes, kernelRoutes, type RouteLookup } from "./routes.ts";
 import {
   type AddressSource,
   type EndingAddressSource,
   IpMonitorSource,
-  ipRouteGet,
   PollingSource,
 } from "./sources.ts";
 
@@ -95,9 +95,6 @@ export interface CurrentAddress {
   family: AddressFamily;
 }
 
-/** Looks up the route toward a destination. */
-export type RouteLookup = (destination: string) => Promise<RouteInfo | undefined>;
-
 /** Options of {@linkcode AddressMonitor}. */
 export interface AddressMonitorOptions {
   /**
@@ -135,7 +132,12 @@ export interface AddressMonitorOptions {
    * 64 s. Default 1000; 0 never starts it again.
    */
   restartMs?: number;
-  /** Route lookup. Default `ip -o route get`; when it fails, a choice among the known addresses. */
+  /**
+   * Route lookup. Default the kernel's answer through a connected UDP socket
+   * (Linux with `--allow-ffi`), else through one long-lived `ip -batch`
+   * child (see `routes.ts`); when there is no answer, a choice among the
+   * known addresses.
+   */
   route?: RouteLookup;
   /** Clock for the debounce timer. Default the system clock. */
   clock?: Clock;
@@ -205,7 +207,7 @@ export class AddressMonitor {
   #evaluating?: Promise<void>;
   #again = false;
   #closed = false;
-  #ipRoute = true;
+  #kernel?: KernelRoutes;
   #restartMs: number;
   #restartWait: number;
   #restartTimer?: TimerId;
@@ -229,6 +231,11 @@ export class AddressMonitor {
     return this.#current;
   }
 
+  /** How the address that matters is asked: "socket", "ip-batch" or "custom" (the `route` option). */
+  get routeMethod(): "socket" | "ip-batch" | "custom" | undefined {
+    return this.#options.route ? "custom" : this.#kernel?.method;
+  }
+
   /** How changes are learned: "netlink" or "poll" (undefined before start). */
   get method(): "netlink" | "poll" | undefined {
     return this.#source?.kind;
@@ -247,6 +254,7 @@ export class AddressMonitor {
   /** Starts the source, reads the current addresses and the address that matters. */
   async start(): Promise<void> {
     let first: InterfaceAddress[] | undefined;
+    if (!this.#options.route) this.#kernel = kernelRoutes({ log: this.#options.log });
     if (this.#options.source) {
       this.#source = this.#options.source;
       first = await this.#source.start(this.#onChange);
@@ -257,7 +265,6 @@ export class AddressMonitor {
         this.#adopt(source);
       } catch (e) {
         // Not there at all (no `ip`): polling for good, no restarts.
-        this.#ipRoute = this.#options.eventSource !== undefined;
         this.#restartMs = 0;
         this.#log("info", `ip monitor unavailable (${(e as Error).message}); polling`);
       }
@@ -460,9 +467,7 @@ export class AddressMonitor {
 
   async #route(destination: string): Promise<RouteInfo | undefined> {
     if (this.#options.route) return await this.#options.route(destination);
-    if (!this.#ipRoute) return undefined;
-    const r = await ipRouteGet(destination);
-    return r;
+    return await this.#kernel?.lookup(destination);
   }
 
   /** The address that matters: the route source toward the first destination that routes. */
@@ -512,5 +517,6 @@ export class AddressMonitor {
     if (this.#restartTimer !== undefined) this.#clock.clearTimeout(this.#restartTimer);
     await this.#source?.close();
     await this.idle();
+    await this.#kernel?.close();
   }
 }

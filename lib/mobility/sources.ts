@@ -71,16 +71,21 @@ export async function ipAddressSnapshot(): Promise<InterfaceAddress[] | undefine
 
 /**
  * The kernel's route toward `destination` (an IP literal): its source
- * address and interface, from `ip -o route get`. A route lookup only: no
- * packet is sent. Undefined when there is no route or `ip` is missing.
+ * address and interface, from `ip -o route get` (a child process per call:
+ * see `routes.ts` for cheaper ways). A route lookup only: no packet is sent.
+ * Undefined when there is no route or `ip` is missing. `netns` asks in that
+ * named network namespace (`ip -n`).
  *
  * @example
  * ```ts ignore
  * const route = await ipRouteGet("192.0.2.1"); // { source: "10.0.0.5", interface: "eth0" }
  * ```
  */
-export async function ipRouteGet(destination: string): Promise<RouteInfo | undefined> {
-  const text = await runIp(["-o", "route", "get", destination]);
+export async function ipRouteGet(
+  destination: string,
+  netns?: string,
+): Promise<RouteInfo | undefined> {
+  const text = await runIp([...(netns ? ["-n", netns] : []), "-o", "route", "get", destination]);
   return text === undefined ? undefined : parseRouteGet(text);
 }
 
