@@ -67,8 +67,8 @@ export function uriOption(name: string, value: string, options: { needUser?: boo
   return uri;
 }
 
-/** Why a command was asked to stop. */
-export type StopReason = "sigint" | "sigterm" | "stdout-closed";
+/** Why a command was asked to stop ("failed": see {@linkcode CommandContext.fail}). */
+export type StopReason = "sigint" | "sigterm" | "stdout-closed" | "failed";
 
 /** What a running command gets from the frame. */
 export interface CommandContext {
@@ -84,6 +84,14 @@ export interface CommandContext {
   stopped: Promise<StopReason>;
   /** Registers a secret to mask in logs and traces. */
   addSecret(secret: string): void;
+  /**
+   * Ends the command because something it needs broke under it (e.g. its
+   * UDP socket): `signal` aborts with the reason "failed", the command cleans
+   * up as after SIGTERM, and the process exits with the error's code (its
+   * message goes to stderr). The first call counts; a stop already asked
+   * keeps its own exit code.
+   */
+  fail(error: CommandError): void;
   /**
    * Reads NDJSON commands from stdin when stdin is not a terminal; bad lines
    * are reported on stderr and as `error` events. Resolves at end of input
@@ -115,6 +123,7 @@ export async function runCommand<O extends CommonOptions>(
   const log = createLogger({ level, secrets: () => secrets });
   const controller = new AbortController();
   let reason: StopReason | undefined;
+  let failure: CommandError | undefined;
   const stop = (r: StopReason) => {
     if (reason) {
       if (r !== "stdout-closed") Deno.exit(EXIT.INTERRUPTED);
@@ -148,6 +157,12 @@ export async function runCommand<O extends CommonOptions>(
       addSecret: (s) => {
         if (s) secrets.push(s);
       },
+      fail: (error) => {
+        if (reason) return;
+        failure = error;
+        log.log("error", error.message);
+        stop("failed");
+      },
       readInput: (handler) => {
         if (Deno.stdin.isTerminal()) return Promise.resolve();
         return readNdjson(Deno.stdin.readable, handler, {
@@ -166,7 +181,8 @@ export async function runCommand<O extends CommonOptions>(
     if (!reason) log.log("error", errorMessage(e));
     else log.log("debug", `after ${reason}: ${errorMessage(e)}`);
   }
-  if (reason === "sigint") code = EXIT.INTERRUPTED;
+  if (failure) code = failure.code;
+  else if (reason === "sigint") code = EXIT.INTERRUPTED;
   else if (reason === "sigterm" || reason === "stdout-closed") code = EXIT.OK;
   // Every event written before exit: Deno.exit does not wait for pending writes.
   await out.flush();

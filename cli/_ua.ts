@@ -5,11 +5,12 @@
  */
 
 import { formatHostPort } from "../lib/sip/_net.ts";
-import type { TransportProtocol } from "../lib/sip/transport.ts";
+import { openTransports } from "../lib/sip/sockets.ts";
+import type { Transport, TransportProtocol } from "../lib/sip/transport.ts";
 import { UserAgent } from "../lib/sip/ua.ts";
 import { type CommandContext, type CommonOptions, uriOption } from "./_common.ts";
 import { passwordProvider } from "./_config.ts";
-import { usageError } from "./_exit.ts";
+import { CommandError, EXIT, usageError } from "./_exit.ts";
 
 /** Options of {@linkcode createUserAgent}. */
 export interface CreateUaOptions {
@@ -40,18 +41,13 @@ export async function createUserAgent(
     if (p) ctx.addSecret(p);
   }
   const decoder = new TextDecoder();
+  const log = (level: "debug" | "info" | "warn" | "error", message: string) =>
+    ctx.log.log(level, message);
+  let ua: UserAgent | undefined;
+  let transports: Transport[] = [];
   try {
-    return await UserAgent.create({
-      aor: common.user,
+    transports = await openTransports({
       bind: common.bind,
-      transport: common.transport as TransportProtocol | undefined,
-      outboundProxy: common.proxy,
-      authUser: common.authUser,
-      password: async () => {
-        const p = await getPassword();
-        if (p !== undefined) ctx.addSecret(p);
-        return p;
-      },
       tls: { insecure: common.insecure },
       streamLimits: {
         maxConnections: common.tcpMaxConnections,
@@ -60,8 +56,22 @@ export async function createUserAgent(
           ? undefined
           : common.tcpMessageTimeout * 1000,
       },
+      log,
+      onUdpFailure: udpFailureHandler(ctx, () => ua?.transport.transports ?? []),
+    });
+    ua = await UserAgent.create({
+      transports,
+      aor: common.user,
+      transport: common.transport as TransportProtocol | undefined,
+      outboundProxy: common.proxy,
+      authUser: common.authUser,
+      password: async () => {
+        const p = await getPassword();
+        if (p !== undefined) ctx.addSecret(p);
+        return p;
+      },
       compactHeaders: options.compactHeaders,
-      log: (level, message) => ctx.log.log(level, message),
+      log,
       trace: common.trace
         ? (dir, data, peer) => {
           const where = `${peer.protocol} ${formatHostPort(peer)}`;
@@ -70,8 +80,37 @@ export async function createUserAgent(
         }
         : undefined,
     });
+    return ua;
   } catch (e) {
+    await Promise.all(transports.map((t) => t.close().catch(() => {})));
     if (e instanceof RangeError || e instanceof TypeError) throw usageError(e.message);
     throw e;
   }
+}
+
+/**
+ * What a command does when a UDP socket of its user agent is given up (1,000
+ * receive errors in a row: `UdpTransport`'s `onFailure`): an `error` event
+ * (`source` "udp", `address` of the socket, `message`), then
+ * {@linkcode CommandContext.fail} with exit code 3, rather than going on
+ * deaf. A socket the UA no longer uses (left behind by a move, receiving its
+ * last retransmissions) is only logged. `current` gives the UA's transports.
+ */
+export function udpFailureHandler(
+  ctx: CommandContext,
+  current: () => readonly Transport[],
+): (error: Error) => void {
+  return (error) => {
+    const socket = current().find((t) =>
+      t.protocol === "udp" && (t as { failure?: Error }).failure === error
+    );
+    if (!socket) {
+      ctx.log.log("warn", `${error.message} (a socket no longer in use: going on)`);
+      return;
+    }
+    const address = formatHostPort(socket.local);
+    void ctx.out.emit("error", { source: "udp", address, message: error.message })
+      .catch(() => {})
+      .finally(() => ctx.fail(new CommandError(EXIT.NETWORK, error.message)));
+  };
 }

@@ -113,6 +113,10 @@ class Agent {
         this.#controller.signal.addEventListener("abort", () => resolve("sigterm"), { once: true })
       ),
       addSecret: () => {},
+      fail: (error) => {
+        logger.log("error", error.message);
+        this.#controller.abort();
+      },
       readInput: async (handler) => {
         let line = 0;
         for (;;) {

@@ -210,10 +210,16 @@ export class UdpTransport implements Transport {
 
   /**
    * A new socket on `host`, on this port when it is free (else an ephemeral
-   * one), with the same handler; this one stays open until closed.
+   * one), with the same handler, logger and `onFailure`; this one stays open
+   * until closed.
    */
   rebind(host: string): Promise<Transport> {
-    const options = { host, logger: this.#logger, receiveBuffer: this.#receiveBuffer };
+    const options = {
+      host,
+      logger: this.#logger,
+      receiveBuffer: this.#receiveBuffer,
+      onFailure: this.#onFailure,
+    };
     let next: UdpTransport;
     try {
       next = new UdpTransport({ ...options, port: this.local.port });
