@@ -120,7 +120,8 @@ export class Follower {
     const current = this.#monitor.current;
     this.#ctx.log.log(
       "info",
-      `roaming: address ${current?.address ?? "none"} (${this.#monitor.method})`,
+      `roaming: address ${current?.address ?? "none"} (${this.#monitor.method}; ` +
+        `routes asked by ${this.#monitor.routeMethod ?? "nobody: from the interface list"})`,
     );
     // Start from the address that matters (not a guess from the interface list).
     if (current) this.#ua.transport.setLocalHost(current.address);
