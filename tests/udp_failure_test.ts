@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { UdpTransport } from "../lib/sip/transport_udp.ts";
 import type { Transport } from "../lib/sip/transport.ts";
 import type { CommandContext } from "../cli/_common.ts";
-import { CommandError } from "../cli/_exit.ts";
+import type { CommandError } from "../cli/_exit.ts";
 import { udpFailureHandler } from "../cli/_ua.ts";
 import { spawnSipkit, tempSipkitDirs } from "./_sipkit_process.ts";
 import { createNetns, ignoreWithoutNetns, netnsUnavailable } from "./peers/netns.ts";
