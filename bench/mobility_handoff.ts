@@ -15,13 +15,15 @@
  * packet; the change is stamped just before `ip addr del` runs. Measured:
  * - binding: change -> the registrar's 200 to the REGISTER that binds the
  *   new contact (the binding exists from then on);
- * - notify: change -> the first NOTIFY that arrives at the new address.
+ * - notify: change -> the first NOTIFY that arrives at the new address;
+ * - address_changed: change -> the event `register --roam` writes (the
+ *   address monitor's part: netlink, debounce, route lookup; its clock).
  *
  * The peer, side by side in the same run: the same sipkit with the address
  * monitor polling every 10 ms (`--poll 10`, the thesis's approach) instead of
  * listening to netlink. Ratios are netlink / poll.
  *
- * Run: `deno run -A --config bench/deno.json bench/mobility_handoff.ts [--moves 10]`
+ * Run: `deno run -A --config bench/deno.json bench/mobility_handoff.ts [--moves 10] [--no-call]`
  * (part of `deno task bench`).
  *
  * @module
@@ -39,6 +41,8 @@ import { findBinary } from "../tests/peers/require.ts";
 
 const movesArg = Deno.args.indexOf("--moves");
 const MOVES = movesArg >= 0 ? Number(Deno.args[movesArg + 1]) : 10;
+/** `--no-call`: only the registration and subscription moves (a shorter run). */
+const NO_CALL = Deno.args.includes("--no-call");
 
 interface Packet {
   at: number; // ms since epoch (kernel timestamp)
@@ -132,6 +136,8 @@ function quantile(sorted: number[], q: number): number {
 interface Result {
   binding: number[];
   notify: number[];
+  /** Change -> `address_changed` written by `register --roam` (its clock, ms resolution). */
+  detected: number[];
   missed: number;
 }
 
@@ -143,7 +149,7 @@ async function runMode(
 ): Promise<Result> {
   const procs: SipkitProcess[] = [];
   const tap = capture(net.mobile);
-  const result: Result = { binding: [], notify: [], missed: 0 };
+  const result: Result = { binding: [], notify: [], detected: [], missed: 0 };
   try {
     const reg = spawnSipkit(
       ["register", "-u", "alice@example.test", "--registrar", k.uri, "--roam", ...extra],
@@ -185,6 +191,10 @@ async function runMode(
         () => tap.packets.find((p) => p.at >= t0 && p.dst === next && p.method === "NOTIFY"),
         5000,
       );
+      const seen = reg.events.find((e) =>
+        e.type === "address_changed" && e.new === next && Date.parse(e.time) >= t0
+      );
+      if (seen) result.detected.push(Date.parse(seen.time) - t0);
       if (bound) result.binding.push(bound.at - t0);
       if (notified) result.notify.push(notified.at - t0);
       if (!bound || !notified) result.missed++;
@@ -390,22 +400,24 @@ try {
   for (const [name, r] of rows) {
     const b = summary(r.binding);
     const n = summary(r.notify);
+    const d = summary(r.detected);
     console.log(
       `  ${name.padEnd(26)} new binding median ${b.median.toFixed(1)} p95 ${
         b.p95.toFixed(1)
       } | first NOTIFY at the new address median ${n.median.toFixed(1)} p95 ${n.p95.toFixed(1)}${
         r.missed ? ` | ${r.missed} moves missed` : ""
-      }`,
+      } | address_changed at the mobile host median ${d.median.toFixed(0)} p95 ${d.p95.toFixed(0)}`,
     );
   }
-  const callNetlink = await runCall(net, env, []);
-  const callPoll = await runCall(net, env, ["--poll", "10"]);
+  const callNetlink = NO_CALL ? undefined : await runCall(net, env, []);
+  const callPoll = NO_CALL ? undefined : await runCall(net, env, ["--poll", "10"]);
   for (
     const [name, r] of [["netlink (sipkit default)", callNetlink], [
       "poll every 10 ms (thesis)",
       callPoll,
     ]] as const
   ) {
+    if (!r) continue;
     const f = summary(r.firstRtp);
     const g = summary(r.gap);
     console.log(
