@@ -147,7 +147,8 @@ address_changed, address_added, address_lost.
 Input (NDJSON on stdin): {"type":"answer"}, {"type":"reject","status":486},
 {"type":"dtmf","digits":"12#"}, {"type":"codec","codec":"PCMA","ptime":40}, {"type":"hold"},
 {"type":"resume"}, {"type":"hangup"}, {"type":"address_changed","new":"192.0.2.7"}
-(the call moves: new RTP socket, re-INVITE with the new Contact and c= line).
+(the call moves: new RTP socket, re-INVITE with the new Contact and c= line);
+codec, hold and resume take "method":"update" to send an UPDATE instead of a re-INVITE.
 Exit codes: 0 the call happened and ended normally, 1 rejected (486, 603...),
 2 bad usage, 3 no answer or network failure, 130 interrupted (after BYE or CANCEL).
 
@@ -848,9 +849,27 @@ class LiveCall {
       case "reject":
         return await inputError(ctx, line, `${event.type}: the call is already answered`);
     }
-    if (!media || session.state !== "confirmed") {
+    // "method" on codec, hold and resume: "invite" (default, re-INVITE) or "update" (RFC 3311,
+    // also in an early dialog once the offer/answer completed in a reliable 1xx).
+    const method = event.method ?? "invite";
+    const modifies = event.type === "codec" || event.type === "hold" || event.type === "resume";
+    if (modifies && method !== "invite" && method !== "update") {
+      return await inputError(ctx, line, `${event.type}: "method" must be "invite" or "update"`);
+    }
+    const early = modifies && method === "update" && session.state === "early";
+    if (!media || (session.state !== "confirmed" && !early)) {
       return await inputError(ctx, line, `${event.type}: the call is not established`);
     }
+    if (modifies && method === "update" && !session.canUpdate) {
+      return await inputError(
+        ctx,
+        line,
+        `${event.type}: cannot send UPDATE now (the peer must allow it; before the answer, the offer/answer must have completed in a reliable provisional response)`,
+      );
+    }
+    // The session modification the line asks for; false when the peer refused it.
+    const modify = (): Promise<boolean> =>
+      method === "update" ? session.update() : session.reinvite();
     switch (event.type) {
       case "dtmf": {
         const digits = event.digits;
@@ -902,7 +921,10 @@ class LiveCall {
           this.#pendingChange = "local";
           if (codec) media.preferCodec(codec.name);
           if (typeof ptime === "number") media.setPtime(ptime);
-          const ok = await session.reinvite();
+          const ok = await modify().catch((e) => {
+            ctx.log.log("warn", `${method}: ${(e as Error).message}`);
+            return false;
+          });
           this.#pendingChange = undefined;
           if (!ok) media.setPtime(previousPtime);
           const n = media.negotiated;
@@ -910,7 +932,9 @@ class LiveCall {
             await inputError(
               ctx,
               line,
-              `codec: the peer kept ${n?.codec ?? "its codec"}${ok ? "" : " (re-INVITE refused)"}`,
+              `codec: the peer kept ${n?.codec ?? "its codec"}${
+                ok ? "" : ` (${method === "update" ? "UPDATE" : "re-INVITE"} refused)`
+              }`,
             );
           }
         });
@@ -925,13 +949,20 @@ class LiveCall {
         await this.#serial(async () => {
           if (hold) media.hold();
           else media.resume();
-          const ok = await session.reinvite();
+          const ok = await modify().catch((e) => {
+            ctx.log.log("warn", `${method}: ${(e as Error).message}`);
+            return false;
+          });
           if (ok) {
             await ctx.out.emit(hold ? "held" : "resumed", { by: "local" });
           } else {
             if (hold) media.resume();
             else media.hold();
-            await inputError(ctx, line, `${event.type}: the peer refused the re-INVITE`);
+            await inputError(
+              ctx,
+              line,
+              `${event.type}: the peer refused the ${method === "update" ? "UPDATE" : "re-INVITE"}`,
+            );
           }
         });
         return;

@@ -115,6 +115,15 @@ export class InviteSession extends EventTarget {
   #offerOut = false;
   /** A peer's offer waits for our answer. */
   #offerIn = false;
+  /** Our offer in an UPDATE waits for its answer (RFC 3311). */
+  #updateOut = false;
+  /** update() runs (with its 491 back-off). */
+  #updating = false;
+  /**
+   * Before the 2xx: the initial offer/answer completed in a reliable 1xx and
+   * its PRACK, so an UPDATE with an offer may go in the early dialog (RFC 3311 5.1).
+   */
+  #earlyExchangeDone = false;
   /** reinvite() runs (with its 491 back-off). */
   #reinviting = false;
   /** Our re-INVITE transaction is in progress (14.2: then a peer's INVITE gets 491). */
@@ -474,7 +483,7 @@ export class InviteSession extends EventTarget {
     // is in progress until the ACK of its 2xx (RFC 6026 Accepted): a re-INVITE sent before it
     // would take that ACK for the answer to the re-INVITE's offer.
     return this.#reinviting || !!this.#peerReinvite || this.#offerIn || this.#offerOut ||
-      this.#awaitingAck;
+      this.#awaitingAck || this.#updating || this.#updateOut;
   }
 
   /** Resolves once no offer/answer exchange or INVITE transaction is in progress (at most 64*T1). */
@@ -596,6 +605,138 @@ export class InviteSession extends EventTarget {
     return ok;
   }
 
+  /**
+   * Why an UPDATE with an offer cannot go now (RFC 3311 5.1), or undefined
+   * when it can: the peer must list UPDATE in its Allow; before the answer,
+   * the initial offer/answer must have completed in a reliable provisional
+   * response and its PRACK.
+   */
+  #updateRefusal(): string | undefined {
+    if (this.#end) return "the session ended";
+    if (!this.#media) return "the session has no media layer";
+    if (!this.#peerAllows.has("UPDATE")) return "the peer does not allow UPDATE";
+    if (this.#state === "confirmed") return this.dialog ? undefined : "the session has no dialog";
+    if (this.#state !== "early" || !this.#updateDialog()) return "there is no early dialog";
+    if (!this.#earlyExchangeDone) {
+      return "the initial offer/answer has not completed in a reliable provisional response";
+    }
+    return undefined;
+  }
+
+  /**
+   * True when {@linkcode update} can send an UPDATE with an offer now: in a
+   * confirmed session when the peer allows UPDATE, or in an early dialog once
+   * the initial offer/answer completed in a reliable 1xx and its PRACK.
+   */
+  get canUpdate(): boolean {
+    return this.#updateRefusal() === undefined;
+  }
+
+  /** The dialog an early UPDATE goes in: the callee's, or the fork whose answer is in force. */
+  #updateDialog(): Dialog | undefined {
+    if (this.role === "uas") return this.dialog;
+    return this.#earlyAnswerTag !== undefined
+      ? this.#earlyDialogs.get(this.#earlyAnswerTag)
+      : undefined;
+  }
+
+  /**
+   * Modifies the session with an UPDATE carrying a new offer from the media
+   * layer (RFC 3311): in a confirmed session (no ACK round, and allowed
+   * while the peer's INVITE transaction is still open), or in an early
+   * dialog before the answer. Waits while another offer/answer is in
+   * progress. Resolves true when the peer accepted it; false when it
+   * refused it (the media layer rolled back). A 491 (glare) is retried after
+   * the back-off of RFC 3261 14.1 (RFC 3311 5.2), at most 3 times. Throws
+   * when UPDATE cannot be used (see {@linkcode canUpdate}).
+   */
+  async update(options: { headers?: [string, string][] } = {}): Promise<boolean> {
+    let why = this.#updateRefusal();
+    if (why) throw new TypeError(`Cannot send UPDATE: ${why}`);
+    // RFC 3311 5.1: no offer while one of ours waits for an answer or one of the peer's for ours.
+    await this.#whenOfferIdle();
+    why = this.#updateRefusal();
+    if (why) throw new TypeError(`Cannot send UPDATE: ${why}`);
+    this.#updating = true;
+    try {
+      for (let attempt = 1, raised = 0;; attempt++) {
+        const status = await this.#updateTransaction(options.headers ?? []);
+        if (status === "ok") return true;
+        if (status === "raised") {
+          if (++raised > 2 || this.#end) return false;
+          attempt--;
+          continue;
+        }
+        if (status !== 491 || attempt >= 3 || this.#end) return false;
+        await this.#glareBackoff();
+        if (this.#updateRefusal()) return false;
+        await this.#whenOfferIdle();
+      }
+    } finally {
+      this.#updating = false;
+    }
+  }
+
+  /** Resolves once no offer/answer exchange is in progress in either direction (at most 64*T1). */
+  async #whenOfferIdle(): Promise<void> {
+    const limit = 64 * this.ua.transactions.timers.t1;
+    const busy = () =>
+      this.#reinviting || this.#offerIn || this.#offerOut || this.#updateOut ||
+      (this.#peerReinvite?.offeredInAnswer ?? false);
+    for (let waited = 0; busy(); waited += 50) {
+      if (waited >= limit || this.#end) {
+        throw new TypeError("Cannot send UPDATE: an offer/answer exchange is in progress");
+      }
+      await new Promise<void>((resolve) => this.ua.clock.setTimeout(resolve, 50));
+    }
+  }
+
+  async #updateTransaction(extra: [string, string][]): Promise<"ok" | "raised" | number> {
+    const early = this.#state !== "confirmed";
+    const dialog = early ? this.#updateDialog()! : this.dialog!;
+    const media = this.#media!;
+    const offer = await media.createOffer();
+    this.#updateOut = true;
+    let response: SipResponse;
+    try {
+      ({ response } = await this.#send("UPDATE", {
+        dialog,
+        body: offer,
+        headers: [...this.#capabilities(), ...(early ? [] : this.#timerHeaders()), ...extra],
+      }));
+    } catch (e) {
+      this.#updateOut = false;
+      media.rollback();
+      this.ua.log("warn", `UPDATE failed: ${(e as Error).message}`);
+      return e instanceof SipRequestError ? e.status : 500;
+    }
+    this.#updateOut = false;
+    if (response.status >= 200 && response.status < 300) {
+      const body = response.body.length > 0 ? response.text : undefined;
+      try {
+        if (body === undefined) throw new Error("the 2xx to an UPDATE with an offer has no answer");
+        await media.applyAnswer(body);
+        this.remoteSdp = body;
+        this.localSdp = offer;
+      } catch (e) {
+        // The peer thinks its answer is in force and we cannot use it: end the call.
+        this.ua.log("warn", `answer to our UPDATE unusable: ${(e as Error).message}`);
+        media.rollback();
+        await this.hangup();
+        return 488;
+      }
+      if (!early) this.#applySessionTimer(response, "uac");
+      return "ok";
+    }
+    media.rollback();
+    if (!early && this.#raiseMinSe(response)) return "raised";
+    if (!early && (response.status === 481 || response.status === 408)) {
+      // 12.2.1.2: a 481 or 408 to a request in the dialog ends it.
+      this._finish({ reason: "failed", status: response.status, phrase: response.reason });
+    }
+    return response.status;
+  }
+
   /** Sends an INFO in the session (e.g. application/dtmf-relay) and resolves with its final response. */
   async sendInfo(body: string, contentType: string): Promise<SipResponse> {
     if (this.#state !== "confirmed" || this.#end) {
@@ -704,8 +845,8 @@ export class InviteSession extends EventTarget {
       this.#respond(incoming, 491);
       return;
     }
-    if (this.#reinviteTx || this.#offerOut) {
-      // 14.2: "A UAS that receives a second INVITE before it sends the final
+    if (this.#reinviteTx || this.#offerOut || this.#updateOut) {
+      // 14.2 and RFC 3311 5.2: "A UAS that receives a second INVITE before it sends the final
       // response to a first INVITE with a lower CSeq sequence number on the
       // same dialog MUST return a 500 ... A UAS that receives an INVITE on a
       // dialog while an INVITE it had sent on that dialog is in progress MUST
@@ -773,7 +914,10 @@ export class InviteSession extends EventTarget {
   async #onUpdate(dialog: Dialog, incoming: IncomingRequest): Promise<void> {
     const req = incoming.request;
     const offer = req.body.length > 0 ? req.text : undefined;
-    if (offer !== undefined && (this.#offerOut || this.#offerIn || this.#reinviteTx)) {
+    if (
+      offer !== undefined &&
+      (this.#offerOut || this.#offerIn || this.#reinviteTx || this.#updateOut)
+    ) {
       // RFC 3311 5.2: "If an UPDATE is received that contains an offer, and
       // the UAS has generated an offer (in an UPDATE, PRACK or INVITE) to
       // which it has not yet received an answer, the UAS MUST reject the
@@ -953,7 +1097,10 @@ export class InviteSession extends EventTarget {
     if (this.#end || this.#state !== "confirmed") return;
     const t = this.#sessionTimer;
     if (!t) return;
-    if (this.#reinviting || this.#peerReinvite || this.#offerIn || this.#offerOut) {
+    if (
+      this.#reinviting || this.#peerReinvite || this.#offerIn || this.#offerOut || this.#updating ||
+      this.#updateOut
+    ) {
       // Busy with an offer: try again a little later.
       this.#sessionTimerId = this.#after(2_000, () => this.#refresh().catch(() => {}));
       return;
@@ -1117,6 +1264,7 @@ export class InviteSession extends EventTarget {
       }
       if (dialog) this.dialog = dialog;
       if (this.#state === "calling") this.#state = "early";
+      this.#notePeerAllow(res);
     }
     const body = res.body.length > 0 ? res.text : undefined;
     const reliable = hasTag(res, "Require", "100rel") && res.headers.has("RSeq");
@@ -1153,11 +1301,19 @@ export class InviteSession extends EventTarget {
         reason: res.reason,
         early_media: body !== undefined,
       });
-      await this.#send("PRACK", {
+      const prack = await this.#send("PRACK", {
         dialog,
         body: prackBody,
         headers: [["RAck", `${rseq} ${res.cseq.seq} ${res.cseq.method}`]],
       }).catch((e) => this.ua.log("warn", `PRACK failed: ${(e as Error).message}`));
+      // RFC 3311 5.1: with this fork's answer (or our answer in the PRACK) in force and the
+      // PRACK accepted, an UPDATE with an offer may go in this early dialog.
+      if (
+        prack && prack.response.status < 300 && this.#earlyAnswerApplied &&
+        this.#earlyAnswerTag === tag && !this.#offerOut
+      ) {
+        this.#earlyExchangeDone = true;
+      }
       return;
     }
     if (body !== undefined && tag && invite.body.length > 0 && !this.#forkSdp.has(tag)) {
@@ -1493,6 +1649,9 @@ export class InviteSession extends EventTarget {
       }
     }
     this.#respond(incoming, 200);
+    // RFC 3311 5.1: the PRACK of the reliable 1xx with our answer (or with our offer, answered
+    // in this PRACK) completes the initial offer/answer: an UPDATE may go in the early dialog.
+    if (pending.hasSdp && !this.#offerIn && !this.#offerOut) this.#earlyExchangeDone = true;
     this.#reliableSettled();
     pending.done();
   }
