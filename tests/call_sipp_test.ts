@@ -534,3 +534,122 @@ Deno.test({
     });
   },
 });
+
+/** An RTP packet of PCMU silence. */
+function rtpPacket(seq: number, ts: number, ssrc: number): Uint8Array {
+  const out = new Uint8Array(12 + 160).fill(0xff, 12);
+  const v = new DataView(out.buffer);
+  v.setUint8(0, 0x80);
+  v.setUint8(1, 0); // PCMU
+  v.setUint16(2, seq & 0xffff);
+  v.setUint32(4, ts >>> 0);
+  v.setUint32(8, ssrc);
+  return out;
+}
+
+Deno.test({
+  name:
+    "sipkit call --adapt: jittery RTP from the peer raises the jitter buffer's target, a steady stream lowers it again",
+  ignore: !hasSipp,
+  fn: async () => {
+    await withCallDirs(async (dirs) => {
+      const procs: SipkitProcess[] = [];
+      const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+      const rtpPort = (socket.addr as Deno.NetAddr).port;
+      const uas = await startSipp({
+        scenario: "call_uas_media.xml",
+        calls: 1,
+        timeout: 30,
+        keys: { rtp_host: "127.0.0.1", rtp_port: rtpPort },
+      });
+      const timers: ReturnType<typeof setInterval>[] = [];
+      let ssrc: number | undefined;
+      let firstSeq = 0;
+      const receiving = (async () => {
+        try {
+          for (;;) {
+            const [p] = await socket.receive();
+            if (ssrc === undefined && p.length >= 12 && (p[1] & 0x7f) === 0) {
+              const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+              firstSeq = v.getUint16(2);
+              ssrc = v.getUint32(8);
+            }
+          }
+        } catch {
+          // closed
+        }
+      })();
+      try {
+        await withProcLogs(() => procs, async () => {
+          const p = startCaller(dirs, [
+            `sip:bob@${uas.address}`,
+            "--no-audio",
+            "--adapt",
+            "--adapt-jitter",
+            "20",
+            "--adapt-interval",
+            "1",
+          ]);
+          procs.push(p);
+          const media = await p.waitEvent(of("media"));
+          const port = Number(/:(\d+)$/.exec(String(media.local_rtp))![1]);
+          const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
+          while (ssrc === undefined) await new Promise((r) => setTimeout(r, 20));
+          // The peer's reports about sipkit's stream: no loss, no jitter (the session is fine).
+          let n = 0;
+          timers.push(setInterval(() => {
+            n++;
+            socket.send(lossReport(ssrc!, 0, firstSeq + 25 * n), { ...to, port: port + 1 })
+              .catch(() => {});
+          }, 500));
+          // The peer's RTP: bursts of 5 packets every 100 ms (timestamps 20 ms apart), an
+          // interarrival jitter of about 30 ms.
+          const mySsrc = 0x1234abcd;
+          let seq = 1;
+          let ts = 0;
+          let steady = false;
+          timers.push(setInterval(() => {
+            if (steady) return;
+            for (let i = 0; i < 5; i++) {
+              socket.send(rtpPacket(seq++, ts, mySsrc), to).catch(() => {});
+              ts += 160;
+            }
+          }, 100));
+          const raised = await p.waitEvent((e) => e.type === "adapted", { timeout: 15_000 });
+          assert.equal(raised.reason, "jitter");
+          assert.ok(Number(raised.local_jitter_ms) > 20, `jitter ${raised.local_jitter_ms}`);
+          assert.deepEqual(
+            [raised.jitter_buffer_ms, raised.previous_jitter_buffer_ms, raised.renegotiated],
+            [40, 0, false],
+          );
+          assert.deepEqual([raised.ptime, raised.previous_ptime], [20, 20], "no ptime change");
+          // Now a steady stream: timestamps follow the sender's clock, so whatever this test's
+          // timers do, the jitter sipkit measures falls.
+          steady = true;
+          const base = ts;
+          const t0 = performance.now();
+          timers.push(setInterval(() => {
+            const now = base + Math.round((performance.now() - t0) * 8);
+            socket.send(rtpPacket(seq++, now, mySsrc), to).catch(() => {});
+          }, 20));
+          const lowered = await p.waitEvent(
+            (e) => e.type === "adapted" && e.reason === "recovered",
+            { timeout: 15_000 },
+          );
+          assert.ok(Number(lowered.local_jitter_ms) <= 10, `jitter ${lowered.local_jitter_ms}`);
+          assert.deepEqual([lowered.jitter_buffer_ms, lowered.previous_jitter_buffer_ms], [0, 40]);
+          await p.send({ type: "hangup" });
+          assert.equal((await p.waitEvent(of("ended"))).reason, "local_bye");
+          assert.equal(await p.exited, 0);
+          assertSippOk(await uas.done, "call_uas_media.xml");
+          assert.ok(!p.events.some((e) => e.type === "codec_changed"), "no session change");
+        });
+      } finally {
+        for (const t of timers) clearInterval(t);
+        socket.close();
+        await receiving;
+        await uas.stop();
+      }
+    });
+  },
+});
