@@ -766,3 +766,62 @@ Deno.test("parseMessage() rejects a stray CR in any header line with 400", async
     assert.throws(() => parseMessage(enc.encode(bad)), SipMessageError);
   });
 });
+
+Deno.test("parseMessage() recognizes header, parameter, transport and method names in one pass", async (t) => {
+  await t.step("tracked headers in any case and compact form", () => {
+    const m = parseMessage(
+      [
+        "OPTIONS sip:bob@example.com SIP/2.0",
+        "vIA: SIP/2.0/udp h.example.com;BRANCH=z9hG4bK1;RPort",
+        "MAX-FORWARDS: 69",
+        "t: <sip:bob@example.com>",
+        "FROM: <sip:alice@example.com>;Tag=a1",
+        "call-id: x@h",
+        "cseq: 7 OPTIONS",
+        "L: 0",
+        "",
+        "",
+      ].join("\r\n"),
+    );
+    assert.equal(m.topVia.transport, "UDP");
+    assert.deepEqual(m.topVia.params, { branch: "z9hG4bK1", rport: null });
+    assert.equal(m.maxForwards, 69);
+    assert.equal(m.fromTag, "a1");
+    assert.equal(m.to.uri.user, "bob");
+    assert.equal(m.callId, "x@h");
+    assert.equal(m.cseq.seq, 7);
+    assert.equal(m.contentLength, 0);
+  });
+  await t.step("names that only start like a tracked one are other headers", () => {
+    const m = parseMessage(
+      INVITE.replace(
+        "Max-Forwards: 70",
+        "Max-Forwards: 70\r\nVias: x\r\nTox: y\r\nFrom-X: z\r\nCSeqs: 1\r\nCall-IDs: q\r\nVi: 1",
+      ),
+    );
+    assert.equal(m.to.displayName, "Bob");
+    assert.equal(m.fromTag, "1928301774");
+    assert.equal(m.cseq.seq, 314159);
+    assert.equal(m.callId, "a84b4c76e66710@pc33.atlanta.example.com");
+    assert.equal(m.via.length, 1);
+    assert.equal(m.headers.get("Tox"), "y");
+    assert.equal(m.headers.get("vi"), "1");
+  });
+  await t.step("other transports: known ones uppercase, unknown ones uppercased", () => {
+    assert.equal(parseVia("SIP/2.0/wss h;branch=z9hG4bK1").transport, "WSS");
+    assert.equal(parseVia("SIP/2.0/Tls h;branch=z9hG4bK1").transport, "TLS");
+    assert.equal(parseVia("SIP/2.0/udpx h;branch=z9hG4bK1").transport, "UDPX");
+  });
+  await t.step("a parameter name that only starts like a common one keeps its own name", () => {
+    const v = parseVia("SIP/2.0/UDP h;branches=1;BRANCH=z9hG4bK1;ta=2");
+    assert.deepEqual(v.params, { branches: "1", branch: "z9hG4bK1", ta: "2" });
+  });
+  await t.step("methods are case-sensitive", () => {
+    const lower = INVITE.replace("INVITE sip:", "invite sip:");
+    const e = throwsSyntax(() => parseMessage(lower), /method "INVITE" does not match .* "invite"/);
+    assert.equal((e as SipMessageError).status, 501);
+    const m = parseMessage(lower.replace("CSeq: 314159 INVITE", "CSeq: 314159 invite"));
+    assert.equal(m.kind === "request" && m.method, "invite");
+    assert.equal(m.cseq.method, "invite");
+  });
+});

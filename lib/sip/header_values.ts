@@ -85,6 +85,10 @@ export function readToken(s: string, i: number, end: number = s.length): number 
   return i;
 }
 
+/** The transports of RFC 3261 and RFC 7118 (WebSocket), uppercase, as Via writes them. */
+const TRANSPORTS = ["UDP", "TCP", "TLS", "SCTP", "WS", "WSS"];
+const TRANSPORT_NAMES = new NameTrie(TRANSPORTS.map((t) => t.toLowerCase()));
+
 /**
  * Internal: parses the Via value `s[start..end)` in place, without the error
  * prefix. With `list`, `s[start..end)` may hold more values: parses the first
@@ -118,13 +122,10 @@ export function _parseVia(s: string, start = 0, end: number = s.length, list = f
     i = skipWs(s, i + 1, n);
     protocol = name.toUpperCase() + "/" + version;
   }
-  e = readToken(s, i, n);
+  // transport = "UDP" / "TCP" / "TLS" / "SCTP" / other-transport (any case)
+  e = TRANSPORT_NAMES.readToken(s, i, n);
   if (e === i) throw fail("missing transport");
-  const transport = e - i === 3 && s.startsWith("UDP", i)
-    ? "UDP"
-    : e - i === 3 && s.startsWith("TCP", i)
-    ? "TCP"
-    : s.slice(i, e).toUpperCase();
+  const transport = scan.known === -1 ? s.slice(i, e).toUpperCase() : TRANSPORTS[scan.known];
   i = skipWs(s, e, n);
   if (i === e) throw fail("expected whitespace before sent-by");
   const host = readHost(s, i, n);

@@ -162,24 +162,48 @@ export class SipVersionError extends SipMessageError {
 /** The body of messages without one (shared; it has no bytes to change). */
 const EMPTY = new Uint8Array(0);
 
-class Cache {
-  via: Via[] | undefined = undefined;
-  topVia: Via | undefined = undefined;
-  from: NameAddr | undefined = undefined;
-  to: NameAddr | undefined = undefined;
-  callId: string | undefined = undefined;
-  cseq: CSeq | undefined = undefined;
-  contact: NameAddr[] | undefined = undefined;
-  mediaType: MediaType | null | undefined = undefined;
-  maxForwards: number | null | undefined = undefined;
-  expires: number | null | undefined = undefined;
-  contentLength: number | null | undefined = undefined;
-  recordRoute: NameAddr[] | undefined = undefined;
-  route: NameAddr[] | undefined = undefined;
-  date: Date | null | undefined = undefined;
-  event: TokenParams | null | undefined = undefined;
-  subscriptionState: TokenParams | null | undefined = undefined;
-  minExpires: number | null | undefined = undefined;
+/** Typed header values, parsed on first use; undefined: not parsed yet, null: absent. */
+interface Cache {
+  via: Via[] | undefined;
+  topVia: Via | undefined;
+  from: NameAddr | undefined;
+  to: NameAddr | undefined;
+  callId: string | undefined;
+  cseq: CSeq | undefined;
+  contact: NameAddr[] | undefined;
+  mediaType: MediaType | null | undefined;
+  maxForwards: number | null | undefined;
+  expires: number | null | undefined;
+  contentLength: number | null | undefined;
+  recordRoute: NameAddr[] | undefined;
+  route: NameAddr[] | undefined;
+  date: Date | null | undefined;
+  event: TokenParams | null | undefined;
+  subscriptionState: TokenParams | null | undefined;
+  minExpires: number | null | undefined;
+}
+
+/** An empty cache (an object literal: one allocation of a known shape). */
+function newCache(): Cache {
+  return {
+    via: undefined,
+    topVia: undefined,
+    from: undefined,
+    to: undefined,
+    callId: undefined,
+    cseq: undefined,
+    contact: undefined,
+    mediaType: undefined,
+    maxForwards: undefined,
+    expires: undefined,
+    contentLength: undefined,
+    recordRoute: undefined,
+    route: undefined,
+    date: undefined,
+    event: undefined,
+    subscriptionState: undefined,
+    minExpires: undefined,
+  };
 }
 
 /** The 1-based line of field `i` in the parsed message, while the headers are unchanged. */
@@ -287,7 +311,7 @@ export abstract class SipMessageBase {
   body: Uint8Array;
   /** SIP-Version of the start line; always "SIP/2.0" for parsed messages. */
   version = "SIP/2.0";
-  #c = new Cache();
+  #c = newCache();
   #v = 0;
 
   /** Creates a message from headers and body. */
@@ -299,7 +323,7 @@ export abstract class SipMessageBase {
 
   #cache(): Cache {
     if (this.#v !== this.headers.version) {
-      this.#c = new Cache();
+      this.#c = newCache();
       this.#v = this.headers.version;
     }
     return this.#c;
@@ -497,7 +521,7 @@ export abstract class SipMessageBase {
     this.headers._lines = undefined;
     this.headers._head = undefined;
     this.headers._headEnd = 0;
-    this.#c = new Cache();
+    this.#c = newCache();
     this.#v = this.headers.version;
   }
 }
