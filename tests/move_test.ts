@@ -57,7 +57,7 @@ Deno.test("moveUserAgent() on the loop network: the registration moves, Via and 
     reg.keepAlive();
     await advance(clock, net, 0);
     await until(net, () => bindings.size === 1);
-    assert.deepEqual([...bindings], ["sip:alice@192.0.2.1:5060"]);
+    assert.deepEqual([...bindings], ["sip:alice@192.0.2.1"]);
 
     const result = await moveUserAgent(alice, "198.51.100.7", [registrationMover(reg)]);
     assert.deepEqual([result.old, result.new, result.redone, result.rebound], [
@@ -66,13 +66,13 @@ Deno.test("moveUserAgent() on the loop network: the registration moves, Via and 
       ["registration"],
       1,
     ]);
-    assert.deepEqual([...bindings], ["sip:alice@198.51.100.7:5060"], "only the new binding");
+    assert.deepEqual([...bindings], ["sip:alice@198.51.100.7"], "only the new binding");
     const last = sent(net, "REGISTER").at(-1)!;
     assert.equal(last.from, "198.51.100.7:5060", "sent from the moved socket");
     assert.equal(last.req.topVia.host, "198.51.100.7", "Via sent-by follows");
     assert.deepEqual(last.req.headers.getAll("Contact"), [
-      "<sip:alice@198.51.100.7:5060>",
-      "<sip:alice@192.0.2.1:5060>;expires=0",
+      "sip:alice@198.51.100.7",
+      "<sip:alice@192.0.2.1>;expires=0",
     ]);
     // The refresh later still uses the new address.
     await advance(clock, net, 600_000, 10_000);
@@ -101,7 +101,7 @@ Deno.test("moveUserAgent(): digest credentials are kept, and a new challenge is 
     await reg.register();
     const before = sent(net, "REGISTER").length;
     await moveUserAgent(alice, "198.51.100.7", [registrationMover(reg)]);
-    assert.deepEqual([...bindings], ["sip:alice@198.51.100.7:5060"]);
+    assert.deepEqual([...bindings], ["sip:alice@198.51.100.7"]);
     const after = sent(net, "REGISTER").slice(before);
     assert.equal(after.length, 1, "the cached credentials went with the first REGISTER");
     assert.ok(after[0].req.headers.has("Authorization"));
@@ -110,7 +110,7 @@ Deno.test("moveUserAgent(): digest credentials are kept, and a new challenge is 
     const start = sent(net, "REGISTER").length;
     await moveUserAgent(alice, "198.51.100.8", [registrationMover(reg)]);
     assert.equal(sent(net, "REGISTER").length - start, 2, "challenged, then answered");
-    assert.deepEqual([...bindings], ["sip:alice@198.51.100.8:5060"]);
+    assert.deepEqual([...bindings], ["sip:alice@198.51.100.8"]);
   } finally {
     await alice.close();
     await server.close();
@@ -135,7 +135,7 @@ Deno.test("after a move, retransmissions and CANCEL keep the Via first sent (RFC
     tx.response.catch(() => {});
     await net.settled();
     const first = seen[0].headers.values("Via")[0];
-    assert.match(first, /192\.0\.2\.1:5060/);
+    assert.match(first, /192\.0\.2\.1[:;]/);
 
     await moveUserAgent(alice, "198.51.100.7");
     await advance(clock, net, 500, 500); // timer A: a retransmission

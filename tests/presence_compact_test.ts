@@ -6,6 +6,12 @@
 
 import assert from "node:assert/strict";
 import { ManualClock } from "../lib/sip/clock.ts";
+import {
+  createResponse,
+  formatMessage,
+  parseMessage,
+  type SipRequest,
+} from "../lib/sip/message.ts";
 import { LoopNetwork } from "../lib/sip/transport_loop.ts";
 import { Subscription, type SubscriptionNotify } from "../lib/sip/events/subscriber.ts";
 import {
@@ -138,4 +144,46 @@ Deno.test("a NOTIFY body in a coding the subscriber does not know gets 415 with 
   sub.close();
   await notifier.close({ notify: false });
   await Promise.all([alice.close(), bob.close()]);
+});
+
+Deno.test("rport only until a peer's answer shows it sees our sent-by; a NATed answer keeps it", async () => {
+  const net = new LoopNetwork();
+  const alice = await loopUa(net, "alice", "192.0.2.1");
+  // bob answers by hand, as a server behind which alice looks NATed when asked.
+  const bob = net.transport({ host: "192.0.2.2" });
+  let nat = false;
+  const vias: string[] = [];
+  bob.onMessage((m) => {
+    const req = parseMessage(m.data) as SipRequest;
+    vias.push(req.headers.values("Via")[0]);
+    const res = createResponse(req, 200, { toTag: "b" });
+    const via = res.headers.values("Via")[0];
+    // RFC 3581 4 as the server would fill it in: the source seen, or a NAT's.
+    const filled = via.replace(/;rport(?=;|$)/, nat ? ";rport=40000" : ";rport=5060") +
+      ";received=192.0.2.1";
+    res.headers.set("Via", via.includes(";rport") ? filled : via);
+    bob.send(formatMessage(res), m.remote);
+  });
+  const options = () => alice.send(alice.createRequest("OPTIONS", "sip:bob@192.0.2.2"));
+  await options();
+  await options();
+  assert.match(vias[0], /^SIP\/2\.0\/UDP 192\.0\.2\.1;branch=z9hG4bK[^;]+;rport$/);
+  assert.doesNotMatch(vias[1], /rport/, "the first answer showed no NAT");
+  // Another destination is not known yet.
+  nat = true;
+  const carol = net.transport({ host: "192.0.2.3" });
+  carol.onMessage((m) => {
+    const req = parseMessage(m.data) as SipRequest;
+    vias.push(req.headers.values("Via")[0]);
+    const res = createResponse(req, 200, { toTag: "c" });
+    const via = res.headers.values("Via")[0];
+    res.headers.set("Via", via.replace(/;rport(?=;|$)/, ";rport=40000;received=198.51.100.1"));
+    carol.send(formatMessage(res), m.remote);
+  });
+  const toCarol = () => alice.send(alice.createRequest("OPTIONS", "sip:carol@192.0.2.3"));
+  await toCarol();
+  await toCarol();
+  assert.match(vias[2], /;rport$/);
+  assert.match(vias[3], /;rport$/, "behind a NAT for carol: rport stays");
+  await alice.close();
 });

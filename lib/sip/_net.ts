@@ -173,3 +173,15 @@ export function routeLocalAddress(bound: string, target: string): string {
   }
   return families[0] === "IPv6" ? "::1" : "127.0.0.1";
 }
+
+/**
+ * The port to write in a URI for `host:port` reached over `protocol`:
+ * undefined for the transport's default port (5060, 5061 for TLS) on an
+ * address literal, which RFC 3263 section 4.2 resolves to that port anyway;
+ * with a domain name the port stays (leaving it out would change how the URI
+ * is resolved).
+ */
+export function uriPort(host: string, port: number, protocol: string): number | undefined {
+  const literal = isIPv4(host) || isIPv6(host);
+  return literal && port === (protocol === "tls" ? 5061 : 5060) ? undefined : port;
+}

@@ -35,9 +35,9 @@ export function randomChars(chars: number): string {
 }
 
 /**
- * A fresh From or To tag: 48 random bits (RFC 3261 section 19.3 asks for
- * at least 32, "globally unique and cryptographically random").
+ * A fresh From or To tag: 36 random bits in 6 characters (RFC 3261 section
+ * 19.3 asks for at least 32, "globally unique and cryptographically random").
  */
 export function randomTag(): string {
-  return randomChars(8);
+  return randomChars(6);
 }

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { cloneUri } from "./uri.ts";
+import { cloneUri, formatAddress } from "./uri.ts";
 import {
   formatNameAddr,
   type HeadersInit,
@@ -138,9 +138,14 @@ function asRequestUri(uri: Uri): Uri {
   return out;
 }
 
-/** A random initial CSeq for a UAS that sends its first request (8.1.1.5: below 2**31). */
-function randomSeq(): number {
-  return 1 + (crypto.getRandomValues(new Uint32Array(1))[0] % 0x7fff);
+/**
+ * The local sequence number of a UAS before its first request, whose CSeq
+ * is then 1 (12.2.1.1 lets it choose; 8.1.1.5: any value below 2**31). A
+ * random start bought nothing, and every NOTIFY and its 200 carried its
+ * digits (issue 8: presence bytes).
+ */
+function initialSeq(): number {
+  return 0;
 }
 
 /**
@@ -381,7 +386,7 @@ export class Dialog {
     } else {
       // 12.2.1.1: "The CSeq header field value MUST be ... incremented by one"
       // (a UAS whose local sequence number is empty picks one).
-      seq = options.cseq ?? (this.localSeq ?? randomSeq()) + 1;
+      seq = options.cseq ?? (this.localSeq ?? initialSeq()) + 1;
       this.localSeq = seq;
       if (method === "INVITE") this.#inviteSeq = seq;
     }
@@ -413,18 +418,18 @@ export class Dialog {
     headers.append("Max-Forwards", "70");
     headers.append(
       "From",
-      formatNameAddr({ ...this.local, params: this.#tagged(this.local, this.id.localTag) }),
+      formatAddress({ ...this.local, params: this.#tagged(this.local, this.id.localTag) }),
     );
     headers.append(
       "To",
-      formatNameAddr({ ...this.remote, params: this.#tagged(this.remote, this.id.remoteTag) }),
+      formatAddress({ ...this.remote, params: this.#tagged(this.remote, this.id.remoteTag) }),
     );
     headers.append("Call-ID", this.id.callId);
     headers.append("CSeq", `${seq} ${method}`);
     const contact = options.contact === undefined
       ? (TARGET_REFRESH_METHODS.has(method) ? this.localContact : undefined)
       : options.contact ?? undefined;
-    if (contact) headers.append("Contact", formatNameAddr(contact));
+    if (contact) headers.append("Contact", formatAddress(contact));
     if (options.headers) {
       for (const f of SipHeaders.from(options.headers).fields) headers.append(f.name, f.value);
     }

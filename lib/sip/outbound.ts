@@ -23,6 +23,7 @@ import {
 import { type ResolveOptions, resolveSipUri } from "./resolver.ts";
 import type { AnyClientTransaction, Target, TransactionLayer } from "./transaction/mod.ts";
 import { formatHostPort } from "./_net.ts";
+import { formatAddress } from "./uri.ts";
 import type { Transport, TransportProtocol } from "./transport.ts";
 import type { LogLevel } from "./transport_layer.ts";
 
@@ -264,7 +265,7 @@ export class OutboundSender {
         let own: string;
         try {
           // On a stream transport this opens the connection (to learn the local address).
-          own = `<${formatUri(await this.#o.contactFor(target))}>`;
+          own = formatAddress({ uri: await this.#o.contactFor(target), params: {} });
         } catch (e) {
           // Section 8.1.3.1: a transport error is treated as a 503 Service
           // Unavailable, and RFC 3263 4.3 moves on to the next target.

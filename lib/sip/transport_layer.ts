@@ -125,6 +125,11 @@ export interface TransportLayerOptions {
   compact?: boolean;
 }
 
+/** The key of a destination in the `#direct` map. */
+function directKey(protocol: string, to: HostPort): string {
+  return `${protocol.toLowerCase()}|${hostPortKey(to)}`;
+}
+
 /** Default port per protocol (RFC 3261 sections 18.2.2 and 19.1.2). */
 function defaultPort(protocol: string): number {
   return protocol.toLowerCase() === "tls" ? 5061 : 5060;
@@ -250,6 +255,14 @@ export class TransportLayer {
   #prepared?: { packet: PreparedResponse; bytes: Uint8Array };
   /** sent-by values put into requests (18.1.2 check of responses). */
   #sentBy = new Set<string>();
+  /**
+   * Destinations (protocol, address, port) whose answers showed that they
+   * see our requests come from our sent-by (RFC 3581 `received`/`rport`
+   * equal to it: no NAT between us), with that sent-by: requests to them
+   * leave `rport` out, since it would change nothing. A new sent-by (a move)
+   * does not match, so `rport` comes back until an answer confirms again.
+   */
+  #direct = new Map<string, string>();
   /** Requests already stamped: a retransmission keeps its Via (17.1.1.2, 17.2.3). */
   #stamped = new WeakSet<SipRequest>();
   /** Mobility: the host's current address per family, for sockets bound to all addresses. */
@@ -573,7 +586,9 @@ export class TransportLayer {
       if (isUnspecified(via.host)) return false;
       if (this.#stamped.has(req)) return true;
       if (req.method !== "CANCEL" && req.method !== "ACK") return false;
-      return this.#sentBy.has(hostPortKey({ host: via.host, port: via.port ?? 0 }));
+      return this.#sentBy.has(
+        hostPortKey({ host: via.host, port: via.port ?? defaultPort(via.transport) }),
+      );
     } catch {
       return false;
     }
@@ -584,14 +599,22 @@ export class TransportLayer {
     const top = req.topVia;
     const sentBy = await this.#localFor(transport, target);
     const params = { ...top.params };
-    // RFC 3581 3: "A client, compliant to this specification [...] MUST
-    // include an "rport" parameter in the top Via with no value."
-    params.rport = null;
+    // RFC 3581 3: a client "MAY include an "rport" parameter in the top Via
+    // header field value of requests it generates. This parameter MUST have
+    // no value". It asks the server to answer to the source port (a NAT's);
+    // toward a destination that showed it sees our sent-by, it would change
+    // nothing and cost its bytes and the server's `received`.
+    if (this.#direct.get(directKey(transport.protocol, target)) === hostPortKey(sentBy)) {
+      delete params.rport;
+    } else {
+      params.rport = null;
+    }
     replaceTopVia(req, {
       ...top,
       transport: transport.protocol.toUpperCase(),
       host: sentBy.host,
-      port: sentBy.port,
+      // 18.2.2: the default port (5060, 5061 for TLS) goes without saying.
+      port: sentBy.port === defaultPort(transport.protocol) ? undefined : sentBy.port,
       params,
     });
     this.#sentBy.add(hostPortKey(sentBy));
@@ -645,6 +668,7 @@ export class TransportLayer {
         // be silently discarded."
         const via = msg.topVia;
         const key = hostPortKey({ host: via.host, port: via.port ?? defaultPort(via.transport) });
+        if (this.#sentBy.has(key)) this.#learnDirect(via, key, info);
         if (!this.#sentBy.has(key)) {
           this.#log(
             "debug",
@@ -664,6 +688,24 @@ export class TransportLayer {
   }
 
   /** Answers an unparsable request with 400 (or the status the parser asks for), or drops it. */
+  /**
+   * RFC 3581 4: the `received` and `rport` of an answer say where the server
+   * saw the request come from; equal to our sent-by, no NAT is in between.
+   */
+  #learnDirect(via: Via, sentBy: string, info: InboundInfo): void {
+    const { received, rport } = via.params;
+    if (received == null || rport == null) return;
+    const port = via.port ?? defaultPort(via.transport);
+    const direct = normalizeHost(received) === normalizeHost(via.host) && Number(rport) === port;
+    const key = directKey(info.protocol, info.remote);
+    if (!direct) {
+      this.#direct.delete(key);
+      return;
+    }
+    if (this.#direct.size >= 4096) this.#direct.clear();
+    this.#direct.set(key, sentBy);
+  }
+
   #malformed(data: Uint8Array, error: SyntaxError, info: InboundInfo): void {
     const from = formatHostPort(info.remote);
     const raw = readRawRequest(data);

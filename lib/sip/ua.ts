@@ -13,8 +13,6 @@ import { type Clock, systemClock } from "./clock.ts";
 import {
   createRequest,
   createResponse,
-  formatNameAddr,
-  formatUri,
   type NameAddr,
   parseUri,
   type ResponseOptions,
@@ -23,7 +21,9 @@ import {
   type Uri,
 } from "./message.ts";
 import { type DialogId, dialogKey } from "./dialog_id.ts";
+import { uriPort } from "./_net.ts";
 import { toSipUri } from "./input.ts";
+import { formatAddress } from "./uri.ts";
 import { OutboundSender, type RequestSendOptions, type SendResult } from "./outbound.ts";
 import type { ResolveOptions } from "./resolver.ts";
 import { openTransports, type TlsOptions } from "./sockets.ts";
@@ -346,8 +346,8 @@ export class UserAgent {
       { displayName: this.displayName, uri: this.aor, params: { tag: generateTag() } };
     const headers: [string, string][] = [
       ["Max-Forwards", "70"],
-      ["To", formatNameAddr(to)],
-      ["From", formatNameAddr(from)],
+      ["To", formatAddress(to)],
+      ["From", formatAddress(from)],
       ["Call-ID", options.callId ?? generateCallId()],
       ["CSeq", `${options.cseq ?? 1} ${method}`],
       ["User-Agent", this.#userAgent],
@@ -370,7 +370,7 @@ export class UserAgent {
       scheme: target.protocol === "tls" ? "sips" : "sip",
       user: this.aor.user,
       host: this.advertisedHost ?? local.host,
-      port: local.port,
+      port: uriPort(this.advertisedHost ?? local.host, local.port, target.protocol),
       params: target.protocol === "udp" || target.protocol === "tls"
         ? {}
         : { transport: target.protocol },
@@ -553,7 +553,7 @@ export class UserAgent {
         host: info.remote.host,
         port: info.remote.port,
       });
-      headers.push(["Contact", `<${formatUri(uri)}>`]);
+      headers.push(["Contact", formatAddress({ uri, params: {} })]);
     }
     // Server identifies us once per peer: on answers to out-of-dialog
     // requests. In-dialog answers (NOTIFY, BYE...) leave it out to save bytes

@@ -524,6 +524,28 @@ export function formatNameAddr(value: NameAddr): string {
   return out + "<" + formatUri(value.uri) + ">" + formatHeaderParams(value.params, "name-addr");
 }
 
+/**
+ * A name-addr in its shortest legal form: without the angle brackets when
+ * there is no display name and the URI holds no comma, semicolon or question
+ * mark (RFC 3261 section 20.10: only then "MUST" it be enclosed; its
+ * parameters are then header parameters). Two bytes less per From, To and
+ * Contact.
+ *
+ * @example
+ * ```ts
+ * import { formatAddress, parseUri } from "./uri.ts";
+ * formatAddress({ uri: parseUri("sip:a@example.com"), params: { tag: "x" } }); // "sip:a@example.com;tag=x"
+ * ```
+ */
+export function formatAddress(value: NameAddr): string {
+  if (value.uri.scheme === "*" || (value.displayName !== undefined && value.displayName !== "")) {
+    return formatNameAddr(value);
+  }
+  const uri = formatUri(value.uri);
+  if (/[,;?]/.test(uri)) return formatNameAddr(value);
+  return uri + formatHeaderParams(value.params, "name-addr");
+}
+
 /** True when `s` is a token (RFC 3261 section 25.1). */
 export function isToken(s: string): boolean {
   return allOf(s, C_TOKEN);

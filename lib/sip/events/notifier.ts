@@ -15,6 +15,7 @@ import { Dialog } from "../dialog.ts";
 import { SipRequestError } from "../errors.ts";
 import { createResponse, formatUri, type NameAddr, type SipRequest, type Uri } from "../message.ts";
 import { generateTag } from "../transaction/mod.ts";
+import { formatAddress } from "../uri.ts";
 import type { IncomingRequest, UserAgent } from "../ua.ts";
 import { chooseCoding, type ContentCoding, encodeBody } from "./encoding.ts";
 import {
@@ -256,7 +257,7 @@ export class Notifier {
       host: incoming.info.remote.host,
       port: incoming.info.remote.port,
     });
-    const contactValue = `<${formatUri(contact)}>`;
+    const contactValue = formatAddress({ uri: contact, params: {} });
     const dialog = Dialog.createUas(
       req,
       createResponse(req, 200, { toTag, headers: [["Contact", contactValue]] }),

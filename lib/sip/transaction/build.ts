@@ -13,12 +13,12 @@ import { generateBranch } from "./branch.ts";
 import { randomChars, randomTag } from "../_random.ts";
 
 /**
- * A fresh From/To tag (section 19.3: at least 32 random bits; 48 here).
+ * A fresh From/To tag (section 19.3: at least 32 random bits; 36 here).
  *
  * @example
  * ```ts
  * import { generateTag } from "./build.ts";
- * generateTag().length; // 16
+ * generateTag().length; // 6
  * ```
  */
 export function generateTag(): string {
@@ -70,7 +70,7 @@ export function transactionTag(req: SipRequest, lastResponse?: SipResponse): str
 }
 
 /**
- * A fresh Call-ID (section 8.1.1.4): 96 random bits, `@host` when given.
+ * A fresh Call-ID (section 8.1.1.4): 72 random bits, `@host` when given.
  *
  * @example
  * ```ts
@@ -79,7 +79,7 @@ export function transactionTag(req: SipRequest, lastResponse?: SipResponse): str
  * ```
  */
 export function generateCallId(host?: string): string {
-  const id = randomChars(16);
+  const id = randomChars(12);
   return host ? `${id}@${host}` : id;
 }
 
