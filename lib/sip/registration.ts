@@ -123,7 +123,7 @@ export class RegistrationError extends Error {
  * });
  * const reg = new Registration(ua, { registrar: "sip:192.0.2.5", expires: 600 });
  * assert.equal(await reg.register(), 600);
- * assert.equal(reg.contact, "sip:alice@192.0.2.1:5060");
+ * assert.equal(reg.contact, "sip:alice@192.0.2.1");
  * await reg.unregister();
  * assert.equal(reg.registered, false);
  * await ua.close();

@@ -1,8 +1,8 @@
 /**
  * Content codings of message bodies (RFC 3261 sections 20.2 Accept-Encoding
  * and 20.12 Content-Encoding): which coding a peer accepts, and the
- * `deflate` (zlib format, RFC 1950) and `gzip` codings themselves, with the
- * platform's CompressionStream. A notifier compresses NOTIFY bodies only for
+ * `deflate` coding itself (zlib format, RFC 1950; synchronous, so a body is
+ * coded within the call that builds or reads its message). A notifier compresses NOTIFY bodies only for
  * a subscriber whose SUBSCRIBE listed the coding in Accept-Encoding; without
  * that header a peer gets `identity` (section 20.2: "If no Accept-Encoding
  * header field is present, the server SHOULD assume a default value of
@@ -11,8 +11,10 @@
  * @module
  */
 
-/** The content codings this module can apply and undo. */
-export const CONTENT_CODINGS = ["deflate", "gzip"] as const;
+import { zlibDeflate, zlibInflate } from "./_zlib.ts";
+
+/** The content codings this module can apply and undo (besides `identity`). */
+export const CONTENT_CODINGS = ["deflate"] as const;
 
 /** One of {@linkcode CONTENT_CODINGS}. */
 export type ContentCoding = typeof CONTENT_CODINGS[number];
@@ -56,8 +58,7 @@ export function chooseCoding(
   values: string[],
   offered: readonly ContentCoding[],
 ): ContentCoding | undefined {
-  const accepted = acceptedCodings(values);
-  for (const a of accepted) {
+  for (const a of acceptedCodings(values)) {
     if (a === "*") return offered[0];
     const hit = offered.find((o) => o === a);
     if (hit) return hit;
@@ -65,20 +66,15 @@ export function chooseCoding(
   return undefined;
 }
 
-/** True when `coding` (a Content-Encoding value) can be undone here. */
+/** True when `coding` (one Content-Encoding value) can be undone here. */
 export function isKnownCoding(coding: string): boolean {
   const c = coding.trim().toLowerCase();
   return c === "identity" || (CONTENT_CODINGS as readonly string[]).includes(c);
 }
 
-async function pipe(body: Uint8Array, stream: CompressionStream | DecompressionStream) {
-  const out = new Blob([body as Uint8Array<ArrayBuffer>]).stream().pipeThrough(stream);
-  return new Uint8Array(await new Response(out).arrayBuffer());
-}
-
 /** Applies a content coding to a body. */
-export function encodeBody(body: Uint8Array, coding: ContentCoding): Promise<Uint8Array> {
-  return pipe(body, new CompressionStream(coding));
+export function encodeBody(body: Uint8Array, _coding: ContentCoding): Uint8Array {
+  return zlibDeflate(body);
 }
 
 /**
@@ -86,7 +82,7 @@ export function encodeBody(body: Uint8Array, coding: ContentCoding): Promise<Uin
  * listed, so undone from the last). Throws TypeError for a coding it does
  * not know (the request deserves 415) and for a body that does not decode.
  */
-export async function decodeBody(body: Uint8Array, contentEncoding: string): Promise<Uint8Array> {
+export function decodeBody(body: Uint8Array, contentEncoding: string): Uint8Array {
   const codings = contentEncoding.split(",").map((c) => c.trim().toLowerCase()).filter((c) =>
     c !== "" && c !== "identity"
   );
@@ -94,7 +90,7 @@ export async function decodeBody(body: Uint8Array, contentEncoding: string): Pro
   for (const coding of codings.reverse()) {
     if (!isKnownCoding(coding)) throw new TypeError(`Unknown content coding "${coding}"`);
     try {
-      out = await pipe(out, new DecompressionStream(coding as ContentCoding));
+      out = zlibInflate(out);
     } catch (e) {
       throw new TypeError(`Cannot decode the ${coding} body: ${(e as Error).message}`);
     }

@@ -639,8 +639,7 @@ export class ServerSubscription {
       this.#lastState = this.#state;
       extra.push(["SIP-ETag", this.#lastEtag]);
     }
-    const body = content ? await this.#encode(content.body, extra) : undefined;
-    // After the encoding: a refresh answered meanwhile moved the expiry.
+    const body = content ? this.#encode(content.body, extra) : undefined;
     const stateValue = final
       ? formatSubscriptionState({
         state: "terminated",
@@ -695,13 +694,13 @@ export class ServerSubscription {
    * when that saves more than the Content-Encoding line costs; then the
    * header is added to `headers`.
    */
-  async #encode(body: string | Uint8Array, headers: [string, string][]) {
+  #encode(body: string | Uint8Array, headers: [string, string][]): Uint8Array {
     const raw = typeof body === "string" ? new TextEncoder().encode(body) : body;
     const codings = this.#pkg.encodings;
     if (!codings?.length || raw.length === 0) return raw;
     const coding = chooseCoding(this.request.headers.values("Accept-Encoding"), codings);
     if (!coding) return raw;
-    const packed = await encodeBody(raw, coding);
+    const packed = encodeBody(raw, coding);
     // "e: deflate" and its CRLF (more with full header names).
     if (packed.length + coding.length + 5 >= raw.length) return raw;
     headers.push(["Content-Encoding", coding]);

@@ -620,7 +620,7 @@ export class Subscription {
     const coding = req.headers.get("Content-Encoding");
     if (coding !== undefined && body.length > 0) {
       try {
-        body = await decodeBody(body, coding);
+        body = decodeBody(body, coding);
       } catch (e) {
         // RFC 3261 8.2.3: a coding we do not understand gets 415 with the
         // ones we do in Accept-Encoding.
