@@ -26,6 +26,8 @@ export const C_TEL = 64;
 export const C_WORD = 128;
 /** gen-value characters outside quotes: token / host (with IPv6 ":", "[", "]"). */
 export const C_GENVAL = 256;
+/** Uppercase letters (so that a scan can tell whether a name needs lowercasing). */
+export const C_UPPER = 512;
 
 /** Flags per ASCII code. */
 export const CHARS: Uint16Array = (() => {
@@ -45,6 +47,7 @@ export const CHARS: Uint16Array = (() => {
   add("0123456789abcdefABCDEF*#+-.()%", C_TEL);
   add(alnum + "-.!%*_+`'~()<>:\\\"/[]?{}", C_WORD);
   add(alnum + "-.!%*_+`'~:[]", C_GENVAL);
+  add("ABCDEFGHIJKLMNOPQRSTUVWXYZ", C_UPPER);
   return t;
 })();
 

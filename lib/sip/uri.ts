@@ -13,6 +13,7 @@ import {
   C_PASS,
   C_TEL,
   C_TOKEN,
+  C_UPPER,
   C_USER,
   CHARS,
   col,
@@ -84,15 +85,19 @@ export function readHost(s: string, i: number, end: number): string {
     return h.toLowerCase();
   }
   const start = i;
+  // hostname characters; `seen` gathers their classes, to lowercase only a
+  // name that has an uppercase letter (section 19.1.4: hosts compare
+  // case-insensitively).
   let c;
-  let upper = false;
-  while (i < end && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_HOST) !== 0) {
-    if (c <= 90 && c >= 65) upper = true;
+  let f;
+  let seen = 0;
+  while (i < end && (c = s.charCodeAt(i)) < 128 && ((f = CHARS[c]) & C_HOST) !== 0) {
+    seen |= f;
     i++;
   }
   if (i === start) throw fail(i < end ? `invalid character "${s[i]}" in host` : "missing host");
   scan.end = i;
-  return upper ? s.slice(start, i).toLowerCase() : s.slice(start, i);
+  return (seen & C_UPPER) !== 0 ? s.slice(start, i).toLowerCase() : s.slice(start, i);
 }
 
 /** True when `h` is made of hex digits, ":" and "." and holds at least two ":". @internal */
