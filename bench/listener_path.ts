@@ -7,7 +7,15 @@
  * bench/message_flood.ts; every answer is checked (a 200 for each MESSAGE,
  * one event line each). Prints µs of this process's CPU per MESSAGE.
  *
+ * With `--rate R`, instead: R MESSAGEs per second for `--seconds` (default
+ * 60), paced by the clock, answered as they come (open loop, as
+ * bench/message_memory.ts offers with sipp, but with no other process
+ * competing for the CPU); the process's resident memory is sampled every
+ * second with the transactions held for timer J (answered in the last 32
+ * s), and the peak and the memory per held transaction are printed.
+ *
  *     deno run -A --config bench/deno.json bench/listener_path.ts [--count 100000] [--rounds 5]
+ *     deno run -A --config bench/deno.json bench/listener_path.ts --rate 5000 [--seconds 60]
  *
  * @module
  */
@@ -26,6 +34,8 @@ function arg(name: string, fallback: number): number {
 const COUNT = arg("count", 100_000);
 const ROUNDS = arg("rounds", 5);
 const IN_FLIGHT = arg("limit", 64);
+const RATE = arg("rate", 0);
+const SECONDS = arg("seconds", 60);
 
 /** A UDP transport without a socket: `deliver` feeds it, `send` counts. */
 class FakeUdp implements Transport {
@@ -105,6 +115,86 @@ async function round(count: number): Promise<void> {
   });
 }
 
+/**
+ * Open loop at RATE for SECONDS, sampling RSS: see the module doc. At most
+ * 64 MESSAGEs are handed over per turn of the event loop, and no more than
+ * BACKLOG may be due and not yet handed over: beyond that they are dropped
+ * and counted, as a full socket receive buffer would.
+ */
+async function sustained(): Promise<void> {
+  const MIB = 1024 * 1024;
+  const BACKLOG = 1400;
+  const before = Deno.memoryUsage().rss;
+  const answeredAt: number[] = []; // answers per whole second since the start
+  const samples: { t: number; rss: number; heap: number; held: number }[] = [];
+  const start = performance.now();
+  const total = RATE * SECONDS;
+  let due = 0;
+  let dropped = 0;
+  let handed = 0;
+  let peak = before;
+  const c0 = process.cpuUsage();
+  transport.onSent = () => {
+    const s = Math.floor((performance.now() - start) / 1000);
+    answeredAt[s] = (answeredAt[s] ?? 0) + 1;
+  };
+  const held = (second: number) => {
+    let n = 0;
+    for (let s = Math.max(0, second - 31); s <= second; s++) n += answeredAt[s] ?? 0;
+    return n;
+  };
+  console.log("| second | RSS MiB | V8 heap MiB | answered | transactions held (timer J) |");
+  console.log("| ---: | ---: | ---: | ---: | ---: |");
+  let nextSample = 1;
+  while (handed + dropped < total) {
+    const t = (performance.now() - start) / 1000;
+    due = Math.min(total, Math.floor(t * RATE));
+    if (due - handed - dropped > BACKLOG) dropped = due - handed - BACKLOG;
+    for (let i = 0; i < 64 && handed + dropped < due; i++) {
+      transport.deliver(message(next++));
+      handed++;
+    }
+    if (t >= nextSample) {
+      const mem = Deno.memoryUsage();
+      peak = Math.max(peak, mem.rss);
+      const second = Math.floor(t);
+      samples.push({ t: second, rss: mem.rss, heap: mem.heapUsed, held: held(second) });
+      if (second % 5 === 0) {
+        const last = samples[samples.length - 1];
+        console.log(
+          `| ${second} | ${(last.rss / MIB).toFixed(0)} | ${(last.heap / MIB).toFixed(0)} | ` +
+            `${transport.okSent} | ${last.held} |`,
+        );
+      }
+      nextSample = second + 1;
+    }
+    // Yield: to the answers' microtasks and timers (a macrotask turn).
+    await new Promise((resolve) => setTimeout(resolve, handed + dropped < due ? 0 : 2));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const cpu = process.cpuUsage(c0);
+  const wall = (performance.now() - start) / 1000;
+  const most = samples.reduce((a, b) => (b.held > a.held ? b : a));
+  console.log(
+    `\n${RATE}/s for ${SECONDS} s in process (${wall.toFixed(0)} s wall): ${transport.okSent} ` +
+      `answered, ${dropped} dropped (backlog over ${BACKLOG}), CPU ${
+        (100 * (cpu.user + cpu.system) / 1e6 / wall).toFixed(0)
+      } % of one core; RSS before ${(before / MIB).toFixed(0)} MiB, peak ${
+        (peak / MIB).toFixed(0)
+      } MiB; most held ${most.held} at second ${most.t}, RSS then ${
+        (most.rss / MIB).toFixed(0)
+      } MiB (V8 heap ${(most.heap / MIB).toFixed(0)} MiB): ${
+        ((most.rss - before) / most.held).toFixed(0)
+      } bytes of RSS per held transaction (upper bound)`,
+  );
+}
+
+if (RATE > 0) {
+  // No warm-up: its transactions would be held too, and its heap growth counted.
+  await sustained();
+  await ua.close();
+  Deno.exit(0);
+}
 await round(20_000); // warm-up
 const results: number[] = [];
 for (let r = 0; r < ROUNDS; r++) {

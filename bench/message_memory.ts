@@ -5,9 +5,15 @@
  * 5,000) for `--seconds` (default 60), open loop. Every answered MESSAGE
  * stays in the listener for timer J (32 s) to absorb retransmissions, so at
  * 5,000/s some 160,000 are held at once. The listener's VmRSS is sampled
- * every second; the table shows it over time with what sipp saw (answered,
- * failed, retransmissions), and the peak (VmHWM). Loopback only; stops by
- * itself.
+ * every second; the table shows it over time with the `message` events
+ * printed so far and the answered transactions the listener holds for timer
+ * J at that moment (those answered in the last 32 s: the 200 goes out only
+ * after the event line is written). It reports the peak (VmHWM), what sipp
+ * saw (answered, failed, retransmissions: none means the listener kept up),
+ * and what one held transaction costs in resident memory: (RSS - RSS before
+ * the flood) / transactions held, at the second when most were held (an
+ * upper bound: it includes the headroom V8 keeps above its live heap).
+ * Loopback only; stops by itself.
  *
  *     deno run -A --config bench/deno.json bench/message_memory.ts [--rate 5000] [--seconds 60]
  *
@@ -34,6 +40,8 @@ function arg(name: string, fallback: number): number {
 const RATE = arg("rate", 5000);
 const SECONDS = arg("seconds", 60);
 const MIB = 1024 * 1024;
+/** Timer J over UDP (64*T1, RFC 3261 17.2.2): how long an answered MESSAGE is held. */
+const TIMER_J_S = 32;
 
 function memory(pid: number): { rss: number; hwm: number } {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -119,21 +127,32 @@ async function main(): Promise<number> {
       `MESSAGE flood: ${RATE.toLocaleString("en-US")}/s for ${SECONDS} s (open loop) on ` +
         `127.0.0.1 against sipkit message --listen`,
     );
-    console.log("| second | RSS MiB | message events |");
-    console.log("| ---: | ---: | ---: |");
-    for (
-      const s of samples.filter((_, i) => i % 5 === 4 || i === samples.length - 1)
-    ) {
+    // Transactions held at each sample: events of the last TIMER_J_S seconds.
+    const held = samples.map((s) => {
+      const old = samples.findLast((o) => o.t <= s.t - TIMER_J_S);
+      return s.events - (old?.events ?? 0);
+    });
+    console.log("| second | RSS MiB | message events | transactions held (timer J) |");
+    console.log("| ---: | ---: | ---: | ---: |");
+    samples.forEach((s, i) => {
+      if (i % 5 !== 4 && i !== samples.length - 1) return;
       console.log(
-        `| ${s.t.toFixed(0)} | ${(s.rss / MIB).toFixed(0)} | ${s.events} |`,
+        `| ${s.t.toFixed(0)} | ${(s.rss / MIB).toFixed(0)} | ${s.events} | ${held[i]} |`,
       );
-    }
+    });
+    const most = held.indexOf(Math.max(...held));
+    const perTx = most >= 0 && held[most] > 0 ? (samples[most].rss - before) / held[most] : NaN;
     const retrans = Number(result.stats["Retransmissions(C)"] ?? "0");
     console.log(
       `\nRSS before ${(before / MIB).toFixed(0)} MiB, peak ${(peak / MIB).toFixed(0)} MiB ` +
         `(target < 200); sipp: ${result.created} sent, ${result.successful} answered, ` +
         `${result.failed} failed, ${retrans} retransmissions, ` +
-        `${Number(result.stats["CallRate(C)"] ?? 0).toFixed(0)}/s`,
+        `${Number(result.stats["CallRate(C)"] ?? 0).toFixed(0)}/s\n` +
+        `most transactions held: ${held[most]} at second ${samples[most]?.t.toFixed(0)}, RSS then ${
+          (samples[most]?.rss / MIB).toFixed(0)
+        } MiB: ` +
+        `${perTx.toFixed(0)} bytes of RSS per held transaction (upper bound)` +
+        (retrans > 0 ? "\nNOTE: retransmissions: the listener did not keep up with the rate" : ""),
     );
   } finally {
     clearInterval(sampler);

@@ -537,3 +537,47 @@ Deno.test("TransportLayer survives thousands of mutated messages and still answe
   await fuzzer.close();
   await b.close();
 });
+
+Deno.test("a prepared response derived from its request is kept without bytes and rebuilt byte for byte from a retransmission", async () => {
+  const net = new LoopNetwork();
+  const bob = new TransportLayer({ transports: [net.transport({ host: "192.0.2.2" })] });
+  const { requests } = listen(bob);
+  const alice = net.transport({ host: "192.0.2.1", port: 5060 });
+  const elsewhere = net.transport({ host: "192.0.2.1", port: 5999 });
+  const got = rawPeer(alice);
+  const other = rawPeer(elsewhere);
+  const wire = "MESSAGE sip:bob@192.0.2.2 SIP/2.0\r\n" +
+    "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKretrans;rport\r\n" +
+    "From: <sip:alice@example.test>;tag=a1\r\nTo: <sip:bob@example.test>\r\n" +
+    "Call-ID: retrans-1\r\nCSeq: 7 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 2\r\n\r\nhi";
+  await alice.send(enc.encode(wire), { host: "192.0.2.2", port: 5060 });
+  const first = await requests.next();
+  const res = createResponse(first.req, 200, {
+    toTag: "t0Ag",
+    headers: [["Server", "test"]],
+  });
+  const packet = bob.prepareResponse(res, first.info, first.req)!;
+  assert.equal(packet.wire, undefined, "nothing but the tag and the source is kept");
+  await bob.sendPrepared(packet);
+  const original = dec.decode((await got.next()).data);
+  assert.match(original, /;rport=5060;received=192\.0\.2\.1\r\n/);
+  assert.match(original, /\r\nTo: <sip:bob@example\.test>;tag=t0Ag\r\n/);
+  await assert.rejects(bob.sendPrepared(packet), /without the retransmission/);
+  // The same request again, from the first source and from another port:
+  // the same bytes each time, to the first source (17.2.2, 18.2.2).
+  for (const from of [alice, elsewhere]) {
+    await from.send(enc.encode(wire), { host: "192.0.2.2", port: 5060 });
+    const again = await requests.next();
+    await bob.sendPrepared(packet, { request: again.req, info: again.info });
+    assert.equal(dec.decode((await got.next()).data), original);
+  }
+  assert.equal(other.items.length, 0);
+  // A response with a body, or one the request does not make, keeps its bytes.
+  const withBody = createResponse(first.req, 200, { toTag: "x", body: "b" });
+  assert.notEqual(bob.prepareResponse(withBody, first.info, first.req)!.wire, undefined);
+  const changed = createResponse(first.req, 200, { toTag: "x" });
+  changed.headers.set("From", "<sip:mallory@example.test>;tag=m");
+  assert.notEqual(bob.prepareResponse(changed, first.info, first.req)!.wire, undefined);
+  await bob.close();
+  await Promise.all([alice.close(), elsewhere.close()]);
+});

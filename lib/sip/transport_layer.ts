@@ -13,6 +13,7 @@
 import type { Clock, TimerId } from "./clock.ts";
 import {
   canonicalName,
+  createResponse,
   formatMessage,
   formatVia,
   parseMessage,
@@ -65,15 +66,20 @@ export interface InboundInfo {
 /**
  * A response formatted and routed over an unreliable transport: what a
  * completed server transaction keeps to answer retransmissions (RFC 3261
- * 17.2.2, timer J) instead of the parsed messages.
+ * 17.2.2, timer J) instead of the parsed messages. Either its bytes, or,
+ * for a response that `createResponse` derives from the request plus fixed
+ * header fields (the usual 200 to a MESSAGE), only what a retransmission of
+ * the request does not carry again: the To tag, the request's source and
+ * the shared rest; the same bytes are then rebuilt from the retransmission.
  */
 export interface PreparedResponse {
   /**
-   * The bytes on the wire, one character per byte: a JavaScript string of
+   * The bytes on the wire, one character per byte (a JavaScript string of
    * this kind costs its length plus a few words, where a `Uint8Array` adds
-   * an ArrayBuffer and a backing store to each of thousands of responses.
+   * an ArrayBuffer and a backing store to each of thousands of responses);
+   * undefined when the response is rebuilt from a retransmission.
    */
-  readonly wire: string;
+  readonly wire: string | undefined;
   /** The transport it leaves on. */
   readonly transport: Transport;
   /** Destination host (18.2.2, RFC 3581). */
@@ -81,6 +87,48 @@ export interface PreparedResponse {
   /** Destination port. */
   readonly port: number;
 }
+
+/** A retransmission of a request, for {@linkcode TransportLayer.sendPrepared}. */
+export interface Retransmission {
+  /** The request as received again. */
+  request: SipRequest;
+  /** How it came in. */
+  info: InboundInfo;
+}
+
+/**
+ * What responses built the same way share: status, reason and the header
+ * fields added to those `createResponse` copies from the request.
+ */
+class Recipe {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    readonly extras: { name: string; value: string }[],
+  ) {}
+}
+
+/** A {@linkcode PreparedResponse}; `tag` and `recipe` set when it is rebuilt, not kept. */
+class Prepared implements PreparedResponse {
+  constructor(
+    readonly wire: string | undefined,
+    readonly transport: Transport,
+    readonly host: string,
+    readonly port: number,
+    /** Where the request came from (its top Via is marked for that source). */
+    readonly sourceHost: string,
+    readonly sourcePort: number,
+    /** The To tag the response added ("" when the request had one). */
+    readonly tag: string,
+    readonly recipe: Recipe | undefined,
+  ) {}
+}
+
+/** At most this many recipes are shared; responses of other shapes keep their bytes. */
+const MAX_RECIPES = 256;
+
+/** A tag `createResponse` appends as is. */
+const TAG = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
 
 const ascii = new TextDecoder();
 
@@ -253,6 +301,8 @@ export class TransportLayer {
   #onResponse?: (res: SipResponse, info: InboundInfo) => void;
   /** The response last prepared, with its bytes, until it is first sent. */
   #prepared?: { packet: PreparedResponse; bytes: Uint8Array };
+  /** Recipes shared by the responses rebuilt from retransmissions, by shape. */
+  #recipes = new Map<string, Recipe>();
   /** sent-by values put into requests (18.1.2 check of responses). */
   #sentBy = new Set<string>();
   /**
@@ -476,29 +526,137 @@ export class TransportLayer {
   /**
    * Formats and routes a response to a request that came in on an unreliable
    * transport (see {@linkcode PreparedResponse}); undefined when it came over
-   * a stream, whose responses go through {@linkcode sendResponse}.
+   * a stream, whose responses go through {@linkcode sendResponse}. With the
+   * request it answers, a response derived from it by `createResponse` keeps
+   * only what a retransmission does not carry.
    */
-  prepareResponse(res: SipResponse, info: InboundInfo): PreparedResponse | undefined {
+  prepareResponse(
+    res: SipResponse,
+    info: InboundInfo,
+    request?: SipRequest,
+  ): PreparedResponse | undefined {
     const inbound = info.transport ?? this.#require(info.protocol, info.remote.host);
     if (inbound.reliable) return undefined;
     const via = res.topVia;
     const to = this.#unreliableDestination(via, via.port ?? defaultPort(via.transport), inbound);
     const bytes = formatMessage(res, { compact: this.#compact });
-    const packet = { wire: toWire(bytes), ...to };
+    let made: { recipe: Recipe; tag: string } | undefined;
+    try {
+      made = request ? this.#recipeFor(res, request) : undefined;
+    } catch {
+      made = undefined; // a header of the request that does not parse: keep the bytes
+    }
+    const packet = new Prepared(
+      made ? undefined : toWire(bytes),
+      to.transport,
+      to.host,
+      to.port,
+      info.remote.host,
+      info.remote.port,
+      made?.tag ?? "",
+      made?.recipe,
+    );
     // The first send, which usually follows at once, needs no conversion back.
     this.#prepared = { packet, bytes };
     return packet;
   }
 
-  /** Sends a response made by {@linkcode prepareResponse} (again). */
-  async sendPrepared(packet: PreparedResponse): Promise<void> {
+  /**
+   * Sends a response made by {@linkcode prepareResponse} (again). One kept
+   * without its bytes is rebuilt from `again`, the retransmission it answers
+   * (the same bytes: a retransmission is the same request), and is refused
+   * without it.
+   */
+  async sendPrepared(packet: PreparedResponse, again?: Retransmission): Promise<void> {
     const fresh = this.#prepared?.packet === packet ? this.#prepared.bytes : undefined;
     this.#prepared = undefined;
-    await this.#send(packet.transport, fresh ?? fromWire(packet.wire), {
+    let bytes = fresh;
+    if (!bytes && packet.wire !== undefined) bytes = fromWire(packet.wire);
+    if (!bytes) {
+      if (!(packet instanceof Prepared) || !packet.recipe || !again) {
+        throw new TypeError("Cannot resend a prepared response without the retransmission");
+      }
+      bytes = this.#rebuild(packet, packet.recipe, again);
+    }
+    await this.#send(packet.transport, bytes, {
       protocol: packet.transport.protocol,
       host: packet.host,
       port: packet.port,
     });
+  }
+
+  /**
+   * The recipe and To tag that rebuild `res` from `request` (or from a
+   * retransmission of it), when `res` is what `createResponse` makes of it:
+   * no body, the request's Via, From, To (with a new tag), Call-ID and CSeq
+   * (and Record-Route on a 101-299) in order, then other fields.
+   */
+  #recipeFor(res: SipResponse, request: SipRequest): { recipe: Recipe; tag: string } | undefined {
+    if (res.body.length !== 0 || request.kind !== "request") return undefined;
+    const status = res.status;
+    const withRR = status > 100 && status < 300;
+    const have = res.headers.fields;
+    let k = 0;
+    let tag = "";
+    for (const f of request.headers.fields) {
+      const n = f.name;
+      if (n === "To") {
+        const got = have[k++];
+        if (got?.name !== "To") return undefined;
+        if (got.value === f.value) continue;
+        // createResponse adds ";tag=" to a To without one (it reads the tag
+        // of the retransmission the same way).
+        if (!got.value.startsWith(f.value + ";tag=")) return undefined;
+        tag = got.value.slice(f.value.length + 5);
+        if (!TAG.test(tag) || request.to.params.tag != null) return undefined;
+      } else if (
+        n === "Via" || n === "From" || n === "Call-ID" || n === "CSeq" ||
+        (n === "Record-Route" && withRR) || (n === "Timestamp" && status === 100)
+      ) {
+        const got = have[k++];
+        if (got?.name !== n || got.value !== f.value) return undefined;
+      }
+    }
+    const extras = have.slice(k);
+    let shape = status + "\n" + res.reason;
+    for (const f of extras) shape += "\n" + f.name + ":" + f.value;
+    let recipe = this.#recipes.get(shape);
+    if (!recipe) {
+      if (this.#recipes.size >= MAX_RECIPES) return undefined;
+      recipe = new Recipe(
+        status,
+        res.reason,
+        extras.map((f) => ({ name: f.name, value: f.value })),
+      );
+      this.#recipes.set(shape, recipe);
+    }
+    return { recipe, tag };
+  }
+
+  /** The bytes of a kept response, made again from the retransmission it answers. */
+  #rebuild(packet: Prepared, recipe: Recipe, again: Retransmission): Uint8Array {
+    const req = again.request;
+    const remote = again.info.remote;
+    if (remote.host !== packet.sourceHost || remote.port !== packet.sourcePort) {
+      // From another source than the first copy: the response still goes
+      // where the first one went (17.2.2, 18.2.2), so its top Via is marked
+      // for that source, as it was then (a client sends neither `received`
+      // nor a valued `rport` itself).
+      const top = req.topVia;
+      const params = { ...top.params };
+      delete params.received;
+      if (params.rport !== undefined) params.rport = null;
+      replaceTopVia(
+        req,
+        markReceived({ ...top, params }, { host: packet.sourceHost, port: packet.sourcePort }),
+      );
+    }
+    const res = createResponse(req, recipe.status, {
+      reason: recipe.reason,
+      toTag: packet.tag === "" ? undefined : packet.tag,
+      headers: recipe.extras,
+    });
+    return formatMessage(res, { compact: this.#compact });
   }
 
   /** Where a response over UDP goes: 18.2.2 and RFC 3581 section 4. */

@@ -294,7 +294,7 @@ export class TransactionLayer {
       if (!existing.key.startsWith("2543|") || sameTag(existing.extra?.toTag, req.to.params.tag)) {
         // 17.2.2: in Completed, "the server transaction MUST pass the final
         // response to the transport layer for retransmission".
-        this.#resend(existing);
+        this.#resend(existing, req, info);
         return;
       }
     } else if (existing && this.#toTagMatches(existing, req)) {
@@ -366,7 +366,9 @@ export class TransactionLayer {
     const transport = this.#transport;
     let packet: PreparedResponse | undefined;
     try {
-      packet = transport.sendPrepared ? transport.prepareResponse?.(res, tx.info) : undefined;
+      packet = transport.sendPrepared
+        ? transport.prepareResponse?.(res, tx.info, tx.request)
+        : undefined;
     } catch (e) {
       onError(e);
       return;
@@ -394,9 +396,9 @@ export class TransactionLayer {
     if (this.#sweep === undefined) this.#armSweep();
   }
 
-  #resend(entry: Completed): void {
+  #resend(entry: Completed, request: SipRequest, info: InboundInfo): void {
     const sent = entry.packet
-      ? this.#transport.sendPrepared!(entry.packet)
+      ? this.#transport.sendPrepared!(entry.packet, { request, info })
       : this.#transport.sendResponse(entry.extra!.response!, entry.extra!.info);
     sent.catch((e) => {
       this.#log(

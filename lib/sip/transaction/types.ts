@@ -7,9 +7,9 @@
  */
 
 import type { SipRequest, SipResponse } from "../message.ts";
-import type { InboundInfo, PreparedResponse, Target } from "../transport_layer.ts";
+import type { InboundInfo, PreparedResponse, Retransmission, Target } from "../transport_layer.ts";
 
-export type { InboundInfo, PreparedResponse, Target } from "../transport_layer.ts";
+export type { InboundInfo, PreparedResponse, Retransmission, Target } from "../transport_layer.ts";
 
 /**
  * The part of the transport layer the transaction layer uses. The real
@@ -25,11 +25,19 @@ export interface TransactionTransport {
    * Optional: formats and routes a response to a request that came over an
    * unreliable transport, for {@linkcode sendPrepared} now and again on each
    * retransmission; undefined for reliable transports. Without it the layer
-   * keeps the parsed response for retransmissions.
+   * keeps the parsed response for retransmissions. `request` is the request
+   * answered: a response derived from it may be kept without its bytes.
    */
-  prepareResponse?(res: SipResponse, info: InboundInfo): PreparedResponse | undefined;
-  /** Optional, with `prepareResponse`: sends a prepared response. */
-  sendPrepared?(packet: PreparedResponse): Promise<void>;
+  prepareResponse?(
+    res: SipResponse,
+    info: InboundInfo,
+    request?: SipRequest,
+  ): PreparedResponse | undefined;
+  /**
+   * Optional, with `prepareResponse`: sends a prepared response; `again` is
+   * the retransmission it answers (needed by one kept without its bytes).
+   */
+  sendPrepared?(packet: PreparedResponse, again?: Retransmission): Promise<void>;
   /** Registers the handler for inbound requests. */
   onRequest(handler: (req: SipRequest, info: InboundInfo) => void): void;
   /** Registers the handler for inbound responses. */
