@@ -710,3 +710,28 @@ Deno.test({
     }
   },
 });
+
+Deno.test("AddressMonitor: polling faster than the debounce still looks after the debounce, not maxWaitMs", async () => {
+  const clock = new ManualClock();
+  let now = [addr("10.0.0.2")];
+  let src = "10.0.0.2";
+  const events: AddressEvent[] = [];
+  const monitor = new AddressMonitor({
+    clock,
+    debounceMs: 20,
+    toward: ["10.0.0.1"],
+    source: new PollingSource({ clock, intervalMs: 10, read: () => now }),
+    route: () => Promise.resolve({ source: src, interface: "eth0" }),
+    onEvent: (e) => events.push(e),
+  });
+  await monitor.start();
+  now = [addr("10.0.0.7")];
+  src = "10.0.0.7";
+  for (let t = 0; t < 40; t += 10) {
+    clock.advance(10);
+    await monitor.idle();
+  }
+  // Seen at the tick of 10 ms, looked at 20 ms later, although ticks kept coming.
+  assert.deepEqual(events.map((e) => e.type), ["address_lost", "address_added", "address_changed"]);
+  await monitor.close();
+});

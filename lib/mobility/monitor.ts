@@ -393,6 +393,10 @@ export class AddressMonitor {
 
   #changed(events: IpAddressEvent[]): void {
     if (this.#closed) return;
+    // A bare "look again" (a poll tick, a route line) never postpones a look
+    // already planned: polling faster than the debounce would otherwise
+    // push every look to maxWaitMs.
+    if (events.length === 0 && this.#timer !== undefined) return;
     for (const e of events) {
       const key = addressKey(e.address);
       const known = this.#addresses.get(key);
