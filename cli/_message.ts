@@ -74,11 +74,19 @@ async function runMessage(
   let outgoing: OutgoingMessage | undefined;
   if (mode === "send") outgoing = await oneMessage(opts, body);
 
-  const ua = await createUserAgent(opts, ctx, { requireUser: mode !== "listen" });
+  const ua = await createUserAgent(opts, ctx, {
+    requireUser: mode !== "listen",
+    oneShot: mode === "send",
+  });
   try {
     const sender = new MessageSender(ua, {
       timeout: opts.timeout === undefined ? undefined : opts.timeout * 1000,
     });
+    // A one-shot send exits as soon as its transaction has a final response
+    // (or fails): closing the UA drops the transaction in Completed, whose
+    // timer K (T4, 5 s over UDP, RFC 3261 17.1.2.2) only absorbs copies of
+    // that response; nothing is sent in that state, so a process that goes
+    // away loses nothing (a copy that comes later meets a closed port).
     if (mode === "send") return await sendOne(ctx, sender, to!, outgoing!);
     if (mode === "batch") return await sendBatch(ctx, sender, opts);
     return await listenAndChat(ctx, ua, sender, opts);

@@ -18,6 +18,13 @@ export interface CreateUaOptions {
   requireUser?: boolean;
   /** Send compact header names (RFC 3261 7.3.3). Default false. */
   compactHeaders?: boolean;
+  /**
+   * A one-shot command (send one request, await its answer, exit): the UDP
+   * socket keeps the system's receive buffer and one pending receive, which
+   * is plenty for a few responses and starts quicker than the listener's
+   * 1 MiB and eight receives. Default false.
+   */
+  oneShot?: boolean;
 }
 
 /** Creates and starts the UA for a command; the caller closes it. */
@@ -58,6 +65,7 @@ export async function createUserAgent(
       },
       log,
       onUdpFailure: udpFailureHandler(ctx, () => ua?.transport.transports ?? []),
+      udp: options.oneShot ? { receiveBuffer: 0, receivers: 1 } : undefined,
     });
     ua = await UserAgent.create({
       transports,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { UdpTransport } from "../lib/sip/transport_udp.ts";
+import { openTransports } from "../lib/sip/sockets.ts";
 import { TcpTransport, TlsTransport } from "../lib/sip/transport_tcp.ts";
 import type { HostPort, Inbound, Transport } from "../lib/sip/transport.ts";
 import { ManualClock } from "../lib/sip/clock.ts";
@@ -616,5 +617,30 @@ Deno.test("TcpTransport.ping gets a pong over the open connection", async () => 
   } finally {
     await client.close();
     await server.close();
+  }
+});
+
+Deno.test("openTransports for a one-shot sender: the system's receive buffer and one receive still take every datagram in order", async () => {
+  const [udp, ...rest] = await openTransports({
+    bind: "127.0.0.1:0",
+    listen: ["udp"],
+    udp: { receiveBuffer: 0, receivers: 1 },
+  });
+  const peer = new UdpTransport({ host: "127.0.0.1" });
+  try {
+    assert.equal((udp as UdpTransport).receiveBufferSize, undefined);
+    const n = 200;
+    const seen: number[] = [];
+    let done: () => void;
+    const all = new Promise<void>((r) => done = r);
+    udp.onMessage((m) => {
+      seen.push(Number(dec.decode(m.data)));
+      if (seen.length === n) done();
+    });
+    for (let i = 0; i < n; i++) await peer.send(enc.encode(String(i)), udp.local);
+    await all;
+    assert.deepEqual(seen, Array.from({ length: n }, (_, i) => i));
+  } finally {
+    await Promise.all([udp.close(), peer.close(), ...rest.map((t) => t.close())]);
   }
 });

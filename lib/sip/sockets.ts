@@ -42,6 +42,15 @@ export interface OpenTransportsOptions {
   log?: (level: LogLevel, message: string) => void;
   /** Called when the UDP socket is given up after 1,000 receive errors in a row (then closed). */
   onUdpFailure?: (error: Error) => void;
+  /**
+   * The UDP socket's receive buffer and pending receives (see
+   * `UdpTransportOptions`); default a 1 MiB buffer and 8 receives, which a
+   * listener needs under load. A one-shot sender gives `{ receiveBuffer: 0,
+   * receivers: 1 }`: the system's buffer and one receive are plenty for a few
+   * responses, and it starts quicker (no second FFI look-up of the socket, no
+   * 448 KiB of idle receive buffers).
+   */
+  udp?: { receiveBuffer?: number; receivers?: number };
 }
 
 /**
@@ -130,6 +139,8 @@ async function openTransportsOnce(
         port,
         logger: log,
         onFailure: options.onUdpFailure,
+        receiveBuffer: options.udp?.receiveBuffer,
+        receivers: options.udp?.receivers,
       });
       out.push(udp);
       port = udp.local.port;

@@ -39,6 +39,11 @@ export interface UdpTransportOptions {
    * default (often 208 KiB).
    */
   receiveBuffer?: number;
+  /**
+   * Receives kept pending on the socket at once (see {@linkcode RECEIVERS}).
+   * Default 8; a short-lived sender that awaits a few responses needs 1.
+   */
+  receivers?: number;
   /** Receives problems of the receive loop (a handler that threw, a socket error). */
   logger?: (level: "debug" | "info" | "warn" | "error", msg: string) => void;
   /**
@@ -109,6 +114,7 @@ export class UdpTransport implements Transport {
   #logger?: UdpTransportOptions["logger"];
   #onFailure?: UdpTransportOptions["onFailure"];
   #receiveBuffer: number;
+  #receivers: number;
   #receiveBufferSize?: number;
   #failure?: Error;
   #icmp?: IcmpErrorQueue;
@@ -145,7 +151,8 @@ export class UdpTransport implements Transport {
       );
     }
     const loops: Promise<void>[] = [];
-    for (let i = 0; i < RECEIVERS; i++) loops.push(this.#receive());
+    this.#receivers = Math.max(1, options.receivers ?? RECEIVERS);
+    for (let i = 0; i < this.#receivers; i++) loops.push(this.#receive());
     this.#loop = Promise.all(loops);
   }
 
@@ -218,6 +225,7 @@ export class UdpTransport implements Transport {
       host,
       logger: this.#logger,
       receiveBuffer: this.#receiveBuffer,
+      receivers: this.#receivers,
       onFailure: this.#onFailure,
     };
     let next: UdpTransport;
