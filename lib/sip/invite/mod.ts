@@ -8,6 +8,8 @@
 
 export * from "./types.ts";
 export * from "./session.ts";
+export * from "./session_timer.ts";
+export * from "./reliable.ts";
 export * from "./uac.ts";
 export * from "./uas.ts";
 export * from "./move.ts";

@@ -41,6 +41,8 @@ import {
   type SessionEnd,
   type SessionState,
 } from "./types.ts";
+import { hasOptionTag, SessionTimerState } from "./session_timer.ts";
+import { ReliableProvisionals } from "./reliable.ts";
 
 /** Methods an INVITE session answers in its dialog (Allow). */
 export const SESSION_METHODS = [
@@ -55,22 +57,6 @@ export const SESSION_METHODS = [
 ] as const;
 
 const SDP = "application/sdp";
-
-/** A session timer in force (RFC 4028). */
-interface SessionTimer {
-  /** Session interval in seconds. */
-  interval: number;
-  /** Who refreshes: we ("local") or the peer. */
-  refresher: "local" | "remote";
-}
-
-/** A 1xx sent reliably, waiting for its PRACK (RFC 3262 section 3). */
-interface ReliablePending {
-  rseq: number;
-  hasSdp: boolean;
-  done: () => void;
-  failed: (e: Error) => void;
-}
 
 /** What the session owes the peer for an answer it sent in a 2xx to our INVITE (13.2.2.4). */
 interface SentAck {
@@ -132,8 +118,15 @@ export class InviteSession extends EventTarget {
   #peerReinvite?: { seq: number; offeredInAnswer: boolean };
   #byeSent = false;
   #timers: number[] = [];
-  #sessionTimer?: SessionTimer;
-  #sessionTimerId?: number;
+  readonly #sessionTimers = new SessionTimerState({
+    after: (ms, fn) => this.#after(ms, fn),
+    cancel: (id) => this.#cancelTimer(id),
+    ended: () => this.#end !== undefined,
+    refresh: () =>
+      void this.#refresh().catch((e) => this.ua.log("warn", `session refresh failed: ${e}`)),
+    expired: () => void this.bye("timeout").catch(() => {}),
+    log: (level, message) => this.ua.log(level, message),
+  });
   /** ACKs we sent for 2xx to our INVITEs, by To tag and CSeq: re-sent for every retransmission. */
   readonly #acks = new Map<string, SentAck>();
 
@@ -157,9 +150,13 @@ export class InviteSession extends EventTarget {
   // --- UAS state ---
   #request?: SipRequest;
   #transaction?: AnyServerTransaction;
-  #rseq = 0;
-  #reliable?: ReliablePending;
-  #reliableQueue: (() => void)[] = [];
+  readonly #reliable = new ReliableProvisionals({
+    after: (ms, fn) => void this.#after(ms, fn),
+    t1: () => this.ua.transactions.timers.t1,
+    open: () => !this.#end && !this.#finalSent,
+    resend: (res) => void this.ua.transport.sendResponse(res, this.#uasInfo).catch(() => {}),
+    gaveUp: () => void this._reject(504, "No PRACK").catch(() => {}),
+  });
   #earlyAnswer?: string;
   #earlyAnswerReliable = false;
   #offerInReliable?: string;
@@ -195,7 +192,7 @@ export class InviteSession extends EventTarget {
 
   /** The session interval in force (RFC 4028), seconds, or undefined. */
   get sessionExpires(): number | undefined {
-    return this.#sessionTimer?.interval;
+    return this.#sessionTimers.current?.interval;
   }
 
   // ------------------------------------------------------------------
@@ -232,13 +229,10 @@ export class InviteSession extends EventTarget {
     this.#state = "terminated";
     for (const id of this.#timers) this.ua.clock.clearTimeout(id as never);
     this.#timers = [];
-    this.#sessionTimerId = undefined;
+    this.#sessionTimers.forget();
     if (!keepDialogHandlers) this.#unregisterAll();
     // Whoever waits for a PRACK or for their turn to send a reliable 1xx learns it is over.
-    const pending = this.#reliable;
-    this.#reliable = undefined;
-    pending?.failed(new Error(`The call ended (${end.reason})`));
-    for (const next of this.#reliableQueue.splice(0)) next();
+    this.#reliable.abort(new Error(`The call ended (${end.reason})`));
     this.dialog?.terminate();
     for (const d of this.#earlyDialogs.values()) d.terminate();
     if (this.#invite) {
@@ -527,7 +521,7 @@ export class InviteSession extends EventTarget {
     let result: SendResult;
     const headers: [string, string][] = [
       ...this.#capabilities(),
-      ...this.#timerHeaders(),
+      ...this.#sessionTimers.headers(),
       ...extra,
     ];
     try {
@@ -570,7 +564,7 @@ export class InviteSession extends EventTarget {
         }
       }
       await this.#ack(dialog, request, response);
-      this.#applySessionTimer(response, "uac");
+      this.#sessionTimers.fromResponse(response);
       if (failed !== undefined) {
         // RFC 3264 / 3261 13.2.2.4: an unacceptable answer: ACK, then end the session.
         this.ua.log("warn", `answer to our re-INVITE unusable: ${(failed as Error).message}`);
@@ -582,7 +576,7 @@ export class InviteSession extends EventTarget {
     }
     this.#offerOut = false;
     media?.rollback();
-    if (this.#raiseMinSe(response)) return "raised";
+    if (this.#sessionTimers.raiseMinSe(response)) return "raised";
     if (response.status === 481 || response.status === 408) {
       // 12.2.1.2 and 14.1: "If the response ... is a 481 ... or a 408 ..., the UAC SHOULD terminate the dialog".
       this._finish({ reason: "failed", status: response.status, phrase: response.reason });
@@ -702,7 +696,11 @@ export class InviteSession extends EventTarget {
       ({ response } = await this.#send("UPDATE", {
         dialog,
         body: offer,
-        headers: [...this.#capabilities(), ...(early ? [] : this.#timerHeaders()), ...extra],
+        headers: [
+          ...this.#capabilities(),
+          ...(early ? [] : this.#sessionTimers.headers()),
+          ...extra,
+        ],
       }));
     } catch (e) {
       this.#updateOut = false;
@@ -725,11 +723,11 @@ export class InviteSession extends EventTarget {
         await this.hangup();
         return 488;
       }
-      if (!early) this.#applySessionTimer(response, "uac");
+      if (!early) this.#sessionTimers.fromResponse(response);
       return "ok";
     }
     media.rollback();
-    if (!early && this.#raiseMinSe(response)) return "raised";
+    if (!early && this.#sessionTimers.raiseMinSe(response)) return "raised";
     if (!early && (response.status === 481 || response.status === 408)) {
       // 12.2.1.2: a 481 or 408 to a request in the dialog ends it.
       this._finish({ reason: "failed", status: response.status, phrase: response.reason });
@@ -892,7 +890,7 @@ export class InviteSession extends EventTarget {
       this.localSdp = body;
     }
     this.#peerReinvite = { seq: req.cseq.seq, offeredInAnswer: offer === undefined && !!body };
-    const timer = this.#sessionTimerFromRequest(req);
+    const timer = this.#sessionTimers.fromRequest(req);
     this.#respond(incoming, 200, {
       body,
       contact: dialog.localContact,
@@ -942,7 +940,7 @@ export class InviteSession extends EventTarget {
       this.remoteSdp = offer;
       this.localSdp = answer;
     }
-    const timer = this.#sessionTimerFromRequest(req);
+    const timer = this.#sessionTimers.fromRequest(req);
     this.#respond(incoming, 200, {
       body: answer,
       contact: dialog.localContact,
@@ -974,149 +972,39 @@ export class InviteSession extends EventTarget {
   // Session timers (RFC 4028)
   // ------------------------------------------------------------------
 
-  /** Session-Expires and Min-SE for requests we send while a timer runs. */
-  #timerHeaders(): [string, string][] {
-    const t = this.#sessionTimer;
-    if (!t) return [];
-    // RFC 4028 7.4 / 9: the parameter names a side of this request's
-    // transaction, whose UAC we are: "uac" when we keep refreshing.
-    const refresher = t.refresher === "local" ? "uac" : "uas";
-    const headers: [string, string][] = [[
-      "Session-Expires",
-      `${t.interval};refresher=${refresher}`,
-    ]];
-    if (this.#minSe !== undefined) headers.push(["Min-SE", String(this.#minSe)]);
-    return headers;
-  }
-
-  /** The largest Min-SE a 422 told us for this session (RFC 4028 7.4: refreshes repeat it). */
-  #minSe?: number;
-
-  /**
-   * A 422 to a refresh or re-INVITE of ours (RFC 4028 7.4 and 7.1): "the UAC
-   * ... MAY retry the request ... the Session-Expires ... MUST be ... at
-   * least as large as the Min-SE" of the 422, and the retry's Min-SE is the
-   * largest seen. Raises the interval in force and returns true when a retry
-   * makes sense (a Min-SE above the interval we asked for).
-   */
-  #raiseMinSe(res: SipResponse): boolean {
-    if (res.status !== 422) return false;
-    const minSe = Number(res.headers.get("Min-SE")?.split(";")[0].trim());
-    const t = this.#sessionTimer;
-    if (!t || !Number.isInteger(minSe) || minSe <= t.interval) return false;
-    this.#minSe = Math.max(this.#minSe ?? 0, minSe);
-    t.interval = minSe;
-    this.ua.log("info", `422: session interval raised to the peer's Min-SE ${minSe} s`);
-    return true;
-  }
-
   /** 422 when a request asks for a session interval below our minimum (RFC 4028 8.1). */
   #checkSessionExpires(incoming: IncomingRequest): boolean {
-    const se = parseSessionExpires(incoming.request.headers.get("Session-Expires"));
-    if (se && se.interval < MIN_SE) {
-      this.#respond(incoming, 422, { headers: [["Min-SE", String(MIN_SE)]] });
-      return true;
-    }
-    return false;
-  }
-
-  /**
-   * The Session-Expires of our 2xx to a request that asks for session
-   * timers (RFC 4028 9): the interval asked for, the refresher asked for or,
-   * when the UAC said none, the UAC if it supports timers (else us); and the
-   * timer starts.
-   */
-  #sessionTimerFromRequest(req: SipRequest): [string, string][] {
-    const se = parseSessionExpires(req.headers.get("Session-Expires"));
-    if (!se) {
-      // A refresh without Session-Expires: the peer no longer wants timers.
-      if (this.#sessionTimer && req.method !== "PRACK") this.#stopSessionTimer();
-      return [];
-    }
-    const uacSupports = hasTag(req, "Supported", "timer") || hasTag(req, "Require", "timer");
-    // The request's UAC is the peer here.
-    const refresher = se.refresher ?? (uacSupports ? "uac" : "uas");
-    this.#startSessionTimer({
-      interval: se.interval,
-      refresher: refresher === "uac" ? "remote" : "local",
-    });
-    const headers: [string, string][] = [[
-      "Session-Expires",
-      `${se.interval};refresher=${refresher}`,
-    ]];
-    if (uacSupports) headers.push(["Require", "timer"]);
-    return headers;
-  }
-
-  /** Applies the Session-Expires of a 2xx to a request we sent (RFC 4028 7.2). */
-  #applySessionTimer(res: SipResponse, _as: "uac"): void {
-    const se = parseSessionExpires(res.headers.get("Session-Expires"));
-    if (!se) {
-      if (this.#sessionTimer) this.#stopSessionTimer();
-      return;
-    }
-    // We sent the request: "uac" is us.
-    this.#startSessionTimer({
-      interval: se.interval,
-      refresher: (se.refresher ?? "uac") === "uac" ? "local" : "remote",
-    });
-  }
-
-  #stopSessionTimer(): void {
-    this.#cancelTimer(this.#sessionTimerId);
-    this.#sessionTimerId = undefined;
-    this.#sessionTimer = undefined;
-  }
-
-  #startSessionTimer(timer: SessionTimer): void {
-    this.#cancelTimer(this.#sessionTimerId);
-    this.#sessionTimer = timer;
-    if (this.#end) return;
-    const ms = timer.interval * 1000;
-    if (timer.refresher === "local") {
-      // RFC 4028 10: the refresher sends a refresh at half the interval.
-      this.#sessionTimerId = this.#after(ms / 2, () => {
-        this.#sessionTimerId = undefined;
-        this.#refresh().catch((e) => this.ua.log("warn", `session refresh failed: ${e}`));
-      });
-    } else {
-      // "If the side not performing refreshes does not receive a session
-      // refresh request before the session expiration, it SHOULD send a BYE
-      // ... at ... the session interval minus the minimum of 32 seconds and
-      // one third of the session interval."
-      this.#sessionTimerId = this.#after(ms - Math.min(32_000, ms / 3), () => {
-        this.#sessionTimerId = undefined;
-        this.ua.log("info", "session expired without refresh (RFC 4028); sending BYE");
-        this.bye("timeout").catch(() => {});
-      });
-    }
+    const minSe = this.#sessionTimers.tooSmall(incoming.request);
+    if (minSe === undefined) return false;
+    this.#respond(incoming, 422, { headers: [["Min-SE", String(minSe)]] });
+    return true;
   }
 
   /** A session refresh (RFC 4028 7.4): UPDATE without a body when the peer allows it, else re-INVITE. */
   async #refresh(): Promise<void> {
     if (this.#end || this.#state !== "confirmed") return;
-    const t = this.#sessionTimer;
+    const t = this.#sessionTimers.current;
     if (!t) return;
     if (
       this.#reinviting || this.#peerReinvite || this.#offerIn || this.#offerOut || this.#updating ||
       this.#updateOut
     ) {
       // Busy with an offer: try again a little later.
-      this.#sessionTimerId = this.#after(2_000, () => this.#refresh().catch(() => {}));
+      this.#sessionTimers.retryRefresh(2_000);
       return;
     }
     if (this.#peerAllows.has("UPDATE")) {
       let response: SipResponse;
       for (let raised = 0;; raised++) {
         response = (await this.#send("UPDATE", {
-          headers: [...this.#capabilities(), ...this.#timerHeaders()],
+          headers: [...this.#capabilities(), ...this.#sessionTimers.headers()],
         })).response;
         // 422: again at once with the peer's larger Min-SE (at most twice).
-        if (raised >= 2 || this.#end || !this.#raiseMinSe(response)) break;
+        if (raised >= 2 || this.#end || !this.#sessionTimers.raiseMinSe(response)) break;
       }
       if (this.#end) return;
       if (response.status >= 200 && response.status < 300) {
-        this.#applySessionTimer(response, "uac");
+        this.#sessionTimers.fromResponse(response);
         this.#emit("refreshed", { method: "UPDATE" });
         return;
       }
@@ -1127,16 +1015,16 @@ export class InviteSession extends EventTarget {
       if (response.status === 491) {
         // Glare with the peer's own UPDATE or re-INVITE: again after the 14.1 back-off.
         await this.#glareBackoff();
-        if (!this.#end && this.#sessionTimer && this.#sessionTimerId === undefined) {
+        if (!this.#end && this.#sessionTimers.current && !this.#sessionTimers.scheduled) {
           await this.#refresh();
         }
         return;
       }
-      if (!this.#sessionTimer) return;
+      if (!this.#sessionTimers.current) return;
     }
     const ok = await this.reinvite();
     if (ok) this.#emit("refreshed", { method: "INVITE" });
-    else if (!this.#end && !this.#sessionTimerId && this.#sessionTimer) {
+    else if (!this.#end && !this.#sessionTimers.scheduled && this.#sessionTimers.current) {
       // Not accepted: the session would expire; RFC 4028 10 has the refresher end it.
       await this.bye("timeout");
     }
@@ -1206,7 +1094,7 @@ export class InviteSession extends EventTarget {
       ) {
         // RFC 4028 7.4: "the UAC MUST ... retry the request with a
         // Session-Expires value ... at least as large as the value in the Min-SE".
-        this.#minSe = Math.max(this.#minSe ?? 0, minSe);
+        this.#sessionTimers.rememberMinSe(minSe);
         const retry = cloneMessage(request);
         retry.headers.set("CSeq", `${request.cseq.seq + 1} INVITE`);
         retry.headers.set("Session-Expires", String(minSe));
@@ -1267,7 +1155,7 @@ export class InviteSession extends EventTarget {
       this.#notePeerAllow(res);
     }
     const body = res.body.length > 0 ? res.text : undefined;
-    const reliable = hasTag(res, "Require", "100rel") && res.headers.has("RSeq");
+    const reliable = hasOptionTag(res, "Require", "100rel") && res.headers.has("RSeq");
     if (reliable && dialog && tag) {
       const rseq = Number(res.headers.get("RSeq"));
       const last = this.#rseqSeen.get(tag);
@@ -1441,7 +1329,7 @@ export class InviteSession extends EventTarget {
       this.bye("failed").catch(() => {}); // not awaited: later 2xx copies still get their ACK
       return;
     }
-    this.#applySessionTimer(res, "uac");
+    this.#sessionTimers.fromResponse(res);
     this.#confirmed(res.status);
   }
 
@@ -1521,8 +1409,8 @@ export class InviteSession extends EventTarget {
     if (status <= 100 || status >= 200) throw new RangeError(`Not a provisional status: ${status}`);
     this.#checkUasOpen("send a provisional response");
     const req = this.#request!;
-    const peerRequires = hasTag(req, "Require", "100rel");
-    const peerSupports = peerRequires || hasTag(req, "Supported", "100rel");
+    const peerRequires = hasOptionTag(req, "Require", "100rel");
+    const peerSupports = peerRequires || hasOptionTag(req, "Supported", "100rel");
     const reliable = peerRequires || (options.reliable === true && peerSupports);
     if (options.media) this.#media = options.media;
     let body: string | undefined;
@@ -1551,17 +1439,14 @@ export class InviteSession extends EventTarget {
     this.#checkUasOpen("send a provisional response");
     if (reliable) {
       // "The UAS MUST NOT send a second reliable provisional response until the first is acknowledged."
-      await this.#reliableTurn();
+      await this.#reliable.turn();
       this.#checkUasOpen("send a provisional response");
     }
     const contact = await this.#uasContact();
     const headers: [string, string][] = [];
     let rseq = 0;
     if (reliable) {
-      this.#rseq = this.#rseq === 0
-        ? 1 + (crypto.getRandomValues(new Uint32Array(1))[0] % 0x7fff)
-        : this.#rseq + 1;
-      rseq = this.#rseq;
+      rseq = this.#reliable.nextRseq();
       headers.push(["Require", "100rel"], ["RSeq", String(rseq)]);
     }
     headers.push(...this.#capabilities());
@@ -1569,16 +1454,7 @@ export class InviteSession extends EventTarget {
     this.#earlyDialog(res, contact);
     this.#state = "early";
     if (!reliable) return;
-    await new Promise<void>((resolve, reject) => {
-      const pending: ReliablePending = {
-        rseq,
-        hasSdp: body !== undefined,
-        done: resolve,
-        failed: reject,
-      };
-      this.#reliable = pending;
-      this.#retransmitReliable(res, pending, this.ua.transactions.timers.t1, 0);
-    });
+    await this.#reliable.awaitPrack(res, rseq, body !== undefined);
   }
 
   #earlyDialog(res: SipResponse, contact: NameAddr): void {
@@ -1589,47 +1465,10 @@ export class InviteSession extends EventTarget {
     this.#register(dialog);
   }
 
-  #reliableTurn(): Promise<void> {
-    if (!this.#reliable) return Promise.resolve();
-    return new Promise((resolve) => this.#reliableQueue.push(resolve));
-  }
-
-  #reliableSettled(): void {
-    this.#reliable = undefined;
-    this.#reliableQueue.shift()?.();
-  }
-
-  /**
-   * RFC 3262 3: "the UAS MUST retransmit [the reliable provisional response]
-   * ... with an exponential backoff ... starting at T1 and doubling ...
-   * If a reliable provisional response is retransmitted for 64*T1 seconds
-   * without reception of a corresponding PRACK, the UAS SHOULD reject the
-   * original request with a 5xx response."
-   */
-  #retransmitReliable(res: SipResponse, pending: ReliablePending, interval: number, spent: number) {
-    const t1 = this.ua.transactions.timers.t1;
-    this.#after(interval, () => {
-      if (this.#reliable !== pending || this.#end || this.#finalSent) return;
-      spent += interval;
-      if (spent >= 64 * t1) {
-        this.#reliableSettled();
-        pending.failed(new Error("No PRACK for a reliable provisional response"));
-        this._reject(504, "No PRACK").catch(() => {});
-        return;
-      }
-      this.ua.transport.sendResponse(res, this.#uasInfo).catch(() => {});
-      this.#retransmitReliable(res, pending, interval * 2, spent);
-    });
-  }
-
   async #onPrack(incoming: IncomingRequest): Promise<void> {
     const req = incoming.request;
-    const rack = /^\s*(\d+)\s+(\d+)\s+(\S+)/.exec(req.headers.get("RAck") ?? "");
-    const pending = this.#reliable;
-    if (
-      !rack || !pending || Number(rack[1]) !== pending.rseq ||
-      Number(rack[2]) !== this.#request?.cseq.seq || rack[3] !== "INVITE"
-    ) {
+    const pending = this.#reliable.match(req.headers.get("RAck"), this.#request?.cseq.seq);
+    if (!pending) {
       // RFC 3262 3: a PRACK that matches no unacknowledged reliable 1xx gets 481.
       this.#respond(incoming, 481);
       return;
@@ -1642,7 +1481,7 @@ export class InviteSession extends EventTarget {
         this.#offerOut = false;
       } catch (e) {
         this.#respond(incoming, 488);
-        this.#reliableSettled();
+        this.#reliable.settled();
         pending.failed(e as Error);
         await this._reject(488);
         return;
@@ -1652,7 +1491,7 @@ export class InviteSession extends EventTarget {
     // RFC 3311 5.1: the PRACK of the reliable 1xx with our answer (or with our offer, answered
     // in this PRACK) completes the initial offer/answer: an UPDATE may go in the early dialog.
     if (pending.hasSdp && !this.#offerIn && !this.#offerOut) this.#earlyExchangeDone = true;
-    this.#reliableSettled();
+    this.#reliable.settled();
     pending.done();
   }
 
@@ -1683,12 +1522,12 @@ export class InviteSession extends EventTarget {
       this.localSdp = body;
     }
     // RFC 3262 3: no 2xx while a reliable 1xx with SDP waits for its PRACK.
-    while (this.#reliable?.hasSdp) await this.#reliableTurn();
+    while (this.#reliable.pending?.hasSdp) await this.#reliable.turn();
     this.#checkUasOpen("accept");
     const contact = await this.#uasContact();
     this.#checkUasOpen("accept");
     const req = this.#request!;
-    const timer = this.#sessionTimerFromRequest(req);
+    const timer = this.#sessionTimers.fromRequest(req);
     this.#finalSent = true;
     const res = this.#respond(this.#incoming!, 200, {
       body,
@@ -1740,9 +1579,6 @@ export class InviteSession extends EventTarget {
   }
 }
 
-/** The smallest session interval we accept (RFC 4028 Min-SE default 90 s). */
-const MIN_SE = 90;
-
 function ackKey(res: SipResponse): string {
   return `${res.to.params.tag ?? ""}|${res.cseq.seq}`;
 }
@@ -1753,35 +1589,6 @@ function safeContact(res: SipResponse): NameAddr | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** True when an option-tag header (Require, Supported) lists `tag`. */
-function hasTag(msg: SipRequest | SipResponse, header: string, tag: string): boolean {
-  return msg.headers.values(header).some((t) => t.trim().toLowerCase() === tag);
-}
-
-/**
- * Parses a Session-Expires value (RFC 4028 4): `1800;refresher=uac`.
- *
- * @example
- * ```ts
- * import { parseSessionExpires } from "./session.ts";
- * parseSessionExpires("1800;refresher=uas"); // { interval: 1800, refresher: "uas" }
- * ```
- */
-export function parseSessionExpires(
-  value: string | null | undefined,
-): { interval: number; refresher?: "uac" | "uas" } | undefined {
-  if (!value) return undefined;
-  const [first, ...params] = value.split(";");
-  const interval = Number(first.trim());
-  if (!Number.isInteger(interval) || interval <= 0) return undefined;
-  let refresher: "uac" | "uas" | undefined;
-  for (const p of params) {
-    const [k, v] = p.split("=").map((s) => s.trim().toLowerCase());
-    if (k === "refresher" && (v === "uac" || v === "uas")) refresher = v;
-  }
-  return { interval, refresher };
 }
 
 /**
