@@ -132,7 +132,7 @@ Deno.test({
       );
       assert.ok(
         trace.some((m) =>
-          m.method === "INVITE" && /^INVITE sip:alice@10\.77\.3\.2:/.test(m.startLine)
+          m.method === "INVITE" && /^INVITE sip:alice@10\.77\.3\.2(?![\d.])/.test(m.startLine)
         ),
         "baresip followed it to the new binding",
       );
@@ -159,7 +159,7 @@ Deno.test({
       await carol.waitEvent(of("answered"));
       assert.equal(await carol.waitExit(), 0);
       assert.match(carol.logs(), /SIP\/2\.0 302 Moved Temporarily/, "carol got 302");
-      assert.match(carol.logs(), /INVITE sip:alice@10\.77\.3\.9:\d+/, "and followed it");
+      assert.match(carol.logs(), /INVITE sip:alice@10\.77\.3\.9(?![\d.])/, "and followed it");
       assert.equal((await again.waitEvent(of("ended"))).reason, "remote_bye");
     }),
 });
