@@ -135,10 +135,13 @@ export class ReliableProvisionals {
   }
 
   #retransmit(res: SipResponse, pending: ReliablePending, interval: number, spent: number): void {
-    this.#host.after(interval, () => {
+    // The last wait ends at 64*T1 exactly, not at the next doubling past it.
+    const limit = 64 * this.#host.t1();
+    const wait = Math.min(interval, limit - spent);
+    this.#host.after(wait, () => {
       if (this.#pending !== pending || !this.#host.open()) return;
-      spent += interval;
-      if (spent >= 64 * this.#host.t1()) {
+      spent += wait;
+      if (spent >= limit) {
         this.settled();
         pending.failed(new Error("No PRACK for a reliable provisional response"));
         this.#host.gaveUp();
