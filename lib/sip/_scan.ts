@@ -526,11 +526,14 @@ export function formatHeaderParams(params: Params, what: string): string {
   return out;
 }
 
-/** Parses decimal digits only (no sign, no spaces); -1 when not digits or above max. */
-export function parseDigits(s: string, max: number): number {
-  if (s.length === 0 || s.length > 16) return -1;
+/**
+ * Parses decimal digits only (no sign, no spaces) in `s[start..end)`; -1 when
+ * not digits or above max.
+ */
+export function parseDigits(s: string, max: number, start = 0, end: number = s.length): number {
+  if (end === start || end - start > 16) return -1;
   let v = 0;
-  for (let i = 0; i < s.length; i++) {
+  for (let i = start; i < end; i++) {
     const c = s.charCodeAt(i) - 48;
     if (c < 0 || c > 9) return -1;
     v = v * 10 + c;

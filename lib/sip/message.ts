@@ -623,7 +623,7 @@ function parseStatusLine(s: string, end: number, headers: SipHeaders): SipRespon
   if (version === "") throw startError(`invalid SIP-Version "${s.slice(0, sp)}"`);
   let codeEnd = s.indexOf(" ", sp + 1);
   if (codeEnd === -1 || codeEnd > end) codeEnd = end;
-  const status = codeEnd - sp === 4 ? parseDigits(s.slice(sp + 1, codeEnd), 699) : -1;
+  const status = codeEnd - sp === 4 ? parseDigits(s, 699, sp + 1, codeEnd) : -1;
   if (status < 100) throw startError(`invalid status code "${s.slice(sp + 1, codeEnd)}"`);
   for (let i = codeEnd + 1; i < end; i++) {
     const c = s.charCodeAt(i);
@@ -1059,6 +1059,14 @@ function trackedValue(code: number, head: string): string {
   return start === -1 ? found.value[code] : head.slice(start, found.end[code]);
 }
 
+/** The (unfolded) first value of a tracked header read as digits up to `max`, else -1. */
+function trackedNumber(code: number, head: string, max: number): number {
+  const start = found.start[code];
+  return start === -1
+    ? parseDigits(found.value[code], max)
+    : parseDigits(head, max, start, found.end[code]);
+}
+
 /**
  * The Content-Length (sections 18.3 and 20.14), -1 when absent. Throws on a
  * value that is not a number, or several different values.
@@ -1067,11 +1075,11 @@ function readContentLength(msg: SipMessage, head: string): number {
   const at = found.first[H_CONTENT_LENGTH];
   if (at === -1) return -1;
   const headers = msg.headers;
-  const v = trackedValue(H_CONTENT_LENGTH, head);
-  const cl = parseDigits(v, 2 ** 32 - 1);
+  const cl = trackedNumber(H_CONTENT_LENGTH, head, 2 ** 32 - 1);
   if (cl < 0) {
     // RFC 4475 3.1.2.3: a negative (or otherwise bad) Content-Length is a
     // framing error; over UDP the rest of the datagram is discarded.
+    const v = trackedValue(H_CONTENT_LENGTH, head);
     throw new SipMessageError(
       `Cannot parse Content-Length header: "${v}" is not a number from 0 to 2^32-1`,
       { header: "Content-Length", line: lineAt(headers, at), partial: msg },
@@ -1205,9 +1213,10 @@ function locate(code: number, head: string): string {
 /** Max-Forwards (0 to 255), null when absent. */
 function readMaxForwards(head: string): number | null {
   if (found.first[H_MAX_FORWARDS] === -1) return null;
-  const v = trackedValue(H_MAX_FORWARDS, head);
-  const maxForwards = parseDigits(v, 255);
-  if (maxForwards < 0) throw fail(`"${v}" is not a number from 0 to 255`);
+  const maxForwards = trackedNumber(H_MAX_FORWARDS, head, 255);
+  if (maxForwards < 0) {
+    throw fail(`"${trackedValue(H_MAX_FORWARDS, head)}" is not a number from 0 to 255`);
+  }
   return maxForwards;
 }
 
