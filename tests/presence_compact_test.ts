@@ -21,6 +21,7 @@ import {
   encodeBody,
 } from "../lib/sip/events/encoding.ts";
 import { Notifier } from "../lib/sip/events/notifier.ts";
+import { UserAgent } from "../lib/sip/ua.ts";
 import { PresenceAgent } from "../lib/presence/agent.ts";
 import { PresenceWatcher, type PresenceWatcherEvent } from "../lib/presence/watcher.ts";
 import { presenceToStatus, statusToPidf } from "../lib/presence/status.ts";
@@ -88,11 +89,20 @@ Deno.test("deflate: our coder and the platform's zlib read each other; bad data 
   assert.throws(() => decodeBody(bomb, "deflate"), /expands too much/);
 });
 
+/** Two UAs as the CLI makes them (compact headers), bob with a presence agent. */
 async function pair() {
   const clock = new ManualClock();
   const net = new LoopNetwork();
-  const alice = await loopUa(net, "alice", "192.0.2.1", { clock });
-  const bob = await loopUa(net, "bob", "192.0.2.2", { clock });
+  const ua = (user: string, host: string) =>
+    UserAgent.create({
+      aor: `${user}@${host}`,
+      transports: [net.transport({ host })],
+      clock,
+      timers: { t1: 500 },
+      compactHeaders: true,
+    });
+  const alice = await ua("alice", "192.0.2.1");
+  const bob = await ua("bob", "192.0.2.2");
   const agent = new PresenceAgent(bob, { unknown: "accept", status: "busy", minInterval: 0 });
   return { clock, net, alice, bob, agent, close: () => Promise.all([alice.close(), bob.close()]) };
 }
@@ -115,17 +125,31 @@ Deno.test("sipkit watcher and agent: PIDF goes deflated, and the watcher reads i
   for (const n of notifies) {
     assert.equal(n.headers.get("Content-Encoding"), "deflate");
     assert.equal(n.headers.get("Content-Type"), "application/pidf+xml");
-    const plain = decodeBody(n.body, "deflate");
+    const plain = new TextDecoder().decode(decodeBody(n.body, "deflate"));
     assert.ok(n.body.length < plain.length, `${n.body.length} < ${plain.length}`);
+    // The lean form for a watcher that takes deflate: namespaces declared
+    // where used, no final newline.
+    assert.match(plain, /<activities xmlns="urn:ietf:params:xml:ns:pidf:rpid">/);
+    assert.doesNotMatch(plain, /rpid:|\n$/);
   }
-  // A refresh keeps Accept-Encoding (RFC 3261 20.2: without it, identity) and
-  // leaves Accept out (RFC 3856 6.5: application/pidf+xml is the default).
+  // Over UDP with compact headers, no Content-Length (RFC 3261 18.3).
+  const wire = new TextDecoder().decode(
+    net.packets.find((p) => new TextDecoder().decode(p.data).startsWith("NOTIFY "))!.data,
+  );
+  assert.doesNotMatch(wire, /\r\n(l|Content-Length):/i);
+  // A refresh leaves Accept out (RFC 3856 6.5: application/pidf+xml is the
+  // default) and Accept-Encoding too (the notifier keeps what the initial
+  // SUBSCRIBE said); the NOTIFYs after it are still deflated.
   await advance(clock, net, 3600_000, 10_000);
   const refresh = requestsOf(net, "SUBSCRIBE")[1];
   assert.ok(refresh, "refreshed");
-  assert.equal(refresh.headers.get("Accept-Encoding"), "deflate");
+  assert.equal(refresh.headers.get("Accept-Encoding"), undefined);
   assert.equal(refresh.headers.get("Accept"), undefined);
   assert.equal(responsesTo(net, "SUBSCRIBE").at(-1)?.status, 204);
+  agent.setStatus("lunch");
+  await until(net, () => statuses().length === 3);
+  assert.equal(statuses()[2], "lunch");
+  assert.equal(requestsOf(net, "NOTIFY").at(-1)?.headers.get("Content-Encoding"), "deflate");
   await watcher.close({ unsubscribe: false });
   await agent.close({ notify: false });
   await close();
@@ -146,6 +170,8 @@ Deno.test("a subscriber that does not ask for deflate (baresip, Kamailio) gets p
   for (const n of requestsOf(net, "NOTIFY")) {
     assert.equal(n.headers.get("Content-Encoding"), undefined);
     assert.equal(presenceToStatus(n.body).entity, BOB);
+    // The full PIDF with the prefixes simple peers look for.
+    assert.match(new TextDecoder().decode(n.body), /<rpid:activities>/);
   }
   assert.equal(presenceToStatus(notes[1].body).status, "lunch");
   sub.close();

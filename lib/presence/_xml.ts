@@ -201,9 +201,12 @@ export class XmlBuilder {
     return el;
   }
 
-  /** Serializes, with an XML declaration unless `declaration` is false. */
-  toString(declaration = true): string {
-    const xml = new XMLSerializer().serializeToString(this.doc) + "\n";
+  /**
+   * Serializes, with an XML declaration unless `declaration` is false, and a
+   * final newline unless `newline` is false.
+   */
+  toString(declaration = true, newline = true): string {
+    const xml = new XMLSerializer().serializeToString(this.doc) + (newline ? "\n" : "");
     return declaration ? `<?xml version="1.0" encoding="UTF-8"?>\n${xml}` : xml;
   }
 }

@@ -266,9 +266,13 @@ export class PresenceAgent {
     this.notifier.notifyAll("presence", (s) => s.state === "active");
   }
 
-  /** The PIDF document active watchers get now. */
-  document(): string {
+  /**
+   * The PIDF document active watchers get now (`inlineNamespaces`: see
+   * `FormatPidfOptions` in pidf.ts).
+   */
+  document(options: { inlineNamespaces?: boolean } = {}): string {
     return statusToPidf(this.#closing ? "offline" : this.#status, {
+      inlineNamespaces: options.inlineNamespaces,
       entity: this.entity,
       note: this.#closing ? undefined : this.#note,
       noteLang: this.#closing ? undefined : this.#noteLang,
@@ -342,7 +346,9 @@ export class PresenceAgent {
 
   #content(sub: ServerSubscription): NotifyContent {
     if (sub.authorized) {
-      return { body: this.document(), contentType: PIDF_CONTENT_TYPE };
+      // A watcher that takes deflate is no prefix-matching simple peer.
+      const inline = sub.contentCoding !== undefined;
+      return { body: this.document({ inlineNamespaces: inline }), contentType: PIDF_CONTENT_TYPE };
     }
     // A pending watcher sees a neutral document: basic closed, nothing else.
     return {

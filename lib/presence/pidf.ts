@@ -338,6 +338,14 @@ export interface FormatPidfOptions {
    * saves 39 bytes per NOTIFY or PUBLISH (the declaration is optional in XML 1.0).
    */
   xmlDeclaration?: boolean;
+  /**
+   * Declare the data-model and RPID namespaces as default namespaces on the
+   * elements that use them (`<person xmlns="...data-model">`) instead of
+   * `dm:` and `rpid:` prefixes on the root: the same document in XML
+   * Namespaces terms, some 10 bytes shorter once deflated. Default false:
+   * simple peers (baresip) look for the literal `<rpid:away/>`.
+   */
+  inlineNamespaces?: boolean;
 }
 
 /**
@@ -366,8 +374,8 @@ export function formatPidf(doc: PresenceDocument, options: FormatPidfOptions = {
   const usesDm = doc.persons.length > 0 || doc.devices.length > 0 ||
     doc.tuples.some((t) => t.deviceId !== undefined);
   const prefixes: Record<string, string> = {};
-  if (usesDm) prefixes.dm = DATA_MODEL_NS;
-  if (usesRpid) prefixes.rpid = RPID_NS;
+  if (usesDm && !options.inlineNamespaces) prefixes.dm = DATA_MODEL_NS;
+  if (usesRpid && !options.inlineNamespaces) prefixes.rpid = RPID_NS;
   if (doc.tuples.some((t) => t.imStatus !== undefined)) prefixes.im = PIDF_IM_NS;
   const b = new XmlBuilder(PIDF_NS, "presence", prefixes, WHAT);
   b.root.setAttribute("entity", doc.entity);
@@ -419,7 +427,8 @@ export function formatPidf(doc: PresenceDocument, options: FormatPidfOptions = {
     }
     if (d.timestamp) b.textEl(device, DATA_MODEL_NS, "timestamp", d.timestamp);
   }
-  return b.toString(options.xmlDeclaration ?? true);
+  // The lean form (for watchers that take deflate) drops the final newline too.
+  return b.toString(options.xmlDeclaration ?? true, !options.inlineNamespaces);
 }
 
 function buildActivities(b: XmlBuilder, parent: Element, list: Activity[], notes: Note[]) {

@@ -1278,6 +1278,12 @@ export interface FormatOptions {
    * Default false.
    */
   compact?: boolean;
+  /**
+   * Write Content-Length. Default true. Over UDP it may be left out: section
+   * 18.3 has the body run to the end of the datagram then (20.14: "SHOULD",
+   * and "MUST" only on streams).
+   */
+  contentLength?: boolean;
 }
 
 /** Canonical name -> compact form, for the RFC 3261/3265 forms every peer knows. */
@@ -1316,7 +1322,7 @@ export function formatMessage(msg: SipMessage, options: FormatOptions = {}): Uin
     refuseCrLf(msg.reason, "reason phrase");
     out = "SIP/2.0 " + msg.status + " " + msg.reason + "\r\n";
   }
-  let clDone = false;
+  let clDone = options.contentLength === false;
   const fields = msg.headers.fields;
   for (let i = 0; i < fields.length; i++) {
     const f = fields[i];

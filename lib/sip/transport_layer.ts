@@ -426,7 +426,7 @@ export class TransportLayer {
       // CANCEL [...] MUST have a single Via header field value matching the
       // top Via value in the request being cancelled", which 17.2.3 matches
       // on: after the host moved, they still carry the Via first sent.
-      const same = formatMessage(req, { compact: this.#compact });
+      const same = this.#format(req, transport.reliable);
       await this.#send(transport, same, target);
       return target;
     }
@@ -484,13 +484,13 @@ export class TransportLayer {
     const via = res.topVia;
     const protocol = via.transport.toLowerCase() as TransportProtocol;
     const port = via.port ?? defaultPort(protocol);
-    const bytes = formatMessage(res, { compact: this.#compact });
     // The transport the request came in on (RFC 3581: the response goes out
     // from the address and port the request arrived on).
     const inbound = info
       ? info.transport ?? this.#require(info.protocol, info.remote.host)
       : undefined;
     const reliable = inbound ? inbound.reliable : protocol !== "udp";
+    const bytes = this.#format(res, reliable);
     if (reliable) {
       // 18.2.2: "If the "sent-protocol" is a reliable transport protocol such
       // as TCP or SCTP, or TLS over those, the response MUST be sent using
@@ -539,7 +539,7 @@ export class TransportLayer {
     if (inbound.reliable) return undefined;
     const via = res.topVia;
     const to = this.#unreliableDestination(via, via.port ?? defaultPort(via.transport), inbound);
-    const bytes = formatMessage(res, { compact: this.#compact });
+    const bytes = this.#format(res, false);
     let made: { recipe: Recipe; tag: string } | undefined;
     try {
       made = request ? this.#recipeFor(res, request) : undefined;
@@ -777,7 +777,19 @@ export class TransportLayer {
     });
     this.#sentBy.add(hostPortKey(sentBy));
     this.#stamped.add(req);
-    return formatMessage(req, { compact: this.#compact });
+    return this.#format(req, transport.reliable);
+  }
+
+  /**
+   * Formats a message. With compact headers (the lean mode), SUBSCRIBE and
+   * NOTIFY and their answers over UDP go without Content-Length: RFC 3261
+   * 18.3 lets the body run to the end of the datagram (20.14 says SHOULD;
+   * only streams MUST have it); presence repeats them all day (issue 8).
+   */
+  #format(msg: SipMessage, reliable: boolean): Uint8Array {
+    const method = msg.kind === "request" ? msg.method : msg.cseq.method;
+    const lean = this.#compact && !reliable && (method === "NOTIFY" || method === "SUBSCRIBE");
+    return formatMessage(msg, { compact: this.#compact, contentLength: !lean });
   }
 
   async #send(transport: Transport, bytes: Uint8Array, target: Target): Promise<void> {

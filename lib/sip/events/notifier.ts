@@ -74,9 +74,10 @@ export interface EventPackage {
   /**
    * Content codings (RFC 3261 section 20.12) the package may apply to NOTIFY
    * bodies, preferred first, e.g. `["deflate"]`. A body is compressed only
-   * for a subscriber whose last SUBSCRIBE listed the coding in
-   * Accept-Encoding (others get it as it is), and only when that makes the
-   * message smaller. Default none.
+   * for a subscriber that listed the coding in the Accept-Encoding of its
+   * initial SUBSCRIBE (others get it as it is; a refresh that carries
+   * Accept-Encoding changes the choice, one without keeps it), and only when
+   * that makes the message smaller. Default none.
    */
   encodings?: readonly ContentCoding[];
   /** Status of the answer to a SUBSCRIBE held pending: 202 (RFC 3265) or 200 (RFC 6665). Default 202. */
@@ -312,7 +313,11 @@ function chooseType(accept: string[], offered: string[]): string | undefined {
   });
 }
 
-/** A short entity-tag for a state and document (FNV-1a, 32 bits, base 36). */
+/**
+ * A short entity-tag for a state and document: FNV-1a, 30 of its 32 bits in
+ * 5 token characters (RFC 5839 asks only that tags of different states of a
+ * resource differ).
+ */
 function entityTag(state: string, content: NotifyContent | undefined): string {
   let h = 0x811c9dc5;
   const feed = (bytes: Uint8Array) => {
@@ -324,7 +329,10 @@ function entityTag(state: string, content: NotifyContent | undefined): string {
   const enc = new TextEncoder();
   feed(enc.encode(`${state}\n${content?.contentType ?? ""}\n`));
   if (content) feed(typeof content.body === "string" ? enc.encode(content.body) : content.body);
-  return h.toString(36);
+  const chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  let tag = "";
+  for (let i = 0; i < 5; i++) tag += chars[(h >>> (6 * i)) & 63];
+  return tag;
 }
 
 /** Parts of a new {@linkcode ServerSubscription}. */
@@ -356,6 +364,8 @@ export class ServerSubscription {
   readonly accept: string[];
   /** The last SUBSCRIBE received for it. */
   request: SipRequest;
+  /** The Accept-Encoding values that govern NOTIFY bodies (the last SUBSCRIBE that had any). */
+  #acceptEncoding: string[];
   /** Free slot for the package's own data. */
   data: Record<string, unknown> = {};
   readonly #notifier: Notifier;
@@ -394,6 +404,7 @@ export class ServerSubscription {
     this.resource = formatUri(res);
     this.accept = init.accept;
     this.request = init.request;
+    this.#acceptEncoding = init.request.headers.values("Accept-Encoding");
     this.#expiresAt = notifier.ua.clock.now() + init.expires * 1000;
   }
 
@@ -421,6 +432,15 @@ export class ServerSubscription {
   get contentType(): string | undefined {
     const offered = this.#pkg.contentTypes ?? [];
     return this.accept.length === 0 ? offered[0] : chooseType(this.accept, offered);
+  }
+
+  /**
+   * The content coding its NOTIFY bodies get (the package's first that the
+   * subscriber accepts), or undefined: plain.
+   */
+  get contentCoding(): ContentCoding | undefined {
+    const codings = this.#pkg.encodings;
+    return codings?.length ? chooseCoding(this.#acceptEncoding, codings) : undefined;
   }
 
   /** Moves a pending subscription to active and notifies (authorization granted). */
@@ -543,6 +563,9 @@ export class ServerSubscription {
       return;
     }
     this.request = req;
+    if (req.headers.has("Accept-Encoding")) {
+      this.#acceptEncoding = req.headers.values("Accept-Encoding");
+    }
     if (expires > 0 && this.#canSuppress(req.headers.get("Suppress-If-Match"))) {
       // RFC 5839 section 5: the subscriber has the current state already;
       // 204 (No Notification) refreshes the subscription without a NOTIFY.
@@ -689,17 +712,15 @@ export class ServerSubscription {
   }
 
   /**
-   * The body as sent: compressed with the first of the package's codings
-   * that the subscriber's last SUBSCRIBE accepts (RFC 3261 section 20.2),
+   * The body as sent: compressed with {@linkcode contentCoding} (RFC 3261
+   * section 20.2),
    * when that saves more than the Content-Encoding line costs; then the
    * header is added to `headers`.
    */
   #encode(body: string | Uint8Array, headers: [string, string][]): Uint8Array {
     const raw = typeof body === "string" ? new TextEncoder().encode(body) : body;
-    const codings = this.#pkg.encodings;
-    if (!codings?.length || raw.length === 0) return raw;
-    const coding = chooseCoding(this.request.headers.values("Accept-Encoding"), codings);
-    if (!coding) return raw;
+    const coding = this.contentCoding;
+    if (!coding || raw.length === 0) return raw;
     const packed = encodeBody(raw, coding);
     // "e: deflate" and its CRLF (more with full header names).
     if (packed.length + coding.length + 5 >= raw.length) return raw;

@@ -45,9 +45,11 @@ export interface SubscriptionOptions {
   refreshAccept?: boolean;
   /**
    * Content codings to accept on NOTIFY bodies (Accept-Encoding, RFC 3261
-   * section 20.2), on every SUBSCRIBE, e.g. `["deflate"]`. NOTIFYs with a
-   * Content-Encoding are decoded whether or not this is set (deflate, gzip;
-   * others get 415). Default none sent.
+   * section 20.2), e.g. `["deflate"]`, sent on the initial SUBSCRIBE: a
+   * sipkit notifier keeps them for the subscription, so refreshes leave the
+   * header out (a notifier that reads a refresh without it as "identity"
+   * just stops compressing). NOTIFYs with a Content-Encoding are decoded
+   * whether or not this is set (deflate; others get 415). Default none sent.
    */
   acceptEncoding?: string[];
   /** Requested duration in seconds. Default 3600. */
@@ -495,10 +497,6 @@ export class Subscription {
         ["Expires", String(expires)],
         ...(this.#options.accept?.length && this.#options.refreshAccept !== false
           ? [["Accept", this.#options.accept.join(", ")] as [string, string]]
-          : []),
-        // RFC 3261 20.2: without it the notifier assumes identity from now on.
-        ...(this.#options.acceptEncoding?.length
-          ? [["Accept-Encoding", this.#options.acceptEncoding.join(", ")] as [string, string]]
           : []),
         ...(this.#options.headers ?? []),
         // RFC 5839 section 4: a refresh conditional on the state we have;
