@@ -12,7 +12,8 @@
  *   presence agent (`sipkit notify`) and watch each other (`sipkit watch`,
  *   mutual subscription), so the user holds 10 outgoing and 10 incoming
  *   subscriptions; the user changes status every 10 minutes.
- *   The thesis measured 745,770 bytes per hour; the target is 75,000.
+ *   The thesis measured 745,770 bytes per hour; issue 8's targets are
+ *   50,000 per steady hour and 75,000 in hour 1.
  * - Server mode: the user PUBLISHes each change to a presence server and
  *   holds one RFC 4662 subscription to a list of the 10 buddies at that
  *   server (`sipkit notify --publish`, `sipkit watch --list`). The server
@@ -24,7 +25,10 @@
  * Hour 1 includes start-up (all subscriptions made); hour 2 is the steady
  * state (refreshes, status changes only).
  *
- * Run: `deno run -A bench/presence_bytes.ts` (part of `deno task bench`).
+ * Run: `deno run -A --config bench/deno.json bench/presence_bytes.ts` (part
+ * of `deno task bench`). `PRESENCE_BYTES_DUMP=<hour>` prints that hour's
+ * bytes per message kind (with a sample) and per header on stderr;
+ * `PRESENCE_BYTES_TRACE=1` prints every message of the user's link.
  *
  * @module
  */

@@ -111,7 +111,10 @@ export function notifyCommand(): Command {
       1,
     )
     .option("--buddies <file>", "buddy list file (default <config dir>/buddies.xml)")
-    .option("--no-compact", "send full header names (default: compact forms, RFC 3261 7.3.3)")
+    .option(
+      "--no-compact",
+      "send full header names and Content-Length (default: compact forms, RFC 3261 7.3.3)",
+    )
     .addHelpText(
       "after",
       `

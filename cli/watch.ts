@@ -178,7 +178,10 @@ export function watchCommand(): Command {
     .option("--once", "fetch each buddy's current state, print it and exit")
     .option("--raw", "add the PIDF document as raw to presence events")
     .option("--expires <s>", "subscription duration to ask for", intArg("--expires", 1), 3600)
-    .option("--no-compact", "send full header names (default: compact forms, RFC 3261 7.3.3)")
+    .option(
+      "--no-compact",
+      "send full header names and Content-Length (default: compact forms, RFC 3261 7.3.3)",
+    )
     .enablePositionalOptions()
     .addHelpText(
       "after",

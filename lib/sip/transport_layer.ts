@@ -787,7 +787,12 @@ export class TransportLayer {
    * only streams MUST have it); presence repeats them all day (issue 8).
    */
   #format(msg: SipMessage, reliable: boolean): Uint8Array {
-    const method = msg.kind === "request" ? msg.method : msg.cseq.method;
+    let method: string | undefined;
+    try {
+      method = msg.kind === "request" ? msg.method : msg.cseq.method;
+    } catch {
+      method = undefined; // a 400 to a request whose CSeq did not parse
+    }
     const lean = this.#compact && !reliable && (method === "NOTIFY" || method === "SUBSCRIBE");
     return formatMessage(msg, { compact: this.#compact, contentLength: !lean });
   }
