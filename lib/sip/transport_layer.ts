@@ -656,7 +656,7 @@ export class TransportLayer {
       toTag: packet.tag === "" ? undefined : packet.tag,
       headers: recipe.extras,
     });
-    return formatMessage(res, { compact: this.#compact });
+    return this.#format(res, false);
   }
 
   /** Where a response over UDP goes: 18.2.2 and RFC 3581 section 4. */
