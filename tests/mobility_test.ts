@@ -735,3 +735,31 @@ Deno.test("AddressMonitor: polling faster than the debounce still looks after th
   assert.deepEqual(events.map((e) => e.type), ["address_lost", "address_added", "address_changed"]);
   await monitor.close();
 });
+
+Deno.test("AddressMonitor: a route source the poll has not read yet is named from a fresh read", async () => {
+  const clock = new ManualClock();
+  const polled = [addr("10.0.0.2")];
+  let kernel = [addr("10.0.0.2")];
+  let src = "10.0.0.2";
+  const events: AddressEvent[] = [];
+  const monitor = new AddressMonitor({
+    clock,
+    toward: ["10.0.0.1"],
+    // The poll read the list just before the kernel changed it...
+    source: new PollingSource({ clock, intervalMs: 200, read: () => polled }),
+    pollRead: () => kernel,
+    // ...and the route answer (a connected socket's) names no interface.
+    route: () => Promise.resolve({ source: src }),
+    onEvent: (e) => events.push(e),
+  });
+  await monitor.start();
+  kernel = [addr("10.0.0.7")];
+  src = "10.0.0.7";
+  clock.advance(200);
+  clock.advance(50);
+  await monitor.idle();
+  const changed = events.find((e) => e.type === "address_changed");
+  assert.ok(changed, JSON.stringify(events));
+  assert.deepEqual([changed.old, changed.new, changed.interface], ["10.0.0.2", "10.0.0.7", "eth0"]);
+  await monitor.close();
+});

@@ -31,6 +31,7 @@ import { type Clock, systemClock, type TimerId } from "../sip/clock.ts";
 import {
   type AddressFamily,
   addressKey,
+  fromNetworkInterfaces,
   type InterfaceAddress,
   type IpAddressEvent,
   isLocalOnly,
@@ -485,7 +486,7 @@ export class AddressMonitor {
       }
       if (!r || isLocalOnly(r.source) && !isLocalOnly(destination)) continue;
       const known = [...this.#addresses.values()].find((a) => a.address === r!.source);
-      const name = r.interface ?? known?.interface ?? null;
+      const name = r.interface ?? known?.interface ?? this.#interfaceNow(r.source);
       if (this.#options.interface !== undefined && name !== this.#options.interface) {
         const own = this.#fromList(familyOf(destination));
         if (own) return own;
@@ -499,6 +500,22 @@ export class AddressMonitor {
       if (own) return own;
     }
     return undefined;
+  }
+
+  /**
+   * The interface of `address`, read from the system now. The route answer
+   * of a connected socket names no interface, and the kernel may already use
+   * an address that the address source has not reported yet (a poll that read
+   * the list just before the change, then a tick's look-up just after it).
+   */
+  #interfaceNow(address: string): string | null {
+    try {
+      const read = this.#options.pollRead ??
+        (() => fromNetworkInterfaces(Deno.networkInterfaces()));
+      return read().find((a) => a.address === address)?.interface ?? null;
+    } catch {
+      return null;
+    }
   }
 
   /** The current address when it is still there, else the first primary address of a family. */
