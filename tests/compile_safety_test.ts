@@ -110,6 +110,17 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
   }
 });
 
+Deno.test("node:zlib (tens of ms to import) is loaded only on demand, by the content-coding module", async () => {
+  const graph = await info("cli/main.ts");
+  const importers = graph.modules.flatMap((m) =>
+    (m.dependencies ?? []).filter((d) => d.specifier === "node:zlib").map((d) => ({
+      from: m.specifier.slice(7 + root.length),
+      dynamic: d.isDynamic === true,
+    }))
+  );
+  assert.deepEqual(importers, [{ from: "lib/sip/events/encoding.ts", dynamic: true }]);
+});
+
 Deno.test("importing any module of lib/ and cli/ does no work that needs a permission", async () => {
   const lines: string[] = [];
   for (const dir of ["lib", "cli"]) {

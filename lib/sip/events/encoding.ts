@@ -8,10 +8,55 @@
  * header field is present, the server SHOULD assume a default value of
  * identity").
  *
+ * The coder is `node:zlib` (built into Deno), loaded on demand: importing it
+ * costs tens of milliseconds of start-up, which one-shot commands must not
+ * pay. Whoever will code bodies awaits {@linkcode loadContentCodings} first
+ * (a notifier whose package has `encodings`, a subscriber that sends
+ * Accept-Encoding, or that receives a coded NOTIFY); after that
+ * {@linkcode encodeBody} and {@linkcode decodeBody} are synchronous.
+ *
  * @module
  */
 
-import { zlibDeflate, zlibInflate } from "./_zlib.ts";
+import type * as NodeZlib from "node:zlib";
+
+/** The largest body {@linkcode decodeBody} expands (1 MiB): a small body that inflates to more is refused (a decompression bomb). */
+export const MAX_DECODED_BODY = 1 << 20;
+
+let zlib: typeof NodeZlib | undefined;
+let loading: Promise<void> | undefined;
+
+/**
+ * Loads the coder of the `deflate` coding (`node:zlib`) once; later calls
+ * return the same promise. Await it before {@linkcode encodeBody} or
+ * {@linkcode decodeBody} of a coded body.
+ */
+export function loadContentCodings(): Promise<void> {
+  loading ??= import("node:zlib").then((m) => {
+    zlib = m;
+  }, (e) => {
+    loading = undefined; // let a later call try again
+    throw e;
+  });
+  return loading;
+}
+
+/** True once {@linkcode loadContentCodings} has finished: coded bodies can be made and read synchronously. */
+export function contentCodingsLoaded(): boolean {
+  return zlib !== undefined;
+}
+
+function coder(): typeof NodeZlib {
+  if (!zlib) {
+    throw new TypeError("Content codings are not loaded: await loadContentCodings() first");
+  }
+  return zlib;
+}
+
+/** A Buffer viewed as a plain Uint8Array (no copy). */
+function plain(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
 
 /** The content codings this module can apply and undo (besides `identity`). */
 export const CONTENT_CODINGS = ["deflate"] as const;
@@ -72,15 +117,21 @@ export function isKnownCoding(coding: string): boolean {
   return c === "identity" || (CONTENT_CODINGS as readonly string[]).includes(c);
 }
 
-/** Applies a content coding to a body. */
+/**
+ * Applies a content coding to a body: `deflate` is the zlib format (RFC
+ * 1950) at level 9. Throws TypeError before {@linkcode loadContentCodings}
+ * has finished.
+ */
 export function encodeBody(body: Uint8Array, _coding: ContentCoding): Uint8Array {
-  return zlibDeflate(body);
+  return plain(coder().deflateSync(body, { level: 9 }));
 }
 
 /**
  * Undoes the codings of a Content-Encoding value (applied in the order
  * listed, so undone from the last). Throws TypeError for a coding it does
- * not know (the request deserves 415) and for a body that does not decode.
+ * not know (the request deserves 415), for a body that does not decode or
+ * that would expand beyond {@linkcode MAX_DECODED_BODY}, and for a coded
+ * body before {@linkcode loadContentCodings} has finished.
  */
 export function decodeBody(body: Uint8Array, contentEncoding: string): Uint8Array {
   const codings = contentEncoding.split(",").map((c) => c.trim().toLowerCase()).filter((c) =>
@@ -89,10 +140,14 @@ export function decodeBody(body: Uint8Array, contentEncoding: string): Uint8Arra
   let out = body;
   for (const coding of codings.reverse()) {
     if (!isKnownCoding(coding)) throw new TypeError(`Unknown content coding "${coding}"`);
+    const z = coder();
     try {
-      out = zlibInflate(out);
+      out = plain(z.inflateSync(out, { maxOutputLength: MAX_DECODED_BODY }));
     } catch (e) {
-      throw new TypeError(`Cannot decode the ${coding} body: ${(e as Error).message}`);
+      const why = (e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE"
+        ? `it expands too much (over ${MAX_DECODED_BODY} bytes)`
+        : (e as Error).message;
+      throw new TypeError(`Cannot decode the ${coding} body: ${why}`);
     }
   }
   return out;

@@ -17,7 +17,13 @@ import { createResponse, formatUri, type NameAddr, type SipRequest, type Uri } f
 import { generateTag } from "../transaction/mod.ts";
 import { formatAddress } from "../uri.ts";
 import type { IncomingRequest, UserAgent } from "../ua.ts";
-import { chooseCoding, type ContentCoding, encodeBody } from "./encoding.ts";
+import {
+  chooseCoding,
+  type ContentCoding,
+  contentCodingsLoaded,
+  encodeBody,
+  loadContentCodings,
+} from "./encoding.ts";
 import {
   type EventHeader,
   formatEvent,
@@ -179,6 +185,9 @@ export class Notifier {
   /** Plugs in an event package (replacing one of the same name). */
   addPackage(pkg: EventPackage): void {
     this.#packages.set(pkg.event.toLowerCase(), pkg);
+    // The coder is loaded on demand (start-up of commands that never code
+    // a body); start now, so it is there when the first SUBSCRIBE comes.
+    if (pkg.encodings?.length) loadContentCodings().catch(() => {});
   }
 
   /** The names of the packages, for Allow-Events. */
@@ -251,6 +260,12 @@ export class Notifier {
     if (!req.contact[0]) {
       await incoming.respond(400, { reason: "Missing Contact header" });
       return;
+    }
+    if (pkg.encodings?.length && !contentCodingsLoaded()) {
+      // Rarely still loading (addPackage started it): wait, so the first
+      // NOTIFY is coded as the subscriber asked. If the import failed,
+      // bodies go uncoded (identity), which every subscriber reads.
+      await loadContentCodings().catch(() => {});
     }
     const toTag = generateTag();
     const contact = await this.#ua.contactFor({
@@ -720,7 +735,8 @@ export class ServerSubscription {
   #encode(body: string | Uint8Array, headers: [string, string][]): Uint8Array {
     const raw = typeof body === "string" ? new TextEncoder().encode(body) : body;
     const coding = this.contentCoding;
-    if (!coding || raw.length === 0) return raw;
+    // Without the coder (its import failed) the body goes as it is.
+    if (!coding || raw.length === 0 || !contentCodingsLoaded()) return raw;
     const packed = encodeBody(raw, coding);
     // "e: deflate" and its CRLF (more with full header names).
     if (packed.length + coding.length + 5 >= raw.length) return raw;

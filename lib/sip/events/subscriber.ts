@@ -27,7 +27,13 @@ import {
   sameEvent,
   type SubscriptionState,
 } from "./headers.ts";
-import { CONTENT_CODINGS, decodeBody, isKnownCoding } from "./encoding.ts";
+import {
+  CONTENT_CODINGS,
+  contentCodingsLoaded,
+  decodeBody,
+  isKnownCoding,
+  loadContentCodings,
+} from "./encoding.ts";
 
 /** Options of {@linkcode Subscription}. */
 export interface SubscriptionOptions {
@@ -389,6 +395,13 @@ export class Subscription {
   async #subscribe(): Promise<void> {
     this.#dropLeg();
     this.#state = "subscribing";
+    if (this.#options.acceptEncoding?.length && !contentCodingsLoaded()) {
+      // The coder is loaded on demand (start-up of one-shot commands); have
+      // it before the first coded NOTIFY can come, so NOTIFYs are decoded
+      // synchronously. Should the import fail, a coded NOTIFY gets 415.
+      await loadContentCodings().catch(() => {});
+      if (this.#closing) return;
+    }
     const req = this.#buildSubscribe();
     this.#request = req;
     const leg = { callId: req.callId, localTag: req.from.params.tag ?? "" };
@@ -617,16 +630,29 @@ export class Subscription {
     let body = req.body;
     const coding = req.headers.get("Content-Encoding");
     if (coding !== undefined && body.length > 0) {
+      const listed = coding.split(",").map((c) => c.trim().toLowerCase());
+      const coded = listed.some((c) => c !== "" && c !== "identity");
+      if (coded && !contentCodingsLoaded()) {
+        // A notifier that codes a body we did not ask to have coded (RFC
+        // 3261 20.2 says it should not, but a body we can read is better
+        // read): load the coder now and decode, rather than answer 415. The
+        // import takes tens of milliseconds, well inside the transaction.
+        await loadContentCodings().catch(() => {});
+      }
       try {
         body = decodeBody(body, coding);
       } catch (e) {
-        // RFC 3261 8.2.3: a coding we do not understand gets 415 with the
-        // ones we do in Accept-Encoding.
-        const unknown = coding.split(",").some((c) => c.trim() !== "" && !isKnownCoding(c));
+        // RFC 3261 8.2.3: a coding we do not understand (or whose coder
+        // could not be loaded) gets 415 with the ones we do in
+        // Accept-Encoding.
+        const loaded = contentCodingsLoaded();
+        const unknown = !loaded || listed.some((c) => c !== "" && !isKnownCoding(c));
         await incoming.respond(
           unknown ? 415 : 400,
           unknown
-            ? { headers: [["Accept-Encoding", CONTENT_CODINGS.join(", ")]] }
+            ? {
+              headers: [["Accept-Encoding", loaded ? CONTENT_CODINGS.join(", ") : "identity"]],
+            }
             : { reason: (e as Error).message },
         );
         return;
