@@ -1135,3 +1135,27 @@ Deno.test("forks with an empty INVITE: each fork's offer in its reliable 183 is 
     assert.equal(ack.body.length, 0, "the offer/answer was done in the PRACK");
   });
 });
+
+Deno.test("mid-call mobility: a re-INVITE the peer never answers ends the call cleanly (timer B, then BYE)", async () => {
+  await withBed(async (bed) => {
+    const p = await pair(bed);
+    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+    await bed.run(call.answered);
+    const callee = p.incoming[0].session;
+    await bed.run(callee.answered);
+    // Bob goes silent: nothing he sends arrives any more.
+    bed.drops.push((packet) => packet.from.host === BOB);
+    const result = await bed.run(
+      moveUserAgent(p.alice, "192.0.2.9", [
+        callsMover(p.alice, () => [call], { endRefused: true }),
+      ]),
+    );
+    assert.equal(result.failed[0]?.name, "calls");
+    assert.match(result.failed[0]?.reason ?? "", /did not accept.*call ended/);
+    const ended = await bed.run(call.finished);
+    assert.equal(call.state, "terminated");
+    assert.ok(["local_bye", "timeout"].includes(ended.reason), ended.reason);
+    // The first INVITE, then the re-INVITE and its retransmissions (timer A) until timer B.
+    assert.ok(count(bed, "INVITE") >= 3, `INVITEs sent: ${count(bed, "INVITE")}`);
+  });
+});
