@@ -16,6 +16,7 @@
  * @module
  */
 
+import { openLibc } from "../_libc.ts";
 import { parseRouteGet, type RouteInfo } from "./addresses.ts";
 import { ipRouteGet } from "./sources.ts";
 
@@ -47,22 +48,10 @@ const SYMBOLS = {
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
 let libc: Libc | null | undefined;
 
-function openLibc(): Libc | null {
+function libcHere(): Libc | null {
   if (libc !== undefined) return libc;
-  libc = null;
-  // The sockaddr layouts below are Linux's (no sin_len byte as on the BSDs).
-  if (Deno.build.os !== "linux") return null;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-  } catch {
-    return null;
-  }
-  for (const name of ["libc.so.6", "libc.so"]) {
-    try {
-      libc = Deno.dlopen(name, SYMBOLS);
-      break;
-    } catch { /* try the next name */ }
-  }
+  // The sockaddr layouts below are Linux's (no sin_len byte as on the BSDs): openLibc checks it.
+  libc = openLibc(SYMBOLS);
   return libc;
 }
 
@@ -127,7 +116,7 @@ function sockaddr(destination: string): Uint8Array | undefined {
  * ```
  */
 export function socketRouteLookup(): RouteLookup | undefined {
-  const lib = openLibc();
+  const lib = libcHere();
   if (!lib) return undefined;
   const name = new Uint8Array(28);
   const length = new Uint32Array(1);

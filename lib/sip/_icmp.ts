@@ -27,6 +27,7 @@
 // meanwhile queued, instead of dropped by the kernel and retransmitted by
 // their senders 500 ms later.
 
+import { openLibc } from "../_libc.ts";
 import { normalizeHost } from "./_net.ts";
 import type { HostPort } from "./transport.ts";
 
@@ -69,25 +70,19 @@ const SYMBOLS = {
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
 let libc: Libc | null | undefined;
 
-function openLibc(): Libc | null {
+function libcHere(): Libc | null {
   if (libc !== undefined) return libc;
   libc = null;
   // The struct layouts below are those of 64-bit little-endian Linux.
-  if (Deno.build.os !== "linux" || !["x86_64", "aarch64"].includes(Deno.build.arch)) return null;
+  if (!["x86_64", "aarch64"].includes(Deno.build.arch)) return null;
   try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
     if (Deno.permissions.querySync({ name: "read", path: "/proc/self" }).state !== "granted") {
       return null;
     }
   } catch {
     return null;
   }
-  for (const name of ["libc.so.6", "libc.so"]) {
-    try {
-      libc = Deno.dlopen(name, SYMBOLS);
-      break;
-    } catch { /* try the next name */ }
-  }
+  libc = openLibc(SYMBOLS);
   return libc;
 }
 
@@ -230,7 +225,7 @@ class ErrorQueue implements IcmpErrorQueue {
  * and a dead server costs timer F.
  */
 export function watchIcmpErrors(local: HostPort): IcmpErrorQueue | undefined {
-  const lib = openLibc();
+  const lib = libcHere();
   if (!lib) return undefined;
   try {
     const v6 = normalizeHost(local.host).includes(":");
@@ -255,7 +250,7 @@ export function watchIcmpErrors(local: HostPort): IcmpErrorQueue | undefined {
  * Linux, no --allow-ffi, socket not found).
  */
 export function enlargeReceiveBuffer(local: HostPort, bytes: number): number | undefined {
-  const lib = openLibc();
+  const lib = libcHere();
   if (!lib) return undefined;
   try {
     const fd = findSocketFd(local.port, normalizeHost(local.host).includes(":"));
