@@ -31,6 +31,9 @@ function cleanEnv(extra: Record<string, string>): Record<string, string> {
   return { ...env, NO_COLOR: "1", ...extra };
 }
 
+/** Longest life of a test's sipkit process (every test here ends its processes in seconds). */
+const LIFETIME_MS = 120_000;
+
 /** A running `sipkit` process: events as they come, stderr, signals, stdin lines. */
 class Sipkit {
   readonly events: Ev[] = [];
@@ -62,8 +65,17 @@ class Sipkit {
       const dec = new TextDecoder();
       for await (const chunk of child.stderr) this.stderr += dec.decode(chunk);
     })();
+    // A process still running after LIFETIME_MS is killed (exit code 137 and a
+    // note in its stderr), so that a hang fails the test instead of stalling CI.
+    const guard = setTimeout(() => {
+      this.stderr += `\n[test guard: still running after ${LIFETIME_MS} ms, killed]\n`;
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already gone */ }
+    }, LIFETIME_MS);
     this.exited = (async () => {
       const status = await child.status;
+      clearTimeout(guard);
       await Promise.all([out, err]);
       await this.closeStdin();
       return status.code;
