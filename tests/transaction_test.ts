@@ -1048,3 +1048,71 @@ Deno.test("timer J of a completed UDP transaction: state, onTerminated, and a fr
   transport.inject(incoming("MESSAGE", { branch: "z9hG4bKtwo" }));
   assert.equal(got.length, 3, "after timer J the same request is new");
 });
+
+Deno.test("completed UDP transactions in the timer J ring: growth, lookup after many, expiry in order, wrap-around", () => {
+  const { clock, transport, tl } = setup();
+  const got: string[] = [];
+  tl.onRequest = (req, tx) => {
+    const branch = req.topVia.params.branch!;
+    got.push(branch);
+    tx!.respond(createResponse(req, 200, { toTag: `t-${branch}` }));
+  };
+  const lastTag = () => {
+    const res = transport.sent.at(-1)!.msg as SipResponse;
+    return res.to.params.tag;
+  };
+  /** A retransmission of `branch`: absorbed (answered with its own tag) or new. */
+  const again = (branch: string): "absorbed" | "new" => {
+    const before = got.length;
+    const sent = transport.sent.length;
+    transport.inject(incoming("MESSAGE", { branch }));
+    if (got.length > before) return "new";
+    assert.equal(transport.sent.length, sent + 1, `${branch}: one response resent`);
+    assert.equal(lastTag(), `t-${branch}`, `${branch}: its own response`);
+    return "absorbed";
+  };
+  const start = tl.completedCapacity;
+  assert.equal(start, 1024);
+  // 3,000 transactions, one every 10 ms (30 s): the ring doubles twice.
+  for (let i = 0; i < 3000; i++) {
+    transport.inject(incoming("MESSAGE", { branch: `z9hG4bKa${i}` }));
+    clock.advance(10);
+  }
+  assert.equal(tl.completedCapacity, 4096);
+  assert.equal(tl.serverCount, 3000);
+  // Every one of them is still found after the growth, with its own response.
+  for (let i = 0; i < 3000; i++) assert.equal(again(`z9hG4bKa${i}`), "absorbed");
+  assert.equal(got.length, 3000);
+  // At 32,000 + 10 * 499 the first 500 have expired, in the order they came.
+  clock.advance(32_000 + 10 * 499 - clock.now());
+  assert.equal(tl.serverCount, 2500);
+  assert.equal(again("z9hG4bKa499"), "new");
+  assert.equal(again("z9hG4bKa500"), "absorbed");
+  assert.equal(again("z9hG4bKa2999"), "absorbed");
+  // Keep adding while older ones expire: the head and tail wrap around the
+  // 4,096 slots several times and the ring does not grow again.
+  for (let i = 0; i < 20_000; i++) {
+    transport.inject(incoming("MESSAGE", { branch: `z9hG4bKb${i}` }));
+    clock.advance(10);
+    if (i % 997 === 0) {
+      assert.equal(again(`z9hG4bKb${i}`), "absorbed");
+      if (i >= 3200) assert.equal(again(`z9hG4bKb${i - 3200}`), "new", `b${i - 3200} expired`);
+    }
+  }
+  assert.equal(tl.completedCapacity, 4096);
+  // 3,200 entries (32 s at one per 10 ms) plus the re-created ones at most.
+  assert.ok(tl.serverCount >= 3200 && tl.serverCount <= 3230, String(tl.serverCount));
+  for (let i = 20_000 - 3100; i < 20_000; i++) assert.equal(again(`z9hG4bKb${i}`), "absorbed");
+  // A burst grows the ring again while its oldest entry sits mid-ring:
+  // every entry keeps its place in the map.
+  for (let i = 0; i < 5000; i++) {
+    transport.inject(incoming("MESSAGE", { branch: `z9hG4bKc${i}` }));
+    if (i % 10 === 0) clock.advance(1);
+  }
+  assert.equal(tl.completedCapacity, 8192);
+  for (let i = 20_000 - 3000; i < 20_000; i++) assert.equal(again(`z9hG4bKb${i}`), "absorbed");
+  for (let i = 0; i < 5000; i++) assert.equal(again(`z9hG4bKc${i}`), "absorbed");
+  clock.advance(32_000);
+  assert.equal(tl.serverCount, 0);
+  assert.equal(again("z9hG4bKb19999"), "new");
+});

@@ -53,22 +53,111 @@ export type StrayResponseHandler = (res: SipResponse, info: InboundInfo) => void
  * What is left of a non-INVITE server transaction over UDP once it has sent
  * its final response (RFC 3261 17.2.2, Completed): for timer J (64*T1) it
  * must answer retransmissions of the request with that response, and for
- * that it needs the key and the response bytes, not the parsed request nor
- * the transaction: about 0.6 KB for the answer to a MESSAGE, against some
- * 5 KB for the transaction with its parsed messages.
+ * that it needs the key and the response, not the parsed request nor the
+ * transaction. Every entry waits the same 64*T1, so they expire in the order
+ * they came: they live in a ring of slots (a FIFO) whose fields are columns,
+ * and the server map holds the slot number (a small integer, no object).
+ * What stays per entry on the garbage-collected heap is the key, the map
+ * slot and the prepared response, so that the old generation, where entries
+ * that live 32 s end up, has little to grow with.
  */
-class Completed {
-  constructor(
-    /** The matching key. */
-    readonly key: string,
-    /** When timer J fires, on the layer's clock. */
-    readonly expires: number,
-    /** The response as sent, ready to send again. */
-    readonly packet: PreparedResponse | undefined,
-    /** What only some entries need. */
-    readonly extra: CompletedExtra | undefined,
-  ) {}
+class CompletedRing {
+  /** Matching key of each slot (undefined when free). */
+  keys: (string | undefined)[];
+  /** When timer J fires, on the layer's clock. */
+  expires: Float64Array;
+  /** The response as sent, ready to send again. */
+  packets: (PreparedResponse | undefined)[];
+  /** What only some entries need. */
+  extras: (CompletedExtra | undefined)[];
+  /** Sequence number of the oldest entry; entry `n` lives in slot `n & mask`. */
+  head = 0;
+  /** Entries in the ring, expired or not. */
+  count = 0;
+  #mask: number;
+
+  /** A ring of `capacity` slots, a power of two. */
+  constructor(capacity = 1024) {
+    this.#mask = capacity - 1;
+    this.keys = new Array(capacity).fill(undefined);
+    this.expires = new Float64Array(capacity);
+    this.packets = new Array(capacity).fill(undefined);
+    this.extras = new Array(capacity).fill(undefined);
+  }
+
+  /** Number of slots. */
+  get capacity(): number {
+    return this.#mask + 1;
+  }
+
+  /** Slot of entry `n`. */
+  slot(n: number): number {
+    return n & this.#mask;
+  }
+
+  /**
+   * Appends an entry (doubling the ring when full) and returns its sequence
+   * number: a small integer, unique among the entries in the ring, that
+   * stays the entry's through growth.
+   */
+  push(
+    key: string,
+    expires: number,
+    packet: PreparedResponse | undefined,
+    extra: CompletedExtra | undefined,
+  ): number {
+    if (this.count === this.capacity) this.#grow();
+    const n = (this.head + this.count) & SEQ_MASK;
+    const slot = n & this.#mask;
+    this.keys[slot] = key;
+    this.expires[slot] = expires;
+    this.packets[slot] = packet;
+    this.extras[slot] = extra;
+    this.count++;
+    return n;
+  }
+
+  /** Frees the oldest entry. */
+  shift(): void {
+    const slot = this.head & this.#mask;
+    this.keys[slot] = undefined;
+    this.packets[slot] = undefined;
+    this.extras[slot] = undefined;
+    this.head = (this.head + 1) & SEQ_MASK;
+    this.count--;
+  }
+
+  /** Doubles the ring; every entry keeps its sequence number. */
+  #grow(): void {
+    const size = this.capacity * 2;
+    const mask = size - 1;
+    const keys = new Array<string | undefined>(size).fill(undefined);
+    const expires = new Float64Array(size);
+    const packets = new Array<PreparedResponse | undefined>(size).fill(undefined);
+    const extras = new Array<CompletedExtra | undefined>(size).fill(undefined);
+    for (let a = 0; a < this.count; a++) {
+      const n = (this.head + a) & SEQ_MASK;
+      const from = n & this.#mask;
+      const to = n & mask;
+      keys[to] = this.keys[from];
+      expires[to] = this.expires[from];
+      packets[to] = this.packets[from];
+      extras[to] = this.extras[from];
+    }
+    this.keys = keys;
+    this.expires = expires;
+    this.packets = packets;
+    this.extras = extras;
+    this.#mask = mask;
+  }
 }
+
+/**
+ * Sequence numbers wrap at 2^30 (they stay small integers, which a map holds
+ * without an object); a multiple of every capacity, and far more entries
+ * than 32 s can bring.
+ */
+const SEQ_MASK = 2 ** 30 - 1;
 
 /** The parts of a {@linkcode Completed} entry that most do without. */
 interface CompletedExtra {
@@ -160,10 +249,10 @@ export class TransactionLayer {
   readonly #transport: TransactionTransport;
   readonly #log: TransactionLog;
   readonly #clients = new Map<string, ClientTransaction>();
-  readonly #servers = new Map<string, ServerTransaction | Completed>();
+  /** Live server transactions, and completed ones by their slot in #completed. */
+  readonly #servers = new Map<string, ServerTransaction | number>();
   /** Completed entries in the order their timer J runs out (all wait 64*T1). */
-  #expiry: Completed[] = [];
-  #expiryHead = 0;
+  #completed = new CompletedRing();
   #sweep?: TimerId;
   readonly #cancelled = new WeakSet<ClientInviteTransaction>();
   readonly #ctx: TransactionContext;
@@ -182,7 +271,11 @@ export class TransactionLayer {
       remove: (key, tx) => {
         if (this.#clients.get(key) === tx) this.#clients.delete(key);
         const server = this.#servers.get(key);
-        if (server === tx || (server instanceof Completed && server.extra?.tx === tx)) {
+        if (
+          server === tx ||
+          (typeof server === "number" &&
+            this.#completed.extras[this.#completed.slot(server)]?.tx === tx)
+        ) {
           this.#servers.delete(key);
         }
       },
@@ -290,11 +383,14 @@ export class TransactionLayer {
       return;
     }
     const existing = this.#servers.get(key);
-    if (existing instanceof Completed) {
-      if (!existing.key.startsWith("2543|") || sameTag(existing.extra?.toTag, req.to.params.tag)) {
+    if (typeof existing === "number") {
+      if (
+        !key.startsWith("2543|") ||
+        sameTag(this.#completed.extras[this.#completed.slot(existing)]?.toTag, req.to.params.tag)
+      ) {
         // 17.2.2: in Completed, "the server transaction MUST pass the final
         // response to the transport layer for retransmission".
-        this.#resend(existing, req, info);
+        this.#resend(existing, key, req, info);
         return;
       }
     } else if (existing && this.#toTagMatches(existing, req)) {
@@ -351,14 +447,18 @@ export class TransactionLayer {
   close(): void {
     for (const tx of [...this.#clients.values()]) tx.terminate();
     for (const tx of [...this.#servers.values()]) {
-      if (tx instanceof Completed) tx.extra?.tx?.terminate();
+      if (typeof tx === "number") this.#completed.extras[this.#completed.slot(tx)]?.tx?.terminate();
       else tx.terminate();
     }
     this.#servers.clear();
     if (this.#sweep !== undefined) this.clock.clearTimeout(this.#sweep);
     this.#sweep = undefined;
-    this.#expiry = [];
-    this.#expiryHead = 0;
+    this.#completed = new CompletedRing();
+  }
+
+  /** Number of slots of the ring of completed entries (for tests). */
+  get completedCapacity(): number {
+    return this.#completed.capacity;
   }
 
   /** Sends the final response of a non-INVITE server transaction over UDP and keeps it for timer J. */
@@ -375,8 +475,9 @@ export class TransactionLayer {
     }
     const rfc2543 = tx.key.startsWith("2543|");
     const keep = tx.user.onTerminated ? tx : undefined;
-    const entry = new Completed(
-      tx.key,
+    const key = tx.key;
+    const seq = this.#completed.push(
+      key,
       this.clock.now() + 64 * this.timers.t1,
       packet,
       packet && !rfc2543 && !keep ? undefined : {
@@ -386,40 +487,38 @@ export class TransactionLayer {
         tx: keep,
       },
     );
-    if (this.#servers.get(tx.key) === tx) this.#servers.set(tx.key, entry);
+    if (this.#servers.get(key) === tx) this.#servers.set(key, seq);
     const sent = packet ? transport.sendPrepared!(packet) : transport.sendResponse(res, tx.info);
     sent.catch((e) => {
-      if (this.#servers.get(entry.key) === entry) this.#servers.delete(entry.key);
+      if (this.#servers.get(key) === seq) this.#servers.delete(key);
       onError(e);
     });
-    this.#expiry.push(entry);
     if (this.#sweep === undefined) this.#armSweep();
   }
 
-  #resend(entry: Completed, request: SipRequest, info: InboundInfo): void {
-    const sent = entry.packet
-      ? this.#transport.sendPrepared!(entry.packet, { request, info })
-      : this.#transport.sendResponse(entry.extra!.response!, entry.extra!.info);
+  #resend(seq: number, key: string, request: SipRequest, info: InboundInfo): void {
+    const ring = this.#completed;
+    const packet = ring.packets[ring.slot(seq)];
+    const extra = ring.extras[ring.slot(seq)];
+    const sent = packet
+      ? this.#transport.sendPrepared!(packet, { request, info })
+      : this.#transport.sendResponse(extra!.response!, extra!.info!);
     sent.catch((e) => {
       this.#log(
-        `transaction ${entry.key}: retransmission failed: ${e instanceof Error ? e.message : e}`,
+        `transaction ${key}: retransmission failed: ${e instanceof Error ? e.message : e}`,
       );
       // 17.2.4: a transport failure ends the transaction.
-      if (this.#servers.get(entry.key) === entry) this.#servers.delete(entry.key);
+      if (this.#servers.get(key) === seq) this.#servers.delete(key);
     });
   }
 
   /** Arms one timer for the oldest completed entry. */
   #armSweep(): void {
-    const head = this.#expiry[this.#expiryHead];
-    if (!head) {
-      this.#expiry = [];
-      this.#expiryHead = 0;
-      return;
-    }
+    const ring = this.#completed;
+    if (ring.count === 0) return;
     this.#sweep = this.clock.setTimeout(
       () => this.#runSweep(),
-      Math.max(0, head.expires - this.clock.now()),
+      Math.max(0, ring.expires[ring.slot(ring.head)] - this.clock.now()),
     );
   }
 
@@ -427,20 +526,18 @@ export class TransactionLayer {
   #runSweep(): void {
     this.#sweep = undefined;
     const now = this.clock.now();
-    const queue = this.#expiry;
-    while (this.#expiryHead < queue.length && queue[this.#expiryHead].expires <= now) {
-      const entry = queue[this.#expiryHead];
-      queue[this.#expiryHead++] = undefined as unknown as Completed;
-      if (this.#servers.get(entry.key) === entry) this.#servers.delete(entry.key);
-      entry.extra?.tx?.terminate();
-    }
-    if (this.#expiryHead > 1024 && this.#expiryHead * 2 > queue.length) {
-      this.#expiry = queue.slice(this.#expiryHead);
-      this.#expiryHead = 0;
+    const ring = this.#completed;
+    while (ring.count > 0 && ring.expires[ring.slot(ring.head)] <= now) {
+      const seq = ring.head;
+      const slot = ring.slot(seq);
+      const key = ring.keys[slot]!;
+      const tx = ring.extras[slot]?.tx;
+      if (this.#servers.get(key) === seq) this.#servers.delete(key);
+      ring.shift();
+      tx?.terminate();
     }
     this.#armSweep();
   }
-
   /**
    * Without the magic cookie (17.2.3, RFC 2543 matching) the To tag is part
    * of the match: the request's for a retransmission, the response's for an ACK.
