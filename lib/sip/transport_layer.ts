@@ -108,20 +108,45 @@ class Recipe {
   ) {}
 }
 
-/** A {@linkcode PreparedResponse}; `tag` and `recipe` set when it is rebuilt, not kept. */
+/**
+ * A {@linkcode PreparedResponse}; `tag` and `recipe` set when it is rebuilt,
+ * not kept. Thousands are held for timer J: six fields, hosts shared.
+ */
 class Prepared implements PreparedResponse {
   constructor(
-    readonly wire: string | undefined,
     readonly transport: Transport,
     readonly host: string,
     readonly port: number,
-    /** Where the request came from (its top Via is marked for that source). */
-    readonly sourceHost: string,
-    readonly sourcePort: number,
+    /** The bytes (one character per byte), or the recipe that rebuilds them. */
+    readonly made: string | Recipe,
     /** The To tag the response added ("" when the request had one). */
     readonly tag: string,
-    readonly recipe: Recipe | undefined,
+    /**
+     * Where the request came from (its top Via is marked for that source),
+     * when that is not where the response goes.
+     */
+    readonly source: HostPort | undefined,
   ) {}
+
+  /** The bytes, unless rebuilt. */
+  get wire(): string | undefined {
+    return typeof this.made === "string" ? this.made : undefined;
+  }
+
+  /** The recipe, when rebuilt. */
+  get recipe(): Recipe | undefined {
+    return typeof this.made === "string" ? undefined : this.made;
+  }
+
+  /** Where the request came from. */
+  get sourceHost(): string {
+    return this.source ? this.source.host : this.host;
+  }
+
+  /** Its port. */
+  get sourcePort(): number {
+    return this.source ? this.source.port : this.port;
+  }
 }
 
 /** At most this many recipes are shared; responses of other shapes keep their bytes. */
@@ -303,6 +328,8 @@ export class TransportLayer {
   #prepared?: { packet: PreparedResponse; bytes: Uint8Array };
   /** Recipes shared by the responses rebuilt from retransmissions, by shape. */
   #recipes = new Map<string, Recipe>();
+  /** Host strings shared by prepared responses (one copy, not one per datagram). */
+  #hosts = new Map<string, string>();
   /** sent-by values put into requests (18.1.2 check of responses). */
   #sentBy = new Set<string>();
   /**
@@ -546,19 +573,30 @@ export class TransportLayer {
     } catch {
       made = undefined; // a header of the request that does not parse: keep the bytes
     }
+    const host = this.#host(to.host);
+    const source = info.remote.host === to.host && info.remote.port === to.port
+      ? undefined
+      : { host: this.#host(info.remote.host), port: info.remote.port };
     const packet = new Prepared(
-      made ? undefined : toWire(bytes),
       to.transport,
-      to.host,
+      host,
       to.port,
-      info.remote.host,
-      info.remote.port,
+      made ? made.recipe : toWire(bytes),
       made?.tag ?? "",
-      made?.recipe,
+      source,
     );
     // The first send, which usually follows at once, needs no conversion back.
     this.#prepared = { packet, bytes };
     return packet;
+  }
+
+  /** The shared copy of a host string (at most 1,024 kept). */
+  #host(host: string): string {
+    const shared = this.#hosts.get(host);
+    if (shared !== undefined) return shared;
+    if (this.#hosts.size >= 1024) this.#hosts.clear();
+    this.#hosts.set(host, host);
+    return host;
   }
 
   /**
