@@ -1116,3 +1116,64 @@ Deno.test("completed UDP transactions in the timer J ring: growth, lookup after 
   assert.equal(tl.serverCount, 0);
   assert.equal(again("z9hG4bKb19999"), "new");
 });
+
+Deno.test("the timer J ring keeps prepared responses in columns: retransmissions get the same bytes through growth and wrap-around", async () => {
+  const { clock, net, bob, close } = await loopPair();
+  let calls = 0;
+  bob.onRequest = (req, tx) => {
+    calls++;
+    const n = Number(req.callId.split("-")[0]);
+    // Most tags fit the ring's fixed-width bytes; every seventh is too long.
+    const toTag = n % 7 === 0 ? `long-tag-${n}-abcdefghij` : `t${n}`;
+    tx!.respond(createResponse(req, 200, { toTag, headers: { Server: "ring-test" } }));
+  };
+  const raw = net.transport({ host: "192.0.2.1", port: 5999 });
+  const enc = new TextEncoder();
+  const request = (n: number) =>
+    enc.encode(
+      "MESSAGE sip:bob@192.0.2.2 SIP/2.0\r\n" +
+        // Odd ones name another port without rport: the response goes there,
+        // not back to the source, and the entry keeps its object.
+        (n % 2 === 0
+          ? `Via: SIP/2.0/UDP 192.0.2.1:5999;branch=z9hG4bKring${n};rport\r\n`
+          : `Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKring${n}\r\n`) +
+        "Max-Forwards: 70\r\n" +
+        `From: <sip:alice@example.test>;tag=f${n}\r\n` +
+        "To: <sip:bob@example.test>\r\n" +
+        `Call-ID: ${n}-ring@example.test\r\n` +
+        "CSeq: 1 MESSAGE\r\n" +
+        "Content-Length: 0\r\n\r\n",
+    );
+  const first = new Map<number, Uint8Array>();
+  const send = async (n: number) => {
+    const before = net.packets.length;
+    await raw.send(request(n), { host: "192.0.2.2", port: 5060 });
+    await net.settled();
+    const answers = net.packets.slice(before).filter((p) => p.from.host === "192.0.2.2");
+    assert.equal(answers.length, 1, `one answer to ${n}`);
+    assert.equal(answers[0].to.port, n % 2 === 0 ? 5999 : 5070);
+    return answers[0].data;
+  };
+  for (let n = 0; n < 500; n++) first.set(n, await send(n));
+  clock.advance(20_000);
+  for (let n = 500; n < 1000; n++) first.set(n, await send(n));
+  assert.equal(bob.completedCapacity, 1024);
+  clock.advance(12_000); // the first 500 expire: the oldest entry is mid-ring
+  assert.equal(bob.serverCount, 500);
+  for (let n = 1000; n < 2000; n++) first.set(n, await send(n)); // grows mid-ring
+  assert.equal(bob.completedCapacity, 2048);
+  assert.equal(calls, 2000);
+  for (let n = 500; n < 2000; n++) {
+    assert.deepEqual(await send(n), first.get(n), `retransmission of ${n}: same bytes`);
+  }
+  assert.equal(calls, 2000, "retransmissions are absorbed");
+  assert.ok(
+    new TextDecoder().decode(first.get(1602)).includes("To: <sip:bob@example.test>;tag=t1602\r\n"),
+  );
+  await send(5);
+  assert.equal(calls, 2001, "an expired one is new");
+  clock.advance(32_000);
+  assert.equal(bob.serverCount, 0);
+  await raw.close();
+  await close();
+});

@@ -149,6 +149,43 @@ class Prepared implements PreparedResponse {
   }
 }
 
+/**
+ * The parts of a {@linkcode PreparedResponse} that a table of many (the
+ * transaction layer's timer-J ring) keeps in columns instead of the object;
+ * {@linkcode unpackPrepared} makes an equivalent response of them again.
+ */
+export interface PreparedParts {
+  /** The transport it leaves on. */
+  readonly transport: Transport;
+  /** Destination host. */
+  readonly host: string;
+  /** Destination port. */
+  readonly port: number;
+  /** Its bytes or how to rebuild them (opaque). */
+  readonly made: unknown;
+  /** The To tag it added ("" when none). */
+  readonly tag: string;
+}
+
+/**
+ * The parts of `packet` when they are all it is (its request came from where
+ * it goes), else undefined: the packet itself then has to be kept.
+ */
+export function packPrepared(packet: PreparedResponse): PreparedParts | undefined {
+  return packet instanceof Prepared && packet.source === undefined ? packet : undefined;
+}
+
+/** A prepared response made again of the parts {@linkcode packPrepared} gave. */
+export function unpackPrepared(
+  transport: Transport,
+  host: string,
+  port: number,
+  made: unknown,
+  tag: string,
+): PreparedResponse {
+  return new Prepared(transport, host, port, made as string | Recipe, tag, undefined);
+}
+
 /** At most this many recipes are shared; responses of other shapes keep their bytes. */
 const MAX_RECIPES = 256;
 

@@ -29,6 +29,8 @@ import {
   type TransactionLog,
   type TransactionTransport,
 } from "./types.ts";
+import { packPrepared, unpackPrepared } from "../transport_layer.ts";
+import type { Transport } from "../transport.ts";
 
 /** Either client transaction. */
 export type AnyClientTransaction = ClientInviteTransaction | ClientNonInviteTransaction;
@@ -66,8 +68,18 @@ class CompletedRing {
   keys: (string | undefined)[];
   /** When timer J fires, on the layer's clock. */
   expires: Float64Array;
-  /** The response as sent, ready to send again. */
-  packets: (PreparedResponse | undefined)[];
+  /**
+   * The response as sent, ready to send again: the object, or, when it
+   * packs (see packPrepared), its transport, with the other parts in
+   * the columns below (packed[slot] = 1).
+   */
+  packets: (PreparedResponse | Transport | undefined)[];
+  packed: Uint8Array;
+  hosts: (string | undefined)[];
+  ports: Uint16Array;
+  mades: unknown[];
+  /** Each slot's To tag: a length byte, then up to TAG_WIDTH - 1 ASCII bytes. */
+  tags: Uint8Array;
   /** What only some entries need. */
   extras: (CompletedExtra | undefined)[];
   /** Sequence number of the oldest entry; entry `n` lives in slot `n & mask`. */
@@ -82,6 +94,11 @@ class CompletedRing {
     this.keys = new Array(capacity).fill(undefined);
     this.expires = new Float64Array(capacity);
     this.packets = new Array(capacity).fill(undefined);
+    this.packed = new Uint8Array(capacity);
+    this.hosts = new Array(capacity).fill(undefined);
+    this.ports = new Uint16Array(capacity);
+    this.mades = new Array(capacity).fill(undefined);
+    this.tags = new Uint8Array(capacity * TAG_WIDTH);
     this.extras = new Array(capacity).fill(undefined);
   }
 
@@ -93,6 +110,22 @@ class CompletedRing {
   /** Slot of entry `n`. */
   slot(n: number): number {
     return n & this.#mask;
+  }
+
+  /** The response kept in `slot`. */
+  packet(slot: number): PreparedResponse | undefined {
+    const kept = this.packets[slot];
+    if (!this.packed[slot]) return kept as PreparedResponse | undefined;
+    const at = slot * TAG_WIDTH;
+    let tag = "";
+    for (let i = 1; i <= this.tags[at]; i++) tag += String.fromCharCode(this.tags[at + i]);
+    return unpackPrepared(
+      kept as Transport,
+      this.hosts[slot]!,
+      this.ports[slot],
+      this.mades[slot],
+      tag,
+    );
   }
 
   /**
@@ -111,8 +144,22 @@ class CompletedRing {
     const slot = n & this.#mask;
     this.keys[slot] = key;
     this.expires[slot] = expires;
-    this.packets[slot] = packet;
     this.extras[slot] = extra;
+    const parts = packet && packPrepared(packet);
+    if (parts && fitsTag(parts.tag) && parts.port === (parts.port & 0xffff)) {
+      this.packets[slot] = parts.transport;
+      this.packed[slot] = 1;
+      this.hosts[slot] = parts.host;
+      this.ports[slot] = parts.port;
+      this.mades[slot] = parts.made;
+      const tag = parts.tag;
+      const at = slot * TAG_WIDTH;
+      this.tags[at] = tag.length;
+      for (let i = 0; i < tag.length; i++) this.tags[at + 1 + i] = tag.charCodeAt(i);
+    } else {
+      this.packets[slot] = packet;
+      this.packed[slot] = 0;
+    }
     this.count++;
     return n;
   }
@@ -122,6 +169,8 @@ class CompletedRing {
     const slot = this.head & this.#mask;
     this.keys[slot] = undefined;
     this.packets[slot] = undefined;
+    this.hosts[slot] = undefined;
+    this.mades[slot] = undefined;
     this.extras[slot] = undefined;
     this.head = (this.head + 1) & SEQ_MASK;
     this.count--;
@@ -133,7 +182,12 @@ class CompletedRing {
     const mask = size - 1;
     const keys = new Array<string | undefined>(size).fill(undefined);
     const expires = new Float64Array(size);
-    const packets = new Array<PreparedResponse | undefined>(size).fill(undefined);
+    const packets = new Array<PreparedResponse | Transport | undefined>(size).fill(undefined);
+    const packed = new Uint8Array(size);
+    const hosts = new Array<string | undefined>(size).fill(undefined);
+    const ports = new Uint16Array(size);
+    const mades = new Array<unknown>(size).fill(undefined);
+    const tags = new Uint8Array(size * TAG_WIDTH);
     const extras = new Array<CompletedExtra | undefined>(size).fill(undefined);
     for (let a = 0; a < this.count; a++) {
       const n = (this.head + a) & SEQ_MASK;
@@ -142,14 +196,34 @@ class CompletedRing {
       keys[to] = this.keys[from];
       expires[to] = this.expires[from];
       packets[to] = this.packets[from];
+      packed[to] = this.packed[from];
+      hosts[to] = this.hosts[from];
+      ports[to] = this.ports[from];
+      mades[to] = this.mades[from];
+      tags.set(this.tags.subarray(from * TAG_WIDTH, (from + 1) * TAG_WIDTH), to * TAG_WIDTH);
       extras[to] = this.extras[from];
     }
     this.keys = keys;
     this.expires = expires;
     this.packets = packets;
+    this.packed = packed;
+    this.hosts = hosts;
+    this.ports = ports;
+    this.mades = mades;
+    this.tags = tags;
     this.extras = extras;
     this.#mask = mask;
   }
+}
+
+/** Bytes per tag in the ring: a length, then the tag (ours are 6 characters). */
+const TAG_WIDTH = 16;
+
+/** A tag the ring's fixed-width bytes hold: short and ASCII. */
+function fitsTag(tag: string): boolean {
+  if (tag.length >= TAG_WIDTH) return false;
+  for (let i = 0; i < tag.length; i++) if (tag.charCodeAt(i) > 127) return false;
+  return true;
 }
 
 /**
@@ -498,7 +572,7 @@ export class TransactionLayer {
 
   #resend(seq: number, key: string, request: SipRequest, info: InboundInfo): void {
     const ring = this.#completed;
-    const packet = ring.packets[ring.slot(seq)];
+    const packet = ring.packet(ring.slot(seq));
     const extra = ring.extras[ring.slot(seq)];
     const sent = packet
       ? this.#transport.sendPrepared!(packet, { request, info })
