@@ -78,6 +78,9 @@ export class NdjsonWriter implements EventSink {
   #enc = new TextEncoder();
   #timeMs = NaN;
   #time = "";
+  /** The last event type written, and its JSON. */
+  #typeOf = "";
+  #typeJson = '""';
 
   /** Creates a writer over `out` (default: stdout). */
   constructor(out: ByteWriter = Deno.stdout, options: NdjsonWriterOptions = {}) {
@@ -109,11 +112,26 @@ export class NdjsonWriter implements EventSink {
       this.#time = now.toISOString();
     }
     const time = this.#time;
-    const event = { type, time, ...fields };
-    // `type` and `time` belong to the frame: a field of the same name cannot replace them.
-    event.type = type;
-    event.time = time;
-    this.#queue.push(this.#pretty ? prettyLine(event) : JSON.stringify(event));
+    let line: string;
+    if (this.#pretty || "type" in fields || "time" in fields || "toJSON" in fields) {
+      const event = { type, time, ...fields };
+      // `type` and `time` belong to the frame: a field of the same name cannot replace them.
+      event.type = type;
+      event.time = time;
+      line = this.#pretty ? prettyLine(event) : JSON.stringify(event);
+    } else {
+      // The same line without copying the fields into a new object: the
+      // frame's two members, then the fields' own members in their order.
+      const rest = JSON.stringify(fields);
+      if (type !== this.#typeOf) {
+        this.#typeOf = type;
+        this.#typeJson = JSON.stringify(type);
+      }
+      line = `{"type":${this.#typeJson},"time":"${time}"${
+        rest === "{}" ? "}" : "," + rest.slice(1)
+      }`;
+    }
+    this.#queue.push(line);
     if (!this.#next) {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => resolve = r);

@@ -53,6 +53,28 @@ Deno.test("NdjsonWriter writes one object per line, type and time first, even th
   });
 });
 
+Deno.test("NdjsonWriter writes the same line as JSON.stringify of the frame and the fields", async () => {
+  const out = sink();
+  const w = new NdjsonWriter(out, { now: () => NOW });
+  const cases: [string, Record<string, unknown>][] = [
+    ["message", {}],
+    ["message", { a: undefined }],
+    ["message", { body: 'quote " back \\ nl \n é \u2028', n: 1, x: null, u: undefined }],
+    ['odd "type"\n', { nested: { l: [1, "2", { z: undefined }] }, when: new Date(0) }],
+    ["message", { toJSON: () => ({ replaced: true }), keep: 1 }],
+    ["message", { time: "mine", b: 2 }],
+  ];
+  for (const [type, fields] of cases) await w.emit(type, fields);
+  const lines = out.text().split("\n").slice(0, -1);
+  assert.equal(lines.length, cases.length);
+  cases.forEach(([type, fields], i) => {
+    const event = { type, time: NOW.toISOString(), ...fields };
+    event.type = type;
+    event.time = NOW.toISOString();
+    assert.equal(lines[i], JSON.stringify(event), `case ${i}`);
+  });
+});
+
 Deno.test("NdjsonWriter batches lines emitted during a write, and resolves each only once written", async () => {
   const writes: string[] = [];
   const pending: (() => void)[] = [];

@@ -377,7 +377,11 @@ export class MessageListener {
   readonly #ringKeys: string[] = [];
   readonly #ringOutcomes: Promise<number>[] = [];
   #ringNext = 0;
-  readonly #inflight = new Set<Promise<number>>();
+  /** Messages being taken now (counted, not kept: {@linkcode settled} waits for zero). */
+  #inflight = 0;
+  #idle: (() => void)[] = [];
+  /** Content-Type values seen, with their media type and whether the body reads as text. */
+  readonly #types = new Map<string, { type: string; textual: boolean }>();
   readonly #remember: number;
   readonly #accept?: string[];
 
@@ -420,43 +424,73 @@ export class MessageListener {
       await incoming.respond(status);
       return;
     }
-    const outcome = this.#take(incoming);
-    this.#inflight.add(outcome);
-    const done = () => void this.#inflight.delete(outcome);
-    outcome.then(done, done);
-    this.#seen.set(key, outcome);
-    // Forget the oldest (a ring, not the Map's own order: finding the first
-    // key of a Map walks over the slots of every key deleted before it).
-    const slot = this.#ringNext;
-    if (this.#ringKeys.length === this.#remember) {
-      const oldest = this.#ringKeys[slot];
-      if (this.#seen.get(oldest) === this.#ringOutcomes[slot]) this.#seen.delete(oldest);
+    this.#inflight++;
+    try {
+      const outcome = this.#take(incoming);
+      this.#seen.set(key, outcome);
+      // Forget the oldest (a ring, not the Map's own order: finding the first
+      // key of a Map walks over the slots of every key deleted before it).
+      const slot = this.#ringNext;
+      if (this.#ringKeys.length === this.#remember) {
+        const oldest = this.#ringKeys[slot];
+        if (this.#seen.get(oldest) === this.#ringOutcomes[slot]) this.#seen.delete(oldest);
+      }
+      this.#ringKeys[slot] = key;
+      this.#ringOutcomes[slot] = outcome;
+      this.#ringNext = slot + 1 === this.#remember ? 0 : slot + 1;
+      const status = await outcome;
+      // A message that could not be taken is forgotten, so that a retry is new.
+      if (status >= 500) this.#seen.delete(key);
+    } finally {
+      if (--this.#inflight === 0 && this.#idle.length > 0) {
+        const idle = this.#idle;
+        this.#idle = [];
+        for (const resolve of idle) resolve();
+      }
     }
-    this.#ringKeys[slot] = key;
-    this.#ringOutcomes[slot] = outcome;
-    this.#ringNext = (slot + 1) % this.#remember;
-    const status = await outcome;
-    // A message that could not be taken is forgotten, so that a retry is new.
-    if (status >= 500) this.#seen.delete(key);
   }
 
   /** Resolves once every message being taken now has been answered (call before closing the UA). */
-  async settled(): Promise<void> {
-    await Promise.allSettled([...this.#inflight]);
+  settled(): Promise<void> {
+    if (this.#inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Counts a refusal, tells `onAnswer` and sends `status`; resolves to `status`. */
+  async #answer(
+    incoming: IncomingRequest,
+    status: number,
+    headers?: [string, string][],
+    reason?: string,
+  ): Promise<number> {
+    if (status >= 300) this.stats.refused++;
+    this.#options.onAnswer?.(incoming.request, status, false);
+    await incoming.respond(status, headers || reason ? { headers, reason } : undefined);
+    return status;
+  }
+
+  #acceptHeader(): [string, string][] {
+    return [["Accept", (this.#accept ?? ["*/*"]).join(", ")]];
+  }
+
+  /**
+   * The media type of a Content-Type value and whether its body reads as
+   * text (see {@linkcode asText}), remembered per distinct value (a few
+   * dozen; senders repeat theirs). Throws on a malformed value.
+   */
+  #typeOf(value: string): { type: string; textual: boolean } {
+    let known = this.#types.get(value);
+    if (known === undefined) {
+      const mt = parseMediaType(value);
+      known = { type: mt.type, textual: isTextual(mt.type, mt.params.charset) };
+      if (this.#types.size >= 64) this.#types.clear();
+      this.#types.set(value, known);
+    }
+    return known;
   }
 
   async #take(incoming: IncomingRequest): Promise<number> {
     const req = incoming.request;
-    const answer = async (status: number, headers?: [string, string][], reason?: string) => {
-      if (status >= 300) this.stats.refused++;
-      this.#options.onAnswer?.(req, status, false);
-      await incoming.respond(status, { headers, reason });
-      return status;
-    };
-    const acceptHeader = (): [string, string][] => [[
-      "Accept",
-      (this.#accept ?? ["*/*"]).join(", "),
-    ]];
     let outer: { type: string; value: string };
     try {
       const value = req.headers.get("Content-Type");
@@ -464,29 +498,38 @@ export class MessageListener {
         outer = req.body.length === 0
           ? { type: "text/plain", value: DEFAULT_MESSAGE_TYPE }
           : { type: "application/octet-stream", value: "application/octet-stream" };
-      } else outer = { type: parseMediaType(value).type, value };
+      } else outer = { type: this.#typeOf(value).type, value };
     } catch (e) {
-      return await answer(400, undefined, `Bad Content-Type: ${(e as Error).message}`);
+      return await this.#answer(
+        incoming,
+        400,
+        undefined,
+        `Bad Content-Type: ${(e as Error).message}`,
+      );
     }
     // RFC 3428 section 7: "If the UAS does not understand the content type
     // [...] it MUST respond with a 415 (Unsupported Media Type)", and RFC
     // 3261 21.4.13: the response lists acceptable types in Accept.
-    if (!this.accepts(outer.type)) return await answer(415, acceptHeader());
+    if (!this.accepts(outer.type)) return await this.#answer(incoming, 415, this.#acceptHeader());
     let contentType = outer.value;
     let body = req.body;
     let cpim: CpimMessage | undefined;
+    let text: string | undefined;
     if (outer.type === CPIM_CONTENT_TYPE) {
       try {
         cpim = parseCpim(req.body);
       } catch (e) {
-        return await answer(400, undefined, (e as Error).message.slice(0, 100));
+        return await this.#answer(incoming, 400, undefined, (e as Error).message.slice(0, 100));
       }
       const inner = parseMediaType(cpim.contentType).type;
       const specific = (this.#accept ?? []).some((a) => a !== CPIM_CONTENT_TYPE);
-      if (specific && !this.accepts(inner)) return await answer(415, acceptHeader());
+      if (specific && !this.accepts(inner)) {
+        return await this.#answer(incoming, 415, this.#acceptHeader());
+      }
       contentType = cpim.contentType;
       body = cpim.body;
-    }
+      text = asText(contentType, body);
+    } else if (this.#typeOf(contentType).textual) text = decodeText(body);
     const subject = req.headers.get("Subject") ?? undefined;
     const message: ReceivedMessage = {
       from: formatUri(plainUri(req.from)),
@@ -494,7 +537,7 @@ export class MessageListener {
       to: formatUri(plainUri(req.to)),
       contentType,
       body,
-      text: asText(contentType, body),
+      text,
       cpim,
       subject: subject ?? undefined,
       callId: req.callId,
@@ -503,9 +546,11 @@ export class MessageListener {
       source: incoming.info,
     };
     try {
-      await this.#options.onMessage(message);
+      const taking = this.#options.onMessage(message);
+      if (taking !== undefined) await taking;
     } catch (e) {
-      return await answer(
+      return await this.#answer(
+        incoming,
         500,
         undefined,
         `Cannot take message: ${(e as Error).message}`.slice(0, 100),
@@ -513,7 +558,9 @@ export class MessageListener {
     }
     this.stats.received++;
     // RFC 3428 section 7: "A 2xx response to a MESSAGE request MUST NOT contain a body."
-    return await answer(200);
+    this.#options.onAnswer?.(req, 200, false);
+    await incoming.respond(200);
+    return 200;
   }
 }
 
@@ -537,17 +584,25 @@ const TEXTUAL = /^(text\/|application\/(json|xml|[^;]*\+(xml|json))$|message\/cp
  * ```
  */
 export function asText(contentType: string, body: Uint8Array): string | undefined {
-  let type: string;
-  let charset: string | undefined;
+  let textual: boolean;
   try {
     const mt = parseMediaType(contentType);
-    type = mt.type;
-    charset = mt.params.charset?.toLowerCase();
+    textual = isTextual(mt.type, mt.params.charset);
   } catch {
     return undefined;
   }
-  if (!TEXTUAL.test(type)) return undefined;
-  if (charset && !["utf-8", "utf8", "us-ascii", "ascii"].includes(charset)) return undefined;
+  return textual ? decodeText(body) : undefined;
+}
+
+/** True when a body of media type `type` with this `charset` parameter is read as text. */
+function isTextual(type: string, charset: string | null | undefined): boolean {
+  if (!TEXTUAL.test(type)) return false;
+  const cs = charset?.toLowerCase();
+  return !cs || ["utf-8", "utf8", "us-ascii", "ascii"].includes(cs);
+}
+
+/** The body decoded as UTF-8, or undefined when it is not valid UTF-8. */
+function decodeText(body: Uint8Array): string | undefined {
   try {
     return utf8.decode(body);
   } catch {
