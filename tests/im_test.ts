@@ -614,3 +614,28 @@ Deno.test("MessageListener.accepts() ignores parameters and case, and takes type
     await r.close();
   }
 });
+
+Deno.test("MessageListener.settled() waits for every message being taken, then resolves at once", async () => {
+  const r = await rig({ tcp: true, aliceTcp: true });
+  const gates: (() => void)[] = [];
+  const listener = new MessageListener(r.bob, {
+    onMessage: () => new Promise<void>((resolve) => gates.push(resolve)),
+  });
+  await listener.settled(); // nothing in flight
+  const sender = new MessageSender(r.alice);
+  const sends = [1, 2].map((n) => sender.send(`sip:bob@${BOB};transport=tcp`, { body: `m${n}` }));
+  await drive(r, () => gates.length === 2);
+  let settled = false;
+  const waiting = listener.settled().then(() => settled = true);
+  gates[0]();
+  await r.net.settled();
+  assert.equal(settled, false, "one message is still being taken");
+  gates[1]();
+  await waiting;
+  assert.equal(settled, true);
+  const results = await Promise.all(sends);
+  assert.deepEqual(results.map((x) => x.status), [200, 200]);
+  assert.equal(listener.stats.received, 2);
+  await listener.settled();
+  await r.close();
+});
