@@ -1338,6 +1338,9 @@ export function formatMessage(msg: SipMessage, options: FormatOptions = {}): Uin
   if (!clDone) out += (short ? "l: " : "Content-Length: ") + msg.body.length + "\r\n";
   out += "\r\n";
   const body = msg.body;
+  // One exact-size buffer for a message without a body (most answers);
+  // otherwise the head encoded into a buffer sized for the worst case.
+  if (body.length === 0) return encoder.encode(out);
   const buf = new Uint8Array(out.length * 3 + body.length);
   const { written } = encoder.encodeInto(out, buf);
   buf.set(body, written);
