@@ -8,6 +8,7 @@ import {
   type InviteSession,
   type OfferAnswerHandler,
   OfferRejectedError,
+  placeCall,
 } from "../lib/sip/invite/mod.ts";
 import type { Bed } from "./_sip_bed.ts";
 
@@ -107,6 +108,18 @@ export function events(session: InviteSession): string[] {
     });
   }
   return out;
+}
+
+/** Alice calls Bob (who rings, then answers); resolves once both sides are confirmed. */
+export async function confirmedCall(
+  bed: Bed,
+): Promise<{ p: Pair; call: InviteSession; callee: InviteSession }> {
+  const p = await pair(bed);
+  const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
+  await bed.run(call.answered);
+  const callee = p.incoming[0].session;
+  await bed.run(callee.answered);
+  return { p, call, callee };
 }
 
 export function count(bed: Bed, what: string, host?: string): number {

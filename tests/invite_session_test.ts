@@ -23,7 +23,17 @@ import {
   type SessionEnd,
 } from "../lib/sip/invite/mod.ts";
 import { type Bed, packetMessage, withBed } from "./_sip_bed.ts";
-import { ALICE, BOB, count, events, FakeMedia, origin, pair, sdp } from "./_invite_util.ts";
+import {
+  ALICE,
+  BOB,
+  confirmedCall,
+  count,
+  events,
+  FakeMedia,
+  origin,
+  pair,
+  sdp,
+} from "./_invite_util.ts";
 
 Deno.test("basic call: INVITE with offer, 180, 200 with answer, ACK, BYE from the caller", async () => {
   await withBed(async (bed) => {
@@ -57,11 +67,7 @@ Deno.test("basic call: INVITE with offer, 180, 200 with answer, ACK, BYE from th
 
 Deno.test("BYE from the callee ends both sides; a request in the ended dialog gets 481", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { p, call, callee } = await confirmedCall(bed);
     await bed.run(callee.bye());
     assert.deepEqual(await bed.run(call.finished), { reason: "remote_bye" });
     assert.deepEqual(await callee.finished, { reason: "local_bye" });
@@ -285,11 +291,7 @@ Deno.test("forks: one dialog per To tag, every 2xx ACKed, the first kept, the ot
 
 Deno.test("glare: re-INVITEs from both sides get 491 and are retried after the 14.1 back-off", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { p, call, callee } = await confirmedCall(bed);
     await bed.advance(1000);
     const started = bed.clock.now();
     const a = call.reinvite();
@@ -308,11 +310,7 @@ Deno.test("glare: re-INVITEs from both sides get 491 and are retried after the 1
 
 Deno.test("BYE crossing BYE: both answered 200, both sides end local_bye", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { call, callee } = await confirmedCall(bed);
     await bed.advance(1000);
     await bed.run(Promise.all([call.bye(), callee.bye()]));
     assert.equal((await call.finished).reason, "local_bye");
@@ -450,11 +448,7 @@ Deno.test("401 on a re-INVITE: the retry carries credentials, its ACK the new CS
 
 Deno.test("a re-INVITE the peer refuses (488) rolls back and keeps the session and the remote target", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { p, call, callee } = await confirmedCall(bed);
     p.bobMedia.refuseAsRtp = true;
     const before = callee.dialog!.remoteTarget.host;
     assert.equal(
@@ -667,11 +661,7 @@ Deno.test("cancel() before any 1xx waits for one; the no_answer timer cancels an
 
 Deno.test("UPDATE with an offer from the callee during the call is answered; reinvite event says UPDATE", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { p, call, callee } = await confirmedCall(bed);
     const seen = events(call);
     const dialog = callee.dialog!;
     const { response } = await bed.run(
@@ -725,11 +715,7 @@ Deno.test("a caller that requires 100rel gets reliable provisional responses", a
 
 Deno.test("reinvite() while the peer's re-INVITE waits for its ACK waits, then goes (14.1)", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { call, callee } = await confirmedCall(bed);
     bed.dropNext(/^ACK /); // Bob's first ACK for his re-INVITE's 2xx is lost
     let mine: Promise<boolean> | undefined;
     call.addEventListener("reinvite", () => (mine = call.reinvite()));
@@ -781,11 +767,7 @@ Deno.test("an incoming call nobody answers gets 480 after the acceptor's noAnswe
 
 Deno.test("a re-INVITE without offer: our offer goes in the 2xx, the peer's answer comes in the ACK", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { p, call, callee } = await confirmedCall(bed);
     // Bob's UA sends an offerless re-INVITE in the call's dialog by hand.
     const dialog = callee.dialog!;
     const { response, request } = await bed.run(
@@ -861,11 +843,7 @@ Deno.test("a call over TCP: nothing retransmitted (reliable 183 included), ACK a
 
 Deno.test("mid-call mobility: the calls mover re-INVITEs with the Contact on the new address; the peer's BYE reaches it", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { p, call, callee } = await confirmedCall(bed);
     const rebound: string[] = [];
     const result = await bed.run(
       moveUserAgent(p.alice, "192.0.2.9", [
@@ -891,11 +869,7 @@ Deno.test("mid-call mobility: the calls mover re-INVITEs with the Contact on the
 Deno.test("mid-call mobility: a re-INVITE the peer refuses fails the calls mover; with endRefused the call is hung up", async () => {
   for (const endRefused of [false, true]) {
     await withBed(async (bed) => {
-      const p = await pair(bed);
-      const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-      await bed.run(call.answered);
-      const callee = p.incoming[0].session;
-      await bed.run(callee.answered);
+      const { p, call, callee } = await confirmedCall(bed);
       p.bobMedia.refuseAsRtp = true;
       const result = await bed.run(
         moveUserAgent(p.alice, "192.0.2.9", [callsMover(p.alice, () => [call], { endRefused })]),
@@ -916,11 +890,7 @@ Deno.test("mid-call mobility: a re-INVITE the peer refuses fails the calls mover
 
 Deno.test("odd in-dialog requests are answered, never crash the session", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { p, call, callee } = await confirmedCall(bed);
     const dialog = callee.dialog!;
     const send = async (method: string, headers: [string, string][], body?: string) =>
       (await bed.run(
@@ -1138,11 +1108,7 @@ Deno.test("forks with an empty INVITE: each fork's offer in its reliable 183 is 
 
 Deno.test("mid-call mobility: a re-INVITE the peer never answers ends the call cleanly (timer B, then BYE)", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { p, call } = await confirmedCall(bed);
     // Bob goes silent: nothing he sends arrives any more.
     bed.drops.push((packet) => packet.from.host === BOB);
     const result = await bed.run(

@@ -13,15 +13,11 @@ import {
 } from "../lib/sip/message.ts";
 import { type IncomingCall, placeCall } from "../lib/sip/invite/mod.ts";
 import { packetMessage, withBed } from "./_sip_bed.ts";
-import { ALICE, BOB, count, events, FakeMedia, pair, sdp } from "./_invite_util.ts";
+import { ALICE, BOB, confirmedCall, count, events, FakeMedia, pair, sdp } from "./_invite_util.ts";
 
 Deno.test("update(): an UPDATE with an offer in a confirmed session, answered in its 200; no ACK", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { p, call, callee } = await confirmedCall(bed);
     const seen = events(callee);
     const methods: string[] = [];
     callee.addEventListener("reinvite", (e) => methods.push((e as CustomEvent).detail.method));
@@ -68,11 +64,7 @@ Deno.test("update(): an offer the peer refuses (488) is rolled back; the session
 
 Deno.test("update() glare: UPDATEs from both sides get 491 and are retried after the 14.1 back-off", async () => {
   await withBed(async (bed) => {
-    const p = await pair(bed);
-    const call = await placeCall(p.alice, "sip:bob@192.0.2.2", { media: p.aliceMedia });
-    await bed.run(call.answered);
-    const callee = p.incoming[0].session;
-    await bed.run(callee.answered);
+    const { p, call, callee } = await confirmedCall(bed);
     await bed.advance(1000);
     const started = bed.clock.now();
     const [ra, rb] = await bed.run(Promise.all([call.update(), callee.update()]), 10);
