@@ -87,7 +87,7 @@ function libcHere(): Libc | null {
 }
 
 /** The fd of our own UDP socket bound to `port` (IPv6 table for an IPv6 socket). */
-function findSocketFd(port: number, v6: boolean): number | undefined {
+export function findSocketFd(port: number, v6: boolean): number | undefined {
   const byInode = new Map<string, number>();
   for (const entry of Deno.readDirSync("/proc/self/fd")) {
     try {
@@ -121,7 +121,8 @@ function isRefusal(origin: number, type: number, code: number): boolean {
   return false;
 }
 
-function readSockaddr(view: DataView, length: number): HostPort | undefined {
+/** The host and port of a sockaddr_in or sockaddr_in6 of `length` bytes. */
+export function readSockaddr(view: DataView, length: number): HostPort | undefined {
   if (length < 8) return undefined;
   const family = view.getUint16(0, true);
   const port = view.getUint16(2, false);

@@ -10,10 +10,21 @@
  * transport error at its first retransmission (T1, 500 ms) instead of timer
  * F (32 s), and RFC 3263 failover moves on to the next server at once.
  *
+ * Bursts (see `_udp_fast.ts`): on Linux with `--allow-ffi`, a socket with
+ * more than one receiver (a listener; a one-shot sender asks for one) waits
+ * for the socket with one Deno receive and then takes the datagrams that
+ * wait through libc's `recvfrom`, up to {@linkcode DRAIN}, in arrival order;
+ * the datagrams sent in one turn of the event loop (the answers to such a
+ * burst, after the event writer's one write) go out with one `sendmmsg` at
+ * the end of the turn. What libc cannot do there (a full send buffer, a host
+ * that is not an IP literal) goes through Deno's ops as before; without
+ * FFI, eight Deno receives are kept pending instead.
+ *
  * @module
  */
 
 import { enlargeReceiveBuffer, type IcmpErrorQueue, watchIcmpErrors } from "./_icmp.ts";
+import { type FastUdp, openFastUdp, REFUSED } from "./_udp_fast.ts";
 import { formatHostPort, hostPortKey, normalizeHost, routeLocalAddress } from "./_net.ts";
 import type { HostPort, Inbound, InboundHandler, Transport } from "./transport.ts";
 
@@ -71,6 +82,13 @@ const MAX_DATAGRAM = 65_535;
 const RECEIVERS = 8;
 
 /**
+ * At most this many datagrams taken through libc after one wake-up (see
+ * `#drain`) before the loop gives the event loop a turn: their event lines
+ * go out in one write, and their answers after it.
+ */
+const DRAIN = 16;
+
+/**
  * How long an ICMP refusal waits for the next send to its destination. It
  * covers the longest gap between retransmissions of a transaction (T2, 4 s)
  * twice; an older one no longer says anything about the server.
@@ -118,6 +136,15 @@ export class UdpTransport implements Transport {
   #receiveBufferSize?: number;
   #failure?: Error;
   #icmp?: IcmpErrorQueue;
+  /** Receive and send through libc (Linux, --allow-ffi), when this socket has them. */
+  #fast?: FastUdp;
+  /** Datagrams queued in `#fast` for the next `#flush`, with their callers. */
+  #batch: {
+    data: Uint8Array;
+    to: HostPort;
+    resolve: () => void;
+    reject: (error: unknown) => void;
+  }[] = [];
   /** Destinations that answered with ICMP port unreachable -> when (ms). */
   #refused = new Map<string, number>();
 
@@ -152,8 +179,20 @@ export class UdpTransport implements Transport {
     }
     const loops: Promise<void>[] = [];
     this.#receivers = Math.max(1, options.receivers ?? RECEIVERS);
-    for (let i = 0; i < this.#receivers; i++) loops.push(this.#receive());
+    // A socket that expects bursts reads and sends through libc when it can.
+    if (this.#receivers > 1) this.#fast = openFastUdp(this.local);
+    const receivers = this.#fast ? 1 : this.#receivers;
+    for (let i = 0; i < receivers; i++) loops.push(this.#receive());
     this.#loop = Promise.all(loops);
+  }
+
+  /**
+   * True when this socket takes bursts and sends its answers in batches
+   * through libc (Linux with --allow-ffi, more than one receiver): see the
+   * module doc.
+   */
+  get batching(): boolean {
+    return this.#fast !== undefined;
   }
 
   /** True when ICMP errors are heard (Linux with --allow-ffi): see the module doc. */
@@ -185,16 +224,93 @@ export class UdpTransport implements Transport {
    * `Deno.errors.ConnectionRefused` when `to` answered an earlier datagram
    * with ICMP port unreachable (reported once, like a connected socket).
    */
-  async send(data: Uint8Array, to: HostPort): Promise<void> {
+  send(data: Uint8Array, to: HostPort): Promise<void> {
     if (this.#closed) {
-      throw new Error("Cannot send over UDP: transport is closed", { cause: this.#failure });
+      return Promise.reject(
+        new Error("Cannot send over UDP: transport is closed", { cause: this.#failure }),
+      );
+    }
+    try {
+      this.#takeRefusal(to);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const fast = this.#fast;
+    if (fast) {
+      if (fast.queue(data, to)) return this.#queued(data, to);
+      if (fast.queued > 0) {
+        // A full batch: send it, then this one joins the next. (Too big or
+        // an address of another kind: sent after the batch, in order.)
+        this.#flush();
+        if (fast.queue(data, to)) return this.#queued(data, to);
+      }
+    }
+    return this.#sendOne(data, to);
+  }
+
+  /** A datagram queued for the batch: resolves when it went out. */
+  #queued(data: Uint8Array, to: HostPort): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#batch.push({ data, to, resolve, reject });
+    if (this.#batch.length === 1) queueMicrotask(this.#flushLater);
+    return promise;
+  }
+
+  #flushLater = () => this.#flush();
+
+  /**
+   * Sends the batch: the datagrams that `send` queued in this turn of the
+   * event loop (the answers of one burst), with one system call. Those from
+   * the first that failed on are sent one by one, which waits for room or
+   * reports the error each met.
+   */
+  #flush(): void {
+    const batch = this.#batch;
+    if (batch.length === 0) return;
+    this.#batch = [];
+    if (this.#closed) {
+      for (const b of batch) {
+        b.reject(new Error("Cannot send over UDP: transport is closed", { cause: this.#failure }));
+      }
+      return;
+    }
+    const sent = Math.max(0, this.#fast!.flush());
+    for (let i = 0; i < sent; i++) batch[i].resolve();
+    if (sent === batch.length) return;
+    // A refusal may have cut the batch short; its error is on the queue.
+    if (this.#icmp) this.#readIcmp();
+    for (let i = sent; i < batch.length; i++) {
+      const b = batch[i];
+      let refused = false;
+      try {
+        this.#takeRefusal(b.to);
+      } catch (error) {
+        b.reject(error);
+        refused = true;
+      }
+      if (!refused) this.#sendOne(b.data, b.to).then(b.resolve, b.reject);
+    }
+  }
+
+  /** Sends one datagram now: through libc when it can, else Deno's send. */
+  async #sendOne(data: Uint8Array, to: HostPort): Promise<void> {
+    if (this.#fast) {
+      let sent = this.#fast.send(data, to);
+      if (sent === REFUSED) {
+        // As below: read the queue, then send once more.
+        this.#readIcmp();
+        this.#takeRefusal(to);
+        sent = this.#fast.send(data, to);
+      }
+      // Else (no room in the send buffer, an address libc I/O does not
+      // take, another error) Deno's send waits, sends or reports.
+      if (sent === 0) return;
     }
     const addr: Deno.NetAddr = {
       transport: "udp",
       hostname: normalizeHost(to.host),
       port: to.port,
     };
-    this.#takeRefusal(to);
     try {
       await this.#conn.send(data, addr);
     } catch (error) {
@@ -245,6 +361,8 @@ export class UdpTransport implements Transport {
       await this.#loop;
       return;
     }
+    // What was sent before close goes out.
+    this.#flush();
     this.#closed = true;
     try {
       this.#conn.close();
@@ -282,7 +400,10 @@ export class UdpTransport implements Transport {
     }
   }
 
-  /** One of the {@linkcode RECEIVERS} receive loops. */
+  /**
+   * One of the {@linkcode RECEIVERS} receive loops; with libc I/O the only
+   * one, which after each wake-up takes what else waits (see `#drain`).
+   */
   async #receive(): Promise<void> {
     const buffer = new Uint8Array(MAX_DATAGRAM);
     while (!this.#closed) {
@@ -291,53 +412,81 @@ export class UdpTransport implements Transport {
       try {
         [data, from] = await this.#conn.receive(buffer);
       } catch (error) {
-        if (this.#closed) return;
-        if (this.#icmp && error instanceof Deno.errors.ConnectionRefused) {
-          // A pending ICMP error (see the module doc): remember it, go on.
-          this.#readIcmp();
-          continue;
-        }
-        // Other socket errors: log and keep receiving.
-        this.#logger?.("warn", `UDP receive error on port ${this.local.port}: ${error}`);
-        if (++this.#failures >= 1000) {
-          if (this.#failure) return; // another loop gave up first
-          // Giving up silently would leave a process listening on a dead
-          // socket: close, log, and tell the owner.
-          this.#failure = new Error(
-            `UDP socket on port ${this.local.port} failed 1000 receives in a row (last: ${error}); ` +
-              "closed",
-            { cause: error },
-          );
-          this.#closed = true;
-          try {
-            this.#conn.close();
-          } catch { /* already closed */ }
-          this.#logger?.("error", this.#failure.message);
-          try {
-            this.#onFailure?.(this.#failure);
-          } catch (e) {
-            this.#logger?.("error", `UDP onFailure handler threw: ${e}`);
-          }
-          return;
-        }
+        if (this.#closed || this.#receiveFailed(error)) return;
         continue;
       }
       this.#failures = 0;
-      // Empty datagrams and bare CRLF keep-alives carry no message.
-      if (isBlank(data)) continue;
       const addr = from as Deno.NetAddr;
-      const inbound: Inbound = {
-        data: data.slice(),
-        remote: { host: normalizeHost(addr.hostname), port: addr.port },
-        local: this.local,
-        transport: this,
-      };
-      try {
-        this.#handler?.(inbound);
-      } catch (error) {
-        this.#logger?.("error", `UDP message handler threw: ${error}`);
+      this.#deliver(data, { host: normalizeHost(addr.hostname), port: addr.port });
+      if (this.#fast) this.#drain(this.#fast, buffer);
+    }
+  }
+
+  /**
+   * Takes the datagrams that wait on the socket through libc, in arrival
+   * order, up to {@linkcode DRAIN} of them; stops when none is left, or on
+   * an error other than an ICMP one, which the next Deno receive then meets
+   * and reports.
+   */
+  #drain(fast: FastUdp, buffer: Uint8Array): void {
+    for (let i = 0; i < DRAIN && !this.#closed; i++) {
+      const n = fast.receive(buffer);
+      if (n >= 0) {
+        this.#deliver(buffer.subarray(0, n), fast.from);
+      } else if (n === REFUSED) {
+        this.#readIcmp();
+      } else {
+        return;
       }
     }
+  }
+
+  /** Hands one datagram (copied out of the receive buffer) to the handler. */
+  #deliver(data: Uint8Array, remote: HostPort): void {
+    // Empty datagrams and bare CRLF keep-alives carry no message.
+    if (isBlank(data)) return;
+    const inbound: Inbound = {
+      data: data.slice(),
+      remote,
+      local: this.local,
+      transport: this,
+    };
+    try {
+      this.#handler?.(inbound);
+    } catch (error) {
+      this.#logger?.("error", `UDP message handler threw: ${error}`);
+    }
+  }
+
+  /** Handles a failed receive; returns true when the loop must end. */
+  #receiveFailed(error: unknown): boolean {
+    if (this.#icmp && error instanceof Deno.errors.ConnectionRefused) {
+      // A pending ICMP error (see the module doc): remember it, go on.
+      this.#readIcmp();
+      return false;
+    }
+    // Other socket errors: log and keep receiving.
+    this.#logger?.("warn", `UDP receive error on port ${this.local.port}: ${error}`);
+    if (++this.#failures < 1000) return false;
+    if (this.#failure) return true; // another loop gave up first
+    // Giving up silently would leave a process listening on a dead
+    // socket: close, log, and tell the owner.
+    this.#failure = new Error(
+      `UDP socket on port ${this.local.port} failed 1000 receives in a row (last: ${error}); ` +
+        "closed",
+      { cause: error },
+    );
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+    this.#logger?.("error", this.#failure.message);
+    try {
+      this.#onFailure?.(this.#failure);
+    } catch (e) {
+      this.#logger?.("error", `UDP onFailure handler threw: ${e}`);
+    }
+    return true;
   }
 }
 
