@@ -1177,3 +1177,57 @@ Deno.test("the timer J ring keeps prepared responses in columns: retransmissions
   await raw.close();
   await close();
 });
+
+Deno.test("completed UDP transactions are found in the ring's own table: RFC 2543 keys and To tags, a TU that ends one early, a failed retransmission, close()", async () => {
+  const { clock, transport, tl } = setup();
+  const got: { req: SipRequest; tx: AnyServerTransaction }[] = [];
+  tl.onRequest = (req, tx) => got.push({ req, tx: tx! });
+  const answer = (i: number, tag: string) =>
+    got[i].tx.respond(createResponse(got[i].req, 200, { toTag: tag }));
+  const oks = () => transport.sent.filter((s) => isRes(200)(s.msg)).length;
+  // RFC 2543 (no magic cookie): the request's To tag is part of the match.
+  transport.inject(incoming("MESSAGE", { branch: "old2" }));
+  answer(0, "r0");
+  transport.inject(incoming("MESSAGE", { branch: "old2" }));
+  assert.equal(got.length, 1, "a retransmission with the same To tag is absorbed");
+  assert.equal(oks(), 2);
+  transport.inject(incoming("MESSAGE", { branch: "old2", toTag: "zz" }));
+  assert.equal(got.length, 2, "another To tag: a new transaction with the same key");
+  assert.equal(tl.serverCount, 1, "which takes the completed one's place");
+  answer(1, "r1");
+  transport.inject(incoming("MESSAGE", { branch: "old2", toTag: "zz" }));
+  assert.equal(got.length, 2);
+  assert.equal((transport.sent.at(-1)!.msg as SipResponse).to.params.tag, "zz");
+  // A TU that waits for onTerminated and ends its transaction before timer J.
+  const ended: string[] = [];
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKkept" }));
+  got[2].tx.user = { onTerminated: () => ended.push("kept") };
+  answer(2, "k");
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKkept" }));
+  assert.equal(got.length, 3);
+  got[2].tx.terminate();
+  assert.deepEqual(ended, ["kept"]);
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKkept" }));
+  assert.equal(got.length, 4, "once terminated, the same request is new");
+  answer(3, "k2");
+  // A retransmission whose answer fails to send ends that transaction (17.2.4).
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKfail" }));
+  answer(4, "f");
+  transport.failWith = new Error("unreachable");
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKfail" }));
+  await flush();
+  transport.failWith = undefined;
+  const count = tl.serverCount;
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKfail" }));
+  assert.equal(got.length, 6, "after the failure the same request is new");
+  assert.equal(tl.serverCount, count + 1);
+  // close() tells a TU that waits, for a completed transaction too.
+  transport.inject(incoming("MESSAGE", { branch: "z9hG4bKlast" }));
+  got[6].tx.user = { onTerminated: () => ended.push("last") };
+  answer(6, "l");
+  clock.advance(1000);
+  tl.close();
+  assert.deepEqual(ended, ["kept", "last"]);
+  assert.equal(tl.serverCount, 0);
+  assert.equal(clock.pending, 0);
+});

@@ -31,6 +31,7 @@ import {
 } from "./types.ts";
 import { packPrepared, unpackPrepared } from "../transport_layer.ts";
 import type { Transport } from "../transport.ts";
+import { KeyRing, KeyTable, SEQ_MASK } from "../_key_ring.ts";
 
 /** Either client transaction. */
 export type AnyClientTransaction = ClientInviteTransaction | ClientNonInviteTransaction;
@@ -58,14 +59,13 @@ export type StrayResponseHandler = (res: SipResponse, info: InboundInfo) => void
  * that it needs the key and the response, not the parsed request nor the
  * transaction. Every entry waits the same 64*T1, so they expire in the order
  * they came: they live in a ring of slots (a FIFO) whose fields are columns,
- * and the server map holds the slot number (a small integer, no object).
- * What stays per entry on the garbage-collected heap is the key, the map
- * slot and the prepared response, so that the old generation, where entries
- * that live 32 s end up, has little to grow with.
+ * and the keys are found through the ring's own hash table over typed
+ * arrays (see {@linkcode KeyRing}). A usual entry (its response goes back
+ * where the request came from) is no garbage-collected object at all, so
+ * that the old generation, where entries that live 32 s would end up, does
+ * not grow with them.
  */
-class CompletedRing {
-  /** Matching key of each slot (undefined when free). */
-  keys: (string | undefined)[];
+class CompletedRing extends KeyRing {
   /** When timer J fires, on the layer's clock. */
   expires: Float64Array;
   /**
@@ -82,16 +82,10 @@ class CompletedRing {
   tags: Uint8Array;
   /** What only some entries need. */
   extras: (CompletedExtra | undefined)[];
-  /** Sequence number of the oldest entry; entry `n` lives in slot `n & mask`. */
-  head = 0;
-  /** Entries in the ring, expired or not. */
-  count = 0;
-  #mask: number;
 
   /** A ring of `capacity` slots, a power of two. */
   constructor(capacity = 1024) {
-    this.#mask = capacity - 1;
-    this.keys = new Array(capacity).fill(undefined);
+    super(capacity);
     this.expires = new Float64Array(capacity);
     this.packets = new Array(capacity).fill(undefined);
     this.packed = new Uint8Array(capacity);
@@ -100,16 +94,6 @@ class CompletedRing {
     this.mades = new Array(capacity).fill(undefined);
     this.tags = new Uint8Array(capacity * TAG_WIDTH);
     this.extras = new Array(capacity).fill(undefined);
-  }
-
-  /** Number of slots. */
-  get capacity(): number {
-    return this.#mask + 1;
-  }
-
-  /** Slot of entry `n`. */
-  slot(n: number): number {
-    return n & this.#mask;
   }
 
   /** The response kept in `slot`. */
@@ -129,20 +113,18 @@ class CompletedRing {
   }
 
   /**
-   * Appends an entry (doubling the ring when full) and returns its sequence
-   * number: a small integer, unique among the entries in the ring, that
-   * stays the entry's through growth.
+   * Appends an entry (doubling the ring when full), findable by `key`, and
+   * returns its sequence number: a small integer, unique among the entries
+   * in the ring, that stays the entry's through growth.
    */
-  push(
+  add(
     key: string,
     expires: number,
     packet: PreparedResponse | undefined,
     extra: CompletedExtra | undefined,
   ): number {
-    if (this.count === this.capacity) this.#grow();
-    const n = (this.head + this.count) & SEQ_MASK;
-    const slot = n & this.#mask;
-    this.keys[slot] = key;
+    const n = this.push(key);
+    const slot = this.slot(n);
     this.expires[slot] = expires;
     this.extras[slot] = extra;
     const parts = packet && packPrepared(packet);
@@ -160,27 +142,23 @@ class CompletedRing {
       this.packets[slot] = packet;
       this.packed[slot] = 0;
     }
-    this.count++;
     return n;
   }
 
   /** Frees the oldest entry. */
-  shift(): void {
-    const slot = this.head & this.#mask;
-    this.keys[slot] = undefined;
+  override shift(): void {
+    if (this.count === 0) return;
+    const slot = this.slot(this.head);
     this.packets[slot] = undefined;
     this.hosts[slot] = undefined;
     this.mades[slot] = undefined;
     this.extras[slot] = undefined;
-    this.head = (this.head + 1) & SEQ_MASK;
-    this.count--;
+    super.shift();
   }
 
-  /** Doubles the ring; every entry keeps its sequence number. */
-  #grow(): void {
-    const size = this.capacity * 2;
-    const mask = size - 1;
-    const keys = new Array<string | undefined>(size).fill(undefined);
+  /** Moves the columns when the ring doubles; every entry keeps its sequence number. */
+  protected override resized(oldMask: number, mask: number): void {
+    const size = mask + 1;
     const expires = new Float64Array(size);
     const packets = new Array<PreparedResponse | Transport | undefined>(size).fill(undefined);
     const packed = new Uint8Array(size);
@@ -191,9 +169,8 @@ class CompletedRing {
     const extras = new Array<CompletedExtra | undefined>(size).fill(undefined);
     for (let a = 0; a < this.count; a++) {
       const n = (this.head + a) & SEQ_MASK;
-      const from = n & this.#mask;
+      const from = n & oldMask;
       const to = n & mask;
-      keys[to] = this.keys[from];
       expires[to] = this.expires[from];
       packets[to] = this.packets[from];
       packed[to] = this.packed[from];
@@ -203,7 +180,6 @@ class CompletedRing {
       tags.set(this.tags.subarray(from * TAG_WIDTH, (from + 1) * TAG_WIDTH), to * TAG_WIDTH);
       extras[to] = this.extras[from];
     }
-    this.keys = keys;
     this.expires = expires;
     this.packets = packets;
     this.packed = packed;
@@ -212,7 +188,6 @@ class CompletedRing {
     this.mades = mades;
     this.tags = tags;
     this.extras = extras;
-    this.#mask = mask;
   }
 }
 
@@ -226,14 +201,7 @@ function fitsTag(tag: string): boolean {
   return true;
 }
 
-/**
- * Sequence numbers wrap at 2^30 (they stay small integers, which a map holds
- * without an object); a multiple of every capacity, and far more entries
- * than 32 s can bring.
- */
-const SEQ_MASK = 2 ** 30 - 1;
-
-/** The parts of a {@linkcode Completed} entry that most do without. */
+/** The parts of a {@linkcode CompletedRing} entry that most do without. */
 interface CompletedExtra {
   /** Without a transport that prepares packets (test fakes): the response and where to. */
   response?: SipResponse;
@@ -323,9 +291,16 @@ export class TransactionLayer {
   readonly #transport: TransactionTransport;
   readonly #log: TransactionLog;
   readonly #clients = new Map<string, ClientTransaction>();
-  /** Live server transactions, and completed ones by their slot in #completed. */
-  readonly #servers = new Map<string, ServerTransaction | number>();
-  /** Completed entries in the order their timer J runs out (all wait 64*T1). */
+  /**
+   * Live server transactions (not yet completed over UDP: a few at a time
+   * even under a flood, since a MESSAGE is answered at once), in a
+   * {@linkcode KeyTable}: a Map with that churn keeps young objects alive.
+   */
+  readonly #servers = new KeyTable<ServerTransaction>();
+  /**
+   * Completed entries in the order their timer J runs out (all wait 64*T1),
+   * found by key in the ring's own table. A key is in at most one of the two.
+   */
   #completed = new CompletedRing();
   #sweep?: TimerId;
   readonly #cancelled = new WeakSet<ClientInviteTransaction>();
@@ -344,14 +319,14 @@ export class TransactionLayer {
       log: this.#log,
       remove: (key, tx) => {
         if (this.#clients.get(key) === tx) this.#clients.delete(key);
-        const server = this.#servers.get(key);
-        if (
-          server === tx ||
-          (typeof server === "number" &&
-            this.#completed.extras[this.#completed.slot(server)]?.tx === tx)
-        ) {
+        if (this.#servers.get(key) === tx) {
           this.#servers.delete(key);
+          return;
         }
+        const ring = this.#completed;
+        if (ring.size === 0) return;
+        const seq = ring.find(key);
+        if (seq >= 0 && ring.extras[ring.slot(seq)]?.tx === tx) ring.unindex(seq);
       },
       complete: (tx, res, onError) => this.#complete(tx, res, onError),
     };
@@ -364,9 +339,9 @@ export class TransactionLayer {
     return this.#clients.size;
   }
 
-  /** Number of live server transactions. */
+  /** Number of server transactions: live, and completed over UDP (in timer J). */
   get serverCount(): number {
-    return this.#servers.size;
+    return this.#servers.size + this.#completed.size;
   }
 
   /**
@@ -457,17 +432,24 @@ export class TransactionLayer {
       return;
     }
     const existing = this.#servers.get(key);
-    if (typeof existing === "number") {
-      if (
-        !key.startsWith("2543|") ||
-        sameTag(this.#completed.extras[this.#completed.slot(existing)]?.toTag, req.to.params.tag)
-      ) {
-        // 17.2.2: in Completed, "the server transaction MUST pass the final
-        // response to the transport layer for retransmission".
-        this.#resend(existing, key, req, info);
-        return;
+    /** A completed entry with this key that a new transaction replaces (RFC 2543 keys only). */
+    let replaced = -1;
+    if (existing === undefined) {
+      const ring = this.#completed;
+      const seq = ring.size === 0 ? -1 : ring.find(key);
+      if (seq >= 0) {
+        if (
+          !key.startsWith("2543|") ||
+          sameTag(ring.extras[ring.slot(seq)]?.toTag, req.to.params.tag)
+        ) {
+          // 17.2.2: in Completed, "the server transaction MUST pass the final
+          // response to the transport layer for retransmission".
+          this.#resend(seq, key, req, info);
+          return;
+        }
+        replaced = seq;
       }
-    } else if (existing && this.#toTagMatches(existing, req)) {
+    } else if (this.#toTagMatches(existing, req)) {
       if (existing.receiveRequest(req)) this.#deliver(req, undefined, info);
       return;
     }
@@ -481,6 +463,7 @@ export class TransactionLayer {
       this.#deliver(req, undefined, info);
       return;
     }
+    if (replaced >= 0) this.#completed.unindex(replaced);
     let tx: AnyServerTransaction;
     if (req.method === "INVITE") {
       const invite = new ServerInviteTransaction(this.#ctx, req, info, key);
@@ -520,14 +503,15 @@ export class TransactionLayer {
   /** Terminates every transaction and stops all their timers. */
   close(): void {
     for (const tx of [...this.#clients.values()]) tx.terminate();
-    for (const tx of [...this.#servers.values()]) {
-      if (typeof tx === "number") this.#completed.extras[this.#completed.slot(tx)]?.tx?.terminate();
-      else tx.terminate();
-    }
+    for (const tx of this.#servers.values()) tx.terminate();
     this.#servers.clear();
     if (this.#sweep !== undefined) this.clock.clearTimeout(this.#sweep);
     this.#sweep = undefined;
+    const ring = this.#completed;
     this.#completed = new CompletedRing();
+    for (let a = 0; a < ring.count; a++) {
+      ring.extras[ring.slot((ring.head + a) & SEQ_MASK)]?.tx?.terminate();
+    }
   }
 
   /** Number of slots of the ring of completed entries (for tests). */
@@ -550,7 +534,8 @@ export class TransactionLayer {
     const rfc2543 = tx.key.startsWith("2543|");
     const keep = tx.user.onTerminated ? tx : undefined;
     const key = tx.key;
-    const seq = this.#completed.push(
+    const ring = this.#completed;
+    const seq = ring.add(
       key,
       this.clock.now() + 64 * this.timers.t1,
       packet,
@@ -561,10 +546,12 @@ export class TransactionLayer {
         tx: keep,
       },
     );
-    if (this.#servers.get(key) === tx) this.#servers.set(key, seq);
+    // Found from now on in the ring, unless another transaction took its key.
+    if (this.#servers.get(key) === tx) this.#servers.delete(key);
+    else ring.unindex(seq);
     const sent = packet ? transport.sendPrepared!(packet) : transport.sendResponse(res, tx.info);
     sent.catch((e) => {
-      if (this.#servers.get(key) === seq) this.#servers.delete(key);
+      if (this.#completed === ring) ring.unindex(seq);
       onError(e);
     });
     if (this.#sweep === undefined) this.#armSweep();
@@ -582,7 +569,7 @@ export class TransactionLayer {
         `transaction ${key}: retransmission failed: ${e instanceof Error ? e.message : e}`,
       );
       // 17.2.4: a transport failure ends the transaction.
-      if (this.#servers.get(key) === seq) this.#servers.delete(key);
+      if (this.#completed === ring) ring.unindex(seq);
     });
   }
 
@@ -602,11 +589,7 @@ export class TransactionLayer {
     const now = this.clock.now();
     const ring = this.#completed;
     while (ring.count > 0 && ring.expires[ring.slot(ring.head)] <= now) {
-      const seq = ring.head;
-      const slot = ring.slot(seq);
-      const key = ring.keys[slot]!;
-      const tx = ring.extras[slot]?.tx;
-      if (this.#servers.get(key) === seq) this.#servers.delete(key);
+      const tx = ring.extras[ring.slot(ring.head)]?.tx;
       ring.shift();
       tx?.terminate();
     }
