@@ -19,10 +19,10 @@ export interface CreateUaOptions {
   /** Send compact header names (RFC 3261 7.3.3). Default false. */
   compactHeaders?: boolean;
   /**
-   * A one-shot command (send one request, await its answer, exit): the UDP
-   * socket keeps the system's receive buffer and one pending receive, which
-   * is plenty for a few responses and starts quicker than the listener's
-   * 1 MiB and eight receives. Default false.
+   * A one-shot command (send a request or a few, await the answers, exit):
+   * its sockets are set up for that (`oneShot` of `openTransports`: no large
+   * receive buffer, ICMP errors heard only when an answer is slow). Default
+   * false.
    */
   oneShot?: boolean;
 }
@@ -65,7 +65,7 @@ export async function createUserAgent(
       },
       log,
       onUdpFailure: udpFailureHandler(ctx, () => ua?.transport.transports ?? []),
-      udp: options.oneShot ? { receiveBuffer: 0, receivers: 1 } : undefined,
+      oneShot: options.oneShot,
     });
     ua = await UserAgent.create({
       transports,

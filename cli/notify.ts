@@ -152,6 +152,7 @@ export async function runNotify(opts: NotifyOptions, ctx: CommandContext): Promi
   const ua = await createUserAgent(opts, ctx, {
     requireUser: true,
     compactHeaders: opts.compact ?? true,
+    oneShot: Boolean(opts.publish && opts.once),
   });
   // --register: the shared helper keeps the binding (bounded removal on exit,
   // address_changed lines from stdin move it).

@@ -105,7 +105,10 @@ async function runRegister(
   if (opts.all && !opts.remove) throw usageError("--all goes with --remove");
   if (opts.registrar) uriOption("--registrar", opts.registrar);
   if (opts.contact) uriOption("--contact", opts.contact);
-  const ua = await createUserAgent(opts, ctx, { requireUser: true });
+  const ua = await createUserAgent(opts, ctx, {
+    requireUser: true,
+    oneShot: Boolean(opts.once || opts.remove || opts.query),
+  });
   try {
     if (!opts.once && !opts.remove && !opts.query) return await longRunning(ctx, ua, opts);
     const reg = new Registration(ua, {

@@ -222,6 +222,32 @@ for (const host of ["127.0.0.1", "::1"]) {
   });
 }
 
+Deno.test("a one-shot sipkit message sets ICMP errors up only when no answer came: never when answered, and a closed UDP port still exits 3 long before timer F", async () => {
+  await withDirs(async (dirs) => {
+    const { proc, address } = await startListener(dirs);
+    try {
+      const r = await runSend(dirs, [`sip:bob@${address}`, "quick", "--transport", "udp", "-v"]);
+      assert.equal(r.code, 0, r.logs);
+      // Answered within the deferral: no libc look-up, no /proc search.
+      assert.doesNotMatch(r.logs, /ICMP errors/, r.logs);
+    } finally {
+      await proc.stop();
+    }
+    const port = freePort();
+    const started = performance.now();
+    const r = await runSend(dirs, [`sip:nobody@127.0.0.1:${port}`, "anyone?", "-v"]);
+    const ms = performance.now() - started;
+    assert.equal(r.code, 3, r.logs);
+    assert.match(r.logs, /ICMP errors heard/, r.logs);
+    const failed = r.events.find((e) => e.type === "send_failed")!;
+    assert.equal(failed.error, "network", r.logs);
+    assert.match(String(failed.reason), /ICMP port unreachable/);
+    // The refusal of the first retransmission (T1, 500 ms) ends it: about a
+    // second with the process start on a quiet machine; timer F would be 32 s.
+    assert.ok(ms < 10_000, `exited after ${ms.toFixed(0)} ms`);
+  });
+});
+
 Deno.test("sipkit message exits 2 on bad usage", async (t) => {
   await withDirs(async (dirs) => {
     const cases: [string, string[]][] = [

@@ -44,6 +44,7 @@ class FakeTransport implements TransactionTransport {
   resolveAs?: Target;
   #onRequest?: (req: SipRequest, info: InboundInfo) => void;
   #onResponse?: (res: SipResponse, info: InboundInfo) => void;
+  #onRefused?: (target: Target, error: Error) => boolean;
   constructor(readonly clock: ManualClock) {}
 
   sendRequest(req: SipRequest, target: Target): Promise<Target> {
@@ -61,6 +62,13 @@ class FakeTransport implements TransactionTransport {
   }
   onResponse(h: (res: SipResponse, info: InboundInfo) => void): void {
     this.#onResponse = h;
+  }
+  onRefused(h: (target: Target, error: Error) => boolean): void {
+    this.#onRefused = h;
+  }
+  /** Reports an ICMP refusal from `target` as the transport layer would; true when taken. */
+  refuse(target: Target): boolean {
+    return this.#onRefused!(target, new Error(`${target.host}:${target.port} refused`));
   }
   /** Delivers an inbound request as the transport layer would. */
   inject(msg: SipMessage, info: InboundInfo = UDP_INFO): void {
@@ -457,6 +465,45 @@ Deno.test("a failing retransmission terminates the client INVITE transaction", a
   await flush();
   assert.equal(error, "network unreachable");
   assert.equal(tx.state, "terminated");
+});
+
+Deno.test("an ICMP refusal from the target ends UDP client transactions that have no response yet (18.4, 17.1.4)", async () => {
+  const { clock, transport, tl } = setup();
+  const events: string[] = [];
+  const user = (name: string) => ({
+    onTransportError: (e: Error) => events.push(`${name} error:${e.message}`),
+    onTimeout: () => events.push(`${name} timeout`),
+  });
+  const message = tl.request(outgoing("MESSAGE"), UDP, user("message"));
+  const invite = tl.request(outgoing("INVITE"), UDP, user("invite"));
+  const answered = tl.request(outgoing("OPTIONS"), UDP, user("options"));
+  const elsewhere = tl.request(outgoing("MESSAGE"), { ...UDP, port: 5070 }, user("elsewhere"));
+  const overTcp = tl.request(outgoing("MESSAGE"), TCP, user("tcp"));
+  await flush();
+  transport.inject(reply(answered.request, 100));
+  assert.equal(answered.state, "proceeding");
+  clock.advance(100); // before the first retransmission
+  assert.equal(transport.refuse({ ...UDP, host: "192.0.2.99" }), false, "no transaction there");
+  assert.equal(transport.refuse(UDP), true);
+  assert.deepEqual(events, [
+    "message error:192.0.2.10:5060 refused",
+    "invite error:192.0.2.10:5060 refused",
+  ]);
+  assert.equal(message.state, "terminated");
+  assert.equal(invite.state, "terminated");
+  await assert.rejects(
+    message.response,
+    (e) =>
+      e instanceof SipRequestError && e.status === 503 && e.local &&
+      /refused/.test(e.reason),
+  );
+  // Once the target has answered, the refusal is about something else.
+  assert.equal(answered.state, "proceeding");
+  assert.equal(elsewhere.state, "trying");
+  assert.equal(overTcp.state, "trying");
+  assert.equal(transport.refuse(UDP), false, "nothing left to fail");
+  clock.advance(1_000);
+  assert.deepEqual(transport.times(isReq("INVITE")), [0], "no retransmission after the refusal");
 });
 
 Deno.test("responses match by branch and CSeq method; others are stray (17.1.3)", async () => {

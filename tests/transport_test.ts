@@ -209,6 +209,77 @@ for (const [bind, target] of [["127.0.0.1", "127.0.0.1"], ["::1", "::1"], ["::",
   });
 }
 
+Deno.test("UdpTransport with icmpAfter: hears ICMP errors only that long after its first send, then tells onRefused at once", async () => {
+  const logs: string[] = [];
+  const t = new UdpTransport({
+    host: "127.0.0.1",
+    icmpAfter: 100,
+    logger: (_level, msg) => logs.push(msg),
+  });
+  const taken: HostPort[] = [];
+  let take = true;
+  t.onRefused((to, error) => {
+    assert.ok(error instanceof Deno.errors.ConnectionRefused, String(error));
+    assert.match(error.message, /ICMP port unreachable/);
+    taken.push(to);
+    return take;
+  });
+  try {
+    const dead = closedUdpPort("127.0.0.1");
+    assert.equal(t.hearsIcmp, false, "nothing set up at bind");
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(t.hearsIcmp, false, "the delay runs from the first send, not from bind");
+    // The first datagram goes out before the set-up: its refusal is not heard.
+    await t.send(enc.encode("one"), dead);
+    assert.equal(t.hearsIcmp, false);
+    const start = performance.now();
+    while (!t.hearsIcmp && performance.now() - start < 5_000) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(t.hearsIcmp, true, "set up after icmpAfter");
+    assert.ok(logs.some((l) => /ICMP errors heard/.test(l)), logs.join("\n"));
+    assert.deepEqual(taken, []);
+    // A datagram sent now is refused, and the handler hears it without a
+    // further send (the error queue is read on a timer).
+    await t.send(enc.encode("two"), dead);
+    const sent = performance.now();
+    while (taken.length === 0 && performance.now() - sent < 5_000) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.deepEqual(taken, [dead]);
+    // Taken by the handler: the next send to it goes out.
+    await t.send(enc.encode("three"), dead);
+    // Not taken: the refusal waits for the next send there, which rejects.
+    take = false;
+    while (taken.length < 2 && performance.now() - sent < 10_000) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(taken.length, 2);
+    await assert.rejects(t.send(enc.encode("four"), dead), Deno.errors.ConnectionRefused);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("UdpTransport with icmpAfter closed before the delay never sets ICMP errors up", async () => {
+  const logs: string[] = [];
+  const t = new UdpTransport({
+    host: "127.0.0.1",
+    icmpAfter: 50,
+    logger: (_level, msg) => logs.push(msg),
+  });
+  const peer = new UdpTransport({ host: "127.0.0.1" });
+  try {
+    await t.send(enc.encode("hi"), peer.local);
+  } finally {
+    await t.close();
+  }
+  await new Promise((r) => setTimeout(r, 120));
+  await peer.close();
+  assert.equal(t.hearsIcmp, false);
+  assert.ok(!logs.some((l) => /ICMP errors/.test(l)), logs.join("\n"));
+});
+
 Deno.test("UdpTransport bound to 0.0.0.0 reports a loopback sent-by for a loopback target", async () => {
   const a = new UdpTransport();
   try {

@@ -43,15 +43,32 @@ export interface OpenTransportsOptions {
   /** Called when the UDP socket is given up after 1,000 receive errors in a row (then closed). */
   onUdpFailure?: (error: Error) => void;
   /**
-   * The UDP socket's receive buffer and pending receives (see
-   * `UdpTransportOptions`); default a 1 MiB buffer and 8 receives, which a
-   * listener needs under load. A one-shot sender gives `{ receiveBuffer: 0,
-   * receivers: 1 }`: the system's buffer and one receive are plenty for a few
-   * responses, and it starts quicker (no second FFI look-up of the socket, no
-   * 448 KiB of idle receive buffers).
+   * The UDP socket's receive buffer, pending receives and ICMP set-up (see
+   * `UdpTransportOptions`); default a 1 MiB buffer, 8 receives and ICMP
+   * errors heard from the start, which a listener needs. Overrides what
+   * `oneShot` sets.
    */
-  udp?: { receiveBuffer?: number; receivers?: number };
+  udp?: { receiveBuffer?: number; receivers?: number; icmpAfter?: number };
+  /**
+   * For a short-lived sender (send a request or a few, await the answers,
+   * exit): the UDP socket keeps the system's receive buffer, has one pending
+   * receive, and turns on hearing ICMP errors only {@linkcode ONE_SHOT_ICMP_AFTER}
+   * ms after its first send. That is plenty for a few responses and starts
+   * quicker: no FFI look-up of the socket before the first send, none at all
+   * when the answer comes at once, no 448 KiB of idle receive buffers. A dead
+   * UDP server is still heard at the first retransmission (T1). Default false.
+   */
+  oneShot?: boolean;
 }
+
+/**
+ * How long after its first send a one-shot sender's UDP socket turns on
+ * hearing ICMP errors (see {@linkcode OpenTransportsOptions.oneShot}): well
+ * under T1 (500 ms), so that the refusal of the first retransmission is
+ * heard, and long enough that a server that answers (on a LAN, or across
+ * the Internet) usually has.
+ */
+export const ONE_SHOT_ICMP_AFTER = 200;
 
 /**
  * Opens the transports a user agent listens on, all on one port.
@@ -139,8 +156,9 @@ async function openTransportsOnce(
         port,
         logger: log,
         onFailure: options.onUdpFailure,
-        receiveBuffer: options.udp?.receiveBuffer,
-        receivers: options.udp?.receivers,
+        receiveBuffer: options.udp?.receiveBuffer ?? (options.oneShot ? 0 : undefined),
+        receivers: options.udp?.receivers ?? (options.oneShot ? 1 : undefined),
+        icmpAfter: options.udp?.icmpAfter ?? (options.oneShot ? ONE_SHOT_ICMP_AFTER : undefined),
       });
       out.push(udp);
       port = udp.local.port;

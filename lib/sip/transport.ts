@@ -42,6 +42,12 @@ export interface SendOptions {
 /** Called for each inbound message. */
 export type InboundHandler = (message: Inbound) => void;
 
+/**
+ * Told that `to` refused a datagram (ICMP port unreachable); `error` is what
+ * a send to it would reject with. Returns true when the refusal was taken.
+ */
+export type RefusalHandler = (to: HostPort, error: Error) => boolean;
+
 /** A bound SIP transport. */
 export interface Transport {
   /** Protocol name used in Via ("udp" gives "SIP/2.0/UDP"). */
@@ -75,6 +81,15 @@ export interface Transport {
    * datagram transports have none.
    */
   closeConnectionsFrom?(host: string): number;
+  /**
+   * Datagram transports that hear ICMP errors (RFC 3261 18.4): sets the
+   * handler told when a destination refused a datagram (ICMP port
+   * unreachable), with the error a send to it would reject with. The handler
+   * returns true when it took the refusal (a request waiting on that
+   * destination failed on it); otherwise the next send there rejects with it.
+   * Optional.
+   */
+  onRefused?(handler: RefusalHandler): void;
   /** Closes the socket(s); pending sends reject. */
   close(): Promise<void>;
 }

@@ -361,6 +361,7 @@ export class TransportLayer {
   #compact: boolean;
   #onRequest?: (req: SipRequest, info: InboundInfo) => void;
   #onResponse?: (res: SipResponse, info: InboundInfo) => void;
+  #onRefused?: (target: Target, error: Error) => boolean;
   /** The response last prepared, with its bytes, until it is first sent. */
   #prepared?: { packet: PreparedResponse; bytes: Uint8Array };
   /** Recipes shared by the responses rebuilt from retransmissions, by shape. */
@@ -395,6 +396,7 @@ export class TransportLayer {
     for (const t of this.#transports) {
       this.#sentBy.add(hostPortKey(t.local));
       t.onMessage((inbound) => this.#receive(inbound));
+      t.onRefused?.((to, error) => this.#refused(t, to, error));
     }
   }
 
@@ -409,6 +411,15 @@ export class TransportLayer {
   }
 
   /**
+   * Sets the handler told when a destination refused a datagram (ICMP port
+   * unreachable, RFC 3261 18.4: see {@linkcode Transport.onRefused}); it
+   * returns true when it took the refusal.
+   */
+  onRefused(handler: (target: Target, error: Error) => boolean): void {
+    this.#onRefused = handler;
+  }
+
+  /**
    * Mobility: puts `next` in the place of `old` (after the host's address
    * changed). `next` receives from now on and sends every later request and
    * retransmission; the sent-by values of `old` stay accepted, so answers to
@@ -420,7 +431,16 @@ export class TransportLayer {
     if (index < 0) throw new TypeError("Cannot replace a transport the layer does not own");
     this.#transports[index] = next;
     this.#sentBy.add(hostPortKey(next.local));
-    if (next !== old) next.onMessage((inbound) => this.#receive(inbound));
+    if (next !== old) {
+      next.onMessage((inbound) => this.#receive(inbound));
+      next.onRefused?.((to, error) => this.#refused(next, to, error));
+    }
+  }
+
+  /** A refusal heard by `transport`, passed on to the handler. */
+  #refused(transport: Transport, to: HostPort, error: Error): boolean {
+    const target: Target = { protocol: transport.protocol, host: to.host, port: to.port };
+    return this.#onRefused?.(target, error) ?? false;
   }
 
   /**

@@ -6,9 +6,12 @@
  * the ICMP port unreachable that answers a datagram sent to a port where
  * nobody listens (see `_icmp.ts` for how, and why Deno needs it). As on a
  * connected socket, the next send to that destination then rejects with
- * `Deno.errors.ConnectionRefused`: a client transaction fails with a
- * transport error at its first retransmission (T1, 500 ms) instead of timer
- * F (32 s), and RFC 3263 failover moves on to the next server at once.
+ * `Deno.errors.ConnectionRefused`, and the owner set with `onRefused` (the
+ * transport layer) is told at once: a client transaction that has had no
+ * response fails with a transport error as soon as the refusal comes,
+ * instead of at timer F (32 s), and RFC 3263 failover moves on to the next
+ * server. A short-lived sender may turn this on only when an answer is slow
+ * to come (`icmpAfter`): an answered request then never pays for the set-up.
  *
  * Bursts (see `_udp_fast.ts`): on Linux with `--allow-ffi`, a socket with
  * more than one receiver (a listener; a one-shot sender asks for one) waits
@@ -26,7 +29,7 @@
 import { enlargeReceiveBuffer, type IcmpErrorQueue, watchIcmpErrors } from "./_icmp.ts";
 import { type FastUdp, openFastUdp, REFUSED } from "./_udp_fast.ts";
 import { formatHostPort, hostPortKey, normalizeHost, routeLocalAddress } from "./_net.ts";
-import type { HostPort, Inbound, InboundHandler, Transport } from "./transport.ts";
+import type { HostPort, Inbound, InboundHandler, RefusalHandler, Transport } from "./transport.ts";
 
 // The hook that drops the cached interface list behind `localFor` (for a
 // host whose addresses changed, when `moveUserAgent` is not used).
@@ -55,6 +58,17 @@ export interface UdpTransportOptions {
    * Default 8; a short-lived sender that awaits a few responses needs 1.
    */
   receivers?: number;
+  /**
+   * When to turn on hearing ICMP errors (see the module doc): undefined (the
+   * default) at once; a number of milliseconds, that long after the first
+   * send, unless the transport was closed before. The set-up (a libc look-up
+   * and a search of /proc for the socket) costs a few milliseconds that a
+   * one-shot sender answered at once need not pay. A refusal of a datagram
+   * sent before the set-up is not heard: keep the delay well under T1 (500
+   * ms), so that the first retransmission, which the refusal answers again,
+   * is heard. Default undefined.
+   */
+  icmpAfter?: number;
   /** Receives problems of the receive loop (a handler that threw, a socket error). */
   logger?: (level: "debug" | "info" | "warn" | "error", msg: string) => void;
   /**
@@ -94,6 +108,11 @@ const DRAIN = 16;
  * twice; an older one no longer says anything about the server.
  */
 const REFUSAL_TTL_MS = 8_000;
+/**
+ * How often a socket whose ICMP set-up was deferred reads its error queue
+ * (see `#watchIcmp`): a refusal is heard this long after it came, at most.
+ */
+const ICMP_POLL_MS = 50;
 /** At most this many remembered refusals (the oldest are forgotten first). */
 const MAX_REFUSALS = 1024;
 
@@ -145,6 +164,10 @@ export class UdpTransport implements Transport {
     resolve: () => void;
     reject: (error: unknown) => void;
   }[] = [];
+  #icmpAfter?: number;
+  /** The deferred ICMP set-up (see `icmpAfter`), then the reads of its error queue. */
+  #icmpTimer?: ReturnType<typeof setTimeout>;
+  #onRefused?: RefusalHandler;
   /** Destinations that answered with ICMP port unreachable -> when (ms). */
   #refused = new Map<string, number>();
 
@@ -169,14 +192,8 @@ export class UdpTransport implements Transport {
         }`,
       );
     }
-    this.#icmp = watchIcmpErrors(this.local);
-    if (!this.#icmp) {
-      this.#logger?.(
-        "debug",
-        `UDP port ${this.local.port}: ICMP errors not available (needs Linux and --allow-ffi); ` +
-          `an unreachable server is noticed by timeout only`,
-      );
-    }
+    this.#icmpAfter = options.icmpAfter;
+    if (this.#icmpAfter === undefined) this.#watchIcmp(false);
     const loops: Promise<void>[] = [];
     this.#receivers = Math.max(1, options.receivers ?? RECEIVERS);
     // A socket that expects bursts reads and sends through libc when it can.
@@ -195,9 +212,39 @@ export class UdpTransport implements Transport {
     return this.#fast !== undefined;
   }
 
-  /** True when ICMP errors are heard (Linux with --allow-ffi): see the module doc. */
+  /**
+   * True when ICMP errors are heard (Linux with --allow-ffi): see the module
+   * doc. With `icmpAfter`, false until the deferred set-up has run.
+   */
   get hearsIcmp(): boolean {
     return this.#icmp !== undefined;
+  }
+
+  /** Sets the handler told when a destination refused a datagram (see {@linkcode Transport.onRefused}). */
+  onRefused(handler: RefusalHandler): void {
+    this.#onRefused = handler;
+  }
+
+  /**
+   * Turns on hearing ICMP errors (once; see the module doc). With `poll`,
+   * the error queue is also read every {@linkcode ICMP_POLL_MS} until
+   * close: a pending receive does not wake up for an ICMP error (only the
+   * next send or receive sees it), and a sender whose answer is late (the
+   * deferred set-up) should hear a refusal before its next retransmission.
+   */
+  #watchIcmp(poll: boolean): void {
+    if (this.#icmp || this.#closed) return;
+    this.#icmp = watchIcmpErrors(this.local);
+    if (!this.#icmp) {
+      this.#logger?.(
+        "debug",
+        `UDP port ${this.local.port}: ICMP errors not available (needs Linux and --allow-ffi); ` +
+          `an unreachable server is noticed by timeout only`,
+      );
+      return;
+    }
+    this.#logger?.("debug", `UDP port ${this.local.port}: ICMP errors heard (IP_RECVERR)`);
+    if (poll) this.#icmpTimer = setInterval(() => this.#readIcmp(), ICMP_POLL_MS);
   }
 
   /**
@@ -234,6 +281,15 @@ export class UdpTransport implements Transport {
       this.#takeRefusal(to);
     } catch (error) {
       return Promise.reject(error);
+    }
+    if (this.#icmpAfter !== undefined) {
+      // Deferred ICMP set-up (see `icmpAfter`): armed by the first send.
+      const after = this.#icmpAfter;
+      this.#icmpAfter = undefined;
+      this.#icmpTimer = setTimeout(() => {
+        this.#icmpTimer = undefined;
+        this.#watchIcmp(true);
+      }, after);
     }
     const fast = this.#fast;
     if (fast) {
@@ -339,6 +395,8 @@ export class UdpTransport implements Transport {
   rebind(host: string): Promise<Transport> {
     const options = {
       host,
+      // A deferred set-up not yet done stays deferred on the new socket.
+      icmpAfter: this.#icmpAfter,
       logger: this.#logger,
       receiveBuffer: this.#receiveBuffer,
       receivers: this.#receivers,
@@ -352,6 +410,7 @@ export class UdpTransport implements Transport {
       next = new UdpTransport({ ...options, port: 0 });
     }
     if (this.#handler) next.onMessage(this.#handler);
+    if (this.#onRefused) next.onRefused(this.#onRefused);
     return Promise.resolve(next);
   }
 
@@ -364,6 +423,8 @@ export class UdpTransport implements Transport {
     // What was sent before close goes out.
     this.#flush();
     this.#closed = true;
+    // One id space for both kinds of timer: clearTimeout clears an interval too.
+    if (this.#icmpTimer !== undefined) clearTimeout(this.#icmpTimer);
     try {
       this.#conn.close();
     } catch { /* already closed */ }
@@ -378,12 +439,14 @@ export class UdpTransport implements Transport {
     if (at === undefined) return;
     this.#refused.delete(key);
     if (Date.now() - at > REFUSAL_TTL_MS) return;
-    throw new Deno.errors.ConnectionRefused(
-      `Cannot send over UDP to ${formatHostPort(to)}: ICMP port unreachable`,
-    );
+    throw refusal(to);
   }
 
-  /** Moves the socket's queued ICMP errors into the refusals. */
+  /**
+   * Reads the socket's queued ICMP errors: each refusal goes to the
+   * `onRefused` handler, and when it does not take it, into the refusals
+   * that the next send to that destination rejects with.
+   */
   #readIcmp(): void {
     for (const e of this.#icmp?.drain() ?? []) {
       if (!e.refused) {
@@ -391,6 +454,11 @@ export class UdpTransport implements Transport {
         continue;
       }
       this.#logger?.("debug", `ICMP port unreachable from ${formatHostPort(e.to)}`);
+      try {
+        if (this.#onRefused?.(e.to, refusal(e.to))) continue;
+      } catch (error) {
+        this.#logger?.("error", `UDP refusal handler threw: ${error}`);
+      }
       const key = hostPortKey(e.to);
       this.#refused.delete(key);
       this.#refused.set(key, Date.now());
@@ -488,6 +556,13 @@ export class UdpTransport implements Transport {
     }
     return true;
   }
+}
+
+/** The error of a send to `to` after it refused a datagram. */
+function refusal(to: HostPort): Error {
+  return new Deno.errors.ConnectionRefused(
+    `Cannot send over UDP to ${formatHostPort(to)}: ICMP port unreachable`,
+  );
 }
 
 function isBlank(data: Uint8Array): boolean {

@@ -105,6 +105,19 @@ export abstract class ClientTransaction {
     callUser(this.ctx.log, "onTerminated", () => this.user.onTerminated?.());
   }
 
+  /**
+   * The target refused a datagram (an ICMP port unreachable heard after the
+   * send, RFC 3261 18.4): over UDP, in Trying or Calling (no response yet),
+   * the transaction ends with a transport error (17.1.4), as when a send
+   * rejects; true when it did. Once the target has answered, the refusal
+   * concerns something else and is left alone.
+   */
+  refused(error: Error): boolean {
+    if (this.#reliable || (this.#state !== "trying" && this.#state !== "calling")) return false;
+    this.transportError(error);
+    return true;
+  }
+
   /** Moves to another state. */
   protected setState(state: TransactionState): void {
     this.#state = state;

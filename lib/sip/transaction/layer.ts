@@ -32,6 +32,7 @@ import {
 import { packPrepared, unpackPrepared } from "../transport_layer.ts";
 import type { Transport } from "../transport.ts";
 import { KeyRing, KeyTable, SEQ_MASK } from "../_key_ring.ts";
+import { hostPortKey } from "../_net.ts";
 
 /** Either client transaction. */
 export type AnyClientTransaction = ClientInviteTransaction | ClientNonInviteTransaction;
@@ -332,6 +333,24 @@ export class TransactionLayer {
     };
     this.#transport.onRequest((req, info) => this.receiveRequest(req, info));
     this.#transport.onResponse((res, info) => this.receiveResponse(res, info));
+    this.#transport.onRefused?.((target, error) => this.#refused(target, error));
+  }
+
+  /**
+   * RFC 3261 18.4 and 17.1.4: `target` refused a datagram (ICMP port
+   * unreachable). The client transactions over UDP to it that have had no
+   * response yet end with a transport error now, rather than at their next
+   * retransmission; true when there was one.
+   */
+  #refused(target: Target, error: Error): boolean {
+    const key = hostPortKey(target);
+    let took = false;
+    for (const tx of [...this.#clients.values()]) {
+      const to = tx.target;
+      if (to.protocol !== target.protocol || to.port !== target.port) continue;
+      if (hostPortKey(to) === key && tx.refused(error)) took = true;
+    }
+    return took;
   }
 
   /** Number of live client transactions. */

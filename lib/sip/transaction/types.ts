@@ -42,6 +42,12 @@ export interface TransactionTransport {
   onRequest(handler: (req: SipRequest, info: InboundInfo) => void): void;
   /** Registers the handler for inbound responses. */
   onResponse(handler: (res: SipResponse, info: InboundInfo) => void): void;
+  /**
+   * Optional: registers the handler told when a destination refused a
+   * datagram (ICMP port unreachable, RFC 3261 18.4); it returns true when it
+   * took the refusal.
+   */
+  onRefused?(handler: (target: Target, error: Error) => boolean): void;
 }
 
 /** Timer settings in milliseconds (RFC 3261 section 17.1.1.1 and table 4). */
