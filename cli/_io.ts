@@ -33,7 +33,7 @@ export interface NdjsonWriterOptions {
    * its reader has gone away (EPIPE), with the error for any other failure.
    */
   onClosed?: (error?: unknown) => void;
-  /** Source of the `time` field. Default `() => new Date()`. */
+  /** Source of the `time` field. Default: the system clock (`Date.now()`). */
   now?: () => Date;
 }
 
@@ -65,7 +65,7 @@ export class NdjsonWriter implements EventSink {
   #out: ByteWriter;
   #pretty: boolean;
   #onClosed?: (error?: unknown) => void;
-  #now: () => Date;
+  #now?: () => Date;
   /** Lines waiting for the next write. */
   #queue: string[] = [];
   /** Resolves when the queued lines have been written. */
@@ -87,7 +87,7 @@ export class NdjsonWriter implements EventSink {
     this.#out = out;
     this.#pretty = options.pretty ?? false;
     this.#onClosed = options.onClosed;
-    this.#now = options.now ?? (() => new Date());
+    this.#now = options.now;
     this.#sync = typeof out.writeSync === "function";
   }
 
@@ -104,12 +104,11 @@ export class NdjsonWriter implements EventSink {
   /** Writes one event. Resolves after the line is written (or dropped because stdout closed). */
   emit(type: string, fields: EventFields = {}): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    const now = this.#now();
-    const ms = now.getTime();
+    const ms = this.#now ? this.#now().getTime() : Date.now();
     // Many events share a millisecond under load: format its time once.
     if (ms !== this.#timeMs) {
       this.#timeMs = ms;
-      this.#time = now.toISOString();
+      this.#time = isoTime(ms);
     }
     const time = this.#time;
     let line: string;
@@ -194,6 +193,40 @@ export class NdjsonWriter implements EventSink {
     const gone = e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset;
     this.#onClosed?.(gone ? undefined : e);
   }
+}
+
+/**
+ * `new Date(ms).toISOString()` (UTC, milliseconds), computed without a Date
+ * object: a process's first Date costs about a millisecond (its time zone
+ * and formatting set-up), which a one-shot command would pay for its one
+ * event. Days become a civil date as in H. Hinnant's `civil_from_days`.
+ * Years outside 0..9999 go through Date (its expanded-year form).
+ */
+export function isoTime(ms: number): string {
+  const days = Math.floor(ms / 86_400_000);
+  const z = days + 719_468; // days since 0000-03-01
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097; // [0, 146096]
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365,
+  ); // [0, 399]
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100)); // [0, 365]
+  const mp = Math.floor((5 * doy + 2) / 153); // [0, 11], from March
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  if (!(year >= 0 && year <= 9999)) return new Date(ms).toISOString();
+  let t = ms - days * 86_400_000; // ms of the day
+  const milli = t % 1000;
+  t = (t - milli) / 1000;
+  const sec = t % 60;
+  t = (t - sec) / 60;
+  const min = t % 60;
+  const hour = (t - min) / 60;
+  const two = (n: number) => (n < 10 ? "0" : "") + n;
+  return `${String(year).padStart(4, "0")}-${two(month)}-${two(day)}T${two(hour)}:${two(min)}:${
+    two(sec)
+  }.${String(milli).padStart(3, "0")}Z`;
 }
 
 function prettyLine(event: Record<string, unknown>): string {

@@ -9,7 +9,7 @@ import { Command } from "@commander-js/extra-typings";
 import { addCommonOptions, type CommandContext, exitCodeFor, intArg } from "../cli/_common.ts";
 import { applyConfig, configDir, configFile, passwordProvider, stateDir } from "../cli/_config.ts";
 import { CommandError, EXIT } from "../cli/_exit.ts";
-import { createLogger, type InputEvent, NdjsonWriter, readNdjson } from "../cli/_io.ts";
+import { createLogger, type InputEvent, isoTime, NdjsonWriter, readNdjson } from "../cli/_io.ts";
 import { keepRegistered } from "../cli/_register.ts";
 import { ManualClock } from "../lib/sip/clock.ts";
 import { SipRequestError } from "../lib/sip/errors.ts";
@@ -51,6 +51,36 @@ Deno.test("NdjsonWriter writes one object per line, type and time first, even th
     time: "2026-01-02T03:04:05.678Z",
     contact: "sip:a@1.2.3.4",
   });
+});
+
+Deno.test("isoTime() formats as Date's toISOString, without a Date", () => {
+  const cases = [
+    0,
+    -1,
+    1,
+    Date.UTC(2000, 1, 29, 23, 59, 59, 999), // leap day of a century divisible by 400
+    Date.UTC(2100, 1, 28, 12), // 2100 is not a leap year
+    Date.UTC(2100, 2, 1),
+    Date.UTC(1969, 11, 31, 23, 59, 59, 999),
+    Date.UTC(9999, 11, 31, 23, 59, 59, 999),
+    Date.UTC(0, 0, 1) - 1, // year -1: Date's expanded form
+    Date.UTC(10000, 0, 1),
+    Date.now(),
+  ];
+  for (let i = 0; i < 10_000; i++) cases.push(Math.floor((Math.random() - 0.2) * 3e14));
+  for (const ms of cases) assert.equal(isoTime(ms), new Date(ms).toISOString(), String(ms));
+});
+
+Deno.test("NdjsonWriter without `now` stamps the system clock's time", async () => {
+  const chunks: Uint8Array[] = [];
+  const w = new NdjsonWriter({ write: (p) => (chunks.push(p.slice()), Promise.resolve(p.length)) });
+  const before = Date.now();
+  await w.emit("tick");
+  const after = Date.now();
+  const line = JSON.parse(new TextDecoder().decode(chunks[0]));
+  const at = Date.parse(line.time);
+  assert.ok(at >= before && at <= after, line.time);
+  assert.match(line.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
 });
 
 Deno.test("NdjsonWriter writes the same line as JSON.stringify of the frame and the fields", async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { UdpTransport } from "../lib/sip/transport_udp.ts";
-import { openTransports } from "../lib/sip/sockets.ts";
+import { defaultBindHost, openTransports } from "../lib/sip/sockets.ts";
 import { TcpTransport, TlsTransport } from "../lib/sip/transport_tcp.ts";
 import type { HostPort, Inbound, Transport } from "../lib/sip/transport.ts";
 import { ManualClock } from "../lib/sip/clock.ts";
@@ -278,6 +278,23 @@ Deno.test("UdpTransport with icmpAfter closed before the delay never sets ICMP e
   await peer.close();
   assert.equal(t.hearsIcmp, false);
   assert.ok(!logs.some((l) => /ICMP errors/.test(l)), logs.join("\n"));
+});
+
+Deno.test("defaultBindHost() is :: exactly where an IPv6 socket also takes IPv4 (what two binds show)", () => {
+  // The probe itself: bind ::, then 0.0.0.0 on the same port.
+  let dual = false;
+  try {
+    const v6 = Deno.listenDatagram({ transport: "udp", hostname: "::", port: 0 });
+    try {
+      const port = (v6.addr as Deno.NetAddr).port;
+      Deno.listenDatagram({ transport: "udp", hostname: "0.0.0.0", port }).close();
+    } catch (e) {
+      dual = e instanceof Deno.errors.AddrInUse;
+    } finally {
+      v6.close();
+    }
+  } catch { /* no IPv6 */ }
+  assert.equal(defaultBindHost(), dual ? "::" : "0.0.0.0");
 });
 
 Deno.test("UdpTransport bound to 0.0.0.0 reports a loopback sent-by for a loopback target", async () => {

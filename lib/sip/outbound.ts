@@ -23,7 +23,7 @@ import {
 import { type ResolveOptions, resolveSipUri } from "./resolver.ts";
 import type { AnyClientTransaction, Target, TransactionLayer } from "./transaction/mod.ts";
 import { formatHostPort } from "./_net.ts";
-import { formatAddress } from "./uri.ts";
+import { cloneUri, formatAddress } from "./uri.ts";
 import type { Transport, TransportProtocol } from "./transport.ts";
 import type { LogLevel } from "./transport_layer.ts";
 
@@ -137,7 +137,7 @@ export class OutboundSender {
   /** The targets of the next hop for a request (Route, outbound proxy, or Request-URI), RFC 3263. */
   async targetsFor(req: SipRequest): Promise<Target[]> {
     const routes = req.route;
-    const next = structuredClone(routes.length > 0 ? routes[0].uri : req.uri);
+    const next = cloneUri(routes.length > 0 ? routes[0].uri : req.uri);
     // --transport applies where the URI names none (RFC 3263 4.1 lets the client choose).
     const preferred = this.#o.transport;
     if (preferred && next.params.transport == null && next.scheme === "sip") {
@@ -175,7 +175,7 @@ export class OutboundSender {
     let req = request;
     const dialog = options.dialog;
     if (this.#o.outboundProxy && !dialog && !req.headers.has("Route")) {
-      const proxy = structuredClone(this.#o.outboundProxy);
+      const proxy = cloneUri(this.#o.outboundProxy);
       proxy.params.lr = null;
       req.headers.prepend("Route", `<${formatUri(proxy)}>`);
     }
@@ -227,7 +227,7 @@ export class OutboundSender {
         if (next && redirects < (options.maxRedirects ?? 5)) {
           redirects++;
           visited.add(formatUri(next.uri));
-          const to = structuredClone(next.uri);
+          const to = cloneUri(next.uri);
           // Section 19.1.5: URI headers and method do not belong in a Request-URI.
           to.headers = {};
           delete to.params.method;

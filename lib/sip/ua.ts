@@ -23,7 +23,7 @@ import {
 import { type DialogId, dialogKey } from "./dialog_id.ts";
 import { uriPort } from "./_net.ts";
 import { toSipUri } from "./input.ts";
-import { formatAddress } from "./uri.ts";
+import { cloneUri, formatAddress } from "./uri.ts";
 import { OutboundSender, type RequestSendOptions, type SendResult } from "./outbound.ts";
 import type { ResolveOptions } from "./resolver.ts";
 import { openTransports, type TlsOptions } from "./sockets.ts";
@@ -338,7 +338,7 @@ export class UserAgent {
     } = {},
   ): SipRequest {
     const uri = typeof target === "string" ? toSipUri(target) : target;
-    const toUri = structuredClone(uri);
+    const toUri = cloneUri(uri);
     toUri.params = {};
     toUri.headers = {};
     const to = options.to ?? { uri: toUri, params: {} };
