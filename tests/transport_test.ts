@@ -708,6 +708,38 @@ Deno.test("TcpTransport.ping gets a pong over the open connection", async () => 
   }
 });
 
+Deno.test("openTransports for a one-shot sender opens TCP and TLS only when a message first goes over them", async () => {
+  const [udp, tcp, tls] = await openTransports({ bind: "127.0.0.1:0", oneShot: true });
+  const server = new TcpTransport({ host: "127.0.0.1" });
+  try {
+    assert.deepEqual([udp.protocol, tcp.protocol, tls.protocol], ["udp", "tcp", "tls"]);
+    assert.deepEqual(tcp.local, udp.local, "TCP will listen on the UDP port");
+    // Nothing listens there yet.
+    await assert.rejects(
+      Deno.connect({ hostname: "127.0.0.1", port: tcp.local.port }),
+      Deno.errors.ConnectionRefused,
+    );
+    const back = inbox(tcp);
+    const box = inbox(server);
+    const first = options("first");
+    await tcp.send(enc.encode(first), server.local);
+    await box.wait(1);
+    assert.equal(box.texts()[0], first);
+    // Open now: listening on that port, and answers come back to the handler set before.
+    (await Deno.connect({ hostname: "127.0.0.1", port: tcp.local.port })).close();
+    await server.send(enc.encode("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"), box.got[0].remote);
+    await back.wait(1);
+    assert.match(back.texts()[0], /^SIP\/2.0 200 OK/);
+    assert.deepEqual(await tcp.localFor!(server.local), tcp.local);
+  } finally {
+    await Promise.all([udp.close(), tcp.close(), tls.close(), server.close()]);
+  }
+  // Closed before any use: nothing is opened.
+  const [u2, t2, s2] = await openTransports({ bind: "127.0.0.1:0", oneShot: true });
+  await Promise.all([u2.close(), t2.close(), s2.close()]);
+  await assert.rejects(t2.send(enc.encode("x"), { host: "127.0.0.1", port: 9 }), /closed/);
+});
+
 Deno.test("openTransports for a one-shot sender: the system's receive buffer and one receive still take every datagram in order", async () => {
   const [udp, ...rest] = await openTransports({
     bind: "127.0.0.1:0",

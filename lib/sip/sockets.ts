@@ -1,15 +1,23 @@
 /**
  * Opening the real transports of a user agent: UDP and TCP on one port (an
  * ephemeral one picked again when TCP finds it taken) and the TLS client,
- * listening too when a certificate is given.
+ * listening too when a certificate is given. The stream transports' code
+ * (`transport_tcp.ts`) is loaded here, when they are opened; a one-shot
+ * sender opens them on first use only.
  *
  * @module
  */
 
 import { parseHostPort } from "./input.ts";
-import type { HostPort, Transport, TransportProtocol } from "./transport.ts";
+import type {
+  HostPort,
+  InboundHandler,
+  SendOptions,
+  Transport,
+  TransportProtocol,
+} from "./transport.ts";
 import type { LogLevel } from "./transport_layer.ts";
-import { type StreamLimits, TcpTransport, TlsTransport } from "./transport_tcp.ts";
+import type { StreamLimits } from "./transport_tcp.ts";
 import { UdpTransport } from "./transport_udp.ts";
 
 /** TLS settings. */
@@ -53,10 +61,13 @@ export interface OpenTransportsOptions {
    * For a short-lived sender (send a request or a few, await the answers,
    * exit): the UDP socket keeps the system's receive buffer, has one pending
    * receive, and turns on hearing ICMP errors only {@linkcode ONE_SHOT_ICMP_AFTER}
-   * ms after its first send. That is plenty for a few responses and starts
-   * quicker: no FFI look-up of the socket before the first send, none at all
-   * when the answer comes at once, no 448 KiB of idle receive buffers. A dead
-   * UDP server is still heard at the first retransmission (T1). Default false.
+   * ms after its first send; TCP and TLS are opened (and their code loaded)
+   * when a request first goes over them. That is plenty for a few responses
+   * and starts quicker: no FFI look-up of the socket before the first send,
+   * none at all when the answer comes at once, no 448 KiB of idle receive
+   * buffers, no stream code for a request over UDP. A dead UDP server is
+   * still heard at the first retransmission (T1). Not with `listen` naming
+   * TLS (a TLS server is no one-shot). Default false.
    */
   oneShot?: boolean;
 }
@@ -168,6 +179,8 @@ async function openTransportsOnce(
   const listen = options.listen ?? ["udp", "tcp"];
   const out: Transport[] = [];
   const log = options.log;
+  const tlsListen = Boolean(listen.includes("tls") && options.tls?.cert && options.tls.key);
+  const lazy = options.oneShot === true && !tlsListen;
   try {
     let port = bind.port;
     // All transports share one port so that one Contact reaches them all.
@@ -184,28 +197,116 @@ async function openTransportsOnce(
       out.push(udp);
       port = udp.local.port;
     }
+    const tcpOptions = { host: bind.host, port, logger: log, ...options.streamLimits };
+    const tlsOptions = {
+      host: bind.host,
+      port: 0,
+      listen: false,
+      caCerts: options.tls?.caCerts,
+      insecure: options.tls?.insecure,
+      cert: options.tls?.cert,
+      key: options.tls?.key,
+      logger: log,
+      ...options.streamLimits,
+    };
+    if (lazy) {
+      if (listen.includes("tcp")) {
+        out.push(
+          new LazyTransport("tcp", { host: bind.host, port }, async () => {
+            const { TcpTransport } = await import("./transport_tcp.ts");
+            try {
+              return new TcpTransport(tcpOptions);
+            } catch (e) {
+              // The port was taken meanwhile: a client-only TCP transport
+              // (answers come back over the connection, RFC 3261 18.2.2).
+              if (!(e instanceof Deno.errors.AddrInUse)) throw e;
+              return new TcpTransport({ ...tcpOptions, port: 0, listen: false });
+            }
+          }),
+        );
+      }
+      out.push(
+        new LazyTransport("tls", { host: bind.host, port: 0 }, async () => {
+          const { TlsTransport } = await import("./transport_tcp.ts");
+          return new TlsTransport(tlsOptions);
+        }),
+      );
+      return out;
+    }
+    const { TcpTransport, TlsTransport } = await import("./transport_tcp.ts");
     if (listen.includes("tcp")) {
-      const tcp = new TcpTransport({ host: bind.host, port, logger: log, ...options.streamLimits });
+      const tcp = new TcpTransport(tcpOptions);
       out.push(tcp);
       port = tcp.local.port;
     }
-    const tlsListen = listen.includes("tls") && options.tls?.cert && options.tls.key;
     out.push(
-      new TlsTransport({
-        host: bind.host,
-        port: tlsListen ? port + 1 : 0,
-        listen: Boolean(tlsListen),
-        caCerts: options.tls?.caCerts,
-        insecure: options.tls?.insecure,
-        cert: options.tls?.cert,
-        key: options.tls?.key,
-        logger: log,
-        ...options.streamLimits,
-      }),
+      new TlsTransport({ ...tlsOptions, port: tlsListen ? port + 1 : 0, listen: tlsListen }),
     );
   } catch (e) {
     await Promise.all(out.map((t) => t.close().catch(() => {})));
     throw e;
   }
   return out;
+}
+
+/**
+ * A stream transport opened on first use (see
+ * {@linkcode OpenTransportsOptions.oneShot}): until a request goes over it,
+ * nothing is bound or loaded, and `local` is where it will listen. Sends,
+ * `localFor` and the inbound handler go to the real transport once it is
+ * open; closing before that opens nothing.
+ */
+class LazyTransport implements Transport {
+  readonly protocol: TransportProtocol;
+  readonly reliable = true;
+  readonly local: HostPort;
+  #open: () => Promise<Transport>;
+  #real?: Promise<Transport>;
+  #opened?: Transport;
+  #handler?: InboundHandler;
+  #closed = false;
+
+  constructor(protocol: TransportProtocol, local: HostPort, open: () => Promise<Transport>) {
+    this.protocol = protocol;
+    this.local = local;
+    this.#open = open;
+  }
+
+  #get(): Promise<Transport> {
+    if (this.#closed) {
+      return Promise.reject(new Error(`Cannot send over ${this.protocol}: transport is closed`));
+    }
+    this.#real ??= this.#open().then((t) => {
+      this.#opened = t;
+      if (this.#handler) t.onMessage(this.#handler);
+      // Closed while it was opening: it goes too.
+      if (this.#closed) void t.close().catch(() => {});
+      return t;
+    });
+    return this.#real;
+  }
+
+  async send(data: Uint8Array, to: HostPort, options?: SendOptions): Promise<void> {
+    await (await this.#get()).send(data, to, options);
+  }
+
+  onMessage(handler: InboundHandler): void {
+    this.#handler = handler;
+    this.#opened?.onMessage(handler);
+  }
+
+  async localFor(to: HostPort, options?: SendOptions): Promise<HostPort> {
+    const t = await this.#get();
+    return t.localFor ? await t.localFor(to, options) : t.local;
+  }
+
+  closeConnectionsFrom(host: string): number {
+    return this.#opened?.closeConnectionsFrom?.(host) ?? 0;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const t = await this.#real?.catch(() => undefined);
+    await t?.close();
+  }
 }
