@@ -25,7 +25,7 @@ import { UserAgent } from "../lib/sip/ua.ts";
 import { MessageListener } from "../lib/im/message.ts";
 import type { HostPort, InboundHandler, Transport } from "../lib/sip/transport.ts";
 import { NdjsonWriter } from "../cli/_io.ts";
-import { messageEventFields } from "../cli/_message.ts";
+import { messageEventFields } from "../cli/_message_more.ts";
 
 function arg(name: string, fallback: number): number {
   const i = Deno.args.indexOf(`--${name}`);

@@ -108,6 +108,18 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
   for (const dir of ["lib/presence/", "lib/rtp/", "lib/mobility/", "lib/sip/invite/"]) {
     assert.ok(![...sendClosure].some((f) => f.startsWith(dir)), `a one-shot send loads ${dir}`);
   }
+  // Nor the stream transports (opened on first use), the listener and the
+  // batches, or the command's listen, chat and batch modes.
+  for (
+    const unused of [
+      "lib/sip/transport_tcp.ts",
+      "lib/sip/framer.ts",
+      "lib/im/message.ts",
+      "cli/_message_more.ts",
+    ]
+  ) {
+    assert.ok(!sendClosure.has(unused), `a one-shot send loads ${unused}`);
+  }
 });
 
 Deno.test("node:zlib (tens of ms to import) is loaded only on demand, by the content-coding module", async () => {
