@@ -408,6 +408,55 @@ Deno.test("the duplicate memory is bounded (oldest keys forgotten)", async () =>
   }
 });
 
+Deno.test("the duplicate memory: a duplicate of a message still being taken gets its answer; a 500 is forgotten; 1,500 keys through its ring's growth", async () => {
+  const r = await rig();
+  try {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => open = resolve);
+    const bodies: string[] = [];
+    const listener = new MessageListener(r.bob, {
+      remember: 1500,
+      onMessage: async (m) => {
+        bodies.push(m.text!);
+        if (m.text === "slow") await gate;
+        if (m.text === "fail") throw new Error("disk full");
+      },
+    });
+    const sender = new MessageSender(r.alice);
+    const slow = sender.buildRequest(BOB_URI, { body: "slow" });
+    const first = r.alice.send(cloneMessage(slow));
+    await drive(r, () => bodies.length === 1);
+    const second = r.alice.send(cloneMessage(slow)); // new branch: not a retransmission
+    await drive(r, () => listener.stats.duplicates === 1);
+    open();
+    assert.equal((await settle(r, first)).response.status, 200);
+    assert.equal((await settle(r, second)).response.status, 200);
+    assert.deepEqual(bodies, ["slow"]);
+    const fail = sender.buildRequest(BOB_URI, { body: "fail" });
+    assert.equal((await settle(r, r.alice.send(cloneMessage(fail)))).response.status, 500);
+    assert.equal((await settle(r, r.alice.send(cloneMessage(fail)))).response.status, 500);
+    assert.deepEqual(
+      bodies,
+      ["slow", "fail", "fail"],
+      "a message not taken is new when sent again",
+    );
+    const reqs = Array.from(
+      { length: 1500 },
+      (_, i) => sender.buildRequest(BOB_URI, { body: `m${i}` }),
+    );
+    for (const req of reqs) await settle(r, r.alice.send(cloneMessage(req)));
+    assert.equal(bodies.length, 1503);
+    // The last 1,500 keys are remembered ("slow" and "fail" were pushed out).
+    for (const i of [0, 700, 1499]) await settle(r, r.alice.send(cloneMessage(reqs[i])));
+    assert.equal(bodies.length, 1503);
+    assert.equal(listener.stats.duplicates, 4);
+    await settle(r, r.alice.send(cloneMessage(slow)));
+    assert.equal(bodies.length, 1504, "forgotten: new again");
+  } finally {
+    await r.close();
+  }
+});
+
 Deno.test("a 10 KB body goes over TCP (RFC 3428 section 8) and arrives whole", async () => {
   const r = await rig({ tcp: true });
   try {

@@ -17,6 +17,7 @@ import {
   type Uri,
 } from "../sip/message.ts";
 import type { InboundInfo } from "../sip/transport_layer.ts";
+import { KeyRing, SEQ_MASK } from "../sip/_key_ring.ts";
 import type { IncomingRequest, UserAgent } from "../sip/ua.ts";
 import { CPIM_CONTENT_TYPE, type CpimMessage, parseCpim } from "./cpim.ts";
 
@@ -98,6 +99,47 @@ export interface MessageListenerStats {
 }
 
 /**
+ * The keys (Call-ID, CSeq number, From tag) of the messages a
+ * {@linkcode MessageListener} took last, with the status each was answered
+ * with (0 while it is being taken, when `waits` holds the answer to come): a
+ * {@linkcode KeyRing}, so that the 10,000 keys a flood keeps for a few
+ * seconds are no objects that V8 promotes and then has to collect.
+ */
+class SeenRing extends KeyRing {
+  statuses: Uint16Array;
+  waits: (Promise<number> | undefined)[];
+
+  constructor(capacity = 1024) {
+    super(capacity);
+    this.statuses = new Uint16Array(capacity);
+    this.waits = new Array(capacity).fill(undefined);
+  }
+
+  override push(key: string): number {
+    const seq = super.push(key);
+    this.statuses[this.slot(seq)] = 0;
+    return seq;
+  }
+
+  override shift(): void {
+    if (this.count > 0) this.waits[this.slot(this.head)] = undefined;
+    super.shift();
+  }
+
+  protected override resized(oldMask: number, mask: number): void {
+    const statuses = new Uint16Array(mask + 1);
+    const waits = new Array<Promise<number> | undefined>(mask + 1).fill(undefined);
+    for (let a = 0; a < this.count; a++) {
+      const n = (this.head + a) & SEQ_MASK;
+      statuses[n & mask] = this.statuses[n & oldMask];
+      waits[n & mask] = this.waits[n & oldMask];
+    }
+    this.statuses = statuses;
+    this.waits = waits;
+  }
+}
+
+/**
  * Answers incoming MESSAGE requests on a UA: each distinct message (by
  * Call-ID, CSeq and From tag) goes to `onMessage` once, and its 200 is sent
  * after `onMessage` has resolved.
@@ -139,11 +181,8 @@ export class MessageListener {
   /** Counters. */
   readonly stats: MessageListenerStats = { received: 0, duplicates: 0, refused: 0 };
   readonly #options: MessageListenerOptions;
-  readonly #seen = new Map<string, Promise<number>>();
-  /** The keys of #seen in arrival order, a ring of `remember` slots, with their outcomes. */
-  readonly #ringKeys: string[] = [];
-  readonly #ringOutcomes: Promise<number>[] = [];
-  #ringNext = 0;
+  /** The duplicate memory: the last `remember` keys and how each was answered. */
+  readonly #seen = new SeenRing();
   /** Messages being taken now (counted, not kept: {@linkcode settled} waits for zero). */
   #inflight = 0;
   #idle: (() => void)[] = [];
@@ -180,13 +219,15 @@ export class MessageListener {
   async #handle(incoming: IncomingRequest): Promise<void> {
     const req = incoming.request;
     const key = `${req.callId}\u0000${req.cseq.seq}\u0000${req.fromTag ?? ""}`;
-    const earlier = this.#seen.get(key);
-    if (earlier) {
+    const seen = this.#seen;
+    const earlier = seen.find(key);
+    if (earlier >= 0) {
       // A duplicate (a retransmission after the transaction ended, or the
       // same message again over another path): answer as the first one was
       // answered, once that answer is known, and raise no new event.
       this.stats.duplicates++;
-      const status = await earlier;
+      const slot = seen.slot(earlier);
+      const status = seen.statuses[slot] || await seen.waits[slot]!;
       this.#options.onAnswer?.(req, status, true);
       await incoming.respond(status);
       return;
@@ -194,20 +235,18 @@ export class MessageListener {
     this.#inflight++;
     try {
       const outcome = this.#take(incoming);
-      this.#seen.set(key, outcome);
-      // Forget the oldest (a ring, not the Map's own order: finding the first
-      // key of a Map walks over the slots of every key deleted before it).
-      const slot = this.#ringNext;
-      if (this.#ringKeys.length === this.#remember) {
-        const oldest = this.#ringKeys[slot];
-        if (this.#seen.get(oldest) === this.#ringOutcomes[slot]) this.#seen.delete(oldest);
-      }
-      this.#ringKeys[slot] = key;
-      this.#ringOutcomes[slot] = outcome;
-      this.#ringNext = slot + 1 === this.#remember ? 0 : slot + 1;
+      // The oldest key is forgotten first.
+      if (seen.count >= this.#remember) seen.shift();
+      const seq = seen.push(key);
+      seen.waits[seen.slot(seq)] = outcome;
       const status = await outcome;
-      // A message that could not be taken is forgotten, so that a retry is new.
-      if (status >= 500) this.#seen.delete(key);
+      if (seen.has(seq)) {
+        const slot = seen.slot(seq);
+        seen.statuses[slot] = status;
+        seen.waits[slot] = undefined;
+        // A message that could not be taken is forgotten, so that a retry is new.
+        if (status >= 500) seen.unindex(seq);
+      }
     } finally {
       if (--this.#inflight === 0 && this.#idle.length > 0) {
         const idle = this.#idle;

@@ -534,6 +534,13 @@ export class SipRequest extends SipMessageBase {
   method: string;
   /** Request-URI. */
   uri: Uri;
+  /**
+   * The To tag this UA answers the request with, once chosen (the
+   * transaction layer's `localTagFor`). A field rather than a WeakMap entry:
+   * an ephemeron per request outlived V8's scavenges under a flood.
+   * @ignore
+   */
+  localTag: string | undefined = undefined;
 
   /** Creates a request. */
   constructor(method: string, uri: Uri, headers: SipHeaders, body?: Uint8Array) {

@@ -25,8 +25,6 @@ export function generateTag(): string {
   return randomTag();
 }
 
-const localTags = new WeakMap<SipRequest, string>();
-
 /**
  * The To tag this UA answers a request with: made once per request, so that
  * every response of its transaction carries the same tag (the 1xx, the final,
@@ -44,12 +42,7 @@ const localTags = new WeakMap<SipRequest, string>();
  * ```
  */
 export function localTagFor(req: SipRequest): string {
-  let tag = localTags.get(req);
-  if (!tag) {
-    tag = generateTag();
-    localTags.set(req, tag);
-  }
-  return tag;
+  return req.localTag ??= generateTag();
 }
 
 /**
@@ -58,7 +51,7 @@ export function localTagFor(req: SipRequest): string {
  * returns it from then on.
  */
 export function useLocalTag(req: SipRequest, tag: string): void {
-  localTags.set(req, tag);
+  req.localTag = tag;
 }
 
 /**
