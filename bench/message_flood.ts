@@ -252,28 +252,41 @@ async function startSipkit(port: number) {
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const callIds = new Map<string, number>();
+  // The checker shares the 2 CPUs with sipp and sipkit, in sipkit's rounds
+  // only, so it reads bytes rather than strings: each line's type by its
+  // prefix, and its Call-ID as a 53-bit hash (a duplicate line always
+  // repeats a hash; two Call-IDs sharing one, about 1 in 10^11 per pair,
+  // would read as a duplicate: a false alarm, never a miss).
+  const callIds = new Set<number>();
   let events = 0;
   let ready!: () => void;
   const listening = new Promise<void>((resolve) => ready = resolve);
   const reading = (async () => {
-    const dec = new TextDecoder();
-    let buf = "";
-    for await (const chunk of child.stdout) {
-      buf += dec.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        // Cheap scanning (this process shares the CPUs with sipp and sipkit).
-        if (line.startsWith('{"type":"listening"')) ready();
-        if (line.startsWith('{"type":"message"')) {
-          events++;
-          const at = line.indexOf('"call_id":"') + 11;
-          const callId = line.slice(at, line.indexOf('"', at));
-          callIds.set(callId, (callIds.get(callId) ?? 0) + 1);
-        }
+    let rest = new Uint8Array(0);
+    // Reads into a buffer of its own (a default read allocates 64 KiB).
+    const reader = child.stdout.getReader({ mode: "byob" });
+    let buffer = new ArrayBuffer(1 << 16);
+    for (;;) {
+      const { value, done } = await reader.read(new Uint8Array(buffer));
+      if (done || !value) break;
+      buffer = value.buffer;
+      const chunk = value;
+      let data = chunk;
+      if (rest.length > 0) {
+        data = new Uint8Array(rest.length + chunk.length);
+        data.set(rest);
+        data.set(chunk, rest.length);
       }
+      let start = 0;
+      let nl: number;
+      while ((nl = data.indexOf(10, start)) >= 0) {
+        if (startsWith(data, start, MESSAGE_LINE)) {
+          events++;
+          callIds.add(callIdHash(data, start, nl));
+        } else if (startsWith(data, start, LISTENING_LINE)) ready();
+        start = nl + 1;
+      }
+      rest = data.slice(start);
     }
   })();
   await listening;
@@ -288,6 +301,35 @@ async function startSipkit(port: number) {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+const utf8 = new TextEncoder();
+const MESSAGE_LINE = utf8.encode('{"type":"message"');
+const LISTENING_LINE = utf8.encode('{"type":"listening"');
+const CALL_ID = utf8.encode('"call_id":"');
+
+function startsWith(data: Uint8Array, at: number, prefix: Uint8Array): boolean {
+  if (at + prefix.length > data.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (data[at + i] !== prefix[i]) return false;
+  return true;
+}
+
+/**
+ * A 53-bit hash (two FNV-1a) of the Call-ID of the event line
+ * data[start, end), found from the end (it comes after the body); -1 when
+ * the line has none.
+ */
+function callIdHash(data: Uint8Array, start: number, end: number): number {
+  for (let at = end - CALL_ID.length; at >= start; at--) {
+    if (data[at] !== 34 || !startsWith(data, at, CALL_ID)) continue;
+    let h1 = 0x811c9dc5, h2 = 0x01000193;
+    for (let i = at + CALL_ID.length; i < end && data[i] !== 34; i++) {
+      h1 = Math.imul(h1 ^ data[i], 0x01000193);
+      h2 = Math.imul(h2 ^ data[i], 0x5bd1e995);
+    }
+    return (h1 >>> 0) * 0x200000 + (h2 >>> 11);
+  }
+  return -1;
 }
 
 function fmt(n: number, digits = 0): string {
@@ -351,6 +393,10 @@ async function main(): Promise<number> {
   };
   const closed: Row[] = [];
   const ratios: number[] = [];
+  /** This process's CPU per MESSAGE in sipkit's rounds (reading its events). */
+  const checkerCpu: number[] = [];
+  /** The same in sipp's rounds (driving sipp only). */
+  const benchCpuSipp: number[] = [];
   let ladders: {
     sipkit: Awaited<ReturnType<typeof ladder>>;
     sipp: Awaited<ReturnType<typeof ladder>>;
@@ -366,16 +412,20 @@ async function main(): Promise<number> {
             events: sipkit.events(),
             distinct: sipkit.callIds.size,
           };
+          const checker = cpuTime(Deno.pid);
           got.sipkit = await measured(
             sipkit.pid,
             () => closedLoop(`${SIPKIT} (round ${round + 1})`, remote),
           );
+          checkerCpu.push((cpuTime(Deno.pid) - checker) / Math.max(1, got.sipkit.sent));
           await checked(got.sipkit, before);
         } else {
+          const own = cpuTime(Deno.pid);
           got.sipp = await measured(
             uas.pid,
             () => closedLoop(`${SIPP} (round ${round + 1})`, uas.address),
           );
+          benchCpuSipp.push((cpuTime(Deno.pid) - own) / Math.max(1, got.sipp.sent));
         }
       }
       closed.push(got.sipkit, got.sipp);
@@ -416,7 +466,10 @@ async function main(): Promise<number> {
   console.log(
     `\nclosed loop: sipkit median ${fmt(ours)} MESSAGE/s, sipp UAS median ${fmt(theirs)}; ` +
       `ratio sipp/sipkit per round ${ratios.map((r) => fmt(r, 2)).join(", ")}, median ` +
-      `${fmt(median(ratios), 2)}x (target <= 1.25x)\nopen loop: highest clean step sipkit ` +
+      `${fmt(median(ratios), 2)}x (target <= 1.25x)\nchecker (this process, reading sipkit's ` +
+      `events) CPU per MESSAGE per round: ${checkerCpu.map((c) => fmt(c, 1)).join(", ")} µs ` +
+      `(in sipp's rounds: ${benchCpuSipp.map((c) => fmt(c, 1)).join(", ")} µs)` +
+      `\nopen loop: highest clean step sipkit ` +
       `${fmt(ladders.sipkit.best)}/s, sipp UAS ${fmt(ladders.sipp.best)}/s (${
         fmt(share * 100)
       } %, ` +
