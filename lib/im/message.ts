@@ -17,7 +17,7 @@ import {
   type Uri,
 } from "../sip/message.ts";
 import type { InboundInfo } from "../sip/transport_layer.ts";
-import { KeyRing, SEQ_MASK } from "../sip/_key_ring.ts";
+import { KeyRing, release, SEQ_MASK } from "../sip/_key_ring.ts";
 import type { IncomingRequest, UserAgent } from "../sip/ua.ts";
 import { CPIM_CONTENT_TYPE, type CpimMessage, parseCpim } from "./cpim.ts";
 
@@ -134,6 +134,7 @@ class SeenRing extends KeyRing {
       statuses[n & mask] = this.statuses[n & oldMask];
       waits[n & mask] = this.waits[n & oldMask];
     }
+    release(this.statuses);
     this.statuses = statuses;
     this.waits = waits;
   }

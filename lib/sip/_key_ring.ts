@@ -272,6 +272,7 @@ export class KeyRing {
         table[p] = n;
       }
     }
+    release(this.#hash, this.#start, this.#len, this.#found, this.#table);
     this.#hash = hash;
     this.#start = start;
     this.#len = len;
@@ -298,6 +299,7 @@ export class KeyRing {
       this.#start[slot] = end;
       end += len;
     }
+    release(old);
     this.#bytes = bytes;
     this.#end = end;
   }
@@ -308,6 +310,17 @@ function isNarrow(key: string): boolean {
   if (key.length >= WIDE) return false;
   for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) > 0xff) return false;
   return true;
+}
+
+/**
+ * Frees the memory of typed arrays that a growth has just replaced, at once
+ * (a detached buffer's memory goes back to the allocator): otherwise the
+ * old columns of a ring that doubled under a flood stay resident until the
+ * next full collection, which a listener that promotes little may not run
+ * for a while.
+ */
+export function release(...views: ArrayBufferView[]): void {
+  for (const view of views) (view.buffer as ArrayBuffer).transfer(0);
 }
 
 /** The smallest power of two at least `n` (and at least 64). */

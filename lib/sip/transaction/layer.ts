@@ -31,7 +31,7 @@ import {
 } from "./types.ts";
 import { packPrepared, unpackPrepared } from "../transport_layer.ts";
 import type { Transport } from "../transport.ts";
-import { KeyRing, KeyTable, SEQ_MASK } from "../_key_ring.ts";
+import { KeyRing, KeyTable, release, SEQ_MASK } from "../_key_ring.ts";
 import { hostPortKey } from "../_net.ts";
 
 /** Either client transaction. */
@@ -181,6 +181,7 @@ class CompletedRing extends KeyRing {
       tags.set(this.tags.subarray(from * TAG_WIDTH, (from + 1) * TAG_WIDTH), to * TAG_WIDTH);
       extras[to] = this.extras[from];
     }
+    release(this.expires, this.packed, this.ports, this.tags);
     this.expires = expires;
     this.packets = packets;
     this.packed = packed;
@@ -193,7 +194,7 @@ class CompletedRing extends KeyRing {
 }
 
 /** Bytes per tag in the ring: a length, then the tag (ours are 6 characters). */
-const TAG_WIDTH = 16;
+const TAG_WIDTH = 8;
 
 /** A tag the ring's fixed-width bytes hold: short and ASCII. */
 function fitsTag(tag: string): boolean {
