@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { UdpTransport } from "../lib/sip/transport_udp.ts";
-import { parseIPv6, sockaddr } from "../lib/sip/_udp_fast.ts";
+import { openFastUdp, parseIPv6, sockaddr } from "../lib/sip/_udp_fast.ts";
 import type { HostPort, Inbound } from "../lib/sip/transport.ts";
 
 const enc = new TextEncoder();
@@ -255,3 +255,43 @@ async function runWithStdin(script: string): Promise<string> {
   assert.equal(code, 0, dec.decode(stderr));
   return dec.decode(stdout).trim();
 }
+
+Deno.test("UdpTransport: two sockets on one port (127.0.0.1 and 127.0.0.2) each read and send on their own", async () => {
+  const a = new UdpTransport({ host: "127.0.0.1" });
+  let b: UdpTransport;
+  try {
+    b = new UdpTransport({ host: "127.0.0.2", port: a.local.port });
+  } catch (e) {
+    await a.close();
+    throw e;
+  }
+  const peer = new UdpTransport({ host: "127.0.0.1" });
+  try {
+    assert.equal(a.batching, true);
+    assert.equal(b.batching, true);
+    const boxA = collect(a);
+    const boxB = collect(b);
+    const replies = collect(peer);
+    b.onMessage((m) => {
+      boxB.got.push(m);
+      b.send(enc.encode(`from b ${dec.decode(m.data)}`), m.remote);
+    });
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) => peer.send(enc.encode(String(i)), b.local)),
+    );
+    await replies.wait(50);
+    assert.equal(boxA.got.length, 0, "nothing for the other socket");
+    assert.equal(boxB.got.length, 50);
+    for (const m of boxB.got) assert.deepEqual(m.local, b.local);
+    // The answers left from 127.0.0.2, the address they were sent to.
+    for (const m of replies.got) assert.deepEqual(m.remote, b.local);
+    // Looked up now that both exist, the older socket is still found by its
+    // address, not only its port.
+    const fastA = openFastUdp(a.local)!;
+    assert.equal(fastA.send(enc.encode("via a"), peer.local), 0);
+    await replies.wait(51);
+    assert.deepEqual(replies.got[50].remote, a.local);
+  } finally {
+    await Promise.all([a.close(), b.close(), peer.close()]);
+  }
+});
