@@ -1172,7 +1172,9 @@ Deno.test("the timer J ring keeps prepared responses in columns: retransmissions
     const n = Number(req.callId.split("-")[0]);
     // Most tags fit the ring's fixed-width bytes; every seventh is too long.
     const toTag = n % 7 === 0 ? `long-tag-${n}-abcdefghij` : `t${n}`;
-    tx!.respond(createResponse(req, 200, { toTag, headers: { Server: "ring-test" } }));
+    // Every fifth answer has a body: no recipe rebuilds it, its bytes are kept.
+    const body = n % 5 === 0 ? { body: `answer ${n}`, contentType: "text/plain" } : {};
+    tx!.respond(createResponse(req, 200, { toTag, headers: { Server: "ring-test" }, ...body }));
   };
   const raw = net.transport({ host: "192.0.2.1", port: 5999 });
   const enc = new TextEncoder();
@@ -1217,6 +1219,7 @@ Deno.test("the timer J ring keeps prepared responses in columns: retransmissions
   assert.ok(
     new TextDecoder().decode(first.get(1602)).includes("To: <sip:bob@example.test>;tag=t1602\r\n"),
   );
+  assert.ok(new TextDecoder().decode(first.get(1605)).endsWith("\r\n\r\nanswer 1605"));
   await send(5);
   assert.equal(calls, 2001, "an expired one is new");
   clock.advance(32_000);

@@ -70,45 +70,51 @@ class CompletedRing extends KeyRing {
   /** When timer J fires, on the layer's clock. */
   expires: Float64Array;
   /**
-   * The response as sent, ready to send again: the object, or, when it
-   * packs (see packPrepared), its transport, with the other parts in
-   * the columns below (packed[slot] = 1).
+   * 1 when the response as sent packs (see packPrepared): it is made again
+   * of the columns below; else the object is `extras[slot].packet`.
    */
-  packets: (PreparedResponse | Transport | undefined)[];
   packed: Uint8Array;
+  /** Its transport and recipe, as numbers in {@linkcode shared}. */
+  transports: Uint8Array;
+  mades: Uint8Array;
+  /** Its destination host (a string shared per address) and port. */
   hosts: (string | undefined)[];
   ports: Uint16Array;
-  mades: unknown[];
   /** Each slot's To tag: a length byte, then up to TAG_WIDTH - 1 ASCII bytes. */
   tags: Uint8Array;
   /** What only some entries need. */
   extras: (CompletedExtra | undefined)[];
+  /**
+   * The transports and recipes the entries name (a few: a recipe is shared
+   * by every response of one shape), forgotten when the ring is empty.
+   */
+  shared: unknown[] = [];
+  #sharedIds = new Map<unknown, number>();
 
   /** A ring of `capacity` slots, a power of two. */
   constructor(capacity = 1024) {
     super(capacity);
     this.expires = new Float64Array(capacity);
-    this.packets = new Array(capacity).fill(undefined);
     this.packed = new Uint8Array(capacity);
+    this.transports = new Uint8Array(capacity);
+    this.mades = new Uint8Array(capacity);
     this.hosts = new Array(capacity).fill(undefined);
     this.ports = new Uint16Array(capacity);
-    this.mades = new Array(capacity).fill(undefined);
     this.tags = new Uint8Array(capacity * TAG_WIDTH);
     this.extras = new Array(capacity).fill(undefined);
   }
 
   /** The response kept in `slot`. */
   packet(slot: number): PreparedResponse | undefined {
-    const kept = this.packets[slot];
-    if (!this.packed[slot]) return kept as PreparedResponse | undefined;
+    if (!this.packed[slot]) return this.extras[slot]?.packet;
     const at = slot * TAG_WIDTH;
     let tag = "";
     for (let i = 1; i <= this.tags[at]; i++) tag += String.fromCharCode(this.tags[at + i]);
     return unpackPrepared(
-      kept as Transport,
+      this.shared[this.transports[slot]] as Transport,
       this.hosts[slot]!,
       this.ports[slot],
-      this.mades[slot],
+      this.shared[this.mades[slot]],
       tag,
     );
   }
@@ -127,22 +133,28 @@ class CompletedRing extends KeyRing {
     const n = this.push(key);
     const slot = this.slot(n);
     this.expires[slot] = expires;
-    this.extras[slot] = extra;
     const parts = packet && packPrepared(packet);
-    if (parts && fitsTag(parts.tag) && parts.port === (parts.port & 0xffff)) {
-      this.packets[slot] = parts.transport;
+    const transport = parts ? this.#share(parts.transport) : -1;
+    // A recipe packs; bytes (a string) are the entry's own.
+    const made = parts && typeof parts.made === "object" ? this.#share(parts.made) : -1;
+    if (
+      parts && transport >= 0 && made >= 0 && fitsTag(parts.tag) &&
+      parts.port === (parts.port & 0xffff)
+    ) {
       this.packed[slot] = 1;
+      this.transports[slot] = transport;
+      this.mades[slot] = made;
       this.hosts[slot] = parts.host;
       this.ports[slot] = parts.port;
-      this.mades[slot] = parts.made;
       const tag = parts.tag;
       const at = slot * TAG_WIDTH;
       this.tags[at] = tag.length;
       for (let i = 0; i < tag.length; i++) this.tags[at + 1 + i] = tag.charCodeAt(i);
     } else {
-      this.packets[slot] = packet;
       this.packed[slot] = 0;
+      if (packet) (extra ??= {}).packet = packet;
     }
+    this.extras[slot] = extra;
     return n;
   }
 
@@ -150,22 +162,36 @@ class CompletedRing extends KeyRing {
   override shift(): void {
     if (this.count === 0) return;
     const slot = this.slot(this.head);
-    this.packets[slot] = undefined;
     this.hosts[slot] = undefined;
-    this.mades[slot] = undefined;
     this.extras[slot] = undefined;
     super.shift();
+    if (this.count === 0 && this.shared.length > 0) {
+      this.shared = [];
+      this.#sharedIds.clear();
+    }
+  }
+
+  /** The number of `thing` in {@linkcode shared} (-1 when 255 are taken). */
+  #share(thing: unknown): number {
+    let id = this.#sharedIds.get(thing);
+    if (id === undefined) {
+      if (this.shared.length >= 255) return -1;
+      id = this.shared.length;
+      this.shared.push(thing);
+      this.#sharedIds.set(thing, id);
+    }
+    return id;
   }
 
   /** Moves the columns when the ring doubles; every entry keeps its sequence number. */
   protected override resized(oldMask: number, mask: number): void {
     const size = mask + 1;
     const expires = new Float64Array(size);
-    const packets = new Array<PreparedResponse | Transport | undefined>(size).fill(undefined);
     const packed = new Uint8Array(size);
+    const transports = new Uint8Array(size);
+    const mades = new Uint8Array(size);
     const hosts = new Array<string | undefined>(size).fill(undefined);
     const ports = new Uint16Array(size);
-    const mades = new Array<unknown>(size).fill(undefined);
     const tags = new Uint8Array(size * TAG_WIDTH);
     const extras = new Array<CompletedExtra | undefined>(size).fill(undefined);
     for (let a = 0; a < this.count; a++) {
@@ -173,21 +199,21 @@ class CompletedRing extends KeyRing {
       const from = n & oldMask;
       const to = n & mask;
       expires[to] = this.expires[from];
-      packets[to] = this.packets[from];
       packed[to] = this.packed[from];
+      transports[to] = this.transports[from];
+      mades[to] = this.mades[from];
       hosts[to] = this.hosts[from];
       ports[to] = this.ports[from];
-      mades[to] = this.mades[from];
       tags.set(this.tags.subarray(from * TAG_WIDTH, (from + 1) * TAG_WIDTH), to * TAG_WIDTH);
       extras[to] = this.extras[from];
     }
-    release(this.expires, this.packed, this.ports, this.tags);
+    release(this.expires, this.packed, this.transports, this.mades, this.ports, this.tags);
     this.expires = expires;
-    this.packets = packets;
     this.packed = packed;
+    this.transports = transports;
+    this.mades = mades;
     this.hosts = hosts;
     this.ports = ports;
-    this.mades = mades;
     this.tags = tags;
     this.extras = extras;
   }
@@ -212,6 +238,8 @@ interface CompletedExtra {
   toTag?: string | null;
   /** Kept only when its TU waits for onTerminated. */
   tx?: ServerTransaction;
+  /** The response as sent, when it does not pack into the ring's columns. */
+  packet?: PreparedResponse;
 }
 
 /** Options of {@linkcode TransactionLayer}. */
