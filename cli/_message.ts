@@ -128,6 +128,7 @@ async function sendOne(
   message: OutgoingMessage,
 ): Promise<number> {
   let target: string;
+  await sender.prepare(message); // the CPIM code, for --cpim
   try {
     target = to;
     sender.buildRequest(target, message);

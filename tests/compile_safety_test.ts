@@ -109,13 +109,16 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
     assert.ok(![...sendClosure].some((f) => f.startsWith(dir)), `a one-shot send loads ${dir}`);
   }
   // Nor the stream transports (opened on first use), the listener and the
-  // batches, or the command's listen, chat and batch modes.
+  // batches, or the command's listen, chat and batch modes; nor CPIM (loaded
+  // for --cpim) or the DNS resolver (loaded for a target that is a name).
   for (
     const unused of [
       "lib/sip/transport_tcp.ts",
       "lib/sip/framer.ts",
       "lib/im/message.ts",
       "cli/_message_more.ts",
+      "lib/im/cpim.ts",
+      "lib/sip/resolver.ts",
     ]
   ) {
     assert.ok(!sendClosure.has(unused), `a one-shot send loads ${unused}`);

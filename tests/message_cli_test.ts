@@ -87,6 +87,23 @@ Deno.test("sipkit message sends to a sipkit listener: sent (delivered) and messa
   });
 });
 
+Deno.test("sipkit message to a host name (localhost:port) locates it with the resolver (loaded for names only)", async () => {
+  await withDirs(async (dirs) => {
+    const { proc, address } = await startListener(dirs);
+    try {
+      const port = address.split(":").pop();
+      const r = await runSend(dirs, [`sip:bob@localhost:${port}`, "by name"]);
+      assert.equal(r.code, 0, r.logs);
+      const sent = r.events.find((e) => e.type === "sent")!;
+      assert.equal(sent.status, 200);
+      const got = await proc.waitEvent((e) => e.type === "message");
+      assert.equal(got.body, "by name");
+    } finally {
+      await proc.stop();
+    }
+  });
+});
+
 Deno.test("sipkit message --listen | head -1: a message after stdout closed gets 500, the listener exits 0", async () => {
   await withDirs(async (dirs) => {
     const listen =

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { parseUri, type Uri } from "../lib/sip/message.ts";
+import { literalSipTarget } from "../lib/sip/_net.ts";
 import {
   createDenoDnsLookup,
   type DnsTable,
@@ -517,5 +518,44 @@ Deno.test("resolveSipUri() takes URIs from parseUri()", async () => {
   for (const [text, want] of cases) {
     const targets = await resolveSipUri(parseUri(text), { lookup });
     assert.deepEqual(targets.map((t) => `${t.protocol} ${t.host} ${t.port}`), want, text);
+  }
+});
+
+Deno.test("literalSipTarget() (a request to an address, without the resolver) agrees with resolveSipUri()", async () => {
+  const uris = [
+    "sip:b@127.0.0.1",
+    "sip:b@127.0.0.1:5070",
+    "sip:b@[::1]:5070",
+    "sip:b@[2001:DB8::1]",
+    "sips:b@192.0.2.7",
+    "sips:b@192.0.2.7;transport=tcp",
+    "sip:b@192.0.2.7;transport=TCP",
+    "sip:b@192.0.2.7;transport=tls",
+    "sip:b@192.0.2.7;transport=udp",
+    "SIP:b@192.0.2.7:7000",
+  ];
+  for (const transports of [["udp", "tcp", "tls"], ["tcp", "tls"], ["udp"]] as const) {
+    for (const text of uris) {
+      const uri = parseUri(text);
+      const fast = literalSipTarget(uri, transports);
+      const full = await resolveSipUri(uri, { transports, lookup: staticDnsLookup({}) })
+        .catch(() => undefined);
+      assert.deepEqual(fast === undefined ? undefined : [fast], full, `${text} ${transports}`);
+    }
+  }
+  // What is not a plain address is left to the resolver (names, maddr,
+  // zones, leading zeros, transports it refuses).
+  for (
+    const text of [
+      "sip:b@localhost",
+      "sip:b@example.test:5060",
+      "sip:b@192.0.2.7;maddr=192.0.2.8",
+      "sip:b@010.0.0.1",
+      "sips:b@192.0.2.7;transport=udp",
+      "sip:b@192.0.2.7;transport=sctp",
+      "tel:+1555",
+    ]
+  ) {
+    assert.equal(literalSipTarget(parseUri(text), ["udp", "tcp", "tls"]), undefined, text);
   }
 });

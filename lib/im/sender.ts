@@ -18,7 +18,9 @@ import {
   type Uri,
 } from "../sip/message.ts";
 import { toSipUri, type UserAgent } from "../sip/ua.ts";
-import { CPIM_CONTENT_TYPE, formatCpim } from "./cpim.ts";
+
+/** The CPIM code, loaded by the first message that asks for CPIM (a plain one does not). */
+let cpimApi: typeof import("./cpim.ts") | undefined;
 
 /** The Content-Type of a message when none is given. */
 export const DEFAULT_MESSAGE_TYPE = "text/plain;charset=UTF-8";
@@ -163,7 +165,20 @@ export class MessageSender {
     this.#options = options;
   }
 
-  /** Builds the MESSAGE request for `to` (no Contact: MESSAGE creates no dialog, RFC 3428 section 4). */
+  /**
+   * Loads what building `message` needs: the CPIM code when `cpim` is set
+   * (kept off the start-up of a plain message). {@linkcode send} does this
+   * itself; call it before {@linkcode buildRequest} with `cpim`.
+   */
+  async prepare(message: OutgoingMessage): Promise<void> {
+    if (message.cpim) cpimApi ??= await import("./cpim.ts");
+  }
+
+  /**
+   * Builds the MESSAGE request for `to` (no Contact: MESSAGE creates no
+   * dialog, RFC 3428 section 4). With `cpim`, {@linkcode prepare} must have
+   * been awaited (by this sender or another) first.
+   */
   buildRequest(to: string, message: OutgoingMessage): SipRequest {
     const uri = toSipUri(to);
     const headers: [string, string][] = [...(message.headers ?? [])];
@@ -171,6 +186,10 @@ export class MessageSender {
     let contentType = message.contentType ?? DEFAULT_MESSAGE_TYPE;
     parseMediaType(contentType);
     if (message.cpim) {
+      if (cpimApi === undefined) {
+        throw new Error("MessageSender: await prepare() before building a CPIM message");
+      }
+      const { CPIM_CONTENT_TYPE, formatCpim } = cpimApi;
       const plain = (u: Uri) => formatUri({ ...u, params: {}, headers: {} });
       body = formatCpim({
         from: { uri: plain(this.#ua.aor), name: this.#ua.displayName },
@@ -193,6 +212,7 @@ export class MessageSender {
    * false for 202; rejects with {@linkcode MessageSendError} otherwise.
    */
   async send(to: string, message: OutgoingMessage): Promise<MessageResult> {
+    if (message.cpim && cpimApi === undefined) await this.prepare(message);
     const req = this.buildRequest(to, message);
     const target = formatUri(req.uri);
     const callId = req.callId;

@@ -1,6 +1,6 @@
 // Internal address helpers shared by the transports and the transport layer.
 
-import type { HostPort } from "./transport.ts";
+import type { HostPort, TransportProtocol } from "./transport.ts";
 
 /** The last host normalized, and the result: most traffic comes from few peers. */
 let lastHost = "";
@@ -184,4 +184,45 @@ export function routeLocalAddress(bound: string, target: string): string {
 export function uriPort(host: string, port: number, protocol: string): number | undefined {
   const literal = isIPv4(host) || isIPv6(host);
   return literal && port === (protocol === "tls" ? 5061 : 5060) ? undefined : port;
+}
+
+const IPV4_LITERAL = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/**
+ * RFC 3263's answer for a `sip:`/`sips:` URI whose host is an IP address
+ * literal (section 4.2: "If TARGET is a numeric IP address, the client uses
+ * that address"): the transport from the `transport` parameter, else UDP for
+ * `sip` and TLS for `sips` (4.1), at the URI's port or the default one. It
+ * needs no DNS, so a request to an address does not load the resolver.
+ * Undefined for everything else (a name, `maddr`, a transport that is not
+ * among `supported` or not allowed): the resolver handles those, and its
+ * errors. `resolveSipUri` gives the same answer for every URI this answers.
+ */
+export function literalSipTarget(
+  uri: { scheme: string; host: string; port?: number; params: Record<string, string | null> },
+  supported: readonly TransportProtocol[],
+): { protocol: TransportProtocol; host: string; port: number; serverName: string } | undefined {
+  const scheme = uri.scheme.toLowerCase();
+  if ((scheme !== "sip" && scheme !== "sips") || uri.params.maddr != null) return undefined;
+  const host = uri.host.toLowerCase();
+  // The resolver's tests for a literal (no leading zeros in IPv4; IPv6
+  // with a zone is left to it).
+  if (!IPV4_LITERAL.test(host) && !/^[0-9a-f]*:[0-9a-f:.]*$/.test(host)) return undefined;
+  const secure = scheme === "sips";
+  const tp = uri.params.transport?.toLowerCase();
+  let protocol: TransportProtocol;
+  if (tp === "udp" && !secure) protocol = "udp";
+  else if (tp === "tcp") protocol = secure ? "tls" : "tcp";
+  else if (tp === "tls") protocol = "tls";
+  else if (tp) return undefined;
+  else if (secure) protocol = "tls";
+  else if (supported.includes("udp")) protocol = "udp";
+  else protocol = "tcp";
+  if (!supported.includes(protocol)) return undefined;
+  return {
+    protocol,
+    host,
+    port: uri.port ?? (protocol === "tls" ? 5061 : 5060),
+    serverName: uri.host,
+  };
 }

@@ -20,9 +20,9 @@ import {
   type SipResponse,
   type Uri,
 } from "./message.ts";
-import { type ResolveOptions, resolveSipUri } from "./resolver.ts";
+import type { ResolveOptions } from "./resolver.ts";
 import type { AnyClientTransaction, Target, TransactionLayer } from "./transaction/mod.ts";
-import { formatHostPort } from "./_net.ts";
+import { formatHostPort, literalSipTarget } from "./_net.ts";
 import { cloneUri, formatAddress } from "./uri.ts";
 import type { Transport, TransportProtocol } from "./transport.ts";
 import type { LogLevel } from "./transport_layer.ts";
@@ -143,13 +143,18 @@ export class OutboundSender {
     if (preferred && next.params.transport == null && next.scheme === "sip") {
       next.params.transport = preferred;
     }
-    const resolve = this.#o.resolve ?? resolveSipUri;
+    const transports = this.#o.transports.map((t) => t.protocol).concat("tls")
+      .filter((p, i, a) => a.indexOf(p) === i);
     let targets: Target[];
     try {
-      targets = await resolve(next, {
-        transports: this.#o.transports.map((t) => t.protocol).concat("tls")
-          .filter((p, i, a) => a.indexOf(p) === i),
-      });
+      if (this.#o.resolve) targets = await this.#o.resolve(next, { transports });
+      else {
+        // An address needs no DNS: the resolver is loaded for names only.
+        const literal = literalSipTarget(next, transports);
+        targets = literal
+          ? [literal]
+          : await (await import("./resolver.ts")).resolveSipUri(next, { transports });
+      }
     } catch (e) {
       // RFC 3263 section 4.3 / RFC 3261 8.1.3.1: no server could be located,
       // which the UA reports like a transport failure (a local 503).
