@@ -119,6 +119,11 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
       "cli/_message_more.ts",
       "lib/im/cpim.ts",
       "lib/sip/resolver.ts",
+      // The libc code of listening sockets (receive buffer, ICMP errors,
+      // burst I/O), loaded by the first socket that needs it.
+      "lib/sip/_udp_fast.ts",
+      "lib/sip/_icmp.ts",
+      "lib/_libc.ts",
     ]
   ) {
     assert.ok(!sendClosure.has(unused), `a one-shot send loads ${unused}`);

@@ -56,8 +56,8 @@ function closedEvents() {
 
 for (const host of ["127.0.0.1", "::1"]) {
   Deno.test(`UdpTransport exchanges datagrams on ${host}`, async () => {
-    const a = new UdpTransport({ host });
-    const b = new UdpTransport({ host });
+    const a = await UdpTransport.open({ host });
+    const b = await UdpTransport.open({ host });
     try {
       assert.notEqual(a.local.port, 0);
       assert.equal(a.local.host, host);
@@ -81,10 +81,10 @@ for (const host of ["127.0.0.1", "::1"]) {
 }
 
 Deno.test("UdpTransport ignores keep-alives and survives a throwing handler", async () => {
-  const a = new UdpTransport({ host: "127.0.0.1" });
-  const b = new UdpTransport({ host: "127.0.0.1" });
+  const a = await UdpTransport.open({ host: "127.0.0.1" });
+  const b = await UdpTransport.open({ host: "127.0.0.1" });
   const logs: string[] = [];
-  const c = new UdpTransport({ host: "127.0.0.1", logger: (_l, m) => logs.push(m) });
+  const c = await UdpTransport.open({ host: "127.0.0.1", logger: (_l, m) => logs.push(m) });
   try {
     const seen: string[] = [];
     let release: () => void;
@@ -107,9 +107,9 @@ Deno.test("UdpTransport ignores keep-alives and survives a throwing handler", as
 });
 
 Deno.test("UdpTransport takes a burst in arrival order, with a receive buffer of 1 MiB granted", async () => {
-  const a = new UdpTransport({ host: "127.0.0.1" });
-  const b = new UdpTransport({ host: "127.0.0.1" });
-  const small = new UdpTransport({ host: "127.0.0.1", receiveBuffer: 0 });
+  const a = await UdpTransport.open({ host: "127.0.0.1" });
+  const b = await UdpTransport.open({ host: "127.0.0.1" });
+  const small = await UdpTransport.open({ host: "127.0.0.1", receiveBuffer: 0 });
   try {
     // With --allow-ffi on Linux the kernel reports twice what it granted:
     // 1 MiB, or net.core.rmem_max when the process may not exceed it.
@@ -140,12 +140,12 @@ Deno.test("UdpTransport takes a burst in arrival order, with a receive buffer of
 });
 
 Deno.test("UdpTransport rejects sends after close and reports the bound port", async () => {
-  const a = new UdpTransport({ host: "127.0.0.1", port: 0 });
+  const a = await UdpTransport.open({ host: "127.0.0.1", port: 0 });
   const port = a.local.port;
   await a.close();
   await assert.rejects(a.send(enc.encode("x"), { host: "127.0.0.1", port }), /closed/);
   // The port is free again.
-  const again = new UdpTransport({ host: "127.0.0.1", port });
+  const again = await UdpTransport.open({ host: "127.0.0.1", port });
   assert.equal(again.local.port, port);
   await again.close();
 });
@@ -173,8 +173,8 @@ async function sendUntilRefused(t: Transport, to: HostPort): Promise<unknown> {
 
 for (const [bind, target] of [["127.0.0.1", "127.0.0.1"], ["::1", "::1"], ["::", "127.0.0.1"]]) {
   Deno.test(`UdpTransport on ${bind} hears ICMP port unreachable from ${target} (RFC 3261 18.4)`, async () => {
-    const t = new UdpTransport({ host: bind });
-    const live = new UdpTransport({ host: target });
+    const t = await UdpTransport.open({ host: bind });
+    const live = await UdpTransport.open({ host: target });
     try {
       assert.equal(t.hearsIcmp, true, "Linux with --allow-ffi");
       const dead = closedUdpPort(target);
@@ -211,7 +211,7 @@ for (const [bind, target] of [["127.0.0.1", "127.0.0.1"], ["::1", "::1"], ["::",
 
 Deno.test("UdpTransport with icmpAfter: hears ICMP errors only that long after its first send, then tells onRefused at once", async () => {
   const logs: string[] = [];
-  const t = new UdpTransport({
+  const t = await UdpTransport.open({
     host: "127.0.0.1",
     icmpAfter: 100,
     logger: (_level, msg) => logs.push(msg),
@@ -263,12 +263,12 @@ Deno.test("UdpTransport with icmpAfter: hears ICMP errors only that long after i
 
 Deno.test("UdpTransport with icmpAfter closed before the delay never sets ICMP errors up", async () => {
   const logs: string[] = [];
-  const t = new UdpTransport({
+  const t = await UdpTransport.open({
     host: "127.0.0.1",
     icmpAfter: 50,
     logger: (_level, msg) => logs.push(msg),
   });
-  const peer = new UdpTransport({ host: "127.0.0.1" });
+  const peer = await UdpTransport.open({ host: "127.0.0.1" });
   try {
     await t.send(enc.encode("hi"), peer.local);
   } finally {
@@ -298,7 +298,7 @@ Deno.test("defaultBindHost() is :: exactly where an IPv6 socket also takes IPv4 
 });
 
 Deno.test("UdpTransport bound to 0.0.0.0 reports a loopback sent-by for a loopback target", async () => {
-  const a = new UdpTransport();
+  const a = await UdpTransport.open();
   try {
     assert.equal(a.local.host, "0.0.0.0");
     assert.deepEqual(await a.localFor({ host: "127.0.0.1", port: 5060 }), {
@@ -576,8 +576,8 @@ Deno.test("TlsTransport cannot listen without a certificate", () => {
 });
 
 Deno.test("UdpTransport bound to :: receives IPv4 datagrams with an unmapped source address", async () => {
-  const dual = new UdpTransport({ host: "::" });
-  const v4 = new UdpTransport({ host: "127.0.0.1" });
+  const dual = await UdpTransport.open({ host: "::" });
+  const v4 = await UdpTransport.open({ host: "127.0.0.1" });
   try {
     const box = inbox(dual);
     await v4.send(enc.encode("x"), { host: "127.0.0.1", port: dual.local.port });
@@ -746,7 +746,7 @@ Deno.test("openTransports for a one-shot sender: the system's receive buffer and
     listen: ["udp"],
     udp: { receiveBuffer: 0, receivers: 1 },
   });
-  const peer = new UdpTransport({ host: "127.0.0.1" });
+  const peer = await UdpTransport.open({ host: "127.0.0.1" });
   try {
     assert.equal((udp as UdpTransport).receiveBufferSize, undefined);
     const n = 200;

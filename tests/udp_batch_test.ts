@@ -99,8 +99,8 @@ Deno.test("parseIPv6 and sockaddr read IP literals as the kernel wants them", ()
 
 for (const [bind, peerHost] of [["127.0.0.1", "127.0.0.1"], ["::1", "::1"], ["::", "127.0.0.1"]]) {
   Deno.test(`UdpTransport on ${bind}: a burst and its answers in one turn, to and from ${peerHost}, in order`, async () => {
-    const listener = new UdpTransport({ host: bind });
-    const peer = new UdpTransport({ host: peerHost });
+    const listener = await UdpTransport.open({ host: bind });
+    const peer = await UdpTransport.open({ host: peerHost });
     try {
       assert.equal(listener.batching, true, "Linux with --allow-ffi");
       const target: HostPort = { host: peerHost, port: listener.local.port };
@@ -135,8 +135,8 @@ for (const [bind, peerHost] of [["127.0.0.1", "127.0.0.1"], ["::1", "::1"], ["::
 }
 
 Deno.test("UdpTransport: sends queued for the batch go out before close, and later sends reject", async () => {
-  const a = new UdpTransport({ host: "127.0.0.1" });
-  const b = new UdpTransport({ host: "127.0.0.1" });
+  const a = await UdpTransport.open({ host: "127.0.0.1" });
+  const b = await UdpTransport.open({ host: "127.0.0.1" });
   try {
     assert.equal(a.batching, true);
     const box = collect(b);
@@ -154,8 +154,8 @@ Deno.test("UdpTransport: sends queued for the batch go out before close, and lat
 });
 
 Deno.test("UdpTransport: a send to a name goes through Deno's send, after the batch", async () => {
-  const a = new UdpTransport({ host: "127.0.0.1" });
-  const b = new UdpTransport({ host: "127.0.0.1" });
+  const a = await UdpTransport.open({ host: "127.0.0.1" });
+  const b = await UdpTransport.open({ host: "127.0.0.1" });
   try {
     const box = collect(b);
     await Promise.all([
@@ -171,8 +171,8 @@ Deno.test("UdpTransport: a send to a name goes through Deno's send, after the ba
 });
 
 Deno.test("UdpTransport: an ICMP refusal pending when a batch goes out fails only the send to the dead port", async () => {
-  const t = new UdpTransport({ host: "127.0.0.1" });
-  const live = new UdpTransport({ host: "127.0.0.1" });
+  const t = await UdpTransport.open({ host: "127.0.0.1" });
+  const live = await UdpTransport.open({ host: "127.0.0.1" });
   const probe = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const dead: HostPort = { host: "127.0.0.1", port: (probe.addr as Deno.NetAddr).port };
   probe.close();
@@ -217,8 +217,8 @@ Deno.test("without --allow-ffi, UdpTransport uses Deno's ops and still takes bur
     import { UdpTransport } from ${
     JSON.stringify(new URL("../lib/sip/transport_udp.ts", import.meta.url).href)
   };
-    const a = new UdpTransport({ host: "127.0.0.1" });
-    const b = new UdpTransport({ host: "127.0.0.1" });
+    const a = await UdpTransport.open({ host: "127.0.0.1" });
+    const b = await UdpTransport.open({ host: "127.0.0.1" });
     const seen = [];
     const n = 300;
     const all = new Promise((resolve) => b.onMessage((m) => {
@@ -241,9 +241,12 @@ Deno.test("without --allow-ffi, UdpTransport uses Deno's ops and still takes bur
   assert.deepEqual(JSON.parse(out), { batching: false, icmp: false, ordered: true });
 });
 
-async function runWithStdin(script: string): Promise<string> {
+async function runWithStdin(
+  script: string,
+  permissions = ["--allow-net", "--allow-read"],
+): Promise<string> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-net", "--allow-net", "--allow-read", "-"],
+    args: ["run", "--unstable-net", ...permissions, "-"],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -257,15 +260,15 @@ async function runWithStdin(script: string): Promise<string> {
 }
 
 Deno.test("UdpTransport: two sockets on one port (127.0.0.1 and 127.0.0.2) each read and send on their own", async () => {
-  const a = new UdpTransport({ host: "127.0.0.1" });
+  const a = await UdpTransport.open({ host: "127.0.0.1" });
   let b: UdpTransport;
   try {
-    b = new UdpTransport({ host: "127.0.0.2", port: a.local.port });
+    b = await UdpTransport.open({ host: "127.0.0.2", port: a.local.port });
   } catch (e) {
     await a.close();
     throw e;
   }
-  const peer = new UdpTransport({ host: "127.0.0.1" });
+  const peer = await UdpTransport.open({ host: "127.0.0.1" });
   try {
     assert.equal(a.batching, true);
     assert.equal(b.batching, true);
@@ -294,4 +297,49 @@ Deno.test("UdpTransport: two sockets on one port (127.0.0.1 and 127.0.0.2) each 
   } finally {
     await Promise.all([a.close(), b.close(), peer.close()]);
   }
+});
+
+Deno.test("UdpTransport made with new, the first of its process: set up once the libc code is loaded (ready), then takes bursts", async () => {
+  // A fresh process, where no socket has loaded the libc code yet (a
+  // one-shot sender's socket never does): `new` returns at once, sends and
+  // datagrams wait for nothing, and the listener's burst I/O, receive buffer
+  // and ICMP errors are on once `ready` resolves.
+  const script = `
+    import { UdpTransport } from ${
+    JSON.stringify(new URL("../lib/sip/transport_udp.ts", import.meta.url).href)
+  };
+    const oneShot = new UdpTransport({ host: "127.0.0.1", receivers: 1, receiveBuffer: 0, icmpAfter: 200 });
+    const b = new UdpTransport({ host: "127.0.0.1" });
+    const early = { batching: b.batching, icmp: b.hearsIcmp };
+    const seen = [];
+    const n = 200;
+    const all = new Promise((resolve) => b.onMessage((m) => {
+      seen.push(Number(new TextDecoder().decode(m.data)));
+      if (seen.length === n) resolve();
+    }));
+    const sends = [];
+    for (let i = 0; i < n; i++) sends.push(oneShot.send(new TextEncoder().encode(String(i)), b.local));
+    await b.ready;
+    await Promise.all(sends);
+    await all;
+    console.log(JSON.stringify({
+      early,
+      batching: b.batching,
+      icmp: b.hearsIcmp,
+      buffer: (b.receiveBufferSize ?? 0) > 0,
+      oneShot: { batching: oneShot.batching, icmp: oneShot.hearsIcmp, buffer: oneShot.receiveBufferSize },
+      ordered: seen.length === n,
+    }));
+    await oneShot.close();
+    await b.close();
+  `;
+  const out = await runWithStdin(script, ["--allow-all"]);
+  assert.deepEqual(JSON.parse(out), {
+    early: { batching: false, icmp: false },
+    batching: true,
+    icmp: true,
+    buffer: true,
+    oneShot: { batching: false, icmp: false },
+    ordered: true,
+  });
 });

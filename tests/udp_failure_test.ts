@@ -93,7 +93,10 @@ Deno.test({
   sanitizeOps: false,
   fn: async () => {
     const failed = Promise.withResolvers<Error>();
-    const first = new UdpTransport({ host: "127.0.0.1", onFailure: (e) => failed.resolve(e) });
+    const first = await UdpTransport.open({
+      host: "127.0.0.1",
+      onFailure: (e) => failed.resolve(e),
+    });
     const moved = await first.rebind("127.0.0.1") as UdpTransport;
     assert.ok(moved.hearsIcmp, "IP_RECVERR on (Linux, --allow-ffi)");
     // Loopback only, about this socket's own port.

@@ -185,7 +185,7 @@ async function openTransportsOnce(
     let port = bind.port;
     // All transports share one port so that one Contact reaches them all.
     if (listen.includes("udp")) {
-      const udp = new UdpTransport({
+      const udp = await UdpTransport.open({
         host: bind.host,
         port,
         logger: log,

@@ -26,8 +26,8 @@
  * @module
  */
 
-import { enlargeReceiveBuffer, type IcmpErrorQueue, watchIcmpErrors } from "./_icmp.ts";
-import { type FastUdp, openFastUdp, REFUSED } from "./_udp_fast.ts";
+import type { IcmpErrorQueue } from "./_icmp.ts";
+import type { FastUdp } from "./_udp_fast.ts";
 import { formatHostPort, hostPortKey, normalizeHost, routeLocalAddress } from "./_net.ts";
 import type { HostPort, Inbound, InboundHandler, RefusalHandler, Transport } from "./transport.ts";
 
@@ -77,6 +77,25 @@ export interface UdpTransportOptions {
    * or report instead of listening on a dead socket.
    */
   onFailure?: (error: Error) => void;
+}
+
+/**
+ * The libc code (receive buffer, ICMP errors, burst I/O: `_icmp.ts`,
+ * `_udp_fast.ts`), loaded by the first socket that needs it; a one-shot
+ * sender's socket (one receiver, the default receive buffer, ICMP deferred)
+ * does not, and starts without it.
+ */
+let libc: { icmp: typeof import("./_icmp.ts"); fast: typeof import("./_udp_fast.ts") } | undefined;
+
+async function loadLibc(): Promise<NonNullable<typeof libc>> {
+  const [icmp, fast] = await Promise.all([import("./_icmp.ts"), import("./_udp_fast.ts")]);
+  return libc ??= { icmp, fast };
+}
+
+/** True when a socket with these options uses the libc code as soon as it is bound. */
+function needsLibc(options: UdpTransportOptions): boolean {
+  return (options.receiveBuffer ?? RECEIVE_BUFFER) > 0 || options.icmpAfter === undefined ||
+    (options.receivers ?? RECEIVERS) > 1;
 }
 
 /** Default of {@linkcode UdpTransportOptions.receiveBuffer}. */
@@ -171,7 +190,28 @@ export class UdpTransport implements Transport {
   /** Destinations that answered with ICMP port unreachable -> when (ms). */
   #refused = new Map<string, number>();
 
-  /** Binds the socket and starts receiving. Throws when the address cannot be bound. */
+  /**
+   * Resolves once the socket is set up (receive buffer, ICMP errors, burst
+   * I/O, the receive loops): at once when the libc code it needs is loaded,
+   * else when it is (the first such socket of a process made with `new`;
+   * until then sends go through Deno and datagrams wait in the socket).
+   * {@linkcode UdpTransport.open} waits for it.
+   */
+  readonly ready: Promise<void>;
+
+  /**
+   * Binds a socket and resolves with it set up (see {@linkcode ready}).
+   * Throws when the address cannot be bound.
+   */
+  static async open(options: UdpTransportOptions = {}): Promise<UdpTransport> {
+    if (libc === undefined && needsLibc(options)) await loadLibc();
+    return new UdpTransport(options);
+  }
+
+  /**
+   * Binds the socket and starts receiving (see {@linkcode ready}). Throws
+   * when the address cannot be bound.
+   */
   constructor(options: UdpTransportOptions = {}) {
     this.#logger = options.logger;
     this.#onFailure = options.onFailure;
@@ -183,8 +223,22 @@ export class UdpTransport implements Transport {
     const addr = this.#conn.addr as Deno.NetAddr;
     this.local = { host: normalizeHost(addr.hostname), port: addr.port };
     this.#receiveBuffer = options.receiveBuffer ?? RECEIVE_BUFFER;
+    this.#icmpAfter = options.icmpAfter;
+    this.#receivers = Math.max(1, options.receivers ?? RECEIVERS);
+    if (libc !== undefined || !needsLibc(options)) {
+      this.#loop = this.#start();
+      this.ready = Promise.resolve();
+    } else {
+      const loaded = loadLibc();
+      this.#loop = loaded.then(() => this.#closed ? undefined : this.#start());
+      this.ready = loaded.then(() => {});
+    }
+  }
+
+  /** Sets the socket up (with the libc code when it needs it, loaded by now) and starts receiving. */
+  #start(): Promise<unknown> {
     if (this.#receiveBuffer > 0) {
-      this.#receiveBufferSize = enlargeReceiveBuffer(this.local, this.#receiveBuffer);
+      this.#receiveBufferSize = libc!.icmp.enlargeReceiveBuffer(this.local, this.#receiveBuffer);
       this.#logger?.(
         "debug",
         `UDP port ${this.local.port}: receive buffer ${
@@ -192,15 +246,13 @@ export class UdpTransport implements Transport {
         }`,
       );
     }
-    this.#icmpAfter = options.icmpAfter;
     if (this.#icmpAfter === undefined) this.#watchIcmp(false);
     const loops: Promise<void>[] = [];
-    this.#receivers = Math.max(1, options.receivers ?? RECEIVERS);
     // A socket that expects bursts reads and sends through libc when it can.
-    if (this.#receivers > 1) this.#fast = openFastUdp(this.local);
+    if (this.#receivers > 1) this.#fast = libc!.fast.openFastUdp(this.local);
     const receivers = this.#fast ? 1 : this.#receivers;
     for (let i = 0; i < receivers; i++) loops.push(this.#receive());
-    this.#loop = Promise.all(loops);
+    return Promise.all(loops);
   }
 
   /**
@@ -234,7 +286,12 @@ export class UdpTransport implements Transport {
    */
   #watchIcmp(poll: boolean): void {
     if (this.#icmp || this.#closed) return;
-    this.#icmp = watchIcmpErrors(this.local);
+    if (libc === undefined) {
+      // A deferred set-up loads the libc code now.
+      loadLibc().then(() => this.#watchIcmp(poll));
+      return;
+    }
+    this.#icmp = libc.icmp.watchIcmpErrors(this.local);
     if (!this.#icmp) {
       this.#logger?.(
         "debug",
@@ -352,7 +409,7 @@ export class UdpTransport implements Transport {
   async #sendOne(data: Uint8Array, to: HostPort): Promise<void> {
     if (this.#fast) {
       let sent = this.#fast.send(data, to);
-      if (sent === REFUSED) {
+      if (sent === libc!.fast.REFUSED) {
         // As below: read the queue, then send once more.
         this.#readIcmp();
         this.#takeRefusal(to);
@@ -411,7 +468,7 @@ export class UdpTransport implements Transport {
     }
     if (this.#handler) next.onMessage(this.#handler);
     if (this.#onRefused) next.onRefused(this.#onRefused);
-    return Promise.resolve(next);
+    return next.ready.then(() => next);
   }
 
   /** Closes the socket and waits for the receive loop to end. */
@@ -501,7 +558,7 @@ export class UdpTransport implements Transport {
       const n = fast.receive(buffer);
       if (n >= 0) {
         this.#deliver(buffer.subarray(0, n), fast.from);
-      } else if (n === REFUSED) {
+      } else if (n === libc!.fast.REFUSED) {
         this.#readIcmp();
       } else {
         return;
