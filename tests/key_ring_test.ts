@@ -130,6 +130,21 @@ Deno.test("KeyRing: growth of the ring and of the arena while the oldest entry i
   assert.equal(ring.capacity, 32_768);
   assert.ok(ring.arenaSize < 4 * 1024 * 1024, `arena ${ring.arenaSize}`);
   for (let i = oldest; i < next; i++) assert.equal(ring.key(seqOf.get(i)!), key(i));
+  // When the flood is over the ring and its arena shrink back, and what is
+  // left is still found.
+  const arena = ring.arenaSize;
+  while (next - oldest > 100) {
+    ring.shift();
+    seqOf.delete(oldest++);
+  }
+  assert.equal(ring.capacity, 512, "100 entries: halved while under an eighth full");
+  assert.ok(ring.arenaSize < arena / 32, `arena ${ring.arenaSize} of ${arena}`);
+  for (let i = oldest; i < next; i++) {
+    assert.equal(ring.find(key(i)), seqOf.get(i), `${i}`);
+    assert.equal(ring.key(seqOf.get(i)!), key(i));
+  }
+  for (let i = 0; i < 100; i++) seqOf.set(next, ring.push(key(next++)));
+  for (let i = oldest; i < next; i++) assert.equal(ring.find(key(i)), seqOf.get(i), `${i}`);
   // Sequence numbers wrap at 2^30 and stay valid.
   const fresh = new KeyRing(4);
   fresh.head = SEQ_MASK - 1;

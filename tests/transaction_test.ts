@@ -1161,7 +1161,9 @@ Deno.test("completed UDP transactions in the timer J ring: growth, lookup after 
   for (let i = 0; i < 5000; i++) assert.equal(again(`z9hG4bKc${i}`), "absorbed");
   clock.advance(32_000);
   assert.equal(tl.serverCount, 0);
+  assert.equal(tl.completedCapacity, 1024, "the ring shrinks back once the entries expired");
   assert.equal(again("z9hG4bKb19999"), "new");
+  assert.equal(again("z9hG4bKb19999"), "absorbed");
 });
 
 Deno.test("the timer J ring keeps prepared responses in columns: retransmissions get the same bytes through growth and wrap-around", async () => {
@@ -1280,4 +1282,46 @@ Deno.test("completed UDP transactions are found in the ring's own table: RFC 254
   assert.deepEqual(ended, ["kept", "last"]);
   assert.equal(tl.serverCount, 0);
   assert.equal(clock.pending, 0);
+});
+
+Deno.test("the timer J ring halves as its entries expire, and the ones left keep their responses byte for byte", async () => {
+  const { clock, net, bob, close } = await loopPair();
+  let created = 0;
+  bob.onRequest = (req, tx) => {
+    created++;
+    tx!.respond(createResponse(req, 200, { toTag: `t${req.callId.split("-")[0]}` }));
+  };
+  const raw = net.transport({ host: "192.0.2.1", port: 5999 });
+  const enc = new TextEncoder();
+  const request = (n: number) =>
+    enc.encode(
+      "MESSAGE sip:bob@192.0.2.2 SIP/2.0\r\n" +
+        `Via: SIP/2.0/UDP 192.0.2.1:5999;branch=z9hG4bKhalf${n};rport\r\n` +
+        `From: <sip:alice@example.test>;tag=f${n}\r\nTo: <sip:bob@example.test>\r\n` +
+        `Call-ID: ${n}-half@example.test\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n`,
+    );
+  const send = async (n: number) => {
+    const before = net.packets.length;
+    await raw.send(request(n), { host: "192.0.2.2", port: 5060 });
+    await net.settled();
+    const answers = net.packets.slice(before).filter((p) => p.from.host === "192.0.2.2");
+    assert.equal(answers.length, 1, `one answer to ${n}`);
+    return answers[0].data;
+  };
+  const first = new Map<number, Uint8Array>();
+  for (let n = 0; n < 3000; n++) {
+    first.set(n, await send(n));
+    clock.advance(10);
+  }
+  assert.equal(bob.completedCapacity, 4096);
+  // Entry n expires at 10 * n + 32,000: leave the last 200.
+  clock.advance(10 * 2800 + 32_000 - 1 - clock.now());
+  assert.equal(bob.serverCount, 200);
+  assert.equal(bob.completedCapacity, 1024);
+  for (let n = 2800; n < 3000; n++) assert.deepEqual(await send(n), first.get(n), `${n}`);
+  assert.equal(created, 3000, "absorbed, not new");
+  await send(2799);
+  assert.equal(created, 3001, "an expired one is new");
+  await raw.close();
+  await close();
 });

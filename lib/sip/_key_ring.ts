@@ -71,23 +71,30 @@ export class KeyRing {
   /** Open addressing: sequence numbers or EMPTY; twice as many slots as the ring. */
   #table: Int32Array;
   #indexed = 0;
+  /** The first capacity and arena size: the ring does not shrink below them. */
+  #minCapacity: number;
+  #minArena: number;
   /** Keys that do not fit the arena, by sequence number (rare). */
   #wide?: Map<number, string>;
 
   /**
-   * A ring of `capacity` slots (a power of two; it doubles when full) with
-   * room for `bytesPerKey` characters a key in its arena (which doubles too).
+   * A ring of `capacity` slots (a power of two; it doubles when full, and
+   * halves, down to `capacity`, when an eighth full) with room for
+   * `bytesPerKey` characters a key in its arena (which doubles and halves
+   * too).
    */
   constructor(capacity = 1024, bytesPerKey = 64) {
     if (capacity < 1 || (capacity & (capacity - 1)) !== 0) {
       throw new RangeError(`Cannot make a key ring of ${capacity} slots: not a power of two`);
     }
     this.#mask = capacity - 1;
+    this.#minCapacity = capacity;
     this.#hash = new Int32Array(capacity);
     this.#start = new Uint32Array(capacity);
     this.#len = new Uint16Array(capacity);
     this.#found = new Uint8Array(capacity);
     this.#bytes = new Uint8Array(powerOfTwo(capacity * bytesPerKey));
+    this.#minArena = this.#bytes.length;
     this.#table = new Int32Array(capacity * 2).fill(EMPTY);
   }
 
@@ -139,12 +146,16 @@ export class KeyRing {
    * the new entry's sequence number.
    */
   push(key: string): number {
-    if (this.count === this.capacity) this.#grow();
+    if (this.count === this.capacity) this.#resize(this.capacity * 2);
     const n = (this.head + this.count) & SEQ_MASK;
     const slot = n & this.#mask;
     const h = hashKey(key);
     if (isNarrow(key)) {
-      if (this.#used + key.length > this.#bytes.length) this.#growArena(key.length);
+      if (this.#used + key.length > this.#bytes.length) {
+        let size = this.#bytes.length * 2;
+        while (size < this.#used + key.length) size *= 2;
+        this.#resizeArena(size);
+      }
       const bytes = this.#bytes;
       const amask = bytes.length - 1;
       const at = this.#end;
@@ -211,6 +222,13 @@ export class KeyRing {
     else this.#used -= len;
     this.head = (n + 1) & SEQ_MASK;
     this.count--;
+    // After a flood, give the memory back: halve what is used an eighth.
+    if (this.count * 8 < this.capacity && this.capacity > this.#minCapacity) {
+      this.#resize(this.capacity / 2);
+    }
+    if (this.#used * 8 < this.#bytes.length && this.#bytes.length > this.#minArena) {
+      this.#resizeArena(this.#bytes.length / 2);
+    }
   }
 
   /** The key of entry `seq` (which must be in the ring). */
@@ -247,10 +265,12 @@ export class KeyRing {
     return true;
   }
 
-  /** Doubles the slots and the hash table; every entry keeps its sequence number. */
-  #grow(): void {
+  /**
+   * Gives the ring `size` slots (twice or half as many, at least `count`)
+   * and a hash table twice that; every entry keeps its sequence number.
+   */
+  #resize(size: number): void {
     const oldMask = this.#mask;
-    const size = this.capacity * 2;
     const mask = size - 1;
     const hash = new Int32Array(size);
     const start = new Uint32Array(size);
@@ -282,12 +302,10 @@ export class KeyRing {
     this.resized(oldMask, mask);
   }
 
-  /** Doubles the arena until `more` bytes fit; the keys move to its start, oldest first. */
-  #growArena(more: number): void {
+  /** Gives the arena `size` bytes (at least `#used`); the keys move to its start, oldest first. */
+  #resizeArena(size: number): void {
     const old = this.#bytes;
     const omask = old.length - 1;
-    let size = old.length * 2;
-    while (size < this.#used + more) size *= 2;
     const bytes = new Uint8Array(size);
     let end = 0;
     for (let a = 0; a < this.count; a++) {
@@ -301,7 +319,7 @@ export class KeyRing {
     }
     release(old);
     this.#bytes = bytes;
-    this.#end = end;
+    this.#end = end & (size - 1);
   }
 }
 
