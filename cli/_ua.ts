@@ -68,6 +68,7 @@ export async function createUserAgent(
       oneShot: options.oneShot,
     });
     ua = await UserAgent.create({
+      oneShot: options.oneShot,
       transports,
       aor: common.user,
       transport: common.transport as TransportProtocol | undefined,

@@ -124,6 +124,12 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
       "lib/sip/_udp_fast.ts",
       "lib/sip/_icmp.ts",
       "lib/_libc.ts",
+      // The server side of the transaction layer (server transactions,
+      // timer J's table), loaded with the first inbound request.
+      "lib/sip/transaction/_server_side.ts",
+      "lib/sip/transaction/server_invite.ts",
+      "lib/sip/transaction/server_non_invite.ts",
+      "lib/sip/_key_ring.ts",
     ]
   ) {
     assert.ok(!sendClosure.has(unused), `a one-shot send loads ${unused}`);

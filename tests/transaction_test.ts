@@ -18,6 +18,7 @@ import {
   ClientNonInviteTransaction,
   generateBranch,
   type InboundInfo,
+  loadServerTransactions,
   MAGIC_COOKIE,
   ServerInviteTransaction,
   ServerNonInviteTransaction,
@@ -25,6 +26,11 @@ import {
   TransactionLayer,
   type TransactionTransport,
 } from "../lib/sip/transaction/mod.ts";
+
+// The layers below handle requests synchronously from the first one; a
+// layer whose server side is not loaded yet is tested in its own process
+// (see "a layer without its server side").
+await loadServerTransactions();
 
 // ------------------------------------------------------------------ fakes
 
@@ -1324,4 +1330,61 @@ Deno.test("the timer J ring halves as its entries expire, and the ones left keep
   assert.equal(created, 3001, "an expired one is new");
   await raw.close();
   await close();
+});
+
+Deno.test("a layer without its server side loaded (a one-shot UA's) handles the requests that come meanwhile in order once it is, absorbing a retransmission", async () => {
+  const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
+  const script = `
+    import { loadServerTransactions, TransactionLayer } from ${
+    url("../lib/sip/transaction/layer.ts")
+  };
+    import { createResponse, parseMessage } from ${url("../lib/sip/message.ts")};
+    import { ManualClock } from ${url("../lib/sip/clock.ts")};
+    let deliver;
+    const sent = [];
+    const transport = {
+      sendRequest: (_r, t) => Promise.resolve(t),
+      sendResponse: (res) => (sent.push(res.status + " " + res.cseq.method), Promise.resolve()),
+      onRequest: (h) => (deliver = h),
+      onResponse: () => {},
+    };
+    const tl = new TransactionLayer({ transport, clock: new ManualClock() });
+    const got = [];
+    tl.onRequest = (req, tx) => {
+      got.push(req.method);
+      tx.respond(createResponse(req, 200, { toTag: "t" }));
+    };
+    const request = (method, cseq, branch) => parseMessage(
+      method + " sip:bob@192.0.2.1 SIP/2.0\\r\\n" +
+        "Via: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bK" + branch + "\\r\\n" +
+        "From: <sip:alice@example.test>;tag=a1\\r\\nTo: <sip:bob@example.test>\\r\\n" +
+        "Call-ID: c1\\r\\nCSeq: " + cseq + " " + method + "\\r\\nContent-Length: 0\\r\\n\\r\\n",
+    );
+    const info = {
+      protocol: "udp",
+      remote: { host: "192.0.2.20", port: 5060 },
+      local: { host: "192.0.2.1", port: 5060 },
+    };
+    deliver(request("MESSAGE", 1, "m1"), info);
+    deliver(request("OPTIONS", 2, "o2"), info);
+    const early = got.length;
+    await loadServerTransactions();
+    await new Promise((r) => setTimeout(r, 0));
+    // A retransmission of the MESSAGE, now answered from timer J's table.
+    deliver(request("MESSAGE", 1, "m1"), info);
+    console.log(JSON.stringify({ early, got, sent, servers: tl.serverCount }));
+    tl.close();
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=js", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), {
+    early: 0,
+    got: ["MESSAGE", "OPTIONS"],
+    sent: ["200 MESSAGE", "200 OPTIONS", "200 MESSAGE"],
+    servers: 2,
+  });
 });

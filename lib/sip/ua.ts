@@ -28,18 +28,20 @@ import { OutboundSender, type RequestSendOptions, type SendResult } from "./outb
 import type { ResolveOptions } from "./resolver.ts";
 import { openTransports, type TlsOptions } from "./sockets.ts";
 import type { StreamLimits } from "./transport_tcp.ts";
+// From the modules themselves, not mod.ts, which loads the server side too.
 import {
-  type AnyServerTransaction,
   generateCallId,
   generateTag,
-  type InboundInfo,
   localTagFor,
-  type Target,
-  type TimerOptions,
-  TransactionLayer,
   transactionTag,
   useLocalTag,
-} from "./transaction/mod.ts";
+} from "./transaction/build.ts";
+import {
+  type AnyServerTransaction,
+  loadServerTransactions,
+  TransactionLayer,
+} from "./transaction/layer.ts";
+import type { InboundInfo, Target, TimerOptions } from "./transaction/types.ts";
 import { sanitizeReason } from "./status.ts";
 import type { Transport, TransportProtocol } from "./transport.ts";
 import { type LogLevel, TransportLayer } from "./transport_layer.ts";
@@ -58,6 +60,14 @@ export type TraceFn = (direction: "send" | "recv", data: Uint8Array, peer: Targe
 
 /** Options of {@linkcode UserAgent.create}. */
 export interface UserAgentOptions {
+  /**
+   * A short-lived sender (send a request or a few, await the answers,
+   * exit): its sockets, when the UA opens them, are set up for that
+   * (`oneShot` of {@linkcode openTransports}), and the server side of the
+   * transaction layer is loaded only if a request comes (which is then
+   * handled once it is, in order), not before the UA starts. Default false.
+   */
+  oneShot?: boolean;
   /** The address of record: `alice@example.test` or `sip:alice@example.test`. */
   aor?: string;
   /** Display name for From. */
@@ -247,6 +257,8 @@ export class UserAgent {
   /** Opens the transports and returns a ready user agent. */
   static async create(options: UserAgentOptions = {}): Promise<UserAgent> {
     const transports = options.transports ?? await openTransports(options);
+    // Requests are handled as they come from the start (see `oneShot`).
+    if (!options.oneShot) await loadServerTransactions();
     const layer = new TransportLayer({
       transports,
       logger: options.log,

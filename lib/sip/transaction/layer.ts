@@ -14,8 +14,8 @@ import { addTopVia, createCancel, transactionTag } from "./build.ts";
 import { ClientInviteTransaction } from "./client_invite.ts";
 import { ClientNonInviteTransaction } from "./client_non_invite.ts";
 import type { ClientTransaction } from "./client_transaction.ts";
-import { ServerInviteTransaction } from "./server_invite.ts";
-import { ServerNonInviteTransaction } from "./server_non_invite.ts";
+import type { ServerInviteTransaction } from "./server_invite.ts";
+import type { ServerNonInviteTransaction } from "./server_non_invite.ts";
 import type { ServerTransaction } from "./server_transaction.ts";
 import type { TransactionContext } from "./_context.ts";
 import {
@@ -29,10 +29,24 @@ import {
   type TransactionLog,
   type TransactionTransport,
 } from "./types.ts";
-import { packPrepared, unpackPrepared } from "../transport_layer.ts";
-import type { Transport } from "../transport.ts";
-import { KeyRing, KeyTable, release, SEQ_MASK } from "../_key_ring.ts";
+import type { KeyTable } from "../_key_ring.ts";
 import { hostPortKey } from "../_net.ts";
+import type * as ServerSide from "./_server_side.ts";
+
+/** The server side of the layer (`_server_side.ts`), once loaded. */
+let serverSide: typeof ServerSide | undefined;
+
+/**
+ * Loads the server side of the transaction layer (server transactions and
+ * timer J's table). A layer loads it with its first inbound request and
+ * handles the requests that came meanwhile in order once it is there;
+ * `UserAgent.create` loads it up front, so that requests are
+ * handled as they come. Awaiting it before giving a layer requests makes
+ * their handling synchronous from the first one.
+ */
+export async function loadServerTransactions(): Promise<void> {
+  serverSide ??= await import("./_server_side.ts");
+}
 
 /** Either client transaction. */
 export type AnyClientTransaction = ClientInviteTransaction | ClientNonInviteTransaction;
@@ -52,195 +66,6 @@ export type RequestHandler = (
 
 /** Receives responses that match no client transaction (e.g. 2xx retransmissions, 13.2.2.4). */
 export type StrayResponseHandler = (res: SipResponse, info: InboundInfo) => void;
-
-/**
- * What is left of a non-INVITE server transaction over UDP once it has sent
- * its final response (RFC 3261 17.2.2, Completed): for timer J (64*T1) it
- * must answer retransmissions of the request with that response, and for
- * that it needs the key and the response, not the parsed request nor the
- * transaction. Every entry waits the same 64*T1, so they expire in the order
- * they came: they live in a ring of slots (a FIFO) whose fields are columns,
- * and the keys are found through the ring's own hash table over typed
- * arrays (see {@linkcode KeyRing}). A usual entry (its response goes back
- * where the request came from) is no garbage-collected object at all, so
- * that the old generation, where entries that live 32 s would end up, does
- * not grow with them.
- */
-class CompletedRing extends KeyRing {
-  /** When timer J fires, on the layer's clock. */
-  expires: Float64Array;
-  /**
-   * 1 when the response as sent packs (see packPrepared): it is made again
-   * of the columns below; else the object is `extras[slot].packet`.
-   */
-  packed: Uint8Array;
-  /** Its transport and recipe, as numbers in {@linkcode shared}. */
-  transports: Uint8Array;
-  mades: Uint8Array;
-  /** Its destination host (a string shared per address) and port. */
-  hosts: (string | undefined)[];
-  ports: Uint16Array;
-  /** Each slot's To tag: a length byte, then up to TAG_WIDTH - 1 ASCII bytes. */
-  tags: Uint8Array;
-  /** What only some entries need. */
-  extras: (CompletedExtra | undefined)[];
-  /**
-   * The transports and recipes the entries name (a few: a recipe is shared
-   * by every response of one shape), forgotten when the ring is empty.
-   */
-  shared: unknown[] = [];
-  #sharedIds = new Map<unknown, number>();
-
-  /** A ring of `capacity` slots, a power of two. */
-  constructor(capacity = 1024) {
-    super(capacity);
-    this.expires = new Float64Array(capacity);
-    this.packed = new Uint8Array(capacity);
-    this.transports = new Uint8Array(capacity);
-    this.mades = new Uint8Array(capacity);
-    this.hosts = new Array(capacity).fill(undefined);
-    this.ports = new Uint16Array(capacity);
-    this.tags = new Uint8Array(capacity * TAG_WIDTH);
-    this.extras = new Array(capacity).fill(undefined);
-  }
-
-  /** The response kept in `slot`. */
-  packet(slot: number): PreparedResponse | undefined {
-    if (!this.packed[slot]) return this.extras[slot]?.packet;
-    const at = slot * TAG_WIDTH;
-    let tag = "";
-    for (let i = 1; i <= this.tags[at]; i++) tag += String.fromCharCode(this.tags[at + i]);
-    return unpackPrepared(
-      this.shared[this.transports[slot]] as Transport,
-      this.hosts[slot]!,
-      this.ports[slot],
-      this.shared[this.mades[slot]],
-      tag,
-    );
-  }
-
-  /**
-   * Appends an entry (doubling the ring when full), findable by `key`, and
-   * returns its sequence number: a small integer, unique among the entries
-   * in the ring, that stays the entry's through growth.
-   */
-  add(
-    key: string,
-    expires: number,
-    packet: PreparedResponse | undefined,
-    extra: CompletedExtra | undefined,
-  ): number {
-    const n = this.push(key);
-    const slot = this.slot(n);
-    this.expires[slot] = expires;
-    const parts = packet && packPrepared(packet);
-    const transport = parts ? this.#share(parts.transport) : -1;
-    // A recipe packs; bytes (a string) are the entry's own.
-    const made = parts && typeof parts.made === "object" ? this.#share(parts.made) : -1;
-    if (
-      parts && transport >= 0 && made >= 0 && fitsTag(parts.tag) &&
-      parts.port === (parts.port & 0xffff)
-    ) {
-      this.packed[slot] = 1;
-      this.transports[slot] = transport;
-      this.mades[slot] = made;
-      this.hosts[slot] = parts.host;
-      this.ports[slot] = parts.port;
-      const tag = parts.tag;
-      const at = slot * TAG_WIDTH;
-      this.tags[at] = tag.length;
-      for (let i = 0; i < tag.length; i++) this.tags[at + 1 + i] = tag.charCodeAt(i);
-    } else {
-      this.packed[slot] = 0;
-      if (packet) (extra ??= {}).packet = packet;
-    }
-    this.extras[slot] = extra;
-    return n;
-  }
-
-  /** Frees the oldest entry. */
-  override shift(): void {
-    if (this.count === 0) return;
-    const slot = this.slot(this.head);
-    this.hosts[slot] = undefined;
-    this.extras[slot] = undefined;
-    super.shift();
-    if (this.count === 0 && this.shared.length > 0) {
-      this.shared = [];
-      this.#sharedIds.clear();
-    }
-  }
-
-  /** The number of `thing` in {@linkcode shared} (-1 when 255 are taken). */
-  #share(thing: unknown): number {
-    let id = this.#sharedIds.get(thing);
-    if (id === undefined) {
-      if (this.shared.length >= 255) return -1;
-      id = this.shared.length;
-      this.shared.push(thing);
-      this.#sharedIds.set(thing, id);
-    }
-    return id;
-  }
-
-  /** Moves the columns when the ring doubles; every entry keeps its sequence number. */
-  protected override resized(oldMask: number, mask: number): void {
-    const size = mask + 1;
-    const expires = new Float64Array(size);
-    const packed = new Uint8Array(size);
-    const transports = new Uint8Array(size);
-    const mades = new Uint8Array(size);
-    const hosts = new Array<string | undefined>(size).fill(undefined);
-    const ports = new Uint16Array(size);
-    const tags = new Uint8Array(size * TAG_WIDTH);
-    const extras = new Array<CompletedExtra | undefined>(size).fill(undefined);
-    for (let a = 0; a < this.count; a++) {
-      const n = (this.head + a) & SEQ_MASK;
-      const from = n & oldMask;
-      const to = n & mask;
-      expires[to] = this.expires[from];
-      packed[to] = this.packed[from];
-      transports[to] = this.transports[from];
-      mades[to] = this.mades[from];
-      hosts[to] = this.hosts[from];
-      ports[to] = this.ports[from];
-      tags.set(this.tags.subarray(from * TAG_WIDTH, (from + 1) * TAG_WIDTH), to * TAG_WIDTH);
-      extras[to] = this.extras[from];
-    }
-    release(this.expires, this.packed, this.transports, this.mades, this.ports, this.tags);
-    this.expires = expires;
-    this.packed = packed;
-    this.transports = transports;
-    this.mades = mades;
-    this.hosts = hosts;
-    this.ports = ports;
-    this.tags = tags;
-    this.extras = extras;
-  }
-}
-
-/** Bytes per tag in the ring: a length, then the tag (ours are 6 characters). */
-const TAG_WIDTH = 8;
-
-/** A tag the ring's fixed-width bytes hold: short and ASCII. */
-function fitsTag(tag: string): boolean {
-  if (tag.length >= TAG_WIDTH) return false;
-  for (let i = 0; i < tag.length; i++) if (tag.charCodeAt(i) > 127) return false;
-  return true;
-}
-
-/** The parts of a {@linkcode CompletedRing} entry that most do without. */
-interface CompletedExtra {
-  /** Without a transport that prepares packets (test fakes): the response and where to. */
-  response?: SipResponse;
-  info?: InboundInfo;
-  /** RFC 2543 keys only: the request's To tag, part of the match. */
-  toTag?: string | null;
-  /** Kept only when its TU waits for onTerminated. */
-  tx?: ServerTransaction;
-  /** The response as sent, when it does not pack into the ring's columns. */
-  packet?: PreparedResponse;
-}
 
 /** Options of {@linkcode TransactionLayer}. */
 export interface TransactionLayerOptions {
@@ -326,12 +151,14 @@ export class TransactionLayer {
    * even under a flood, since a MESSAGE is answered at once), in a
    * {@linkcode KeyTable}: a Map with that churn keeps young objects alive.
    */
-  readonly #servers = new KeyTable<ServerTransaction>();
+  #servers?: KeyTable<ServerTransaction>;
   /**
    * Completed entries in the order their timer J runs out (all wait 64*T1),
    * found by key in the ring's own table. A key is in at most one of the two.
    */
-  #completed = new CompletedRing();
+  #completed?: ServerSide.CompletedRing;
+  /** Requests that came before the server side was loaded, in order. */
+  #pending?: [SipRequest, InboundInfo][];
   #sweep?: TimerId;
   readonly #cancelled = new WeakSet<ClientInviteTransaction>();
   readonly #ctx: TransactionContext;
@@ -349,17 +176,22 @@ export class TransactionLayer {
       log: this.#log,
       remove: (key, tx) => {
         if (this.#clients.get(key) === tx) this.#clients.delete(key);
-        if (this.#servers.get(key) === tx) {
-          this.#servers.delete(key);
+        const servers = this.#servers;
+        if (servers !== undefined && servers.get(key) === tx) {
+          servers.delete(key);
           return;
         }
         const ring = this.#completed;
-        if (ring.size === 0) return;
+        if (ring === undefined || ring.size === 0) return;
         const seq = ring.find(key);
         if (seq >= 0 && ring.extras[ring.slot(seq)]?.tx === tx) ring.unindex(seq);
       },
       complete: (tx, res, onError) => this.#complete(tx, res, onError),
     };
+    if (serverSide !== undefined) {
+      this.#servers = new serverSide.KeyTable<ServerTransaction>();
+      this.#completed = new serverSide.CompletedRing();
+    }
     this.#transport.onRequest((req, info) => this.receiveRequest(req, info));
     this.#transport.onResponse((res, info) => this.receiveResponse(res, info));
     this.#transport.onRefused?.((target, error) => this.#refused(target, error));
@@ -389,7 +221,7 @@ export class TransactionLayer {
 
   /** Number of server transactions: live, and completed over UDP (in timer J). */
   get serverCount(): number {
-    return this.#servers.size + this.#completed.size;
+    return (this.#servers?.size ?? 0) + (this.#completed?.size ?? 0);
   }
 
   /**
@@ -462,16 +294,41 @@ export class TransactionLayer {
    * request to a transaction, with method INVITE), or undefined.
    */
   findInviteServerTransaction(cancel: SipRequest): ServerInviteTransaction | undefined {
-    const tx = this.#servers.get(serverTransactionKey(cancel, "INVITE"));
-    if (!(tx instanceof ServerInviteTransaction) || tx.terminated) return undefined;
+    const tx = this.#servers?.get(serverTransactionKey(cancel, "INVITE"));
+    if (!(tx instanceof serverSide!.ServerInviteTransaction) || tx.terminated) return undefined;
     if (tx.key.startsWith("2543|") && !sameTag(tx.request.to.params.tag, cancel.to.params.tag)) {
       return undefined;
     }
     return tx;
   }
 
-  /** Handles an inbound request (the transport calls this). */
+  /**
+   * Handles an inbound request (the transport calls this): at once when the
+   * server side is loaded (see {@linkcode loadServerTransactions}), else
+   * once it is, after those that came before it.
+   */
   receiveRequest(req: SipRequest, info: InboundInfo): void {
+    if (serverSide !== undefined && this.#pending === undefined) {
+      this.#handleRequest(req, info, serverSide);
+      return;
+    }
+    if (this.#pending !== undefined) {
+      this.#pending.push([req, info]);
+      return;
+    }
+    this.#pending = [[req, info]];
+    loadServerTransactions().then(() => {
+      // Those that come while these are handled join the end of the queue.
+      const pending = this.#pending;
+      while (pending !== undefined && pending.length > 0) {
+        const [r, i] = pending.shift()!;
+        this.#handleRequest(r, i, serverSide!);
+      }
+      if (this.#pending === pending) this.#pending = undefined;
+    }, (e) => this.#log(`cannot load the server transactions: ${e}`));
+  }
+
+  #handleRequest(req: SipRequest, info: InboundInfo, side: typeof ServerSide): void {
     let key: string;
     try {
       key = serverTransactionKey(req);
@@ -479,11 +336,12 @@ export class TransactionLayer {
       this.#log(`dropping request that cannot be matched: ${e instanceof Error ? e.message : e}`);
       return;
     }
-    const existing = this.#servers.get(key);
+    const servers = this.#servers ??= new side.KeyTable<ServerTransaction>();
+    const existing = servers.get(key);
     /** A completed entry with this key that a new transaction replaces (RFC 2543 keys only). */
     let replaced = -1;
     if (existing === undefined) {
-      const ring = this.#completed;
+      const ring = this.#completed ??= new side.CompletedRing();
       const seq = ring.size === 0 ? -1 : ring.find(key);
       if (seq >= 0) {
         if (
@@ -505,22 +363,22 @@ export class TransactionLayer {
       // An ACK matching no transaction acknowledges a 2xx: it is the TU's.
       // An INVITE server transaction still Accepted learns of it, to stop
       // the 2xx retransmissions it does for the TU (13.3.1.4).
-      for (const tx of this.#servers.values()) {
-        if (tx instanceof ServerInviteTransaction && tx.matches2xxAck(req)) tx.ackReceived();
+      for (const tx of servers.values()) {
+        if (tx instanceof side.ServerInviteTransaction && tx.matches2xxAck(req)) tx.ackReceived();
       }
       this.#deliver(req, undefined, info);
       return;
     }
-    if (replaced >= 0) this.#completed.unindex(replaced);
+    if (replaced >= 0) this.#completed!.unindex(replaced);
     let tx: AnyServerTransaction;
     if (req.method === "INVITE") {
-      const invite = new ServerInviteTransaction(this.#ctx, req, info, key);
-      this.#servers.set(key, invite);
+      const invite = new side.ServerInviteTransaction(this.#ctx, req, info, key);
+      servers.set(key, invite);
       invite.start();
       tx = invite;
     } else {
-      tx = new ServerNonInviteTransaction(this.#ctx, req, info, key);
-      this.#servers.set(key, tx);
+      tx = new side.ServerNonInviteTransaction(this.#ctx, req, info, key);
+      servers.set(key, tx);
     }
     this.#deliver(req, tx, info);
   }
@@ -551,20 +409,21 @@ export class TransactionLayer {
   /** Terminates every transaction and stops all their timers. */
   close(): void {
     for (const tx of [...this.#clients.values()]) tx.terminate();
-    for (const tx of this.#servers.values()) tx.terminate();
-    this.#servers.clear();
+    this.#pending = undefined;
+    for (const tx of this.#servers?.values() ?? []) tx.terminate();
+    this.#servers?.clear();
     if (this.#sweep !== undefined) this.clock.clearTimeout(this.#sweep);
     this.#sweep = undefined;
     const ring = this.#completed;
-    this.#completed = new CompletedRing();
-    for (let a = 0; a < ring.count; a++) {
-      ring.extras[ring.slot((ring.head + a) & SEQ_MASK)]?.tx?.terminate();
+    this.#completed = serverSide && new serverSide.CompletedRing();
+    for (let a = 0; a < (ring?.count ?? 0); a++) {
+      ring!.extras[ring!.slot((ring!.head + a) & serverSide!.SEQ_MASK)]?.tx?.terminate();
     }
   }
 
   /** Number of slots of the ring of completed entries (for tests). */
   get completedCapacity(): number {
-    return this.#completed.capacity;
+    return this.#completed?.capacity ?? 0;
   }
 
   /** Sends the final response of a non-INVITE server transaction over UDP and keeps it for timer J. */
@@ -582,7 +441,8 @@ export class TransactionLayer {
     const rfc2543 = tx.key.startsWith("2543|");
     const keep = tx.user.onTerminated ? tx : undefined;
     const key = tx.key;
-    const ring = this.#completed;
+    // A server transaction exists, so the server side is loaded.
+    const ring = this.#completed ??= new serverSide!.CompletedRing();
     const seq = ring.add(
       key,
       this.clock.now() + 64 * this.timers.t1,
@@ -595,7 +455,8 @@ export class TransactionLayer {
       },
     );
     // Found from now on in the ring, unless another transaction took its key.
-    if (this.#servers.get(key) === tx) this.#servers.delete(key);
+    const servers = this.#servers;
+    if (servers !== undefined && servers.get(key) === tx) servers.delete(key);
     else ring.unindex(seq);
     const sent = packet ? transport.sendPrepared!(packet) : transport.sendResponse(res, tx.info);
     sent.catch((e) => {
@@ -606,7 +467,7 @@ export class TransactionLayer {
   }
 
   #resend(seq: number, key: string, request: SipRequest, info: InboundInfo): void {
-    const ring = this.#completed;
+    const ring = this.#completed!;
     const packet = ring.packet(ring.slot(seq));
     const extra = ring.extras[ring.slot(seq)];
     const sent = packet
@@ -624,7 +485,7 @@ export class TransactionLayer {
   /** Arms one timer for the oldest completed entry. */
   #armSweep(): void {
     const ring = this.#completed;
-    if (ring.count === 0) return;
+    if (ring === undefined || ring.count === 0) return;
     this.#sweep = this.clock.setTimeout(
       () => this.#runSweep(),
       Math.max(0, ring.expires[ring.slot(ring.head)] - this.clock.now()),
@@ -636,7 +497,7 @@ export class TransactionLayer {
     this.#sweep = undefined;
     const now = this.clock.now();
     const ring = this.#completed;
-    while (ring.count > 0 && ring.expires[ring.slot(ring.head)] <= now) {
+    while (ring !== undefined && ring.count > 0 && ring.expires[ring.slot(ring.head)] <= now) {
       const tx = ring.extras[ring.slot(ring.head)]?.tx;
       ring.shift();
       tx?.terminate();
