@@ -8,6 +8,12 @@
  * unanswered at once); the rate is sipp's cumulative call rate (MESSAGEs
  * started per second; with a bound on those in flight it follows the answer
  * rate). The ratio sipp/sipkit is taken per round, and the median reported.
+ * Before the rounds, each target first takes `--warmup` MESSAGEs (default
+ * 20,000, the same closed loop; `--warmup 0` skips it): a listener is a
+ * long-running process, and the rounds measure it once V8 has compiled its
+ * hot code, as a steady state. The warm-up is printed as its own "cold
+ * start" rows with its own ratio, not counted in the median, and sipkit's
+ * events in it are checked like any round's.
  *
  * Open loop, a ladder: sipp offers each rate of `--ladder` (MESSAGEs per
  * second, `-r`) for `--step-seconds`, to each target in turn; a step is
@@ -24,7 +30,7 @@
  * CPU per MESSAGE is printed for both targets' rounds.
  *
  *     deno run -A --config bench/deno.json bench/message_flood.ts [--count 20000] [--limit 64]
- *       [--rounds 3] [--ladder 2000,4000,6000,8000,10000,12000,14000] [--step-seconds 3]
+ *       [--rounds 5] [--warmup 20000] [--ladder 2000,4000,6000,8000,10000,12000,14000] [--step-seconds 3]
  *
  * @module
  */
@@ -62,7 +68,12 @@ function listArg(name: string, fallback: number[]): number[] {
 const COUNT = arg("count", 20_000);
 const LIMIT = arg("limit", 64);
 const RATE = arg("rate", 50_000);
-const ROUNDS = arg("rounds", 3);
+const ROUNDS = arg("rounds", 5);
+/** MESSAGEs each target takes before the measured rounds (`--warmup 0`: none). */
+const WARMUP = Deno.args[Deno.args.indexOf("--warmup") + 1] === "0" &&
+    Deno.args.includes("--warmup")
+  ? 0
+  : arg("warmup", 20_000);
 const LADDER = listArg("ladder", [
   2000,
   4000,
@@ -73,7 +84,7 @@ const LADDER = listArg("ladder", [
   14_000,
 ]);
 const STEP_S = arg("step-seconds", 3);
-const TIMEOUT_S = Math.max(30, Math.ceil(COUNT / 1000) + 20);
+const TIMEOUT_S = Math.max(30, Math.ceil(Math.max(COUNT, WARMUP) / 1000) + 20);
 
 interface Row {
   target: string;
@@ -124,14 +135,14 @@ function row(target: string, r: SippResult, wall: number): Row {
 }
 
 /** Closed loop: at most LIMIT unanswered, as fast as answers come. */
-async function closedLoop(target: string, remote: string): Promise<Row> {
+async function closedLoop(target: string, remote: string, count = COUNT): Promise<Row> {
   const start = performance.now();
   const result = await runSipp({
     scenario: "message_uac.xml",
     remote,
     service: "bob",
     rate: RATE,
-    calls: COUNT,
+    calls: count,
     limit: LIMIT,
     timeout: TIMEOUT_S,
     statsPeriod: 1,
@@ -428,7 +439,21 @@ async function main(): Promise<number> {
     sipkit: Awaited<ReturnType<typeof ladder>>;
     sipp: Awaited<ReturnType<typeof ladder>>;
   };
+  const cold: Row[] = [];
   try {
+    if (WARMUP > 0) {
+      const before = { events: sipkit.events(), distinct: sipkit.callIds.size };
+      const ours = await measured(
+        sipkit.pid,
+        () => closedLoop(`${SIPKIT} (cold start)`, remote, WARMUP),
+      );
+      await checked(ours, before);
+      const theirs = await measured(
+        uas.pid,
+        () => closedLoop(`${SIPP} (cold start)`, uas.address, WARMUP),
+      );
+      cold.push(ours, theirs);
+    }
     for (let round = 0; round < ROUNDS; round++) {
       // Alternate who goes first, so that neither always meets the quieter machine.
       const order = round % 2 === 0 ? ["sipkit", "sipp"] : ["sipp", "sipkit"];
@@ -482,6 +507,10 @@ async function main(): Promise<number> {
     await uas.stop();
   }
 
+  if (cold.length > 0) {
+    printRows(cold);
+    console.log("");
+  }
   printRows(closed);
   console.log("");
   printRows([...ladders.sipkit.rows, ...ladders.sipp.rows]);
@@ -490,8 +519,17 @@ async function main(): Promise<number> {
     closed.filter((_, i) => i % 2 === 1).map((r) => r.rate),
   );
   const share = ladders.sipp.best > 0 ? ladders.sipkit.best / ladders.sipp.best : 0;
+  if (cold.length > 0) {
+    console.log(
+      `\ncold start (first ${fmt(WARMUP)} MESSAGEs to each fresh listener, not in the median): ` +
+        `sipkit ${fmt(cold[0].rate)} MESSAGE/s, sipp UAS ${fmt(cold[1].rate)}; ratio ` +
+        `${fmt(cold[0].rate > 0 ? cold[1].rate / cold[0].rate : Infinity, 2)}x`,
+    );
+  }
   console.log(
-    `\nclosed loop: sipkit median ${fmt(ours)} MESSAGE/s, sipp UAS median ${fmt(theirs)}; ` +
+    `${cold.length > 0 ? "" : "\n"}closed loop${
+      cold.length > 0 ? " after the warm-up" : ""
+    }: sipkit median ${fmt(ours)} MESSAGE/s, sipp UAS median ${fmt(theirs)}; ` +
       `ratio sipp/sipkit per round ${ratios.map((r) => fmt(r, 2)).join(", ")}, median ` +
       `${fmt(median(ratios), 2)}x (target <= 1.25x)\nchecker (this process, reading sipkit's ` +
       `events) CPU per MESSAGE per round: ${checkerCpu.map((c) => fmt(c, 1)).join(", ")} µs ` +
