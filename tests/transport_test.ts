@@ -261,6 +261,47 @@ Deno.test("UdpTransport with icmpAfter: hears ICMP errors only that long after i
   }
 });
 
+Deno.test("UdpTransport with icmpAfter sets ICMP errors up on its own socket when another shares its port", async () => {
+  // While a move re-binds, two sockets may share a port on different
+  // addresses; the deferred set-up must find this socket by address and
+  // port, not by port alone (which could pick the newer one).
+  const t = await UdpTransport.open({ host: "127.0.0.1", icmpAfter: 50, receivers: 1 });
+  let other: UdpTransport;
+  try {
+    other = await UdpTransport.open({
+      host: "127.0.0.2",
+      port: t.local.port,
+      icmpAfter: 60_000,
+      receivers: 1,
+    });
+  } catch (e) {
+    await t.close();
+    throw e;
+  }
+  const taken: HostPort[] = [];
+  t.onRefused((to) => {
+    taken.push(to);
+    return true;
+  });
+  try {
+    const dead = closedUdpPort("127.0.0.1");
+    await t.send(enc.encode("one"), dead);
+    const start = performance.now();
+    while (!t.hearsIcmp && performance.now() - start < 5_000) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(t.hearsIcmp, true);
+    await t.send(enc.encode("two"), dead);
+    while (taken.length === 0 && performance.now() - start < 10_000) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.deepEqual(taken, [dead], "the refusal reached the socket that sent");
+    assert.equal(other.hearsIcmp, false);
+  } finally {
+    await Promise.all([t.close(), other.close()]);
+  }
+});
+
 Deno.test("UdpTransport with icmpAfter closed before the delay never sets ICMP errors up", async () => {
   const logs: string[] = [];
   const t = await UdpTransport.open({

@@ -50,6 +50,8 @@ export interface IcmpErrorQueue {
 const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
 const SO_RCVBUFFORCE = 33;
+const SO_TYPE = 3;
+const SOCK_DGRAM = 2;
 const SOL_IP = 0;
 const SOL_IPV6 = 41;
 const IP_RECVERR = 11;
@@ -64,6 +66,7 @@ const AF_INET6 = 10;
 const SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
 } as const;
 
@@ -86,24 +89,49 @@ function libcHere(): Libc | null {
   return libc;
 }
 
-/** The fd of our own UDP socket bound to `port` (IPv6 table for an IPv6 socket). */
-export function findSocketFd(port: number, v6: boolean): number | undefined {
-  const byInode = new Map<string, number>();
+/** The two libc calls that tell which socket an fd is. */
+interface SocketCalls {
+  symbols: {
+    getsockopt(
+      fd: number,
+      level: number,
+      name: number,
+      value: Uint8Array,
+      length: Uint8Array,
+    ): number;
+    getsockname(fd: number, name: Uint8Array, length: Uint8Array): number;
+  };
+}
+
+/**
+ * The fd of this process's UDP socket bound to exactly `local` (address and
+ * port, as getsockname says: two sockets may share a port on different
+ * addresses, e.g. while a move re-binds on the same port), or undefined.
+ */
+export function findSocketFd(lib: SocketCalls, local: HostPort): number | undefined {
+  const want = normalizeHost(local.host);
+  const name = new Uint8Array(28);
+  const nameLength = new Uint32Array(1);
+  const type = new Int32Array(1);
+  const typeLength = new Uint32Array(1);
   for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    let link: string;
     try {
-      const link = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
-      const m = /^socket:\[(\d+)\]$/.exec(link);
-      if (m) byInode.set(m[1], Number(entry.name));
-    } catch { /* closed meanwhile */ }
-  }
-  const table = Deno.readTextFileSync(`/proc/self/net/${v6 ? "udp6" : "udp"}`);
-  for (const line of table.split("\n").slice(1)) {
-    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-    const fields = line.trim().split(/\s+/);
-    if (fields.length < 10) continue;
-    const localPort = parseInt(fields[1].split(":")[1] ?? "", 16);
-    const fd = byInode.get(fields[9]);
-    if (localPort === port && fd !== undefined) return fd;
+      link = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    if (!link.startsWith("socket:")) continue;
+    const fd = Number(entry.name);
+    typeLength[0] = 4;
+    const typeBytes = new Uint8Array(type.buffer);
+    const typeLengthBytes = new Uint8Array(typeLength.buffer);
+    if (lib.symbols.getsockopt(fd, SOL_SOCKET, SO_TYPE, typeBytes, typeLengthBytes) !== 0) continue;
+    if (type[0] !== SOCK_DGRAM) continue;
+    nameLength[0] = name.length;
+    if (lib.symbols.getsockname(fd, name, new Uint8Array(nameLength.buffer)) !== 0) continue;
+    const bound = readSockaddr(new DataView(name.buffer), nameLength[0]);
+    if (bound && bound.port === local.port && normalizeHost(bound.host) === want) return fd;
   }
   return undefined;
 }
@@ -230,7 +258,7 @@ export function watchIcmpErrors(local: HostPort): IcmpErrorQueue | undefined {
   if (!lib) return undefined;
   try {
     const v6 = normalizeHost(local.host).includes(":");
-    const fd = findSocketFd(local.port, v6);
+    const fd = findSocketFd(lib, local);
     if (fd === undefined) return undefined;
     const on = new Uint8Array(new Int32Array([1]).buffer);
     // IP_RECVERR also covers IPv4 traffic of a dual-stack IPv6 socket.
@@ -254,7 +282,7 @@ export function enlargeReceiveBuffer(local: HostPort, bytes: number): number | u
   const lib = libcHere();
   if (!lib) return undefined;
   try {
-    const fd = findSocketFd(local.port, normalizeHost(local.host).includes(":"));
+    const fd = findSocketFd(lib, local);
     if (fd === undefined) return undefined;
     const size = new Uint8Array(new Int32Array([bytes]).buffer);
     if (lib.symbols.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, size, 4) !== 0) {

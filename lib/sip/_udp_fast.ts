@@ -18,7 +18,7 @@
 // The struct layouts are those of 64-bit little-endian Linux, as in _icmp.ts.
 
 import { openLibc } from "../_libc.ts";
-import { readSockaddr } from "./_icmp.ts";
+import { findSocketFd, readSockaddr } from "./_icmp.ts";
 import { isIPv4, normalizeHost } from "./_net.ts";
 import type { HostPort } from "./transport.ts";
 
@@ -41,9 +41,6 @@ type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
 let libc: Libc | null | undefined;
 
 const MSG_DONTWAIT = 0x40;
-const SOL_SOCKET = 1;
-const SO_TYPE = 3;
-const SOCK_DGRAM = 2;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const EINTR = 4;
@@ -347,43 +344,10 @@ export function openFastUdp(local: HostPort): FastUdp | undefined {
   const lib = libcHere();
   if (!lib) return undefined;
   try {
-    const fd = boundFd(lib, local);
+    const fd = findSocketFd(lib, local);
     if (fd === undefined) return undefined;
     return new Fast(lib, fd, normalizeHost(local.host).includes(":"));
   } catch {
     return undefined;
   }
-}
-
-/**
- * The fd of this process's UDP socket bound to exactly `local` (address and
- * port, as getsockname says: two sockets may share a port on different
- * addresses, e.g. while a move re-binds), or undefined.
- */
-function boundFd(lib: Libc, local: HostPort): number | undefined {
-  const want = normalizeHost(local.host);
-  const name = new Uint8Array(28);
-  const nameLength = new Uint32Array(1);
-  const type = new Int32Array(1);
-  const typeLength = new Uint32Array(1);
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
-    let link: string;
-    try {
-      link = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
-    } catch {
-      continue; // closed meanwhile
-    }
-    if (!link.startsWith("socket:")) continue;
-    const fd = Number(entry.name);
-    typeLength[0] = 4;
-    const typeBytes = new Uint8Array(type.buffer);
-    const typeLengthBytes = new Uint8Array(typeLength.buffer);
-    if (lib.symbols.getsockopt(fd, SOL_SOCKET, SO_TYPE, typeBytes, typeLengthBytes) !== 0) continue;
-    if (type[0] !== SOCK_DGRAM) continue;
-    nameLength[0] = name.length;
-    if (lib.symbols.getsockname(fd, name, new Uint8Array(nameLength.buffer)) !== 0) continue;
-    const bound = readSockaddr(new DataView(name.buffer), nameLength[0]);
-    if (bound && bound.port === local.port && normalizeHost(bound.host) === want) return fd;
-  }
-  return undefined;
 }
