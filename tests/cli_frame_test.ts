@@ -323,7 +323,7 @@ async function configured(
     const cmd = testCommand();
     cmd.parse(args, { from: "user" });
     const vars = new Map(Object.entries({ SIPKIT_CONFIG_DIR: dir, ...env }));
-    await applyConfig(cmd, { get: (k) => vars.get(k) });
+    applyConfig(cmd, { get: (k) => vars.get(k) });
     return cmd.opts() as Record<string, unknown>;
   } finally {
     await Deno.remove(dir, { recursive: true });
