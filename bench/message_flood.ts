@@ -100,6 +100,44 @@ interface Row {
   lost?: boolean;
   /** CPU time of the answering process per MESSAGE sent, in microseconds. */
   cpu?: number;
+  /** Datagrams the kernel dropped at the answering socket (its receive buffer was full). */
+  drops?: number;
+  /**
+   * Datagrams dropped meanwhile at other sockets of the machine, in practice
+   * sipp's client socket (the 200s it did not take in time).
+   */
+  otherDrops?: number;
+}
+
+/**
+ * Datagrams dropped so far at the UDP socket(s) bound to `port` in this
+ * network namespace (the last column of /proc/net/udp): what a full
+ * receive buffer cost the answering side. A retransmission beyond these
+ * was a 200 dropped at sipp's own socket, or an answer later than T1.
+ */
+function socketDrops(port: number): number {
+  let drops = 0;
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  for (const line of Deno.readTextFileSync("/proc/net/udp").split("\n").slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length >= 13 && fields[1].endsWith(hex)) drops += Number(fields[12]) || 0;
+  }
+  return drops;
+}
+
+/** The kernel's count of UDP datagrams dropped for a full receive buffer, all sockets (/proc/net/snmp). */
+function rcvbufErrors(): number {
+  const lines = Deno.readTextFileSync("/proc/net/snmp").split("\n");
+  const at = lines.findIndex((l) => l.startsWith("Udp: ") && !/^Udp: \d/.test(l));
+  if (at < 0) return 0;
+  const names = lines[at].split(/\s+/);
+  const values = lines[at + 1].split(/\s+/);
+  return Number(values[names.indexOf("RcvbufErrors")]) || 0;
+}
+
+/** The port of a `host:port` address. */
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(":") + 1));
 }
 
 /** User + system CPU time of a process, in microseconds (Linux /proc). */
@@ -110,11 +148,18 @@ function cpuTime(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
-/** Runs `fn` and charges the CPU time `pid` spent meanwhile to the row, per MESSAGE. */
-async function measured(pid: number, fn: () => Promise<Row>): Promise<Row> {
+/**
+ * Runs `fn` and charges the CPU time `pid` spent meanwhile to the row, per
+ * MESSAGE, and the datagrams dropped meanwhile at its socket on `port`.
+ */
+async function measured(pid: number, port: number, fn: () => Promise<Row>): Promise<Row> {
   const t0 = cpuTime(pid);
+  const d0 = socketDrops(port);
+  const all0 = rcvbufErrors();
   const r = await fn();
   r.cpu = r.sent > 0 ? (cpuTime(pid) - t0) / r.sent : undefined;
+  r.drops = socketDrops(port) - d0;
+  r.otherDrops = Math.max(0, rcvbufErrors() - all0 - r.drops);
   return r;
 }
 
@@ -199,7 +244,7 @@ async function ladder(
   let unclean = 0;
   for (const rate of LADDER) {
     const before = check?.before();
-    const r = await measured(pid, () => openLoop(target, remote, rate));
+    const r = await measured(pid, portOf(remote), () => openLoop(target, remote, rate));
     if (check && !await check.verify(r, before!)) r.lost = true;
     rows.push(r);
     if (clean(r) && unclean === 0) best = rate;
@@ -385,10 +430,10 @@ function median(values: number[]): number {
 
 function printRows(rows: Row[]): void {
   console.log(
-    "| target | sent | answered | failed | retransmissions | events (distinct) | wall s (sipp run) | MESSAGE/s (sipp CallRate) | CPU µs/MESSAGE |",
+    "| target | sent | answered | failed | retransmissions | dropped at its socket | dropped elsewhere (sipp) | events (distinct) | wall s (sipp run) | MESSAGE/s (sipp CallRate) | CPU µs/MESSAGE |",
   );
   console.log(
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   );
   for (const r of rows) {
     const events = r.received === undefined
@@ -396,6 +441,8 @@ function printRows(rows: Row[]): void {
       : `${fmt(r.received)} (${fmt(r.distinct!)})${r.lost ? " LOSS" : ""}`;
     console.log(
       `| ${r.target} | ${fmt(r.sent)} | ${fmt(r.ok)} | ${fmt(r.failed)} | ${fmt(r.retrans)} | ` +
+        `${r.drops === undefined ? "-" : fmt(r.drops)} | ` +
+        `${r.otherDrops === undefined ? "-" : fmt(r.otherDrops)} | ` +
         `${events} | ${fmt(r.elapsed, 2)} | ${fmt(r.rate)} | ${
           r.cpu === undefined ? "-" : fmt(r.cpu)
         } |`,
@@ -445,11 +492,13 @@ async function main(): Promise<number> {
       const before = { events: sipkit.events(), distinct: sipkit.callIds.size };
       const ours = await measured(
         sipkit.pid,
+        port,
         () => closedLoop(`${SIPKIT} (cold start)`, remote, WARMUP),
       );
       await checked(ours, before);
       const theirs = await measured(
         uas.pid,
+        portOf(uas.address),
         () => closedLoop(`${SIPP} (cold start)`, uas.address, WARMUP),
       );
       cold.push(ours, theirs);
@@ -467,6 +516,7 @@ async function main(): Promise<number> {
           const checker = cpuTime(Deno.pid);
           got.sipkit = await measured(
             sipkit.pid,
+            port,
             () => closedLoop(`${SIPKIT} (round ${round + 1})`, remote),
           );
           checkerCpu.push((cpuTime(Deno.pid) - checker) / Math.max(1, got.sipkit.sent));
@@ -475,6 +525,7 @@ async function main(): Promise<number> {
           const own = cpuTime(Deno.pid);
           got.sipp = await measured(
             uas.pid,
+            portOf(uas.address),
             () => closedLoop(`${SIPP} (round ${round + 1})`, uas.address),
           );
           benchCpuSipp.push((cpuTime(Deno.pid) - own) / Math.max(1, got.sipp.sent));
