@@ -135,6 +135,15 @@ function rcvbufErrors(): number {
   return Number(values[names.indexOf("RcvbufErrors")]) || 0;
 }
 
+/**
+ * sipp's socket buffers (`-buff_size`, default 64 KiB): 1 MiB, as sipkit's
+ * listener asks for its receive buffer, for sipp's client and sipp's UAS
+ * alike (the kernel caps it at net.core.rmem_max). With the default, sipp's
+ * client dropped 200s at its own socket in some steps of the ladder, which
+ * counted as retransmissions against whichever target it was measuring.
+ */
+const SIPP_BUFFER = ["-buff_size", String(1 << 20)];
+
 /** The port of a `host:port` address. */
 function portOf(address: string): number {
   return Number(address.slice(address.lastIndexOf(":") + 1));
@@ -191,6 +200,7 @@ async function closedLoop(target: string, remote: string, count = COUNT): Promis
     limit: LIMIT,
     timeout: TIMEOUT_S,
     statsPeriod: 1,
+    extraArgs: SIPP_BUFFER,
   });
   return row(target, result, (performance.now() - start) / 1000);
 }
@@ -212,6 +222,7 @@ async function openLoop(
     // Long enough for the last retransmissions (timer E to T2, then F at 32 s) to settle.
     timeout: STEP_S + 40,
     statsPeriod: 1,
+    extraArgs: SIPP_BUFFER,
   });
   const r = row(
     `${target} @ ${fmt(rate)}/s`,
@@ -466,7 +477,11 @@ async function main(): Promise<number> {
   const SIPP = "sipp UAS (message_uas.xml)";
   const port = freePort();
   const sipkit = await startSipkit(port);
-  const uas = await startSipp({ scenario: "message_uas.xml", timeout: 3600 });
+  const uas = await startSipp({
+    scenario: "message_uas.xml",
+    timeout: 3600,
+    extraArgs: SIPP_BUFFER,
+  });
   const remote = `127.0.0.1:${port}`;
   let lossFree = true;
   const checked = async (r: Row, before: Snapshot) => {
