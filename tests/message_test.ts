@@ -325,6 +325,34 @@ Deno.test("parseMessage() says where and why a message is malformed", () => {
   throwsSyntax(() => parseMessage(" continued\r\n"), /start line/);
 });
 
+Deno.test("parseMessage() reads start lines near the SIP/2.0 fast paths like any other", () => {
+  const rest = "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\n" +
+    "Call-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n";
+  const res = (line: string) => parseMessage(line + "\r\n" + rest) as SipResponse;
+  assert.deepEqual([res("SIP/2.0 200 OK").status, res("SIP/2.0 200 OK").reason], [200, "OK"]);
+  assert.deepEqual([res("SIP/2.0 200 ").status, res("SIP/2.0 200 ").reason], [200, ""]);
+  assert.deepEqual([res("SIP/2.0 404").status, res("SIP/2.0 404").reason], [404, ""]);
+  assert.equal(res("sip/2.0 180 Ringing").status, 180);
+  assert.equal(res("SIP/2.0 699 x y").reason, "x y");
+  throwsSyntax(() => res("SIP/2.0 099 Low"), /invalid status code "099"/);
+  throwsSyntax(() => res("SIP/2.0 2 0 OK"), /invalid status code "2"/);
+  throwsSyntax(() => res("SIP/2.0 20a OK"), /invalid status code "20a"/);
+  throwsSyntax(() => res("SIP/2.0 2000 OK"), /invalid status code "2000"/);
+  throwsSyntax(() => res("SIP/2.0  200 OK"), /invalid status code ""/);
+  throwsSyntax(() => res("SIP/2.0 200 O\u0001K"), /control character/);
+  assert.throws(() => res("SIP/2.1 200 OK"), /unsupported SIP-Version "SIP\/2.1"/);
+  const req = (line: string) => parseMessage(line + "\r\n" + rest) as SipRequest;
+  assert.equal(req("OPTIONS sip:a@b SIP/2.0").uri.host, "b");
+  assert.equal(req("OPTIONS sip:a@b sip/2.0").version, "SIP/2.0");
+  assert.equal(req("OPTIONS sip:a@b:5060;lr SIP/2.0").uri.port, 5060);
+  throwsSyntax(() => req("OPTIONS sip:a@b  SIP/2.0"), /more than one space before the SIP-Version/);
+  throwsSyntax(() => req("OPTIONS  sip:a@b SIP/2.0"), /more than one space after the method/);
+  throwsSyntax(() => req("OPTIONS SIP/2.0"), /missing SIP-Version/);
+  throwsSyntax(() => req("OPTIONS sip:a@b SIP/2.0 "), /whitespace at the end/);
+  throwsSyntax(() => req("OPTIONS sip:a b SIP/2.0"), /whitespace inside the Request-URI/);
+  assert.throws(() => req("OPTIONS sip:a@b SIP/2.00"), /unsupported SIP-Version "SIP\/2.00"/);
+});
+
 Deno.test("parseMessage() keeps unknown headers raw and in order", () => {
   const m = parseMessage(
     INVITE.replace("Max-Forwards: 70", "Max-Forwards: 70\r\nX-Weird: a,,b ;; c"),

@@ -624,14 +624,24 @@ function parseStartLine(s: string, end: number, headers: SipHeaders): SipMessage
 
 /** Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF, at `s[0..end)`. */
 function parseStatusLine(s: string, end: number, headers: SipHeaders): SipResponse {
-  const sp = s.indexOf(" ");
-  if (sp === -1 || sp > end) throw startError("missing status code");
-  const version = readVersion(s, 0, sp);
-  if (version === "") throw startError(`invalid SIP-Version "${s.slice(0, sp)}"`);
-  let codeEnd = s.indexOf(" ", sp + 1);
-  if (codeEnd === -1 || codeEnd > end) codeEnd = end;
-  const status = codeEnd - sp === 4 ? parseDigits(s, 699, sp + 1, codeEnd) : -1;
-  if (status < 100) throw startError(`invalid status code "${s.slice(sp + 1, codeEnd)}"`);
+  // Fast path: "SIP/2.0 NNN " (where the SP searches would find the two SPs).
+  let sp = 7;
+  let codeEnd = 11;
+  let version = "SIP/2.0";
+  let status = end > 11 && s.charCodeAt(7) === 32 && s.charCodeAt(11) === 32 &&
+      s.startsWith("SIP/2.0", 0)
+    ? parseDigits(s, 699, 8, 11)
+    : -1;
+  if (status < 100) {
+    sp = s.indexOf(" ");
+    if (sp === -1 || sp > end) throw startError("missing status code");
+    version = readVersion(s, 0, sp);
+    if (version === "") throw startError(`invalid SIP-Version "${s.slice(0, sp)}"`);
+    codeEnd = s.indexOf(" ", sp + 1);
+    if (codeEnd === -1 || codeEnd > end) codeEnd = end;
+    status = codeEnd - sp === 4 ? parseDigits(s, 699, sp + 1, codeEnd) : -1;
+    if (status < 100) throw startError(`invalid status code "${s.slice(sp + 1, codeEnd)}"`);
+  }
   for (let i = codeEnd + 1; i < end; i++) {
     const c = s.charCodeAt(i);
     if ((c < 32 && c !== 9) || c === 127) throw startError("control character in reason phrase");
@@ -654,9 +664,11 @@ function parseRequestLine(s: string, end: number, headers: SipHeaders): SipReque
   if (s.charCodeAt(end - 1) === 32 || s.charCodeAt(end - 1) === 9) {
     throw startError("whitespace at the end of the Request-Line");
   }
-  const sp2 = s.lastIndexOf(" ", end - 1);
+  // Fast path: the line ends in " SIP/2.0", so its last SP is the one before it.
+  const fast = end - me > 9 && s.charCodeAt(end - 8) === 32 && s.startsWith("SIP/2.0", end - 7);
+  const sp2 = fast ? end - 8 : s.lastIndexOf(" ", end - 1);
   if (sp2 <= me) throw startError("missing SIP-Version");
-  const version = readVersion(s, sp2 + 1, end);
+  const version = fast ? "SIP/2.0" : readVersion(s, sp2 + 1, end);
   if (version === "") throw startError(`invalid SIP-Version "${s.slice(sp2 + 1, end)}"`);
   if (sp2 === me + 1 || s.charCodeAt(me + 1) === 32) {
     throw startError("more than one space after the method");
