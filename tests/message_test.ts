@@ -353,6 +353,54 @@ Deno.test("parseMessage() reads start lines near the SIP/2.0 fast paths like any
   assert.throws(() => req("OPTIONS sip:a@b SIP/2.00"), /unsupported SIP-Version "SIP\/2.00"/);
 });
 
+Deno.test("parseMessage() reads ASCII bytes (names and Call-ID checked on the bytes) as it reads text", () => {
+  const enc = new TextEncoder();
+  const outcome = (input: string | Uint8Array) => {
+    try {
+      const m = parseMessage(input);
+      return JSON.stringify([
+        m.callId,
+        m.from,
+        m.to,
+        m.topVia,
+        m.cseq,
+        m.maxForwards,
+        m.headers.fields,
+      ]);
+    } catch (e) {
+      const err = e as SipSyntaxError;
+      return JSON.stringify([err.message, err.header, err.line]);
+    }
+  };
+  const variants: [string, string][] = [
+    ["Call-ID: a84b4c76e66710@pc33.atlanta.example.com", "Call-ID: abc"],
+    ["Call-ID: a84b4c76e66710@pc33.atlanta.example.com", "Call-ID: a b"],
+    ["Call-ID: a84b4c76e66710@pc33.atlanta.example.com", "Call-ID: @x"],
+    ["Call-ID: a84b4c76e66710@pc33.atlanta.example.com", "Call-ID: x@"],
+    ["Call-ID: a84b4c76e66710@pc33.atlanta.example.com", "Call-ID: x@y@z"],
+    ["Call-ID: a84b4c76e66710@pc33.atlanta.example.com", "Call-ID:"],
+    ["Call-ID: a84b4c76e66710@pc33.atlanta.example.com", "i: abc\r\n  def"],
+    ["Call-ID: a84b4c76e66710@pc33.atlanta.example.com", "cALL-id:  x.y  "],
+    ["Call-ID: a84b4c76e66710@pc33.atlanta.example.com", "Call-ID: \u00e9t\u00e9"],
+    ["Max-Forwards: 70", "MAX-FORWARDS : 69"],
+    ["Max-Forwards: 70", "Max-Forwards\u00e9: 69"],
+    ["Max-Forwards: 70", "Max Forwards: 69"],
+    ["Max-Forwards: 70", "Max-Forwards: 70\r\nX-Name\u00e9: 1"],
+    ["Max-Forwards: 70", "Max-Forwards: 70\r\nV: SIP/2.0/TCP other;branch=z9hG4bK2"],
+    ["Max-Forwards: 70", "Max-Forwards: 70\r\nX\u00ff: 1"],
+    ['To: "Bob"', 'To: "Bob \u00e9"'],
+    ["Via: SIP/2.0/UDP", "via : SIP/2.0/UDP"],
+    ["Content-Type", "Content-Type\t"],
+  ];
+  for (const [from, to] of variants) {
+    const text = INVITE.replace(from, to);
+    assert.notEqual(text, INVITE);
+    assert.equal(outcome(enc.encode(text)), outcome(text), to);
+    // CRLFs before the start line (skipped): the text starts further into the bytes.
+    assert.equal(outcome(enc.encode("\r\n\r\n" + text)), outcome(text), to);
+  }
+});
+
 Deno.test("parseMessage() keeps unknown headers raw and in order", () => {
   const m = parseMessage(
     INVITE.replace("Max-Forwards: 70", "Max-Forwards: 70\r\nX-Weird: a,,b ;; c"),

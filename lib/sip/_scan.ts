@@ -163,6 +163,25 @@ export class NameTrie {
     return i;
   }
 
+  /**
+   * {@linkcode readToken} on bytes: reads the token at `b[i..end)` (ASCII
+   * bytes are the same codes as the characters they decode to; loads from a
+   * byte array cost less than charCodeAt).
+   */
+  readTokenBytes(b: Uint8Array, i: number, end: number): number {
+    const next = this.#next;
+    let state = 2;
+    let c;
+    while (i < end && (c = b[i]) < 128) {
+      const to = next[(state << 7) | c];
+      if (to === 0) break;
+      state = to;
+      i++;
+    }
+    scan.known = this.#accept[state] - 1;
+    return i;
+  }
+
   /** The index of the name that `s[start..end)` spells (in any case), -1 when none. */
   find(s: string, start: number, end: number): number {
     const next = this.#next;

@@ -318,6 +318,19 @@ export function _parseTokenParams(s: string): TokenParams {
   return { value: s.slice(i, e).toLowerCase(), params };
 }
 
+/** {@linkcode badCallIdAt} on the ASCII bytes `b[start..end)` (a cheaper loop than charCodeAt). @internal */
+export function badCallIdAtBytes(b: Uint8Array, start: number, end: number): number {
+  if (end === start) return start;
+  let at = -1;
+  for (let i = start; i < end; i++) {
+    const ch = b[i];
+    if (ch < 128 && (CHARS[ch] & C_WORD) !== 0) continue;
+    if (ch !== 64 || at !== -1 || i === start || i === end - 1) return i;
+    at = i;
+  }
+  return -1;
+}
+
 /** Index of the first character not allowed in a Call-ID, or -1 (callid = word ["@" word]). @internal */
 export function badCallIdAt(v: string, start = 0, end: number = v.length): number {
   if (end === start) return start;

@@ -200,6 +200,16 @@ export function readFieldName(s: string, i: number, end: number): number {
 }
 
 /**
+ * {@linkcode readFieldName} on the bytes `b[i..end)` of an all-ASCII header
+ * block. @internal
+ */
+export function readFieldNameBytes(b: Uint8Array, i: number, end: number): number {
+  const e = TRACKED_NAMES.readTokenBytes(b, i, end);
+  scan.known = scan.known === -1 ? 0 : TRACKED_CODES[scan.known];
+  return e;
+}
+
+/**
  * Finds the known header named by `s[start..end)` (case-insensitive, compact
  * forms included), or undefined. @internal
  */

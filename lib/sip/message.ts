@@ -38,6 +38,7 @@ import {
   type HeaderField,
   type HeadersInit,
   readFieldName,
+  readFieldNameBytes,
   SipHeaders,
 } from "./headers.ts";
 import {
@@ -60,6 +61,7 @@ import {
   _parseTokenParams,
   _parseVia,
   badCallIdAt,
+  badCallIdAtBytes,
   type CSeq,
   formatVia,
   type MediaType,
@@ -910,7 +912,10 @@ function parseRest(
     msg = placeholderRequest(head, e, headers);
     startFailure = e as SipSyntaxError;
   }
-  const end = scanFields(head, nl + 1, n);
+  // All-ASCII input (every byte decoded to one character; the caller has
+  // ruled out U+FFFD): field names are read from the bytes, at `offset` more.
+  const ascii = find && head.length === bytes!.length - offset ? bytes : undefined;
+  const end = scanFields(head, nl + 1, n, ascii, offset);
   let bodyStart = offset;
   if (find) {
     bodyStart = bodyAfter(head, end, bytes!, offset);
@@ -926,7 +931,7 @@ function parseRest(
   }
   const cl = readContentLength(msg, head);
   cutBody(msg, cl, bytes, bodyStart, stream);
-  primeTracked(msg, head, cl);
+  primeTracked(msg, head, cl, ascii, offset);
   checkRepeated(msg);
   if (msg.version !== "SIP/2.0") {
     // Section 8.2.2 / RFC 4475 3.1.2.16: answer 505 Version Not Supported.
@@ -966,7 +971,13 @@ function placeholderRequest(head: string, e: unknown, headers: SipHeaders): SipR
  * where an empty line starts, else `n`. Throws on a line that is not a header
  * field.
  */
-function scanFields(s: string, pos: number, n: number): number {
+function scanFields(
+  s: string,
+  pos: number,
+  n: number,
+  ascii: Uint8Array | undefined,
+  base: number,
+): number {
   for (let code = 0; code < found.first.length; code++) found.first[code] = -1;
   found.dup = -1;
   found.contentLengths = 0;
@@ -984,7 +995,10 @@ function scanFields(s: string, pos: number, n: number): number {
     if (end === pos) return pos;
     const c0 = s.charCodeAt(pos);
     if (c0 !== 32 && c0 !== 9) {
-      code = checkField(s, pos, end, line, fields++);
+      const nameEnd = ascii === undefined
+        ? readFieldName(s, pos, end)
+        : readFieldNameBytes(ascii, base + pos, base + end) - base;
+      code = checkField(s, pos, nameEnd, end, line, fields++);
     } else if (fields === 0) {
       throw new SipMessageError("Cannot parse message: continuation line before any header", {
         line,
@@ -1016,9 +1030,16 @@ function scanFields(s: string, pos: number, n: number): number {
  * Checks the header line `s[pos..end)` (name HCOLON value). Returns the
  * tracking code when it is the first line of a tracked header, else 0.
  */
-function checkField(s: string, pos: number, end: number, line: number, index: number): number {
-  // field-name = token, then HCOLON = *( SP / HTAB ) ":" SWS
-  const nameEnd = readFieldName(s, pos, end);
+function checkField(
+  s: string,
+  pos: number,
+  nameEnd: number,
+  end: number,
+  line: number,
+  index: number,
+): number {
+  // field-name = token (read by the caller: `nameEnd`, `scan.known`), then
+  // HCOLON = *( SP / HTAB ) ":" SWS
   const code = scan.known;
   let i = nameEnd;
   let c = s.charCodeAt(i);
@@ -1165,7 +1186,13 @@ function framingError(msg: SipMessage, why: string): SipMessageError {
  * From, CSeq, Call-ID and Via are mandatory; RFC 4475 3.3.1 wants a 400 when
  * one is missing.
  */
-function primeTracked(msg: SipMessage, head: string, cl: number): void {
+function primeTracked(
+  msg: SipMessage,
+  head: string,
+  cl: number,
+  ascii: Uint8Array | undefined,
+  base: number,
+): void {
   let code = H_VIA;
   try {
     let s = locate(H_VIA, head);
@@ -1178,7 +1205,12 @@ function primeTracked(msg: SipMessage, head: string, cl: number): void {
     const to = _parseNameAddr(s, found.from, found.to);
     code = H_CALL_ID;
     s = locate(H_CALL_ID, head);
-    const bad = badCallIdAt(s, found.from, found.to);
+    // In the message text (not folded) of all-ASCII input: checked on the bytes.
+    let bad: number;
+    if (ascii !== undefined && found.start[H_CALL_ID] !== -1) {
+      bad = badCallIdAtBytes(ascii, base + found.from, base + found.to);
+      if (bad !== -1) bad -= base;
+    } else bad = badCallIdAt(s, found.from, found.to);
     if (bad !== -1) throw fail(`invalid character "${s[bad]}" at column ${col(bad)}`);
     const callId = found.from === 0 && found.to === s.length ? s : s.slice(found.from, found.to);
     code = H_CSEQ;
