@@ -75,7 +75,20 @@ export function skipWs(s: string, i: number, end: number = s.length): number {
  * place, inside the whole message text), for column numbers in errors;
  * `known` is what the last {@linkcode NameTrie} read recognized.
  */
-export const scan = { end: 0, base: 0, known: -1 };
+export const scan = {
+  end: 0,
+  base: 0,
+  known: -1,
+  /**
+   * While parseMessage() reads all-ASCII input in place: the message text,
+   * the bytes it was decoded from and where it starts in them (the scans of
+   * hosts and parameter values then load bytes, cheaper than charCodeAt).
+   * Empty and undefined otherwise.
+   */
+  text: "",
+  bytes: undefined as Uint8Array | undefined,
+  offset: 0,
+};
 
 /** 1-based column of index `i` in the value being parsed. */
 export function col(i: number): number {
@@ -494,7 +507,16 @@ export function parseHeaderParams(
         i = scan.end;
       } else {
         const vs = i;
-        while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_GENVAL) !== 0) i++;
+        const b = s === scan.text ? scan.bytes : undefined;
+        if (b !== undefined) {
+          const o = scan.offset;
+          let j = i + o;
+          const e = n + o;
+          while (j < e && (c = b[j]) < 128 && (CHARS[c] & C_GENVAL) !== 0) j++;
+          i = j - o;
+        } else {
+          while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_GENVAL) !== 0) i++;
+        }
         if (i === vs) throw fail(`empty value for parameter "${name}"`);
         v = s.slice(vs, i);
       }

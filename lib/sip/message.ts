@@ -904,6 +904,36 @@ function parseRest(
   if (lineOneEnd > 0 && head.charCodeAt(lineOneEnd - 1) === 13) lineOneEnd--;
   if (lineOneEnd === 0) throw startError("empty message");
   const headers = SipHeaders._parsed(head, nl + 1, n);
+  // All-ASCII input (every byte decoded to one character; the caller has
+  // ruled out U+FFFD): names, hosts, parameter values and the Call-ID are
+  // scanned on the bytes, at `offset` more.
+  const ascii = find && head.length === bytes!.length - offset ? bytes : undefined;
+  if (ascii !== undefined) {
+    scan.text = head;
+    scan.bytes = ascii;
+    scan.offset = offset;
+  }
+  try {
+    return parseHead(head, n, bytes, offset, stream, find, headers, nl, lineOneEnd, ascii);
+  } finally {
+    // Never kept past this call: the caller may reuse the buffer.
+    scan.text = "";
+    scan.bytes = undefined;
+  }
+}
+
+function parseHead(
+  head: string,
+  n: number,
+  bytes: Uint8Array | undefined,
+  offset: number,
+  stream: boolean,
+  find: boolean,
+  headers: SipHeaders,
+  nl: number,
+  lineOneEnd: number,
+  ascii: Uint8Array | undefined,
+): SipMessage | undefined {
   let msg: SipMessage;
   let startFailure: SipSyntaxError | undefined;
   try {
@@ -912,9 +942,6 @@ function parseRest(
     msg = placeholderRequest(head, e, headers);
     startFailure = e as SipSyntaxError;
   }
-  // All-ASCII input (every byte decoded to one character; the caller has
-  // ruled out U+FFFD): field names are read from the bytes, at `offset` more.
-  const ascii = find && head.length === bytes!.length - offset ? bytes : undefined;
   const end = scanFields(head, nl + 1, n, ascii, offset);
   let bodyStart = offset;
   if (find) {

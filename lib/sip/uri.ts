@@ -91,9 +91,21 @@ export function readHost(s: string, i: number, end: number): string {
   let c;
   let f;
   let seen = 0;
-  while (i < end && (c = s.charCodeAt(i)) < 128 && ((f = CHARS[c]) & C_HOST) !== 0) {
-    seen |= f;
-    i++;
+  const b = s === scan.text ? scan.bytes : undefined;
+  if (b !== undefined) {
+    const o = scan.offset;
+    let j = i + o;
+    const e = end + o;
+    while (j < e && (c = b[j]) < 128 && ((f = CHARS[c]) & C_HOST) !== 0) {
+      seen |= f;
+      j++;
+    }
+    i = j - o;
+  } else {
+    while (i < end && (c = s.charCodeAt(i)) < 128 && ((f = CHARS[c]) & C_HOST) !== 0) {
+      seen |= f;
+      i++;
+    }
   }
   if (i === start) throw fail(i < end ? `invalid character "${s[i]}" in host` : "missing host");
   scan.end = i;
@@ -188,9 +200,21 @@ function parseSipUri(s: string, scheme: string, p: number, n: number): Uri {
   let i = p;
   let c = 0;
   let escaped = false;
-  while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_USER) !== 0) {
-    if (c === 37) escaped = true;
-    i++;
+  const b = s === scan.text ? scan.bytes : undefined;
+  if (b !== undefined) {
+    const o = scan.offset;
+    let j = i + o;
+    const e = n + o;
+    while (j < e && (c = b[j]) < 128 && (CHARS[c] & C_USER) !== 0) {
+      if (c === 37) escaped = true;
+      j++;
+    }
+    i = j - o;
+  } else {
+    while (i < n && (c = s.charCodeAt(i)) < 128 && (CHARS[c] & C_USER) !== 0) {
+      if (c === 37) escaped = true;
+      i++;
+    }
   }
   if (i < n && c === 64 && i > p) {
     return parseHostPart(s, scheme, escaped ? unescape(s.slice(p, i)) : s.slice(p, i), i + 1, n);
