@@ -1172,6 +1172,19 @@ Deno.test("completed UDP transactions in the timer J ring: growth, lookup after 
   assert.equal(again("z9hG4bKb19999"), "absorbed");
 });
 
+/**
+ * Sends `data` from `raw` to bob (192.0.2.2:5060) on the loop network and
+ * returns the one packet bob sent meanwhile (asserting there is exactly one).
+ */
+async function onlyAnswer(net: LoopNetwork, raw: Transport, data: Uint8Array, label: string) {
+  const before = net.packets.length;
+  await raw.send(data, { host: "192.0.2.2", port: 5060 });
+  await net.settled();
+  const answers = net.packets.slice(before).filter((p) => p.from.host === "192.0.2.2");
+  assert.equal(answers.length, 1, label);
+  return answers[0];
+}
+
 Deno.test("the timer J ring keeps prepared responses in columns: retransmissions get the same bytes through growth and wrap-around", async () => {
   const { clock, net, bob, close } = await loopPair();
   let calls = 0;
@@ -1203,13 +1216,9 @@ Deno.test("the timer J ring keeps prepared responses in columns: retransmissions
     );
   const first = new Map<number, Uint8Array>();
   const send = async (n: number) => {
-    const before = net.packets.length;
-    await raw.send(request(n), { host: "192.0.2.2", port: 5060 });
-    await net.settled();
-    const answers = net.packets.slice(before).filter((p) => p.from.host === "192.0.2.2");
-    assert.equal(answers.length, 1, `one answer to ${n}`);
-    assert.equal(answers[0].to.port, n % 2 === 0 ? 5999 : 5070);
-    return answers[0].data;
+    const answer = await onlyAnswer(net, raw, request(n), `one answer to ${n}`);
+    assert.equal(answer.to.port, n % 2 === 0 ? 5999 : 5070);
+    return answer.data;
   };
   for (let n = 0; n < 500; n++) first.set(n, await send(n));
   clock.advance(20_000);
@@ -1306,14 +1315,8 @@ Deno.test("the timer J ring halves as its entries expire, and the ones left keep
         `From: <sip:alice@example.test>;tag=f${n}\r\nTo: <sip:bob@example.test>\r\n` +
         `Call-ID: ${n}-half@example.test\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n`,
     );
-  const send = async (n: number) => {
-    const before = net.packets.length;
-    await raw.send(request(n), { host: "192.0.2.2", port: 5060 });
-    await net.settled();
-    const answers = net.packets.slice(before).filter((p) => p.from.host === "192.0.2.2");
-    assert.equal(answers.length, 1, `one answer to ${n}`);
-    return answers[0].data;
-  };
+  const send = async (n: number) =>
+    (await onlyAnswer(net, raw, request(n), `one answer to ${n}`)).data;
   const first = new Map<number, Uint8Array>();
   for (let n = 0; n < 3000; n++) {
     first.set(n, await send(n));
