@@ -186,7 +186,9 @@ export function uriPort(host: string, port: number, protocol: string): number | 
   return literal && port === (protocol === "tls" ? 5061 : 5060) ? undefined : port;
 }
 
-const IPV4_LITERAL = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+/** A dotted-quad IPv4 literal as RFC 3263 takes it (each part 0 to 255, no leading zeros). */
+export const IPV4_LITERAL =
+  /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 /**
  * RFC 3263's answer for a `sip:`/`sips:` URI whose host is an IP address

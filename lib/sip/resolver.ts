@@ -13,6 +13,7 @@
 
 import type { Uri } from "./message.ts";
 import type { TransportProtocol } from "./transport.ts";
+import { IPV4_LITERAL } from "./_net.ts";
 
 /** A NAPTR record (RFC 3403). */
 export interface NaptrRecord {
@@ -208,11 +209,9 @@ const SRV_PREFIX: Record<TransportProtocol, string> = {
   tls: "_sips._tcp.",
 };
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-
 /** True for an IPv4 address or an IPv6 address (without brackets). */
 export function isIpAddress(host: string): boolean {
-  return IPV4.test(host) || (host.includes(":") && /^[0-9a-fA-F:.]+(%.+)?$/.test(host));
+  return IPV4_LITERAL.test(host) || (host.includes(":") && /^[0-9a-fA-F:.]+(%.+)?$/.test(host));
 }
 
 /**
