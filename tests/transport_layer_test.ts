@@ -6,6 +6,7 @@ import { LoopNetwork } from "../lib/sip/transport_loop.ts";
 import {
   createRequest,
   createResponse,
+  formatMessage,
   parseMessage,
   type SipRequest,
   type SipResponse,
@@ -580,4 +581,77 @@ Deno.test("a prepared response derived from its request is kept without bytes an
   assert.notEqual(bob.prepareResponse(changed, first.info, first.req)!.wire, undefined);
   await bob.close();
   await Promise.all([alice.close(), elsewhere.close()]);
+});
+
+Deno.test("a request marked with received/rport on arrival keeps its parsed From, To, Call-ID and CSeq, and its Via values read as the new text", async () => {
+  const net = new LoopNetwork();
+  const bob = new TransportLayer({ transports: [net.transport({ host: "192.0.2.2" })] });
+  const { requests } = listen(bob);
+  const alice = net.transport({ host: "192.0.2.1", port: 5070 });
+  const wire = "MESSAGE sip:bob@192.0.2.2 SIP/2.0\r\n" +
+    "Via: SIP/2.0/UDP host.example.test:5070;branch=z9hG4bKmark;rport, " +
+    "SIP/2.0/TCP proxy.example.test;branch=z9hG4bKp1\r\n" +
+    "Via: SIP/2.0/UDP far.example.test;branch=z9hG4bKp2\r\n" +
+    'From: "A" <sip:alice@example.test>;tag=a1\r\nTo: <sip:bob@example.test>\r\n' +
+    "Call-ID: mark-1\r\nCSeq: 7 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+  await alice.send(enc.encode(wire), { host: "192.0.2.2", port: 5060 });
+  const { req } = await requests.next();
+  // What the typed getters give is what a fresh parse of the edited message gives.
+  const fresh = parseMessage(formatMessage(req)) as SipRequest;
+  assert.match(req.headers.get("Via")!, /;rport=5070;received=192\.0\.2\.1, SIP\/2\.0\/TCP/);
+  assert.deepEqual(req.topVia, fresh.topVia);
+  assert.deepEqual(req.via, fresh.via);
+  assert.equal(req.via.length, 3);
+  assert.equal(req.topVia.params.received, "192.0.2.1");
+  assert.deepEqual(req.from, fresh.from);
+  assert.deepEqual(req.to, fresh.to);
+  assert.equal(req.callId, "mark-1");
+  assert.deepEqual(req.cseq, { seq: 7, method: "MESSAGE" });
+  // An edit through the methods still drops every cached value.
+  req.headers.set("From", "<sip:carol@example.test>;tag=c1");
+  assert.equal(req.fromTag, "c1");
+  await bob.close();
+  await alice.close();
+});
+
+Deno.test("prepared responses of different shapes in a row each rebuild their own bytes", async () => {
+  const net = new LoopNetwork();
+  const bob = new TransportLayer({ transports: [net.transport({ host: "192.0.2.2" })] });
+  const { requests } = listen(bob);
+  const alice = net.transport({ host: "192.0.2.1", port: 5060 });
+  const got = rawPeer(alice);
+  const wire = (n: number) =>
+    "MESSAGE sip:bob@192.0.2.2 SIP/2.0\r\n" +
+    `Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKshape${n}\r\n` +
+    `From: <sip:alice@example.test>;tag=a${n}\r\nTo: <sip:bob@example.test>\r\n` +
+    `Call-ID: shape-${n}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n`;
+  const shapes: [number, [string, string][]][] = [
+    [200, [["Server", "a"]]],
+    [200, [["Server", "a"]]],
+    [200, [["Server", "b"]]],
+    [200, [["Server", "b"], ["Accept", "text/plain"]]],
+    [486, [["Server", "b"]]],
+    [200, []],
+    [200, [["Server", "a"]]],
+  ];
+  const kept = [];
+  for (const [n, [status, headers]] of shapes.entries()) {
+    await alice.send(enc.encode(wire(n)), { host: "192.0.2.2", port: 5060 });
+    const first = await requests.next();
+    const res = createResponse(first.req, status, { toTag: `t${n}`, headers });
+    const packet = bob.prepareResponse(res, first.info, first.req)!;
+    assert.equal(packet.wire, undefined);
+    await bob.sendPrepared(packet);
+    kept.push({ packet, original: dec.decode((await got.next()).data) });
+  }
+  for (const [n, { packet, original }] of kept.entries()) {
+    await alice.send(enc.encode(wire(n)), { host: "192.0.2.2", port: 5060 });
+    const again = await requests.next();
+    await bob.sendPrepared(packet, { request: again.req, info: again.info });
+    const rebuilt = dec.decode((await got.next()).data);
+    assert.equal(rebuilt, original);
+    assert.match(rebuilt, new RegExp(`^SIP/2\\.0 ${shapes[n][0]} `));
+  }
+  await bob.close();
+  await alice.close();
 });

@@ -515,6 +515,19 @@ export abstract class SipMessageBase {
     c.maxForwards = maxForwards;
     c.contentLength = contentLength;
   }
+  /**
+   * After the first Via value was replaced in `headers.fields` directly with
+   * the text of `via`: like {@linkcode invalidate}, but the typed values of
+   * the other fields stay cached (their text did not change), so a request
+   * marked with `received`/`rport` on arrival is not parsed again. @internal
+   */
+  _topViaReplaced(via: Via): void {
+    const c = this.#cache();
+    this.invalidate();
+    c.via = undefined;
+    c.topVia = via;
+    this.#c = c;
+  }
   /** Forget cached typed values after editing `headers.fields` directly (the methods of SipHeaders do it). */
   invalidate(): void {
     // Line numbers no longer match the fields (which are read from the

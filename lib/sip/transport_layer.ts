@@ -186,6 +186,24 @@ export function unpackPrepared(
   return new Prepared(transport, host, port, made as string | Recipe, tag, undefined);
 }
 
+/** True when `recipe` makes a response of this status and reason with the fields `have[from..]`. */
+function sameRecipe(
+  recipe: Recipe,
+  status: number,
+  reason: string,
+  have: { name: string; value: string }[],
+  from: number,
+): boolean {
+  const extras = recipe.extras;
+  if (recipe.status !== status || recipe.reason !== reason) return false;
+  if (have.length - from !== extras.length) return false;
+  for (let i = 0; i < extras.length; i++) {
+    const f = have[from + i];
+    if (f.name !== extras[i].name || f.value !== extras[i].value) return false;
+  }
+  return true;
+}
+
 /** At most this many recipes are shared; responses of other shapes keep their bytes. */
 const MAX_RECIPES = 256;
 
@@ -262,7 +280,8 @@ function replaceTopVia(msg: SipMessage, via: Via): void {
     name: "Via",
     value: rest.length === 0 ? formatVia(via) : [formatVia(via), ...rest].join(", "),
   };
-  msg.invalidate();
+  // The other fields' typed values (From, To, CSeq...) stay as parsed.
+  msg._topViaReplaced(via);
 }
 
 /**
@@ -366,6 +385,8 @@ export class TransportLayer {
   #prepared?: { packet: PreparedResponse; bytes: Uint8Array };
   /** Recipes shared by the responses rebuilt from retransmissions, by shape. */
   #recipes = new Map<string, Recipe>();
+  /** The recipe `#recipeFor` found last. */
+  #lastRecipe?: Recipe;
   /** Host strings shared by prepared responses (one copy, not one per datagram). */
   #hosts = new Map<string, string>();
   /** sent-by values put into requests (18.1.2 check of responses). */
@@ -712,6 +733,12 @@ export class TransportLayer {
         if (got?.name !== n || got.value !== f.value) return undefined;
       }
     }
+    // Most responses have the shape of the one before (a flood of 200s):
+    // compared field by field, without building its key.
+    const last = this.#lastRecipe;
+    if (last !== undefined && sameRecipe(last, status, res.reason, have, k)) {
+      return { recipe: last, tag };
+    }
     const extras = have.slice(k);
     let shape = status + "\n" + res.reason;
     for (const f of extras) shape += "\n" + f.name + ":" + f.value;
@@ -725,6 +752,7 @@ export class TransportLayer {
       );
       this.#recipes.set(shape, recipe);
     }
+    this.#lastRecipe = recipe;
     return { recipe, tag };
   }
 
