@@ -343,3 +343,75 @@ Deno.test("UdpTransport made with new, the first of its process: set up once the
     ordered: true,
   });
 });
+
+Deno.test("UdpTransport: a handler that copies gets views of the receive buffer; by default each datagram is its own copy; the transport layer's requests keep their bodies", async () => {
+  const { TransportLayer } = await import("../lib/sip/transport_layer.ts");
+  const listener = await UdpTransport.open({ host: "127.0.0.1" });
+  const plain = await UdpTransport.open({ host: "127.0.0.1" });
+  const peer = await UdpTransport.open({ host: "127.0.0.1" });
+  try {
+    // Default: the handler may keep data.
+    const kept = collect(plain);
+    const n = 50;
+    await Promise.all(
+      Array.from(
+        { length: n },
+        (_, i) =>
+          peer.send(enc.encode(`datagram ${i}`), { host: "127.0.0.1", port: plain.local.port }),
+      ),
+    );
+    await kept.wait(n);
+    assert.deepEqual(
+      kept.got.map((m) => dec.decode(m.data)),
+      Array.from({ length: n }, (_, i) => `datagram ${i}`),
+    );
+    for (const m of kept.got) assert.equal(m.data.buffer.byteLength, m.data.length);
+    // With copies: views of the socket's buffer (what the handler saw while it ran).
+    const seen: string[] = [];
+    let views = 0;
+    listener.onMessage((m) => {
+      seen.push(dec.decode(m.data));
+      if (m.data.buffer.byteLength > m.data.length) views++;
+    }, { copies: true });
+    await Promise.all(
+      Array.from(
+        { length: n },
+        (_, i) =>
+          peer.send(enc.encode(`view ${i}`), { host: "127.0.0.1", port: listener.local.port }),
+      ),
+    );
+    for (let t = 0; t < 500 && seen.length < n; t++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(seen, Array.from({ length: n }, (_, i) => `view ${i}`));
+    assert.equal(views, n);
+    // The transport layer takes views: a burst of MESSAGEs, each request
+    // still holding its own body after later datagrams reused the buffer.
+    const layer = new TransportLayer({ transports: [listener] });
+    const requests: { body: () => string }[] = [];
+    layer.onRequest((req) => requests.push({ body: () => dec.decode(req.body) }));
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        peer.send(
+          enc.encode(
+            `MESSAGE sip:bob@127.0.0.1 SIP/2.0\r\n` +
+              `Via: SIP/2.0/UDP 127.0.0.1:${peer.local.port};branch=z9hG4bKlend${i}\r\n` +
+              `From: <sip:a@127.0.0.1>;tag=${i}\r\nTo: <sip:bob@127.0.0.1>\r\n` +
+              `Call-ID: lend-${i}\r\nCSeq: 1 MESSAGE\r\n` +
+              `Content-Length: ${`body number ${i}`.length}\r\n\r\nbody number ${i}`,
+          ),
+          { host: "127.0.0.1", port: listener.local.port },
+        )),
+    );
+    for (let t = 0; t < 500 && requests.length < n; t++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(
+      requests.map((r) => r.body()),
+      Array.from({ length: n }, (_, i) => `body number ${i}`),
+    );
+    await layer.close();
+  } finally {
+    await listener.close().catch(() => {});
+    await plain.close();
+    await peer.close();
+  }
+});

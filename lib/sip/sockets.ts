@@ -12,6 +12,7 @@ import { parseHostPort } from "./input.ts";
 import type {
   HostPort,
   InboundHandler,
+  MessageHandlerOptions,
   SendOptions,
   Transport,
   TransportProtocol,
@@ -264,6 +265,7 @@ class LazyTransport implements Transport {
   #real?: Promise<Transport>;
   #opened?: Transport;
   #handler?: InboundHandler;
+  #handlerOptions?: MessageHandlerOptions;
   #closed = false;
 
   constructor(protocol: TransportProtocol, local: HostPort, open: () => Promise<Transport>) {
@@ -278,7 +280,7 @@ class LazyTransport implements Transport {
     }
     this.#real ??= this.#open().then((t) => {
       this.#opened = t;
-      if (this.#handler) t.onMessage(this.#handler);
+      if (this.#handler) t.onMessage(this.#handler, this.#handlerOptions);
       // Closed while it was opening: it goes too.
       if (this.#closed) void t.close().catch(() => {});
       return t;
@@ -290,9 +292,10 @@ class LazyTransport implements Transport {
     await (await this.#get()).send(data, to, options);
   }
 
-  onMessage(handler: InboundHandler): void {
+  onMessage(handler: InboundHandler, options?: MessageHandlerOptions): void {
     this.#handler = handler;
-    this.#opened?.onMessage(handler);
+    this.#handlerOptions = options;
+    this.#opened?.onMessage(handler, options);
   }
 
   async localFor(to: HostPort, options?: SendOptions): Promise<HostPort> {

@@ -42,6 +42,17 @@ export interface SendOptions {
 /** Called for each inbound message. */
 export type InboundHandler = (message: Inbound) => void;
 
+/** Options of {@linkcode Transport.onMessage}. */
+export interface MessageHandlerOptions {
+  /**
+   * The handler is done with `data` when it returns (it copies whatever it
+   * keeps): a datagram transport may then hand it a view of its receive
+   * buffer instead of a copy of each datagram, one allocation less per
+   * message. Default false (each message's `data` is its own).
+   */
+  copies?: boolean;
+}
+
 /**
  * Told that `to` refused a datagram (ICMP port unreachable); `error` is what
  * a send to it would reject with. Returns true when the refusal was taken.
@@ -59,7 +70,7 @@ export interface Transport {
   /** Sends one message to a destination; for streams, over an existing connection when one exists, else a new one. */
   send(data: Uint8Array, to: HostPort, options?: SendOptions): Promise<void>;
   /** Sets the handler for inbound messages. */
-  onMessage(handler: InboundHandler): void;
+  onMessage(handler: InboundHandler, options?: MessageHandlerOptions): void;
   /**
    * The local address that messages to `to` leave from, as Via sent-by and
    * Contact should show it: the bound address, or for a transport bound to

@@ -253,6 +253,13 @@ export interface TransportLayerOptions {
   compact?: boolean;
 }
 
+/**
+ * How the layer takes inbound messages: it parses each at once and keeps
+ * nothing of the bytes (the parser copies the body; a trace is written at
+ * once), so a UDP transport need not copy each datagram for it.
+ */
+const RECEIVE_OPTIONS = { copies: true } as const;
+
 /** The key of a destination in the `#direct` map. */
 function directKey(protocol: string, to: HostPort): string {
   return `${protocol.toLowerCase()}|${hostPortKey(to)}`;
@@ -416,7 +423,7 @@ export class TransportLayer {
     this.#compact = options.compact ?? false;
     for (const t of this.#transports) {
       this.#sentBy.add(hostPortKey(t.local));
-      t.onMessage((inbound) => this.#receive(inbound));
+      t.onMessage((inbound) => this.#receive(inbound), RECEIVE_OPTIONS);
       t.onRefused?.((to, error) => this.#refused(t, to, error));
     }
   }
@@ -453,7 +460,7 @@ export class TransportLayer {
     this.#transports[index] = next;
     this.#sentBy.add(hostPortKey(next.local));
     if (next !== old) {
-      next.onMessage((inbound) => this.#receive(inbound));
+      next.onMessage((inbound) => this.#receive(inbound), RECEIVE_OPTIONS);
       next.onRefused?.((to, error) => this.#refused(next, to, error));
     }
   }

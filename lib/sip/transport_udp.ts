@@ -29,7 +29,14 @@
 import type { IcmpErrorQueue } from "./_icmp.ts";
 import type { FastUdp } from "./_udp_fast.ts";
 import { formatHostPort, hostPortKey, normalizeHost, routeLocalAddress } from "./_net.ts";
-import type { HostPort, Inbound, InboundHandler, RefusalHandler, Transport } from "./transport.ts";
+import type {
+  HostPort,
+  Inbound,
+  InboundHandler,
+  MessageHandlerOptions,
+  RefusalHandler,
+  Transport,
+} from "./transport.ts";
 
 // The hook that drops the cached interface list behind `localFor` (for a
 // host whose addresses changed, when `moveUserAgent` is not used).
@@ -166,6 +173,8 @@ export class UdpTransport implements Transport {
   readonly local: HostPort;
   #conn: Deno.DatagramConn;
   #handler?: InboundHandler;
+  /** The handler copies what it keeps: it gets views of the receive buffer. */
+  #lend = false;
   #closed = false;
   #loop: Promise<unknown>;
   /** Receive errors in a row (see `onFailure`). */
@@ -321,9 +330,13 @@ export class UdpTransport implements Transport {
     return this.#failure;
   }
 
-  /** Sets the handler for inbound datagrams. */
-  onMessage(handler: InboundHandler): void {
+  /**
+   * Sets the handler for inbound datagrams. With `copies`, each datagram's
+   * `data` is a view of the receive buffer, valid until the handler returns.
+   */
+  onMessage(handler: InboundHandler, options?: MessageHandlerOptions): void {
     this.#handler = handler;
+    this.#lend = options?.copies ?? false;
   }
 
   /**
@@ -469,7 +482,7 @@ export class UdpTransport implements Transport {
       if (!(e instanceof Deno.errors.AddrInUse)) throw e;
       next = new UdpTransport({ ...options, port: 0 });
     }
-    if (this.#handler) next.onMessage(this.#handler);
+    if (this.#handler) next.onMessage(this.#handler, { copies: this.#lend });
     if (this.#onRefused) next.onRefused(this.#onRefused);
     return next.ready.then(() => next);
   }
@@ -569,12 +582,15 @@ export class UdpTransport implements Transport {
     }
   }
 
-  /** Hands one datagram (copied out of the receive buffer) to the handler. */
+  /**
+   * Hands one datagram to the handler: copied out of the receive buffer, or
+   * the buffer itself to a handler that copies what it keeps (`copies`).
+   */
   #deliver(data: Uint8Array, remote: HostPort): void {
     // Empty datagrams and bare CRLF keep-alives carry no message.
     if (isBlank(data)) return;
     const inbound: Inbound = {
-      data: data.slice(),
+      data: this.#lend ? data : data.slice(),
       remote,
       local: this.local,
       transport: this,
