@@ -415,3 +415,65 @@ Deno.test("UdpTransport: a handler that copies gets views of the receive buffer;
     await peer.close();
   }
 });
+
+Deno.test("UdpTransport.sendText: text goes out as its UTF-8 bytes, in order with bytes, in a batch or on its own (too big for a slot, non-ASCII)", async () => {
+  {
+    const listener = await UdpTransport.open({ host: "127.0.0.1" });
+    const peer = await UdpTransport.open({ host: "127.0.0.1", receivers: 1 });
+    try {
+      assert.equal(listener.batching, true, "Linux with --allow-ffi");
+      const got = collect(peer);
+      const to: HostPort = { host: "127.0.0.1", port: peer.local.port };
+      const texts = [
+        "plain ascii",
+        "é and 中文 and 😀",
+        "x".repeat(700), // over a third of a slot: encoded, then checked
+        "é".repeat(1500), // 3,000 bytes: not in a 2 KiB slot
+        "y".repeat(2048),
+        "y".repeat(2049),
+      ];
+      const sends: Promise<void>[] = [];
+      for (const t of texts) {
+        sends.push(listener.sendText(t, to));
+        sends.push(listener.send(enc.encode(`bytes after ${t.length}`), to));
+      }
+      await Promise.all(sends);
+      await got.wait(texts.length * 2);
+      const want = texts.flatMap((t) => [t, `bytes after ${t.length}`]);
+      assert.deepEqual(got.got.map((m) => dec.decode(m.data)), want);
+      assert.deepEqual(got.got.map((m) => m.data.length).slice(0, 4), [11, 14, 22, 14]);
+    } finally {
+      await listener.close();
+      await peer.close();
+    }
+  }
+});
+
+Deno.test("TransportLayer over UDP: a prepared 200 sent as text has the bytes formatMessage gives", async () => {
+  const { TransportLayer } = await import("../lib/sip/transport_layer.ts");
+  const { createResponse, formatMessage } = await import("../lib/sip/message.ts");
+  const listener = await UdpTransport.open({ host: "127.0.0.1" });
+  const peer = await UdpTransport.open({ host: "127.0.0.1", receivers: 1 });
+  const layer = new TransportLayer({ transports: [listener] });
+  try {
+    const answers = collect(peer);
+    const sent: Uint8Array[] = [];
+    layer.onRequest((req, info) => {
+      const res = createResponse(req, 200, { toTag: "tAg1", headers: [["Server", "sipkit ü"]] });
+      const packet = layer.prepareResponse(res, info, req)!;
+      sent.push(formatMessage(res));
+      layer.sendPrepared(packet);
+    });
+    const wire = "MESSAGE sip:bob@127.0.0.1 SIP/2.0\r\n" +
+      `Via: SIP/2.0/UDP 127.0.0.1:${peer.local.port};branch=z9hG4bKtext;rport\r\n` +
+      "From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.1>\r\n" +
+      "Call-ID: text-1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+    await peer.send(enc.encode(wire), { host: "127.0.0.1", port: listener.local.port });
+    await answers.wait(1);
+    assert.deepEqual(answers.got[0].data, sent[0]);
+    assert.match(dec.decode(answers.got[0].data), /\r\nServer: sipkit ü\r\n/);
+  } finally {
+    await layer.close();
+    await peer.close();
+  }
+});

@@ -75,6 +75,11 @@ export interface FastUdp {
    * larger than a slot or its address one that `send` does not take either.
    */
   queue(data: Uint8Array, to: HostPort): boolean;
+  /**
+   * As `queue`, for a datagram given as text: encoded as UTF-8 straight into
+   * the slot (no buffer of its own); false when its bytes do not fit a slot.
+   */
+  queueText(text: string, to: HostPort): boolean;
   /** Datagrams queued since the last `flush`. */
   readonly queued: number;
   /**
@@ -93,6 +98,8 @@ function libcHere(): Libc | null {
   libc = openLibc(SYMBOLS);
   return libc;
 }
+
+const utf8 = new TextEncoder();
 
 /** Datagrams in one `flush`. */
 const SLOTS = 64;
@@ -125,6 +132,11 @@ class Fast implements FastUdp {
 
   /** The batch: datagrams, their sockaddrs, iovecs and mmsghdrs (see `flush`). */
   #out = new Uint8Array(SLOTS * SLOT_BYTES);
+  /** Each slot of `#out`, as a view. */
+  #slots = Array.from(
+    { length: SLOTS },
+    (_, i) => this.#out.subarray(i * SLOT_BYTES, (i + 1) * SLOT_BYTES),
+  );
   #names = new Uint8Array(SLOTS * NAME_BYTES);
   #iov = new BigUint64Array(SLOTS * 2);
   #iov32 = new Uint32Array(this.#iov.buffer);
@@ -156,14 +168,38 @@ class Fast implements FastUdp {
     if (i === SLOTS || data.length > SLOT_BYTES) return false;
     const address = this.#address(to.host);
     if (!address) return false;
-    address[2] = to.port >> 8;
-    address[3] = to.port & 255;
     this.#out.set(data, i * SLOT_BYTES);
+    this.#commit(i, data.length, address, to.port);
+    return true;
+  }
+
+  queueText(text: string, to: HostPort): boolean {
+    const i = this.queued;
+    // A character takes at most 3 bytes (a surrogate pair 4, for 2 of them).
+    if (i === SLOTS || text.length > SLOT_BYTES) return false;
+    const address = this.#address(to.host);
+    if (!address) return false;
+    const slot = this.#slots[i];
+    let written: number;
+    if (text.length * 3 <= SLOT_BYTES) {
+      written = utf8.encodeInto(text, slot).written;
+    } else {
+      const r = utf8.encodeInto(text, slot);
+      if (r.read < text.length) return false;
+      written = r.written;
+    }
+    this.#commit(i, written, address, to.port);
+    return true;
+  }
+
+  /** Takes slot `i`, whose bytes are in place, into the batch. */
+  #commit(i: number, length: number, address: Uint8Array, port: number): void {
+    address[2] = port >> 8;
+    address[3] = port & 255;
     this.#names.set(address, i * NAME_BYTES);
-    this.#iov32[4 * i + 2] = data.length;
+    this.#iov32[4 * i + 2] = length;
     this.#headers32[16 * i + 2] = address.length;
     this.queued = i + 1;
-    return true;
   }
 
   flush(): number {

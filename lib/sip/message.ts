@@ -1399,6 +1399,32 @@ const SHORT_NAMES = new Map<string, string>(
  * ```
  */
 export function formatMessage(msg: SipMessage, options: FormatOptions = {}): Uint8Array {
+  const out = formatHead(msg, options);
+  const body = msg.body;
+  // One exact-size buffer for a message without a body (most answers);
+  // otherwise the head encoded into a buffer sized for the worst case.
+  if (body.length === 0) return encoder.encode(out);
+  const buf = new Uint8Array(out.length * 3 + body.length);
+  const { written } = encoder.encodeInto(out, buf);
+  buf.set(body, written);
+  return buf.slice(0, written + body.length);
+}
+
+/**
+ * The start line and header fields of a message as {@linkcode formatMessage}
+ * writes them, up to and with the empty line (its bytes are this text in
+ * UTF-8, then the body): for a message without a body, all of it, which a
+ * transport can encode straight into its own buffer. Throws as
+ * `formatMessage` does.
+ *
+ * @example
+ * ```ts
+ * import { createRequest, formatHead } from "./message.ts";
+ * const req = createRequest("OPTIONS", "sip:bob@example.com");
+ * formatHead(req).endsWith("Content-Length: 0\r\n\r\n"); // true
+ * ```
+ */
+export function formatHead(msg: SipMessage, options: FormatOptions = {}): string {
   const short = options.compact ? SHORT_NAMES : undefined;
   let out: string;
   if (msg.kind === "request") {
@@ -1427,15 +1453,7 @@ export function formatMessage(msg: SipMessage, options: FormatOptions = {}): Uin
     out += (short?.get(f.name) ?? f.name) + ": " + f.value + "\r\n";
   }
   if (!clDone) out += (short ? "l: " : "Content-Length: ") + msg.body.length + "\r\n";
-  out += "\r\n";
-  const body = msg.body;
-  // One exact-size buffer for a message without a body (most answers);
-  // otherwise the head encoded into a buffer sized for the worst case.
-  if (body.length === 0) return encoder.encode(out);
-  const buf = new Uint8Array(out.length * 3 + body.length);
-  const { written } = encoder.encodeInto(out, buf);
-  buf.set(body, written);
-  return buf.slice(0, written + body.length);
+  return out + "\r\n";
 }
 
 // ---------------------------------------------------------------- builders

@@ -69,6 +69,13 @@ export interface Transport {
   readonly local: HostPort;
   /** Sends one message to a destination; for streams, over an existing connection when one exists, else a new one. */
   send(data: Uint8Array, to: HostPort, options?: SendOptions): Promise<void>;
+  /**
+   * Sends one message given as text, its bytes the text in UTF-8 (a message
+   * without a body, as `formatHead` writes it), as `send` does. Optional: a
+   * transport that can encode it into its own buffer saves the message's
+   * own; without it the caller encodes and calls `send`.
+   */
+  sendText?(text: string, to: HostPort): Promise<void>;
   /** Sets the handler for inbound messages. */
   onMessage(handler: InboundHandler, options?: MessageHandlerOptions): void;
   /**

@@ -14,7 +14,9 @@ import type { Clock, TimerId } from "./clock.ts";
 import {
   canonicalName,
   createResponse,
+  formatHead,
   formatMessage,
+  type FormatOptions,
   formatVia,
   parseMessage,
   parseVia,
@@ -211,6 +213,9 @@ const MAX_RECIPES = 256;
 const TAG = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
 
 const ascii = new TextDecoder();
+const encoder = new TextEncoder();
+/** The format of every message without compact headers. */
+const PLAIN: FormatOptions = { compact: false, contentLength: true };
 
 /** Bytes as a string of one character per byte. */
 function toWire(bytes: Uint8Array): string {
@@ -388,8 +393,12 @@ export class TransportLayer {
   #onRequest?: (req: SipRequest, info: InboundInfo) => void;
   #onResponse?: (res: SipResponse, info: InboundInfo) => void;
   #onRefused?: (target: Target, error: Error) => boolean;
-  /** The response last prepared, with its bytes, until it is first sent. */
-  #prepared?: { packet: PreparedResponse; bytes: Uint8Array };
+  /** The response last prepared, with its bytes or text, until it is first sent. */
+  #prepared?: {
+    packet: PreparedResponse;
+    bytes: Uint8Array | undefined;
+    text: string | undefined;
+  };
   /** Recipes shared by the responses rebuilt from retransmissions, by shape. */
   #recipes = new Map<string, Recipe>();
   /** The recipe `#recipeFor` found last. */
@@ -651,7 +660,11 @@ export class TransportLayer {
     if (inbound.reliable) return undefined;
     const via = res.topVia;
     const to = this.#unreliableDestination(via, via.port ?? defaultPort(via.transport), inbound);
-    const bytes = this.#format(res, false);
+    // Without a body, the text: a transport with sendText encodes it into its own buffer.
+    const text = res.body.length === 0
+      ? formatHead(res, this.#formatOptions(res, false))
+      : undefined;
+    const bytes = text === undefined ? this.#format(res, false) : undefined;
     let made: { recipe: Recipe; tag: string } | undefined;
     try {
       made = request ? this.#recipeFor(res, request) : undefined;
@@ -666,12 +679,12 @@ export class TransportLayer {
       to.transport,
       host,
       to.port,
-      made ? made.recipe : toWire(bytes),
+      made ? made.recipe : toWire(bytes ?? encoder.encode(text!)),
       made?.tag ?? "",
       source,
     );
     // The first send, which usually follows at once, needs no conversion back.
-    this.#prepared = { packet, bytes };
+    this.#prepared = { packet, bytes, text };
     return packet;
   }
 
@@ -691,9 +704,14 @@ export class TransportLayer {
    * without it.
    */
   async sendPrepared(packet: PreparedResponse, again?: Retransmission): Promise<void> {
-    const fresh = this.#prepared?.packet === packet ? this.#prepared.bytes : undefined;
+    const prepared = this.#prepared?.packet === packet ? this.#prepared : undefined;
     this.#prepared = undefined;
-    let bytes = fresh;
+    const transport = packet.transport;
+    if (prepared?.text !== undefined && transport.sendText && !this.#trace) {
+      await transport.sendText(prepared.text, { host: packet.host, port: packet.port });
+      return;
+    }
+    let bytes = prepared && (prepared.bytes ?? encoder.encode(prepared.text!));
     if (!bytes && packet.wire !== undefined) bytes = fromWire(packet.wire);
     if (!bytes) {
       if (!(packet instanceof Prepared) || !packet.recipe || !again) {
@@ -917,14 +935,20 @@ export class TransportLayer {
    * only streams MUST have it); presence repeats them all day (issue 8).
    */
   #format(msg: SipMessage, reliable: boolean): Uint8Array {
+    return formatMessage(msg, this.#formatOptions(msg, reliable));
+  }
+
+  /** How `#format` writes a message. */
+  #formatOptions(msg: SipMessage, reliable: boolean): FormatOptions {
+    if (!this.#compact) return PLAIN;
     let method: string | undefined;
     try {
       method = msg.kind === "request" ? msg.method : msg.cseq.method;
     } catch {
       method = undefined; // a 400 to a request whose CSeq did not parse
     }
-    const lean = this.#compact && !reliable && (method === "NOTIFY" || method === "SUBSCRIBE");
-    return formatMessage(msg, { compact: this.#compact, contentLength: !lean });
+    const lean = !reliable && (method === "NOTIFY" || method === "SUBSCRIBE");
+    return { compact: true, contentLength: !lean };
   }
 
   async #send(transport: Transport, bytes: Uint8Array, target: Target): Promise<void> {

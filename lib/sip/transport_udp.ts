@@ -190,7 +190,7 @@ export class UdpTransport implements Transport {
   #fast?: FastUdp;
   /** Datagrams queued in `#fast` for the next `#flush`, with their callers. */
   #batch: {
-    data: Uint8Array;
+    data: Uint8Array | string;
     to: HostPort;
     resolve: () => void;
     reject: (error: unknown) => void;
@@ -345,6 +345,18 @@ export class UdpTransport implements Transport {
    * with ICMP port unreachable (reported once, like a connected socket).
    */
   send(data: Uint8Array, to: HostPort): Promise<void> {
+    return this.#send(data, to);
+  }
+
+  /**
+   * Sends one datagram given as text (its UTF-8 bytes), as `send` does: in a
+   * batch, encoded straight into the batch's buffer.
+   */
+  sendText(text: string, to: HostPort): Promise<void> {
+    return this.#send(text, to);
+  }
+
+  #send(data: Uint8Array | string, to: HostPort): Promise<void> {
     if (this.#closed) {
       return Promise.reject(
         new Error("Cannot send over UDP: transport is closed", { cause: this.#failure }),
@@ -366,19 +378,22 @@ export class UdpTransport implements Transport {
     }
     const fast = this.#fast;
     if (fast) {
-      if (fast.queue(data, to)) return this.#queued(data, to);
+      const text = typeof data === "string";
+      if (text ? fast.queueText(data, to) : fast.queue(data, to)) return this.#queued(data, to);
       if (fast.queued > 0) {
         // A full batch: send it, then this one joins the next. (Too big or
         // an address of another kind: sent after the batch, in order.)
         this.#flush();
-        if (fast.queue(data, to)) return this.#queued(data, to);
+        if (text ? fast.queueText(data, to) : fast.queue(data, to)) {
+          return this.#queued(data, to);
+        }
       }
     }
-    return this.#sendOne(data, to);
+    return this.#sendOne(bytesOf(data), to);
   }
 
   /** A datagram queued for the batch: resolves when it went out. */
-  #queued(data: Uint8Array, to: HostPort): Promise<void> {
+  #queued(data: Uint8Array | string, to: HostPort): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.#batch.push({ data, to, resolve, reject });
     if (this.#batch.length === 1) queueMicrotask(this.#flushLater);
@@ -417,7 +432,7 @@ export class UdpTransport implements Transport {
         b.reject(error);
         refused = true;
       }
-      if (!refused) this.#sendOne(b.data, b.to).then(b.resolve, b.reject);
+      if (!refused) this.#sendOne(bytesOf(b.data), b.to).then(b.resolve, b.reject);
     }
   }
 
@@ -632,6 +647,13 @@ export class UdpTransport implements Transport {
     }
     return true;
   }
+}
+
+const utf8 = new TextEncoder();
+
+/** The bytes of a datagram given as bytes or as text. */
+function bytesOf(data: Uint8Array | string): Uint8Array {
+  return typeof data === "string" ? utf8.encode(data) : data;
 }
 
 /** The error of a send to `to` after it refused a datagram. */
