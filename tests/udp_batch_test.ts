@@ -477,3 +477,47 @@ Deno.test("TransportLayer over UDP: a prepared 200 sent as text has the bytes fo
     await peer.close();
   }
 });
+
+Deno.test("FastUdp.receiveMany takes what waits with one call, in order, with each sender; a short batch means none is left", async () => {
+  const { NONE } = await import("../lib/sip/_udp_fast.ts");
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const local = conn.addr as Deno.NetAddr;
+  const senders = [0, 1].map(() =>
+    Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 })
+  );
+  try {
+    const fast = openFastUdp({ host: "127.0.0.1", port: local.port })!;
+    assert.ok(fast, "Linux with --allow-ffi");
+    assert.equal(fast.receiveMany(8), NONE);
+    const sizes = [1, 700, 9000, 3, 65_000, 20, 5, 6, 7, 8, 9];
+    for (const [i, size] of sizes.entries()) {
+      const data = new Uint8Array(size).fill(65 + i);
+      await senders[i % 2].send(data, local);
+    }
+    const got: { data: number[]; port: number }[] = [];
+    let calls = 0;
+    for (;;) {
+      const n = fast.receiveMany(8);
+      if (n === NONE) break;
+      calls++;
+      for (let i = 0; i < n; i++) {
+        const d = fast.received(i);
+        got.push({ data: [d.length, d[0], d[d.length - 1]], port: fast.sender(i).port });
+        assert.equal(fast.sender(i).host, "127.0.0.1");
+      }
+      if (n < 8) break;
+    }
+    assert.equal(calls, 2, "8, then the 3 left");
+    assert.deepEqual(
+      got,
+      sizes.map((size, i) => ({
+        data: [size, 65 + i, 65 + i],
+        port: (senders[i % 2].addr as Deno.NetAddr).port,
+      })),
+    );
+    assert.equal(fast.receiveMany(4), NONE);
+  } finally {
+    conn.close();
+    for (const s of senders) s.close();
+  }
+});

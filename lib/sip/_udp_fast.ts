@@ -6,11 +6,12 @@
 // op_net_recv_udp, 11 % in op_net_send_udp, against 62 % busy), most of it
 // the op machinery around the system call, not the call.
 //
-// What: `recvfrom` and `sendto` on the socket Deno owns, with MSG_DONTWAIT,
-// called synchronously. `UdpTransport` still waits for the socket with one
-// Deno receive; after it wakes, it takes the datagrams that wait with
-// `receive` until none is left (in arrival order: nothing else reads the
-// socket meanwhile), and a send goes out at once with `send`. Whatever this
+// What: `recvmmsg`, `sendmmsg` and `sendto` on the socket Deno owns, with
+// MSG_DONTWAIT, called synchronously. `UdpTransport` still waits for the
+// socket with one Deno receive; after it wakes, it takes the datagrams that
+// wait with `receiveMany` (several with one system call, in arrival order:
+// nothing else reads the socket meanwhile), and its answers go out together
+// with `flush` (one at once with `send`). Whatever this
 // cannot do (no room in the send buffer, an address it does not parse, any
 // error but a pending ICMP error) it reports, and the transport falls back to
 // Deno's op, which waits or reports the error as usual.
@@ -23,15 +24,12 @@ import { isIPv4, normalizeHost } from "./_net.ts";
 import type { HostPort } from "./transport.ts";
 
 const SYMBOLS = {
-  recvfrom: {
-    parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"],
-    result: "isize",
-  },
   sendto: {
     parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"],
     result: "isize",
   },
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
@@ -47,23 +45,27 @@ const EINTR = 4;
 const EAGAIN = 11;
 const ECONNREFUSED = 111;
 
-/** `receive` found no datagram waiting. */
+/** `receiveMany` found no datagram waiting. */
 export const NONE = -1;
-/** `receive`/`send` met the socket's pending ICMP error (read it from the error queue). */
+/** `receiveMany`/`send` met the socket's pending ICMP error (read it from the error queue). */
 export const REFUSED = -2;
-/** `receive`/`send` could not do it: let Deno's op do it (and report any error). */
+/** `receiveMany`/`send` could not do it: let Deno's op do it (and report any error). */
 export const FALLBACK = -3;
 
 /** Synchronous receive and send on one UDP socket that Deno owns. */
 export interface FastUdp {
   /**
-   * Takes the next waiting datagram into `buffer` without waiting: returns
-   * its length (its sender is then in `from`), or {@linkcode NONE},
-   * {@linkcode REFUSED} or {@linkcode FALLBACK}.
+   * Takes up to `max` (at most {@linkcode RECEIVE_SLOTS}) waiting datagrams
+   * with one system call, without waiting, in arrival order: returns how
+   * many (read them with `received` and `sender`; fewer than `max` means
+   * none was left), or {@linkcode NONE}, {@linkcode REFUSED} or
+   * {@linkcode FALLBACK}. They stay valid until the next call.
    */
-  receive(buffer: Uint8Array): number;
-  /** The sender of the datagram the last `receive` returned. */
-  readonly from: HostPort;
+  receiveMany(max: number): number;
+  /** Datagram `i` of the last `receiveMany` (a view of this socket's buffer). */
+  received(i: number): Uint8Array;
+  /** The sender of datagram `i` of the last `receiveMany`. */
+  sender(i: number): HostPort;
   /**
    * Sends one datagram without waiting: returns 0 when sent, else
    * {@linkcode REFUSED} or {@linkcode FALLBACK} (nothing was sent).
@@ -101,6 +103,11 @@ function libcHere(): Libc | null {
 
 const utf8 = new TextEncoder();
 
+/** Datagrams taken by one `receiveMany`. */
+export const RECEIVE_SLOTS = 8;
+/** Room for one received datagram: the largest UDP payload. */
+const RECEIVE_BYTES = 65_536;
+
 /** Datagrams in one `flush`. */
 const SLOTS = 64;
 /** Room for one queued datagram (a 200 to a MESSAGE takes about 350 bytes). */
@@ -112,19 +119,27 @@ function pointer(buffer: ArrayBufferView): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer as BufferSource)));
 }
 
+/** The datagrams, sockaddrs, iovecs and mmsghdrs of `receiveMany`, and what it read. */
+interface ReceiveBuffers {
+  data: Uint8Array;
+  names: Uint8Array;
+  nameView: DataView;
+  iov: BigUint64Array;
+  headers: BigUint64Array;
+  headerBytes: Uint8Array;
+  headers32: Uint32Array;
+  views: Uint8Array[];
+  from: HostPort[];
+}
+
 /** At most this many remembered addresses each way (then the memory starts again). */
 const MAX_ADDRESSES = 4096;
 
 class Fast implements FastUdp {
-  from: HostPort = { host: "", port: 0 };
   #lib: Libc;
   #fd: number;
   #v6: boolean;
   #errno: Deno.UnsafePointerView;
-  #name = new Uint8Array(28);
-  #nameView = new DataView(this.#name.buffer);
-  #nameLength = new Uint32Array(1);
-  #nameLengthBytes = new Uint8Array(this.#nameLength.buffer);
   /** IPv4 source (as a number, network order read big-endian) -> host string. */
   #v4Hosts = new Map<number, string>();
   /** Destination host -> its sockaddr (the port is written in at each send). */
@@ -144,6 +159,9 @@ class Fast implements FastUdp {
   #headerBytes = new Uint8Array(this.#headers.buffer);
   #headers32 = new Uint32Array(this.#headers.buffer);
   queued = 0;
+
+  /** What `receiveMany` reads into. */
+  #in?: ReceiveBuffers;
 
   constructor(lib: Libc, fd: number, v6: boolean) {
     this.#lib = lib;
@@ -215,30 +233,66 @@ class Fast implements FastUdp {
     }
   }
 
-  receive(buffer: Uint8Array): number {
+  receiveMany(max: number): number {
+    const input = this.#in ??= this.#receiveBuffers();
+    const count = Math.min(max, RECEIVE_SLOTS);
+    const h32 = input.headers32;
+    // The kernel writes each sender's address length over the room given.
+    for (let i = 0; i < count; i++) h32[16 * i + 2] = NAME_BYTES;
     for (;;) {
-      this.#nameLength[0] = 28;
-      const n = Number(
-        this.#lib.symbols.recvfrom(
-          this.#fd,
-          buffer,
-          BigInt(buffer.length),
-          MSG_DONTWAIT,
-          this.#name,
-          this.#nameLengthBytes,
-        ),
-      );
+      const n = this.#lib.symbols.recvmmsg(this.#fd, input.headerBytes, count, MSG_DONTWAIT, null);
       if (n < 0) {
         const errno = this.#errno.getInt32(0);
         if (errno === EINTR) continue;
         if (errno === EAGAIN) return NONE;
         return errno === ECONNREFUSED ? REFUSED : FALLBACK;
       }
-      const from = this.#source();
-      if (!from) continue; // not an IP source: cannot happen on a UDP socket
-      this.from = from;
+      for (let i = 0; i < n; i++) {
+        const from = this.#sourceAt(input.nameView, i * NAME_BYTES, h32[16 * i + 2]);
+        // Not an IP source: cannot happen on a UDP socket; read as nobody's.
+        input.from[i] = from ?? { host: "", port: 0 };
+        input.views[i] = input.data.subarray(
+          i * RECEIVE_BYTES,
+          i * RECEIVE_BYTES + h32[16 * i + 14],
+        );
+      }
       return n;
     }
+  }
+
+  received(i: number): Uint8Array {
+    return this.#in!.views[i];
+  }
+
+  sender(i: number): HostPort {
+    return this.#in!.from[i];
+  }
+
+  /** The buffers of `receiveMany`, made on first use (a sender never needs them). */
+  #receiveBuffers(): ReceiveBuffers {
+    const data = new Uint8Array(RECEIVE_SLOTS * RECEIVE_BYTES);
+    const names = new Uint8Array(RECEIVE_SLOTS * NAME_BYTES);
+    const iov = new BigUint64Array(RECEIVE_SLOTS * 2);
+    const headers = new BigUint64Array(RECEIVE_SLOTS * 8);
+    const base = pointer(data), nameBase = pointer(names), iovBase = pointer(iov);
+    for (let i = 0; i < RECEIVE_SLOTS; i++) {
+      iov[2 * i] = base + BigInt(i * RECEIVE_BYTES);
+      iov[2 * i + 1] = BigInt(RECEIVE_BYTES);
+      headers[8 * i] = nameBase + BigInt(i * NAME_BYTES);
+      headers[8 * i + 2] = iovBase + BigInt(16 * i);
+      headers[8 * i + 3] = 1n;
+    }
+    return {
+      data,
+      names,
+      nameView: new DataView(names.buffer),
+      iov,
+      headers,
+      headerBytes: new Uint8Array(headers.buffer),
+      headers32: new Uint32Array(headers.buffer),
+      views: [],
+      from: [],
+    };
   }
 
   send(data: Uint8Array, to: HostPort): number {
@@ -264,21 +318,21 @@ class Fast implements FastUdp {
     }
   }
 
-  #source(): HostPort | undefined {
-    const view = this.#nameView;
-    const family = view.getUint16(0, true);
-    const port = view.getUint16(2, false);
+  /** The address in the sockaddr at `at` in `view`, `length` bytes long. */
+  #sourceAt(view: DataView, at: number, length: number): HostPort | undefined {
+    const family = view.getUint16(at, true);
+    const port = view.getUint16(at + 2, false);
     if (family === AF_INET) {
-      return { host: this.#v4Host(view.getUint32(4, false)), port };
+      return { host: this.#v4Host(view.getUint32(at + 4, false)), port };
     }
     // An IPv4-mapped IPv6 source (a dual-stack socket) reads as IPv4.
     if (
-      family === AF_INET6 && view.getUint32(8, false) === 0 && view.getUint32(12, false) === 0 &&
-      view.getUint32(16, false) === 0xffff
+      family === AF_INET6 && view.getUint32(at + 8, false) === 0 &&
+      view.getUint32(at + 12, false) === 0 && view.getUint32(at + 16, false) === 0xffff
     ) {
-      return { host: this.#v4Host(view.getUint32(20, false)), port };
+      return { host: this.#v4Host(view.getUint32(at + 20, false)), port };
     }
-    return readSockaddr(view, this.#nameLength[0]);
+    return readSockaddr(new DataView(view.buffer, view.byteOffset + at, NAME_BYTES), length);
   }
 
   #v4Host(address: number): string {

@@ -16,7 +16,7 @@
  * Bursts (see `_udp_fast.ts`): on Linux with `--allow-ffi`, a socket with
  * more than one receiver (a listener; a one-shot sender asks for one) waits
  * for the socket with one Deno receive and then takes the datagrams that
- * wait through libc's `recvfrom`, up to {@linkcode DRAIN}, in arrival order;
+ * wait through libc's `recvmmsg` (one call), up to {@linkcode DRAIN}, in arrival order;
  * the datagrams sent in one turn of the event loop (the answers to such a
  * burst, after the event writer's one write) go out with one `sendmmsg` at
  * the end of the turn. What libc cannot do there (a full send buffer, a host
@@ -574,26 +574,28 @@ export class UdpTransport implements Transport {
       this.#failures = 0;
       const addr = from as Deno.NetAddr;
       this.#deliver(data, { host: normalizeHost(addr.hostname), port: addr.port });
-      if (this.#fast) this.#drain(this.#fast, buffer);
+      if (this.#fast) this.#drain(this.#fast);
     }
   }
 
   /**
    * Takes the datagrams that wait on the socket through libc, in arrival
-   * order, up to {@linkcode DRAIN} of them; stops when none is left, or on
-   * an error other than an ICMP one, which the next Deno receive then meets
-   * and reports.
+   * order, up to {@linkcode DRAIN} of them, with one `recvmmsg` (a second
+   * only when the first met an ICMP error); stops when none is left (a
+   * short batch says so), or on an error other than an ICMP one, which the
+   * next Deno receive then meets and reports.
    */
-  #drain(fast: FastUdp, buffer: Uint8Array): void {
-    for (let i = 0; i < DRAIN && !this.#closed; i++) {
-      const n = fast.receive(buffer);
-      if (n >= 0) {
-        this.#deliver(buffer.subarray(0, n), fast.from);
-      } else if (n === libc!.fast.REFUSED) {
+  #drain(fast: FastUdp): void {
+    for (let left = DRAIN; left > 0 && !this.#closed;) {
+      const n = fast.receiveMany(left);
+      if (n === libc!.fast.REFUSED) {
         this.#readIcmp();
-      } else {
-        return;
+        continue;
       }
+      if (n <= 0) return;
+      for (let i = 0; i < n && !this.#closed; i++) this.#deliver(fast.received(i), fast.sender(i));
+      if (n < left) return;
+      left -= n;
     }
   }
 
