@@ -126,6 +126,26 @@ Deno.test("MessageSender.send() reports a 200 as delivered and the listener gets
   }
 });
 
+Deno.test("MessageSender.sendRequest() sends the request buildRequest() made, and only it", async () => {
+  const r = await rig();
+  try {
+    const { got } = listen(r.bob);
+    const sender = new MessageSender(r.alice);
+    const built = sender.buildRequest(BOB_URI, { body: "once", subject: "s" });
+    const result = await settle(r, sender.sendRequest(built));
+    assert.equal(result.status, 200);
+    assert.equal(result.delivered, true);
+    assert.equal(result.to, BOB_URI);
+    assert.equal(result.callId, built.callId);
+    assert.deepEqual(got.map((m) => [m.text, m.callId]), [["once", built.callId]]);
+    const sent = r.net.packets.map((p) => parseMessage(p.data)).filter((m) => m.kind === "request");
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0].headers.get("Subject"), "s");
+  } finally {
+    await r.close();
+  }
+});
+
 Deno.test("MessageSender.send() reports a 202 as accepted, not delivered", async () => {
   const r = await rig();
   try {

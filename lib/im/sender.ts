@@ -213,7 +213,15 @@ export class MessageSender {
    */
   async send(to: string, message: OutgoingMessage): Promise<MessageResult> {
     if (message.cpim && cpimApi === undefined) await this.prepare(message);
-    const req = this.buildRequest(to, message);
+    return await this.sendRequest(this.buildRequest(to, message));
+  }
+
+  /**
+   * Sends a MESSAGE made by {@linkcode buildRequest}, with the outcome of
+   * {@linkcode send}: for a caller that builds first (to tell bad input from
+   * a failed send) without building twice. Each request is sent once.
+   */
+  async sendRequest(req: SipRequest): Promise<MessageResult> {
     const target = formatUri(req.uri);
     const callId = req.callId;
     const fail = (kind: MessageFailure, status: number, reason: string, extra = {}) =>
