@@ -76,6 +76,8 @@ export class NdjsonWriter implements EventSink {
   /** Write batches with `writeSync` (until the output says it would block). */
   #sync: boolean;
   #enc = new TextEncoder();
+  /** The buffer batches are encoded into for `writeSync` (see `#encodeKept`). */
+  #kept = new Uint8Array(0);
   #timeMs = NaN;
   #time = "";
   /** The last event type written, and its JSON. */
@@ -149,12 +151,33 @@ export class NdjsonWriter implements EventSink {
       const text = this.#queue.length === 1 ? this.#queue[0] : this.#queue.join("\n");
       this.#queue = [];
       this.#next = undefined;
-      const bytes = this.#enc.encode(text + "\n");
-      const off = this.#sync ? this.#writeSync(bytes) : 0;
+      let bytes: Uint8Array;
+      let off = 0;
+      if (this.#sync) {
+        // Encoded into a buffer kept from batch to batch (a write that
+        // returns has taken the bytes); only a rest left for an
+        // asynchronous write gets its own copy.
+        bytes = this.#encodeKept(text);
+        off = this.#writeSync(bytes);
+        if (off < bytes.length) bytes = bytes.slice(off), off = 0;
+      } else bytes = this.#enc.encode(text + "\n");
       if (off < bytes.length) await this.#writeAll(bytes, off);
       resolve();
     }
     this.#current = undefined;
+  }
+
+  /** `text` and a newline in UTF-8, in the kept buffer (grown to fit). */
+  #encodeKept(text: string): Uint8Array {
+    const need = text.length * 3 + 1;
+    if (this.#kept.length < need) {
+      let size = Math.max(this.#kept.length, 4096);
+      while (size < need) size *= 2;
+      this.#kept = new Uint8Array(size);
+    }
+    const { written } = this.#enc.encodeInto(text, this.#kept);
+    this.#kept[written] = 10;
+    return this.#kept.subarray(0, written + 1);
   }
 
   /** Writes what it can at once; returns how far it got (all, or up to a `WouldBlock`). */

@@ -533,3 +533,19 @@ Deno.test("keepRegistered() registers, follows address_changed, flags bad input,
     await registrar.close();
   }
 });
+
+Deno.test("NdjsonWriter: batches written with writeSync, small and large, ASCII and not, each arrive whole", async () => {
+  const lines: string[] = [];
+  const w = new NdjsonWriter({
+    writeSync: (p) => {
+      // Copied at once, as a real write takes the bytes before it returns.
+      lines.push(...dec.decode(p).split("\n").filter((l) => l !== ""));
+      return p.length;
+    },
+    write: () => Promise.reject(new Error("no asynchronous write expected")),
+  }, { now: () => NOW });
+  const bodies = ["a", "é中😀".repeat(2000), "b".repeat(10_000), "c", "ü".repeat(5000), "d"];
+  for (const body of bodies) await w.emit("message", { body });
+  await Promise.all(bodies.map((body) => w.emit("message", { body })));
+  assert.deepEqual(lines.map((l) => JSON.parse(l).body), [...bodies, ...bodies]);
+});

@@ -34,19 +34,27 @@ const EMPTY = -1;
 /** `len` of a key kept as a string (a character over 0xFF, or 65,535 of them or more). */
 const WIDE = 0xffff;
 
+/** The key {@linkcode hashKey} hashed last, and its hash. */
+let lastKey: string | undefined;
+let lastHash = 0;
+
 /**
  * The hash of a key: FNV-1a over its UTF-16 code units, then murmur3's
  * finalizer so that the low bits, which pick the bucket, depend on every
  * character.
  */
 export function hashKey(key: string): number {
+  // The same key is looked up, added and removed several times in a row
+  // (a transaction's key in the live table, then in the ring): hash it once.
+  if (key === lastKey) return lastHash;
   let h = 0x811c9dc5 | 0;
   for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
-  return h ^ (h >>> 16);
+  lastKey = key;
+  return lastHash = h ^ (h >>> 16);
 }
 
 /** See the module doc. */
@@ -150,16 +158,24 @@ export class KeyRing {
     const n = (this.head + this.count) & SEQ_MASK;
     const slot = n & this.#mask;
     const h = hashKey(key);
-    if (isNarrow(key)) {
-      if (this.#used + key.length > this.#bytes.length) {
-        let size = this.#bytes.length * 2;
-        while (size < this.#used + key.length) size *= 2;
-        this.#resizeArena(size);
-      }
-      const bytes = this.#bytes;
-      const amask = bytes.length - 1;
-      const at = this.#end;
-      for (let i = 0; i < key.length; i++) bytes[(at + i) & amask] = key.charCodeAt(i);
+    if (key.length < WIDE && this.#used + key.length > this.#bytes.length) {
+      let size = this.#bytes.length * 2;
+      while (size < this.#used + key.length) size *= 2;
+      this.#resizeArena(size);
+    }
+    // The characters go into the arena as they are checked (one pass); a
+    // character over 0xFF (rare) makes it a wide key, and the bytes written
+    // are left where the next key goes.
+    const bytes = this.#bytes;
+    const amask = bytes.length - 1;
+    const at = this.#end;
+    let wide = key.length >= WIDE ? 0x100 : 0;
+    for (let i = 0; i < key.length && wide === 0; i++) {
+      const c = key.charCodeAt(i);
+      bytes[(at + i) & amask] = c;
+      wide = c & ~0xff;
+    }
+    if (wide === 0) {
       this.#start[slot] = at;
       this.#len[slot] = key.length;
       this.#end = (at + key.length) & amask;
@@ -321,13 +337,6 @@ export class KeyRing {
     this.#bytes = bytes;
     this.#end = end & (size - 1);
   }
-}
-
-/** True when `key` fits the arena: fewer than 65,535 characters, none over 0xFF. */
-function isNarrow(key: string): boolean {
-  if (key.length >= WIDE) return false;
-  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) > 0xff) return false;
-  return true;
 }
 
 /**
