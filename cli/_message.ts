@@ -84,12 +84,7 @@ async function runMessage(
     if (mode === "batch") return await more.sendBatch(ctx, sender, opts);
     return await more.listenAndChat(ctx, ua, sender, opts);
   } finally {
-    // A one-shot send does not wait for the receive loop to end: the
-    // sockets are closed at once and the process exits right after (about
-    // 0.5 ms of every one-shot command).
-    const closing = ua.close();
-    if (mode === "send") closing.catch(() => {});
-    else await closing;
+    await ua.close();
   }
 }
 
