@@ -523,10 +523,13 @@ export abstract class SipMessageBase {
    */
   _topViaReplaced(via: Via): void {
     const c = this.#cache();
-    this.invalidate();
+    // As invalidate(): the line numbers no longer match the fields (read first).
+    void this.headers.fields;
+    this.headers._lines = undefined;
+    this.headers._head = undefined;
+    this.headers._headEnd = 0;
     c.via = undefined;
     c.topVia = via;
-    this.#c = c;
   }
   /** Forget cached typed values after editing `headers.fields` directly (the methods of SipHeaders do it). */
   invalidate(): void {

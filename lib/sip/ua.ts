@@ -465,7 +465,7 @@ export class UserAgent {
     // a Require header field, it MUST respond by generating a response with
     // status code 420 (Bad Extension). The UAS MUST add an Unsupported header
     // field". Not for CANCEL and ACK, whose Require is not processed.
-    if (req.method !== "CANCEL" && req.method !== "ACK") {
+    if (req.method !== "CANCEL" && req.method !== "ACK" && req.headers.has("Require")) {
       const unknown = req.headers.values("Require").map((t) => t.trim())
         .filter((t) =>
           t !== "" && !this.supported.some((s) => s.toLowerCase() === t.toLowerCase())
@@ -571,11 +571,11 @@ export class UserAgent {
     // requests. In-dialog answers (NOTIFY, BYE...) leave it out to save bytes
     // on the most frequent messages (RFC 3261 20.35 makes it optional).
     if (req.to.params.tag == null) headers.push(["Server", this.#userAgent]);
-    const extra = options.headers === undefined ? [] : toPairs(options.headers);
+    if (options.headers !== undefined) headers.push(...toPairs(options.headers));
     const res = createResponse(req, status, {
       ...options,
       toTag: options.toTag ?? (status > 100 ? localTagFor(req) : undefined),
-      headers: [...headers, ...extra],
+      headers,
     });
     tx.respond(res);
   }
