@@ -3,7 +3,7 @@
 // transactions (timer J) and the MESSAGE listener's duplicate memory.
 
 import assert from "node:assert/strict";
-import { hashKey, KeyRing, KeyTable, SEQ_MASK } from "../lib/sip/_key_ring.ts";
+import { forEachRun, hashKey, KeyRing, KeyTable, SEQ_MASK } from "../lib/sip/_key_ring.ts";
 
 /** Keys whose home bucket in a table of `tableSize` slots is `bucket`. */
 function keysInBucket(bucket: number, tableSize: number, count: number): string[] {
@@ -257,6 +257,29 @@ Deno.test("KeyTable agrees with a Map under random sets and deletes", () => {
         const probe = `k${rand(2000)}`;
         assert.equal(table.get(probe), model.get(probe), `step ${step}: ${probe}`);
       }
+    }
+  }
+});
+
+Deno.test("forEachRun: runs cover each entry once, from its old slot to its new one, for growth and shrinking, across the sequence wrap", () => {
+  const rand = (n: number) => Math.floor(Math.random() * n);
+  for (let trial = 0; trial < 2000; trial++) {
+    const oldSize = 1 << (1 + rand(8));
+    const size = rand(2) === 0 ? oldSize * 2 : Math.max(1, oldSize / 2);
+    const count = rand(Math.min(oldSize, size) + 1);
+    const head = rand(4) === 0 ? SEQ_MASK - rand(oldSize) : rand(1 << 20);
+    const seen = new Map<number, number>();
+    let runs = 0;
+    forEachRun(head, count, oldSize - 1, size - 1, (from, to, length) => {
+      runs++;
+      assert.ok(length > 0 && from + length <= oldSize && to + length <= size);
+      for (let i = 0; i < length; i++) seen.set(from + i, to + i);
+    });
+    assert.ok(runs <= 2, `${runs} runs`);
+    assert.equal(seen.size, count);
+    for (let a = 0; a < count; a++) {
+      const n = (head + a) & SEQ_MASK;
+      assert.equal(seen.get(n & (oldSize - 1)), n & (size - 1));
     }
   }
 });

@@ -17,7 +17,7 @@ import {
   type Uri,
 } from "../sip/message.ts";
 import type { InboundInfo } from "../sip/transport_layer.ts";
-import { KeyRing, release, SEQ_MASK } from "../sip/_key_ring.ts";
+import { forEachRun, KeyRing, release } from "../sip/_key_ring.ts";
 import type { IncomingRequest, UserAgent } from "../sip/ua.ts";
 import { CPIM_CONTENT_TYPE, type CpimMessage, parseCpim } from "./cpim.ts";
 
@@ -129,11 +129,10 @@ class SeenRing extends KeyRing {
   protected override resized(oldMask: number, mask: number): void {
     const statuses = new Uint16Array(mask + 1);
     const waits = new Array<Promise<number> | undefined>(mask + 1).fill(undefined);
-    for (let a = 0; a < this.count; a++) {
-      const n = (this.head + a) & SEQ_MASK;
-      statuses[n & mask] = this.statuses[n & oldMask];
-      waits[n & mask] = this.waits[n & oldMask];
-    }
+    forEachRun(this.head, this.count, oldMask, mask, (from, to, length) => {
+      statuses.set(this.statuses.subarray(from, from + length), to);
+      for (let i = 0; i < length; i++) waits[to + i] = this.waits[from + i];
+    });
     release(this.statuses);
     this.statuses = statuses;
     this.waits = waits;

@@ -57,6 +57,29 @@ export function hashKey(key: string): number {
   return lastHash = h ^ (h >>> 16);
 }
 
+/**
+ * The entries `head` .. `head + count - 1` (sequence numbers) of a ring of
+ * `oldMask + 1` slots, as runs that are contiguous both there and in a ring
+ * of `mask + 1` slots: `move(from, to, length)` for each (at most two when
+ * `count` fits the smaller ring), so that a ring that doubles or halves
+ * moves its columns with a few native copies.
+ */
+export function forEachRun(
+  head: number,
+  count: number,
+  oldMask: number,
+  mask: number,
+  move: (from: number, to: number, length: number) => void,
+): void {
+  const unit = Math.min(oldMask, mask) + 1;
+  for (let n = head, left = count; left > 0;) {
+    const length = Math.min(left, unit - (n & (unit - 1)));
+    move(n & oldMask, n & mask, length);
+    n = (n + length) & SEQ_MASK;
+    left -= length;
+  }
+}
+
 /** See the module doc. */
 export class KeyRing {
   /** Sequence number of the oldest entry. */
@@ -294,14 +317,18 @@ export class KeyRing {
     const found = new Uint8Array(size);
     const table = new Int32Array(size * 2).fill(EMPTY);
     const tmask = table.length - 1;
+    // The columns move in runs (a native copy each, whatever tier the code
+    // runs in: a ring doubles rarely, so this code stays cold); the index is
+    // built again entry by entry.
+    forEachRun(this.head, this.count, oldMask, mask, (from, to, length) => {
+      hash.set(this.#hash.subarray(from, from + length), to);
+      start.set(this.#start.subarray(from, from + length), to);
+      len.set(this.#len.subarray(from, from + length), to);
+      found.set(this.#found.subarray(from, from + length), to);
+    });
     for (let a = 0; a < this.count; a++) {
       const n = (this.head + a) & SEQ_MASK;
-      const from = n & oldMask;
       const to = n & mask;
-      hash[to] = this.#hash[from];
-      start[to] = this.#start[from];
-      len[to] = this.#len[from];
-      found[to] = this.#found[from];
       if (found[to] === 1) {
         let p = hash[to] & tmask;
         while (table[p] !== EMPTY) p = (p + 1) & tmask;

@@ -12,7 +12,7 @@ import type { ServerTransaction } from "./server_transaction.ts";
 import type { InboundInfo, PreparedResponse } from "./types.ts";
 import { packPrepared, unpackPrepared } from "../transport_layer.ts";
 import type { Transport } from "../transport.ts";
-import { KeyRing, release, SEQ_MASK } from "../_key_ring.ts";
+import { forEachRun, KeyRing, release } from "../_key_ring.ts";
 
 export { KeyTable, SEQ_MASK } from "../_key_ring.ts";
 export { ServerInviteTransaction } from "./server_invite.ts";
@@ -159,19 +159,19 @@ export class CompletedRing extends KeyRing {
     const ports = new Uint16Array(size);
     const tags = new Uint8Array(size * TAG_WIDTH);
     const extras = new Array<CompletedExtra | undefined>(size).fill(undefined);
-    for (let a = 0; a < this.count; a++) {
-      const n = (this.head + a) & SEQ_MASK;
-      const from = n & oldMask;
-      const to = n & mask;
-      expires[to] = this.expires[from];
-      packed[to] = this.packed[from];
-      transports[to] = this.transports[from];
-      mades[to] = this.mades[from];
-      hosts[to] = this.hosts[from];
-      ports[to] = this.ports[from];
-      tags.set(this.tags.subarray(from * TAG_WIDTH, (from + 1) * TAG_WIDTH), to * TAG_WIDTH);
-      extras[to] = this.extras[from];
-    }
+    forEachRun(this.head, this.count, oldMask, mask, (from, to, length) => {
+      const end = from + length;
+      expires.set(this.expires.subarray(from, end), to);
+      packed.set(this.packed.subarray(from, end), to);
+      transports.set(this.transports.subarray(from, end), to);
+      mades.set(this.mades.subarray(from, end), to);
+      ports.set(this.ports.subarray(from, end), to);
+      tags.set(this.tags.subarray(from * TAG_WIDTH, end * TAG_WIDTH), to * TAG_WIDTH);
+      for (let i = 0; i < length; i++) {
+        hosts[to + i] = this.hosts[from + i];
+        extras[to + i] = this.extras[from + i];
+      }
+    });
     release(this.expires, this.packed, this.transports, this.mades, this.ports, this.tags);
     this.expires = expires;
     this.packed = packed;
