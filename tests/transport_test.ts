@@ -338,6 +338,32 @@ Deno.test("defaultBindHost() is :: exactly where an IPv6 socket also takes IPv4 
   assert.equal(defaultBindHost(), dual ? "::" : "0.0.0.0");
 });
 
+Deno.test("defaultBindHost() without read permission and no terminal: the same answer, no prompt", async () => {
+  const script = new URL("../lib/sip/sockets.ts", import.meta.url).href;
+  const main = await Deno.makeTempFile({ prefix: `sipkit_bindhost_${Deno.pid}_`, suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(
+      main,
+      `import { defaultBindHost } from "${script}";\n` +
+        `console.log(defaultBindHost(), (await Deno.permissions.query({ name: "read" })).state);\n`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--unstable-net", "--allow-net", main],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, err);
+    const [host, read] = new TextDecoder().decode(out.stdout).trim().split(" ");
+    assert.notEqual(read, "granted"); // the read was refused: the two binds decided
+    assert.equal(host, defaultBindHost());
+    assert.doesNotMatch(err, /Requires read access|prompt/i);
+  } finally {
+    await Deno.remove(main);
+  }
+});
+
 Deno.test("UdpTransport bound to 0.0.0.0 reports a loopback sent-by for a loopback target", async () => {
   const a = await UdpTransport.open();
   try {
