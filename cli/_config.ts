@@ -52,8 +52,33 @@ interface ConfigFile {
   profiles?: Record<string, Profile>;
 }
 
+/**
+ * True when the directory that holds `path` is surely not there: its parent
+ * lists no entry of that name. Most hosts have no sipkit directory, and a
+ * read that fails costs some 0.5 ms more than the listing (a process's first
+ * failed file operation), which every one-shot command would pay. False
+ * when that cannot be told (the parent cannot be listed either), and where
+ * Deno could prompt for reading the parent (stdin and stderr both
+ * terminals): the read then decides, as before.
+ */
+function dirSurelyMissing(path: string): boolean {
+  if (Deno.stdin.isTerminal() && Deno.stderr.isTerminal()) return false;
+  const file = path.lastIndexOf("/");
+  const dir = path.lastIndexOf("/", file - 1);
+  if (dir <= 0) return false;
+  const name = path.slice(dir + 1, file);
+  if (name === "" || name === "." || name === "..") return false;
+  try {
+    for (const entry of Deno.readDirSync(path.slice(0, dir))) if (entry.name === name) return false;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Reads the config file; a missing file is an empty config, a broken one is an error. */
 export function loadConfigFile(path = configFile()): ConfigFile {
+  if (dirSurelyMissing(path)) return {};
   let text: string;
   try {
     // Read synchronously: a small file read once at start-up, and a process's

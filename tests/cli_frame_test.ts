@@ -7,7 +7,14 @@
 import assert from "node:assert/strict";
 import { Command } from "@commander-js/extra-typings";
 import { addCommonOptions, type CommandContext, exitCodeFor, intArg } from "../cli/_common.ts";
-import { applyConfig, configDir, configFile, passwordProvider, stateDir } from "../cli/_config.ts";
+import {
+  applyConfig,
+  configDir,
+  configFile,
+  loadConfigFile,
+  passwordProvider,
+  stateDir,
+} from "../cli/_config.ts";
 import { CommandError, EXIT } from "../cli/_exit.ts";
 import { createLogger, type InputEvent, isoTime, NdjsonWriter, readNdjson } from "../cli/_io.ts";
 import { keepRegistered } from "../cli/_register.ts";
@@ -329,6 +336,28 @@ async function configured(
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+Deno.test("loadConfigFile(): a missing directory or file is an empty config, a file is read, a broken one refused", async () => {
+  const root = await Deno.makeTempDir({ prefix: `sipkit_cfg_${Deno.pid}_` });
+  try {
+    // The sipkit directory is not there (the parent's listing tells), nor its parent.
+    assert.deepEqual(loadConfigFile(`${root}/sipkit/config.json`), {});
+    assert.deepEqual(loadConfigFile(`${root}/none/sipkit/config.json`), {});
+    // The directory is there, the file is not.
+    await Deno.mkdir(`${root}/sipkit`);
+    assert.deepEqual(loadConfigFile(`${root}/sipkit/config.json`), {});
+    // A file, also through a symbolic link to its directory.
+    await Deno.writeTextFile(`${root}/sipkit/config.json`, '{"default_profile":"a"}');
+    assert.deepEqual(loadConfigFile(`${root}/sipkit/config.json`), { default_profile: "a" });
+    await Deno.symlink(`${root}/sipkit`, `${root}/linked`);
+    assert.deepEqual(loadConfigFile(`${root}/linked/config.json`), { default_profile: "a" });
+    assert.deepEqual(loadConfigFile(`${root}/sipkit/./config.json`), { default_profile: "a" });
+    await Deno.writeTextFile(`${root}/sipkit/config.json`, "{broken");
+    assert.throws(() => loadConfigFile(`${root}/sipkit/config.json`), /Cannot parse config file/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
 
 Deno.test("applyConfig(): flags, then SIPKIT_* variables, then the profile", async () => {
   const config = {
