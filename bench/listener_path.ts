@@ -5,7 +5,8 @@
  * CLI's NDJSON event writer (into a sink), and the 200 comes back out of the
  * transport's `send`. 64 in flight, as in the closed loop of
  * bench/message_flood.ts; every answer is checked (a 200 for each MESSAGE,
- * one event line each). Prints µs of this process's CPU per MESSAGE.
+ * one event line each). Prints µs of this process's CPU per MESSAGE: for the
+ * first 20,000 (the cold start, while V8 compiles the path), then per round.
  *
  * With `--rate R`, instead: R MESSAGEs per second for `--seconds` (default
  * 60), paced by the clock, answered as they come (open loop, as
