@@ -12,6 +12,7 @@ import {
   parseSipDate,
   parseUri,
   parseVia,
+  type ResponseOptions,
   SipHeaders,
   SipMessageError,
   type SipRequest,
@@ -928,4 +929,27 @@ Deno.test("parseMessage() recognizes header, parameter, transport and method nam
     assert.equal(m.kind === "request" && m.method, "invite");
     assert.equal(m.cseq.method, "invite");
   });
+});
+
+Deno.test("createResponse: the response's top Via reads as the request's (taken from its parse, the same text)", () => {
+  const req = parseMessage(
+    "MESSAGE sip:bob@192.0.2.4 SIP/2.0\r\n" +
+      "Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKvia1;rport=5070;received=192.0.2.9, " +
+      "SIP/2.0/TCP proxy.example.test;branch=z9hG4bKvia2\r\n" +
+      "Via: SIP/2.0/UDP far.example.test;branch=z9hG4bKvia3\r\n" +
+      "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\n" +
+      "Call-ID: via-1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+  ) as SipRequest;
+  for (const options of [{}, { toTag: "t", headers: [["Via", "SIP/2.0/UDP x;branch=z9hG4bKx"]] }]) {
+    const res = createResponse(req, 200, options as ResponseOptions);
+    const fresh = parseMessage(formatMessage(res)) as SipResponse;
+    assert.deepEqual(res.topVia, fresh.topVia);
+    assert.deepEqual(res.via, fresh.via);
+    assert.equal(res.topVia.params.received, "192.0.2.9");
+  }
+  // Not yet parsed on the request: the response parses its own.
+  const raw = parseMessage(formatMessage(req)) as SipRequest;
+  raw.headers.set("Max-Forwards", "9"); // drops the request's cached values
+  const res = createResponse(raw, 200);
+  assert.deepEqual(res.topVia, req.topVia);
 });

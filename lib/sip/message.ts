@@ -515,6 +515,14 @@ export abstract class SipMessageBase {
     c.maxForwards = maxForwards;
     c.contentLength = contentLength;
   }
+  /** The parsed top Via if it is cached (nothing is parsed). @internal */
+  _cachedTopVia(): Via | undefined {
+    return this.#cache().topVia;
+  }
+  /** Caches `via` as the parsed value of the top Via, whose text it is. @internal */
+  _primeTopVia(via: Via): void {
+    this.#cache().topVia = via;
+  }
   /**
    * After the first Via value was replaced in `headers.fields` directly with
    * the text of `via`: like {@linkcode invalidate}, but the typed values of
@@ -1553,7 +1561,12 @@ export function createResponse(
     for (const f of SipHeaders.from(options.headers).fields) headers.fields.push(f);
   }
   const body = applyOptions(headers, options);
-  return new SipResponse(status, options.reason ?? reasonPhrase(status), headers, body);
+  const res = new SipResponse(status, options.reason ?? reasonPhrase(status), headers, body);
+  // Its top Via is the request's, text for text: parsed already (the
+  // transport layer reads it to route the response).
+  const top = request._cachedTopVia();
+  if (top !== undefined) res._primeTopVia(top);
+  return res;
 }
 
 /** True when the To header has a tag, or cannot be read (then it is left alone). */
