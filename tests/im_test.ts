@@ -708,3 +708,18 @@ Deno.test("MessageListener.settled() waits for every message being taken, then r
   await listener.settled();
   await r.close();
 });
+
+Deno.test("asText reads short and long bodies, ASCII or not, as UTF-8, and refuses invalid UTF-8", () => {
+  const enc = new TextEncoder();
+  for (
+    const text of ["", "hi", "x".repeat(64), "y".repeat(65), "é", "a".repeat(63) + "é", "😀 ok"]
+  ) {
+    assert.equal(asText("text/plain", enc.encode(text)), text);
+  }
+  assert.equal(asText("text/plain", new Uint8Array([104, 0xff, 105])), undefined);
+  assert.equal(
+    asText("text/plain", new Uint8Array([...enc.encode("z".repeat(70)), 0xc3])),
+    undefined,
+  );
+  assert.equal(asText("text/plain", new Uint8Array([0, 9, 10, 13, 127])), "\u0000\t\n\r\u007f");
+});

@@ -409,6 +409,20 @@ function isTextual(type: string, charset: string | null | undefined): boolean {
 
 /** The body decoded as UTF-8, or undefined when it is not valid UTF-8. */
 function decodeText(body: Uint8Array): string | undefined {
+  // A short ASCII body (the usual chat line) without the decoder's call.
+  if (body.length <= 64) {
+    let text = "";
+    for (let i = 0; i < body.length; i++) {
+      const b = body[i];
+      if (b > 127) return decodeUtf8(body);
+      text += String.fromCharCode(b);
+    }
+    return text;
+  }
+  return decodeUtf8(body);
+}
+
+function decodeUtf8(body: Uint8Array): string | undefined {
   try {
     return utf8.decode(body);
   } catch {
