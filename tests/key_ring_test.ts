@@ -283,3 +283,37 @@ Deno.test("forEachRun: runs cover each entry once, from its old slot to its new 
     }
   }
 });
+
+Deno.test("KeyRing keeps every key's bytes through arena growth and shrinking with wrap-around, among wide and empty keys", () => {
+  let x = 0x1234567;
+  const rand = (n: number) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+  const ring = new KeyRing(2, 1);
+  const order: { key: string; seq: number }[] = [];
+  const makeKey = () => {
+    const r = rand(20);
+    if (r === 0) return "";
+    if (r === 1) return `wide€${rand(1000)}`;
+    return `key${rand(100_000)}${"x".repeat(rand(40))}`;
+  };
+  for (let step = 0; step < 40_000; step++) {
+    // Runs of pushes, then runs of shifts: the arena doubles and halves often.
+    const phase = Math.floor(step / 700) % 2 === 0;
+    if ((phase && rand(10) < 8) || order.length === 0) {
+      const key = makeKey();
+      order.push({ key, seq: ring.push(key) });
+    } else {
+      order.shift();
+      ring.shift();
+    }
+    if (step % 101 === 0) {
+      assert.equal(ring.count, order.length);
+      for (const { key, seq } of order) assert.equal(ring.key(seq), key, `step ${step}`);
+    }
+  }
+  for (const { key, seq } of order) assert.equal(ring.key(seq), key);
+});

@@ -350,19 +350,27 @@ export class KeyRing {
     const old = this.#bytes;
     const omask = old.length - 1;
     const bytes = new Uint8Array(size);
-    let end = 0;
-    for (let a = 0; a < this.count; a++) {
+    // The keys lie one after the other from the oldest key's first byte
+    // (keys are added at the end and leave from the front; wide keys take
+    // no bytes), wrapping: one or two native copies move them all.
+    let base = -1;
+    for (let a = 0; a < this.count && base < 0; a++) {
       const slot = ((this.head + a) & SEQ_MASK) & this.#mask;
-      const len = this.#len[slot];
-      if (len === WIDE) continue;
-      const at = this.#start[slot];
-      for (let i = 0; i < len; i++) bytes[end + i] = old[(at + i) & omask];
-      this.#start[slot] = end;
-      end += len;
+      if (this.#len[slot] !== WIDE) base = this.#start[slot];
+    }
+    const used = this.#used;
+    if (base >= 0 && used > 0) {
+      const first = Math.min(used, old.length - base);
+      bytes.set(old.subarray(base, base + first), 0);
+      if (first < used) bytes.set(old.subarray(0, used - first), first);
+      for (let a = 0; a < this.count; a++) {
+        const slot = ((this.head + a) & SEQ_MASK) & this.#mask;
+        if (this.#len[slot] !== WIDE) this.#start[slot] = (this.#start[slot] - base) & omask;
+      }
     }
     release(old);
     this.#bytes = bytes;
-    this.#end = end & (size - 1);
+    this.#end = used & (size - 1);
   }
 }
 
