@@ -5,6 +5,17 @@
 import assert from "node:assert/strict";
 import { forEachRun, hashKey, KeyRing, KeyTable, SEQ_MASK } from "../lib/sip/_key_ring.ts";
 
+/** A fixed pseudo-random sequence (xorshift) from `seed`, the same on every run: `rand(n)` in [0, n). */
+function xorshift(seed: number): (n: number) => number {
+  let x = seed;
+  return (n) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+}
+
 /** Keys whose home bucket in a table of `tableSize` slots is `bucket`. */
 function keysInBucket(bucket: number, tableSize: number, count: number): string[] {
   const out: string[] = [];
@@ -159,14 +170,7 @@ Deno.test("KeyRing: growth of the ring and of the arena while the oldest entry i
 });
 
 Deno.test("KeyRing agrees with a Map under random pushes, withdrawals and shifts", () => {
-  // A fixed pseudo-random sequence (xorshift), the same on every run.
-  let x = 0x2545f491;
-  const rand = (n: number) => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
+  const rand = xorshift(0x2545f491);
   const ring = new KeyRing(2, 2);
   const model = new Map<string, number>(); // key -> seq of its indexed entry
   const order: { key: string; seq: number }[] = [];
@@ -235,13 +239,7 @@ Deno.test("KeyTable: get, set, delete in a run of colliding keys (backward shift
 });
 
 Deno.test("KeyTable agrees with a Map under random sets and deletes", () => {
-  let x = 0x1234567;
-  const rand = (n: number) => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
+  const rand = xorshift(0x1234567);
   const table = new KeyTable<number>(2);
   const model = new Map<string, number>();
   for (let step = 0; step < 50_000; step++) {
@@ -285,13 +283,7 @@ Deno.test("forEachRun: runs cover each entry once, from its old slot to its new 
 });
 
 Deno.test("KeyRing keeps every key's bytes through arena growth and shrinking with wrap-around, among wide and empty keys", () => {
-  let x = 0x1234567;
-  const rand = (n: number) => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
+  const rand = xorshift(0x1234567);
   const ring = new KeyRing(2, 1);
   const order: { key: string; seq: number }[] = [];
   const makeKey = () => {
