@@ -531,24 +531,26 @@ export abstract class SipMessageBase {
    */
   _topViaReplaced(via: Via): void {
     const c = this.#cache();
-    // As invalidate(): the line numbers no longer match the fields (read first).
-    void this.headers.fields;
-    this.headers._lines = undefined;
-    this.headers._head = undefined;
-    this.headers._headEnd = 0;
+    this.#dropLineNumbers();
     c.via = undefined;
     c.topVia = via;
   }
   /** Forget cached typed values after editing `headers.fields` directly (the methods of SipHeaders do it). */
   invalidate(): void {
-    // Line numbers no longer match the fields (which are read from the
-    // header block first, if they have not been yet).
+    this.#dropLineNumbers();
+    this.#c = newCache();
+    this.#v = this.headers.version;
+  }
+  /**
+   * After a direct edit of `headers.fields`: the line numbers kept for error
+   * messages no longer match the fields (which are read from the header
+   * block first, if they have not been yet).
+   */
+  #dropLineNumbers(): void {
     void this.headers.fields;
     this.headers._lines = undefined;
     this.headers._head = undefined;
     this.headers._headEnd = 0;
-    this.#c = newCache();
-    this.#v = this.headers.version;
   }
 }
 
