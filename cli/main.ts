@@ -24,6 +24,12 @@ export interface CommandEntry {
   summary: string;
   /** Loads the command's module and builds the command. */
   load: () => Promise<Command>;
+  /**
+   * Starts loading the modules that the command runs (beyond its options and
+   * help), all at once, while the program is being built; for a command that
+   * is going to run, not for its help.
+   */
+  preload?: () => Promise<unknown>;
 }
 
 /**
@@ -39,7 +45,7 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   // deno-fmt-ignore
   notify: { summary: "Be your own presence agent, or publish your status", load: async () => (await import("./notify.ts")).notifyCommand() },
   // deno-fmt-ignore
-  message: { summary: "Send, receive or chat with instant messages (RFC 3428)", load: async () => (await import("./message.ts")).messageCommand() },
+  message: { summary: "Send, receive or chat with instant messages (RFC 3428)", load: async () => (await import("./message.ts")).messageCommand(), preload: () => import("./_message_preload.ts") },
   // deno-fmt-ignore
   call: { summary: "Place or answer an audio call (INVITE, RTP PCMU/PCMA)", load: async () => (await import("./call.ts")).callCommand() },
   // deno-fmt-ignore
@@ -58,8 +64,15 @@ function invokedCommand(args: readonly string[]): string | undefined {
   return args[i];
 }
 
+/** Whether `args` ask for help (`--help`, `-h` or `help <command>`) rather than a run. */
+function asksHelp(args: readonly string[]): boolean {
+  return args.includes("--help") || args.includes("-h") ||
+    args.find((a) => !a.startsWith("-")) === "help";
+}
+
 /**
- * Builds the program for `args`: the command they name is loaded in full;
+ * Builds the program for `args`: the command they name is loaded in full
+ * (and, when it is going to run, the modules it runs start loading at once);
  * every other command is a stand-in that only carries its name and summary
  * for the command list of `sipkit --help`.
  */
@@ -74,10 +87,16 @@ export async function buildProgram(args: readonly string[] = []): Promise<Comman
     .showHelpAfterError()
     .exitOverride();
   const invoked = invokedCommand(args);
+  // A failed preload is not reported here: the command's own import of the
+  // same modules fails with the same error, where the command handles it.
+  const preloading = invoked !== undefined && !asksHelp(args)
+    ? COMMANDS[invoked]?.preload?.().catch(() => {})
+    : undefined;
   for (const [name, entry] of Object.entries(COMMANDS)) {
     const cmd = name === invoked ? await entry.load() : new Command(name);
     program.addCommand(cmd.summary(entry.summary));
   }
+  await preloading;
   return program;
 }
 

@@ -136,6 +136,18 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
   }
 });
 
+Deno.test("cli/_message_preload.ts imports every module that a send runs, each directly", async () => {
+  // Deno fetches the graph behind an import() one import depth per round; the
+  // preload module puts the whole send path one import away (see its doc).
+  const closure = staticClosure(await info("cli/_message.ts"));
+  const text = await Deno.readTextFile(`${root}cli/_message_preload.ts`);
+  const listed = [...text.matchAll(/^import "(.+)";$/gm)]
+    .map((m) => new URL(m[1], `file://${root}cli/`).pathname.slice(root.length));
+  assert.deepEqual(listed.toSorted(), [...closure].toSorted());
+  const { COMMANDS } = await import("../cli/main.ts");
+  assert.ok(COMMANDS.message.preload, "cli/main.ts does not preload the message command");
+});
+
 Deno.test("node:zlib (tens of ms to import) is loaded only on demand, by the content-coding module", async () => {
   const graph = await info("cli/main.ts");
   const importers = graph.modules.flatMap((m) =>
