@@ -78,6 +78,9 @@ export class NdjsonWriter implements EventSink {
   #enc = new TextEncoder();
   /** The buffer batches are encoded into for `writeSync` (see `#encodeKept`). */
   #kept = new Uint8Array(0);
+  /** Batches in a row that needed at most a quarter of `#kept`, and the most one of them needed. */
+  #smallRun = 0;
+  #smallNeed = 0;
   #timeMs = NaN;
   #time = "";
   /** The last event type written, and its JSON. */
@@ -96,6 +99,14 @@ export class NdjsonWriter implements EventSink {
   /** True once stdout is gone. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * Bytes of the buffer kept for encoding batches (0 before the first
+   * `writeSync` batch). For diagnostics and tests.
+   */
+  get keptBufferSize(): number {
+    return this.#kept.length;
   }
 
   /** Resolves once every line emitted so far has been written (or dropped). */
@@ -167,14 +178,28 @@ export class NdjsonWriter implements EventSink {
     this.#current = undefined;
   }
 
-  /** `text` and a newline in UTF-8, in the kept buffer (grown to fit). */
+  /**
+   * `text` and a newline in UTF-8, in the kept buffer. The buffer grows to
+   * fit a batch (a power of two, 4 KiB at least) and is reused from batch to
+   * batch. So that one large batch (a big `body_base64`) is not kept for
+   * good, it shrinks again after {@linkcode KEPT_SHRINK_AFTER} batches in a
+   * row that each needed at most a quarter of it, to the size the largest of
+   * them needed: one allocation then, none per batch while batches keep a
+   * steady size.
+   */
   #encodeKept(text: string): Uint8Array {
     const need = text.length * 3 + 1;
-    if (this.#kept.length < need) {
-      let size = Math.max(this.#kept.length, 4096);
-      while (size < need) size *= 2;
-      this.#kept = new Uint8Array(size);
-    }
+    const kept = this.#kept.length;
+    if (kept < need) {
+      this.#kept = new Uint8Array(keptSize(need));
+      this.#smallRun = 0;
+    } else if (kept > KEPT_MIN && need <= kept >> 2) {
+      if (this.#smallRun === 0 || need > this.#smallNeed) this.#smallNeed = need;
+      if (++this.#smallRun >= KEPT_SHRINK_AFTER) {
+        this.#kept = new Uint8Array(keptSize(this.#smallNeed));
+        this.#smallRun = 0;
+      }
+    } else this.#smallRun = 0;
     const { written } = this.#enc.encodeInto(text, this.#kept);
     this.#kept[written] = 10;
     return this.#kept.subarray(0, written + 1);
@@ -216,6 +241,18 @@ export class NdjsonWriter implements EventSink {
     const gone = e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset;
     this.#onClosed?.(gone ? undefined : e);
   }
+}
+
+/** The smallest buffer an {@linkcode NdjsonWriter} keeps for encoding batches (bytes). */
+const KEPT_MIN = 4096;
+/** Batches in a row, each needing at most a quarter of the kept buffer, before it shrinks. */
+const KEPT_SHRINK_AFTER = 16;
+
+/** The kept buffer's size for a batch of `need` bytes: a power of two, `KEPT_MIN` at least. */
+function keptSize(need: number): number {
+  let size = KEPT_MIN;
+  while (size < need) size *= 2;
+  return size;
 }
 
 /**

@@ -578,3 +578,71 @@ Deno.test("NdjsonWriter: batches written with writeSync, small and large, ASCII 
   await Promise.all(bodies.map((body) => w.emit("message", { body })));
   assert.deepEqual(lines.map((l) => JSON.parse(l).body), [...bodies, ...bodies]);
 });
+
+Deno.test("NdjsonWriter: the kept encode buffer shrinks back after a large event, and the bytes stay exact", async () => {
+  const out: Uint8Array[] = [];
+  const buffers = new Set<ArrayBufferLike>();
+  const w = new NdjsonWriter({
+    writeSync: (p) => {
+      buffers.add(p.buffer);
+      out.push(p.slice());
+      return p.length;
+    },
+    write: () => Promise.reject(new Error("no asynchronous write expected")),
+  }, { now: () => NOW });
+  const expected: string[] = [];
+  const emit = async (type: string, fields: Record<string, unknown>) => {
+    expected.push(JSON.stringify({ type, time: NOW.toISOString(), ...fields }) + "\n");
+    await w.emit(type, fields);
+  };
+  assert.equal(w.keptBufferSize, 0);
+  await emit("message", { body: "hello" });
+  assert.equal(w.keptBufferSize, 4096);
+
+  // One large event (a 200,000-byte body in base64, as a MESSAGE listener would print it).
+  const big = new Uint8Array(200_000).map((_, i) => (i * 7919) & 0xff);
+  await emit("message", {
+    body_base64: btoa(Array.from(big, (b) => String.fromCharCode(b)).join("")),
+  });
+  const large = w.keptBufferSize;
+  assert.ok(large >= 3 * 266_668, `grown to fit the large batch: ${large}`);
+
+  // Small batches that follow: the buffer stays (no allocation) for a while, then comes back down.
+  buffers.clear();
+  for (let i = 0; i < 15; i++) await emit("message", { body: `small ${i} é中😀` });
+  assert.equal(w.keptBufferSize, large, "kept through 15 small batches");
+  assert.equal(buffers.size, 1, "15 small batches, one buffer");
+  await emit("message", { body: "the 16th" });
+  assert.equal(w.keptBufferSize, 4096, "back to 4 KiB after 16 small batches");
+
+  // A steady stream of small batches then reuses that one buffer.
+  buffers.clear();
+  for (let i = 0; i < 100; i++) await emit("message", { body: "x".repeat(i * 10) });
+  assert.equal(w.keptBufferSize, 4096);
+  assert.equal(buffers.size, 1, "no new buffer per batch in the steady state");
+
+  // Batches of a steady medium size never make it shrink below what they need,
+  // and a batch that needs over a quarter of it restarts the count.
+  await emit("message", { body: "m".repeat(40_000) }); // needs 120,001: 128 KiB
+  assert.equal(w.keptBufferSize, 131_072);
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 15; i++) await emit("message", { body: "s" });
+    await emit("message", { body: "q".repeat(11_000) }); // needs over 32 KiB: a quarter
+  }
+  assert.equal(w.keptBufferSize, 131_072, "a batch over a quarter restarts the count");
+  // 16 batches in a row that need under a quarter: it shrinks to fit the largest of them.
+  for (let i = 0; i < 15; i++) await emit("message", { body: "s" });
+  await emit("message", { body: "r".repeat(5_000) }); // needs 15,000 and a frame: 16 KiB
+  assert.equal(w.keptBufferSize, 16_384, "shrunk to what the largest small batch needed");
+
+  // Several lines in one batch count as one batch, and a new large event grows it again.
+  await Promise.all([
+    emit("message", { body: "ü".repeat(100_000) }),
+    emit("message", { body: "after" }),
+  ]);
+  assert.ok(w.keptBufferSize >= 300_000);
+
+  const got = new Uint8Array(out.reduce((n, p) => n + p.length, 0));
+  out.reduce((off, p) => (got.set(p, off), off + p.length), 0);
+  assert.deepEqual(got, enc.encode(expected.join("")), "every byte as JSON.stringify would write");
+});
