@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parseUri, type Uri } from "../lib/sip/message.ts";
 import { literalSipTarget } from "../lib/sip/_net.ts";
+import type { TransportProtocol } from "../lib/sip/transport.ts";
 import {
   createDenoDnsLookup,
   type DnsTable,
@@ -521,41 +522,76 @@ Deno.test("resolveSipUri() takes URIs from parseUri()", async () => {
   }
 });
 
-Deno.test("literalSipTarget() (a request to an address, without the resolver) agrees with resolveSipUri()", async () => {
-  const uris = [
-    "sip:b@127.0.0.1",
-    "sip:b@127.0.0.1:5070",
-    "sip:b@[::1]:5070",
-    "sip:b@[2001:DB8::1]",
-    "sips:b@192.0.2.7",
-    "sips:b@192.0.2.7;transport=tcp",
-    "sip:b@192.0.2.7;transport=TCP",
-    "sip:b@192.0.2.7;transport=tls",
-    "sip:b@192.0.2.7;transport=udp",
-    "SIP:b@192.0.2.7:7000",
+Deno.test("an address literal: literalSipTarget() (without the resolver) and resolveSipUri() give RFC 3263's one target, with no DNS query", async () => {
+  const all = ["udp", "tcp", "tls"] as const;
+  const noUdp = ["tcp", "tls"] as const;
+  const udpOnly = ["udp"] as const;
+  // URI, transports, expected "protocol host port serverName".
+  const cases: [string, readonly TransportProtocol[], string][] = [
+    ["sip:b@127.0.0.1", all, "udp 127.0.0.1 5060 127.0.0.1"],
+    ["sip:b@127.0.0.1", noUdp, "tcp 127.0.0.1 5060 127.0.0.1"],
+    ["sip:b@127.0.0.1:5070", all, "udp 127.0.0.1 5070 127.0.0.1"],
+    ["SIP:b@192.0.2.7:7000", udpOnly, "udp 192.0.2.7 7000 192.0.2.7"],
+    ["sip:b@[::1]:5070", all, "udp ::1 5070 ::1"],
+    ["sip:b@[2001:DB8::1]", all, "udp 2001:db8::1 5060 2001:db8::1"],
+    ["sips:b@192.0.2.7", all, "tls 192.0.2.7 5061 192.0.2.7"],
+    ["sips:b@192.0.2.7:5071", noUdp, "tls 192.0.2.7 5071 192.0.2.7"],
+    // A SIPS URI with transport=tcp is TLS over TCP (RFC 3261 26.2.2).
+    ["sips:b@192.0.2.7;transport=tcp", all, "tls 192.0.2.7 5061 192.0.2.7"],
+    ["sip:b@192.0.2.7;transport=TCP", all, "tcp 192.0.2.7 5060 192.0.2.7"],
+    ["sip:b@192.0.2.7;transport=tls", all, "tls 192.0.2.7 5061 192.0.2.7"],
+    ["sip:b@192.0.2.7;transport=udp", all, "udp 192.0.2.7 5060 192.0.2.7"],
+    // maddr is the TARGET (RFC 3263 4.1); the certificate is still the host's.
+    ["sip:b@example.test;maddr=192.0.2.44;transport=tcp", all, "tcp 192.0.2.44 5060 example.test"],
+    ["sip:b@example.test:5080;maddr=[2001:db8::2]", all, "udp 2001:db8::2 5080 example.test"],
+    ["sip:b@192.0.2.7;maddr=192.0.2.8", all, "udp 192.0.2.8 5060 192.0.2.7"],
+    // An empty maddr is no maddr.
+    ["sip:b@192.0.2.7;maddr=", all, "udp 192.0.2.7 5060 192.0.2.7"],
   ];
-  for (const transports of [["udp", "tcp", "tls"], ["tcp", "tls"], ["udp"]] as const) {
-    for (const text of uris) {
-      const uri = parseUri(text);
-      const fast = literalSipTarget(uri, transports);
-      const full = await resolveSipUri(uri, { transports, lookup: staticDnsLookup({}) })
-        .catch(() => undefined);
-      assert.deepEqual(fast === undefined ? undefined : [fast], full, `${text} ${transports}`);
-    }
+  const show = (t: { protocol: string; host: string; port: number; serverName: string }) =>
+    `${t.protocol} ${t.host} ${t.port} ${t.serverName}`;
+  for (const [text, transports, want] of cases) {
+    const uri = parseUri(text);
+    const fast = literalSipTarget(uri, transports);
+    assert.ok(fast, `literalSipTarget(${text}, ${transports})`);
+    assert.equal(show(fast), want, `literalSipTarget(${text}, ${transports})`);
+    const log: string[] = [];
+    const full = await resolveSipUri(uri, { transports, lookup: staticDnsLookup({}, log) });
+    assert.deepEqual(full.map(show), [want], `resolveSipUri(${text}, ${transports})`);
+    assert.deepEqual(log, [], `no DNS query for ${text}`);
   }
-  // What is not a plain address is left to the resolver (names, maddr,
-  // zones, leading zeros, transports it refuses).
+  // A literal whose transport cannot be used: no target, and the resolver
+  // says why (without asking DNS).
+  const refused: [string, readonly TransportProtocol[], RegExp][] = [
+    ["sips:b@192.0.2.7;transport=udp", all, /a sips URI cannot use transport=udp/],
+    ["sip:b@192.0.2.7;transport=sctp", all, /transport sctp is not supported/],
+    ["sip:b@192.0.2.7;transport=udp", noUdp, /transport udp is not enabled/],
+    ["sips:b@192.0.2.7", udpOnly, /transport tls is not enabled/],
+    ["sip:b@192.0.2.7", ["tls"], /neither udp nor tcp is enabled for a sip URI/],
+    ["sip:b@example.test;maddr=192.0.2.44;transport=tcp", udpOnly, /transport tcp is not enabled/],
+  ];
+  for (const [text, transports, why] of refused) {
+    const uri = parseUri(text);
+    assert.equal(literalSipTarget(uri, transports), undefined, `${text} ${transports}`);
+    const log: string[] = [];
+    await assert.rejects(
+      () => resolveSipUri(uri, { transports, lookup: staticDnsLookup({}, log) }),
+      (e: unknown) => e instanceof SipResolveError && why.test(e.message),
+      `${text} ${transports}`,
+    );
+    assert.deepEqual(log, [], `no DNS query for ${text}`);
+  }
+  // What is not an address is left to the resolver (names, localhost, a
+  // name in maddr, leading zeros, other schemes).
   for (
     const text of [
       "sip:b@localhost",
       "sip:b@example.test:5060",
-      "sip:b@192.0.2.7;maddr=192.0.2.8",
+      "sip:b@192.0.2.7;maddr=proxy.example.test",
       "sip:b@010.0.0.1",
-      "sips:b@192.0.2.7;transport=udp",
-      "sip:b@192.0.2.7;transport=sctp",
       "tel:+1555",
     ]
   ) {
-    assert.equal(literalSipTarget(parseUri(text), ["udp", "tcp", "tls"]), undefined, text);
+    assert.equal(literalSipTarget(parseUri(text), all), undefined, text);
   }
 });

@@ -190,41 +190,99 @@ export function uriPort(host: string, port: number, protocol: string): number | 
 export const IPV4_LITERAL =
   /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
+/** True for an IPv4 address or an IPv6 address (without brackets). */
+export function isIpAddress(host: string): boolean {
+  return IPV4_LITERAL.test(host) || (host.includes(":") && /^[0-9a-fA-F:.]+(%.+)?$/.test(host));
+}
+
+/** Default ports (RFC 3261 section 19.1.2). */
+export const DEFAULT_PORTS = { udp: 5060, tcp: 5060, tls: 5061 } as const;
+
+/** Why a URI's transport cannot be used: the resolver's error says `refused`. */
+export interface TransportRefusal {
+  /** What is wrong, e.g. "transport tls is not enabled". */
+  refused: string;
+}
+
 /**
- * RFC 3263's answer for a `sip:`/`sips:` URI whose host is an IP address
- * literal (section 4.2: "If TARGET is a numeric IP address, the client uses
- * that address"): the transport from the `transport` parameter, else UDP for
- * `sip` and TLS for `sips` (4.1), at the URI's port or the default one. It
- * needs no DNS, so a request to an address does not load the resolver.
- * Undefined for everything else (a name, `maddr`, a transport that is not
- * among `supported` or not allowed): the resolver handles those, and its
- * errors. `resolveSipUri` gives the same answer for every URI this answers.
+ * RFC 3263 section 4.1's TARGET of a `sip:`/`sips:` URI: "If the URI
+ * contains an maddr parameter with a value, that value is the TARGET. If
+ * not, the TARGET is the host value." Lowercase; an IPv6 `maddr` without
+ * its brackets (the URI's host has none already).
+ */
+export function sipUriTarget(uri: { host: string; params: Record<string, string | null> }): string {
+  const maddr = uri.params.maddr;
+  if (!maddr) return uri.host.toLowerCase();
+  const target = maddr.toLowerCase();
+  return target.startsWith("[") && target.endsWith("]") ? target.slice(1, -1) : target;
+}
+
+/**
+ * The transport a URI's `transport` parameter asks for (RFC 3263 section
+ * 4.1: "that transport protocol SHOULD be used"; in a SIPS URI `tcp` means
+ * TLS over TCP, RFC 3261 section 26.2.2), or why it cannot be used (unknown,
+ * `udp` in a SIPS URI, or not among `supported`). Undefined without the
+ * parameter.
+ */
+export function explicitSipTransport(
+  transport: string | null | undefined,
+  secure: boolean,
+  supported: readonly TransportProtocol[],
+): TransportProtocol | TransportRefusal | undefined {
+  const tp = transport?.toLowerCase();
+  if (!tp) return undefined;
+  let protocol: TransportProtocol;
+  if (tp === "udp") protocol = "udp";
+  else if (tp === "tcp") protocol = secure ? "tls" : "tcp";
+  else if (tp === "tls") protocol = "tls";
+  else return { refused: `transport ${tp} is not supported` };
+  if (secure && protocol === "udp") return { refused: "a sips URI cannot use transport=udp" };
+  if (!supported.includes(protocol)) return { refused: `transport ${protocol} is not enabled` };
+  return protocol;
+}
+
+/**
+ * The transport of a URI that names none where no NAPTR step applies (RFC
+ * 3263 section 4.1, a numeric IP address or an explicit port: "UDP for a
+ * SIP URI, and TCP for a SIPS URI", TLS over TCP; TCP for a SIP URI when
+ * this side has no UDP), or why there is none among `supported`.
+ */
+export function defaultSipTransport(
+  secure: boolean,
+  supported: readonly TransportProtocol[],
+): TransportProtocol | TransportRefusal {
+  if (secure) {
+    return supported.includes("tls") ? "tls" : { refused: "transport tls is not enabled" };
+  }
+  if (supported.includes("udp")) return "udp";
+  if (supported.includes("tcp")) return "tcp";
+  return { refused: "neither udp nor tcp is enabled for a sip URI" };
+}
+
+/**
+ * RFC 3263's answer for a `sip:`/`sips:` URI whose TARGET (see
+ * {@linkcode sipUriTarget}) is an IP address literal (section 4.2: "If
+ * TARGET is a numeric IP address, the client uses that address. If the URI
+ * also contains a port, it uses that port. If no port is specified, it uses
+ * the default port for the particular transport protocol"): the transport
+ * of {@linkcode explicitSipTransport}, else of
+ * {@linkcode defaultSipTransport}. It needs no DNS, so a request to an
+ * address does not load the resolver; `resolveSipUri` answers such a URI
+ * with this. Undefined for everything else (another scheme, a name, a
+ * transport that cannot be used): the resolver handles those, and says why
+ * it fails.
  */
 export function literalSipTarget(
   uri: { scheme: string; host: string; port?: number; params: Record<string, string | null> },
   supported: readonly TransportProtocol[],
 ): { protocol: TransportProtocol; host: string; port: number; serverName: string } | undefined {
   const scheme = uri.scheme.toLowerCase();
-  if ((scheme !== "sip" && scheme !== "sips") || uri.params.maddr != null) return undefined;
-  const host = uri.host.toLowerCase();
-  // The resolver's tests for a literal (no leading zeros in IPv4; IPv6
-  // with a zone is left to it).
-  if (!IPV4_LITERAL.test(host) && !/^[0-9a-f]*:[0-9a-f:.]*$/.test(host)) return undefined;
+  if (scheme !== "sip" && scheme !== "sips") return undefined;
+  const host = sipUriTarget(uri);
+  if (!isIpAddress(host)) return undefined;
   const secure = scheme === "sips";
-  const tp = uri.params.transport?.toLowerCase();
-  let protocol: TransportProtocol;
-  if (tp === "udp" && !secure) protocol = "udp";
-  else if (tp === "tcp") protocol = secure ? "tls" : "tcp";
-  else if (tp === "tls") protocol = "tls";
-  else if (tp) return undefined;
-  else if (secure) protocol = "tls";
-  else if (supported.includes("udp")) protocol = "udp";
-  else protocol = "tcp";
-  if (!supported.includes(protocol)) return undefined;
-  return {
-    protocol,
-    host,
-    port: uri.port ?? (protocol === "tls" ? 5061 : 5060),
-    serverName: uri.host,
-  };
+  const protocol = explicitSipTransport(uri.params.transport, secure, supported) ??
+    defaultSipTransport(secure, supported);
+  if (typeof protocol !== "string") return undefined;
+  return { protocol, host, port: uri.port ?? DEFAULT_PORTS[protocol], serverName: uri.host };
 }

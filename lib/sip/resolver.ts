@@ -13,7 +13,16 @@
 
 import type { Uri } from "./message.ts";
 import type { TransportProtocol } from "./transport.ts";
-import { IPV4_LITERAL } from "./_net.ts";
+import {
+  DEFAULT_PORTS,
+  defaultSipTransport,
+  explicitSipTransport,
+  isIpAddress,
+  literalSipTarget,
+  sipUriTarget,
+} from "./_net.ts";
+
+export { DEFAULT_PORTS, isIpAddress };
 
 /** A NAPTR record (RFC 3403). */
 export interface NaptrRecord {
@@ -194,9 +203,6 @@ export class SipResolveError extends Error {
   }
 }
 
-/** Default ports (RFC 3261 section 19.1.2). */
-export const DEFAULT_PORTS = { udp: 5060, tcp: 5060, tls: 5061 } as const;
-
 /** NAPTR services and SRV prefixes per transport (RFC 3263 sections 4.1 and 4.2). */
 const NAPTR_SERVICES: Record<string, TransportProtocol> = {
   "sip+d2u": "udp",
@@ -208,11 +214,6 @@ const SRV_PREFIX: Record<TransportProtocol, string> = {
   tcp: "_sip._tcp.",
   tls: "_sips._tcp.",
 };
-
-/** True for an IPv4 address or an IPv6 address (without brackets). */
-export function isIpAddress(host: string): boolean {
-  return IPV4_LITERAL.test(host) || (host.includes(":") && /^[0-9a-fA-F:.]+(%.+)?$/.test(host));
-}
 
 /**
  * A small seedable generator (mulberry32) of numbers in [0, 1), for
@@ -307,6 +308,11 @@ export function orderSrv(
  */
 export async function resolveSipUri(uri: Uri, options: ResolveOptions = {}): Promise<SipTarget[]> {
   const supported = options.transports ?? ["udp", "tcp", "tls"];
+  // RFC 3263 section 4.2: "If TARGET is a numeric IP address, the client
+  // uses that address", with the URI's port or the transport's default.
+  // One rule, shared with the send path that does not load this module.
+  const literal = literalSipTarget(uri, supported);
+  if (literal) return [literal];
   const lookup = options.lookup ?? denoDnsLookup;
   const random = options.random ?? Math.random;
   const family = options.family ?? "any";
@@ -319,10 +325,7 @@ export async function resolveSipUri(uri: Uri, options: ResolveOptions = {}): Pro
     );
   }
   const secure = scheme === "sips";
-  // RFC 3263 section 4.1: "If the URI contains an maddr parameter with a
-  // value, that value is the TARGET. If not, the TARGET is the host value."
-  const maddr = uri.params.maddr;
-  const target = (maddr ? maddr : uri.host).toLowerCase();
+  const target = sipUriTarget(uri);
   if (target === "") throw new SipResolveError("Cannot locate SIP server: empty host", target);
   const errors: unknown[] = [];
   const fail = (why: string): never => {
@@ -352,26 +355,12 @@ export async function resolveSipUri(uri: Uri, options: ResolveOptions = {}): Pro
   const isSupported = (t: TransportProtocol) => supported.includes(t);
 
   // The transport: explicit, or the default when no NAPTR step applies.
-  let explicit: TransportProtocol | undefined;
-  const tp = uri.params.transport?.toLowerCase();
-  if (tp) {
-    // RFC 3263 section 4.1: "If the URI specifies a transport protocol in the
-    // transport parameter, that transport protocol SHOULD be used." A SIPS URI
-    // with transport=tcp means TLS over TCP (RFC 3261 section 26.2.2).
-    if (tp === "udp") explicit = "udp";
-    else if (tp === "tcp") explicit = secure ? "tls" : "tcp";
-    else if (tp === "tls") explicit = "tls";
-    else fail(`transport ${tp} is not supported`);
-    if (secure && explicit === "udp") fail("a sips URI cannot use transport=udp");
-    if (!isSupported(explicit!)) fail(`transport ${explicit} is not enabled`);
-  }
+  const named = explicitSipTransport(uri.params.transport, secure, supported);
+  if (named !== undefined && typeof named !== "string") fail(named.refused);
+  const explicit = named as TransportProtocol | undefined;
   const defaultTransport = (): TransportProtocol => {
-    // RFC 3263 section 4.1: numeric IP or explicit port: "UDP for a SIP URI,
-    // and TCP for a SIPS URI" (TLS over TCP).
-    if (secure) return isSupported("tls") ? "tls" : fail("transport tls is not enabled");
-    if (isSupported("udp")) return "udp";
-    if (isSupported("tcp")) return "tcp";
-    return fail("neither udp nor tcp is enabled for a sip URI");
+    const protocol = defaultSipTransport(secure, supported);
+    return typeof protocol === "string" ? protocol : fail(protocol.refused);
   };
   const fromAddresses = async (
     protocol: TransportProtocol,
@@ -384,8 +373,10 @@ export async function resolveSipUri(uri: Uri, options: ResolveOptions = {}): Pro
   // RFC 3263 section 4.2: "If TARGET is a numeric IP address, the client uses
   // that address. If the URI also contains a port, it uses that port. If no
   // port is specified, it uses the default port for the particular transport
-  // protocol." "If the TARGET was not a numeric IP address, but a port is
-  // present in the URI, the client performs an A or AAAA record lookup."
+  // protocol." (A numeric TARGET whose transport can be used was answered
+  // above; here it only fails, saying why.) "If the TARGET was not a numeric
+  // IP address, but a port is present in the URI, the client performs an A
+  // or AAAA record lookup."
   if (isIpAddress(target) || target === "localhost" || portGiven) {
     const protocol = explicit ?? defaultTransport();
     const found = await fromAddresses(protocol, uri.port ?? DEFAULT_PORTS[protocol]);
