@@ -21,7 +21,7 @@ import {
   startKamailio,
   startKamailioPair,
 } from "./peers/kamailio.ts";
-import { parseElapsed, parseStatCsv, runSipp, startSipp } from "./peers/sipp.ts";
+import { parseElapsed, parseStatCsv, runSipp, type SippResult, startSipp } from "./peers/sipp.ts";
 import { sipsakMessage, sipsakRegister } from "./peers/sipsak.ts";
 import {
   encodeNetstring,
@@ -41,6 +41,51 @@ const hasPresence = requirePeer("kamailio", "kamailio-presence-modules", {
 const hasSipp = requirePeer("sipp", "sip-tester");
 const hasSipsak = requirePeer("sipsak", "sipsak");
 const hasBaresip = requirePeer("baresip", "baresip");
+
+/**
+ * Registers `<sip:user@contact>` for `user@domain` by sipp at `registrar`, a Kamailio in proxy
+ * mode (REGISTER is accepted without a challenge); sipp must succeed.
+ */
+async function registerContact(
+  registrar: string,
+  user: string,
+  domain: string,
+  contact: string,
+): Promise<void> {
+  const reg = await runSipp({
+    scenario: "register_uac.xml",
+    remote: registrar,
+    calls: 1,
+    keys: { user, domain, expires: 120, contact: `<sip:${user}@${contact}>` },
+    timeout: 10,
+  });
+  assert.equal(reg.code, 0, reg.errors);
+}
+
+/** Publishes an open status with `note` for `user@domain` by sipp at `server`; sipp must succeed. */
+async function publishOpen(server: string, user: string, domain: string, note: string) {
+  const pub = await runSipp({
+    scenario: "publish_uac.xml",
+    remote: server,
+    calls: 1,
+    keys: { user, domain, expires: 120, basic: "open", note },
+    timeout: 10,
+  });
+  assert.equal(pub.code, 0, pub.errors);
+}
+
+/** alice@`domain` subscribes by sipp through `server` to bob's presence (messages traced). */
+function aliceWatchesBob(server: string, domain: string): Promise<SippResult> {
+  return runSipp({
+    scenario: "subscribe_uac.xml",
+    remote: server,
+    service: "bob",
+    calls: 1,
+    keys: { user: "alice", domain, expires: 60 },
+    timeout: 10,
+    traceMessages: true,
+  });
+}
 
 // ---------------------------------------------------------------- pure helpers
 
@@ -344,19 +389,7 @@ Deno.test({
     await withLogsOnFailure(peers, async () => {
       try {
         // Proxy mode: REGISTER is accepted without a challenge.
-        const reg = await runSipp({
-          scenario: "register_uac.xml",
-          remote: k.address,
-          calls: 1,
-          keys: {
-            user: "carol",
-            domain: "example.test",
-            expires: 120,
-            contact: `<sip:carol@${uas.address}>`,
-          },
-          timeout: 10,
-        });
-        assert.equal(reg.code, 0, reg.errors);
+        await registerContact(k.address, "carol", "example.test", uas.address);
 
         const sent = await sipsakMessage({
           to: "sip:carol@example.test",
@@ -392,23 +425,8 @@ Deno.test({
     const k = await startKamailio({ mode: "presence" });
     await withLogsOnFailure([k], async () => {
       try {
-        const pub = await runSipp({
-          scenario: "publish_uac.xml",
-          remote: k.address,
-          calls: 1,
-          keys: { user: "bob", domain: "example.test", expires: 120, basic: "open", note: "lunch" },
-          timeout: 10,
-        });
-        assert.equal(pub.code, 0, pub.errors);
-        const sub = await runSipp({
-          scenario: "subscribe_uac.xml",
-          remote: k.address,
-          service: "bob",
-          calls: 1,
-          keys: { user: "alice", domain: "example.test", expires: 60 },
-          timeout: 10,
-          traceMessages: true,
-        });
+        await publishOpen(k.address, "bob", "example.test", "lunch");
+        const sub = await aliceWatchesBob(k.address, "example.test");
         assert.equal(sub.code, 0, sub.errors);
         assert.match(sub.messages, /Subscription-State: active/);
         assert.match(sub.messages, /<basic>open<\/basic><\/status><note>lunch<\/note>/);
@@ -433,14 +451,7 @@ Deno.test({
     });
     await withLogsOnFailure([k], async () => {
       try {
-        const pub = await runSipp({
-          scenario: "publish_uac.xml",
-          remote: k.address,
-          calls: 1,
-          keys: { user: "bob", domain: "example.test", expires: 120, basic: "open", note: "here" },
-          timeout: 10,
-        });
-        assert.equal(pub.code, 0, pub.errors);
+        await publishOpen(k.address, "bob", "example.test", "here");
         for (
           const [user, list, others] of [["alice", "buddies-alice", 1], [
             "dave",
@@ -501,19 +512,7 @@ Deno.test({
       try {
         assert.equal(pair.a.domain, "example.test");
         assert.equal(pair.b.domain, "example.org");
-        const reg = await runSipp({
-          scenario: "register_uac.xml",
-          remote: pair.b.address,
-          calls: 1,
-          keys: {
-            user: "carol",
-            domain: "example.org",
-            expires: 120,
-            contact: `<sip:carol@${uas.address}>`,
-          },
-          timeout: 10,
-        });
-        assert.equal(reg.code, 0, reg.errors);
+        await registerContact(pair.b.address, "carol", "example.org", uas.address);
         // Sent to example.test's proxy, for a user of example.org.
         const sent = await sipsakMessage({
           to: "sip:carol@example.org",
@@ -556,25 +555,10 @@ Deno.test({
     const pair = await startKamailioPair({ mode: "presence" });
     await withLogsOnFailure([pair.a, pair.b], async () => {
       try {
-        const pub = await runSipp({
-          scenario: "publish_uac.xml",
-          remote: pair.b.address,
-          calls: 1,
-          keys: { user: "bob", domain: "example.org", expires: 120, basic: "open", note: "org" },
-          timeout: 10,
-        });
-        assert.equal(pub.code, 0, pub.errors);
-        const sub = await runSipp({
-          scenario: "subscribe_uac.xml",
-          remote: pair.a.address,
-          service: "bob",
-          calls: 1,
-          // To bob@example.org, sent to example.test's proxy (the scenario uses one domain
-          // for From and To, so the watcher is alice@example.org here).
-          keys: { user: "alice", domain: "example.org", expires: 60 },
-          timeout: 10,
-          traceMessages: true,
-        });
+        await publishOpen(pair.b.address, "bob", "example.org", "org");
+        // To bob@example.org, sent to example.test's proxy (the scenario uses one domain
+        // for From and To, so the watcher is alice@example.org here).
+        const sub = await aliceWatchesBob(pair.a.address, "example.org");
         assert.equal(sub.code, 0, sub.errors);
         assert.match(
           sub.messages,
@@ -711,19 +695,7 @@ Deno.test({
       });
       peers.push(b);
       try {
-        const reg = await runSipp({
-          scenario: "register_uac.xml",
-          remote: k.address,
-          calls: 1,
-          keys: {
-            user: "carol",
-            domain: "example.test",
-            expires: 120,
-            contact: `<sip:carol@${uas.address}>`,
-          },
-          timeout: 10,
-        });
-        assert.equal(reg.code, 0, reg.errors);
+        await registerContact(k.address, "carol", "example.test", uas.address);
         assert.equal(await b.sendMessage("sip:carol@example.test", "hi carol"), "200 OK");
         assert.equal(await b.sendMessage("sip:alice@example.test", "hi alice"), "404 Not Found");
         const served = await uas.stop();
@@ -752,14 +724,7 @@ Deno.test({
       });
       peers.push(b);
       try {
-        const pub = await runSipp({
-          scenario: "publish_uac.xml",
-          remote: k.address,
-          calls: 1,
-          keys: { user: "alice", domain: "example.test", expires: 120, basic: "open", note: "in" },
-          timeout: 10,
-        });
-        assert.equal(pub.code, 0, pub.errors);
+        await publishOpen(k.address, "alice", "example.test", "in");
         await b.waitContactStatus("sip:alice@example.test", "Online");
       } finally {
         await b.stop();
@@ -780,15 +745,7 @@ Deno.test({
       const b = await startBaresip({ user: "bob", proxy: k.address, presence: "online" });
       peers.push(b);
       try {
-        const watching = runSipp({
-          scenario: "subscribe_uac.xml",
-          remote: k.address,
-          service: "bob",
-          calls: 1,
-          keys: { user: "alice", domain: "example.test", expires: 60 },
-          timeout: 10,
-          traceMessages: true,
-        });
+        const watching = aliceWatchesBob(k.address, "example.test");
         await waitFor(
           () => b.trace().some((m) => m.method === "NOTIFY" && m.body.includes("<basic>open")),
           { message: "baresip's first NOTIFY" },
@@ -819,19 +776,7 @@ Deno.test({
       const b = await startBaresip({ user: "bob", proxy: k.address, autoAnswer: true });
       peers.push(b);
       try {
-        const reg = await runSipp({
-          scenario: "register_uac.xml",
-          remote: k.address,
-          calls: 1,
-          keys: {
-            user: "carol",
-            domain: "example.test",
-            expires: 120,
-            contact: `<sip:carol@${uas.address}>`,
-          },
-          timeout: 10,
-        });
-        assert.equal(reg.code, 0, reg.errors);
+        await registerContact(k.address, "carol", "example.test", uas.address);
 
         let mark = b.ctrl.mark();
         assert.equal((await b.dial("sip:carol@example.test")).ok, true);
