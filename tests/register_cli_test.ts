@@ -215,8 +215,20 @@ interface Ctx {
   env: Record<string, string>;
   /** `register -u <user>@example.test --registrar <kamailio>` plus `args`. */
   register(user: string, args: string[]): string[];
+  /** `env` plus the user's password (`<user>-secret`) in SIPKIT_PASSWORD. */
+  pw(user: string): Record<string, string>;
   /** The contacts Kamailio lists for a user (a --query run). */
   bindings(user: string): Promise<string[]>;
+  /**
+   * Runs `fn` with a running `sipkit` of `register(user, args)` (with `pw(user)`) and its first
+   * `registered` event; the process is disposed of afterwards, whatever happens.
+   */
+  whileRegistered(
+    user: string,
+    args: string[],
+    fn: (p: Sipkit, reg: Ev) => Promise<void>,
+    options?: { stdin?: boolean },
+  ): Promise<void>;
 }
 
 async function withKamailio(
@@ -242,13 +254,19 @@ async function withKamailio(
       k.uri,
       ...args,
     ],
+    pw: (user) => ({ ...env, SIPKIT_PASSWORD: `${user}-secret` }),
     bindings: async (user) => {
-      const r = await run(ctx.register(user, ["--query"]), {
-        ...env,
-        SIPKIT_PASSWORD: `${user}-secret`,
-      });
+      const r = await run(ctx.register(user, ["--query"]), ctx.pw(user));
       assert.equal(r.code, 0, r.stderr);
       return r.events.filter((e) => e.type === "binding").map((e) => String(e.contact));
+    },
+    whileRegistered: async (user, args, fn, options) => {
+      const p = new Sipkit(ctx.register(user, args), ctx.pw(user), options);
+      try {
+        await fn(p, await p.event((e) => e.type === "registered", "registered"));
+      } finally {
+        await p.dispose();
+      }
     },
   };
   try {
@@ -354,13 +372,8 @@ Deno.test({
   name: "sipkit register keeps refreshing, and on SIGINT removes its binding and exits 130",
   ignore: !HAVE_KAMAILIO,
   fn: () =>
-    withKamailio(async ({ env, register, bindings }) => {
-      const p = new Sipkit(register("bob", ["--expires", "4"]), {
-        ...env,
-        SIPKIT_PASSWORD: "bob-secret",
-      });
-      try {
-        const reg = await p.event((e) => e.type === "registered", "registered");
+    withKamailio(({ whileRegistered, bindings }) =>
+      whileRegistered("bob", ["--expires", "4"], async (p, reg) => {
         assert.equal(reg.expires, 4);
         const refreshed = await p.event((e) => e.type === "refreshed", "refreshed");
         assert.equal(refreshed.contact, reg.contact);
@@ -372,10 +385,8 @@ Deno.test({
         assert.equal(un.contact, reg.contact);
         assert.deepEqual(await bindings("bob"), []);
         assert.deepEqual(p.badLines, []);
-      } finally {
-        await p.dispose();
-      }
-    }),
+      })
+    ),
 });
 
 Deno.test({
@@ -415,34 +426,22 @@ Deno.test({
   name: "sipkit register on SIGTERM removes its binding and exits 0",
   ignore: !HAVE_KAMAILIO,
   fn: () =>
-    withKamailio(async ({ env, register, bindings }) => {
-      const p = new Sipkit(register("carol", ["--expires", "600"]), {
-        ...env,
-        SIPKIT_PASSWORD: "carol-secret",
-      });
-      try {
-        const reg = await p.event((e) => e.type === "registered", "registered");
+    withKamailio(({ whileRegistered, bindings }) =>
+      whileRegistered("carol", ["--expires", "600"], async (p, reg) => {
         p.kill("SIGTERM");
         assert.equal(await p.exited, 0, p.logs());
         assert.ok(p.events.some((e) => e.type === "unregistered" && e.contact === reg.contact));
         assert.deepEqual(await bindings("carol"), []);
-      } finally {
-        await p.dispose();
-      }
-    }),
+      })
+    ),
 });
 
 Deno.test({
   name: "sipkit register follows address_changed from stdin and reports a bad line",
   ignore: !HAVE_KAMAILIO,
   fn: () =>
-    withKamailio(async ({ env, register, bindings }) => {
-      const p = new Sipkit(register("dave", ["--expires", "600", "--bind", "0.0.0.0:0"]), {
-        ...env,
-        SIPKIT_PASSWORD: "dave-secret",
-      }, { stdin: true });
-      try {
-        const reg = await p.event((e) => e.type === "registered", "registered");
+    withKamailio(({ whileRegistered, bindings }) =>
+      whileRegistered("dave", ["--expires", "600", "--bind", "0.0.0.0:0"], async (p, reg) => {
         const old = String(reg.contact);
         assert.match(old, /^sip:dave@127\.0\.0\.1:\d+$/);
         const port = old.split(":").at(-1);
@@ -465,10 +464,8 @@ Deno.test({
         assert.deepEqual(await bindings("dave"), []);
         // stdout held only events.
         assert.deepEqual(p.badLines, []);
-      } finally {
-        await p.dispose();
-      }
-    }),
+      }, { stdin: true })
+    ),
 });
 
 Deno.test({
@@ -577,11 +574,8 @@ Deno.test({
   name: "sipkit register answers a SHA-256 digest challenge (RFC 8760) from Kamailio",
   ignore: !HAVE_KAMAILIO,
   fn: () =>
-    withKamailio(async ({ env, register }) => {
-      const ok = await run(register("alice", ["--once", "--trace"]), {
-        ...env,
-        SIPKIT_PASSWORD: "alice-secret",
-      });
+    withKamailio(async ({ env, register, pw }) => {
+      const ok = await run(register("alice", ["--once", "--trace"]), pw("alice"));
       assert.equal(ok.code, 0, ok.stderr);
       assert.match(ok.stderr, /WWW-Authenticate: Digest .*algorithm=SHA-256/);
       assert.match(ok.stderr, /Authorization: Digest .*response="[0-9a-f]{64}", algorithm=SHA-256/);
@@ -595,11 +589,8 @@ Deno.test({
   name: "sipkit register retries a 423 with Min-Expires",
   ignore: !HAVE_KAMAILIO,
   fn: () =>
-    withKamailio(async ({ env, register }) => {
-      const r = await run(register("alice", ["--once", "--expires", "1", "--trace"]), {
-        ...env,
-        SIPKIT_PASSWORD: "alice-secret",
-      });
+    withKamailio(async ({ register, pw }) => {
+      const r = await run(register("alice", ["--once", "--expires", "1", "--trace"]), pw("alice"));
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /SIP\/2\.0 423 /);
       assert.equal(r.events[0].type, "registered");
@@ -731,23 +722,16 @@ Deno.test({
   name: "sipkit register ends quietly with exit 0 when stdout closes, after removing its binding",
   ignore: !HAVE_KAMAILIO,
   fn: () =>
-    withKamailio(async ({ env, register, bindings }) => {
-      const p = new Sipkit(register("bob", ["--expires", "4"]), {
-        ...env,
-        SIPKIT_PASSWORD: "bob-secret",
-      });
-      try {
-        const reg = await p.event((e) => e.type === "registered", "registered");
+    withKamailio(({ whileRegistered, bindings }) =>
+      whileRegistered("bob", ["--expires", "4"], async (p, reg) => {
         await p.closeStdout(); // like `| head -1`
         // The next event (the refresh) meets a broken pipe.
         assert.equal(await p.exited, 0, p.stderr);
         assert.ok(!/error/i.test(p.stderr), p.stderr);
         const left = await bindings("bob");
         assert.ok(!left.includes(String(reg.contact)), `binding removed: ${left}`);
-      } finally {
-        await p.dispose();
-      }
-    }),
+      })
+    ),
 });
 
 Deno.test("sipkit --help, --version and bad usage", async (t) => {
