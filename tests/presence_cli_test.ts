@@ -122,6 +122,26 @@ function dumpOnFailure(processes: (SipkitProcess | undefined)[]) {
   }
 }
 
+/**
+ * Runs `fn` with fresh sipkit directories and a list for the processes it starts: if `fn` fails,
+ * their logs are printed; in any case they are all stopped and the directories removed.
+ */
+async function withAgents(
+  fn: (env: Record<string, string>, procs: SipkitProcess[]) => Promise<void>,
+): Promise<void> {
+  const dirs = await tempSipkitDirs();
+  const procs: SipkitProcess[] = [];
+  try {
+    await fn(dirs.env, procs);
+  } catch (e) {
+    dumpOnFailure(procs);
+    throw e;
+  } finally {
+    await stopAll(procs);
+    await dirs.cleanup();
+  }
+}
+
 /** Waits for notify's `listening` event and returns the port it bound (asked for port 0). */
 async function listeningPort(p: SipkitProcess): Promise<number> {
   const e = await p.waitEvent((e) => e.type === "listening", { message: "listening" });
@@ -134,21 +154,19 @@ function seqOf(p: SipkitProcess, e: SipkitEvent): number {
 }
 
 Deno.test("two sipkit agents watch each other on loopback and every status round-trips (A.3)", async () => {
-  const dirs = await tempSipkitDirs();
-  const procs: (SipkitProcess | undefined)[] = [];
-  try {
-    const aliceN = notifyAgent("alice", 0, dirs.env, [
+  await withAgents(async (env, procs) => {
+    const aliceN = notifyAgent("alice", 0, env, [
       "--unknown",
       "accept",
       "--min-interval",
       "0",
     ]);
-    const bobN = notifyAgent("bob", 0, dirs.env, ["--unknown", "accept", "--min-interval", "0"]);
+    const bobN = notifyAgent("bob", 0, env, ["--unknown", "accept", "--min-interval", "0"]);
     procs.push(aliceN, bobN);
     const pa = await listeningPort(aliceN);
     const pb = await listeningPort(bobN);
-    const aliceW = watchAgent("alice", [`sip:bob@${LOOP}:${pb}`], dirs.env);
-    const bobW = watchAgent("bob", [`sip:alice@${LOOP}:${pa}`], dirs.env);
+    const aliceW = watchAgent("alice", [`sip:bob@${LOOP}:${pb}`], env);
+    const bobW = watchAgent("bob", [`sip:alice@${LOOP}:${pa}`], env);
     procs.push(aliceW, bobW);
     const a = await aliceW.waitEvent((e) => e.type === "presence", { message: "bob's presence" });
     const b = await bobW.waitEvent((e) => e.type === "presence", { message: "alice's presence" });
@@ -203,26 +221,18 @@ Deno.test("two sipkit agents watch each other on loopback and every status round
     }
     assert.deepEqual(await stopAll([aliceN, bobN]), [0, 0]);
     for (const p of procs) assert.deepEqual(p!.badLines, [], `${p!.name} wrote only NDJSON`);
-  } catch (e) {
-    dumpOnFailure(procs);
-    throw e;
-  } finally {
-    await stopAll(procs);
-    await dirs.cleanup();
-  }
+  });
 });
 
 Deno.test("mutual subscription on loopback: a failed subscription is re-sent at once when the buddy subscribes to us (A.2)", async () => {
-  const dirs = await tempSipkitDirs();
-  // bob's port has to be known before he starts: alice's SUBSCRIBE goes there first.
-  const pb = freePort();
-  const procs: (SipkitProcess | undefined)[] = [];
-  try {
+  await withAgents(async (env, procs) => {
+    // bob's port has to be known before he starts: alice's SUBSCRIBE goes there first.
+    const pb = freePort();
     // alice starts first; bob's agent is not running: her SUBSCRIBE fails (TCP refused).
-    const aliceN = notifyAgent("alice", 0, dirs.env, ["--allow", "bob@example.test"]);
+    const aliceN = notifyAgent("alice", 0, env, ["--allow", "bob@example.test"]);
     procs.push(aliceN);
     const pa = await listeningPort(aliceN);
-    const aliceW = watchAgent("alice", ["bob@example.test"], dirs.env, [
+    const aliceW = watchAgent("alice", ["bob@example.test"], env, [
       "--proxy",
       `sip:${LOOP}:${pb};transport=tcp`,
     ]);
@@ -235,10 +245,10 @@ Deno.test("mutual subscription on loopback: a failed subscription is re-sent at 
     assert.ok(Number(failed.retry_in) >= 10, `kept for a retry later: ${JSON.stringify(failed)}`);
 
     // bob comes online and subscribes to alice; `notify | watch` on alice's side.
-    const bobN = notifyAgent("bob", pb, dirs.env, ["--allow", "alice@example.test"]);
+    const bobN = notifyAgent("bob", pb, env, ["--allow", "alice@example.test"]);
     procs.push(bobN);
     await bobN.waitEvent((e) => e.type === "listening");
-    const bobW = watchAgent("bob", ["alice@example.test"], dirs.env, [
+    const bobW = watchAgent("bob", ["alice@example.test"], env, [
       "--proxy",
       `sip:${LOOP}:${pa}`,
     ]);
@@ -260,13 +270,7 @@ Deno.test("mutual subscription on loopback: a failed subscription is re-sent at 
     const b = await bobW.waitEvent((e) => e.type === "presence", { message: "alice's presence" });
     assert.equal(b.status, "online");
     assert.deepEqual(await stopAll([aliceW, bobW, aliceN, bobN]), [0, 0, 0, 0]);
-  } catch (e) {
-    dumpOnFailure(procs);
-    throw e;
-  } finally {
-    await stopAll(procs);
-    await dirs.cleanup();
-  }
+  });
 });
 
 Deno.test("sipkit notify | sipkit watch on both sides, as shell pipelines: mutual subscription joins them", async () => {
@@ -321,13 +325,11 @@ Deno.test("sipkit notify | sipkit watch on both sides, as shell pipelines: mutua
 });
 
 Deno.test("notify answers unknown watchers pending until an allow line; watch --once fetches", async () => {
-  const dirs = await tempSipkitDirs();
-  const procs: (SipkitProcess | undefined)[] = [];
-  try {
-    const aliceN = notifyAgent("alice", 0, dirs.env, ["--status", "busy", "--note", "busy day"]);
+  await withAgents(async (env, procs) => {
+    const aliceN = notifyAgent("alice", 0, env, ["--status", "busy", "--note", "busy day"]);
     procs.push(aliceN);
     const pa = await listeningPort(aliceN);
-    const bobW = watchAgent("bob", [`sip:alice@${LOOP}:${pa}`], dirs.env);
+    const bobW = watchAgent("bob", [`sip:alice@${LOOP}:${pa}`], env);
     procs.push(bobW);
     const pending = await aliceN.waitEvent((e) => e.type === "watcher", { message: "bob" });
     assert.deepEqual([pending.uri, pending.state], ["sip:bob@example.test", "pending"]);
@@ -359,7 +361,7 @@ Deno.test("notify answers unknown watchers pending until an allow line; watch --
         "--raw",
         `sip:alice@${LOOP}:${pa}`,
       ],
-      { env: dirs.env, stdin: false, name: "sipkit watch --once" },
+      { env, stdin: false, name: "sipkit watch --once" },
     );
     procs.push(once);
     assert.equal(await once.waitExit(), 0, once.logs());
@@ -375,24 +377,16 @@ Deno.test("notify answers unknown watchers pending until an allow line; watch --
     await aliceN.send({ type: "status", status: "lunch" });
     await bobW.waitEvent((e) => e.type === "presence" && e.status === "lunch");
     assert.deepEqual(await stopAll([bobW, aliceN]), [0, 0]);
-  } catch (e) {
-    dumpOnFailure(procs);
-    throw e;
-  } finally {
-    await stopAll(procs);
-    await dirs.cleanup();
-  }
+  });
 });
 
 Deno.test("a running watch subscribes on a buddy_added line and unsubscribes on buddy_removed", async () => {
-  const dirs = await tempSipkitDirs();
-  const procs: (SipkitProcess | undefined)[] = [];
-  try {
-    const aliceN = notifyAgent("alice", 0, dirs.env, ["--unknown", "accept", "--status", "away"]);
+  await withAgents(async (env, procs) => {
+    const aliceN = notifyAgent("alice", 0, env, ["--unknown", "accept", "--status", "away"]);
     procs.push(aliceN);
     const pa = await listeningPort(aliceN);
     // An empty buddy list: the watch starts with nobody and waits for stdin.
-    const bobW = watchAgent("bob", [], dirs.env);
+    const bobW = watchAgent("bob", [], env);
     procs.push(bobW);
     await bobW.send({ type: "buddy_added", uri: `sip:alice@${LOOP}:${pa}` });
     const e = await bobW.waitEvent((e) => e.type === "presence", {
@@ -407,20 +401,12 @@ Deno.test("a running watch subscribes on a buddy_added line and unsubscribes on 
     await bobW.send({ type: "buddy_added", uri: "not a uri" });
     await bobW.waitEvent((e) => e.type === "error" && e.source === "stdin");
     assert.deepEqual(await stopAll([bobW, aliceN]), [0, 0]);
-  } catch (e) {
-    dumpOnFailure(procs);
-    throw e;
-  } finally {
-    await stopAll(procs);
-    await dirs.cleanup();
-  }
+  });
 });
 
 Deno.test("notify sends at most one NOTIFY per --min-interval and the last state gets through", async () => {
-  const dirs = await tempSipkitDirs();
-  const procs: (SipkitProcess | undefined)[] = [];
-  try {
-    const aliceN = notifyAgent("alice", 0, dirs.env, [
+  await withAgents(async (env, procs) => {
+    const aliceN = notifyAgent("alice", 0, env, [
       "--unknown",
       "accept",
       "--min-interval",
@@ -428,7 +414,7 @@ Deno.test("notify sends at most one NOTIFY per --min-interval and the last state
     ]);
     procs.push(aliceN);
     const pa = await listeningPort(aliceN);
-    const bobW = watchAgent("bob", [`sip:alice@${LOOP}:${pa}`], dirs.env);
+    const bobW = watchAgent("bob", [`sip:alice@${LOOP}:${pa}`], env);
     procs.push(bobW);
     const first = await bobW.waitEvent((e) => e.type === "presence", { message: "online" });
     for (const status of ["busy", "away", "on-the-phone", "lunch"]) {
@@ -450,13 +436,7 @@ Deno.test("notify sends at most one NOTIFY per --min-interval and the last state
     // would be a few ms, so half the interval still tells the two apart.
     assert.ok(gap >= 500, `the interval was kept (${gap} ms)`);
     assert.deepEqual(await stopAll([bobW, aliceN]), [0, 0]);
-  } catch (e) {
-    dumpOnFailure(procs);
-    throw e;
-  } finally {
-    await stopAll(procs);
-    await dirs.cleanup();
-  }
+  });
 });
 
 Deno.test("notify --publish --once exits 3 with publish_failed when the server cannot be reached", async () => {
@@ -481,29 +461,24 @@ Deno.test("notify --publish --once exits 3 with publish_failed when the server c
 });
 
 Deno.test("watch --once exits 3 when a buddy cannot be reached, 1 when it refuses", async () => {
-  const dirs = await tempSipkitDirs();
-  const procs: (SipkitProcess | undefined)[] = [];
-  try {
+  await withAgents(async (env, procs) => {
     const lost = await run(
       ["watch", "--once", "-u", "alice@example.test", "--transport", "tcp", `sip:bob@${LOOP}:1`],
-      dirs.env,
+      env,
     );
     assert.equal(lost.code, 3, lost.logs);
     assert.deepEqual([lost.events[0].type, lost.events[0].state], ["subscription", "failed"]);
     // A presence agent that rejects unknown watchers: 403.
-    const carol = notifyAgent("carol", 0, dirs.env, ["--unknown", "reject"]);
+    const carol = notifyAgent("carol", 0, env, ["--unknown", "reject"]);
     procs.push(carol);
     const port = await listeningPort(carol);
     const refused = await run(
       ["watch", "--once", "-u", "alice@example.test", `sip:carol@${LOOP}:${port}`],
-      dirs.env,
+      env,
     );
     assert.equal(refused.code, 1, refused.logs);
     assert.equal(refused.events[0].status, 403);
-  } finally {
-    await stopAll(procs);
-    await dirs.cleanup();
-  }
+  });
 });
 
 Deno.test("notify and watch refuse option combinations that make no sense (exit 2)", async () => {
@@ -550,10 +525,8 @@ Deno.test("a buddy list file named with --buddies must exist for watch and notif
 });
 
 Deno.test("notify --note-lang and note_lang on stdin reach the watcher as note_lang; a new note without it has none", async () => {
-  const dirs = await tempSipkitDirs();
-  const procs: (SipkitProcess | undefined)[] = [];
-  try {
-    const bobN = notifyAgent("bob", 0, dirs.env, [
+  await withAgents(async (env, procs) => {
+    const bobN = notifyAgent("bob", 0, env, [
       "--unknown",
       "accept",
       "--min-interval",
@@ -567,7 +540,7 @@ Deno.test("notify --note-lang and note_lang on stdin reach the watcher as note_l
     ]);
     procs.push(bobN);
     const pb = await listeningPort(bobN);
-    const aliceW = watchAgent("alice", [`sip:bob@${LOOP}:${pb}`], dirs.env);
+    const aliceW = watchAgent("alice", [`sip:bob@${LOOP}:${pb}`], env);
     procs.push(aliceW);
     const first = await aliceW.waitEvent((e) => e.type === "presence", { message: "bob" });
     assert.deepEqual([first.note, first.note_lang], ["à table", "fr"]);
@@ -580,15 +553,9 @@ Deno.test("notify --note-lang and note_lang on stdin reach the watcher as note_l
     const none = await aliceW.waitEvent((e) => e.type === "presence" && e.status === "away");
     assert.deepEqual([none.note, none.note_lang], ["back soon", undefined]);
     assert.deepEqual(await stopAll([aliceW, bobN]), [0, 0]);
-    const bad = await run(["notify", "-u", "bob@example.test", "--note-lang", "x y"], dirs.env);
+    const bad = await run(["notify", "-u", "bob@example.test", "--note-lang", "x y"], env);
     assert.equal(bad.code, 2, bad.logs);
-  } catch (e) {
-    dumpOnFailure(procs);
-    throw e;
-  } finally {
-    await stopAll(procs);
-    await dirs.cleanup();
-  }
+  });
 });
 
 Deno.test("watch --once and notify --publish --once stop at once on SIGTERM while a peer stays silent", async () => {
