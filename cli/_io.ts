@@ -365,24 +365,79 @@ export interface ReadNdjsonOptions {
   name?: string;
 }
 
+/** Options of {@linkcode readLines}. */
+export interface ReadLinesOptions {
+  /**
+   * Stops reading when aborted: the input is cancelled and `readLines` resolves
+   * (a read error after the abort is swallowed).
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * Reads a byte stream as UTF-8 text and calls `onLine` for each line, blank
+ * ones included, without its "\n" (nor a "\r" before it), and for a last line
+ * without "\n" at the end of input. What `onLine` returns is awaited before the
+ * next line, so lines are handled strictly in order; a callback that returns
+ * nothing is called for all the lines of a chunk at once. Resolves at end of
+ * input or when `signal` aborts; a read error or a throw from `onLine`
+ * rejects, unless `signal` has aborted.
+ */
+export async function readLines(
+  input: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void | Promise<void>,
+  options: ReadLinesOptions = {},
+): Promise<void> {
+  const { signal } = options;
+  const reader = input.pipeThrough(new TextDecoderStream()).getReader();
+  const onAbort = () => reader.cancel().catch(() => {});
+  signal?.addEventListener("abort", onAbort, { once: true });
+  // The start of a line not yet ended, as the pieces it came in: joined once,
+  // when its "\n" comes, so a long line costs no copy per chunk.
+  let head: string[] = [];
+  const deliver = (line: string) => onLine(line.endsWith("\r") ? line.slice(0, -1) : line);
+  try {
+    for (;;) {
+      const { value: chunk, done } = await reader.read();
+      if (done) break;
+      // One scan of the chunk: a slice per line, none of the rest of the chunk.
+      let start = 0;
+      let nl: number;
+      while ((nl = chunk.indexOf("\n", start)) >= 0) {
+        let line = chunk.slice(start, nl);
+        if (head.length > 0) {
+          head.push(line);
+          line = head.join("");
+          head = [];
+        }
+        start = nl + 1;
+        const handled = deliver(line);
+        if (handled !== undefined) await handled;
+      }
+      if (start < chunk.length) head.push(start === 0 ? chunk : chunk.slice(start));
+    }
+    if (head.length > 0) await deliver(head.join(""));
+  } catch (e) {
+    if (!signal?.aborted) throw e;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    reader.releaseLock();
+  }
+}
+
 /**
  * Reads NDJSON lines from a byte stream and calls `handler` for each object
  * with a string `type`, in order; bad lines are reported and skipped. Resolves
  * at end of input.
  */
-export async function readNdjson(
+export function readNdjson(
   input: ReadableStream<Uint8Array>,
   handler: (event: InputEvent, line: number) => void | Promise<void>,
   options: ReadNdjsonOptions,
 ): Promise<void> {
-  const reader = input.pipeThrough(new TextDecoderStream()).getReader();
-  const onAbort = () => reader.cancel().catch(() => {});
-  options.signal?.addEventListener("abort", onAbort, { once: true });
-  let buffer = "";
   let lineNo = 0;
-  const handleLine = async (text: string) => {
+  return readLines(input, async (line) => {
     lineNo++;
-    const line = text.endsWith("\r") ? text.slice(0, -1) : text;
     if (line.trim() === "") return;
     let value: unknown;
     try {
@@ -400,24 +455,5 @@ export async function readNdjson(
       return;
     }
     await handler(value as InputEvent, lineNo);
-  };
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let nl: number;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        await handleLine(line);
-      }
-    }
-    if (buffer.length > 0) await handleLine(buffer);
-  } catch (e) {
-    if (!options.signal?.aborted) throw e;
-  } finally {
-    options.signal?.removeEventListener("abort", onAbort);
-    reader.releaseLock();
-  }
+  }, { signal: options.signal });
 }

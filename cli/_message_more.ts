@@ -19,7 +19,7 @@ import type { TimerId } from "../lib/sip/clock.ts";
 import { type CommandContext, emitListening } from "./_common.ts";
 import { formatHostPort } from "../lib/sip/_net.ts";
 import { EXIT, usageError } from "./_exit.ts";
-import type { InputEvent } from "./_io.ts";
+import { type InputEvent, readLines } from "./_io.ts";
 import type { Follower } from "./_roam.ts";
 import { checkedMessage, emitResult, exitFor, type LineRef, type Opts } from "./_message.ts";
 
@@ -274,13 +274,9 @@ async function chatFromTerminal(
   to: string,
   onResult: (r: BatchResult) => void | Promise<void>,
 ): Promise<void> {
-  const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
-  const onAbort = () => reader.cancel().catch(() => {});
-  ctx.signal.addEventListener("abort", onAbort, { once: true });
   const pending = new Set<Promise<void>>();
-  let buffer = "";
-  const sendLine = (text: string) => {
-    const line = text.replace(/\r$/, "");
+  // Each line starts its send and returns at once: sends run concurrently.
+  await readLines(Deno.stdin.readable, (line) => {
     if (line.trim() === "") return;
     const p = sender.send(to, { body: line }).then(
       (result) => onResult({ item: { to, message: { body: line } }, ok: true, result }),
@@ -288,25 +284,7 @@ async function chatFromTerminal(
     );
     pending.add(p);
     p.finally(() => pending.delete(p));
-  };
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let nl: number;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        sendLine(buffer.slice(0, nl));
-        buffer = buffer.slice(nl + 1);
-      }
-    }
-    sendLine(buffer);
-  } catch (e) {
-    if (!ctx.signal.aborted) throw e;
-  } finally {
-    ctx.signal.removeEventListener("abort", onAbort);
-    reader.releaseLock();
-  }
+  }, { signal: ctx.signal });
   await Promise.allSettled([...pending]);
 }
 
