@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { type SipkitProcess, spawnSipkit, tempSipkitDirs } from "./_sipkit_process.ts";
 import { readWav, rms, soxStat } from "./_audio.ts";
 import { dominantFrequency } from "../lib/rtp/tone.ts";
+import { type SippProcess, startSipp } from "./peers/sipp.ts";
 
 /** Private config/state directories plus a scratch directory for audio files. */
 export interface CallDirs {
@@ -141,5 +142,59 @@ export async function withProcLogs(
     throw e;
   } finally {
     await Promise.all(procs().map((p) => p.stop()));
+  }
+}
+
+/** A sipp UAS whose media address is a UDP socket of the test: {@linkcode sippWithMediaSocket}. */
+export interface SippMediaPeer {
+  /** The sipp UAS. */
+  uas: SippProcess;
+  /** The test's socket on 127.0.0.1 that sipp's SDP names for RTP; the test may send from it. */
+  socket: Deno.DatagramConn;
+  /** Closes the socket, waits for its reader to end and stops sipp. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a UDP socket on 127.0.0.1 and starts a sipp UAS playing `scenario` (one call, 30 s at
+ * most) with that socket as its SDP's media address (the keys `rtp_host` and `rtp_port`);
+ * `onPacket` is given every datagram sipkit sends there, in order. The socket is closed again if
+ * sipp does not start.
+ */
+export async function sippWithMediaSocket(
+  scenario: string,
+  onPacket: (p: Uint8Array) => void,
+): Promise<SippMediaPeer> {
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const rtpPort = (socket.addr as Deno.NetAddr).port;
+  const receiving = (async () => {
+    try {
+      for (;;) onPacket((await socket.receive())[0]);
+    } catch {
+      // closed
+    }
+  })();
+  const closeSocket = async () => {
+    socket.close();
+    await receiving;
+  };
+  try {
+    const uas = await startSipp({
+      scenario,
+      calls: 1,
+      timeout: 30,
+      keys: { rtp_host: "127.0.0.1", rtp_port: rtpPort },
+    });
+    return {
+      uas,
+      socket,
+      close: async () => {
+        await closeSocket();
+        await uas.stop();
+      },
+    };
+  } catch (e) {
+    await closeSocket();
+    throw e;
   }
 }

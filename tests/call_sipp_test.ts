@@ -18,6 +18,7 @@ import { startKamailio } from "./peers/kamailio.ts";
 import type { SipkitProcess } from "./_sipkit_process.ts";
 import {
   runLimited,
+  sippWithMediaSocket,
   startAnswerer,
   startCaller,
   withCallDirs,
@@ -262,35 +263,20 @@ Deno.test({
   fn: async () => {
     await withCallDirs(async (dirs) => {
       const procs: SipkitProcess[] = [];
-      const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-      const rtpPort = (socket.addr as Deno.NetAddr).port;
-      const uas = await startSipp({
-        scenario: "call_uas_adapt.xml",
-        calls: 1,
-        timeout: 30,
-        keys: { rtp_host: "127.0.0.1", rtp_port: rtpPort },
-      });
       let reporting: ReturnType<typeof setInterval> | undefined;
       // Every RTP packet sipkit sends us, with when it came.
       const got: Got[] = [];
-      const receiving = (async () => {
-        try {
-          for (;;) {
-            const [p] = await socket.receive();
-            const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
-            if (p.length < 12 || (p[1] & 0x7f) >= 72 && (p[1] & 0x7f) <= 76) continue; // RTCP
-            got.push({
-              at: performance.now(),
-              pt: p[1] & 0x7f,
-              seq: v.getUint16(2),
-              ts: v.getUint32(4),
-              ssrc: v.getUint32(8),
-            });
-          }
-        } catch {
-          // closed
-        }
-      })();
+      const { uas, socket, close } = await sippWithMediaSocket("call_uas_adapt.xml", (p) => {
+        const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+        if (p.length < 12 || (p[1] & 0x7f) >= 72 && (p[1] & 0x7f) <= 76) return; // RTCP
+        got.push({
+          at: performance.now(),
+          pt: p[1] & 0x7f,
+          seq: v.getUint16(2),
+          ts: v.getUint32(4),
+          ssrc: v.getUint32(8),
+        });
+      });
       try {
         await withProcLogs(() => procs, async () => {
           const p = startCaller(dirs, [
@@ -374,9 +360,7 @@ Deno.test({
         });
       } finally {
         clearInterval(reporting);
-        socket.close();
-        await receiving;
-        await uas.stop();
+        await close();
       }
     });
   },
@@ -560,31 +544,16 @@ Deno.test({
   fn: async () => {
     await withCallDirs(async (dirs) => {
       const procs: SipkitProcess[] = [];
-      const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-      const rtpPort = (socket.addr as Deno.NetAddr).port;
-      const uas = await startSipp({
-        scenario: "call_uas_media.xml",
-        calls: 1,
-        timeout: 30,
-        keys: { rtp_host: "127.0.0.1", rtp_port: rtpPort },
-      });
       const timers: ReturnType<typeof setInterval>[] = [];
       let ssrc: number | undefined;
       let firstSeq = 0;
-      const receiving = (async () => {
-        try {
-          for (;;) {
-            const [p] = await socket.receive();
-            if (ssrc === undefined && p.length >= 12 && (p[1] & 0x7f) === 0) {
-              const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
-              firstSeq = v.getUint16(2);
-              ssrc = v.getUint32(8);
-            }
-          }
-        } catch {
-          // closed
+      const { uas, socket, close } = await sippWithMediaSocket("call_uas_media.xml", (p) => {
+        if (ssrc === undefined && p.length >= 12 && (p[1] & 0x7f) === 0) {
+          const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+          firstSeq = v.getUint16(2);
+          ssrc = v.getUint32(8);
         }
-      })();
+      });
       try {
         await withProcLogs(() => procs, async () => {
           const p = startCaller(dirs, [
@@ -652,9 +621,7 @@ Deno.test({
         });
       } finally {
         for (const t of timers) clearInterval(t);
-        socket.close();
-        await receiving;
-        await uas.stop();
+        await close();
       }
     });
   },

@@ -9,9 +9,14 @@
 
 import assert from "node:assert/strict";
 import { requirePeer } from "./peers/require.ts";
-import { startSipp } from "./peers/sipp.ts";
 import type { SipkitProcess } from "./_sipkit_process.ts";
-import { startAnswerer, startCaller, withCallDirs, withProcLogs } from "./_call_util.ts";
+import {
+  sippWithMediaSocket,
+  startAnswerer,
+  startCaller,
+  withCallDirs,
+  withProcLogs,
+} from "./_call_util.ts";
 
 const hasSipp = requirePeer("sipp", "sip-tester");
 
@@ -24,26 +29,11 @@ Deno.test({
   fn: async () => {
     await withCallDirs(async (dirs) => {
       const procs: SipkitProcess[] = [];
-      const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-      const rtpPort = (socket.addr as Deno.NetAddr).port;
       const got: { pt: number; seq: number; ts: number }[] = [];
-      const receiving = (async () => {
-        try {
-          for (;;) {
-            const [p] = await socket.receive();
-            if (p.length < 12 || ((p[1] & 0x7f) >= 72 && (p[1] & 0x7f) <= 76)) continue; // RTCP
-            const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
-            got.push({ pt: p[1] & 0x7f, seq: v.getUint16(2), ts: v.getUint32(4) });
-          }
-        } catch {
-          // closed
-        }
-      })();
-      const uas = await startSipp({
-        scenario: "call_uas_update.xml",
-        calls: 1,
-        timeout: 30,
-        keys: { rtp_host: "127.0.0.1", rtp_port: rtpPort },
+      const { uas, close } = await sippWithMediaSocket("call_uas_update.xml", (p) => {
+        if (p.length < 12 || ((p[1] & 0x7f) >= 72 && (p[1] & 0x7f) <= 76)) return; // RTCP
+        const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+        got.push({ pt: p[1] & 0x7f, seq: v.getUint16(2), ts: v.getUint32(4) });
       });
       try {
         await withProcLogs(() => procs, async () => {
@@ -78,9 +68,7 @@ Deno.test({
           }
         });
       } finally {
-        socket.close();
-        await receiving;
-        await uas.stop();
+        await close();
       }
     });
   },
