@@ -15,7 +15,7 @@ import {
   placeCall,
 } from "../lib/sip/invite/mod.ts";
 import { startBaresip } from "./peers/baresip.ts";
-import { startKamailio } from "./peers/kamailio.ts";
+import { type Kamailio, startKamailio } from "./peers/kamailio.ts";
 import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
 import { freePort, requirePeer, waitFor } from "./peers/require.ts";
 
@@ -48,6 +48,48 @@ function media(port: number): OfferAnswerHandler & { log: string[] } {
 
 async function sipkitUa(): Promise<UserAgent> {
   return await UserAgent.create({ aor: "alice@127.0.0.1", bind: "127.0.0.1:0", listen: ["udp"] });
+}
+
+/**
+ * Answers every call that comes to `ua` with {@linkcode media} (after a 180 with `ring`);
+ * returns the calls' sessions, in the order they came.
+ */
+function answerCalls(ua: UserAgent, { ring = false } = {}): InviteSession[] {
+  const sessions: InviteSession[] = [];
+  new InviteAcceptor(ua, {
+    onIncoming: async (call) => {
+      sessions.push(call.session);
+      if (ring) await call.progress(180);
+      await call.accept(media(freePort()));
+    },
+  });
+  return sessions;
+}
+
+/**
+ * Runs `fn` with a Kamailio proxy of its own and a sipkit UA, alice@example.test, that sends
+ * through it; `peers` (Kamailio first) have their logs printed if `fn` fails. The UA is closed
+ * and Kamailio stopped afterwards, whatever happens.
+ */
+async function withProxyAndUa(
+  fn: (k: Kamailio, ua: UserAgent, peers: HasLogs[]) => Promise<void>,
+): Promise<void> {
+  const k = await startKamailio({ mode: "proxy" });
+  const peers: HasLogs[] = [k];
+  let ua: UserAgent | undefined;
+  try {
+    ua = await UserAgent.create({
+      aor: "alice@example.test",
+      bind: "127.0.0.1:0",
+      listen: ["udp"],
+      outboundProxy: `sip:${k.address}`,
+    });
+    const proxied = ua;
+    await withLogsOnFailure(peers, () => fn(k, proxied, peers));
+  } finally {
+    await ua?.close();
+    await k.stop();
+  }
 }
 
 Deno.test({
@@ -89,14 +131,7 @@ Deno.test({
     const b = await startBaresip({ user: "bob" });
     try {
       await withLogsOnFailure([b], async () => {
-        const sessions: InviteSession[] = [];
-        new InviteAcceptor(ua, {
-          onIncoming: async (call) => {
-            sessions.push(call.session);
-            await call.progress(180);
-            await call.accept(media(freePort()));
-          },
-        });
+        const sessions = answerCalls(ua, { ring: true });
         const port = ua.transports[0].local.port;
         assert.equal((await b.dial(`sip:alice@127.0.0.1:${port}`)).ok, true);
         await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
@@ -120,13 +155,7 @@ Deno.test({
     const b = await startBaresip({ user: "bob" });
     try {
       await withLogsOnFailure([b], async () => {
-        const sessions: InviteSession[] = [];
-        new InviteAcceptor(ua, {
-          onIncoming: async (call) => {
-            sessions.push(call.session);
-            await call.accept(media(freePort()));
-          },
-        });
+        const sessions = answerCalls(ua);
         const port = ua.transports[0].local.port;
         await b.dial(`sip:alice@127.0.0.1:${port}`);
         await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
@@ -147,45 +176,31 @@ Deno.test({
     "sipkit calls baresip through Kamailio: route set from Record-Route; ACK, re-INVITE and BYE go through the proxy",
   ignore: !HAVE_BARESIP || !HAVE_KAMAILIO,
   fn: async () => {
-    const peers: HasLogs[] = [];
-    const k = await startKamailio({ mode: "proxy" });
-    peers.push(k);
-    const ua = await UserAgent.create({
-      aor: "alice@example.test",
-      bind: "127.0.0.1:0",
-      listen: ["udp"],
-      outboundProxy: `sip:${k.address}`,
+    await withProxyAndUa(async (k, ua, peers) => {
+      const b = await startBaresip({ user: "bob", proxy: k.address, autoAnswer: true });
+      peers.push(b);
+      try {
+        const call = await placeCall(ua, "sip:bob@example.test", { media: media(freePort()) });
+        assert.equal(await call.answered, true);
+        await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+        assert.equal(call.dialog?.routeSet.length, 1);
+        assert.equal(call.dialog?.routeSet[0].uri.port, k.port);
+        assert.equal(await call.reinvite(), true);
+        await waitFor(
+          () => /in-dialog INVITE \S+ cseq \d+ relayed by loose_route/.test(k.logs()),
+          {
+            message: "the re-INVITE at Kamailio",
+          },
+        );
+        await b.hangup();
+        assert.equal((await call.finished).reason, "remote_bye");
+        await waitFor(() => /in-dialog BYE \S+ cseq \d+ relayed by loose_route/.test(k.logs()), {
+          message: "the BYE at Kamailio",
+        });
+      } finally {
+        await b.stop();
+      }
     });
-    try {
-      await withLogsOnFailure(peers, async () => {
-        const b = await startBaresip({ user: "bob", proxy: k.address, autoAnswer: true });
-        peers.push(b);
-        try {
-          const call = await placeCall(ua, "sip:bob@example.test", { media: media(freePort()) });
-          assert.equal(await call.answered, true);
-          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
-          assert.equal(call.dialog?.routeSet.length, 1);
-          assert.equal(call.dialog?.routeSet[0].uri.port, k.port);
-          assert.equal(await call.reinvite(), true);
-          await waitFor(
-            () => /in-dialog INVITE \S+ cseq \d+ relayed by loose_route/.test(k.logs()),
-            {
-              message: "the re-INVITE at Kamailio",
-            },
-          );
-          await b.hangup();
-          assert.equal((await call.finished).reason, "remote_bye");
-          await waitFor(() => /in-dialog BYE \S+ cseq \d+ relayed by loose_route/.test(k.logs()), {
-            message: "the BYE at Kamailio",
-          });
-        } finally {
-          await b.stop();
-        }
-      });
-    } finally {
-      await ua.close();
-      await k.stop();
-    }
   },
 });
 
@@ -194,49 +209,28 @@ Deno.test({
     "baresip calls a registered sipkit through Kamailio: the callee's route set from Record-Route; its BYE goes through the proxy",
   ignore: !HAVE_BARESIP || !HAVE_KAMAILIO,
   fn: async () => {
-    const peers: HasLogs[] = [];
-    const k = await startKamailio({ mode: "proxy" });
-    peers.push(k);
-    const ua = await UserAgent.create({
-      aor: "alice@example.test",
-      bind: "127.0.0.1:0",
-      listen: ["udp"],
-      outboundProxy: `sip:${k.address}`,
-    });
-    try {
-      await withLogsOnFailure(peers, async () => {
-        const registration = new Registration(ua, { registrar: `sip:${k.address}`, expires: 600 });
-        assert.equal(await registration.register(), 600, "registered for 600 s");
-        const sessions: InviteSession[] = [];
-        new InviteAcceptor(ua, {
-          onIncoming: async (call) => {
-            sessions.push(call.session);
-            await call.progress(180);
-            await call.accept(media(freePort()));
-          },
+    await withProxyAndUa(async (k, ua, peers) => {
+      const registration = new Registration(ua, { registrar: `sip:${k.address}`, expires: 600 });
+      assert.equal(await registration.register(), 600, "registered for 600 s");
+      const sessions = answerCalls(ua, { ring: true });
+      const b = await startBaresip({ user: "bob", proxy: k.address });
+      peers.push(b);
+      try {
+        assert.equal((await b.dial("sip:alice@example.test")).ok, true);
+        await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+        await waitFor(() => sessions[0]?.state === "confirmed", { message: "confirmed" });
+        const dialog = sessions[0].dialog!;
+        assert.equal(dialog.routeSet.length, 1);
+        assert.equal(dialog.routeSet[0].uri.port, k.port);
+        await sessions[0].bye();
+        await b.waitEvent((e) => e.type === "CALL_CLOSED");
+        await waitFor(() => /in-dialog BYE \S+ cseq \d+ relayed by loose_route/.test(k.logs()), {
+          message: "sipkit's BYE at Kamailio",
         });
-        const b = await startBaresip({ user: "bob", proxy: k.address });
-        peers.push(b);
-        try {
-          assert.equal((await b.dial("sip:alice@example.test")).ok, true);
-          await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
-          await waitFor(() => sessions[0]?.state === "confirmed", { message: "confirmed" });
-          const dialog = sessions[0].dialog!;
-          assert.equal(dialog.routeSet.length, 1);
-          assert.equal(dialog.routeSet[0].uri.port, k.port);
-          await sessions[0].bye();
-          await b.waitEvent((e) => e.type === "CALL_CLOSED");
-          await waitFor(() => /in-dialog BYE \S+ cseq \d+ relayed by loose_route/.test(k.logs()), {
-            message: "sipkit's BYE at Kamailio",
-          });
-        } finally {
-          registration.stop();
-          await b.stop();
-        }
-      });
-    } finally {
-      await ua.close();
-      await k.stop();
-    }
+      } finally {
+        registration.stop();
+        await b.stop();
+      }
+    });
   },
 });
