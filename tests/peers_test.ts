@@ -16,6 +16,8 @@ import {
 import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
 import {
   escapeDbText,
+  type Kamailio,
+  type KamailioMode,
   kamailioPresenceModule,
   rlsServicesDocument,
   startKamailio,
@@ -24,6 +26,8 @@ import {
 import { parseElapsed, parseStatCsv, runSipp, type SippResult, startSipp } from "./peers/sipp.ts";
 import { sipsakMessage, sipsakRegister } from "./peers/sipsak.ts";
 import {
+  type Baresip,
+  type BaresipOptions,
   encodeNetstring,
   NetstringDecoder,
   parseContacts,
@@ -646,31 +650,48 @@ Deno.test({
 
 // --------------------------------------------------------------------- baresip
 
+/**
+ * Runs `fn` with a Kamailio in `mode` and baresip as bob (with `options`) using it as its proxy;
+ * `peers`, both and whatever `fn` adds, have their logs printed if `fn` fails. baresip and
+ * Kamailio are stopped afterwards, whatever happens (also when baresip fails to start).
+ */
+async function withKamailioAndBob(
+  mode: KamailioMode,
+  options: BaresipOptions,
+  fn: (k: Kamailio, b: Baresip, peers: HasLogs[]) => Promise<void>,
+): Promise<void> {
+  const k = await startKamailio({ mode });
+  const peers: HasLogs[] = [k];
+  try {
+    await withLogsOnFailure(peers, async () => {
+      const b = await startBaresip({ user: "bob", proxy: k.address, ...options });
+      peers.push(b);
+      try {
+        await fn(k, b, peers);
+      } finally {
+        await b.stop();
+      }
+    });
+  } finally {
+    await k.stop();
+  }
+}
+
 Deno.test({
   name: "baresip registers through Kamailio and reports a MESSAGE sent to it by sipsak",
   ignore: !hasBaresip || !hasKamailio || !hasSipsak,
   fn: async () => {
-    const peers: HasLogs[] = [];
-    const k = await startKamailio({ mode: "registrar" });
-    peers.push(k);
-    await withLogsOnFailure(peers, async () => {
-      const b = await startBaresip({ user: "bob", proxy: k.address });
-      peers.push(b);
-      try {
-        assert.match(k.logs(), /Listening on/);
-        const sent = await sipsakMessage({
-          to: "sip:bob@example.test",
-          from: "sip:alice@example.test",
-          body: "hello bob",
-          port: k.port,
-        });
-        assert.ok(sent.statuses.includes(200), sent.output);
-        const message = await b.waitMessage((m) => m.body === "hello bob");
-        assert.equal(message.from, "sip:alice@example.test");
-      } finally {
-        await b.stop();
-        await k.stop();
-      }
+    await withKamailioAndBob("registrar", {}, async (k, b) => {
+      assert.match(k.logs(), /Listening on/);
+      const sent = await sipsakMessage({
+        to: "sip:bob@example.test",
+        from: "sip:alice@example.test",
+        body: "hello bob",
+        port: k.port,
+      });
+      assert.ok(sent.statuses.includes(200), sent.output);
+      const message = await b.waitMessage((m) => m.body === "hello bob");
+      assert.equal(message.from, "sip:alice@example.test");
     });
   },
 });
@@ -679,21 +700,13 @@ Deno.test({
   name: "baresip sends a MESSAGE to a contact and reports the final response",
   ignore: !hasBaresip || !hasKamailio || !hasSipp,
   fn: async () => {
-    const peers: HasLogs[] = [];
-    const k = await startKamailio({ mode: "proxy" });
-    peers.push(k);
-    const uas = await startSipp({ scenario: "message_uas.xml", traceMessages: true });
-    peers.push(uas);
-    await withLogsOnFailure(peers, async () => {
-      const b = await startBaresip({
-        user: "bob",
-        proxy: k.address,
-        contacts: [
-          { uri: "sip:alice@example.test", presence: false },
-          { uri: "sip:carol@example.test", name: "Carol", presence: false },
-        ],
-      });
-      peers.push(b);
+    const contacts = [
+      { uri: "sip:alice@example.test", presence: false },
+      { uri: "sip:carol@example.test", name: "Carol", presence: false },
+    ];
+    await withKamailioAndBob("proxy", { contacts }, async (k, b, peers) => {
+      const uas = await startSipp({ scenario: "message_uas.xml", traceMessages: true });
+      peers.push(uas);
       try {
         await registerContact(k.address, "carol", "example.test", uas.address);
         assert.equal(await b.sendMessage("sip:carol@example.test", "hi carol"), "200 OK");
@@ -701,9 +714,7 @@ Deno.test({
         const served = await uas.stop();
         assert.match(served.messages, /hi carol/);
       } finally {
-        await b.stop();
         await uas.stop();
-        await k.stop();
       }
     });
   },
@@ -713,23 +724,10 @@ Deno.test({
   name: "baresip watches a contact through Kamailio's presence server and sees it go online",
   ignore: !hasBaresip || !hasPresence || !hasSipp,
   fn: async () => {
-    const peers: HasLogs[] = [];
-    const k = await startKamailio({ mode: "presence" });
-    peers.push(k);
-    await withLogsOnFailure(peers, async () => {
-      const b = await startBaresip({
-        user: "bob",
-        proxy: k.address,
-        contacts: [{ uri: "sip:alice@example.test", name: "Alice" }],
-      });
-      peers.push(b);
-      try {
-        await publishOpen(k.address, "alice", "example.test", "in");
-        await b.waitContactStatus("sip:alice@example.test", "Online");
-      } finally {
-        await b.stop();
-        await k.stop();
-      }
+    const contacts = [{ uri: "sip:alice@example.test", name: "Alice" }];
+    await withKamailioAndBob("presence", { contacts }, async (k, b) => {
+      await publishOpen(k.address, "alice", "example.test", "in");
+      await b.waitContactStatus("sip:alice@example.test", "Online");
     });
   },
 });
@@ -738,27 +736,17 @@ Deno.test({
   name: "baresip answers SUBSCRIBE as its own presence agent and NOTIFYs a status change",
   ignore: !hasBaresip || !hasKamailio || !hasSipp,
   fn: async () => {
-    const peers: HasLogs[] = [];
-    const k = await startKamailio({ mode: "proxy" });
-    peers.push(k);
-    await withLogsOnFailure(peers, async () => {
-      const b = await startBaresip({ user: "bob", proxy: k.address, presence: "online" });
-      peers.push(b);
-      try {
-        const watching = aliceWatchesBob(k.address, "example.test");
-        await waitFor(
-          () => b.trace().some((m) => m.method === "NOTIFY" && m.body.includes("<basic>open")),
-          { message: "baresip's first NOTIFY" },
-        );
-        await b.setPresence("offline");
-        const sub = await watching;
-        assert.equal(sub.code, 0, sub.errors);
-        assert.match(sub.messages, /<basic>open<\/basic>/);
-        assert.match(sub.messages, /<basic>closed<\/basic>/);
-      } finally {
-        await b.stop();
-        await k.stop();
-      }
+    await withKamailioAndBob("proxy", { presence: "online" }, async (k, b) => {
+      const watching = aliceWatchesBob(k.address, "example.test");
+      await waitFor(
+        () => b.trace().some((m) => m.method === "NOTIFY" && m.body.includes("<basic>open")),
+        { message: "baresip's first NOTIFY" },
+      );
+      await b.setPresence("offline");
+      const sub = await watching;
+      assert.equal(sub.code, 0, sub.errors);
+      assert.match(sub.messages, /<basic>open<\/basic>/);
+      assert.match(sub.messages, /<basic>closed<\/basic>/);
     });
   },
 });
@@ -767,14 +755,9 @@ Deno.test({
   name: "baresip places and receives calls through Kamailio with ctrl_tcp call events",
   ignore: !hasBaresip || !hasKamailio || !hasSipp,
   fn: async () => {
-    const peers: HasLogs[] = [];
-    const k = await startKamailio({ mode: "proxy" });
-    peers.push(k);
-    const uas = await startSipp({ scenario: "invite_uas.xml" });
-    peers.push(uas);
-    await withLogsOnFailure(peers, async () => {
-      const b = await startBaresip({ user: "bob", proxy: k.address, autoAnswer: true });
-      peers.push(b);
+    await withKamailioAndBob("proxy", { autoAnswer: true }, async (k, b, peers) => {
+      const uas = await startSipp({ scenario: "invite_uas.xml" });
+      peers.push(uas);
       try {
         await registerContact(k.address, "carol", "example.test", uas.address);
 
@@ -805,9 +788,7 @@ Deno.test({
         assert.equal(incoming.peeruri, "sip:alice@example.test");
         await b.ctrl.waitEvent((e) => e.type === "CALL_CLOSED", { from: mark });
       } finally {
-        await b.stop();
         await uas.stop();
-        await k.stop();
       }
     });
   },
