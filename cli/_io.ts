@@ -380,8 +380,10 @@ export interface ReadLinesOptions {
  * without "\n" at the end of input. What `onLine` returns is awaited before the
  * next line, so lines are handled strictly in order; a callback that returns
  * nothing is called for all the lines of a chunk at once. Resolves at end of
- * input or when `signal` aborts; a read error or a throw from `onLine`
- * rejects, unless `signal` has aborted.
+ * input or when `signal` aborts: no line is handed over once it has (not
+ * the rest of a chunk already read, nor a last unfinished line), and nothing
+ * is read when it already had. A read error or a throw from `onLine` rejects,
+ * unless `signal` has aborted.
  */
 export async function readLines(
   input: ReadableStream<Uint8Array>,
@@ -389,6 +391,10 @@ export async function readLines(
   options: ReadLinesOptions = {},
 ): Promise<void> {
   const { signal } = options;
+  if (signal?.aborted) {
+    await input.cancel().catch(() => {});
+    return;
+  }
   const reader = input.pipeThrough(new TextDecoderStream()).getReader();
   const onAbort = () => reader.cancel().catch(() => {});
   signal?.addEventListener("abort", onAbort, { once: true });
@@ -404,6 +410,7 @@ export async function readLines(
       let start = 0;
       let nl: number;
       while ((nl = chunk.indexOf("\n", start)) >= 0) {
+        if (signal?.aborted) return;
         let line = chunk.slice(start, nl);
         if (head.length > 0) {
           head.push(line);
@@ -416,7 +423,7 @@ export async function readLines(
       }
       if (start < chunk.length) head.push(start === 0 ? chunk : chunk.slice(start));
     }
-    if (head.length > 0) await deliver(head.join(""));
+    if (head.length > 0 && !signal?.aborted) await deliver(head.join(""));
   } catch (e) {
     if (!signal?.aborted) throw e;
   } finally {

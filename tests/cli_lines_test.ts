@@ -147,6 +147,34 @@ Deno.test("readLines() stops when aborted, cancels the input and removes its lis
   assert.deepEqual(got, ["one", "two"]);
 });
 
+Deno.test("readLines() hands over no line once aborted: not the rest of the chunk, nor an unfinished last line", async () => {
+  const controller = new AbortController();
+  const got: string[] = [];
+  // One chunk of three lines and an unfinished fourth; the abort comes while
+  // the first is being handled (a batch stopped by SIGTERM).
+  await soon(
+    readLines(text("one\ntwo\nthree\nfour"), async (line) => {
+      got.push(line);
+      if (line === "one") controller.abort();
+      await Promise.resolve();
+    }, { signal: controller.signal }),
+    "readLines",
+  );
+  assert.deepEqual(got, ["one"]);
+});
+
+Deno.test("readLines() reads nothing when its signal has already aborted, and cancels the input", async () => {
+  const { input, source, cancelled } = fed();
+  source.enqueue(enc.encode("one\ntwo\n"));
+  const got: string[] = [];
+  await soon(
+    readLines(input, (line) => void got.push(line), { signal: AbortSignal.abort() }),
+    "readLines",
+  );
+  assert.deepEqual(got, []);
+  await soon(cancelled, "cancel of the input");
+});
+
 /**
  * Feeds "one\n", then while "one" is being handled errors the input and lets
  * the error reach the reader; with `abort`, aborts before the next read.
