@@ -361,8 +361,6 @@ export interface ReadNdjsonOptions {
   onInvalid: (line: number, message: string) => void | Promise<void>;
   /** Stops reading when aborted. */
   signal?: AbortSignal;
-  /** Name used in messages. Default "<stdin>". */
-  name?: string;
 }
 
 /** Options of {@linkcode readLines}. */
