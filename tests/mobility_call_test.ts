@@ -21,7 +21,7 @@ import { type SipkitProcess, spawnSipkit } from "./_sipkit_process.ts";
 import { makeToneWav, readWav } from "./_audio.ts";
 import type { Baresip } from "./peers/baresip.ts";
 import { type CapturedDatagram, longestGap, startCapture } from "./peers/capture.ts";
-import { ignoreWithoutNetns, SERVER_ADDRESS } from "./peers/mobility_net.ts";
+import { ignoreWithoutNetns, moveOnMa, SERVER_ADDRESS } from "./peers/mobility_net.ts";
 import {
   BARESIP_PORT,
   baresipInServer,
@@ -76,8 +76,7 @@ async function aliceMovedAndAnswering(
   bed.procs.push(alice);
   const first = await alice.waitEvent(of("registered"));
   assert.equal(hostOf(first.contact), from);
-  await bed.net.inMobile(["addr", "add", `${to}/24`, "dev", "ma"]);
-  await bed.net.inMobile(["addr", "del", `${from}/24`, "dev", "ma"]);
+  await moveOnMa(bed.net, from, to);
   const moved = await alice.waitEvent(of("moved"));
   assert.deepEqual([moved.new, moved.redone], [to, ["registration"]]);
   await alice.waitEvent((e) => e.type === "registered" && hostOf(e.contact) === to);

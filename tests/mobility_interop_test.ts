@@ -9,8 +9,8 @@
  */
 
 import assert from "node:assert/strict";
-import { type SipkitEvent, spawnSipkit } from "./_sipkit_process.ts";
-import { ignoreWithoutNetns, SERVER_ADDRESS } from "./peers/mobility_net.ts";
+import { type SipkitEvent, type SipkitProcess, spawnSipkit } from "./_sipkit_process.ts";
+import { ignoreWithoutNetns, moveOnMa, SERVER_ADDRESS } from "./peers/mobility_net.ts";
 import { requirePeer } from "./peers/require.ts";
 import { baresipInServer, type MobilityBed, withMobilityBed } from "./_mobility_bed.ts";
 
@@ -37,6 +37,30 @@ async function bindings(bed: MobilityBed): Promise<string[]> {
     { ...bed.env, SIPKIT_PASSWORD: "alice-secret" },
   );
   return events.filter((e) => e.type === "binding").map((e) => String(e.contact)).sort();
+}
+
+/**
+ * carol's presence agent on the mobile host (`notify --roam`, port 5092, online, accepting every
+ * watcher), listening; stopped with the bed.
+ */
+async function roamingCarol(bed: MobilityBed): Promise<SipkitProcess> {
+  const carol = spawnSipkit([
+    "notify",
+    "-u",
+    "carol@example.test",
+    "--bind",
+    "0.0.0.0:5092",
+    "--status",
+    "online",
+    "--unknown",
+    "accept",
+    "--roam",
+    "--toward",
+    SERVER_ADDRESS,
+  ], { netns: bed.net.mobile, env: bed.env, name: "notify carol" });
+  bed.procs.push(carol);
+  await carol.waitEvent((e) => e.type === "listening");
+  return carol;
 }
 
 const hostOf = (contact: unknown) => /@([^:;>]+)/.exec(String(contact))?.[1];
@@ -66,8 +90,7 @@ Deno.test({
       assert.deepEqual((await bindings(bed)).map(hostOf), ["10.77.1.2"]);
 
       // Move 1: a new address on the same link (another subnet), then the old one goes.
-      await net.inMobile(["addr", "add", "10.77.3.2/24", "dev", "ma"]);
-      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      await moveOnMa(net, "10.77.1.2", "10.77.3.2");
       const moved = await reg.waitEvent((e) => e.type === "moved");
       assert.deepEqual([moved.old, moved.new, moved.redone], [
         "10.77.1.2",
@@ -115,8 +138,7 @@ Deno.test({
       await roam.waitEvent((e) => e.type === "roaming");
       await reg.waitEvent((e) => e.type === "registered");
       roam.onEvent((e) => void reg.send(e));
-      await net.inMobile(["addr", "add", "10.77.1.9/24", "dev", "ma"]);
-      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      await moveOnMa(net, "10.77.1.2", "10.77.1.9");
       await reg.waitEvent((e) => e.type === "moved" && e.new === "10.77.1.9");
       await reg.waitEvent((e) => e.type === "registered" && hostOf(e.contact) === "10.77.1.9");
       assert.deepEqual((await bindings(bed)).map(hostOf), ["10.77.1.9"]);
@@ -157,8 +179,7 @@ Deno.test({
       procs.push(alice);
       await alice.waitEvent((e) => e.type === "presence" && e.status === "online");
 
-      await net.inMobile(["addr", "add", "10.77.3.2/24", "dev", "ma"]);
-      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      await moveOnMa(net, "10.77.1.2", "10.77.3.2");
       const moved = await alice.waitEvent((e) => e.type === "moved");
       assert.deepEqual([moved.new, moved.redone], ["10.77.3.2", ["subscriptions"]]);
       await bob.send({ type: "status", status: "busy" });
@@ -167,30 +188,14 @@ Deno.test({
       });
 
       // Now the presence agent moves (it runs in the mobile namespace this time).
-      const carol = spawnSipkit([
-        "notify",
-        "-u",
-        "carol@example.test",
-        "--bind",
-        "0.0.0.0:5092",
-        "--status",
-        "online",
-        "--unknown",
-        "accept",
-        "--roam",
-        "--toward",
-        SERVER_ADDRESS,
-      ], { netns: net.mobile, env, name: "notify carol" });
-      procs.push(carol);
-      await carol.waitEvent((e) => e.type === "listening");
+      const carol = await roamingCarol(bed);
       const dave = spawnSipkit(
         ["watch", "-u", "dave@example.test", "sip:carol@10.77.3.2:5092"],
         { netns: net.server, env, name: "watch dave" },
       );
       procs.push(dave);
       await dave.waitEvent((e) => e.type === "presence" && e.status === "online");
-      await net.inMobile(["addr", "add", "10.77.3.7/24", "dev", "ma"]);
-      await net.inMobile(["addr", "del", "10.77.3.2/24", "dev", "ma"]);
+      await moveOnMa(net, "10.77.3.2", "10.77.3.7");
       const carolMoved = await carol.waitEvent((e) => e.type === "moved" && e.new === "10.77.3.7");
       assert.deepEqual(carolMoved.redone, ["subscriptions"]);
       await carol.send({ type: "status", status: "away" });
@@ -212,22 +217,7 @@ Deno.test({
 
       // carol's presence agent on the mobile host, started before baresip
       // subscribes to it (baresip retries a failed subscription only after 30 s).
-      const carol = spawnSipkit([
-        "notify",
-        "-u",
-        "carol@example.test",
-        "--bind",
-        "0.0.0.0:5092",
-        "--status",
-        "online",
-        "--unknown",
-        "accept",
-        "--roam",
-        "--toward",
-        SERVER_ADDRESS,
-      ], { netns: net.mobile, env, name: "notify carol" });
-      procs.push(carol);
-      await carol.waitEvent((e) => e.type === "listening");
+      const carol = await roamingCarol(bed);
       const carolUri = "sip:carol@10.77.1.2:5092";
       const bob = await baresipInServer(bed, { contacts: [{ uri: carolUri, name: "Carol" }] });
       await bob.setPresence("online");
@@ -246,8 +236,7 @@ Deno.test({
       await alice.waitEvent((e) => e.type === "presence" && e.status === "online");
 
       // Both move with the host.
-      await net.inMobile(["addr", "add", "10.77.3.2/24", "dev", "ma"]);
-      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      await moveOnMa(net, "10.77.1.2", "10.77.3.2");
       const aliceMoved = await alice.waitEvent((e) => e.type === "moved");
       assert.deepEqual([aliceMoved.new, aliceMoved.redone], ["10.77.3.2", ["subscriptions"]]);
       const carolMoved = await carol.waitEvent((e) => e.type === "moved");

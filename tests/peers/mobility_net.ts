@@ -52,6 +52,15 @@ export interface MobilityNet {
   destroy(): Promise<void>;
 }
 
+/**
+ * Moves the mobile host on its link `ma` from address `from` to `to` (both /24), make before
+ * break: `to` is added first, then `from` deleted.
+ */
+export async function moveOnMa(net: MobilityNet, from: string, to: string): Promise<void> {
+  await net.inMobile(["addr", "add", `${to}/24`, "dev", "ma"]);
+  await net.inMobile(["addr", "del", `${from}/24`, "dev", "ma"]);
+}
+
 /** Creates the two namespaces, the veth pairs, addresses and routes. */
 export async function createMobilityNet(): Promise<MobilityNet> {
   // The pid alone is not enough: `deno test --parallel` runs test files in
