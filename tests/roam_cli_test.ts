@@ -1,8 +1,47 @@
 import assert from "node:assert/strict";
-import { type SipkitEvent, spawnSipkit } from "./_sipkit_process.ts";
-import { createMobilityNet, ignoreWithoutNetns, SERVER_ADDRESS } from "./peers/mobility_net.ts";
+import { type SipkitEvent, type SipkitProcess, spawnSipkit } from "./_sipkit_process.ts";
+import {
+  createMobilityNet,
+  ignoreWithoutNetns,
+  type MobilityNet,
+  moveOnMa,
+  SERVER_ADDRESS,
+} from "./peers/mobility_net.ts";
 
 const skip = ignoreWithoutNetns();
+
+/**
+ * Runs `fn` in a new pair of namespaces (`tests/peers/mobility_net.ts`) with the sipkit process
+ * that `start` spawns there: its log is printed if `fn` fails; it is stopped and the namespaces
+ * removed afterwards, whatever happens.
+ */
+async function withProcessInNet(
+  start: (net: MobilityNet) => SipkitProcess,
+  fn: (net: MobilityNet, p: SipkitProcess) => Promise<void>,
+): Promise<void> {
+  const net = await createMobilityNet();
+  let p: SipkitProcess | undefined;
+  try {
+    p = start(net);
+    await fn(net, p);
+  } catch (e) {
+    if (p) console.error(p.logs());
+    throw e;
+  } finally {
+    await p?.stop();
+    await net.destroy();
+  }
+}
+
+/** tests/_monitor_probe.ts (the library's AddressMonitor) toward the servers, on the mobile host. */
+function monitorProbe(net: MobilityNet, args: string[]): SipkitProcess {
+  return spawnSipkit(["--toward", SERVER_ADDRESS, ...args], {
+    name: "monitor probe",
+    script: new URL("./_monitor_probe.ts", import.meta.url).pathname,
+    netns: net.mobile,
+    stdin: false,
+  });
+}
 
 const changed = (events: SipkitEvent[]) => events.filter((e) => e.type === "address_changed");
 
@@ -12,16 +51,14 @@ for (const mode of ["netlink", "poll"] as const) {
       "add-then-remove is one address_changed, and a link going down moves to the other interface",
     ignore: skip,
     sanitizeResources: false,
-    fn: async () => {
-      const net = await createMobilityNet();
-      const args = [
-        "roam",
-        "--toward",
-        SERVER_ADDRESS,
-        ...(mode === "poll" ? ["--poll", "100"] : []),
-      ];
-      const roam = spawnSipkit(args, { netns: net.mobile, stdin: false });
-      try {
+    fn: () =>
+      withProcessInNet((net) => {
+        const poll = mode === "poll" ? ["--poll", "100"] : [];
+        return spawnSipkit(["roam", "--toward", SERVER_ADDRESS, ...poll], {
+          netns: net.mobile,
+          stdin: false,
+        });
+      }, async (net, roam) => {
         const start = await roam.waitEvent((e) => e.type === "roaming");
         assert.equal(start.address, "10.77.1.2");
         assert.equal(start.interface, "ma");
@@ -34,8 +71,7 @@ for (const mode of ["netlink", "poll"] as const) {
         await roam.waitEvent((e) => e.type === "address_added" && e.address === "172.30.0.1");
 
         // Make before break on the same link: new address first, then the old one goes.
-        await net.inMobile(["addr", "add", "10.77.1.3/24", "dev", "ma"]);
-        await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+        await moveOnMa(net, "10.77.1.2", "10.77.1.3");
         const moved = await roam.waitEvent((e) => e.type === "address_changed");
         assert.deepEqual(
           [moved.old, moved.new, moved.interface, moved.family],
@@ -53,14 +89,7 @@ for (const mode of ["netlink", "poll"] as const) {
         assert.equal(changed(roam.events).length, 2, roam.logs());
         assert.deepEqual(roam.badLines, []);
         assert.equal(await roam.stop(), 0);
-      } catch (e) {
-        console.error(roam.logs());
-        throw e;
-      } finally {
-        await roam.stop();
-        await net.destroy();
-      }
-    },
+      }),
   });
 }
 
@@ -111,49 +140,40 @@ Deno.test({
     "move, starts ip monitor again and reports the move after that",
   ignore: skip,
   sanitizeResources: false,
-  fn: async () => {
-    const net = await createMobilityNet();
-    const roam = spawnSipkit(["roam", "--toward", SERVER_ADDRESS], {
-      netns: net.mobile,
-      stdin: false,
-    });
-    try {
-      const start = await roam.waitEvent((e) => e.type === "roaming");
-      assert.equal(start.method, "netlink");
-      const first = await waitIpMonitor(roam.pid);
-      Deno.kill(first, "SIGKILL");
-      // Said once on stderr, then moves are still reported.
-      const deadline = Date.now() + 10_000;
-      while (!/ip monitor ended; polling/.test(roam.logs())) {
-        if (Date.now() > deadline) throw new Error("no fallback message");
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      await net.inMobile(["addr", "add", "10.77.1.3/24", "dev", "ma"]);
-      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
-      const moved = await roam.waitEvent((e) => e.type === "address_changed");
-      assert.deepEqual([moved.old, moved.new, moved.interface], ["10.77.1.2", "10.77.1.3", "ma"]);
+  fn: () =>
+    withProcessInNet(
+      (net) =>
+        spawnSipkit(["roam", "--toward", SERVER_ADDRESS], { netns: net.mobile, stdin: false }),
+      async (net, roam) => {
+        const start = await roam.waitEvent((e) => e.type === "roaming");
+        assert.equal(start.method, "netlink");
+        const first = await waitIpMonitor(roam.pid);
+        Deno.kill(first, "SIGKILL");
+        // Said once on stderr, then moves are still reported.
+        const deadline = Date.now() + 10_000;
+        while (!/ip monitor ended; polling/.test(roam.logs())) {
+          if (Date.now() > deadline) throw new Error("no fallback message");
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        await moveOnMa(net, "10.77.1.2", "10.77.1.3");
+        const moved = await roam.waitEvent((e) => e.type === "address_changed");
+        assert.deepEqual([moved.old, moved.new, moved.interface], ["10.77.1.2", "10.77.1.3", "ma"]);
 
-      // ip monitor comes back (after 1 s) and reports the next move.
-      const second = await waitIpMonitor(roam.pid, first);
-      await new Promise((resolve) => setTimeout(resolve, 300)); // its snapshot taken
-      await net.inMobile(["link", "set", "dev", "ma", "down"]);
-      const again = await roam.waitEvent((e) =>
-        e.type === "address_changed" && e.new === "10.77.2.2"
-      );
-      assert.deepEqual([again.old, again.interface], ["10.77.1.3", "mb"]);
-      assert.deepEqual(ipMonitorChildren(roam.pid), [second]);
-      assert.equal(roam.logs().match(/ip monitor ended/g)?.length, 1, roam.logs());
-      assert.equal(changed(roam.events).length, 2, roam.logs());
-      assert.deepEqual(roam.badLines, []);
-      assert.equal(await roam.stop(), 0);
-    } catch (e) {
-      console.error(roam.logs());
-      throw e;
-    } finally {
-      await roam.stop();
-      await net.destroy();
-    }
-  },
+        // ip monitor comes back (after 1 s) and reports the next move.
+        const second = await waitIpMonitor(roam.pid, first);
+        await new Promise((resolve) => setTimeout(resolve, 300)); // its snapshot taken
+        await net.inMobile(["link", "set", "dev", "ma", "down"]);
+        const again = await roam.waitEvent((e) =>
+          e.type === "address_changed" && e.new === "10.77.2.2"
+        );
+        assert.deepEqual([again.old, again.interface], ["10.77.1.3", "mb"]);
+        assert.deepEqual(ipMonitorChildren(roam.pid), [second]);
+        assert.equal(roam.logs().match(/ip monitor ended/g)?.length, 1, roam.logs());
+        assert.equal(changed(roam.events).length, 2, roam.logs());
+        assert.deepEqual(roam.badLines, []);
+        assert.equal(await roam.stop(), 0);
+      },
+    ),
 });
 
 Deno.test({
@@ -161,49 +181,34 @@ Deno.test({
     "without busy CPU and still reports a move",
   ignore: skip,
   sanitizeResources: false,
-  fn: async () => {
-    const net = await createMobilityNet();
-    const probe = spawnSipkit(
-      ["--toward", SERVER_ADDRESS, "--poll", "200", "--restart", "600000"],
-      {
-        name: "monitor probe",
-        script: new URL("./_monitor_probe.ts", import.meta.url).pathname,
-        netns: net.mobile,
-        stdin: false,
-      },
-    );
-    try {
-      const ready = await probe.waitEvent((e) => e.type === "ready", { timeout: 20_000 });
-      assert.deepEqual([ready.address, ready.method, ready.route_method], [
-        "10.77.1.2",
-        "netlink",
-        "socket",
-      ]);
-      Deno.kill(await waitIpMonitor(probe.pid), "SIGKILL");
-      await probe.waitEvent((e) => e.type === "method" && e.method === "poll");
-      // Polling every 200 ms sleeps in between: far below one CPU.
-      const cpu0 = cpuMs(probe.pid);
-      const t0 = performance.now();
-      await new Promise((resolve) => setTimeout(resolve, 2000));
-      const share = (cpuMs(probe.pid) - cpu0) / (performance.now() - t0);
-      assert.ok(share < 0.5, `the polling monitor used ${Math.round(share * 100)} % of a CPU`);
-      assert.deepEqual(ipMonitorChildren(probe.pid), [], "not started again (--restart 600000)");
+  fn: () =>
+    withProcessInNet(
+      (net) => monitorProbe(net, ["--poll", "200", "--restart", "600000"]),
+      async (net, probe) => {
+        const ready = await probe.waitEvent((e) => e.type === "ready", { timeout: 20_000 });
+        assert.deepEqual([ready.address, ready.method, ready.route_method], [
+          "10.77.1.2",
+          "netlink",
+          "socket",
+        ]);
+        Deno.kill(await waitIpMonitor(probe.pid), "SIGKILL");
+        await probe.waitEvent((e) => e.type === "method" && e.method === "poll");
+        // Polling every 200 ms sleeps in between: far below one CPU.
+        const cpu0 = cpuMs(probe.pid);
+        const t0 = performance.now();
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        const share = (cpuMs(probe.pid) - cpu0) / (performance.now() - t0);
+        assert.ok(share < 0.5, `the polling monitor used ${Math.round(share * 100)} % of a CPU`);
+        assert.deepEqual(ipMonitorChildren(probe.pid), [], "not started again (--restart 600000)");
 
-      await net.inMobile(["addr", "add", "10.77.1.3/24", "dev", "ma"]);
-      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
-      const moved = await probe.waitEvent((e) => e.type === "address_changed");
-      assert.deepEqual([moved.old, moved.new, moved.interface], ["10.77.1.2", "10.77.1.3", "ma"]);
-      await probe.waitEvent((e) => e.type === "address_lost" && e.address === "10.77.1.2");
-      await probe.waitEvent((e) => e.type === "address_added" && e.address === "10.77.1.3");
-      assert.equal(probe.logs().match(/ip monitor ended/g)?.length, 1, probe.logs());
-    } catch (e) {
-      console.error(probe.logs());
-      throw e;
-    } finally {
-      await probe.stop();
-      await net.destroy();
-    }
-  },
+        await moveOnMa(net, "10.77.1.2", "10.77.1.3");
+        const moved = await probe.waitEvent((e) => e.type === "address_changed");
+        assert.deepEqual([moved.old, moved.new, moved.interface], ["10.77.1.2", "10.77.1.3", "ma"]);
+        await probe.waitEvent((e) => e.type === "address_lost" && e.address === "10.77.1.2");
+        await probe.waitEvent((e) => e.type === "address_added" && e.address === "10.77.1.3");
+        assert.equal(probe.logs().match(/ip monitor ended/g)?.length, 1, probe.logs());
+      },
+    ),
 });
 
 Deno.test({
@@ -211,15 +216,8 @@ Deno.test({
     "child; moves reported, also after that child is killed",
   ignore: skip,
   sanitizeResources: false,
-  fn: async () => {
-    const net = await createMobilityNet();
-    const probe = spawnSipkit(["--toward", SERVER_ADDRESS, "--no-ffi"], {
-      name: "monitor probe",
-      script: new URL("./_monitor_probe.ts", import.meta.url).pathname,
-      netns: net.mobile,
-      stdin: false,
-    });
-    try {
+  fn: () =>
+    withProcessInNet((net) => monitorProbe(net, ["--no-ffi"]), async (net, probe) => {
       const ready = await probe.waitEvent((e) => e.type === "ready", { timeout: 20_000 });
       assert.deepEqual([ready.address, ready.method, ready.route_method], [
         "10.77.1.2",
@@ -228,8 +226,7 @@ Deno.test({
       ]);
       const batch = ipChildren(probe.pid, "-batch");
       assert.equal(batch.length, 1, "one ip -batch child");
-      await net.inMobile(["addr", "add", "10.77.1.3/24", "dev", "ma"]);
-      await net.inMobile(["addr", "del", "10.77.1.2/24", "dev", "ma"]);
+      await moveOnMa(net, "10.77.1.2", "10.77.1.3");
       const moved = await probe.waitEvent((e) => e.type === "address_changed");
       assert.deepEqual([moved.old, moved.new, moved.interface], ["10.77.1.2", "10.77.1.3", "ma"]);
       assert.deepEqual(ipChildren(probe.pid, "-batch"), batch, "the same child answered");
@@ -243,12 +240,5 @@ Deno.test({
       const next = ipChildren(probe.pid, "-batch");
       assert.equal(next.length, 1);
       assert.notEqual(next[0], batch[0], "a new child");
-    } catch (e) {
-      console.error(probe.logs());
-      throw e;
-    } finally {
-      await probe.stop();
-      await net.destroy();
-    }
-  },
+    }),
 });
