@@ -339,6 +339,13 @@ Deno.test("client INVITE enters Accepted on 2xx, passes every 2xx up until timer
 
 // -------------------------------------------------------- client non-INVITE
 
+/**
+ * The send times of a request retransmitted over UDP by timer E (or of a 2xx retransmitted until
+ * its ACK, RFC 3261 13.3.1.4) with the default T1 (500 ms) and T2 (4 s), until 64*T1: intervals
+ * doubling from T1 up to T2, then every T2.
+ */
+const RETRANSMITTED_TO_64_T1 = [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500];
+
 Deno.test("client non-INVITE over UDP doubles timer E up to T2 and times out at 64*T1 (timer F)", async () => {
   const { clock, transport, tl } = setup();
   let timeoutAt = -1;
@@ -347,19 +354,7 @@ Deno.test("client non-INVITE over UDP doubles timer E up to T2 and times out at 
   assert.equal(tx.state, "trying");
   await flush();
   clock.advance(40_000);
-  assert.deepEqual(transport.times(isReq("MESSAGE")), [
-    0,
-    500,
-    1500,
-    3500,
-    7500,
-    11500,
-    15500,
-    19500,
-    23500,
-    27500,
-    31500,
-  ]);
+  assert.deepEqual(transport.times(isReq("MESSAGE")), RETRANSMITTED_TO_64_T1);
   assert.equal(timeoutAt, 32_000);
   assert.equal(tx.state, "terminated");
   await assert.rejects(tx.response, (e) => e instanceof SipRequestError && e.status === 408);
@@ -873,19 +868,7 @@ Deno.test("retransmit2xxUntilAck() without an ACK retransmits until 64*T1 and re
   tx!.respond(createResponse(req!, 200, { toTag: "b" }));
   tx!.retransmit2xxUntilAck();
   clock.advance(40_000);
-  assert.deepEqual(transport.times(isRes(200)), [
-    0,
-    500,
-    1500,
-    3500,
-    7500,
-    11500,
-    15500,
-    19500,
-    23500,
-    27500,
-    31500,
-  ]);
+  assert.deepEqual(transport.times(isRes(200)), RETRANSMITTED_TO_64_T1);
   assert.equal(noAckAt, 32_000);
 
   const s2 = setup();
