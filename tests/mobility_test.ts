@@ -114,6 +114,11 @@ const addr = (address: string, name = "eth0", secondary = false): InterfaceAddre
   ...(secondary ? { secondary } : {}),
 });
 
+/** The address_changed event of an IPv4 move from `old` to `now` on `iface`. */
+function moved(old: string, now: string, iface: string): AddressEvent {
+  return { type: "address_changed", old, new: now, interface: iface, family: "IPv4" };
+}
+
 /** A monitor on a scripted source and a scripted route table, on a manual clock. */
 class Bed {
   readonly clock = new ManualClock();
@@ -183,13 +188,7 @@ Deno.test("AddressMonitor: add-then-remove within the debounce gives one address
   assert.deepEqual(bed.events, [
     { type: "address_added", interface: "eth0", address: "10.0.0.3", family: "IPv4" },
     { type: "address_lost", interface: "eth0", address: "10.0.0.2", family: "IPv4" },
-    {
-      type: "address_changed",
-      old: "10.0.0.2",
-      new: "10.0.0.3",
-      interface: "eth0",
-      family: "IPv4",
-    },
+    moved("10.0.0.2", "10.0.0.3", "eth0"),
   ]);
   assert.equal(bed.lookups, 1, "one route look-up for the whole move");
   await bed.monitor.close();
@@ -222,13 +221,7 @@ Deno.test("AddressMonitor: remove-then-add reports one change from the old addre
   bed.add(addr("10.0.1.9", "eth1"));
   await bed.advance(50);
   assert.deepEqual(bed.changed(), [
-    {
-      type: "address_changed",
-      old: "10.0.0.2",
-      new: "10.0.1.9",
-      interface: "eth1",
-      family: "IPv4",
-    },
+    moved("10.0.0.2", "10.0.1.9", "eth1"),
   ]);
   await bed.monitor.close();
 });
@@ -254,13 +247,7 @@ Deno.test("AddressMonitor: losing the secondary address in use is a move", async
   bed.remove(addr("10.0.5.7", "eth0", true));
   await bed.advance(50);
   assert.deepEqual(bed.changed(), [
-    {
-      type: "address_changed",
-      old: "10.0.5.7",
-      new: "10.0.0.2",
-      interface: "eth0",
-      family: "IPv4",
-    },
+    moved("10.0.5.7", "10.0.0.2", "eth0"),
   ]);
   await bed.monitor.close();
 });
@@ -273,13 +260,7 @@ Deno.test("AddressMonitor: a route change alone (link down) is looked at too", a
   bed.push([]); // a route line from ip monitor
   await bed.advance(50);
   assert.deepEqual(bed.changed(), [
-    {
-      type: "address_changed",
-      old: "10.0.0.2",
-      new: "10.0.1.2",
-      interface: "wlan0",
-      family: "IPv4",
-    },
+    moved("10.0.0.2", "10.0.1.2", "wlan0"),
   ]);
   await bed.monitor.close();
 });
@@ -315,13 +296,7 @@ Deno.test("AddressMonitor: --interface limits the events and the address that ma
   assert.deepEqual(bed.events, [
     { type: "address_added", interface: "wlan0", address: "10.0.1.3", family: "IPv4" },
     { type: "address_lost", interface: "wlan0", address: "10.0.1.2", family: "IPv4" },
-    {
-      type: "address_changed",
-      old: "10.0.1.2",
-      new: "10.0.1.3",
-      interface: "wlan0",
-      family: "IPv4",
-    },
+    moved("10.0.1.2", "10.0.1.3", "wlan0"),
   ]);
   await bed.monitor.close();
 });
