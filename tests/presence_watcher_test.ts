@@ -201,8 +201,11 @@ for (const first of ["alice", "bob"] as const) {
   });
 }
 
-Deno.test("without mutual subscription a failed buddy is retried with back-off", async () => {
-  const { clock, net, alice, bob, close } = await net3();
+/**
+ * bob has no presence agent (his UA answers SUBSCRIBE with 404), and alice starts watching him
+ * with a recorder (no jitter in the back-off): her first SUBSCRIBE fails.
+ */
+async function aliceWatchesOfflineBob(alice: UserAgent, bob: UserAgent) {
   offline(bob);
   const r = recorder();
   const watcher = new PresenceWatcher(alice, {
@@ -211,6 +214,12 @@ Deno.test("without mutual subscription a failed buddy is retried with back-off",
     random: () => 1,
   });
   await watcher.start();
+  return { r, watcher };
+}
+
+Deno.test("without mutual subscription a failed buddy is retried with back-off", async () => {
+  const { clock, net, alice, bob, close } = await net3();
+  const { r, watcher } = await aliceWatchesOfflineBob(alice, bob);
   assert.equal(r.subs(BOB)[0].retryIn, 30);
   await advance(clock, net, 30_000, 5000);
   assert.equal(r.subs(BOB)[1].retryIn, 60);
@@ -226,14 +235,7 @@ Deno.test("without mutual subscription a failed buddy is retried with back-off",
 
 Deno.test("a mutual re-send that fails again is followed by quick re-sends (2 s, 5 s), not the back-off", async () => {
   const { clock, net, alice, bob, close } = await net3();
-  offline(bob);
-  const r = recorder();
-  const watcher = new PresenceWatcher(alice, {
-    buddies: [BOB],
-    onEvent: r.onEvent,
-    random: () => 1,
-  });
-  await watcher.start();
+  const { r, watcher } = await aliceWatchesOfflineBob(alice, bob);
   assert.equal(r.subs(BOB)[0].retryIn, 30);
   // bob's watcher subscribed to us, but his agent is not up yet: the re-send fails again.
   assert.equal(watcher.buddySubscribedToUs(BOB), true);
@@ -253,14 +255,7 @@ Deno.test("a mutual re-send that fails again is followed by quick re-sends (2 s,
 
 Deno.test("quick re-sends stop after two; then the normal back-off applies", async () => {
   const { clock, net, alice, bob, close } = await net3();
-  offline(bob);
-  const r = recorder();
-  const watcher = new PresenceWatcher(alice, {
-    buddies: [BOB],
-    onEvent: r.onEvent,
-    random: () => 1,
-  });
-  await watcher.start();
+  const { r, watcher } = await aliceWatchesOfflineBob(alice, bob);
   watcher.buddySubscribedToUs(BOB);
   await until(net, () => r.subs(BOB).length === 2, "the failed re-send");
   await advance(clock, net, 7000);
