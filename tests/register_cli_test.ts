@@ -208,6 +208,11 @@ async function run(
   return { code, events: p.events, stderr: p.stderr, badLines: p.badLines };
 }
 
+/** `register -u <aor> --registrar <registrar>` plus `args`. */
+function registerArgs(aor: string, registrar: string, args: string[]): string[] {
+  return ["register", "-u", aor, "--registrar", registrar, ...args];
+}
+
 interface Ctx {
   k: Kamailio;
   dir: string;
@@ -246,14 +251,7 @@ async function withKamailio(
     k,
     dir,
     env,
-    register: (user, args) => [
-      "register",
-      "-u",
-      `${user}@example.test`,
-      "--registrar",
-      k.uri,
-      ...args,
-    ],
+    register: (user, args) => registerArgs(`${user}@example.test`, k.uri, args),
     pw: (user) => ({ ...env, SIPKIT_PASSWORD: `${user}-secret` }),
     bindings: async (user) => {
       const r = await run(ctx.register(user, ["--query"]), ctx.pw(user));
@@ -493,16 +491,14 @@ Deno.test({
     try {
       const port = closedTcpPort(); // nobody listens: TCP connection refused at once
       const started = Date.now();
-      const r = await run([
-        "register",
-        "-u",
-        "alice@example.test",
-        "--registrar",
-        `sip:127.0.0.1:${port}`,
-        "--transport",
-        "tcp",
-        "--once",
-      ], { SIPKIT_CONFIG_DIR: dir, SIPKIT_PASSWORD: "x" });
+      const r = await run(
+        registerArgs("alice@example.test", `sip:127.0.0.1:${port}`, [
+          "--transport",
+          "tcp",
+          "--once",
+        ]),
+        { SIPKIT_CONFIG_DIR: dir, SIPKIT_PASSWORD: "x" },
+      );
       assert.equal(r.code, 3, r.stderr);
       assert.equal(r.events[0]?.type, "registration_failed");
       assert.ok(Date.now() - started < 15_000, "no transaction timeout");
@@ -521,16 +517,10 @@ Deno.test("sipkit register --once to a closed UDP port exits 3 at once, naming t
     const sink = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
     const port = (sink.addr as Deno.NetAddr).port;
     sink.close();
-    const r = await run([
-      "register",
-      "-u",
-      "alice@example.test",
-      "--registrar",
-      `sip:127.0.0.1:${port}`,
-      "--transport",
-      "udp",
-      "--once",
-    ], { SIPKIT_CONFIG_DIR: dir, SIPKIT_PASSWORD: "x" });
+    const r = await run(
+      registerArgs("alice@example.test", `sip:127.0.0.1:${port}`, ["--transport", "udp", "--once"]),
+      { SIPKIT_CONFIG_DIR: dir, SIPKIT_PASSWORD: "x" },
+    );
     assert.equal(r.code, 3, r.stderr);
     assert.equal(r.events[0]?.type, "registration_failed", r.stderr);
     assert.equal(r.events[0]?.status, 503);
@@ -547,14 +537,10 @@ Deno.test({
     // A registrar that never answers.
     const sink = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
     const port = (sink.addr as Deno.NetAddr).port;
-    const p = new Sipkit([
-      "register",
-      "-u",
-      "alice@example.test",
-      "--registrar",
-      `sip:127.0.0.1:${port}`,
-      "--once",
-    ], { SIPKIT_CONFIG_DIR: dir, SIPKIT_PASSWORD: "x" });
+    const p = new Sipkit(registerArgs("alice@example.test", `sip:127.0.0.1:${port}`, ["--once"]), {
+      SIPKIT_CONFIG_DIR: dir,
+      SIPKIT_PASSWORD: "x",
+    });
     try {
       const [data] = await sink.receive();
       assert.match(new TextDecoder().decode(data), /^REGISTER /);
@@ -944,27 +930,23 @@ Deno.test({
 Deno.test("sipkit register --remove --bind exits 3 when the registrar refuses the TCP connection", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const r = await run([
-      "register",
-      "-u",
-      "alice@127.0.0.1",
-      "--registrar",
-      `sip:127.0.0.1:${closedTcpPort()};transport=tcp`,
-      "--remove",
-      "--bind",
-      "127.0.0.1:0",
-      "--contact",
-      "sip:alice@127.0.0.1:5999",
-    ], { SIPKIT_CONFIG_DIR: dir, SIPKIT_STATE_DIR: dir });
+    const r = await run(
+      registerArgs("alice@127.0.0.1", `sip:127.0.0.1:${closedTcpPort()};transport=tcp`, [
+        "--remove",
+        "--bind",
+        "127.0.0.1:0",
+        "--contact",
+        "sip:alice@127.0.0.1:5999",
+      ]),
+      { SIPKIT_CONFIG_DIR: dir, SIPKIT_STATE_DIR: dir },
+    );
     assert.equal(r.code, 3, r.stderr);
-    const q = await run([
-      "register",
-      "-u",
-      "alice@127.0.0.1",
-      "--registrar",
-      `sip:127.0.0.1:${closedTcpPort()};transport=tcp`,
-      "--query",
-    ], { SIPKIT_CONFIG_DIR: dir, SIPKIT_STATE_DIR: dir });
+    const q = await run(
+      registerArgs("alice@127.0.0.1", `sip:127.0.0.1:${closedTcpPort()};transport=tcp`, [
+        "--query",
+      ]),
+      { SIPKIT_CONFIG_DIR: dir, SIPKIT_STATE_DIR: dir },
+    );
     assert.equal(q.code, 3, q.stderr);
   } finally {
     await Deno.remove(dir, { recursive: true });
