@@ -29,6 +29,24 @@ async function withDirs(fn: (dirs: Dirs) => Promise<void>): Promise<void> {
   }
 }
 
+/**
+ * Runs `fn` with fresh directories and bob listening (`startListener(dirs, extra)`); bob is
+ * stopped afterwards, whatever happens.
+ */
+async function withListener(
+  fn: (dirs: Dirs, proc: SipkitProcess, address: string) => Promise<void>,
+  extra: string[] = [],
+): Promise<void> {
+  await withDirs(async (dirs) => {
+    const { proc, address } = await startListener(dirs, extra);
+    try {
+      await fn(dirs, proc, address);
+    } finally {
+      await proc.stop();
+    }
+  });
+}
+
 async function startListener(
   dirs: Dirs,
   extra: string[] = [],
@@ -88,19 +106,14 @@ Deno.test("sipkit message sends to a sipkit listener: sent (delivered) and messa
 });
 
 Deno.test("sipkit message to a host name (localhost:port) locates it with the resolver (loaded for names only)", async () => {
-  await withDirs(async (dirs) => {
-    const { proc, address } = await startListener(dirs);
-    try {
-      const port = address.split(":").pop();
-      const r = await runSend(dirs, [`sip:bob@localhost:${port}`, "by name"]);
-      assert.equal(r.code, 0, r.logs);
-      const sent = r.events.find((e) => e.type === "sent")!;
-      assert.equal(sent.status, 200);
-      const got = await proc.waitEvent((e) => e.type === "message");
-      assert.equal(got.body, "by name");
-    } finally {
-      await proc.stop();
-    }
+  await withListener(async (dirs, proc, address) => {
+    const port = address.split(":").pop();
+    const r = await runSend(dirs, [`sip:bob@localhost:${port}`, "by name"]);
+    assert.equal(r.code, 0, r.logs);
+    const sent = r.events.find((e) => e.type === "sent")!;
+    assert.equal(sent.status, 200);
+    const got = await proc.waitEvent((e) => e.type === "message");
+    assert.equal(got.body, "by name");
   });
 });
 
@@ -171,19 +184,14 @@ Deno.test("sipkit message --listen on all interfaces: listening has a contact wi
 });
 
 Deno.test("sipkit message exits 1 on a final failure (415 from --accept) with send_failed", async () => {
-  await withDirs(async (dirs) => {
-    const { proc, address } = await startListener(dirs, ["--accept", "text/plain"]);
-    try {
-      const r = await runSend(dirs, [`sip:bob@${address}`, "{}", "--type", "application/json"]);
-      assert.equal(r.code, 1, r.logs);
-      const failed = r.events.find((e) => e.type === "send_failed")!;
-      assert.equal(failed.status, 415);
-      assert.equal(failed.error, "rejected");
-      assert.equal(proc.events.filter((e) => e.type === "message").length, 0);
-    } finally {
-      await proc.stop();
-    }
-  });
+  await withListener(async (dirs, proc, address) => {
+    const r = await runSend(dirs, [`sip:bob@${address}`, "{}", "--type", "application/json"]);
+    assert.equal(r.code, 1, r.logs);
+    const failed = r.events.find((e) => e.type === "send_failed")!;
+    assert.equal(failed.status, 415);
+    assert.equal(failed.error, "rejected");
+    assert.equal(proc.events.filter((e) => e.type === "message").length, 0);
+  }, ["--accept", "text/plain"]);
 });
 
 Deno.test("sipkit message exits 3 when nobody answers (--timeout)", async () => {
@@ -306,21 +314,16 @@ Deno.test("sipkit message --file sends a 10 KB body over TCP end to end", async 
 });
 
 Deno.test("sipkit message --cpim --subject: the listener shows the CPIM headers", async () => {
-  await withDirs(async (dirs) => {
-    const { proc, address } = await startListener(dirs);
-    try {
-      const r = await runSend(dirs, [`sip:bob@${address}`, "wrapped", "--cpim", "--subject", "hi"]);
-      assert.equal(r.code, 0, r.logs);
-      const got = await proc.waitEvent((e) => e.type === "message");
-      assert.equal(got.body, "wrapped");
-      const cpim = got.cpim as Record<string, unknown>;
-      assert.equal(cpim.from, "sip:alice@example.test");
-      assert.deepEqual(cpim.to, [`sip:bob@${address}`]);
-      assert.equal(cpim.subject, "hi");
-      assert.match(String(cpim.datetime), /^\d{4}-\d\d-\d\dT/);
-    } finally {
-      await proc.stop();
-    }
+  await withListener(async (dirs, proc, address) => {
+    const r = await runSend(dirs, [`sip:bob@${address}`, "wrapped", "--cpim", "--subject", "hi"]);
+    assert.equal(r.code, 0, r.logs);
+    const got = await proc.waitEvent((e) => e.type === "message");
+    assert.equal(got.body, "wrapped");
+    const cpim = got.cpim as Record<string, unknown>;
+    assert.equal(cpim.from, "sip:alice@example.test");
+    assert.deepEqual(cpim.to, [`sip:bob@${address}`]);
+    assert.equal(cpim.subject, "hi");
+    assert.match(String(cpim.datetime), /^\d{4}-\d\d-\d\dT/);
   });
 });
 
@@ -349,36 +352,31 @@ Deno.test("sipkit message carries binary bodies as body_base64", async () => {
 });
 
 Deno.test("sipkit message takes the body from stdin when it is not NDJSON input", async () => {
-  await withDirs(async (dirs) => {
-    const { proc, address } = await startListener(dirs);
-    try {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "--config",
-          CONFIG,
-          MAIN,
-          "message",
-          "-u",
-          "alice@example.test",
-          `sip:bob@${address}`,
-        ],
-        env: { NO_COLOR: "1", ...dirs.env },
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const w = child.stdin.getWriter();
-      await w.write(new TextEncoder().encode("line one\nline two\n"));
-      await w.close();
-      const out = await child.output();
-      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-      const got = await proc.waitEvent((e) => e.type === "message");
-      assert.equal(got.body, "line one\nline two\n");
-    } finally {
-      await proc.stop();
-    }
+  await withListener(async (dirs, proc, address) => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--config",
+        CONFIG,
+        MAIN,
+        "message",
+        "-u",
+        "alice@example.test",
+        `sip:bob@${address}`,
+      ],
+      env: { NO_COLOR: "1", ...dirs.env },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode("line one\nline two\n"));
+    await w.close();
+    const out = await child.output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const got = await proc.waitEvent((e) => e.type === "message");
+    assert.equal(got.body, "line one\nline two\n");
   });
 });
 
