@@ -398,14 +398,23 @@ Deno.test("PRACK with an empty INVITE: the reliable 1xx has the offer, the PRACK
   });
 });
 
+/**
+ * alice (password "pw") and bob as UA cores in `bed`, and the digest server (realm example.test)
+ * with which bob's handlers challenge and verify her.
+ */
+async function digestPair(bed: Bed) {
+  const alice = await bed.ua(ALICE, {
+    aor: "alice@example.test",
+    password: () => Promise.resolve("pw"),
+  });
+  const bob = await bed.ua(BOB, { aor: "bob@example.test" });
+  const server = new DigestServer({ realm: "example.test", clock: bed.clock });
+  return { alice, bob, server };
+}
+
 Deno.test("401 on a re-INVITE: the retry carries credentials, its ACK the new CSeq and the same credentials", async () => {
   await withBed(async (bed) => {
-    const alice = await bed.ua(ALICE, {
-      aor: "alice@example.test",
-      password: () => Promise.resolve("pw"),
-    });
-    const bob = await bed.ua(BOB, { aor: "bob@example.test" });
-    const server = new DigestServer({ realm: "example.test", clock: bed.clock });
+    const { alice, bob, server } = await digestPair(bed);
     // Bob: a plain UA core that answers the INVITE and challenges re-INVITEs.
     bob.handle("INVITE", (i) => {
       const req = i.request;
@@ -566,12 +575,7 @@ Deno.test("session timers: a caller that asks for refresher=uas is refreshed by 
 
 Deno.test("401 on the INVITE: retried with credentials; the ACK of the 2xx carries the same credentials", async () => {
   await withBed(async (bed) => {
-    const alice = await bed.ua(ALICE, {
-      aor: "alice@example.test",
-      password: () => Promise.resolve("pw"),
-    });
-    const bob = await bed.ua(BOB, { aor: "bob@example.test" });
-    const server = new DigestServer({ realm: "example.test", clock: bed.clock });
+    const { alice, bob, server } = await digestPair(bed);
     bob.handle("INVITE", (i) => {
       const v = server.verifyRequest(i.request, () => ({ password: "pw" }));
       if (!v.ok) return i.respond(401, { headers: server.challengeFields({ stale: v.stale }) });
