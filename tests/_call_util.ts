@@ -60,6 +60,9 @@ function patient(proc: SipkitProcess): SipkitProcess {
   return proc;
 }
 
+/** A predicate for `waitEvent`: the event of type `type`. */
+export const of = (type: string) => (e: { type: string }): boolean => e.type === type;
+
 /** Runs `tasks` with at most `limit` at once (processes started together load the machine). */
 export async function runLimited(tasks: (() => Promise<void>)[], limit: number): Promise<void> {
   const queue = [...tasks];
@@ -128,6 +131,20 @@ export async function assertTone(path: string, hz: number, label = path): Promis
 /** Sends SIGINT (Ctrl-C) to a sipkit process. */
 export function interrupt(proc: SipkitProcess): void {
   Deno.kill(proc.pid, "SIGINT");
+}
+
+/**
+ * Runs `fn` with fresh {@linkcode CallDirs} and a list for the sipkit processes it starts: their
+ * logs are printed if `fn` fails, they are stopped afterwards ({@linkcode withProcLogs}), then the
+ * directories are removed.
+ */
+export async function withCallProcs(
+  fn: (dirs: CallDirs, procs: SipkitProcess[]) => Promise<void>,
+): Promise<void> {
+  await withCallDirs(async (dirs) => {
+    const procs: SipkitProcess[] = [];
+    await withProcLogs(() => procs, () => fn(dirs, procs));
+  });
 }
 
 /** Dumps the logs of `procs` when `fn` fails. */

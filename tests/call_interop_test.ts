@@ -17,6 +17,7 @@ import type { SipkitProcess } from "./_sipkit_process.ts";
 import {
   assertTone,
   type CallDirs,
+  of,
   startAnswerer,
   startCaller,
   withCallDirs,
@@ -26,7 +27,6 @@ const hasBaresip = requirePeer("baresip", "baresip");
 const hasKamailio = requirePeer("kamailio", "kamailio");
 const hasSox = requirePeer("sox", "sox");
 
-const of = (type: string) => (e: { type: string }) => e.type === type;
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A sipkit process as a peer for log dumps. */

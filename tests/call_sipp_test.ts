@@ -17,18 +17,18 @@ import { runSipp, type SippResult, startSipp } from "./peers/sipp.ts";
 import { startKamailio } from "./peers/kamailio.ts";
 import type { SipkitProcess } from "./_sipkit_process.ts";
 import {
+  of,
   runLimited,
   sippWithMediaSocket,
   startAnswerer,
   startCaller,
   withCallDirs,
+  withCallProcs,
   withProcLogs,
 } from "./_call_util.ts";
 
 const hasSipp = requirePeer("sipp", "sip-tester");
 const hasKamailio = requirePeer("kamailio", "kamailio");
-
-const of = (type: string) => (e: { type: string }) => e.type === type;
 
 /** The To tag of the first message in a sipp `-trace_msg` log whose start line matches. */
 function toTagOf(messages: string, startLine: RegExp): string | undefined {
@@ -153,54 +153,51 @@ Deno.test({
     "sipkit call --answer against sipp UAC scenarios: CANCEL (487 with the 180's tag), Require 100rel",
   ignore: !hasSipp,
   fn: async () => {
-    await withCallDirs(async (dirs) => {
-      const procs: SipkitProcess[] = [];
-      await withProcLogs(() => procs, async () => {
-        await Promise.all([
-          (async () => {
-            const b = await startAnswerer(dirs, ["--no-audio"], "cancelled answerer");
-            procs.push(b.proc);
-            const r = await runSipp({
-              scenario: "call_uac_cancel.xml",
-              remote: b.contact.replace(/^sip:[^@]*@/, ""),
-              service: "bob",
-              calls: 1,
-              keys: { user: "alice" },
-              timeout: 20,
-              traceMessages: true,
-              extraArgs: ["-d", "500"],
-            });
-            assertSippOk(r, "call_uac_cancel.xml");
-            const ringing = toTagOf(r.messages, /^SIP\/2\.0 180/);
-            assert.ok(ringing, "no To tag in the 180");
-            assert.equal(toTagOf(r.messages, /^SIP\/2\.0 487/), ringing);
-            await b.proc.waitEvent(of("incoming"));
-            assert.equal((await b.proc.waitEvent(of("ended"))).reason, "cancelled");
-            assert.equal(await b.proc.waitExit(), 3);
-          })(),
-          (async () => {
-            const b = await startAnswerer(
-              dirs,
-              ["--no-audio", "--auto-answer", "0.5"],
-              "100rel answerer",
-            );
-            procs.push(b.proc);
-            const r = await runSipp({
-              scenario: "call_uac_100rel.xml",
-              remote: b.contact.replace(/^sip:[^@]*@/, ""),
-              service: "bob",
-              calls: 1,
-              keys: { user: "alice" },
-              timeout: 20,
-              extraArgs: ["-d", "1000"],
-            });
-            assertSippOk(r, "call_uac_100rel.xml");
-            await b.proc.waitEvent(of("answered"));
-            assert.equal((await b.proc.waitEvent(of("ended"))).reason, "remote_bye");
-            assert.equal(await b.proc.waitExit(), 0);
-          })(),
-        ]);
-      });
+    await withCallProcs(async (dirs, procs) => {
+      await Promise.all([
+        (async () => {
+          const b = await startAnswerer(dirs, ["--no-audio"], "cancelled answerer");
+          procs.push(b.proc);
+          const r = await runSipp({
+            scenario: "call_uac_cancel.xml",
+            remote: b.contact.replace(/^sip:[^@]*@/, ""),
+            service: "bob",
+            calls: 1,
+            keys: { user: "alice" },
+            timeout: 20,
+            traceMessages: true,
+            extraArgs: ["-d", "500"],
+          });
+          assertSippOk(r, "call_uac_cancel.xml");
+          const ringing = toTagOf(r.messages, /^SIP\/2\.0 180/);
+          assert.ok(ringing, "no To tag in the 180");
+          assert.equal(toTagOf(r.messages, /^SIP\/2\.0 487/), ringing);
+          await b.proc.waitEvent(of("incoming"));
+          assert.equal((await b.proc.waitEvent(of("ended"))).reason, "cancelled");
+          assert.equal(await b.proc.waitExit(), 3);
+        })(),
+        (async () => {
+          const b = await startAnswerer(
+            dirs,
+            ["--no-audio", "--auto-answer", "0.5"],
+            "100rel answerer",
+          );
+          procs.push(b.proc);
+          const r = await runSipp({
+            scenario: "call_uac_100rel.xml",
+            remote: b.contact.replace(/^sip:[^@]*@/, ""),
+            service: "bob",
+            calls: 1,
+            keys: { user: "alice" },
+            timeout: 20,
+            extraArgs: ["-d", "1000"],
+          });
+          assertSippOk(r, "call_uac_100rel.xml");
+          await b.proc.waitEvent(of("answered"));
+          assert.equal((await b.proc.waitEvent(of("ended"))).reason, "remote_bye");
+          assert.equal(await b.proc.waitExit(), 0);
+        })(),
+      ]);
     });
   },
 });

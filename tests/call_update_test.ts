@@ -11,16 +11,16 @@ import assert from "node:assert/strict";
 import { requirePeer } from "./peers/require.ts";
 import type { SipkitProcess } from "./_sipkit_process.ts";
 import {
+  of,
   sippWithMediaSocket,
   startAnswerer,
   startCaller,
   withCallDirs,
+  withCallProcs,
   withProcLogs,
 } from "./_call_util.ts";
 
 const hasSipp = requirePeer("sipp", "sip-tester");
-
-const of = (type: string) => (e: { type: string }) => e.type === type;
 
 Deno.test({
   name:
@@ -77,50 +77,47 @@ Deno.test({
 Deno.test({
   name: "sipkit calls sipkit: hold, resume and a codec change by UPDATE (no re-INVITE)",
   fn: async () => {
-    await withCallDirs(async (dirs) => {
-      const procs: SipkitProcess[] = [];
-      await withProcLogs(() => procs, async () => {
-        const b = await startAnswerer(dirs, [
-          "-u",
-          "bob@example.test",
-          "--auto-answer",
-          "--no-audio",
-          "--trace",
-        ]);
-        procs.push(b.proc);
-        const a = startCaller(dirs, ["-u", "alice@example.test", b.contact, "--no-audio"]);
-        procs.push(a);
-        await a.waitEvent(of("media"));
-        await b.proc.waitEvent(of("media"));
-        await a.send({ type: "hold", method: "update" });
-        assert.equal((await a.waitEvent(of("held"))).by, "local");
-        assert.equal((await b.proc.waitEvent(of("held"))).by, "remote");
-        await a.send({ type: "resume", method: "update" });
-        assert.equal((await a.waitEvent(of("resumed"))).by, "local");
-        assert.equal((await b.proc.waitEvent(of("resumed"))).by, "remote");
-        await a.send({ type: "codec", codec: "PCMA", method: "update" });
-        assert.equal((await a.waitEvent(of("codec_changed"))).by, "local");
-        const remote = await b.proc.waitEvent(of("codec_changed"));
-        assert.deepEqual([remote.codec, remote.by], ["PCMA", "remote"]);
-        await a.send({ type: "hangup" });
-        assert.equal((await a.waitEvent(of("ended"))).reason, "local_bye");
-        assert.equal((await b.proc.waitEvent(of("ended"))).reason, "remote_bye");
-        assert.equal(await a.exited, 0);
-        assert.equal(await b.proc.exited, 0);
-        // The callee's trace: three UPDATEs with SDP came, and one INVITE only (counted by CSeq:
-        // a UDP retransmission on a loaded machine prints the same request twice).
-        const trace = b.proc.logs();
-        const seqs = (method: string) =>
-          new Set(
-            [...trace.matchAll(
-              new RegExp(`^${method} sip:\\S+ SIP/2\\.0$[^]*?^CSeq: (\\d+) ${method}$`, "gm"),
-            )]
-              .map((m) => m[1]),
-          ).size;
-        assert.equal(seqs("UPDATE"), 3, "three UPDATEs");
-        assert.equal(seqs("INVITE"), 1, "no re-INVITE");
-        assert.ok(!a.events.some((e) => e.type === "error"));
-      });
+    await withCallProcs(async (dirs, procs) => {
+      const b = await startAnswerer(dirs, [
+        "-u",
+        "bob@example.test",
+        "--auto-answer",
+        "--no-audio",
+        "--trace",
+      ]);
+      procs.push(b.proc);
+      const a = startCaller(dirs, ["-u", "alice@example.test", b.contact, "--no-audio"]);
+      procs.push(a);
+      await a.waitEvent(of("media"));
+      await b.proc.waitEvent(of("media"));
+      await a.send({ type: "hold", method: "update" });
+      assert.equal((await a.waitEvent(of("held"))).by, "local");
+      assert.equal((await b.proc.waitEvent(of("held"))).by, "remote");
+      await a.send({ type: "resume", method: "update" });
+      assert.equal((await a.waitEvent(of("resumed"))).by, "local");
+      assert.equal((await b.proc.waitEvent(of("resumed"))).by, "remote");
+      await a.send({ type: "codec", codec: "PCMA", method: "update" });
+      assert.equal((await a.waitEvent(of("codec_changed"))).by, "local");
+      const remote = await b.proc.waitEvent(of("codec_changed"));
+      assert.deepEqual([remote.codec, remote.by], ["PCMA", "remote"]);
+      await a.send({ type: "hangup" });
+      assert.equal((await a.waitEvent(of("ended"))).reason, "local_bye");
+      assert.equal((await b.proc.waitEvent(of("ended"))).reason, "remote_bye");
+      assert.equal(await a.exited, 0);
+      assert.equal(await b.proc.exited, 0);
+      // The callee's trace: three UPDATEs with SDP came, and one INVITE only (counted by CSeq:
+      // a UDP retransmission on a loaded machine prints the same request twice).
+      const trace = b.proc.logs();
+      const seqs = (method: string) =>
+        new Set(
+          [...trace.matchAll(
+            new RegExp(`^${method} sip:\\S+ SIP/2\\.0$[^]*?^CSeq: (\\d+) ${method}$`, "gm"),
+          )]
+            .map((m) => m[1]),
+        ).size;
+      assert.equal(seqs("UPDATE"), 3, "three UPDATEs");
+      assert.equal(seqs("INVITE"), 1, "no re-INVITE");
+      assert.ok(!a.events.some((e) => e.type === "error"));
     });
   },
 });

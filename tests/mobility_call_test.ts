@@ -19,6 +19,7 @@
 import assert from "node:assert/strict";
 import { type SipkitProcess, spawnSipkit } from "./_sipkit_process.ts";
 import { makeToneWav, readWav } from "./_audio.ts";
+import { of } from "./_call_util.ts";
 import type { Baresip } from "./peers/baresip.ts";
 import { type CapturedDatagram, longestGap, startCapture } from "./peers/capture.ts";
 import { ignoreWithoutNetns, moveOnMa, SERVER_ADDRESS } from "./peers/mobility_net.ts";
@@ -34,7 +35,6 @@ import { ulawToLinear } from "../lib/rtp/codec.ts";
 
 const skip = ignoreWithoutNetns() || !requirePeer("kamailio", "kamailio") ||
   !requirePeer("sipsak", "sipsak") || !requirePeer("baresip", "baresip");
-const of = (type: string) => (e: { type: string }) => e.type === type;
 const hostOf = (contact: unknown) => /@([^:;>]+)/.exec(String(contact))?.[1];
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
