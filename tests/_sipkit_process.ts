@@ -6,6 +6,8 @@
  * @module
  */
 
+import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
+
 const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
@@ -306,4 +308,47 @@ export async function tempSipkitDirs(): Promise<{
     stateDir,
     cleanup: () => Deno.remove(root, { recursive: true }).catch(() => {}),
   };
+}
+
+/** A test's private sipkit directories, as {@linkcode tempSipkitDirs} makes them. */
+export type SipkitDirs = Awaited<ReturnType<typeof tempSipkitDirs>>;
+
+/** Runs `fn` with fresh {@linkcode SipkitDirs}, removed afterwards whatever happens. */
+export async function withSipkitDirs(fn: (dirs: SipkitDirs) => Promise<void>): Promise<void> {
+  const dirs = await tempSipkitDirs();
+  try {
+    await fn(dirs);
+  } finally {
+    await dirs.cleanup();
+  }
+}
+
+/** A process or peer that a test starts: it has logs and is stopped. */
+export type Started = HasLogs & { stop(): Promise<unknown> };
+
+/** A test's private sipkit directories, and what it started: see {@linkcode withSipkitBed}. */
+export interface SipkitBed {
+  /** Environment for the sipkit processes (private config and state directories). */
+  env: Record<string, string>;
+  /** The state directory in `env`. */
+  stateDir: string;
+  /** Prints the logs of `p` if the test fails, stops `p` at the end whatever happens; gives `p`. */
+  keep<T extends Started>(p: T): T;
+}
+
+/**
+ * Runs `fn` with fresh sipkit directories; what it hands to `keep` has its logs printed if `fn`
+ * fails and is stopped afterwards in any case (also what has already stopped: stopping twice is
+ * harmless); the directories are removed at the end.
+ */
+export async function withSipkitBed(fn: (bed: SipkitBed) => Promise<void>): Promise<void> {
+  await withSipkitDirs(async (dirs) => {
+    const kept: Started[] = [];
+    const keep = <T extends Started>(p: T): T => (kept.push(p), p);
+    try {
+      await withLogsOnFailure(kept, () => fn({ env: dirs.env, stateDir: dirs.stateDir, keep }));
+    } finally {
+      await Promise.allSettled(kept.map((p) => p.stop()));
+    }
+  });
 }

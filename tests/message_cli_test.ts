@@ -6,11 +6,12 @@
 
 import assert from "node:assert/strict";
 import {
+  type SipkitDirs,
   type SipkitEvent,
   type SipkitProcess,
   sipkitShellCommand,
   spawnSipkit,
-  tempSipkitDirs,
+  withSipkitDirs,
 } from "./_sipkit_process.ts";
 import { findBinary, freePort } from "./peers/require.ts";
 import { routeLocalAddress } from "../lib/sip/_net.ts";
@@ -18,26 +19,15 @@ import { routeLocalAddress } from "../lib/sip/_net.ts";
 const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
-type Dirs = Awaited<ReturnType<typeof tempSipkitDirs>>;
-
-async function withDirs(fn: (dirs: Dirs) => Promise<void>): Promise<void> {
-  const dirs = await tempSipkitDirs();
-  try {
-    await fn(dirs);
-  } finally {
-    await dirs.cleanup();
-  }
-}
-
 /**
  * Runs `fn` with fresh directories and bob listening (`startListener(dirs, extra)`); bob is
  * stopped afterwards, whatever happens.
  */
 async function withListener(
-  fn: (dirs: Dirs, proc: SipkitProcess, address: string) => Promise<void>,
+  fn: (dirs: SipkitDirs, proc: SipkitProcess, address: string) => Promise<void>,
   extra: string[] = [],
 ): Promise<void> {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     const { proc, address } = await startListener(dirs, extra);
     try {
       await fn(dirs, proc, address);
@@ -48,7 +38,7 @@ async function withListener(
 }
 
 async function startListener(
-  dirs: Dirs,
+  dirs: SipkitDirs,
   extra: string[] = [],
 ): Promise<{ proc: SipkitProcess; address: string }> {
   const proc = spawnSipkit(
@@ -69,7 +59,7 @@ async function startListener(
 }
 
 async function runSend(
-  dirs: Dirs,
+  dirs: SipkitDirs,
   args: string[],
 ): Promise<{ code: number; events: SipkitEvent[]; logs: string }> {
   const p = spawnSipkit(["message", "-u", "alice@example.test", ...args], {
@@ -83,7 +73,7 @@ async function runSend(
 }
 
 Deno.test("sipkit message sends to a sipkit listener: sent (delivered) and message events, exit 0", async () => {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     const { proc, address } = await startListener(dirs);
     try {
       const r = await runSend(dirs, [`sip:bob@${address}`, "Hello bob ✓"]);
@@ -118,7 +108,7 @@ Deno.test("sipkit message to a host name (localhost:port) locates it with the re
 });
 
 Deno.test("sipkit message --listen | head -1: a message after stdout closed gets 500, the listener exits 0", async () => {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     const listen =
       `${sipkitShellCommand()} message --listen --bind 127.0.0.1:0 -u bob@example.test`;
     const shell = new Deno.Command("bash", {
@@ -162,7 +152,7 @@ Deno.test("sipkit message --listen | head -1: a message after stdout closed gets
 });
 
 Deno.test("sipkit message --listen on all interfaces: listening has a contact with a real address, not 0.0.0.0", async () => {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     for (const bind of ["0.0.0.0:0", "[::]:0"]) {
       const proc = spawnSipkit(["message", "--listen", "--bind", bind, "-u", "bob@example.test"], {
         name: "listener",
@@ -195,7 +185,7 @@ Deno.test("sipkit message exits 1 on a final failure (415 from --accept) with se
 });
 
 Deno.test("sipkit message exits 3 when nobody answers (--timeout)", async () => {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     const port = freePort();
     const r = await runSend(dirs, [`sip:nobody@127.0.0.1:${port}`, "anyone?", "--timeout", "1"]);
     assert.equal(r.code, 3, r.logs);
@@ -205,7 +195,7 @@ Deno.test("sipkit message exits 3 when nobody answers (--timeout)", async () => 
 });
 
 Deno.test("sipkit message with the default bind reaches listeners on 127.0.0.1 and ::1 over UDP", async () => {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     for (const host of ["127.0.0.1", "[::1]"]) {
       const proc = spawnSipkit(
         ["message", "--listen", "--bind", `${host}:0`, "-u", "bob@example.test"],
@@ -230,7 +220,7 @@ Deno.test("sipkit message with the default bind reaches listeners on 127.0.0.1 a
 
 for (const host of ["127.0.0.1", "::1"]) {
   Deno.test(`sipkit message to a closed UDP port on ${host} exits 3 at once: send_failed names the ICMP port unreachable`, async () => {
-    await withDirs(async (dirs) => {
+    await withSipkitDirs(async (dirs) => {
       // Nobody listens there: the kernel answers ICMP port unreachable, a
       // transport error (RFC 3261 18.4), not a timeout after 32 s.
       const sink = Deno.listenDatagram({ transport: "udp", hostname: host, port: 0 });
@@ -248,7 +238,7 @@ for (const host of ["127.0.0.1", "::1"]) {
 }
 
 Deno.test("a one-shot sipkit message sets ICMP errors up only when no answer came: never when answered, and a closed UDP port still exits 3 long before timer F", async () => {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     const { proc, address } = await startListener(dirs);
     try {
       const r = await runSend(dirs, [`sip:bob@${address}`, "quick", "--transport", "udp", "-v"]);
@@ -274,7 +264,7 @@ Deno.test("a one-shot sipkit message sets ICMP errors up only when no answer cam
 });
 
 Deno.test("sipkit message exits 2 on bad usage", async (t) => {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     const cases: [string, string[]][] = [
       ["--listen with a recipient", ["--listen", "sip:bob@127.0.0.1:5060"]],
       ["--register without --listen", ["--register", "sip:bob@127.0.0.1:5060", "x"]],
@@ -294,7 +284,7 @@ Deno.test("sipkit message exits 2 on bad usage", async (t) => {
 });
 
 Deno.test("sipkit message --file sends a 10 KB body over TCP end to end", async () => {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     const { proc, address } = await startListener(dirs);
     const file = `${dirs.configDir}-big.txt`;
     const body = Array.from({ length: 1024 }, (_, i) => `${i % 10}abcdefghi`).join("");
@@ -328,7 +318,7 @@ Deno.test("sipkit message --cpim --subject: the listener shows the CPIM headers"
 });
 
 Deno.test("sipkit message carries binary bodies as body_base64", async () => {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     const { proc, address } = await startListener(dirs);
     const file = `${dirs.configDir}-bin`;
     await Deno.writeFile(file, new Uint8Array([0, 1, 2, 253, 254, 255]));
@@ -381,7 +371,7 @@ Deno.test("sipkit message takes the body from stdin when it is not NDJSON input"
 });
 
 Deno.test("sipkit message batch from a pipe: one result per line with its id, bad lines reported", async () => {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     const { proc, address } = await startListener(dirs);
     const sender = spawnSipkit(
       ["message", "-u", "alice@example.test", "--concurrency", "5"],
@@ -495,7 +485,7 @@ Deno.test({
     "sipkit message --chat in a terminal: typed lines are sent, bob's messages shown, failures inline",
   ignore: !findBinary("script"),
   fn: async () => {
-    await withDirs(async (dirs) => {
+    await withSipkitDirs(async (dirs) => {
       const { proc: bob, address } = await startListener(dirs);
       const term = inTerminal([
         Deno.execPath(),
@@ -606,7 +596,7 @@ function lossyRelay(to: { hostname: string; port: number }, dropRate: number, se
 }
 
 Deno.test("a batch of 1,000 lines over UDP through a lossy relay: each delivered once, every result reported", async () => {
-  await withDirs(async (dirs) => {
+  await withSipkitDirs(async (dirs) => {
     const { proc, address } = await startListener(dirs);
     const [host, port] = address.split(":");
     const relay = lossyRelay({ hostname: host, port: Number(port) }, 0.1, 20261127);
@@ -655,7 +645,7 @@ Deno.test({
     "sipkit message --chat with a terminal on stdin and a pipe on stdout: typed lines sent, NDJSON out",
   ignore: !findBinary("script"),
   fn: async () => {
-    await withDirs(async (dirs) => {
+    await withSipkitDirs(async (dirs) => {
       const { proc: bob, address } = await startListener(dirs);
       const q = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
       const chat = [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN, "message"]

@@ -7,20 +7,22 @@
  */
 
 import assert from "node:assert/strict";
-import { type SipkitProcess, spawnSipkit, tempSipkitDirs } from "./_sipkit_process.ts";
+import {
+  type SipkitBed,
+  type SipkitProcess,
+  spawnSipkit,
+  withSipkitBed,
+} from "./_sipkit_process.ts";
 import { startKamailio, startKamailioPair } from "./peers/kamailio.ts";
 import { startBaresip } from "./peers/baresip.ts";
 import { requirePeer } from "./peers/require.ts";
-import { withLogsOnFailure } from "./peers/process.ts";
 
 const HAVE_KAMAILIO = requirePeer("kamailio", "kamailio");
 const HAVE_BARESIP = requirePeer("baresip", "baresip");
 
-type Dirs = Awaited<ReturnType<typeof tempSipkitDirs>>;
-
 /** A registered sipkit listener for `aor` behind `proxy`; stdin stays open for sends. */
 async function registeredListener(
-  dirs: Dirs,
+  bed: SipkitBed,
   aor: string,
   proxy: string,
   password?: string,
@@ -39,7 +41,7 @@ async function registeredListener(
     ],
     {
       name: `listener ${aor}`,
-      env: { ...dirs.env, ...(password ? { SIPKIT_PASSWORD: password } : {}) },
+      env: { ...bed.env, ...(password ? { SIPKIT_PASSWORD: password } : {}) },
     },
   );
   try {
@@ -52,10 +54,10 @@ async function registeredListener(
 }
 
 async function sendOnce(
-  dirs: Dirs,
+  bed: SipkitBed,
   args: string[],
 ): Promise<{ code: number; proc: SipkitProcess }> {
-  const proc = spawnSipkit(["message", ...args], { name: "sender", env: dirs.env, stdin: false });
+  const proc = spawnSipkit(["message", ...args], { name: "sender", env: bed.env, stdin: false });
   return { code: await proc.waitExit(), proc };
 }
 
@@ -63,56 +65,48 @@ Deno.test({
   name: "Kamailio routes a MESSAGE to a sipkit listener registered with --register (digest)",
   ignore: !HAVE_KAMAILIO,
   fn: async () => {
-    const dirs = await tempSipkitDirs();
-    const k = await startKamailio({ mode: "registrar", domain: "example.test" });
-    let bob: SipkitProcess | undefined;
-    try {
-      await withLogsOnFailure([k], async () => {
-        bob = await registeredListener(dirs, "bob@example.test", k.uri, "bob-secret");
-        const { code, proc } = await sendOnce(dirs, [
-          "-u",
-          "alice@example.test",
-          "--proxy",
-          k.uri,
-          "bob@example.test",
-          "through the registrar",
-        ]);
-        assert.equal(code, 0, proc.logs());
-        const sent = proc.events.find((e) => e.type === "sent")!;
-        assert.equal(sent.delivered, true);
-        const got = await bob.waitEvent((e) => e.type === "message");
-        assert.equal(got.body, "through the registrar");
-        assert.equal(got.from, "sip:alice@example.test");
-        assert.equal(got.to, "sip:bob@example.test");
-        // Nobody registered as carol: Kamailio answers 404, a final failure.
-        const none = await sendOnce(dirs, [
-          "-u",
-          "alice@example.test",
-          "--proxy",
-          k.uri,
-          "carol@example.test",
-          "anyone?",
-        ]);
-        assert.equal(none.code, 1, none.proc.logs());
-        assert.equal(none.proc.events.find((e) => e.type === "send_failed")?.status, 404);
-        // On exit the listener removes its binding: bob is unreachable again.
-        await bob.stop();
-        assert.ok(bob.events.some((e) => e.type === "unregistered"), bob.logs());
-        const after = await sendOnce(dirs, [
-          "-u",
-          "alice@example.test",
-          "--proxy",
-          k.uri,
-          "bob@example.test",
-          "gone?",
-        ]);
-        assert.equal(after.code, 1, after.proc.logs());
-      });
-    } finally {
-      await bob?.stop();
-      await k.stop();
-      await dirs.cleanup();
-    }
+    await withSipkitBed(async (bed) => {
+      const k = bed.keep(await startKamailio({ mode: "registrar", domain: "example.test" }));
+      const bob = bed.keep(await registeredListener(bed, "bob@example.test", k.uri, "bob-secret"));
+      const { code, proc } = await sendOnce(bed, [
+        "-u",
+        "alice@example.test",
+        "--proxy",
+        k.uri,
+        "bob@example.test",
+        "through the registrar",
+      ]);
+      assert.equal(code, 0, proc.logs());
+      const sent = proc.events.find((e) => e.type === "sent")!;
+      assert.equal(sent.delivered, true);
+      const got = await bob.waitEvent((e) => e.type === "message");
+      assert.equal(got.body, "through the registrar");
+      assert.equal(got.from, "sip:alice@example.test");
+      assert.equal(got.to, "sip:bob@example.test");
+      // Nobody registered as carol: Kamailio answers 404, a final failure.
+      const none = await sendOnce(bed, [
+        "-u",
+        "alice@example.test",
+        "--proxy",
+        k.uri,
+        "carol@example.test",
+        "anyone?",
+      ]);
+      assert.equal(none.code, 1, none.proc.logs());
+      assert.equal(none.proc.events.find((e) => e.type === "send_failed")?.status, 404);
+      // On exit the listener removes its binding: bob is unreachable again.
+      await bob.stop();
+      assert.ok(bob.events.some((e) => e.type === "unregistered"), bob.logs());
+      const after = await sendOnce(bed, [
+        "-u",
+        "alice@example.test",
+        "--proxy",
+        k.uri,
+        "bob@example.test",
+        "gone?",
+      ]);
+      assert.equal(after.code, 1, after.proc.logs());
+    });
   },
 });
 
@@ -120,36 +114,28 @@ Deno.test({
   name: "B.2: MESSAGE across two domains through both proxies, both ways",
   ignore: !HAVE_KAMAILIO,
   fn: async () => {
-    const dirs = await tempSipkitDirs();
-    const pair = await startKamailioPair({ mode: "proxy" });
-    let alice: SipkitProcess | undefined;
-    let bob: SipkitProcess | undefined;
-    try {
-      await withLogsOnFailure([pair.a, pair.b], async () => {
-        alice = await registeredListener(dirs, "alice@example.test", pair.a.uri);
-        bob = await registeredListener(dirs, "bob@example.org", pair.b.uri);
-        // Listeners also send what they read on stdin (a bot's loop).
-        await alice.send({ type: "send", to: "bob@example.org", body: "hello from A", id: 1 });
-        const sentA = await alice.waitEvent((e) => e.type === "sent" || e.type === "send_failed");
-        assert.equal(sentA.type, "sent", alice.logs());
-        assert.equal(sentA.id, 1);
-        const atBob = await bob.waitEvent((e) => e.type === "message");
-        assert.equal(atBob.body, "hello from A");
-        assert.equal(atBob.from, "sip:alice@example.test");
+    await withSipkitBed(async (bed) => {
+      const pair = await startKamailioPair({ mode: "proxy" });
+      bed.keep(pair.a);
+      bed.keep(pair.b);
+      const alice = bed.keep(await registeredListener(bed, "alice@example.test", pair.a.uri));
+      const bob = bed.keep(await registeredListener(bed, "bob@example.org", pair.b.uri));
+      // Listeners also send what they read on stdin (a bot's loop).
+      await alice.send({ type: "send", to: "bob@example.org", body: "hello from A", id: 1 });
+      const sentA = await alice.waitEvent((e) => e.type === "sent" || e.type === "send_failed");
+      assert.equal(sentA.type, "sent", alice.logs());
+      assert.equal(sentA.id, 1);
+      const atBob = await bob.waitEvent((e) => e.type === "message");
+      assert.equal(atBob.body, "hello from A");
+      assert.equal(atBob.from, "sip:alice@example.test");
 
-        await bob.send({ type: "send", to: "alice@example.test", body: "hello from B", id: 2 });
-        const sentB = await bob.waitEvent((e) => e.type === "sent" || e.type === "send_failed");
-        assert.equal(sentB.type, "sent", bob.logs());
-        const atAlice = await alice.waitEvent((e) => e.type === "message");
-        assert.equal(atAlice.body, "hello from B");
-        assert.equal(atAlice.from, "sip:bob@example.org");
-      });
-    } finally {
-      await alice?.stop();
-      await bob?.stop();
-      await pair.stop();
-      await dirs.cleanup();
-    }
+      await bob.send({ type: "send", to: "alice@example.test", body: "hello from B", id: 2 });
+      const sentB = await bob.waitEvent((e) => e.type === "sent" || e.type === "send_failed");
+      assert.equal(sentB.type, "sent", bob.logs());
+      const atAlice = await alice.waitEvent((e) => e.type === "message");
+      assert.equal(atAlice.body, "hello from B");
+      assert.equal(atAlice.from, "sip:bob@example.org");
+    });
   },
 });
 
@@ -157,46 +143,38 @@ Deno.test({
   name: "B.1: MESSAGE both ways between sipkit and baresip in one domain",
   ignore: !HAVE_KAMAILIO || !HAVE_BARESIP,
   fn: async () => {
-    const dirs = await tempSipkitDirs();
-    const k = await startKamailio({ mode: "registrar", domain: "example.test" });
-    let alice: SipkitProcess | undefined;
-    let baresip: Awaited<ReturnType<typeof startBaresip>> | undefined;
-    try {
-      await withLogsOnFailure([k], async () => {
-        alice = await registeredListener(dirs, "alice@example.test", k.uri, "alice-secret");
-        baresip = await startBaresip({
+    await withSipkitBed(async (bed) => {
+      const k = bed.keep(await startKamailio({ mode: "registrar", domain: "example.test" }));
+      const alice = bed.keep(
+        await registeredListener(bed, "alice@example.test", k.uri, "alice-secret"),
+      );
+      const baresip = bed.keep(
+        await startBaresip({
           user: "bob",
           proxy: k.address,
           contacts: [{ uri: "sip:alice@example.test", presence: false }],
-        });
-        // baresip -> sipkit: the listener prints it.
-        const status = await baresip.sendMessage("sip:alice@example.test", "hi alice, bob here");
-        assert.match(status, /^200\b/);
-        const got = await alice.waitEvent((e) => e.type === "message");
-        assert.equal(got.body, "hi alice, bob here");
-        assert.equal(got.from, "sip:bob@example.test");
-        // sipkit -> baresip: baresip receives it.
-        const { code, proc } = await sendOnce(dirs, [
-          "-u",
-          "alice@example.test",
-          "--proxy",
-          k.uri,
-          "bob@example.test",
-          "hi bob, alice here",
-        ]);
-        assert.equal(code, 0, proc.logs());
-        const sent = proc.events.find((e) => e.type === "sent")!;
-        assert.equal(sent.status, 200);
-        const atBaresip = await baresip.waitMessage((m) => m.body === "hi bob, alice here");
-        assert.match(atBaresip.from, /alice@example\.test/);
-      }).catch((e) => {
-        throw new Error(`${(e as Error).message}\n----- baresip -----\n${baresip?.logs() ?? ""}`);
-      });
-    } finally {
-      await alice?.stop();
-      await baresip?.stop();
-      await k.stop();
-      await dirs.cleanup();
-    }
+        }),
+      );
+      // baresip -> sipkit: the listener prints it.
+      const status = await baresip.sendMessage("sip:alice@example.test", "hi alice, bob here");
+      assert.match(status, /^200\b/);
+      const got = await alice.waitEvent((e) => e.type === "message");
+      assert.equal(got.body, "hi alice, bob here");
+      assert.equal(got.from, "sip:bob@example.test");
+      // sipkit -> baresip: baresip receives it.
+      const { code, proc } = await sendOnce(bed, [
+        "-u",
+        "alice@example.test",
+        "--proxy",
+        k.uri,
+        "bob@example.test",
+        "hi bob, alice here",
+      ]);
+      assert.equal(code, 0, proc.logs());
+      const sent = proc.events.find((e) => e.type === "sent")!;
+      assert.equal(sent.status, 200);
+      const atBaresip = await baresip.waitMessage((m) => m.body === "hi bob, alice here");
+      assert.match(atBaresip.from, /alice@example\.test/);
+    });
   },
 });

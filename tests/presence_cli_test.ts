@@ -13,6 +13,7 @@ import {
   sipkitShellCommand,
   spawnSipkit,
   tempSipkitDirs,
+  withSipkitDirs,
 } from "./_sipkit_process.ts";
 
 async function run(args: string[], env: Record<string, string>) {
@@ -22,8 +23,7 @@ async function run(args: string[], env: Record<string, string>) {
 }
 
 Deno.test("watch add/remove/list edit the buddy list file in the config directory", async () => {
-  const dirs = await tempSipkitDirs();
-  try {
+  await withSipkitDirs(async (dirs) => {
     const added = await run(["watch", "add", "bob@example.test", "--name", "Bob"], dirs.env);
     assert.equal(added.code, 0, added.logs);
     assert.equal(added.events[0].type, "buddy_added");
@@ -56,14 +56,11 @@ Deno.test("watch add/remove/list edit the buddy list file in the config director
     const after = await run(["watch", "list"], dirs.env);
     assert.deepEqual(after.events.map((e) => e.uri), ["sip:carol@example.test"]);
     assert.deepEqual([...added.badLines, ...listed.badLines, ...after.badLines], []);
-  } finally {
-    await dirs.cleanup();
-  }
+  });
 });
 
 Deno.test("watch list --buddies reads another file; a broken file is a usage error", async () => {
-  const dirs = await tempSipkitDirs();
-  try {
+  await withSipkitDirs(async (dirs) => {
     const file = `${dirs.configDir}/other.xml`;
     await Deno.mkdir(dirs.configDir, { recursive: true });
     await Deno.writeTextFile(
@@ -79,9 +76,7 @@ Deno.test("watch list --buddies reads another file; a broken file is a usage err
     assert.match(broken.logs, /Cannot parse buddy list/);
     const bad = await run(["watch", "add", "bob @example.test"], dirs.env);
     assert.equal(bad.code, 2);
-  } finally {
-    await dirs.cleanup();
-  }
+  });
 });
 
 // ---------------------------------------------------------------- loopback agents, no server
@@ -129,17 +124,17 @@ function dumpOnFailure(processes: (SipkitProcess | undefined)[]) {
 async function withAgents(
   fn: (env: Record<string, string>, procs: SipkitProcess[]) => Promise<void>,
 ): Promise<void> {
-  const dirs = await tempSipkitDirs();
-  const procs: SipkitProcess[] = [];
-  try {
-    await fn(dirs.env, procs);
-  } catch (e) {
-    dumpOnFailure(procs);
-    throw e;
-  } finally {
-    await stopAll(procs);
-    await dirs.cleanup();
-  }
+  await withSipkitDirs(async (dirs) => {
+    const procs: SipkitProcess[] = [];
+    try {
+      await fn(dirs.env, procs);
+    } catch (e) {
+      dumpOnFailure(procs);
+      throw e;
+    } finally {
+      await stopAll(procs);
+    }
+  });
 }
 
 /** Waits for notify's `listening` event and returns the port it bound (asked for port 0). */
@@ -440,8 +435,7 @@ Deno.test("notify sends at most one NOTIFY per --min-interval and the last state
 });
 
 Deno.test("notify --publish --once exits 3 with publish_failed when the server cannot be reached", async () => {
-  const dirs = await tempSipkitDirs();
-  try {
+  await withSipkitDirs(async (dirs) => {
     // Port 1 on loopback: nothing listens there, TCP is refused at once.
     const r = await run([
       "notify",
@@ -455,9 +449,7 @@ Deno.test("notify --publish --once exits 3 with publish_failed when the server c
     assert.equal(r.code, 3, r.logs);
     assert.equal(r.events.at(-1)?.type, "publish_failed");
     assert.equal(r.events.at(-1)?.status, 503);
-  } finally {
-    await dirs.cleanup();
-  }
+  });
 });
 
 Deno.test("watch --once exits 3 when a buddy cannot be reached, 1 when it refuses", async () => {
@@ -482,8 +474,7 @@ Deno.test("watch --once exits 3 when a buddy cannot be reached, 1 when it refuse
 });
 
 Deno.test("notify and watch refuse option combinations that make no sense (exit 2)", async () => {
-  const dirs = await tempSipkitDirs();
-  try {
+  await withSipkitDirs(async (dirs) => {
     for (
       const args of [
         ["notify", "-u", "alice@example.test", "--once"],
@@ -495,14 +486,11 @@ Deno.test("notify and watch refuse option combinations that make no sense (exit 
       const r = await run(args, dirs.env);
       assert.equal(r.code, 2, `${args.join(" ")}: ${r.logs}`);
     }
-  } finally {
-    await dirs.cleanup();
-  }
+  });
 });
 
 Deno.test("a buddy list file named with --buddies must exist for watch and notify (exit 2), not for watch add", async () => {
-  const dirs = await tempSipkitDirs();
-  try {
+  await withSipkitDirs(async (dirs) => {
     const missing = `${dirs.configDir}/typo.xml`;
     for (
       const args of [
@@ -519,9 +507,7 @@ Deno.test("a buddy list file named with --buddies must exist for watch and notif
     const added = await run(["watch", "add", "bob@b.test", "--buddies", missing], dirs.env);
     assert.equal(added.code, 0, added.logs);
     assert.equal((await run(["watch", "list", "--buddies", missing], dirs.env)).events.length, 1);
-  } finally {
-    await dirs.cleanup();
-  }
+  });
 });
 
 Deno.test("notify --note-lang and note_lang on stdin reach the watcher as note_lang; a new note without it has none", async () => {

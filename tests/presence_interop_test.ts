@@ -7,13 +7,13 @@
 import assert from "node:assert/strict";
 import { startBaresip } from "./peers/baresip.ts";
 import { kamailioPresenceModule, startKamailio, startKamailioPair } from "./peers/kamailio.ts";
-import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
 import { requirePeer } from "./peers/require.ts";
 import {
+  type SipkitBed,
   type SipkitEvent,
   type SipkitProcess,
   spawnSipkit,
-  tempSipkitDirs,
+  withSipkitBed,
 } from "./_sipkit_process.ts";
 
 const HAVE_KAMAILIO = requirePeer("kamailio", "kamailio");
@@ -22,36 +22,6 @@ const HAVE_PRESENCE = requirePeer("kamailio", "kamailio-presence-modules", {
 });
 const HAVE_BARESIP = requirePeer("baresip", "baresip");
 
-/** A process or peer that a test starts: it has logs and is stopped. */
-type Started = HasLogs & { stop(): Promise<unknown> };
-
-/** A test's private sipkit directories, and what it started: see {@linkcode withBed}. */
-interface Bed {
-  /** Environment for the sipkit processes (private config and state directories). */
-  env: Record<string, string>;
-  /** The state directory in `env`. */
-  stateDir: string;
-  /** Prints the logs of `p` if the test fails, stops `p` at the end whatever happens; gives `p`. */
-  keep<T extends Started>(p: T): T;
-}
-
-/**
- * Runs `fn` with fresh sipkit directories; what it hands to `keep` has its logs printed if `fn`
- * fails and is stopped afterwards in any case (also what has already stopped: stopping twice is
- * harmless); the directories are removed at the end.
- */
-async function withBed(fn: (bed: Bed) => Promise<void>): Promise<void> {
-  const dirs = await tempSipkitDirs();
-  const kept: Started[] = [];
-  const keep = <T extends Started>(p: T): T => (kept.push(p), p);
-  try {
-    await withLogsOnFailure(kept, () => fn({ env: dirs.env, stateDir: dirs.stateDir, keep }));
-  } finally {
-    await Promise.allSettled(kept.map((p) => p.stop()));
-    await dirs.cleanup();
-  }
-}
-
 const presence = (uri: string, status: string) => (e: SipkitEvent) =>
   e.type === "presence" && String(e.uri).includes(uri) && e.status === status;
 
@@ -59,7 +29,7 @@ Deno.test({
   name: "baresip watches sipkit notify and sees its status changes",
   ignore: !HAVE_BARESIP,
   fn: async () => {
-    await withBed(async ({ env, keep }) => {
+    await withSipkitBed(async ({ env, keep }) => {
       const alice = keep(spawnSipkit([
         "notify",
         "-u",
@@ -114,7 +84,7 @@ Deno.test({
   name: "sipkit watch sees baresip's status changes",
   ignore: !HAVE_BARESIP,
   fn: async () => {
-    await withBed(async ({ env, keep }) => {
+    await withSipkitBed(async ({ env, keep }) => {
       const bob = keep(await startBaresip({ user: "bob" }));
       await bob.setPresence("online");
       const alice = keep(spawnSipkit(
@@ -148,7 +118,7 @@ Deno.test({
     "Kamailio presence server: notify --publish, then watch through the server sees each change",
   ignore: !HAVE_PRESENCE,
   fn: async () => {
-    await withBed(async ({ env, stateDir, keep }) => {
+    await withSipkitBed(async ({ env, stateDir, keep }) => {
       const k = keep(await startKamailio({ mode: "presence" }));
       const common = ["--proxy", k.uri, "--bind", "127.0.0.1:0"];
       // cron style first: publish once, then once more refreshes the same publication.
@@ -232,7 +202,7 @@ Deno.test({
     "publication, whether the status is the same (refresh) or new (modify)",
   ignore: !HAVE_PRESENCE,
   fn: async () => {
-    await withBed(async ({ env, stateDir, keep }) => {
+    await withSipkitBed(async ({ env, stateDir, keep }) => {
       const once = async (server: string, status: string) => {
         const p = keep(spawnSipkit(
           [
@@ -280,7 +250,7 @@ Deno.test({
   name: "Kamailio rls: one RFC 4662 list subscription gives per-buddy presence events",
   ignore: !HAVE_PRESENCE,
   fn: async () => {
-    await withBed(async ({ env, keep }) => {
+    await withSipkitBed(async ({ env, keep }) => {
       const k = keep(await startKamailio({ mode: "presence" }));
       const common = ["--proxy", k.uri, "--bind", "127.0.0.1:0"];
       const publish = keep(spawnSipkit(
@@ -328,7 +298,7 @@ Deno.test({
  * watch's stdin as `sipkit notify | sipkit watch` would.
  */
 async function presenceUser(
-  keep: Bed["keep"],
+  keep: SipkitBed["keep"],
   user: string,
   buddy: string,
   proxy: string,
@@ -368,7 +338,7 @@ for (const first of ["alice", "bob"] as const) {
       `joins both when the other comes online (${first} first; A.1, A.2)`,
     ignore: !HAVE_KAMAILIO,
     fn: async () => {
-      await withBed(async ({ env, keep }) => {
+      await withSipkitBed(async ({ env, keep }) => {
         const k = keep(await startKamailio({ mode: "proxy" }));
         const second = first === "alice" ? "bob" : "alice";
         const aor = (u: string) => `${u}@example.test`;
@@ -418,7 +388,7 @@ Deno.test({
   name: "presence across two domains, each with its own Kamailio proxy (A.4)",
   ignore: !HAVE_KAMAILIO,
   fn: async () => {
-    await withBed(async ({ env, keep }) => {
+    await withSipkitBed(async ({ env, keep }) => {
       const pair = await startKamailioPair({ mode: "proxy" });
       keep(pair.a);
       keep(pair.b);
