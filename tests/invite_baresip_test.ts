@@ -14,7 +14,7 @@ import {
   type OfferAnswerHandler,
   placeCall,
 } from "../lib/sip/invite/mod.ts";
-import { startBaresip } from "./peers/baresip.ts";
+import { type Baresip, type BaresipOptions, startBaresip } from "./peers/baresip.ts";
 import { type Kamailio, startKamailio } from "./peers/kamailio.ts";
 import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
 import { freePort, requirePeer, waitFor } from "./peers/require.ts";
@@ -48,6 +48,32 @@ function media(port: number): OfferAnswerHandler & { log: string[] } {
 
 async function sipkitUa(): Promise<UserAgent> {
   return await UserAgent.create({ aor: "alice@127.0.0.1", bind: "127.0.0.1:0", listen: ["udp"] });
+}
+
+/** Where baresip reaches the UA of {@linkcode sipkitUa}: alice at its UDP port. */
+function aliceAt(ua: UserAgent): string {
+  return `sip:alice@127.0.0.1:${ua.transports[0].local.port}`;
+}
+
+/**
+ * Runs `fn` with {@linkcode sipkitUa} and baresip as bob (with `options`); baresip's logs are
+ * printed if `fn` fails; baresip is stopped and the UA closed afterwards, whatever happens.
+ */
+async function withUaAndBob(
+  options: BaresipOptions,
+  fn: (ua: UserAgent, b: Baresip) => Promise<void>,
+): Promise<void> {
+  const ua = await sipkitUa();
+  try {
+    const b = await startBaresip({ user: "bob", ...options });
+    try {
+      await withLogsOnFailure([b], () => fn(ua, b));
+    } finally {
+      await b.stop();
+    }
+  } finally {
+    await ua.close();
+  }
 }
 
 /**
@@ -97,29 +123,22 @@ Deno.test({
     "sipkit calls baresip: answered, baresip's hold re-INVITE answered, sipkit's re-INVITE accepted, BYE from sipkit",
   ignore: !HAVE_BARESIP,
   fn: async () => {
-    const ua = await sipkitUa();
-    const b = await startBaresip({ user: "bob", autoAnswer: true, audioCodecs: ["PCMU", "PCMA"] });
-    try {
-      await withLogsOnFailure([b], async () => {
-        const m = media(freePort());
-        const call = await placeCall(ua, b.contact, { media: m });
-        assert.equal(await call.answered, true);
-        await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
-        const reinvites: string[] = [];
-        call.addEventListener("reinvite", (e) => reinvites.push((e as CustomEvent).detail.offer));
-        await b.hold();
-        await waitFor(() => reinvites.length === 1, { message: "baresip's hold", timeout: 10_000 });
-        assert.match(reinvites[0], /a=sendonly/);
-        assert.equal(await call.reinvite(), true);
-        assert.deepEqual(m.log, ["offer", "apply", "answer recvonly", "offer", "apply"]);
-        await call.bye();
-        await b.waitEvent((e) => e.type === "CALL_CLOSED");
-        assert.equal(call.end?.reason, "local_bye");
-      });
-    } finally {
-      await b.stop();
-      await ua.close();
-    }
+    await withUaAndBob({ autoAnswer: true, audioCodecs: ["PCMU", "PCMA"] }, async (ua, b) => {
+      const m = media(freePort());
+      const call = await placeCall(ua, b.contact, { media: m });
+      assert.equal(await call.answered, true);
+      await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+      const reinvites: string[] = [];
+      call.addEventListener("reinvite", (e) => reinvites.push((e as CustomEvent).detail.offer));
+      await b.hold();
+      await waitFor(() => reinvites.length === 1, { message: "baresip's hold", timeout: 10_000 });
+      assert.match(reinvites[0], /a=sendonly/);
+      assert.equal(await call.reinvite(), true);
+      assert.deepEqual(m.log, ["offer", "apply", "answer recvonly", "offer", "apply"]);
+      await call.bye();
+      await b.waitEvent((e) => e.type === "CALL_CLOSED");
+      assert.equal(call.end?.reason, "local_bye");
+    });
   },
 });
 
@@ -127,23 +146,15 @@ Deno.test({
   name: "baresip calls sipkit: 180, 200 with the answer, ACK; baresip hangs up (remote_bye)",
   ignore: !HAVE_BARESIP,
   fn: async () => {
-    const ua = await sipkitUa();
-    const b = await startBaresip({ user: "bob" });
-    try {
-      await withLogsOnFailure([b], async () => {
-        const sessions = answerCalls(ua, { ring: true });
-        const port = ua.transports[0].local.port;
-        assert.equal((await b.dial(`sip:alice@127.0.0.1:${port}`)).ok, true);
-        await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
-        await waitFor(() => sessions[0]?.state === "confirmed", { message: "confirmed" });
-        await b.hangup();
-        const end = await sessions[0].finished;
-        assert.equal(end.reason, "remote_bye");
-      });
-    } finally {
-      await b.stop();
-      await ua.close();
-    }
+    await withUaAndBob({}, async (ua, b) => {
+      const sessions = answerCalls(ua, { ring: true });
+      assert.equal((await b.dial(aliceAt(ua))).ok, true);
+      await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+      await waitFor(() => sessions[0]?.state === "confirmed", { message: "confirmed" });
+      await b.hangup();
+      const end = await sessions[0].finished;
+      assert.equal(end.reason, "remote_bye");
+    });
   },
 });
 
@@ -151,23 +162,15 @@ Deno.test({
   name: "baresip calls sipkit, sipkit hangs up: BYE reaches baresip",
   ignore: !HAVE_BARESIP,
   fn: async () => {
-    const ua = await sipkitUa();
-    const b = await startBaresip({ user: "bob" });
-    try {
-      await withLogsOnFailure([b], async () => {
-        const sessions = answerCalls(ua);
-        const port = ua.transports[0].local.port;
-        await b.dial(`sip:alice@127.0.0.1:${port}`);
-        await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
-        await waitFor(() => sessions[0]?.state === "confirmed", { message: "confirmed" });
-        await sessions[0].bye();
-        await b.waitEvent((e) => e.type === "CALL_CLOSED");
-        assert.equal(sessions[0].end?.reason, "local_bye");
-      });
-    } finally {
-      await b.stop();
-      await ua.close();
-    }
+    await withUaAndBob({}, async (ua, b) => {
+      const sessions = answerCalls(ua);
+      await b.dial(aliceAt(ua));
+      await b.waitEvent((e) => e.type === "CALL_ESTABLISHED");
+      await waitFor(() => sessions[0]?.state === "confirmed", { message: "confirmed" });
+      await sessions[0].bye();
+      await b.waitEvent((e) => e.type === "CALL_CLOSED");
+      assert.equal(sessions[0].end?.reason, "local_bye");
+    });
   },
 });
 
