@@ -53,11 +53,18 @@ async function registeredListener(
   }
 }
 
-async function sendOnce(
+/** A one-shot `sipkit message` of `body` to `to` from alice@example.test through `proxy`. */
+async function aliceSends(
   bed: SipkitBed,
-  args: string[],
+  proxy: string,
+  to: string,
+  body: string,
 ): Promise<{ code: number; proc: SipkitProcess }> {
-  const proc = spawnSipkit(["message", ...args], { name: "sender", env: bed.env, stdin: false });
+  const proc = spawnSipkit(["message", "-u", "alice@example.test", "--proxy", proxy, to, body], {
+    name: "sender",
+    env: bed.env,
+    stdin: false,
+  });
   return { code: await proc.waitExit(), proc };
 }
 
@@ -68,14 +75,12 @@ Deno.test({
     await withSipkitBed(async (bed) => {
       const k = bed.keep(await startKamailio({ mode: "registrar", domain: "example.test" }));
       const bob = bed.keep(await registeredListener(bed, "bob@example.test", k.uri, "bob-secret"));
-      const { code, proc } = await sendOnce(bed, [
-        "-u",
-        "alice@example.test",
-        "--proxy",
+      const { code, proc } = await aliceSends(
+        bed,
         k.uri,
         "bob@example.test",
         "through the registrar",
-      ]);
+      );
       assert.equal(code, 0, proc.logs());
       const sent = proc.events.find((e) => e.type === "sent")!;
       assert.equal(sent.delivered, true);
@@ -84,27 +89,13 @@ Deno.test({
       assert.equal(got.from, "sip:alice@example.test");
       assert.equal(got.to, "sip:bob@example.test");
       // Nobody registered as carol: Kamailio answers 404, a final failure.
-      const none = await sendOnce(bed, [
-        "-u",
-        "alice@example.test",
-        "--proxy",
-        k.uri,
-        "carol@example.test",
-        "anyone?",
-      ]);
+      const none = await aliceSends(bed, k.uri, "carol@example.test", "anyone?");
       assert.equal(none.code, 1, none.proc.logs());
       assert.equal(none.proc.events.find((e) => e.type === "send_failed")?.status, 404);
       // On exit the listener removes its binding: bob is unreachable again.
       await bob.stop();
       assert.ok(bob.events.some((e) => e.type === "unregistered"), bob.logs());
-      const after = await sendOnce(bed, [
-        "-u",
-        "alice@example.test",
-        "--proxy",
-        k.uri,
-        "bob@example.test",
-        "gone?",
-      ]);
+      const after = await aliceSends(bed, k.uri, "bob@example.test", "gone?");
       assert.equal(after.code, 1, after.proc.logs());
     });
   },
@@ -162,14 +153,7 @@ Deno.test({
       assert.equal(got.body, "hi alice, bob here");
       assert.equal(got.from, "sip:bob@example.test");
       // sipkit -> baresip: baresip receives it.
-      const { code, proc } = await sendOnce(bed, [
-        "-u",
-        "alice@example.test",
-        "--proxy",
-        k.uri,
-        "bob@example.test",
-        "hi bob, alice here",
-      ]);
+      const { code, proc } = await aliceSends(bed, k.uri, "bob@example.test", "hi bob, alice here");
       assert.equal(code, 0, proc.logs());
       const sent = proc.events.find((e) => e.type === "sent")!;
       assert.equal(sent.status, 200);
