@@ -128,6 +128,18 @@ export async function assertTone(path: string, hz: number, label = path): Promis
   return seconds;
 }
 
+/** The To tag of the first message in a sipp `-trace_msg` log whose start line matches. */
+export function toTagOf(messages: string, startLine: RegExp): string | undefined {
+  for (const block of messages.split(/^-{20,}.*$/m)) {
+    const lines = block.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+    const start = lines.findIndex((l) => startLine.test(l));
+    if (start < 0) continue;
+    const to = lines.slice(start).find((l) => /^(To|t):/i.test(l));
+    return /;\s*tag=([^;\s>]+)/i.exec(to ?? "")?.[1];
+  }
+  return undefined;
+}
+
 /** Sends SIGINT (Ctrl-C) to a sipkit process. */
 export function interrupt(proc: SipkitProcess): void {
   Deno.kill(proc.pid, "SIGINT");

@@ -11,6 +11,7 @@ import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
 import { type Baresip, parseEncoders, startBaresip, wavFormat } from "./peers/baresip.ts";
 import { analysePacing, parseRtpHeader, type RtpArrival } from "../bench/_rtp_sink.ts";
 import { makeToneWav, parseWav, privateAlsa, readWav, rms, soxStat } from "./_audio.ts";
+import { toTagOf } from "./_call_util.ts";
 
 const hasBaresip = requirePeer("baresip", "baresip");
 const hasSox = requirePeer("sox", "sox");
@@ -151,18 +152,6 @@ Deno.test({
     }
   },
 });
-
-/** The To tag of the first message in a sipp `-trace_msg` log whose start line matches. */
-function toTagOf(messages: string, startLine: RegExp): string | undefined {
-  for (const block of messages.split(/^-{20,}.*$/m)) {
-    const lines = block.split("\n").map((l) => l.trim()).filter((l) => l !== "");
-    const start = lines.findIndex((l) => startLine.test(l));
-    if (start < 0) continue;
-    const to = lines.slice(start).find((l) => /^(To|t):/i.test(l));
-    return /;\s*tag=([^;\s>]+)/i.exec(to ?? "")?.[1];
-  }
-  return undefined;
-}
 
 Deno.test({
   name: "sipp call scenarios play their part against baresip and against each other",

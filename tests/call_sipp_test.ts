@@ -22,6 +22,7 @@ import {
   sippWithMediaSocket,
   startAnswerer,
   startCaller,
+  toTagOf,
   withCallDirs,
   withCallProcs,
   withProcLogs,
@@ -29,18 +30,6 @@ import {
 
 const hasSipp = requirePeer("sipp", "sip-tester");
 const hasKamailio = requirePeer("kamailio", "kamailio");
-
-/** The To tag of the first message in a sipp `-trace_msg` log whose start line matches. */
-function toTagOf(messages: string, startLine: RegExp): string | undefined {
-  for (const block of messages.split(/^-{20,}.*$/m)) {
-    const lines = block.split("\n").map((l) => l.trim()).filter((l) => l !== "");
-    const start = lines.findIndex((l) => startLine.test(l));
-    if (start < 0) continue;
-    const to = lines.slice(start).find((l) => /^(To|t):/i.test(l));
-    return /;\s*tag=([^;\s>]+)/i.exec(to ?? "")?.[1];
-  }
-  return undefined;
-}
 
 function assertSippOk(r: SippResult, label: string): void {
   assert.equal(r.successful, 1, `${label}: sipp failed\n${r.errors}\n${r.output.slice(-3000)}`);
