@@ -63,6 +63,22 @@ async function roamingCarol(bed: MobilityBed): Promise<SipkitProcess> {
   return carol;
 }
 
+/** alice's `watch --roam` of `target` on the mobile host, once it sees the target online. */
+async function roamingAliceWatching(bed: MobilityBed, target: string): Promise<SipkitProcess> {
+  const alice = spawnSipkit([
+    "watch",
+    "-u",
+    "alice@example.test",
+    target,
+    "--roam",
+    "--toward",
+    SERVER_ADDRESS,
+  ], { netns: bed.net.mobile, env: bed.env, name: "watch alice" });
+  bed.procs.push(alice);
+  await alice.waitEvent((e) => e.type === "presence" && e.status === "online");
+  return alice;
+}
+
 const hostOf = (contact: unknown) => /@([^:;>]+)/.exec(String(contact))?.[1];
 
 Deno.test({
@@ -167,17 +183,7 @@ Deno.test({
       ], { netns: net.server, env, name: "notify bob" });
       procs.push(bob);
       await bob.waitEvent((e) => e.type === "listening");
-      const alice = spawnSipkit([
-        "watch",
-        "-u",
-        "alice@example.test",
-        `sip:bob@${SERVER_ADDRESS}:5090`,
-        "--roam",
-        "--toward",
-        SERVER_ADDRESS,
-      ], { netns: net.mobile, env, name: "watch alice" });
-      procs.push(alice);
-      await alice.waitEvent((e) => e.type === "presence" && e.status === "online");
+      const alice = await roamingAliceWatching(bed, `sip:bob@${SERVER_ADDRESS}:5090`);
 
       await moveOnMa(net, "10.77.1.2", "10.77.3.2");
       const moved = await alice.waitEvent((e) => e.type === "moved");
@@ -213,7 +219,7 @@ Deno.test({
   sanitizeResources: false,
   fn: () =>
     withMobilityBed(false, async (bed) => {
-      const { net, env, procs } = bed;
+      const { net } = bed;
 
       // carol's presence agent on the mobile host, started before baresip
       // subscribes to it (baresip retries a failed subscription only after 30 s).
@@ -223,17 +229,7 @@ Deno.test({
       await bob.setPresence("online");
       await bob.waitContactStatus(carolUri, "Online");
       // alice watches bob (baresip's own presence) from the mobile host.
-      const alice = spawnSipkit([
-        "watch",
-        "-u",
-        "alice@example.test",
-        bob.contact,
-        "--roam",
-        "--toward",
-        SERVER_ADDRESS,
-      ], { netns: net.mobile, env, name: "watch alice" });
-      procs.push(alice);
-      await alice.waitEvent((e) => e.type === "presence" && e.status === "online");
+      const alice = await roamingAliceWatching(bed, bob.contact);
 
       // Both move with the host.
       await moveOnMa(net, "10.77.1.2", "10.77.3.2");
