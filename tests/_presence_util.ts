@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Clock } from "../lib/sip/clock.ts";
+import { type Clock, ManualClock } from "../lib/sip/clock.ts";
 import {
   createResponse,
   formatUri,
@@ -15,7 +15,9 @@ import {
   type SipResponse,
   type Uri,
 } from "../lib/sip/message.ts";
-import type { LoopNetwork } from "../lib/sip/transport_loop.ts";
+import { LoopNetwork } from "../lib/sip/transport_loop.ts";
+import { Notifier } from "../lib/sip/events/notifier.ts";
+import { Subscription, type SubscriptionNotify } from "../lib/sip/events/subscriber.ts";
 import { type InboundInfo, TransportLayer } from "../lib/sip/transport_layer.ts";
 import { UserAgent } from "../lib/sip/ua.ts";
 
@@ -179,4 +181,44 @@ export class LoopProxy {
   close(): Promise<void> {
     return this.#layer.close();
   }
+}
+
+/**
+ * alice (192.0.2.1) subscribed to bob's presence (192.0.2.2) on a loop network with a manual
+ * clock: bob's Notifier serves a constant `<presence/>`, neither side offers an encoding, and
+ * alice's Subscription has started and got its first NOTIFY (in `notes`). `close()` ends the
+ * subscription, the notifier (without a final NOTIFY) and both UAs.
+ */
+export async function presenceSubscription(): Promise<{
+  clock: ManualClock;
+  net: LoopNetwork;
+  alice: UserAgent;
+  bob: UserAgent;
+  notifier: Notifier;
+  sub: Subscription;
+  notes: SubscriptionNotify[];
+  close(): Promise<void>;
+}> {
+  const clock = new ManualClock();
+  const net = new LoopNetwork();
+  const alice = await loopUa(net, "alice", "192.0.2.1", { clock });
+  const bob = await loopUa(net, "bob", "192.0.2.2", { clock });
+  const notifier = new Notifier(bob);
+  notifier.addPackage({
+    event: "presence",
+    content: () => ({ body: "<presence/>", contentType: "application/pidf+xml" }),
+  });
+  const notes: SubscriptionNotify[] = [];
+  const sub = new Subscription(alice, "sip:bob@192.0.2.2", {
+    event: "presence",
+    onNotify: (n) => notes.push(n),
+  });
+  await sub.start();
+  await until(net, () => notes.length === 1);
+  const close = async () => {
+    sub.close();
+    await notifier.close({ notify: false });
+    await Promise.all([alice.close(), bob.close()]);
+  };
+  return { clock, net, alice, bob, notifier, sub, notes, close };
 }

@@ -22,12 +22,18 @@ import {
   encodeBody,
   loadContentCodings,
 } from "../lib/sip/events/encoding.ts";
-import { Notifier } from "../lib/sip/events/notifier.ts";
 import { UserAgent } from "../lib/sip/ua.ts";
 import { PresenceAgent } from "../lib/presence/agent.ts";
 import { PresenceWatcher, type PresenceWatcherEvent } from "../lib/presence/watcher.ts";
 import { presenceToStatus, statusToPidf } from "../lib/presence/status.ts";
-import { advance, loopUa, requestsOf, responsesTo, until } from "./_presence_util.ts";
+import {
+  advance,
+  loopUa,
+  presenceSubscription,
+  requestsOf,
+  responsesTo,
+  until,
+} from "./_presence_util.ts";
 
 const BOB = "sip:bob@192.0.2.2";
 
@@ -187,19 +193,7 @@ Deno.test("a subscriber that does not ask for deflate (baresip, Kamailio) gets p
 });
 
 Deno.test("a NOTIFY body in a coding the subscriber does not know gets 415 with Accept-Encoding", async () => {
-  const clock = new ManualClock();
-  const net = new LoopNetwork();
-  const alice = await loopUa(net, "alice", "192.0.2.1", { clock });
-  const bob = await loopUa(net, "bob", "192.0.2.2", { clock });
-  const notifier = new Notifier(bob);
-  notifier.addPackage({
-    event: "presence",
-    content: () => ({ body: "<presence/>", contentType: "application/pidf+xml" }),
-  });
-  const notes: SubscriptionNotify[] = [];
-  const sub = new Subscription(alice, BOB, { event: "presence", onNotify: (n) => notes.push(n) });
-  await sub.start();
-  await until(net, () => notes.length === 1);
+  const { bob, notifier, notes, close } = await presenceSubscription();
   const s = notifier.subscriptions()[0];
   // A notifier that compresses with a coding nobody asked for.
   const req = s.dialog.createRequest("NOTIFY", {
@@ -214,9 +208,7 @@ Deno.test("a NOTIFY body in a coding the subscriber does not know gets 415 with 
   assert.equal(response.status, 415);
   assert.equal(response.headers.get("Accept-Encoding"), "deflate");
   assert.equal(notes.length, 1);
-  sub.close();
-  await notifier.close({ notify: false });
-  await Promise.all([alice.close(), bob.close()]);
+  await close();
 });
 
 Deno.test("rport only until a peer's answer shows it sees our sent-by; a NATed answer keeps it", async () => {
