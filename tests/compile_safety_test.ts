@@ -40,8 +40,8 @@ async function info(path: string): Promise<Info> {
   return JSON.parse(new TextDecoder().decode(out.stdout)) as Info;
 }
 
-/** Local modules reachable from the root through static imports only. */
-function staticClosure(graph: Info): Set<string> {
+/** Every module (local, npm, node) reachable from the root through static imports only. */
+function staticReach(graph: Info): Set<string> {
   const byUrl = new Map(graph.modules.map((m) => [m.specifier, m]));
   const seen = new Set<string>();
   const stack = [...graph.roots];
@@ -53,8 +53,15 @@ function staticClosure(graph: Info): Set<string> {
       if (!dep.isDynamic && dep.code) stack.push(dep.code.specifier);
     }
   }
+  return seen;
+}
+
+/** Local modules reachable from the root through static imports only. */
+function staticClosure(graph: Info): Set<string> {
   return new Set(
-    [...seen].filter((u) => u.startsWith("file:")).map((u) => u.slice(7 + root.length)),
+    [...staticReach(graph)].filter((u) => u.startsWith("file:")).map((u) =>
+      u.slice(7 + root.length)
+    ),
   );
 }
 
@@ -133,6 +140,71 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
     ]
   ) {
     assert.ok(!sendClosure.has(unused), `a one-shot send loads ${unused}`);
+  }
+
+  // Nor does notify's definition (options, help): of lib/ only two leaves
+  // without imports, the status names (for --status's choices) and the
+  // stream limits' defaults (of the common options); no SIP stack, no
+  // presence documents, no XML. (options, help): of lib/ only two leaves without imports,
+  // the status names (for --status's choices) and the stream limits' defaults
+  // (of the common options); no SIP stack, no presence documents, no XML.
+  const definition = await info("cli/notify.ts");
+  const notify = staticClosure(definition);
+  assert.deepEqual(
+    [...notify].filter((f) => f.startsWith("lib/")).toSorted(),
+    ["lib/presence/user_status.ts", "lib/sip/stream_limits.ts"],
+    [...notify].join(", "),
+  );
+  for (const leaf of ["lib/presence/user_status.ts", "lib/sip/stream_limits.ts"]) {
+    const module = definition.modules.find((m) => m.specifier === `file://${root}${leaf}`);
+    assert.deepEqual(module?.dependencies ?? [], [], `${leaf} imports modules`);
+  }
+  assert.ok(!notify.has("cli/_notify.ts") && !notify.has("cli/_common.ts"));
+  const npm = [...staticReach(definition)].filter((u) => !u.startsWith("file:"));
+  assert.ok(!npm.some((u) => u.includes("xmldom")), `cli/notify.ts loads ${npm.join(", ")}`);
+
+  // What runs: a --publish --once loads the PUBLISH client and the PIDF code
+  // (with xmldom), not the edge mode (presence agent, event notifier, buddy
+  // list, watcher info), the registration, the mobility follower, the
+  // server side of the transaction layer, nor the stream transports.
+  const publish = staticClosure(await info("cli/_notify.ts"));
+  for (const needed of ["lib/presence/publish.ts", "lib/presence/status.ts", "lib/sip/ua.ts"]) {
+    assert.ok(publish.has(needed), `--publish --once does not load ${needed}`);
+  }
+  for (
+    const unused of [
+      "cli/_notify_more.ts",
+      "cli/watch.ts",
+      "cli/_register.ts",
+      "cli/_roam.ts",
+      "lib/presence/agent.ts",
+      "lib/presence/resource_lists.ts",
+      "lib/presence/watcherinfo.ts",
+      "lib/presence/watcher.ts",
+      "lib/presence/rlmi.ts",
+      "lib/sip/events/notifier.ts",
+      "lib/sip/events/subscriber.ts",
+      "lib/sip/dialog.ts",
+      "lib/sip/move.ts",
+      "lib/sip/registration.ts",
+      "lib/sip/digest.ts",
+      "lib/sip/resolver.ts",
+      "lib/sip/transport_tcp.ts",
+      "lib/sip/transaction/mod.ts",
+      "lib/sip/transaction/_server_side.ts",
+      "lib/sip/transaction/server_invite.ts",
+      "lib/sip/transaction/server_non_invite.ts",
+    ]
+  ) {
+    assert.ok(!publish.has(unused), `--publish --once loads ${unused}`);
+  }
+  for (const dir of ["lib/mobility/", "lib/im/", "lib/rtp/", "lib/sip/invite/"]) {
+    assert.ok(![...publish].some((f) => f.startsWith(dir)), `--publish --once loads ${dir}`);
+  }
+  // The edge mode's module is what brings them.
+  const edge = staticClosure(await info("cli/_notify_more.ts"));
+  for (const used of ["lib/presence/agent.ts", "cli/_roam.ts", "lib/sip/move.ts"]) {
+    assert.ok(edge.has(used), `cli/_notify_more.ts does not load ${used}`);
   }
 });
 

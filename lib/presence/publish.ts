@@ -13,7 +13,7 @@ import type { TimerId } from "../sip/clock.ts";
 import { SipRequestError } from "../sip/errors.ts";
 import { backoffDelay } from "../sip/events/headers.ts";
 import type { SipRequest, SipResponse, Uri } from "../sip/message.ts";
-import { generateCallId } from "../sip/transaction/mod.ts";
+import { generateCallId } from "../sip/transaction/build.ts";
 import { toSipUri, type UserAgent } from "../sip/ua.ts";
 import { PIDF_CONTENT_TYPE } from "./pidf.ts";
 

@@ -18,24 +18,9 @@ import {
   type PresenceDocument,
   type Tuple,
 } from "./pidf.ts";
+import { isUserStatus, type UserStatus } from "./user_status.ts";
 
-/** The user statuses sipkit sets and reports. */
-export const USER_STATUSES = [
-  "online",
-  "offline",
-  "away",
-  "busy",
-  "on-the-phone",
-  "lunch",
-] as const;
-
-/** One user status. */
-export type UserStatus = typeof USER_STATUSES[number];
-
-/** Type guard for {@linkcode UserStatus}. */
-export function isUserStatus(value: unknown): value is UserStatus {
-  return typeof value === "string" && (USER_STATUSES as readonly string[]).includes(value);
-}
+export { isUserStatus, USER_STATUSES, type UserStatus } from "./user_status.ts";
 
 /**
  * The RPID activity each status publishes (RFC 4480 section 3.2); online and
