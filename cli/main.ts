@@ -43,7 +43,7 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   // deno-fmt-ignore
   watch: { summary: "Watch buddies' presence (SUBSCRIBE) and print each change", load: async () => (await import("./watch.ts")).watchCommand() },
   // deno-fmt-ignore
-  notify: { summary: "Be your own presence agent, or publish your status", load: async () => (await import("./notify.ts")).notifyCommand() },
+  notify: { summary: "Be your own presence agent, or publish your status", load: async () => (await import("./notify.ts")).notifyCommand(), preload: () => import("./_notify_preload.ts") },
   // deno-fmt-ignore
   message: { summary: "Send, receive or chat with instant messages (RFC 3428)", load: async () => (await import("./message.ts")).messageCommand(), preload: () => import("./_message_preload.ts") },
   // deno-fmt-ignore

@@ -208,16 +208,28 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
   }
 });
 
-Deno.test("cli/_message_preload.ts imports every module that a send runs, each directly", async () => {
-  // Deno fetches the graph behind an import() one import depth per round; the
-  // preload module puts the whole send path one import away (see its doc).
-  const closure = staticClosure(await info("cli/_message.ts"));
-  const text = await Deno.readTextFile(`${root}cli/_message_preload.ts`);
-  const listed = [...text.matchAll(/^import "(.+)";$/gm)]
-    .map((m) => new URL(m[1], `file://${root}cli/`).pathname.slice(root.length));
-  assert.deepEqual(listed.toSorted(), [...closure].toSorted());
+Deno.test("every cli/_X_preload.ts imports every module that cli/_X.ts runs, each directly, and main preloads it", async () => {
+  // Deno fetches the graph behind an import() one import depth per round; a
+  // preload module puts a command's whole run path one import away (see
+  // cli/_message_preload.ts). A command X's preload lists the static closure
+  // of cli/_X.ts, and cli/main.ts starts it for X.
   const { COMMANDS } = await import("../cli/main.ts");
-  assert.ok(COMMANDS.message.preload, "cli/main.ts does not preload the message command");
+  const preloads: string[] = [];
+  for await (const entry of Deno.readDir(`${root}cli`)) {
+    const m = /^_(.+)_preload\.ts$/.exec(entry.name);
+    if (m) preloads.push(m[1]);
+  }
+  for (const command of ["message", "notify"]) {
+    assert.ok(preloads.includes(command), `cli/_${command}_preload.ts is missing`);
+  }
+  for (const command of preloads) {
+    const closure = staticClosure(await info(`cli/_${command}.ts`));
+    const text = await Deno.readTextFile(`${root}cli/_${command}_preload.ts`);
+    const listed = [...text.matchAll(/^import "(.+)";$/gm)]
+      .map((m) => new URL(m[1], `file://${root}cli/`).pathname.slice(root.length));
+    assert.deepEqual(listed.toSorted(), [...closure].toSorted(), `cli/_${command}_preload.ts`);
+    assert.ok(COMMANDS[command]?.preload, `cli/main.ts does not preload the ${command} command`);
+  }
 });
 
 Deno.test("node:zlib (tens of ms to import) is loaded only on demand, by the content-coding module", async () => {
