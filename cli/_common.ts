@@ -98,6 +98,12 @@ export interface CommandContext {
    * (at once when stdin is a terminal).
    */
   readInput(handler: (event: InputEvent, line: number) => void | Promise<void>): Promise<void>;
+  /**
+   * Reports a stdin line that is skipped: a warning on stderr
+   * (`<stdin>:LINE: MESSAGE; line skipped`) and an `error` event with
+   * `source` "stdin", `line` and `message`.
+   */
+  skipLine(line: number, message: string): Promise<void>;
 }
 
 /**
@@ -167,11 +173,12 @@ export async function runCommand<O extends CommonOptions>(
         if (Deno.stdin.isTerminal()) return Promise.resolve();
         return readNdjson(Deno.stdin.readable, handler, {
           signal: controller.signal,
-          onInvalid: async (line, message) => {
-            log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
-            await out.emit("error", { source: "stdin", line, message });
-          },
+          onInvalid: (line, message) => ctx.skipLine(line, message),
         });
+      },
+      skipLine: async (line, message) => {
+        log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
+        await out.emit("error", { source: "stdin", line, message });
       },
     };
     code = await body(opts, ctx);

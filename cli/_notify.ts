@@ -75,20 +75,15 @@ export async function readStatusLine(
   line: number,
 ): Promise<{ status: UserStatus; note?: string; noteLang?: string } | undefined> {
   if (!isUserStatus(event.status)) {
-    const message = `status must be one of ${USER_STATUSES.join(", ")}`;
-    ctx.log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
-    await ctx.out.emit("error", { source: "stdin", line, message });
+    await ctx.skipLine(line, `status must be one of ${USER_STATUSES.join(", ")}`);
     return undefined;
   }
   if (event.note !== undefined && typeof event.note !== "string") {
-    ctx.log.log("warn", `<stdin>:${line}: note must be a string; line skipped`);
-    await ctx.out.emit("error", { source: "stdin", line, message: "note must be a string" });
+    await ctx.skipLine(line, "note must be a string");
     return undefined;
   }
   if (event.note_lang !== undefined && !isLanguageTag(event.note_lang)) {
-    const message = "note_lang must be a language tag such as en or pt-BR";
-    ctx.log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
-    await ctx.out.emit("error", { source: "stdin", line, message });
+    await ctx.skipLine(line, "note_lang must be a language tag such as en or pt-BR");
     return undefined;
   }
   return {

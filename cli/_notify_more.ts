@@ -115,8 +115,7 @@ async function runEdge(
       try {
         uri = normalizeBuddyUri(String(event.uri ?? ""));
       } catch (e) {
-        ctx.log.log("warn", `<stdin>:${line}: ${(e as Error).message}; line skipped`);
-        await ctx.out.emit("error", { source: "stdin", line, message: (e as Error).message });
+        await ctx.skipLine(line, (e as Error).message);
         return;
       }
       if (event.type === "allow") agent.allow(uri);

@@ -140,8 +140,7 @@ export class Follower {
       const message = typeof address === "string"
         ? `address_changed: "${address}" is not an IP address`
         : 'address_changed without a string "new" (or "address")';
-      this.#ctx.log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
-      await this.#ctx.out.emit("error", { source: "stdin", line, message });
+      await this.#ctx.skipLine(line, message);
       return true;
     }
     await this.move(address);

@@ -521,15 +521,15 @@ async function answerAndRun(
     if (await follower.handleInput(event, line)) return;
     if (live) return await live.handleInput(event, line);
     if (event.type === "answer") {
-      if (!current) return await inputError(ctx, line, "no incoming call to answer");
+      if (!current) return await ctx.skipLine(line, "no incoming call to answer");
       await current.answer();
       return;
     }
     if (event.type === "reject") {
-      if (!current) return await inputError(ctx, line, "no incoming call to reject");
+      if (!current) return await ctx.skipLine(line, "no incoming call to reject");
       const status = event.status ?? 486;
       if (typeof status !== "number" || !Number.isInteger(status) || status < 300 || status > 699) {
-        return await inputError(ctx, line, "reject: status must be a number from 300 to 699");
+        return await ctx.skipLine(line, "reject: status must be a number from 300 to 699");
       }
       await current.incoming.reject(status);
       return;
@@ -538,7 +538,7 @@ async function answerAndRun(
       await current.incoming.reject(603);
       return;
     }
-    await inputError(ctx, line, `"${event.type}" needs a call in progress`);
+    await ctx.skipLine(line, `"${event.type}" needs a call in progress`);
   }).catch((e) => ctx.log.log("warn", `stdin: ${(e as Error).message}`));
   void input;
   const outcome = await Promise.race([gotCall, ctx.stopped.then(() => undefined)]);
@@ -559,11 +559,6 @@ async function answerAndRun(
 function setTimeoutUnlessEnded(session: InviteSession, ms: number, fn: () => void): void {
   const timer = setTimeout(fn, ms);
   session.finished.then(() => clearTimeout(timer));
-}
-
-async function inputError(ctx: CommandContext, line: number, message: string): Promise<void> {
-  ctx.log.log("warn", `<stdin>:${line}: ${message}; line skipped`);
-  await ctx.out.emit("error", { source: "stdin", line, message });
 }
 
 function hostPort(a: { hostname: string; port: number } | undefined): string | undefined {
@@ -847,22 +842,21 @@ class LiveCall {
         return;
       case "answer":
       case "reject":
-        return await inputError(ctx, line, `${event.type}: the call is already answered`);
+        return await ctx.skipLine(line, `${event.type}: the call is already answered`);
     }
     // "method" on codec, hold and resume: "invite" (default, re-INVITE) or "update" (RFC 3311,
     // also in an early dialog once the offer/answer completed in a reliable 1xx).
     const method = event.method ?? "invite";
     const modifies = event.type === "codec" || event.type === "hold" || event.type === "resume";
     if (modifies && method !== "invite" && method !== "update") {
-      return await inputError(ctx, line, `${event.type}: "method" must be "invite" or "update"`);
+      return await ctx.skipLine(line, `${event.type}: "method" must be "invite" or "update"`);
     }
     const early = modifies && method === "update" && session.state === "early";
     if (!media || (session.state !== "confirmed" && !early)) {
-      return await inputError(ctx, line, `${event.type}: the call is not established`);
+      return await ctx.skipLine(line, `${event.type}: the call is not established`);
     }
     if (modifies && method === "update" && !session.canUpdate) {
-      return await inputError(
-        ctx,
+      return await ctx.skipLine(
         line,
         `${event.type}: cannot send UPDATE now (the peer must allow it; before the answer, the offer/answer must have completed in a reliable provisional response)`,
       );
@@ -874,12 +868,12 @@ class LiveCall {
       case "dtmf": {
         const digits = event.digits;
         if (typeof digits !== "string" || !/^[0-9A-D*#]+$/i.test(digits)) {
-          return await inputError(ctx, line, 'dtmf: "digits" must be a string of 0-9, *, #, A-D');
+          return await ctx.skipLine(line, 'dtmf: "digits" must be a string of 0-9, *, #, A-D');
         }
         const duration = typeof event.duration_ms === "number" ? event.duration_ms : undefined;
         if (media.negotiated?.telephoneEventPayloadType !== undefined) {
           await media.sendDtmf(digits, { durationMs: duration }).catch((e) =>
-            inputError(ctx, line, `dtmf: ${(e as Error).message}`)
+            ctx.skipLine(line, `dtmf: ${(e as Error).message}`)
           );
         } else {
           // The peer takes no telephone-event: SIP INFO (application/dtmf-relay).
@@ -887,7 +881,7 @@ class LiveCall {
             await session.sendInfo(
               `Signal=${digit}\r\nDuration=${duration ?? 100}\r\n`,
               "application/dtmf-relay",
-            ).catch((e) => inputError(ctx, line, `dtmf: ${(e as Error).message}`));
+            ).catch((e) => ctx.skipLine(line, `dtmf: ${(e as Error).message}`));
           }
         }
         return;
@@ -900,8 +894,7 @@ class LiveCall {
           event.codec !== undefined &&
           (!codec || !this.#settings.codecs.includes(codec.name as CodecName))
         ) {
-          return await inputError(
-            ctx,
+          return await ctx.skipLine(
             line,
             `codec: "codec" must be one of ${this.#settings.codecs.join(", ")} (--codec)`,
           );
@@ -911,10 +904,10 @@ class LiveCall {
           (typeof ptime !== "number" || !Number.isInteger(ptime) || ptime < 10 || ptime > 100 ||
             ptime % 10 !== 0)
         ) {
-          return await inputError(ctx, line, 'codec: "ptime" must be 10, 20, ... 100 (ms)');
+          return await ctx.skipLine(line, 'codec: "ptime" must be 10, 20, ... 100 (ms)');
         }
         if (!codec && ptime === undefined) {
-          return await inputError(ctx, line, 'codec: give "codec", "ptime" or both');
+          return await ctx.skipLine(line, 'codec: give "codec", "ptime" or both');
         }
         await this.#serial(async () => {
           const previousPtime = media.ptime;
@@ -929,8 +922,7 @@ class LiveCall {
           if (!ok) media.setPtime(previousPtime);
           const n = media.negotiated;
           if (!ok || (codec && n?.codec !== codec.name)) {
-            await inputError(
-              ctx,
+            await ctx.skipLine(
               line,
               `codec: the peer kept ${n?.codec ?? "its codec"}${
                 ok ? "" : ` (${method === "update" ? "UPDATE" : "re-INVITE"} refused)`
@@ -944,7 +936,7 @@ class LiveCall {
       case "resume": {
         const hold = event.type === "hold";
         if (media.held === hold) {
-          return await inputError(ctx, line, `${event.type}: already ${hold ? "held" : "resumed"}`);
+          return await ctx.skipLine(line, `${event.type}: already ${hold ? "held" : "resumed"}`);
         }
         await this.#serial(async () => {
           if (hold) media.hold();
@@ -958,8 +950,7 @@ class LiveCall {
           } else {
             if (hold) media.resume();
             else media.hold();
-            await inputError(
-              ctx,
+            await ctx.skipLine(
               line,
               `${event.type}: the peer refused the ${method === "update" ? "UPDATE" : "re-INVITE"}`,
             );
@@ -968,7 +959,7 @@ class LiveCall {
         return;
       }
     }
-    await inputError(ctx, line, `unknown input type "${event.type}"`);
+    await ctx.skipLine(line, `unknown input type "${event.type}"`);
   }
 }
 

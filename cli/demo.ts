@@ -117,6 +117,10 @@ class Agent {
         logger.log("error", error.message);
         this.#controller.abort();
       },
+      skipLine: async (line, message) => {
+        logger.log("warn", `<stdin>:${line}: ${message}; line skipped`);
+        await out.emit("error", { source: "stdin", line, message });
+      },
       readInput: async (handler) => {
         let line = 0;
         for (;;) {

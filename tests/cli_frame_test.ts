@@ -519,6 +519,11 @@ Deno.test("keepRegistered() registers, follows address_changed, flags bad input,
       },
     },
     log: { log: (_l: string, m: string) => logs.push(m), raw: () => {} },
+    skipLine: (line: number, message: string) => {
+      logs.push(`<stdin>:${line}: ${message}; line skipped`);
+      events.push({ type: "error", source: "stdin", line, message });
+      return Promise.resolve();
+    },
   } as unknown as CommandContext;
   try {
     const kept = keepRegistered(ua, ctx, { registrar: "sip:192.0.2.5", expires: 600 });
