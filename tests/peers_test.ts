@@ -181,6 +181,13 @@ Deno.test("parseContacts() and parseMessages() read baresip's output", () => {
   assert.deepEqual(parseMessages('x\nsip:alice@example.test: "hi: there"\n'), [
     { from: "sip:alice@example.test", body: "hi: there" },
   ]);
+  // The print landed inside a line of baresip's own SIP trace (seen in CI).
+  const interleaved = "\x1b[36;1m#\nUDP 127.0.0.1:41046 -> 127.0.0.1:" +
+    '\rsip:alice@example.test: "hi bob, alice here"\n45680\nSIP/2.0 200 OK\n' +
+    'Authorization: Digest username="bob", uri="sip:alice@example.test", response="ab"\n';
+  assert.deepEqual(parseMessages(interleaved), [
+    { from: "sip:alice@example.test", body: "hi bob, alice here" },
+  ]);
 });
 
 Deno.test("parseSipTrace() splits baresip's -s trace into messages", () => {

@@ -896,8 +896,10 @@ export function stripAnsi(text: string): string {
 export function parseMessages(output: string): BaresipMessage[] {
   const out: BaresipMessage[] = [];
   for (const line of stripAnsi(output).split("\n")) {
-    // menu prints "\r<peer>: \"<body>\"".
-    const match = /^\r?(sips?:[^\s"]+): "(.*)"\r?$/.exec(line);
+    // menu prints "\r<peer>: \"<body>\"", usually on a line of its own; its
+    // -s trace is written apart, so the print can also land inside a trace
+    // line ("UDP 127.0.0.1:41046 -> 127.0.0.1:" + print + "45680" on the next).
+    const match = /(sips?:[^\s"]+): "(.*)"\r?$/.exec(line);
     if (match) out.push({ from: match[1], body: match[2] });
   }
   return out;
