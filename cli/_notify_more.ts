@@ -17,7 +17,7 @@ import { type CommandContext, emitListening } from "./_common.ts";
 import { EXIT, usageError } from "./_exit.ts";
 import { keepRegistered } from "./_register.ts";
 import { defaultToward, Follower } from "./_roam.ts";
-import { defaultBuddyFile, readBuddyFile } from "./watch.ts";
+import { defaultBuddyFile, readBuddyFile } from "./_buddies.ts";
 import { readStatusLine, runPublish, waitForAbort } from "./_notify.ts";
 import type { NotifyOptions } from "./notify.ts";
 

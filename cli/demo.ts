@@ -14,7 +14,7 @@ import type { CommandContext, StopReason } from "./_common.ts";
 import { createLogger, type InputEvent, NdjsonWriter } from "./_io.ts";
 import { messageDemo } from "./_demo_im.ts";
 import { runNotify } from "./_notify.ts";
-import { runWatch } from "./watch.ts";
+import { runWatch } from "./_watch.ts";
 
 /** An event as an agent wrote it. */
 export interface DemoEvent {

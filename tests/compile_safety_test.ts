@@ -206,6 +206,68 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
   for (const used of ["lib/presence/agent.ts", "cli/_roam.ts", "lib/sip/move.ts"]) {
     assert.ok(edge.has(used), `cli/_notify_more.ts does not load ${used}`);
   }
+  // It reads the buddy list through the small shared module, not watch's.
+  for (const unused of ["cli/watch.ts", "cli/_watch.ts", "lib/presence/watcher.ts"]) {
+    assert.ok(!edge.has(unused), `cli/_notify_more.ts loads ${unused}`);
+  }
+
+  // watch's definition (options, help, buddy list subcommands) loads no SIP
+  // stack, no presence code and no XML: of lib/ only the stream limits'
+  // defaults (of the common options), a leaf without imports.
+  const watchDefinition = await info("cli/watch.ts");
+  const watch = staticClosure(watchDefinition);
+  assert.deepEqual(
+    [...watch].filter((f) => f.startsWith("lib/")).toSorted(),
+    ["lib/sip/stream_limits.ts"],
+    [...watch].join(", "),
+  );
+  for (
+    const unused of [
+      "cli/_watch.ts",
+      "cli/_watch_more.ts",
+      "cli/_watch_buddies.ts",
+      "cli/_buddies.ts",
+      "cli/_common.ts",
+      "cli/_config.ts",
+    ]
+  ) {
+    assert.ok(!watch.has(unused), `cli/watch.ts loads ${unused}`);
+  }
+  const watchNpm = [...staticReach(watchDefinition)].filter((u) => !u.startsWith("file:"));
+  assert.ok(
+    !watchNpm.some((u) => u.includes("xmldom")),
+    `cli/watch.ts loads ${watchNpm.join(", ")}`,
+  );
+  // What a `watch --once` probe runs: the watcher's fetch (SUBSCRIBE
+  // Expires: 0), not the lasting watcher's stdin handling, the mobility
+  // follower, the buddy list's editing, nor notify's presence agent.
+  const probe = staticClosure(await info("cli/_watch.ts"));
+  for (const needed of ["lib/presence/watcher.ts", "lib/sip/ua.ts", "cli/_buddies.ts"]) {
+    assert.ok(probe.has(needed), `watch --once does not load ${needed}`);
+  }
+  for (
+    const unused of [
+      "cli/_watch_more.ts",
+      "cli/_watch_buddies.ts",
+      "cli/_roam.ts",
+      "cli/_register.ts",
+      "cli/_notify.ts",
+      "lib/sip/move.ts",
+      "lib/sip/registration.ts",
+      "lib/presence/agent.ts",
+      "lib/sip/events/notifier.ts",
+    ]
+  ) {
+    assert.ok(!probe.has(unused), `watch --once loads ${unused}`);
+  }
+  for (const dir of ["lib/mobility/", "lib/im/", "lib/rtp/", "lib/sip/invite/"]) {
+    assert.ok(![...probe].some((f) => f.startsWith(dir)), `watch --once loads ${dir}`);
+  }
+  // The lasting watcher's module is what brings the follower.
+  const watcher = staticClosure(await info("cli/_watch_more.ts"));
+  for (const used of ["cli/_roam.ts", "lib/sip/move.ts"]) {
+    assert.ok(watcher.has(used), `cli/_watch_more.ts does not load ${used}`);
+  }
 });
 
 Deno.test("every cli/_X_preload.ts imports every module that cli/_X.ts runs, each directly, and main preloads it", async () => {
