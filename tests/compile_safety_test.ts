@@ -163,6 +163,36 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
   const npm = [...staticReach(definition)].filter((u) => !u.startsWith("file:"));
   assert.ok(!npm.some((u) => u.includes("xmldom")), `cli/notify.ts loads ${npm.join(", ")}`);
 
+  // Nor does call's definition (options, help): of lib/ only the stream
+  // limits' defaults (a leaf without imports, of the common options); no SIP
+  // stack, no INVITE sessions, no RTP, no SDP (sdp-transform). What runs is
+  // in cli/_call.ts, loaded by the command's action.
+  const callDefinition = await info("cli/call.ts");
+  const call = staticClosure(callDefinition);
+  assert.deepEqual(
+    [...call].filter((f) => f.startsWith("lib/")),
+    ["lib/sip/stream_limits.ts"],
+    [...call].join(", "),
+  );
+  for (const dir of ["lib/sip/invite/", "lib/rtp/"]) {
+    assert.ok(![...call].some((f) => f.startsWith(dir)), `cli/call.ts loads ${dir}`);
+  }
+  assert.ok(!call.has("cli/_call.ts") && !call.has("cli/_common.ts"), [...call].join(", "));
+  const callNpm = [...staticReach(callDefinition)].filter((u) => !u.startsWith("file:"));
+  assert.ok(
+    !callNpm.some((u) => u.includes("sdp-transform")),
+    `cli/call.ts loads ${callNpm.join(", ")}`,
+  );
+  // The command that runs does load them (the assertions above look at the right names).
+  const placing = staticClosure(await info("cli/_call.ts"));
+  for (const used of ["lib/sip/ua.ts", "lib/sip/invite/mod.ts", "lib/rtp/mod.ts"]) {
+    assert.ok(placing.has(used), `cli/_call.ts does not load ${used}`);
+  }
+  assert.ok(
+    [...staticReach(await info("cli/_call.ts"))].some((u) => u.includes("sdp-transform")),
+    "cli/_call.ts does not load sdp-transform",
+  );
+
   // What runs: a --publish --once loads the PUBLISH client and the PIDF code
   // (with xmldom), not the edge mode (presence agent, event notifier, buddy
   // list, watcher info), the registration, the mobility follower, the
@@ -399,7 +429,7 @@ Deno.test("deno compile embeds every module of the graph, also those behind impo
     const graph = await info("cli/main.ts");
     const local = graph.modules.map((m) => m.specifier).filter((s) => s.startsWith("file:"))
       .map((s) => s.slice(7 + root.length));
-    for (const file of ["cli/_message.ts", "cli/call.ts", "lib/sip/digest.ts"]) {
+    for (const file of ["cli/_message.ts", "cli/call.ts", "cli/_call.ts", "lib/sip/digest.ts"]) {
       assert.ok(local.includes(file), `${file} is not in the graph`);
     }
     const missing = local.filter((f) => !covered(f));
