@@ -41,7 +41,7 @@ import {
 import { type CommandContext, emitListening, runCommand, uriOption } from "./_common.ts";
 import { EXIT, usageError } from "./_exit.ts";
 import type { InputEvent } from "./_io.ts";
-import { keepRegistered, type KeptRegistration } from "./_register.ts";
+import type { KeptRegistration } from "./_register.ts";
 import { defaultToward, Follower } from "./_roam.ts";
 import type { Mover } from "../lib/sip/move.ts";
 import { createUserAgent } from "./_ua.ts";
@@ -371,8 +371,13 @@ async function answerAndRun(
   await emitListening(ua, ctx);
   // Mobility (--roam, address_changed lines): the registration and the call follow the host.
   const calls = () => live ? [live.mover(ua)] : [];
+  // The registration's code is loaded only for --register.
   const kept: KeptRegistration | undefined = opts.register
-    ? keepRegistered(ua, ctx, { registrar: opts.registrar, expires: opts.expires, movers: calls })
+    ? (await import("./_register.ts")).keepRegistered(ua, ctx, {
+      registrar: opts.registrar,
+      expires: opts.expires,
+      movers: calls,
+    })
     : undefined;
   const follower = kept?.follower ?? new Follower(ua, ctx, calls);
   if (opts.roam) await follower.roam(opts, defaultToward(ua, opts.registrar));

@@ -145,9 +145,7 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
   // Nor does notify's definition (options, help): of lib/ only two leaves
   // without imports, the status names (for --status's choices) and the
   // stream limits' defaults (of the common options); no SIP stack, no
-  // presence documents, no XML. (options, help): of lib/ only two leaves without imports,
-  // the status names (for --status's choices) and the stream limits' defaults
-  // (of the common options); no SIP stack, no presence documents, no XML.
+  // presence documents, no XML.
   const definition = await info("cli/notify.ts");
   const notify = staticClosure(definition);
   assert.deepEqual(
@@ -192,6 +190,10 @@ Deno.test("sipkit loads a command and the library only when that command runs", 
     [...staticReach(await info("cli/_call.ts"))].some((u) => u.includes("sdp-transform")),
     "cli/_call.ts does not load sdp-transform",
   );
+  // A call without --register does not load the registration.
+  for (const unused of ["cli/_register.ts", "lib/sip/registration.ts"]) {
+    assert.ok(!placing.has(unused), `cli/_call.ts loads ${unused}`);
+  }
 
   // What runs: a --publish --once loads the PUBLISH client and the PIDF code
   // (with xmldom), not the edge mode (presence agent, event notifier, buddy
