@@ -13,6 +13,8 @@ import {
   type ResourceLists,
   saveBuddyList,
 } from "../lib/presence/resource_lists.ts";
+import type { CommandContext } from "./_common.ts";
+import type { InputEvent } from "./_io.ts";
 import { configDir } from "./_config.ts";
 import { usageError } from "./_exit.ts";
 
@@ -60,5 +62,22 @@ export function buddyUri(text: string): string {
     return normalizeBuddyUri(text);
   } catch (e) {
     throw usageError((e as Error).message);
+  }
+}
+
+/**
+ * The buddy URI of a stdin line's `uri` field, normalized; a line whose
+ * `uri` is not one is reported (`ctx.skipLine`) and gives undefined.
+ */
+export async function buddyUriOfLine(
+  ctx: CommandContext,
+  event: InputEvent,
+  line: number,
+): Promise<string | undefined> {
+  try {
+    return normalizeBuddyUri(String(event.uri ?? ""));
+  } catch (e) {
+    await ctx.skipLine(line, (e as Error).message);
+    return undefined;
   }
 }

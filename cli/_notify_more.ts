@@ -17,7 +17,7 @@ import { type CommandContext, emitListening } from "./_common.ts";
 import { EXIT, usageError } from "./_exit.ts";
 import { keepRegistered } from "./_register.ts";
 import { defaultToward, Follower } from "./_roam.ts";
-import { defaultBuddyFile, readBuddyFile } from "./_buddies.ts";
+import { buddyUriOfLine, defaultBuddyFile, readBuddyFile } from "./_buddies.ts";
 import { readStatusLine, runPublish, waitForAbort } from "./_notify.ts";
 import type { NotifyOptions } from "./notify.ts";
 
@@ -111,13 +111,8 @@ async function runEdge(
         agent.setStatus(next.status, { note: next.note ?? null, noteLang: next.noteLang ?? null });
       }
     } else if (event.type === "allow" || event.type === "deny") {
-      let uri: string;
-      try {
-        uri = normalizeBuddyUri(String(event.uri ?? ""));
-      } catch (e) {
-        await ctx.skipLine(line, (e as Error).message);
-        return;
-      }
+      const uri = await buddyUriOfLine(ctx, event, line);
+      if (uri === undefined) return;
       if (event.type === "allow") agent.allow(uri);
       else await agent.deny(uri);
     }

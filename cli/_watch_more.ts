@@ -10,7 +10,7 @@
 
 import { subscriptionsMover } from "../lib/sip/move.ts";
 import type { UserAgent } from "../lib/sip/ua.ts";
-import { normalizeBuddyUri } from "../lib/presence/resource_lists.ts";
+import { buddyUriOfLine } from "./_buddies.ts";
 import { PresenceWatcher, type PresenceWatcherEvent } from "../lib/presence/watcher.ts";
 import type { CommandContext } from "./_common.ts";
 import { EXIT } from "./_exit.ts";
@@ -65,13 +65,8 @@ export async function runWatcher(
   const input = ctx.readInput(async (event, line) => {
     if (await follower.handleInput(event, line)) return;
     if (!["buddy_added", "buddy_removed", "watcher"].includes(event.type)) return;
-    let uri: string;
-    try {
-      uri = normalizeBuddyUri(String(event.uri ?? ""));
-    } catch (e) {
-      await ctx.skipLine(line, (e as Error).message);
-      return;
-    }
+    const uri = await buddyUriOfLine(ctx, event, line);
+    if (uri === undefined) return;
     if (event.type === "buddy_added") await watcher.add(uri);
     else if (event.type === "buddy_removed") await watcher.remove(uri);
     else if (event.state === "active" || event.state === "pending") {
