@@ -2,8 +2,11 @@
  * Benchmark: start-up of one-shot `sipkit` commands against a Deno script
  * that only imports commander (bench/_startup_hello.ts), in the same run.
  *
- * Each round runs, in turn: the hello script with `--version`,
- * `sipkit --version`, `sipkit message <to> <body> --help`, a one-shot
+ * sipkit runs in two forms: installed, that is the bundle that `deno task
+ * build` makes (tools/build.ts; built here into a temporary directory at the
+ * start), which README's install runs; and from source, `cli/main.ts`.
+ * Each round runs, in turn: the hello script with `--version`, then for each
+ * form `sipkit --version`, `sipkit message <to> <body> --help`, a one-shot
  * `sipkit message` to a `sipkit message --listen` on 127.0.0.1 (started once,
  * before the rounds), and the cron job of README, `sipkit notify --publish
  * --status online --once`, answered by sipp (tests/sipp/publish_uas.xml, also
@@ -16,9 +19,10 @@
  * one-shot `message`; the `notify` row is reported without a target). Exits 1
  * when a command failed or the listener did not print every message sent.
  *
- * `--before <dir>` adds the same three sipkit commands run from another
- * checkout (e.g. `git archive <commit> | tar -x -C <dir>`, with its own
- * deno.json), interleaved in the same rounds: before and after from one run.
+ * `--before <dir>` adds the same commands run from another checkout (e.g.
+ * `git archive <commit> | tar -x -C <dir>`, with its own deno.json) from
+ * source, and as its bundle when it has tools/build.ts, interleaved in the
+ * same rounds: before and after from one run.
  *
  *     deno run -A --config bench/deno.json bench/startup.ts [--runs 15] [--before <dir>]
  *
@@ -27,10 +31,12 @@
 
 import { spawnSipkit } from "../tests/_sipkit_process.ts";
 import { startSipp } from "../tests/peers/sipp.ts";
+import { build } from "../tools/build.ts";
 
 const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
 const HELLO = new URL("./_startup_hello.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** The target ratio of issue 8 section 3. */
 export const STARTUP_TARGET = 1.3;
 /** The label of the cron case, which issue 8 gives no target. */
@@ -112,8 +118,34 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
+/**
+ * Builds the bundle of the checkout at `root` (with its own tools/build.ts)
+ * into a new directory listed in `dirs`, and answers its `main.js`; undefined
+ * when that checkout has no tools/build.ts.
+ */
+async function bundleOf(root: string, dirs: string[]): Promise<string | undefined> {
+  try {
+    Deno.statSync(`${root}/tools/build.ts`);
+  } catch {
+    return undefined;
+  }
+  const dir = await Deno.makeTempDir({ prefix: `sipkit_startup_bundle_${Deno.pid}_` });
+  dirs.push(dir);
+  if (root === ROOT) await build(`${dir}/dist`);
+  else {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${root}/tools/build.ts`, "--outdir", `${dir}/dist`],
+      stdout: "null",
+      stderr: "inherit",
+    }).output();
+    if (!out.success) throw new Error(`the bundle of ${root} failed`);
+  }
+  return `${dir}/dist/main.js`;
+}
+
 async function main(): Promise<number> {
   const runs = runsArg();
+  const bundles: string[] = [];
   const listener = spawnSipkit(
     [
       "message",
@@ -161,10 +193,15 @@ async function main(): Promise<number> {
       ],
     ];
     const before = beforeArg();
+    const beforeBundle = before ? await bundleOf(before, bundles) : undefined;
     const cases: [string, string, string[]][] = [
       ["hello script (commander only) --version", CONFIG, [HELLO, "--version"]],
-      ...sipkit("sipkit", MAIN, CONFIG),
-      ...(before ? sipkit("before:", `${before}/cli/main.ts`, `${before}/deno.json`) : []),
+      ...sipkit("sipkit", await bundleOf(ROOT, bundles) as string, CONFIG),
+      ...sipkit("from source: sipkit", MAIN, CONFIG),
+      ...(beforeBundle ? sipkit("before: sipkit", beforeBundle, `${before}/deno.json`) : []),
+      ...(before
+        ? sipkit("before, from source: sipkit", `${before}/cli/main.ts`, `${before}/deno.json`)
+        : []),
     ];
     const loadBefore = Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
     const times = cases.map(() => [] as Timing[]);
@@ -208,6 +245,7 @@ async function main(): Promise<number> {
   } finally {
     await listener.stop();
     await presence?.stop();
+    for (const dir of bundles) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
 

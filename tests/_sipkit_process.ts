@@ -1,6 +1,6 @@
 /**
  * Runs `sipkit` commands as real processes for integration tests
- * (`deno run -A cli/main.ts ...`), collects their NDJSON events, lets a test
+ * (`deno run -A cli/main.ts ...`, or the bundle: {@linkcode SIPKIT_MAIN}), collects their NDJSON events, lets a test
  * write NDJSON lines to their stdin, and waits for events.
  *
  * @module
@@ -8,7 +8,14 @@
 
 import { type HasLogs, withLogsOnFailure } from "./peers/process.ts";
 
-const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
+/**
+ * The entry that runs sipkit in these tests: `cli/main.ts`, or the file that
+ * `SIPKIT_MAIN` names (the bundle's `main.js`: tests/bundle_test.ts runs the
+ * command tests against it).
+ */
+export const SIPKIT_MAIN = Deno.env.get("SIPKIT_MAIN") ||
+  new URL("../cli/main.ts", import.meta.url).pathname;
+const MAIN = SIPKIT_MAIN;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
 /** One event a sipkit process wrote on stdout. */

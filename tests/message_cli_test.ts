@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import {
+  SIPKIT_MAIN,
   type SipkitDirs,
   type SipkitEvent,
   type SipkitProcess,
@@ -16,7 +17,6 @@ import {
 import { findBinary, freePort } from "./peers/require.ts";
 import { routeLocalAddress } from "../lib/sip/_net.ts";
 
-const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
 /**
@@ -349,7 +349,7 @@ Deno.test("sipkit message takes the body from stdin when it is not NDJSON input"
         "-A",
         "--config",
         CONFIG,
-        MAIN,
+        SIPKIT_MAIN,
         "message",
         "-u",
         "alice@example.test",
@@ -493,7 +493,7 @@ Deno.test({
         "-A",
         "--config",
         CONFIG,
-        MAIN,
+        SIPKIT_MAIN,
         "message",
         "-u",
         "alice@example.test",
@@ -648,7 +648,7 @@ Deno.test({
     await withSipkitDirs(async (dirs) => {
       const { proc: bob, address } = await startListener(dirs);
       const q = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
-      const chat = [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN, "message"]
+      const chat = [Deno.execPath(), "run", "-A", "--config", CONFIG, SIPKIT_MAIN, "message"]
         .concat(["-u", "alice@example.test", "--bind", "127.0.0.1:0"])
         .concat(["--chat", "bob@example.test", "--proxy", `sip:${address}`])
         .map(q).join(" ");
