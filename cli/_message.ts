@@ -10,7 +10,12 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { BatchResult } from "../lib/im/message.ts";
 import type { SipRequest } from "../lib/sip/message.ts";
-import { MessageSender, MessageSendError, type OutgoingMessage } from "../lib/im/sender.ts";
+import {
+  DEFAULT_MESSAGE_TYPE,
+  MessageSender,
+  MessageSendError,
+  type OutgoingMessage,
+} from "../lib/im/sender.ts";
 import { type CommandContext, type CommonOptions, runCommand } from "./_common.ts";
 import { EXIT, usageError } from "./_exit.ts";
 import type { RoamOptions } from "./_roam.ts";
@@ -70,16 +75,18 @@ async function runMessage(
     requireUser: mode !== "listen",
     oneShot: mode === "send",
   });
+  const sender = new MessageSender(ua, {
+    timeout: opts.timeout === undefined ? undefined : opts.timeout * 1000,
+  });
+  // A one-shot send exits as soon as its transaction has a final response
+  // (or fails), and without closing the UA: the process ends right after
+  // (runCommand), which closes the socket and drops the timers. What is left
+  // is the transaction in Completed, whose timer K (T4, 5 s over UDP, RFC
+  // 3261 17.1.2.2) only absorbs copies of that response; nothing is sent in
+  // that state, so a process that goes away loses nothing (a copy that
+  // comes later meets a closed port).
+  if (mode === "send") return await sendOne(ctx, sender, to!, outgoing!);
   try {
-    const sender = new MessageSender(ua, {
-      timeout: opts.timeout === undefined ? undefined : opts.timeout * 1000,
-    });
-    // A one-shot send exits as soon as its transaction has a final response
-    // (or fails): closing the UA drops the transaction in Completed, whose
-    // timer K (T4, 5 s over UDP, RFC 3261 17.1.2.2) only absorbs copies of
-    // that response; nothing is sent in that state, so a process that goes
-    // away loses nothing (a copy that comes later meets a closed port).
-    if (mode === "send") return await sendOne(ctx, sender, to!, outgoing!);
     const more = await import("./_message_more.ts");
     if (mode === "batch") return await more.sendBatch(ctx, sender, opts);
     return await more.listenAndChat(ctx, ua, sender, opts);
@@ -116,7 +123,10 @@ export function checkedMessage(m: OutgoingMessage): OutgoingMessage {
   if (m.subject !== undefined && /[\r\n]/.test(m.subject)) {
     throw usageError("the subject must be one line");
   }
-  if (m.contentType !== undefined && !/^[^\s/;]+\/[^\s/;]+\s*(;.*)?$/.test(m.contentType)) {
+  if (
+    m.contentType !== undefined && m.contentType !== DEFAULT_MESSAGE_TYPE &&
+    !/^[^\s/;]+\/[^\s/;]+\s*(;.*)?$/.test(m.contentType)
+  ) {
     throw usageError(`Invalid media type "${m.contentType}"`);
   }
   return m;

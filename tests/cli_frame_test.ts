@@ -6,7 +6,13 @@
 
 import assert from "node:assert/strict";
 import { Command } from "@commander-js/extra-typings";
-import { addCommonOptions, type CommandContext, exitCodeFor, intArg } from "../cli/_common.ts";
+import {
+  addCommonOptions,
+  type CommandContext,
+  exitCodeFor,
+  intArg,
+  uriOption,
+} from "../cli/_common.ts";
 import {
   applyConfig,
   configDir,
@@ -391,6 +397,9 @@ Deno.test("applyConfig(): flags, then SIPKIT_* variables, then the profile", asy
   assert.equal(work.user, undefined);
   const byEnv = await configured([], { SIPKIT_PROFILE: "work" }, config);
   assert.equal(byEnv.registrar, "sip:r.test");
+  const camel = await configured([], { SIPKIT_AUTH_USER: "u1", SIPKIT_PASSWORD_ENV: "PW" }, {});
+  assert.equal(camel.authUser, "u1", "SIPKIT_AUTH_USER for --auth-user");
+  assert.equal(camel.passwordEnv, "PW");
   const bool = await configured([], { SIPKIT_TRACE: "1", SIPKIT_INSECURE: "no" }, {});
   assert.equal(bool.trace, true);
   assert.equal(bool.insecure, false);
@@ -650,4 +659,25 @@ Deno.test("NdjsonWriter: the kept encode buffer shrinks back after a large event
   const got = new Uint8Array(out.reduce((n, p) => n + p.length, 0));
   out.reduce((off, p) => (got.set(p, off), off + p.length), 0);
   assert.deepEqual(got, enc.encode(expected.join("")), "every byte as JSON.stringify would write");
+});
+
+Deno.test("uriOption() reads SIP URIs and refuses other schemes as usage errors", () => {
+  assert.equal(uriOption("--user", " alice@example.test ").user, "alice");
+  assert.equal(uriOption("--proxy", "SIPS:proxy.example.test").scheme, "sips");
+  assert.equal(uriOption("--user", "sip:bob@example.test:5070").port, 5070);
+  for (
+    const value of ["mailto:x@example.test", "TEL:+15551234", " https://example.test", "Im:x@y"]
+  ) {
+    assert.throws(
+      () => uriOption("--user", value),
+      (e: unknown) =>
+        e instanceof CommandError && e.code === EXIT.USAGE &&
+        /is not a sip: or sips: URI/.test(e.message),
+      value,
+    );
+  }
+  assert.throws(
+    () => uriOption("--user", "example.test", { needUser: true }),
+    (e: unknown) => e instanceof CommandError && /has no user part/.test(e.message),
+  );
 });

@@ -324,7 +324,16 @@ Deno.test("isIpAddress() tells addresses from names", () => {
   ) {
     assert.equal(isIpAddress(ip), true, ip);
   }
+  for (const ip of ["10.0.0.10", "199.249.255.1", "9.99.100.250"]) {
+    assert.equal(isIpAddress(ip), true, ip);
+  }
   for (const name of ["example.test", "256.1.1.1", "1.2.3", "localhost", "a:b:zz"]) {
+    assert.equal(isIpAddress(name), false, name);
+  }
+  // Dotted quads as RFC 3263 takes them: four parts, 0 to 255, no leading zeros.
+  for (
+    const name of ["01.2.3.4", "1.2.3.04", "1.2.3.4.5", "1.2.3.", ".1.2.3", "1234.1.1.1", "1..2.3"]
+  ) {
     assert.equal(isIpAddress(name), false, name);
   }
 });

@@ -205,6 +205,24 @@ Deno.test("client INVITE puts a top Via with a magic-cookie branch and matches r
   assert.equal(transport.sent.length, 1);
 });
 
+Deno.test("addTopVia() caches the Via it writes as parsing that text gives it", async () => {
+  const { addTopVia } = await import("../lib/sip/transaction/build.ts");
+  for (const protocol of ["udp", "tcp", "tls"] as const) {
+    for (const options of [{}, { host: "192.0.2.1", port: 5070 }, { host: "2001:db8::1" }]) {
+      const req = createRequest("MESSAGE", "sip:bob@example.test");
+      const branch = addTopVia(req, { protocol, ...options });
+      const primed = req.topVia;
+      assert.equal(primed.params.branch, branch);
+      // The same text parsed afresh (what the cache stands for).
+      const fresh = createRequest("MESSAGE", "sip:bob@example.test", {
+        headers: [["Via", req.headers.get("Via")!]],
+      });
+      assert.deepEqual(primed, fresh.topVia, `${protocol} ${JSON.stringify(options)}`);
+      assert.deepEqual(req.via, [fresh.topVia]);
+    }
+  }
+});
+
 Deno.test("client INVITE stops retransmitting on a provisional response and timer B no longer applies", async () => {
   const { clock, transport, tl } = setup();
   const provisional: number[] = [];

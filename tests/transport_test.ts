@@ -724,6 +724,11 @@ Deno.test("address helpers normalize hosts and match subnets", async (t) => {
   await t.step("normalizeHost", () => {
     assert.equal(normalizeHost("[2001:DB8::1]"), "2001:db8::1");
     assert.equal(normalizeHost("::ffff:192.0.2.7"), "192.0.2.7");
+    assert.equal(normalizeHost("[::FFFF:10.0.0.1]"), "10.0.0.1");
+    assert.equal(normalizeHost("::ffff:192.0.2"), "::ffff:192.0.2");
+    assert.equal(normalizeHost("::ffff:192.0.2.7.1"), "::ffff:192.0.2.7.1");
+    assert.equal(normalizeHost("::ffff:192.0.2."), "::ffff:192.0.2.");
+    assert.equal(normalizeHost("::ffff:c000:207"), "::ffff:c000:207");
     assert.equal(normalizeHost("Example.TEST"), "example.test");
     assert.equal(
       hostPortKey({ host: "[::1]", port: 5060 }),

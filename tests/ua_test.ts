@@ -159,6 +159,11 @@ Deno.test("SipHeaders.prepend() puts a header that is absent on the first line",
 Deno.test("toSipUri() and parseHostPort() read user input", () => {
   assert.equal(formatUri(toSipUri("alice@example.test")), "sip:alice@example.test");
   assert.equal(formatUri(toSipUri(" sips:bob@example.test ")), "sips:bob@example.test");
+  assert.equal(toSipUri("SIP:carol@example.test").user, "carol");
+  assert.equal(toSipUri("Sips:carol@example.test").scheme, "sips");
+  assert.equal(toSipUri("TEL:+15551234").scheme, "tel");
+  // Anything else is a user part (sipx is not a scheme we know).
+  assert.equal(toSipUri("sipx@example.test").user, "sipx");
   assert.deepEqual(parseHostPort("127.0.0.1:5070"), { host: "127.0.0.1", port: 5070 });
   assert.deepEqual(parseHostPort("[::1]:5080"), { host: "::1", port: 5080 });
   assert.deepEqual(parseHostPort("::1"), { host: "::1", port: 0 });

@@ -194,6 +194,17 @@ Deno.test("formatNameAddr() quotes the display name and round-trips", () => {
   );
 });
 
+Deno.test("formatAddress() writes <> only when the URI needs them (section 20.10)", async () => {
+  const { formatAddress } = await import("../lib/sip/uri.ts");
+  const plain = (text: string) => formatAddress({ uri: parseUri(text), params: { tag: "t" } });
+  assert.equal(plain("sip:a@example.com"), "sip:a@example.com;tag=t");
+  assert.equal(plain("sip:a@example.com;lr"), "<sip:a@example.com;lr>;tag=t");
+  assert.equal(plain("sip:a@example.com?Subject=x"), "<sip:a@example.com?Subject=x>;tag=t");
+  assert.equal(plain("sip:a,b@example.com"), "<sip:a,b@example.com>;tag=t");
+  assert.equal(plain("SIPS:a@example.com"), "sips:a@example.com;tag=t");
+  assert.equal(plain("im:a@example.com"), "im:a@example.com;tag=t");
+});
+
 Deno.test("formatNameAddr() refuses CR or LF in the display name and parameters", () => {
   const uri = parseUri("sip:a@example.com");
   assert.throws(

@@ -184,7 +184,8 @@ export class MessageSender {
     const headers: [string, string][] = [...(message.headers ?? [])];
     let body = message.body;
     let contentType = message.contentType ?? DEFAULT_MESSAGE_TYPE;
-    parseMediaType(contentType);
+    // Checked unless it is the default (a constant known to be good).
+    if (contentType !== DEFAULT_MESSAGE_TYPE) parseMediaType(contentType);
     if (message.cpim) {
       if (cpimApi === undefined) {
         throw new Error("MessageSender: await prepare() before building a CPIM message");

@@ -21,7 +21,10 @@ import type { HostPort } from "./transport.ts";
  */
 export function toSipUri(text: string): Uri {
   const t = text.trim();
-  if (/^(sips?|tel):/i.test(t)) return parseUri(t);
+  const scheme = t.slice(0, 5).toLowerCase();
+  if (scheme.startsWith("sip:") || scheme === "sips:" || scheme.startsWith("tel:")) {
+    return parseUri(t);
+  }
   return parseUri(`sip:${t}`);
 }
 
@@ -38,7 +41,7 @@ export function toSipUri(text: string): Uri {
  */
 export function parseHostPort(text: string, defaultPort = 0): HostPort {
   const t = text.trim();
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
+  const v6 = t.startsWith("[") ? /^\[([^\]]+)\](?::(\d+))?$/.exec(t) : null;
   if (v6) return { host: v6[1], port: v6[2] ? Number(v6[2]) : defaultPort };
   const colons = t.split(":").length - 1;
   if (colons > 1) return { host: t, port: defaultPort };

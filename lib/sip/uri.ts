@@ -399,7 +399,7 @@ export function cloneUri(uri: Uri): Uri {
 export function formatUri(uri: Uri): string {
   const scheme = uri.scheme;
   if (scheme === "*") return "*";
-  if (!/^[A-Za-z][A-Za-z0-9+.-]*$/.test(scheme)) {
+  if (scheme !== "sip" && scheme !== "sips" && !/^[A-Za-z][A-Za-z0-9+.-]*$/.test(scheme)) {
     throw new TypeError(`Cannot format URI: invalid scheme "${scheme}"`);
   }
   if (uri.opaque !== undefined) {
@@ -571,7 +571,8 @@ export function formatAddress(value: NameAddr): string {
     return formatNameAddr(value);
   }
   const uri = formatUri(value.uri);
-  if (/[,;?]/.test(uri)) return formatNameAddr(value);
+  // Section 20.10: a URI with a comma, question mark or semicolon goes in <>.
+  if (uri.includes(",") || uri.includes(";") || uri.includes("?")) return formatNameAddr(value);
   return uri + formatHeaderParams(value.params, "name-addr");
 }
 

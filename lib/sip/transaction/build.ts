@@ -113,6 +113,13 @@ export function addTopVia(req: SipRequest, options: AddViaOptions = {}): string 
   const port = options.port === undefined ? "" : `:${options.port}`;
   req.headers.prepend("Via", `SIP/2.0/${proto} ${hostPart}${port};branch=${branch}`);
   req.invalidate();
+  // What parsing that value gives (the transaction reads the branch at once).
+  const params = { branch };
+  req._primeTopVia(
+    options.port === undefined
+      ? { protocol: "SIP/2.0", transport: proto, host, params }
+      : { protocol: "SIP/2.0", transport: proto, host, port: options.port, params },
+  );
   return branch;
 }
 
