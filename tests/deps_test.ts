@@ -7,6 +7,7 @@
  * no network sipkit would not start at all.
  */
 import assert from "node:assert/strict";
+import { build } from "../tools/build.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const BENCH_ONLY = ["sip", "drachtio-sip", "jssip"];
@@ -54,7 +55,7 @@ Deno.test("bench/deno.json maps the benchmark peers and pins shared packages at 
   for (const key of ["@xmldom/xmldom"]) assert.equal(bench.imports[key], config.imports[key]);
 });
 
-Deno.test("sipkit --version starts offline from a cache without the benchmark peers", async () => {
+Deno.test("sipkit --version starts offline from a cache without the benchmark peers, from source and installed", async () => {
   // Make sure the runtime packages are in the real cache (a fresh CI machine).
   const warm = await new Deno.Command(Deno.execPath(), {
     args: ["cache", `${root}cli/main.ts`],
@@ -108,6 +109,25 @@ Deno.test("sipkit --version starts offline from a cache without the benchmark pe
     }).output();
     assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
     assert.match(new TextDecoder().decode(run.stdout), /^\d+\.\d+\.\d+/);
+    // The installed form (the bundle of `deno task build`) needs no more.
+    await build(`${dir}/dist`);
+    const installed = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--cached-only",
+        "-A",
+        "--config",
+        `${root}deno.json`,
+        `${dir}/dist/main.js`,
+        "--version",
+      ],
+      cwd: dir,
+      env: { DENO_DIR: dir },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(installed.code, 0, new TextDecoder().decode(installed.stderr));
+    assert.equal(new TextDecoder().decode(installed.stdout), new TextDecoder().decode(run.stdout));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
