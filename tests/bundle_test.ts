@@ -72,15 +72,29 @@ Deno.test("deno task build: the bundle runs as the sources do, and passes the co
       assert.ok(imported.has("@commander-js/extra-typings"));
     });
 
-    await t.step("a second build replaces the first; a foreign directory is refused", async () => {
+    await t.step("a rebuild keeps the previous build's files and prunes older ones", async () => {
+      const names = async () =>
+        (await Array.fromAsync(Deno.readDir(outdir))).map((e) => e.name).sort();
       await build(outdir);
-      const again = (await Array.fromAsync(Deno.readDir(outdir))).map((e) => e.name).sort();
-      assert.deepEqual(again, [...files].sort(), "the same files, none left over");
+      assert.deepEqual(await names(), [...files].sort(), "unchanged sources: the same files");
+      // A chunk that only the previous build had (a process started from it may
+      // still load it), and a staging directory left by a build cut short.
+      await Deno.writeTextFile(`${outdir}/chunk-OLDBUILD.js`, "export {};\n");
+      const mark = JSON.parse(await Deno.readTextFile(`${outdir}/${BUILD_MARK}`));
+      mark.builds = [[], [...mark.builds[1], "chunk-OLDBUILD.js"]];
+      await Deno.writeTextFile(`${outdir}/${BUILD_MARK}`, JSON.stringify(mark));
+      await Deno.mkdir(`${outdir}/.stage-cut`);
+      await build(outdir);
+      assert.deepEqual(await names(), [...files, "chunk-OLDBUILD.js"].sort());
+      await build(outdir);
+      assert.deepEqual(await names(), [...files].sort(), "two builds later it is gone");
       const foreign = `${dir}/foreign`;
       await Deno.mkdir(foreign);
       await Deno.writeTextFile(`${foreign}/keep.txt`, "mine");
       await assert.rejects(() => build(foreign), /not touched/);
-      assert.equal(await Deno.readTextFile(`${foreign}/keep.txt`), "mine");
+      assert.deepEqual((await Array.fromAsync(Deno.readDir(foreign))).map((e) => e.name), [
+        "keep.txt",
+      ]);
     });
 
     await t.step("the same version and help texts as the sources", async () => {
