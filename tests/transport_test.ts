@@ -718,9 +718,19 @@ Deno.test("TlsTransport gives up on a server that never completes the handshake"
 });
 
 Deno.test("address helpers normalize hosts and match subnets", async (t) => {
-  const { normalizeHost, inSubnet, hostPortKey, routeLocalAddress } = await import(
+  const { normalizeHost, inSubnet, hostPortKey, routeLocalAddress, isIPv4 } = await import(
     "../lib/sip/_net.ts"
   );
+  await t.step("isIPv4", () => {
+    for (const host of ["192.0.2.1", "0.0.0.0", "999.1.1.1", "01.002.3.4"]) {
+      assert.equal(isIPv4(host), true, host);
+    }
+    for (
+      const host of ["1.2.3", "1.2.3.4.5", "1.2.3.", "1234.1.1.1", "1..2.3", "::1", "a.b.c.d", ""]
+    ) {
+      assert.equal(isIPv4(host), false, host);
+    }
+  });
   await t.step("normalizeHost", () => {
     assert.equal(normalizeHost("[2001:DB8::1]"), "2001:db8::1");
     assert.equal(normalizeHost("::ffff:192.0.2.7"), "192.0.2.7");
