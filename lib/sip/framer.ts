@@ -211,19 +211,28 @@ export class StreamFramer {
     const text = new TextDecoder().decode(
       this.#buf.subarray(this.#start, this.#start + headerEnd),
     );
-    const lines = text.split(/\r?\n/);
+    // Lines end in LF or CRLF. Read without regular expressions: a one-shot
+    // command over TCP frames one response, and each regular expression
+    // costs some 0.3 ms the first time it runs.
+    const lines = text.split("\n");
+    const lineAt = (n: number) => {
+      const line = lines[n];
+      return line.endsWith("\r") ? line.slice(0, -1) : line;
+    };
     let value: number | undefined;
     for (let n = 1; n < lines.length; n++) {
-      const line = lines[n];
+      const line = lineAt(n);
       const colon = line.indexOf(":");
       if (colon < 0) continue;
       const name = line.slice(0, colon).trim().toLowerCase();
       if (name !== "content-length" && name !== "l") continue;
       let raw = line.slice(colon + 1);
       // A folded value continues on lines that start with whitespace.
-      while (n + 1 < lines.length && /^[ \t]/.test(lines[n + 1])) raw += " " + lines[++n];
+      while (n + 1 < lines.length && isSpaceOrTab(lines[n + 1].charCodeAt(0))) {
+        raw += " " + lineAt(++n);
+      }
       raw = raw.trim();
-      if (!/^\d{1,10}$/.test(raw)) {
+      if (!isDigits(raw, 10)) {
         this.#fail(
           new SipSyntaxError(`Cannot frame SIP message: bad Content-Length "${raw}"`, {
             header: "Content-Length",
@@ -266,4 +275,18 @@ export class StreamFramer {
     this.#start = this.#end = 0;
     this.#options.onError?.(error);
   }
+}
+
+function isSpaceOrTab(c: number): boolean {
+  return c === 32 || c === 9;
+}
+
+/** True for 1 to `max` ASCII digits. */
+function isDigits(s: string, max: number): boolean {
+  if (s.length === 0 || s.length > max) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
 }
