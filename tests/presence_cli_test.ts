@@ -591,3 +591,17 @@ Deno.test("watch --once and notify --publish --once stop at once on SIGTERM whil
     await dirs.cleanup();
   }
 });
+
+Deno.test("notify keeps a publication in a file named after the AOR, other characters as _", async () => {
+  const { publicationFile } = await import("../cli/_notify.ts");
+  const { stateDir } = await import("../cli/_config.ts");
+  const dir = stateDir();
+  assert.equal(
+    publicationFile("sip:carol@example.test"),
+    `${dir}/publish-sip_carol@example.test.json`,
+  );
+  assert.equal(publicationFile("sips:A-b_c.9@x.test"), `${dir}/publish-sips_A-b_c.9@x.test.json`);
+  assert.equal(publicationFile("sip:ü/..@x;y"), `${dir}/publish-sip___..@x_y.json`);
+  // One "_" per UTF-16 code unit, as before: a character outside the BMP gives two.
+  assert.equal(publicationFile("sip:😀@x"), `${dir}/publish-sip___@x.json`);
+});
