@@ -79,7 +79,12 @@ interface Timing {
  * (wall time, and the CPU time the process used: steadier than wall time on
  * a busy machine).
  */
-async function timeRun(name: string, config: string, args: string[]): Promise<Timing> {
+async function timeRun(
+  name: string,
+  config: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<Timing> {
   const errFile = await Deno.makeTempFile({ prefix: `sipkit_startup_${Deno.pid}_` });
   try {
     const out = await new Deno.Command("bash", {
@@ -94,7 +99,7 @@ async function timeRun(name: string, config: string, args: string[]): Promise<Ti
         config,
         ...args,
       ],
-      env: { ERR: errFile },
+      env: { ...env, ERR: errFile },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -145,7 +150,17 @@ async function bundleOf(root: string, dirs: string[]): Promise<string | undefine
 
 async function main(): Promise<number> {
   const runs = runsArg();
-  const bundles: string[] = [];
+  const tempDirs: string[] = [];
+  // sipkit's config and state directories, private to this run: no config of
+  // the user's is read, and the cron job's publication state (its entity tag,
+  // so that each run after the warm-up round is a refresh, as in a real cron
+  // job) is not the user's either.
+  const dirsRoot = await Deno.makeTempDir({ prefix: `sipkit_startup_dirs_${Deno.pid}_` });
+  tempDirs.push(dirsRoot);
+  const dirs = {
+    SIPKIT_CONFIG_DIR: `${dirsRoot}/config`,
+    SIPKIT_STATE_DIR: `${dirsRoot}/state`,
+  };
   const listener = spawnSipkit(
     [
       "message",
@@ -156,7 +171,7 @@ async function main(): Promise<number> {
       "bob@127.0.0.1",
       "--quiet",
     ],
-    { name: "listener", stdin: false },
+    { name: "listener", stdin: false, env: dirs },
   );
   let presence: Awaited<ReturnType<typeof startSipp>> | undefined;
   try {
@@ -193,10 +208,10 @@ async function main(): Promise<number> {
       ],
     ];
     const before = beforeArg();
-    const beforeBundle = before ? await bundleOf(before, bundles) : undefined;
+    const beforeBundle = before ? await bundleOf(before, tempDirs) : undefined;
     const cases: [string, string, string[]][] = [
       ["hello script (commander only) --version", CONFIG, [HELLO, "--version"]],
-      ...sipkit("sipkit", await bundleOf(ROOT, bundles) as string, CONFIG),
+      ...sipkit("sipkit", await bundleOf(ROOT, tempDirs) as string, CONFIG),
       ...sipkit("from source: sipkit", MAIN, CONFIG),
       ...(beforeBundle ? sipkit("before: sipkit", beforeBundle, `${before}/deno.json`) : []),
       ...(before
@@ -208,7 +223,7 @@ async function main(): Promise<number> {
     let sent = 0;
     for (let round = 0; round <= runs; round++) {
       for (const [i, [name, config, args]] of cases.entries()) {
-        const t = await timeRun(name, config, args);
+        const t = await timeRun(name, config, args, dirs);
         if (name.includes("one-shot")) sent++;
         if (round > 0) times[i].push(t); // round 0 warms the caches
       }
@@ -245,7 +260,7 @@ async function main(): Promise<number> {
   } finally {
     await listener.stop();
     await presence?.stop();
-    for (const dir of bundles) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    for (const dir of tempDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
 
