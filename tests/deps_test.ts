@@ -100,34 +100,24 @@ Deno.test("sipkit --version starts offline from a cache without the benchmark pe
       const cp = await new Deno.Command("cp", { args: ["-r", pkg.localPath, to] }).output();
       assert.equal(cp.code, 0, `copying ${id}`);
     }
-    const run = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--cached-only", "-A", `${root}cli/main.ts`, "--version"],
-      cwd: root,
-      env: { DENO_DIR: dir },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
-    assert.match(new TextDecoder().decode(run.stdout), /^\d+\.\d+\.\d+/);
+    // `deno run --cached-only -A <args>` with only that cache: its stdout.
+    const offline = async (args: string[], cwd: string) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--cached-only", "-A", ...args],
+        cwd,
+        env: { DENO_DIR: dir },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      return new TextDecoder().decode(out.stdout);
+    };
+    const version = await offline([`${root}cli/main.ts`, "--version"], root);
+    assert.match(version, /^\d+\.\d+\.\d+/);
     // The installed form (the bundle of `deno task build`) needs no more.
     await build(`${dir}/dist`);
-    const installed = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--cached-only",
-        "-A",
-        "--config",
-        `${root}deno.json`,
-        `${dir}/dist/main.js`,
-        "--version",
-      ],
-      cwd: dir,
-      env: { DENO_DIR: dir },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(installed.code, 0, new TextDecoder().decode(installed.stderr));
-    assert.equal(new TextDecoder().decode(installed.stdout), new TextDecoder().decode(run.stdout));
+    const main = `${dir}/dist/main.js`;
+    assert.equal(await offline(["--config", `${root}deno.json`, main, "--version"], dir), version);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
