@@ -7,8 +7,8 @@
  *
  * Why: Deno loads a TypeScript module graph one module at a time (resolve,
  * read, look up the transpiled code, compile), and the send path of a one-shot
- * `sipkit message` is 35 modules. The bundle loads the same code as about 20
- * plain JavaScript chunks, which takes about 7 ms less of a 150 ms start
+ * `sipkit message` is 35 modules. The bundle loads the same code as about 18
+ * plain JavaScript chunks, which takes 5 to 9 ms less of a 150 ms start
  * (README, "Start-up").
  *
  * The npm packages of deno.json's import map stay outside the bundle: the
