@@ -108,7 +108,9 @@ export interface SipkitProcess {
  */
 export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): SipkitProcess {
   const name = options.name ?? `sipkit ${args[0] ?? ""}`;
-  const argv = [Deno.execPath(), "run", "-A", "--config", CONFIG, options.script ?? MAIN, ...args];
+  const argv = options.script
+    ? [Deno.execPath(), "run", "-A", "--config", CONFIG, options.script, ...args]
+    : sipkitArgv(args);
   // `ip netns exec` execs the command: the pid (and signals) stay the same.
   if (options.netns) argv.unshift("ip", "netns", "exec", options.netns);
   const child = new Deno.Command(argv[0], {
@@ -278,10 +280,19 @@ export function spawnSipkit(args: string[], options: SpawnSipkitOptions = {}): S
   };
 }
 
+/** The command line that runs `sipkit <args>` (`deno run -A --config ... <SIPKIT_MAIN> <args>`). */
+export function sipkitArgv(args: string[] = []): string[] {
+  return [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN, ...args];
+}
+
+/** `words` quoted for `sh -c`. */
+export function shellWords(words: string[]): string {
+  return words.map((w) => `'${w.replaceAll("'", `'\\''`)}'`).join(" ");
+}
+
 /** The shell words that run sipkit (`deno run -A --config ... cli/main.ts`), for `sh -c` pipelines. */
 export function sipkitShellCommand(): string {
-  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-  return [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN].map(quote).join(" ");
+  return shellWords(sipkitArgv());
 }
 
 /** The NDJSON events among mixed output lines (stderr lines are skipped). */

@@ -6,7 +6,8 @@
 
 import assert from "node:assert/strict";
 import {
-  SIPKIT_MAIN,
+  shellWords,
+  sipkitArgv,
   type SipkitDirs,
   type SipkitEvent,
   type SipkitProcess,
@@ -16,8 +17,6 @@ import {
 } from "./_sipkit_process.ts";
 import { findBinary, freePort } from "./peers/require.ts";
 import { routeLocalAddress } from "../lib/sip/_net.ts";
-
-const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
 /**
  * Runs `fn` with fresh directories and bob listening (`startListener(dirs, extra)`); bob is
@@ -345,11 +344,7 @@ Deno.test("sipkit message takes the body from stdin when it is not NDJSON input"
   await withListener(async (dirs, proc, address) => {
     const child = new Deno.Command(Deno.execPath(), {
       args: [
-        "run",
-        "-A",
-        "--config",
-        CONFIG,
-        SIPKIT_MAIN,
+        ...sipkitArgv().slice(1),
         "message",
         "-u",
         "alice@example.test",
@@ -488,12 +483,7 @@ Deno.test({
     await withSipkitDirs(async (dirs) => {
       const { proc: bob, address } = await startListener(dirs);
       const term = inTerminal([
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--config",
-        CONFIG,
-        SIPKIT_MAIN,
+        ...sipkitArgv(),
         "message",
         "-u",
         "alice@example.test",
@@ -647,11 +637,17 @@ Deno.test({
   fn: async () => {
     await withSipkitDirs(async (dirs) => {
       const { proc: bob, address } = await startListener(dirs);
-      const q = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
-      const chat = [Deno.execPath(), "run", "-A", "--config", CONFIG, SIPKIT_MAIN, "message"]
-        .concat(["-u", "alice@example.test", "--bind", "127.0.0.1:0"])
-        .concat(["--chat", "bob@example.test", "--proxy", `sip:${address}`])
-        .map(q).join(" ");
+      const chat = shellWords(sipkitArgv([
+        "message",
+        "-u",
+        "alice@example.test",
+        "--bind",
+        "127.0.0.1:0",
+        "--chat",
+        "bob@example.test",
+        "--proxy",
+        `sip:${address}`,
+      ]));
       const term = inTerminal(["sh", "-c", `${chat} | cat`], dirs.env);
       let code: number | undefined;
       try {

@@ -9,9 +9,8 @@ import { type Kamailio, startKamailio } from "./peers/kamailio.ts";
 import { findBinary, isPortBound, requirePeer } from "./peers/require.ts";
 import { UserAgent } from "../lib/sip/ua.ts";
 import { VERSION } from "../lib/version.ts";
-import { SIPKIT_MAIN } from "./_sipkit_process.ts";
+import { shellWords, sipkitArgv } from "./_sipkit_process.ts";
 
-const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
 const HAVE_KAMAILIO = requirePeer("kamailio", "kamailio");
 
@@ -49,7 +48,7 @@ class Sipkit {
 
   constructor(args: string[], env: Record<string, string>, options: { stdin?: boolean } = {}) {
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--config", CONFIG, SIPKIT_MAIN, ...args],
+      args: sipkitArgv(args).slice(1),
       cwd: ROOT,
       clearEnv: true,
       env: cleanEnv(env),
@@ -853,8 +852,7 @@ Deno.test("sipkit register bounds its clean-up when the registrar went silent; a
 
 /** Runs sipkit in a pseudo-terminal (util-linux `script`): what a person at a terminal sees. */
 function inTerminal(args: string[], env: Record<string, string>) {
-  const command = [Deno.execPath(), "run", "-A", "--config", CONFIG, SIPKIT_MAIN, ...args]
-    .map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const command = shellWords(sipkitArgv(args));
   const child = new Deno.Command("script", {
     args: ["-qefc", command, "/dev/null"],
     cwd: ROOT,
